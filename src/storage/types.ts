@@ -1,0 +1,62 @@
+/**
+ * Public types of the segmented commit log. See `log.ts` for the implementation and the on-disk
+ * format in `format.ts`.
+ */
+
+/**
+ * When an append is acknowledged:
+ * - `always` (default): after its bytes are fdatasync'ed. Concurrent appends share one fsync
+ *   (group commit), so throughput grows with concurrency. Survives kill -9 and power loss.
+ * - `interval`: after its bytes are written to the OS; an fsync runs every `intervalMs`.
+ *   Survives kill -9; a power loss can lose up to `intervalMs` of acknowledged appends.
+ * - `never`: after its bytes are written to the OS; fsync only at segment roll and close.
+ */
+export type FsyncPolicy = { kind: 'always' } | { kind: 'interval'; intervalMs: number } | { kind: 'never' };
+
+export interface LogConfig {
+  /** A segment's store file rolls over before it would exceed this many bytes. */
+  maxStoreBytes: number;
+  /** A segment's index file rolls over at this many bytes (a multiple of the 12-byte entry). */
+  maxIndexBytes: number;
+  /** Offset of the first record of a new, empty log. */
+  initialOffset: number;
+  fsync: FsyncPolicy;
+  /** Largest value accepted by append, in bytes (the server enforces its own, smaller limit). */
+  maxRecordBytes: number;
+}
+
+/** What a caller appends: the log assigns the offset. */
+export interface RecordInput {
+  value: Uint8Array;
+  /** Raft term; 0 outside Raft. */
+  term?: number;
+  /** Record type; 0 is a user record. */
+  type?: number;
+}
+
+export interface StoredRecord {
+  value: Buffer;
+  offset: number;
+  term: number;
+  type: number;
+}
+
+export interface ReadLimits {
+  /** At most this many records (at least one is returned when any is available). */
+  maxCount: number;
+  /** Stop before exceeding this many value bytes, but always return at least one record. */
+  maxBytes: number;
+}
+
+/** What recovery found and did when the log was opened. */
+export interface RecoveryReport {
+  segmentCount: number;
+  /** Records in the tail that were cut because they were torn or failed their checksum. */
+  droppedTailRecords: number;
+  /** Bytes cut from the end of the last store file. */
+  droppedTailBytes: number;
+  /** Index entries rebuilt from the store because the index file lacked them. */
+  rebuiltIndexEntries: number;
+  /** One human-readable line per action taken, naming the file and byte position. */
+  actions: string[];
+}

@@ -1,0 +1,19 @@
+export { assert, assertUint, unreachable, AssertionError } from './assert.js';
+export { Prng } from './prng.js';
+export {
+  AnnalError,
+  ErrorCode,
+  OffsetOutOfRangeError,
+  InvalidArgumentError,
+  RecordTooLargeError,
+  CorruptionError,
+  ClosedError,
+  StorageFailedError,
+  OverloadedError,
+  NotLeaderError,
+  PermissionDeniedError,
+  UnauthenticatedError,
+  DeadlineExceededError,
+  UnavailableError,
+  InternalError,
+} from './errors.js';

@@ -1,0 +1,75 @@
+/**
+ * A small seeded pseudo-random generator (xoshiro128**), so that everything random in the pure
+ * cores and the simulator is reproducible from one seed. Not for cryptography.
+ */
+export class Prng {
+  private s0: number;
+  private s1: number;
+  private s2: number;
+  private s3: number;
+
+  constructor(seed: number) {
+    // splitmix32 expands the seed into four non-zero state words.
+    let x = seed >>> 0;
+    const next = (): number => {
+      x = (x + 0x9e3779b9) >>> 0;
+      let z = x;
+      z = Math.imul(z ^ (z >>> 16), 0x85ebca6b) >>> 0;
+      z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35) >>> 0;
+      return (z ^ (z >>> 16)) >>> 0;
+    };
+    this.s0 = next();
+    this.s1 = next();
+    this.s2 = next();
+    this.s3 = next() | 1;
+  }
+
+  /** A uniformly distributed 32-bit unsigned integer. */
+  nextUint32(): number {
+    const result = Math.imul(rotl(Math.imul(this.s1, 5) >>> 0, 7), 9) >>> 0;
+    const t = (this.s1 << 9) >>> 0;
+    this.s2 ^= this.s0;
+    this.s3 ^= this.s1;
+    this.s1 ^= this.s2;
+    this.s0 ^= this.s3;
+    this.s2 ^= t;
+    this.s3 = rotl(this.s3, 11);
+    this.s0 >>>= 0;
+    this.s1 >>>= 0;
+    this.s2 >>>= 0;
+    this.s3 >>>= 0;
+    return result;
+  }
+
+  /** A float in [0, 1). */
+  next(): number {
+    return this.nextUint32() / 0x1_0000_0000;
+  }
+
+  /** An integer in [min, max] inclusive. */
+  int(min: number, max: number): number {
+    if (max < min) throw new RangeError(`int(${min}, ${max}): empty range`);
+    return min + Math.floor(this.next() * (max - min + 1));
+  }
+
+  /** True with probability p. */
+  chance(p: number): boolean {
+    return this.next() < p;
+  }
+
+  /** One element of a non-empty array. */
+  pick<T>(items: readonly T[]): T {
+    if (items.length === 0) throw new RangeError('pick from an empty array');
+    return items[this.int(0, items.length - 1)] as T;
+  }
+
+  /** Fills a buffer with pseudo-random bytes. */
+  fill(buffer: Uint8Array): Uint8Array {
+    for (let i = 0; i < buffer.length; i++) buffer[i] = this.nextUint32() & 0xff;
+    return buffer;
+  }
+}
+
+function rotl(x: number, k: number): number {
+  return ((x << k) | (x >>> (32 - k))) >>> 0;
+}
