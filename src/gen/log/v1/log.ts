@@ -59,6 +59,11 @@ export interface ConsumeRequest {
    * `records` field instead of one record per message in `record`.
    */
   maxBatch: number;
+  /**
+   * Extension: when true, ConsumeStream ends with OK once it has sent every record that existed
+   * when the stream caught up, instead of tailing (for "read what is there" clients and tools).
+   */
+  stopAtEnd: boolean;
 }
 
 export interface ConsumeResponse {
@@ -349,7 +354,7 @@ export const ProduceResponse: MessageFns<ProduceResponse> = {
 };
 
 function createBaseConsumeRequest(): ConsumeRequest {
-  return { offset: 0, maxBatch: 0 };
+  return { offset: 0, maxBatch: 0, stopAtEnd: false };
 }
 
 export const ConsumeRequest: MessageFns<ConsumeRequest> = {
@@ -359,6 +364,9 @@ export const ConsumeRequest: MessageFns<ConsumeRequest> = {
     }
     if (message.maxBatch !== 0) {
       writer.uint32(16).uint32(message.maxBatch);
+    }
+    if (message.stopAtEnd !== false) {
+      writer.uint32(24).bool(message.stopAtEnd);
     }
     return writer;
   },
@@ -392,6 +400,14 @@ export const ConsumeRequest: MessageFns<ConsumeRequest> = {
             message.maxBatch = reader.uint32();
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.stopAtEnd = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -412,6 +428,11 @@ export const ConsumeRequest: MessageFns<ConsumeRequest> = {
         : isSet(object.max_batch)
         ? globalThis.Number(object.max_batch)
         : 0,
+      stopAtEnd: isSet(object.stopAtEnd)
+        ? globalThis.Boolean(object.stopAtEnd)
+        : isSet(object.stop_at_end)
+        ? globalThis.Boolean(object.stop_at_end)
+        : false,
     };
   },
 
@@ -423,6 +444,9 @@ export const ConsumeRequest: MessageFns<ConsumeRequest> = {
     if (message.maxBatch !== 0) {
       obj.maxBatch = Math.round(message.maxBatch);
     }
+    if (message.stopAtEnd !== false) {
+      obj.stopAtEnd = message.stopAtEnd;
+    }
     return obj;
   },
 
@@ -433,6 +457,7 @@ export const ConsumeRequest: MessageFns<ConsumeRequest> = {
     const message = createBaseConsumeRequest();
     message.offset = object.offset ?? 0;
     message.maxBatch = object.maxBatch ?? 0;
+    message.stopAtEnd = object.stopAtEnd ?? false;
     return message;
   },
 };
