@@ -1,0 +1,116 @@
+/**
+ * On-disk format of a segment. All integers are little-endian.
+ *
+ * Store file `<base>.store`: a sequence of frames, one per record, with no file header:
+ *
+ *   0  u32  valueLength
+ *   4  u32  crc32c of bytes [8, 28 + valueLength): everything after the checksum field
+ *   8  u64  offset      (the record's absolute offset; checked on read, so a misplaced frame is caught)
+ *  16  u64  term
+ *  24  u32  type
+ *  28  ...  value (valueLength bytes)
+ *
+ * Index file `<base>.index`: fixed 12-byte entries, entry i for offset base + i (offsets within a
+ * segment are dense, so lookup is O(1)):
+ *
+ *   0  u32  relative offset (i; a check against zeroed or stale entries)
+ *   4  u64  position of the frame in the store file
+ *
+ * `<base>` is the segment's base offset as 20 decimal digits, so names sort in offset order.
+ */
+import { assert } from '../util/index.js';
+import { crc32c } from './crc32c.js';
+
+export const FRAME_HEADER_BYTES = 28;
+export const INDEX_ENTRY_BYTES = 12;
+const TWO_POW_32 = 0x1_0000_0000;
+
+export const STORE_SUFFIX = '.store';
+export const INDEX_SUFFIX = '.index';
+const NAME_PATTERN = /^(\d{20})\.(store|index)$/;
+
+export function segmentFileName(baseOffset: number, suffix: string): string {
+  return String(baseOffset).padStart(20, '0') + suffix;
+}
+
+/** Parses a segment file name, or returns undefined for files that are not segment files. */
+export function parseSegmentFileName(name: string): { baseOffset: number; kind: 'store' | 'index' } | undefined {
+  const match = NAME_PATTERN.exec(name);
+  if (!match) return undefined;
+  const baseOffset = Number(match[1]);
+  if (!Number.isSafeInteger(baseOffset)) return undefined;
+  return { baseOffset, kind: match[2] as 'store' | 'index' };
+}
+
+export function frameSizeBytes(valueLength: number): number {
+  return FRAME_HEADER_BYTES + valueLength;
+}
+
+function writeUint64(target: Buffer, value: number, at: number): void {
+  target.writeUInt32LE(value % TWO_POW_32, at);
+  target.writeUInt32LE(Math.floor(value / TWO_POW_32), at + 4);
+}
+
+function readUint64(source: Uint8Array, at: number): number {
+  const view = source as Buffer;
+  return view.readUInt32LE(at) + view.readUInt32LE(at + 4) * TWO_POW_32;
+}
+
+/** Encodes one frame into `target` at `at`; returns the frame's size in bytes. */
+export function encodeFrame(
+  target: Buffer,
+  at: number,
+  record: { offset: number; term: number; type: number; value: Uint8Array },
+): number {
+  const valueLength = record.value.length;
+  target.writeUInt32LE(valueLength, at);
+  writeUint64(target, record.offset, at + 8);
+  writeUint64(target, record.term, at + 16);
+  target.writeUInt32LE(record.type, at + 24);
+  target.set(record.value, at + FRAME_HEADER_BYTES);
+  const end = at + FRAME_HEADER_BYTES + valueLength;
+  target.writeUInt32LE(crc32c(target, at + 8, end), at + 4);
+  return end - at;
+}
+
+export interface FrameHeader {
+  valueLength: number;
+  checksum: number;
+  offset: number;
+  term: number;
+  type: number;
+}
+
+export function decodeFrameHeader(source: Buffer, at: number): FrameHeader {
+  assert(at + FRAME_HEADER_BYTES <= source.length, 'frame header out of bounds');
+  return {
+    valueLength: source.readUInt32LE(at),
+    checksum: source.readUInt32LE(at + 4),
+    offset: readUint64(source, at + 8),
+    term: readUint64(source, at + 16),
+    type: source.readUInt32LE(at + 24),
+  };
+}
+
+/** Whether the frame at `at` (whose header has been decoded) is whole in `source` and its checksum matches. */
+export function frameChecksumMatches(source: Buffer, at: number, header: FrameHeader): boolean {
+  const end = at + FRAME_HEADER_BYTES + header.valueLength;
+  if (end > source.length) return false;
+  return crc32c(source, at + 8, end) === header.checksum;
+}
+
+export function encodeIndexEntry(target: Buffer, entryIndex: number, positionBytes: number): void {
+  const at = entryIndex * INDEX_ENTRY_BYTES;
+  target.writeUInt32LE(entryIndex, at);
+  writeUint64(target, positionBytes, at + 4);
+}
+
+/** Decodes entry `entryIndex` of an index held in `source` starting at entry `firstEntryIndex`. */
+export function decodeIndexEntry(
+  source: Buffer,
+  entryIndex: number,
+  firstEntryIndex = 0,
+): { relativeOffset: number; positionBytes: number } {
+  const at = (entryIndex - firstEntryIndex) * INDEX_ENTRY_BYTES;
+  return { relativeOffset: source.readUInt32LE(at), positionBytes: readUint64(source, at + 4) };
+}

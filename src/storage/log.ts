@@ -1,0 +1,524 @@
+/**
+ * CommitLog: a directory of segments with one writer and group commit.
+ *
+ * Append path: `append`/`appendBatch` validate, assign offsets and encode frames into the active
+ * segment's arena synchronously, then queue an acknowledgement. A flush scheduled with
+ * setImmediate writes everything appended in that event-loop turn with one pwritev (so a burst of
+ * appends costs one syscall), and under `fsync: always` starts an fdatasync if none is running.
+ * Appends that arrive while an fdatasync runs are written at once and wait for the next one:
+ * that is the group commit, and it pipelines writes with syncs.
+ *
+ * Readers see only acknowledged records: [lowestOffset, nextOffset).
+ */
+import { accessSync, constants, closeSync, fsyncSync, mkdirSync, openSync, rmSync, statSync } from 'node:fs';
+import { Readable } from 'node:stream';
+import {
+  assert, assertUint, ClosedError, InvalidArgumentError, OffsetOutOfRangeError, RecordTooLargeError,
+  StorageFailedError,
+} from '../util/index.js';
+import { FRAME_HEADER_BYTES, INDEX_ENTRY_BYTES } from './format.js';
+import { recoverSegments } from './recovery.js';
+import { Segment } from './segment.js';
+import type { FsyncPolicy, LogConfig, ReadLimits, RecordInput, RecoveryReport, StoredRecord } from './types.js';
+
+const MIB = 1024 * 1024;
+
+export const DEFAULT_LOG_CONFIG: LogConfig = Object.freeze({
+  maxStoreBytes: 64 * MIB,
+  maxIndexBytes: 12 * MIB, // 1,048,576 entries
+  initialOffset: 0,
+  fsync: { kind: 'always' } as FsyncPolicy,
+  maxRecordBytes: 16 * MIB,
+});
+
+/** Parses `always`, `never`, `interval:<ms>` (or `interval:<n>ms`). */
+export function parseFsyncPolicy(text: string): FsyncPolicy {
+  if (text === 'always') return { kind: 'always' };
+  if (text === 'never') return { kind: 'never' };
+  const match = /^interval:(\d+)(ms)?$/.exec(text);
+  if (match) {
+    const intervalMs = Number(match[1]);
+    if (intervalMs >= 1 && intervalMs <= 2_147_483_647) return { kind: 'interval', intervalMs };
+  }
+  throw new InvalidArgumentError(`invalid fsync policy "${text}": expected always, never or interval:<ms> (1 or more)`);
+}
+
+export function formatFsyncPolicy(policy: FsyncPolicy): string {
+  return policy.kind === 'interval' ? `interval:${policy.intervalMs}ms` : policy.kind;
+}
+
+function validateConfig(config: LogConfig): void {
+  const check = (ok: boolean, message: string): void => {
+    if (!ok) throw new InvalidArgumentError(`invalid log config: ${message}`);
+  };
+  check(Number.isSafeInteger(config.maxStoreBytes) && config.maxStoreBytes > FRAME_HEADER_BYTES, 'maxStoreBytes must be an integer > 28');
+  check(
+    Number.isSafeInteger(config.maxIndexBytes) && config.maxIndexBytes >= INDEX_ENTRY_BYTES && config.maxIndexBytes % INDEX_ENTRY_BYTES === 0,
+    `maxIndexBytes must be a positive multiple of ${INDEX_ENTRY_BYTES}`,
+  );
+  check(Number.isSafeInteger(config.initialOffset) && config.initialOffset >= 0, 'initialOffset must be a non-negative integer');
+  check(Number.isSafeInteger(config.maxRecordBytes) && config.maxRecordBytes >= 0, 'maxRecordBytes must be a non-negative integer');
+  check(
+    config.maxRecordBytes + FRAME_HEADER_BYTES <= config.maxStoreBytes,
+    `maxRecordBytes (${config.maxRecordBytes}) plus the ${FRAME_HEADER_BYTES}-byte frame header must fit in maxStoreBytes (${config.maxStoreBytes})`,
+  );
+  check(config.maxRecordBytes < 0x1_0000_0000, 'maxRecordBytes must be below 4 GiB');
+}
+
+/** Checks that `dir` is (or can be made) a writable directory, with a one-line reason if not. */
+function prepareDirectory(dir: string): void {
+  let stat;
+  try {
+    stat = statSync(dir);
+  } catch {
+    try {
+      mkdirSync(dir, { recursive: true });
+    } catch (error) {
+      throw new InvalidArgumentError(`cannot create data dir ${dir}: ${(error as Error).message}`, { cause: error });
+    }
+    return;
+  }
+  if (!stat.isDirectory()) throw new InvalidArgumentError(`data dir ${dir} exists and is not a directory`);
+  try {
+    accessSync(dir, constants.W_OK | constants.R_OK | constants.X_OK);
+  } catch (error) {
+    throw new InvalidArgumentError(`data dir ${dir} is not writable: ${(error as Error).message}`, { cause: error });
+  }
+}
+
+interface Acknowledgement {
+  /** One past the last offset this waiter covers. */
+  nextOffset: number;
+  resolve: () => void;
+  reject: (error: Error) => void;
+}
+
+interface AppendWaiter {
+  offset: number;
+  resolve: () => void;
+  reject: (error: Error) => void;
+}
+
+export class CommitLog {
+  readonly config: LogConfig;
+  readonly recovery: RecoveryReport;
+
+  // Invariant: segments is non-empty, sorted, contiguous; the last one is the only unsealed one.
+  private segments: Segment[];
+  private dirFd: number;
+
+  // Invariant: ackedNext <= syncedNext? no: ackedNext <= writtenNext <= assignedNext.
+  private ackedNext: number;
+  private writtenNext: number;
+  private acknowledgements: Acknowledgement[] = [];
+  private appendWaiters = new Set<AppendWaiter>();
+  private flushScheduled = false;
+  private syncInFlight: Promise<void> | undefined;
+  private dirDirty = false;
+  private intervalTimer: NodeJS.Timeout | undefined;
+  private failure: Error | undefined;
+  private closed = false;
+  private idleWaiters: (() => void)[] = [];
+
+  private constructor(readonly dir: string, config: LogConfig, segments: Segment[], dirFd: number, recovery: RecoveryReport) {
+    this.config = config;
+    this.segments = segments;
+    this.dirFd = dirFd;
+    this.recovery = recovery;
+    this.ackedNext = this.writtenNext = this.active.nextOffset;
+    if (config.fsync.kind === 'interval') {
+      this.intervalTimer = setInterval(() => this.startSync(), config.fsync.intervalMs);
+      this.intervalTimer.unref();
+    }
+  }
+
+  /**
+   * Opens (creating if needed) the log in `dir` and recovers it. Throws InvalidArgumentError for a
+   * bad config or an unusable directory, CorruptionError for corruption it must not repair.
+   */
+  static async open(dir: string, config: Partial<LogConfig> = {}): Promise<CommitLog> {
+    const full: LogConfig = { ...DEFAULT_LOG_CONFIG, ...config };
+    // Unless set, the record limit shrinks with small segments so that any record fits in one.
+    if (config.maxRecordBytes === undefined) {
+      full.maxRecordBytes = Math.max(0, Math.min(full.maxRecordBytes, full.maxStoreBytes - FRAME_HEADER_BYTES));
+    }
+    validateConfig(full);
+    prepareDirectory(dir);
+    const { segments, report } = recoverSegments(dir, full);
+    const dirFd = openSync(dir, 'r');
+    if (segments.length === 0) {
+      segments.push(Segment.create(dir, full.initialOffset));
+      fsyncSync(dirFd);
+      report.segmentCount = 1;
+    }
+    return new CommitLog(dir, full, segments, dirFd, report);
+  }
+
+  private get active(): Segment {
+    return this.segments[this.segments.length - 1]!;
+  }
+
+  lowestOffset(): number {
+    return this.segments[0]!.baseOffset;
+  }
+
+  /** One past the highest acknowledged offset. */
+  nextOffset(): number {
+    return this.ackedNext;
+  }
+
+  /** The highest acknowledged offset; lowestOffset() - 1 when the log is empty. */
+  highestOffset(): number {
+    return this.ackedNext - 1;
+  }
+
+  /** Total store bytes of every segment. */
+  sizeBytes(): number {
+    let total = 0;
+    for (const segment of this.segments) total += segment.storeSizeBytes;
+    return total;
+  }
+
+  segmentCount(): number {
+    return this.segments.length;
+  }
+
+  append(record: RecordInput): Promise<number> {
+    return this.appendBatch([record]).then((range) => range.firstOffset);
+  }
+
+  /**
+   * Appends records atomically in order (they get consecutive offsets) and resolves once they are
+   * acknowledged under the fsync policy. Rejects the whole batch, appending none, if any record
+   * is invalid.
+   */
+  appendBatch(records: readonly RecordInput[]): Promise<{ firstOffset: number; lastOffset: number }> {
+    if (this.closed) return Promise.reject(new ClosedError('the log is closed'));
+    if (this.failure) return Promise.reject(new StorageFailedError(`the log failed earlier and takes no appends until reopened: ${this.failure.message}`, { cause: this.failure }));
+    if (records.length === 0) return Promise.reject(new InvalidArgumentError('appendBatch of no records'));
+    for (const record of records) {
+      if (record.value.length > this.config.maxRecordBytes) {
+        return Promise.reject(new RecordTooLargeError(record.value.length, this.config.maxRecordBytes));
+      }
+      const term = record.term ?? 0;
+      const type = record.type ?? 0;
+      if (!Number.isSafeInteger(term) || term < 0) return Promise.reject(new InvalidArgumentError(`invalid term ${term}`));
+      if (!Number.isInteger(type) || type < 0 || type > 0xffff_ffff) return Promise.reject(new InvalidArgumentError(`invalid type ${type}`));
+    }
+    let firstOffset = -1;
+    let lastOffset = -1;
+    try {
+      for (const record of records) {
+        const frameBytes = FRAME_HEADER_BYTES + record.value.length;
+        if (this.active.isFull(frameBytes, this.config.maxStoreBytes, this.config.maxIndexBytes)) this.roll();
+        lastOffset = this.active.appendFrame({ term: record.term ?? 0, type: record.type ?? 0, value: record.value });
+        if (firstOffset < 0) firstOffset = lastOffset;
+      }
+    } catch (error) {
+      // Frames already encoded for this batch would be written; poison the log rather than ack a partial batch.
+      this.fail(error as Error);
+      return Promise.reject(new StorageFailedError(`append failed: ${(error as Error).message}`, { cause: error }));
+    }
+    const range = { firstOffset, lastOffset };
+    const done = new Promise<{ firstOffset: number; lastOffset: number }>((resolve, reject) => {
+      this.acknowledgements.push({ nextOffset: lastOffset + 1, resolve: () => resolve(range), reject });
+    });
+    this.scheduleFlush();
+    return done;
+  }
+
+  /** Seals the active segment and starts a new one at the next offset. */
+  private roll(): void {
+    const previous = this.active;
+    previous.seal();
+    this.segments.push(Segment.create(this.dir, previous.nextOffset));
+    this.dirDirty = true;
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    setImmediate(() => this.flush());
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    if (this.failure) return;
+    try {
+      for (const segment of this.unwrittenSegments()) segment.writePending();
+    } catch (error) {
+      this.fail(error as Error);
+      return;
+    }
+    this.writtenNext = this.active.nextOffset;
+    if (this.config.fsync.kind === 'always') this.startSync();
+    else this.acknowledge(this.writtenNext);
+    this.notifyIdle();
+  }
+
+  private unwrittenSegments(): Segment[] {
+    const out: Segment[] = [];
+    for (let i = this.segments.length - 1; i >= 0; i--) {
+      const segment = this.segments[i]!;
+      if (!segment.hasUnwritten()) {
+        if (segment.sealed) break;
+        continue;
+      }
+      out.unshift(segment);
+    }
+    return out;
+  }
+
+  /** Starts an fdatasync of everything written so far, unless one is running (it restarts after). */
+  private startSync(): void {
+    if (this.syncInFlight || this.failure) return;
+    const dirty = this.segments.filter((segment) => segment.needsSync());
+    if (dirty.length === 0 && !this.dirDirty) {
+      this.acknowledge(this.writtenNext);
+      return;
+    }
+    const target = this.writtenNext;
+    const syncDir = this.dirDirty;
+    this.dirDirty = false;
+    const work = dirty.map((segment) => segment.sync());
+    if (syncDir) work.push(new Promise((resolve, reject) => fsyncDirCallback(this.dirFd, resolve, reject)));
+    this.syncInFlight = Promise.all(work).then(
+      () => {
+        this.syncInFlight = undefined;
+        this.acknowledge(target);
+        if (this.writtenNext > target || this.dirDirty) this.startSync();
+        this.notifyIdle();
+      },
+      (error: Error) => {
+        this.syncInFlight = undefined;
+        this.fail(error);
+        this.notifyIdle();
+      },
+    );
+  }
+
+  private acknowledge(next: number): void {
+    if (next <= this.ackedNext) {
+      if (this.config.fsync.kind !== 'always') this.resolveAcknowledgements(next);
+      return;
+    }
+    this.ackedNext = next;
+    this.resolveAcknowledgements(next);
+    for (const waiter of this.appendWaiters) {
+      if (waiter.offset < next) {
+        this.appendWaiters.delete(waiter);
+        waiter.resolve();
+      }
+    }
+  }
+
+  private resolveAcknowledgements(next: number): void {
+    let i = 0;
+    while (i < this.acknowledgements.length && this.acknowledgements[i]!.nextOffset <= next) i++;
+    if (i === 0) return;
+    const done = this.acknowledgements.splice(0, i);
+    for (const ack of done) ack.resolve();
+  }
+
+  /**
+   * A write or fsync failed. After a failed fsync the page cache may have dropped the dirty pages
+   * (so a retry could "succeed" without the data), so nothing pending is acknowledged and the log
+   * refuses appends until reopened, when recovery checks the tail.
+   */
+  private fail(error: Error): void {
+    if (!this.failure) this.failure = error;
+    const failed = this.acknowledgements.splice(0);
+    const wrapped = new StorageFailedError(`write or fsync failed, append not acknowledged: ${error.message}`, { cause: error });
+    for (const ack of failed) ack.reject(wrapped);
+  }
+
+  private isIdle(): boolean {
+    return !this.flushScheduled && this.syncInFlight === undefined && this.acknowledgements.length === 0;
+  }
+
+  private notifyIdle(): void {
+    if (!this.isIdle()) return;
+    const waiters = this.idleWaiters.splice(0);
+    for (const wake of waiters) wake();
+  }
+
+  /** Resolves once every append so far is written and acknowledged (or failed). */
+  private async drain(): Promise<void> {
+    while (!this.isIdle() && !(this.failure && !this.flushScheduled && !this.syncInFlight)) {
+      await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+    }
+  }
+
+  /** Reads the record at `offset`. Synchronous: a page-cache hit costs less than a thread-pool hop. */
+  read(offset: number): StoredRecord {
+    return this.readBatch(offset, { maxCount: 1, maxBytes: 0 })[0] ?? this.outOfRange(offset);
+  }
+
+  /**
+   * Reads consecutive records from `offset`: up to `maxCount`, and up to `maxBytes` of values
+   * (always at least one record). Returns [] at nextOffset(); stops at a segment boundary.
+   */
+  readBatch(offset: number, limits: ReadLimits): StoredRecord[] {
+    if (this.closed) throw new ClosedError('the log is closed');
+    if (!Number.isSafeInteger(offset) || offset < this.lowestOffset() || offset > this.ackedNext) this.outOfRange(offset);
+    if (offset === this.ackedNext) return [];
+    assert(limits.maxCount >= 1, 'readBatch maxCount must be at least 1');
+    const segment = this.segmentFor(offset);
+    const maxCount = Math.min(limits.maxCount, this.ackedNext - offset);
+    return segment.readBatch(offset, maxCount, limits.maxBytes);
+  }
+
+  private outOfRange(offset: number): never {
+    throw new OffsetOutOfRangeError(offset, this.lowestOffset(), this.ackedNext);
+  }
+
+  private segmentFor(offset: number): Segment {
+    let lo = 0;
+    let hi = this.segments.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >>> 1;
+      if (this.segments[mid]!.baseOffset <= offset) lo = mid;
+      else hi = mid - 1;
+    }
+    const segment = this.segments[lo]!;
+    assert(segment.baseOffset <= offset && offset < segment.nextOffset, `no segment holds offset ${offset}`);
+    return segment;
+  }
+
+  /**
+   * Resolves once nextOffset() > offset: immediately if it already is. Rejects with the signal's
+   * reason on abort and with ClosedError when the log closes. No polling: appends wake waiters.
+   */
+  waitForAppend(offset: number, signal?: AbortSignal): Promise<void> {
+    if (offset < this.ackedNext) return Promise.resolve();
+    if (this.closed) return Promise.reject(new ClosedError('the log is closed'));
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    return new Promise<void>((resolve, reject) => {
+      const onAbort = (): void => {
+        this.appendWaiters.delete(waiter);
+        reject(signal!.reason);
+      };
+      const waiter: AppendWaiter = {
+        offset,
+        resolve: () => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve();
+        },
+        reject: (error) => {
+          signal?.removeEventListener('abort', onAbort);
+          reject(error);
+        },
+      };
+      this.appendWaiters.add(waiter);
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  /** Number of callers blocked in waitForAppend (for tests and metrics). */
+  waiterCount(): number {
+    return this.appendWaiters.size;
+  }
+
+  /**
+   * Retention: removes every segment whose records all lie below `lowest`. The active segment
+   * is never removed, so the log keeps its next offset.
+   */
+  async truncate(lowest: number): Promise<void> {
+    assertUint(lowest, 'truncate lowest');
+    this.ensureOpen();
+    await this.drain();
+    while (this.segments.length > 1 && this.segments[0]!.nextOffset <= lowest) {
+      const segment = this.segments.shift()!;
+      segment.close();
+      segment.removeFiles();
+    }
+    fsyncSync(this.dirFd);
+  }
+
+  /**
+   * Removes every record at or after `offset` (Raft: a conflicting suffix). `offset` must be in
+   * [lowestOffset(), nextOffset()]. Durable when it resolves.
+   */
+  async removeFrom(offset: number): Promise<void> {
+    assertUint(offset, 'removeFrom offset');
+    this.ensureOpen();
+    await this.drain();
+    this.ensureOpen();
+    if (offset < this.lowestOffset() || offset > this.ackedNext) this.outOfRange(offset);
+    while (this.segments.length > 1 && this.active.baseOffset >= offset) {
+      const segment = this.segments.pop()!;
+      segment.close();
+      segment.removeFiles();
+    }
+    const last = this.active;
+    last.truncateEntries(offset - last.baseOffset);
+    await last.sync();
+    fsyncSync(this.dirFd);
+    this.ackedNext = this.writtenNext = offset;
+  }
+
+  /**
+   * The raw bytes of every store file in offset order (the frames of the whole log), for
+   * snapshots. The set of segments and their sizes are fixed when this is called.
+   */
+  reader(): Readable {
+    const parts = this.segments.map((segment) => ({ segment, sizeBytes: segment.writtenStoreBytes }));
+    const chunkBytes = 1024 * 1024;
+    return Readable.from(
+      (function* () {
+        for (const { segment, sizeBytes } of parts) {
+          for (let position = 0; position < sizeBytes; position += chunkBytes) {
+            const buffer = Buffer.allocUnsafe(Math.min(chunkBytes, sizeBytes - position));
+            const n = segment.readStore(buffer, position);
+            assert(n === buffer.length, 'short read from a store file');
+            yield buffer;
+          }
+        }
+      })(),
+      { objectMode: false },
+    );
+  }
+
+  private ensureOpen(): void {
+    if (this.closed) throw new ClosedError('the log is closed');
+  }
+
+  /** Waits for in-flight appends, syncs, and closes every file. Idempotent. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.drain();
+    if (this.intervalTimer) clearInterval(this.intervalTimer);
+    const closing = new ClosedError('the log closed');
+    for (const waiter of this.appendWaiters) waiter.reject(closing);
+    this.appendWaiters.clear();
+    if (!this.failure) {
+      this.active.seal();
+      await Promise.all(this.segments.filter((s) => s.needsSync()).map((s) => s.sync()));
+      fsyncSync(this.dirFd);
+    }
+    for (const segment of this.segments) segment.close();
+    closeSync(this.dirFd);
+  }
+
+  /** Closes the log and deletes its directory. */
+  async remove(): Promise<void> {
+    await this.close();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  /** Removes everything and returns a new, empty log in the same directory with the same config. */
+  async reset(): Promise<CommitLog> {
+    await this.remove();
+    return CommitLog.open(this.dir, this.config);
+  }
+}
+
+function fsyncDirCallback(fd: number, resolve: (value: void) => void, reject: (error: Error) => void): void {
+  try {
+    fsyncSync(fd);
+    resolve();
+  } catch (error) {
+    reject(error as Error);
+  }
+}

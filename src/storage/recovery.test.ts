@@ -1,0 +1,187 @@
+/**
+ * Goal: recovery keeps everything that was acknowledged and reports what it drops.
+ * Method: write a log, close it, damage its files the way a crash or a bad disk would (cut the
+ * last record at every byte, flip bits, delete or garble the index, corrupt sealed segments),
+ * reopen, and compare the readable records and the recovery report with what was written.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, it } from 'node:test';
+import { CorruptionError } from '../util/index.js';
+import { FRAME_HEADER_BYTES } from './format.js';
+import { CommitLog } from './log.js';
+
+let dir: string;
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'annal-recovery-'));
+});
+afterEach(() => {
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const value = (i: number): Buffer => Buffer.from(`value-${String(i).padStart(4, '0')}`);
+const FRAME = FRAME_HEADER_BYTES + value(0).length;
+
+async function writeLog(count: number, config = {}): Promise<void> {
+  const log = await CommitLog.open(dir, config);
+  await log.appendBatch(Array.from({ length: count }, (_, i) => ({ value: value(i), term: 3 })));
+  await log.close();
+}
+
+function files(kind: 'store' | 'index'): string[] {
+  return readdirSync(dir).filter((n) => n.endsWith(`.${kind}`)).sort().map((n) => join(dir, n));
+}
+
+async function readAll(config = {}): Promise<{ values: string[]; log: CommitLog }> {
+  const log = await CommitLog.open(dir, config);
+  const values: string[] = [];
+  for (let offset = log.lowestOffset(); offset < log.nextOffset(); offset++) values.push(log.read(offset).value.toString());
+  return { values, log };
+}
+
+const expected = (count: number): string[] => Array.from({ length: count }, (_, i) => value(i).toString());
+
+function flipBit(path: string, positionBytes: number, bit = 0): void {
+  const bytes = readFileSync(path);
+  bytes[positionBytes]! ^= 1 << bit;
+  writeFileSync(path, bytes);
+}
+
+describe('recovery', () => {
+  it('cut at every byte of the last record: keeps the rest and reports the torn tail', async () => {
+    for (let cut = 1; cut <= FRAME; cut++) {
+      rmSync(dir, { recursive: true, force: true });
+      await writeLog(5);
+      const store = files('store')[0]!;
+      truncateSync(store, statSync(store).size - cut);
+      const { values, log } = await readAll();
+      assert.deepEqual(values, expected(4), `cut ${cut}`);
+      if (cut < FRAME) {
+        assert.equal(log.recovery.droppedTailBytes, FRAME - cut, `cut ${cut}`);
+        assert.match(log.recovery.actions.join('\n'), /cut a torn tail of \d+ bytes .* at byte \d+/);
+      }
+      // The log is writable again at the right offset.
+      assert.equal(await log.append({ value: Buffer.from('after') }), 4);
+      await log.close();
+    }
+  });
+
+  it('a torn tail after a missing index still recovers every whole record', async () => {
+    await writeLog(20);
+    unlinkSync(files('index')[0]!);
+    const store = files('store')[0]!;
+    truncateSync(store, statSync(store).size - 3);
+    const { values, log } = await readAll();
+    assert.deepEqual(values, expected(19));
+    assert.equal(log.recovery.rebuiltIndexEntries, 19);
+    await log.close();
+  });
+
+  it('rebuilds a deleted index file for the active and for sealed segments', async () => {
+    await writeLog(10, { maxIndexBytes: 12 * 4 });
+    for (const index of files('index')) unlinkSync(index);
+    const { values, log } = await readAll({ maxIndexBytes: 12 * 4 });
+    assert.deepEqual(values, expected(10));
+    assert.equal(log.recovery.rebuiltIndexEntries, 10);
+    assert.equal(log.recovery.droppedTailBytes, 0);
+    await log.close();
+    // Rebuilt once: a second open has nothing to do.
+    const again = await readAll({ maxIndexBytes: 12 * 4 });
+    assert.deepEqual(again.log.recovery.actions, []);
+    await again.log.close();
+  });
+
+  it('ignores garbage and partial entries at the end of the active index', async () => {
+    await writeLog(6);
+    const index = files('index')[0]!;
+    const bytes = readFileSync(index);
+    writeFileSync(index, Buffer.concat([bytes.subarray(0, 12 * 4), Buffer.alloc(12 * 3, 0xee), Buffer.alloc(5)]));
+    const { values, log } = await readAll();
+    assert.deepEqual(values, expected(6));
+    assert.equal(log.recovery.rebuiltIndexEntries, 2);
+    await log.close();
+  });
+
+  it('a flipped bit in the last record is cut as a torn tail and reported', async () => {
+    for (let position = 0; position < FRAME; position += 3) {
+      rmSync(dir, { recursive: true, force: true });
+      await writeLog(5);
+      const store = files('store')[0]!;
+      flipBit(store, 4 * FRAME + position, position % 8);
+      const { values, log } = await readAll();
+      assert.deepEqual(values, expected(4), `flip at ${position}`);
+      assert.equal(log.recovery.droppedTailBytes, FRAME, `flip at ${position}`);
+      await log.close();
+    }
+  });
+
+  it('a flipped bit in an indexed middle record is reported on read with file and position', async () => {
+    await writeLog(5);
+    const store = files('store')[0]!;
+    flipBit(store, 2 * FRAME + FRAME_HEADER_BYTES + 1);
+    const log = await CommitLog.open(dir);
+    assert.deepEqual(log.recovery.actions, []);
+    assert.throws(
+      () => log.read(2),
+      (e: unknown) => e instanceof CorruptionError && e.file === store && e.positionBytes === 2 * FRAME && /checksum/.test(e.message),
+    );
+    assert.equal(log.read(3).value.toString(), value(3).toString());
+    assert.throws(() => log.readBatch(0, { maxCount: 5, maxBytes: 1 << 20 }), CorruptionError);
+    await log.close();
+  });
+
+  it('a corrupt middle record in the unindexed tail is kept and reported; the records after it stay', async () => {
+    await writeLog(5);
+    unlinkSync(files('index')[0]!);
+    const store = files('store')[0]!;
+    flipBit(store, 2 * FRAME + FRAME_HEADER_BYTES + 1);
+    const log = await CommitLog.open(dir);
+    assert.equal(log.nextOffset(), 5);
+    assert.match(log.recovery.actions.join('\n'), /CORRUPT: record for offset 2 .* at byte \d+/);
+    assert.throws(() => log.read(2), CorruptionError);
+    assert.equal(log.read(4).value.toString(), value(4).toString());
+    await log.close();
+  });
+
+  it('a garbled length in the middle of the unindexed tail refuses to open rather than cut acknowledged records', async () => {
+    await writeLog(5);
+    unlinkSync(files('index')[0]!);
+    const store = files('store')[0]!;
+    flipBit(store, 2 * FRAME + 2, 3); // the length field of offset 2: no longer delimits the frame
+    await assert.rejects(
+      CommitLog.open(dir),
+      (e: unknown) => e instanceof CorruptionError && e.file === store && e.positionBytes === 2 * FRAME && /valid records follow/.test(e.message),
+    );
+    // Nothing was modified: the file is as it was.
+    assert.equal(statSync(store).size, 5 * FRAME);
+  });
+
+  it('a sealed segment whose last record is corrupt is reported on open', async () => {
+    await writeLog(10, { maxIndexBytes: 12 * 4 });
+    const sealed = files('store')[0]!;
+    flipBit(sealed, 3 * FRAME + FRAME_HEADER_BYTES);
+    await assert.rejects(
+      CommitLog.open(dir, { maxIndexBytes: 12 * 4 }),
+      (e: unknown) => e instanceof CorruptionError && e.file === sealed,
+    );
+  });
+
+  it('a missing segment in the middle is reported as a gap', async () => {
+    await writeLog(12, { maxIndexBytes: 12 * 4 });
+    unlinkSync(files('store')[1]!);
+    unlinkSync(files('index')[1]!);
+    await assert.rejects(CommitLog.open(dir, { maxIndexBytes: 12 * 4 }), /records are missing/);
+  });
+
+  it('an index file with no store is removed; an empty trailing segment is reused', async () => {
+    await writeLog(4, { maxIndexBytes: 12 * 4 });
+    writeFileSync(join(dir, '00000000000000000999.index'), Buffer.alloc(12));
+    const { values, log } = await readAll({ maxIndexBytes: 12 * 4 });
+    assert.deepEqual(values, expected(4));
+    assert.match(log.recovery.actions.join('\n'), /no store file/);
+    assert.equal(await log.append({ value: value(4) }), 4);
+    await log.close();
+  });
+});

@@ -1,0 +1,234 @@
+/**
+ * Opening a log directory: find the segments, check them, repair what a crash can leave behind,
+ * and report every action. Cost is bounded by the last segment plus O(1) reads per sealed
+ * segment, so opening a log of millions of records does not scan it.
+ *
+ * What a crash can leave: a torn tail in the last store file (bytes of appends that were never
+ * acknowledged, or a partial frame), index entries missing (the active index is written after the
+ * store and not fsynced per append), an index file missing, or an empty segment created by a roll.
+ * What is corruption instead, reported and never dropped: a bad frame with valid frames after
+ * it, a sealed segment whose last record fails, a gap between segments.
+ */
+import { closeSync, fstatSync, fsyncSync, ftruncateSync, openSync, readdirSync, unlinkSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { assert, CorruptionError } from '../util/index.js';
+import {
+  decodeIndexEntry, encodeIndexEntry, INDEX_ENTRY_BYTES, INDEX_SUFFIX, parseSegmentFileName, segmentFileName,
+  STORE_SUFFIX,
+} from './format.js';
+import { FileWindow, frameValidAt, readFully, scanFrames } from './scan.js';
+import { Segment } from './segment.js';
+import type { LogConfig, RecoveryReport } from './types.js';
+
+export function emptyReport(): RecoveryReport {
+  return { segmentCount: 0, droppedTailRecords: 0, droppedTailBytes: 0, rebuiltIndexEntries: 0, actions: [] };
+}
+
+/** Lists segment base offsets present in `dir`; removes index files that have no store file. */
+function listSegments(dir: string, report: RecoveryReport): number[] {
+  const stores = new Set<number>();
+  const indexes = new Set<number>();
+  for (const name of readdirSync(dir)) {
+    const parsed = parseSegmentFileName(name);
+    if (!parsed) continue;
+    (parsed.kind === 'store' ? stores : indexes).add(parsed.baseOffset);
+  }
+  for (const base of indexes) {
+    if (stores.has(base)) continue;
+    const path = join(dir, segmentFileName(base, INDEX_SUFFIX));
+    unlinkSync(path);
+    report.actions.push(`removed ${path}: an index with no store file`);
+  }
+  return [...stores].sort((a, b) => a - b);
+}
+
+export function recoverSegments(dir: string, config: LogConfig): { segments: Segment[]; report: RecoveryReport } {
+  const report = emptyReport();
+  const bases = listSegments(dir, report);
+  const segments: Segment[] = [];
+  try {
+    for (let i = 0; i < bases.length; i++) {
+      const base = bases[i]!;
+      const isLast = i === bases.length - 1;
+      const segment = isLast ? openActive(dir, base, config, report) : openSealed(dir, base, config, report);
+      const previous = segments[segments.length - 1];
+      if (previous && previous.nextOffset !== base) {
+        segment.close();
+        throw new CorruptionError(
+          segment.storePath, 0,
+          `segment starts at offset ${base} but the previous segment ends before offset ${previous.nextOffset}: records are missing`,
+        );
+      }
+      // An empty sealed segment (a roll interrupted before its first write) carries nothing.
+      if (!isLast && segment.entryCount === 0) {
+        segment.close();
+        segment.removeFiles();
+        report.actions.push(`removed empty segment ${segment.storePath}`);
+        continue;
+      }
+      segments.push(segment);
+    }
+  } catch (error) {
+    for (const segment of segments) segment.close();
+    throw error;
+  }
+  report.segmentCount = segments.length;
+  return { segments, report };
+}
+
+function openFiles(dir: string, base: number): { storeFd: number; indexFd: number; storePath: string; indexPath: string } {
+  const storePath = join(dir, segmentFileName(base, STORE_SUFFIX));
+  const indexPath = join(dir, segmentFileName(base, INDEX_SUFFIX));
+  const storeFd = openSync(storePath, 'r+');
+  let indexFd: number;
+  try {
+    indexFd = openSync(indexPath, 'a+');
+    closeSync(indexFd);
+    indexFd = openSync(indexPath, 'r+');
+  } catch (error) {
+    closeSync(storeFd);
+    throw error;
+  }
+  return { storeFd, indexFd, storePath, indexPath };
+}
+
+/**
+ * A sealed segment is trusted after O(1) checks: whole index entries, the last entry naming
+ * the last entry, and the last frame valid and ending exactly at the end of the store. If the
+ * index fails these, it is rebuilt from the store (which then must scan cleanly to its end).
+ */
+function openSealed(dir: string, base: number, config: LogConfig, report: RecoveryReport): Segment {
+  const files = openFiles(dir, base);
+  try {
+    const storeSizeBytes = fstatSync(files.storeFd).size;
+    const indexBytes = fstatSync(files.indexFd).size;
+    const window = new FileWindow(files.storeFd, storeSizeBytes);
+    const entryCount = indexBytes / INDEX_ENTRY_BYTES;
+    if (Number.isInteger(entryCount) && entryCount > 0) {
+      const last = Buffer.allocUnsafe(INDEX_ENTRY_BYTES);
+      readFully(files.indexFd, last, indexBytes - INDEX_ENTRY_BYTES);
+      const entry = decodeIndexEntry(last, 0);
+      const size = entry.relativeOffset === entryCount - 1
+        ? frameValidAt(window, entry.positionBytes, base + entryCount - 1, config.maxRecordBytes)
+        : undefined;
+      if (size !== undefined && entry.positionBytes + size === storeSizeBytes) {
+        return Segment.fromRecovered(dir, base, { ...files, entryCount, storeSizeBytes });
+      }
+    } else if (indexBytes === 0 && storeSizeBytes === 0) {
+      return Segment.fromRecovered(dir, base, { ...files, entryCount: 0, storeSizeBytes: 0 });
+    }
+    const scan = scanFrames({ window, fileName: files.storePath, startBytes: 0, startOffset: base, maxValueBytes: config.maxRecordBytes });
+    if (scan.validEndBytes !== storeSizeBytes) {
+      throw new CorruptionError(files.storePath, scan.validEndBytes, 'a sealed segment ends in bytes that are not a valid record');
+    }
+    reportCorruptFrames(scan.corruptFrames, files.storePath, report);
+    writeIndex(files.indexFd, scan.positions);
+    report.rebuiltIndexEntries += scan.positions.length;
+    report.actions.push(`rebuilt ${files.indexPath} from its store: ${scan.positions.length} entries`);
+    return Segment.fromRecovered(dir, base, { ...files, entryCount: scan.positions.length, storeSizeBytes });
+  } catch (error) {
+    closeSync(files.storeFd);
+    closeSync(files.indexFd);
+    throw error;
+  }
+}
+
+/**
+ * The last segment: keep the index entries that are structurally sound and point at valid frames,
+ * then scan the store from there, indexing what the index lacked and cutting a torn tail.
+ */
+function openActive(dir: string, base: number, config: LogConfig, report: RecoveryReport): Segment {
+  const files = openFiles(dir, base);
+  try {
+    const storeSizeBytes = fstatSync(files.storeFd).size;
+    const window = new FileWindow(files.storeFd, storeSizeBytes);
+    const indexBytes = fstatSync(files.indexFd).size;
+    const fileEntries = Math.floor(indexBytes / INDEX_ENTRY_BYTES);
+    const capacityBytes = Math.max(64 * 1024, config.maxIndexBytes, fileEntries * INDEX_ENTRY_BYTES);
+    const index = Buffer.alloc(capacityBytes);
+    if (fileEntries > 0) readFully(files.indexFd, index.subarray(0, fileEntries * INDEX_ENTRY_BYTES), 0);
+    let trusted = soundPrefix(index, fileEntries, storeSizeBytes);
+    // Step back over trailing entries whose frames fail (torn writes); usually none.
+    let resumeBytes = 0;
+    while (trusted > 0) {
+      const position = decodeIndexEntry(index, trusted - 1).positionBytes;
+      const size = frameValidAt(window, position, base + trusted - 1, config.maxRecordBytes);
+      if (size !== undefined) {
+        resumeBytes = position + size;
+        break;
+      }
+      trusted -= 1;
+    }
+    const scan = scanFrames({
+      window, fileName: files.storePath, startBytes: resumeBytes, startOffset: base + trusted,
+      maxValueBytes: config.maxRecordBytes, maxFrames: Math.floor(capacityBytes / INDEX_ENTRY_BYTES) - trusted,
+    });
+    reportCorruptFrames(scan.corruptFrames, files.storePath, report);
+    for (let i = 0; i < scan.positions.length; i++) encodeIndexEntry(index, trusted + i, scan.positions[i]!);
+    const entryCount = trusted + scan.positions.length;
+    const rebuilt = scan.positions.length;
+    if (rebuilt > 0) {
+      report.rebuiltIndexEntries += rebuilt;
+      report.actions.push(`rebuilt ${rebuilt} index entries of ${files.indexPath} from its store`);
+    }
+    if (scan.validEndBytes < storeSizeBytes) {
+      const dropped = storeSizeBytes - scan.validEndBytes;
+      report.droppedTailBytes += dropped;
+      report.droppedTailRecords += 1;
+      report.actions.push(
+        `cut a torn tail of ${dropped} bytes from ${files.storePath} at byte ${scan.validEndBytes} ` +
+          `(the record for offset ${base + entryCount} was incomplete or failed its checksum; it was never acknowledged unless the disk corrupted it)`,
+      );
+      ftruncateSync(files.storeFd, scan.validEndBytes);
+    }
+    if (entryCount !== fileEntries || indexBytes !== entryCount * INDEX_ENTRY_BYTES) {
+      // Entries [0, trusted) are in the file as they should be; rewrite the rest.
+      ftruncateSync(files.indexFd, trusted * INDEX_ENTRY_BYTES);
+      const bytes = (entryCount - trusted) * INDEX_ENTRY_BYTES;
+      if (bytes > 0) writeSync(files.indexFd, index, trusted * INDEX_ENTRY_BYTES, bytes, trusted * INDEX_ENTRY_BYTES);
+      if (fileEntries > entryCount) {
+        report.actions.push(`dropped ${fileEntries - entryCount} index entries of ${files.indexPath} that pointed beyond the valid store`);
+      }
+    }
+    if (report.actions.length > 0) {
+      fsyncSync(files.storeFd);
+      fsyncSync(files.indexFd);
+    }
+    assert(entryCount * INDEX_ENTRY_BYTES <= index.length, 'recovered index exceeds its buffer');
+    return Segment.fromRecovered(dir, base, { ...files, entryCount, storeSizeBytes: scan.validEndBytes, index });
+  } catch (error) {
+    closeSync(files.storeFd);
+    closeSync(files.indexFd);
+    throw error;
+  }
+}
+
+/** How many leading index entries are well-formed: entry i names i, positions increase, inside the store. */
+function soundPrefix(index: Buffer, entries: number, storeSizeBytes: number): number {
+  let previous = -1;
+  for (let i = 0; i < entries; i++) {
+    const entry = decodeIndexEntry(index, i);
+    if (entry.relativeOffset !== i || entry.positionBytes <= previous || entry.positionBytes >= storeSizeBytes) return i;
+    if (i === 0 && entry.positionBytes !== 0) return 0;
+    previous = entry.positionBytes;
+  }
+  return entries;
+}
+
+/** Replaces an index file's contents with entries for `positions`. */
+function writeIndex(fd: number, positions: number[]): void {
+  const buffer = Buffer.allocUnsafe(positions.length * INDEX_ENTRY_BYTES);
+  for (let i = 0; i < positions.length; i++) encodeIndexEntry(buffer, i, positions[i]!);
+  ftruncateSync(fd, 0);
+  if (buffer.length > 0) writeSync(fd, buffer, 0, buffer.length, 0);
+  fsyncSync(fd);
+}
+
+function reportCorruptFrames(frames: { offset: number; positionBytes: number }[], path: string, report: RecoveryReport): void {
+  for (const frame of frames) {
+    report.actions.push(
+      `CORRUPT: record for offset ${frame.offset} in ${path} at byte ${frame.positionBytes} fails its checksum; ` +
+        'kept in place (reads of it fail with DATA_LOSS) so the records after it stay readable',
+    );
+  }
+}

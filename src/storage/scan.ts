@@ -1,0 +1,168 @@
+/**
+ * Sequential validation of a store file, used by recovery: walks frames from a known-good position,
+ * and at the first frame that fails decides whether it is a torn tail (cut it) or corruption in the
+ * middle of the file (report it, never drop what follows).
+ */
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { CorruptionError } from '../util/index.js';
+import { crc32c } from './crc32c.js';
+import { FRAME_HEADER_BYTES } from './format.js';
+
+const TWO_POW_32 = 0x1_0000_0000;
+const WINDOW_BYTES = 4 * 1024 * 1024;
+
+/** A read-only window over a file, refilled on demand so scanning never holds the whole file. */
+export class FileWindow {
+  private buffer = Buffer.alloc(0);
+  private startBytes = 0;
+
+  constructor(
+    readonly fd: number,
+    readonly sizeBytes: number,
+  ) {}
+
+  /** Returns a buffer and the index in it at which `[position, position + length)` starts. */
+  view(position: number, length: number): { buffer: Buffer; at: number } {
+    if (position < this.startBytes || position + length > this.startBytes + this.buffer.length) {
+      const want = Math.min(Math.max(length, WINDOW_BYTES), this.sizeBytes - position);
+      const buffer = Buffer.allocUnsafe(want);
+      readFully(this.fd, buffer, position);
+      this.buffer = buffer;
+      this.startBytes = position;
+    }
+    return { buffer: this.buffer, at: position - this.startBytes };
+  }
+}
+
+export function readFully(fd: number, target: Buffer, position: number): void {
+  let done = 0;
+  while (done < target.length) {
+    const n = readSync(fd, target, done, target.length - done, position + done);
+    if (n === 0) throw new Error(`short read at byte ${position + done}: file ended`);
+    done += n;
+  }
+}
+
+/**
+ * Whether a complete, checksum-valid frame for `expectedOffset` starts at `position`
+ * (any offset > `expectedOffset` - 1 when `anyLaterOffset` is set).
+ */
+export function frameValidAt(
+  window: FileWindow,
+  position: number,
+  expectedOffset: number,
+  maxValueBytes: number,
+  anyLaterOffset = false,
+): number | undefined {
+  if (position + FRAME_HEADER_BYTES > window.sizeBytes) return undefined;
+  const head = window.view(position, FRAME_HEADER_BYTES);
+  const valueLength = head.buffer.readUInt32LE(head.at);
+  if (valueLength > maxValueBytes || position + FRAME_HEADER_BYTES + valueLength > window.sizeBytes) return undefined;
+  const offset = head.buffer.readUInt32LE(head.at + 8) + head.buffer.readUInt32LE(head.at + 12) * TWO_POW_32;
+  if (anyLaterOffset ? offset < expectedOffset : offset !== expectedOffset) return undefined;
+  const checksum = head.buffer.readUInt32LE(head.at + 4);
+  const frame = window.view(position, FRAME_HEADER_BYTES + valueLength);
+  const end = frame.at + FRAME_HEADER_BYTES + valueLength;
+  if (crc32c(frame.buffer, frame.at + 8, end) !== checksum) return undefined;
+  return FRAME_HEADER_BYTES + valueLength;
+}
+
+export interface ScanResult {
+  /** Store positions of the frames found, for offsets startOffset, startOffset + 1, ... */
+  positions: number[];
+  /** Where valid data ends: everything from here on is a torn tail to cut. */
+  validEndBytes: number;
+  /** Frames whose checksum fails but that are delimited by valid frames: kept, reported, unreadable. */
+  corruptFrames: { offset: number; positionBytes: number }[];
+}
+
+/**
+ * Scans frames from `startBytes` (which must be a frame boundary for `startOffset`) to the end of
+ * the file. Throws CorruptionError if a bad frame is followed by valid frames that cannot be
+ * re-synchronised with (cutting would drop records that were acknowledged).
+ */
+export function scanFrames(options: {
+  window: FileWindow;
+  fileName: string;
+  startBytes: number;
+  startOffset: number;
+  maxValueBytes: number;
+  /** Stop after this many frames (the index capacity); the rest is left for the caller to judge. */
+  maxFrames?: number;
+}): ScanResult {
+  const { window, fileName, maxValueBytes } = options;
+  const positions: number[] = [];
+  const corruptFrames: ScanResult['corruptFrames'] = [];
+  let position = options.startBytes;
+  let offset = options.startOffset;
+  const maxFrames = options.maxFrames ?? Number.MAX_SAFE_INTEGER;
+  while (position < window.sizeBytes && positions.length < maxFrames) {
+    const size = frameValidAt(window, position, offset, maxValueBytes);
+    if (size !== undefined) {
+      positions.push(position);
+      position += size;
+      offset += 1;
+      continue;
+    }
+    // A bad frame. If its length field still delimits it and a valid successor follows, keep it
+    // (reads of it report DATA_LOSS) rather than lose the records after it.
+    const delimitedEnd = delimitedFrameEnd(window, position, maxValueBytes);
+    if (delimitedEnd !== undefined && delimitedEnd < window.sizeBytes &&
+        frameValidAt(window, delimitedEnd, offset + 1, maxValueBytes) !== undefined) {
+      corruptFrames.push({ offset, positionBytes: position });
+      positions.push(position);
+      position = delimitedEnd;
+      offset += 1;
+      continue;
+    }
+    const later = findLaterValidFrame(window, position + 1, offset, maxValueBytes);
+    if (later !== undefined) {
+      throw new CorruptionError(
+        fileName,
+        position,
+        `record for offset ${offset} is unreadable and valid records follow at byte ${later}; ` +
+          'refusing to cut acknowledged records (restore this segment from a replica or backup)',
+      );
+    }
+    return { positions, validEndBytes: position, corruptFrames };
+  }
+  return { positions, validEndBytes: position, corruptFrames };
+}
+
+function delimitedFrameEnd(window: FileWindow, position: number, maxValueBytes: number): number | undefined {
+  if (position + FRAME_HEADER_BYTES > window.sizeBytes) return undefined;
+  const head = window.view(position, 4);
+  const valueLength = head.buffer.readUInt32LE(head.at);
+  if (valueLength > maxValueBytes) return undefined;
+  const end = position + FRAME_HEADER_BYTES + valueLength;
+  return end <= window.sizeBytes ? end : undefined;
+}
+
+/** Byte-by-byte search for any valid frame of an offset >= `afterOffset` starting at or after `fromBytes`. */
+function findLaterValidFrame(
+  window: FileWindow,
+  fromBytes: number,
+  afterOffset: number,
+  maxValueBytes: number,
+): number | undefined {
+  for (let position = fromBytes; position + FRAME_HEADER_BYTES <= window.sizeBytes; position++) {
+    // Cheap filter first: the offset field must be plausible before the checksum is computed.
+    const head = window.view(position, FRAME_HEADER_BYTES);
+    const offsetHigh = head.buffer.readUInt32LE(head.at + 12);
+    const offsetLow = head.buffer.readUInt32LE(head.at + 8);
+    const offset = offsetLow + offsetHigh * TWO_POW_32;
+    if (offset < afterOffset || offset > afterOffset + (window.sizeBytes - fromBytes) / FRAME_HEADER_BYTES) continue;
+    if (frameValidAt(window, position, afterOffset, maxValueBytes, true) !== undefined) return position;
+  }
+  return undefined;
+}
+
+/** Opens a file read-only just to scan it (used by tests and tools). */
+export function withFileWindow<T>(path: string, body: (window: FileWindow) => T): T {
+  const fd = openSync(path, 'r');
+  try {
+    return body(new FileWindow(fd, fstatSync(fd).size));
+  } finally {
+    closeSync(fd);
+  }
+}
