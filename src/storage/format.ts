@@ -4,7 +4,7 @@
  * Store file `<base>.store`: a sequence of frames, one per record, with no file header:
  *
  *   0  u32  valueLength
- *   4  u32  crc32c of bytes [8, 28 + valueLength): everything after the checksum field
+ *   4  u32  CRC-32 of bytes [8, 28 + valueLength): everything after the checksum field
  *   8  u64  offset      (the record's absolute offset; checked on read, so a misplaced frame is caught)
  *  16  u64  term
  *  24  u32  type
@@ -19,7 +19,7 @@
  * `<base>` is the segment's base offset as 20 decimal digits, so names sort in offset order.
  */
 import { assert } from '../util/index.js';
-import { crc32c } from './crc32c.js';
+import { crc32 } from './checksum.js';
 
 export const FRAME_HEADER_BYTES = 28;
 export const INDEX_ENTRY_BYTES = 12;
@@ -46,9 +46,17 @@ export function frameSizeBytes(valueLength: number): number {
   return FRAME_HEADER_BYTES + valueLength;
 }
 
-function writeUint64(target: Buffer, value: number, at: number): void {
-  target.writeUInt32LE(value % TWO_POW_32, at);
-  target.writeUInt32LE(Math.floor(value / TWO_POW_32), at + 4);
+/** Unchecked little-endian u32 store (the callers bound `at`; Buffer's checked writers cost ~2x here). */
+function writeUint32(target: Uint8Array, value: number, at: number): void {
+  target[at] = value;
+  target[at + 1] = value >>> 8;
+  target[at + 2] = value >>> 16;
+  target[at + 3] = value >>> 24;
+}
+
+function writeUint64(target: Uint8Array, value: number, at: number): void {
+  writeUint32(target, value >>> 0, at);
+  writeUint32(target, (value - (value >>> 0)) / TWO_POW_32, at + 4);
 }
 
 function readUint64(source: Uint8Array, at: number): number {
@@ -63,13 +71,14 @@ export function encodeFrame(
   record: { offset: number; term: number; type: number; value: Uint8Array },
 ): number {
   const valueLength = record.value.length;
-  target.writeUInt32LE(valueLength, at);
+  assert(at + FRAME_HEADER_BYTES + valueLength <= target.length, 'frame does not fit its buffer');
+  writeUint32(target, valueLength, at);
   writeUint64(target, record.offset, at + 8);
   writeUint64(target, record.term, at + 16);
-  target.writeUInt32LE(record.type, at + 24);
+  writeUint32(target, record.type, at + 24);
   target.set(record.value, at + FRAME_HEADER_BYTES);
   const end = at + FRAME_HEADER_BYTES + valueLength;
-  target.writeUInt32LE(crc32c(target, at + 8, end), at + 4);
+  writeUint32(target, crc32(target, at + 8, end), at + 4);
   return end - at;
 }
 
@@ -96,12 +105,13 @@ export function decodeFrameHeader(source: Buffer, at: number): FrameHeader {
 export function frameChecksumMatches(source: Buffer, at: number, header: FrameHeader): boolean {
   const end = at + FRAME_HEADER_BYTES + header.valueLength;
   if (end > source.length) return false;
-  return crc32c(source, at + 8, end) === header.checksum;
+  return crc32(source, at + 8, end) === header.checksum;
 }
 
 export function encodeIndexEntry(target: Buffer, entryIndex: number, positionBytes: number): void {
   const at = entryIndex * INDEX_ENTRY_BYTES;
-  target.writeUInt32LE(entryIndex, at);
+  assert(at + INDEX_ENTRY_BYTES <= target.length, 'index entry does not fit its buffer');
+  writeUint32(target, entryIndex, at);
   writeUint64(target, positionBytes, at + 4);
 }
 

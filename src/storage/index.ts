@@ -1,4 +1,4 @@
 export { CommitLog, DEFAULT_LOG_CONFIG, parseFsyncPolicy, formatFsyncPolicy } from './log.js';
 export type { FsyncPolicy, LogConfig, RecordInput, StoredRecord, ReadLimits, RecoveryReport } from './types.js';
-export { crc32c } from './crc32c.js';
+export { crc32 } from './checksum.js';
 export { FRAME_HEADER_BYTES, INDEX_ENTRY_BYTES, segmentFileName } from './format.js';

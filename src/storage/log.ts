@@ -86,11 +86,59 @@ function prepareDirectory(dir: string): void {
   }
 }
 
-interface Acknowledgement {
-  /** One past the last offset this waiter covers. */
-  nextOffset: number;
-  resolve: () => void;
-  reject: (error: Error) => void;
+/**
+ * Pending acknowledgements in offset order: parallel arrays used as a FIFO with a head index,
+ * because one object and two closures per append showed up as a third of the append cost (GC).
+ */
+class AcknowledgementQueue {
+  private head = 0;
+  /** One past the last offset each entry covers. */
+  private nextOffsets: number[] = [];
+  private values: unknown[] = [];
+  private resolvers: ((value: never) => void)[] = [];
+  private rejecters: ((error: Error) => void)[] = [];
+
+  get length(): number {
+    return this.nextOffsets.length - this.head;
+  }
+
+  push<T>(nextOffset: number, value: T, resolve: (value: T) => void, reject: (error: Error) => void): void {
+    this.nextOffsets.push(nextOffset);
+    this.values.push(value);
+    this.resolvers.push(resolve as (value: never) => void);
+    this.rejecters.push(reject);
+  }
+
+  /** Resolves every entry whose records all lie below `next`. */
+  resolveBelow(next: number): void {
+    let i = this.head;
+    const end = this.nextOffsets.length;
+    while (i < end && this.nextOffsets[i]! <= next) {
+      this.resolvers[i]!(this.values[i] as never);
+      i++;
+    }
+    this.advance(i);
+  }
+
+  rejectAll(error: Error): void {
+    const end = this.nextOffsets.length;
+    for (let i = this.head; i < end; i++) this.rejecters[i]!(error);
+    this.advance(end);
+  }
+
+  private advance(to: number): void {
+    this.head = to;
+    if (this.head === this.nextOffsets.length) {
+      this.head = 0;
+      this.nextOffsets.length = this.values.length = this.resolvers.length = this.rejecters.length = 0;
+    } else if (this.head > 4096 && this.head * 2 > this.nextOffsets.length) {
+      this.nextOffsets.splice(0, this.head);
+      this.values.splice(0, this.head);
+      this.resolvers.splice(0, this.head);
+      this.rejecters.splice(0, this.head);
+      this.head = 0;
+    }
+  }
 }
 
 interface AppendWaiter {
@@ -110,7 +158,7 @@ export class CommitLog {
   // Invariant: ackedNext <= syncedNext? no: ackedNext <= writtenNext <= assignedNext.
   private ackedNext: number;
   private writtenNext: number;
-  private acknowledgements: Acknowledgement[] = [];
+  private acknowledgements = new AcknowledgementQueue();
   private appendWaiters = new Set<AppendWaiter>();
   private flushScheduled = false;
   private syncInFlight: Promise<void> | undefined;
@@ -183,8 +231,48 @@ export class CommitLog {
     return this.segments.length;
   }
 
+  /** Appends one record; resolves with its offset once acknowledged under the fsync policy. */
   append(record: RecordInput): Promise<number> {
-    return this.appendBatch([record]).then((range) => range.firstOffset);
+    const refused = this.refusal(record);
+    if (refused) return Promise.reject(refused);
+    let offset: number;
+    try {
+      offset = this.encode(record);
+    } catch (error) {
+      return Promise.reject(this.encodeFailed(error as Error));
+    }
+    return this.enqueueAcknowledgement(offset + 1, offset);
+  }
+
+  private enqueueAcknowledgement<T>(nextOffset: number, value: T): Promise<T> {
+    const done = new Promise<T>((resolve, reject) => this.acknowledgements.push(nextOffset, value, resolve, reject));
+    this.scheduleFlush();
+    return done;
+  }
+
+  /** Why the log cannot take this record now, if it cannot. */
+  private refusal(record: RecordInput): Error | undefined {
+    if (this.closed) return new ClosedError('the log is closed');
+    if (this.failure) return new StorageFailedError(`the log failed earlier and takes no appends until reopened: ${this.failure.message}`, { cause: this.failure });
+    if (record.value.length > this.config.maxRecordBytes) return new RecordTooLargeError(record.value.length, this.config.maxRecordBytes);
+    const term = record.term ?? 0;
+    const type = record.type ?? 0;
+    if (!Number.isSafeInteger(term) || term < 0) return new InvalidArgumentError(`invalid term ${term}`);
+    if (!Number.isInteger(type) || type < 0 || type > 0xffff_ffff) return new InvalidArgumentError(`invalid type ${type}`);
+    return undefined;
+  }
+
+  /** Encodes a validated record into the active segment (rolling first if it is full). */
+  private encode(record: RecordInput): number {
+    const frameBytes = FRAME_HEADER_BYTES + record.value.length;
+    if (this.active.isFull(frameBytes, this.config.maxStoreBytes, this.config.maxIndexBytes)) this.roll();
+    return this.active.appendFrame({ term: record.term ?? 0, type: record.type ?? 0, value: record.value });
+  }
+
+  /** Frames already encoded would be written: poison the log rather than acknowledge part of a batch. */
+  private encodeFailed(error: Error): Error {
+    this.fail(error);
+    return new StorageFailedError(`append failed: ${error.message}`, { cause: error });
   }
 
   /**
@@ -193,38 +281,22 @@ export class CommitLog {
    * is invalid.
    */
   appendBatch(records: readonly RecordInput[]): Promise<{ firstOffset: number; lastOffset: number }> {
-    if (this.closed) return Promise.reject(new ClosedError('the log is closed'));
-    if (this.failure) return Promise.reject(new StorageFailedError(`the log failed earlier and takes no appends until reopened: ${this.failure.message}`, { cause: this.failure }));
     if (records.length === 0) return Promise.reject(new InvalidArgumentError('appendBatch of no records'));
     for (const record of records) {
-      if (record.value.length > this.config.maxRecordBytes) {
-        return Promise.reject(new RecordTooLargeError(record.value.length, this.config.maxRecordBytes));
-      }
-      const term = record.term ?? 0;
-      const type = record.type ?? 0;
-      if (!Number.isSafeInteger(term) || term < 0) return Promise.reject(new InvalidArgumentError(`invalid term ${term}`));
-      if (!Number.isInteger(type) || type < 0 || type > 0xffff_ffff) return Promise.reject(new InvalidArgumentError(`invalid type ${type}`));
+      const refused = this.refusal(record);
+      if (refused) return Promise.reject(refused);
     }
     let firstOffset = -1;
     let lastOffset = -1;
     try {
       for (const record of records) {
-        const frameBytes = FRAME_HEADER_BYTES + record.value.length;
-        if (this.active.isFull(frameBytes, this.config.maxStoreBytes, this.config.maxIndexBytes)) this.roll();
-        lastOffset = this.active.appendFrame({ term: record.term ?? 0, type: record.type ?? 0, value: record.value });
+        lastOffset = this.encode(record);
         if (firstOffset < 0) firstOffset = lastOffset;
       }
     } catch (error) {
-      // Frames already encoded for this batch would be written; poison the log rather than ack a partial batch.
-      this.fail(error as Error);
-      return Promise.reject(new StorageFailedError(`append failed: ${(error as Error).message}`, { cause: error }));
+      return Promise.reject(this.encodeFailed(error as Error));
     }
-    const range = { firstOffset, lastOffset };
-    const done = new Promise<{ firstOffset: number; lastOffset: number }>((resolve, reject) => {
-      this.acknowledgements.push({ nextOffset: lastOffset + 1, resolve: () => resolve(range), reject });
-    });
-    this.scheduleFlush();
-    return done;
+    return this.enqueueAcknowledgement(lastOffset + 1, { firstOffset, lastOffset });
   }
 
   /** Seals the active segment and starts a new one at the next offset. */
@@ -313,11 +385,7 @@ export class CommitLog {
   }
 
   private resolveAcknowledgements(next: number): void {
-    let i = 0;
-    while (i < this.acknowledgements.length && this.acknowledgements[i]!.nextOffset <= next) i++;
-    if (i === 0) return;
-    const done = this.acknowledgements.splice(0, i);
-    for (const ack of done) ack.resolve();
+    this.acknowledgements.resolveBelow(next);
   }
 
   /**
@@ -327,9 +395,9 @@ export class CommitLog {
    */
   private fail(error: Error): void {
     if (!this.failure) this.failure = error;
-    const failed = this.acknowledgements.splice(0);
-    const wrapped = new StorageFailedError(`write or fsync failed, append not acknowledged: ${error.message}`, { cause: error });
-    for (const ack of failed) ack.reject(wrapped);
+    this.acknowledgements.rejectAll(
+      new StorageFailedError(`write or fsync failed, append not acknowledged: ${error.message}`, { cause: error }),
+    );
   }
 
   private isIdle(): boolean {

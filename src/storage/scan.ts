@@ -5,7 +5,7 @@
  */
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { CorruptionError } from '../util/index.js';
-import { crc32c } from './crc32c.js';
+import { crc32 } from './checksum.js';
 import { FRAME_HEADER_BYTES } from './format.js';
 
 const TWO_POW_32 = 0x1_0000_0000;
@@ -63,7 +63,7 @@ export function frameValidAt(
   const checksum = head.buffer.readUInt32LE(head.at + 4);
   const frame = window.view(position, FRAME_HEADER_BYTES + valueLength);
   const end = frame.at + FRAME_HEADER_BYTES + valueLength;
-  if (crc32c(frame.buffer, frame.at + 8, end) !== checksum) return undefined;
+  if (crc32(frame.buffer, frame.at + 8, end) !== checksum) return undefined;
   return FRAME_HEADER_BYTES + valueLength;
 }
 

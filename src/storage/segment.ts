@@ -11,7 +11,7 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import { assert, CorruptionError } from '../util/index.js';
-import { crc32c } from './crc32c.js';
+import { crc32 } from './checksum.js';
 import {
   decodeIndexEntry, encodeFrame, encodeIndexEntry, FRAME_HEADER_BYTES, INDEX_ENTRY_BYTES, INDEX_SUFFIX,
   segmentFileName, STORE_SUFFIX,
@@ -259,7 +259,7 @@ export class Segment {
     if (end - at < FRAME_HEADER_BYTES) fail('frame shorter than its header');
     const valueLength = chunk.readUInt32LE(at);
     if (at + FRAME_HEADER_BYTES + valueLength !== end) fail(`length field ${valueLength} disagrees with the index`);
-    if (crc32c(chunk, at + 8, end) !== chunk.readUInt32LE(at + 4)) fail('checksum mismatch');
+    if (crc32(chunk, at + 8, end) !== chunk.readUInt32LE(at + 4)) fail('checksum mismatch');
     const storedOffset = chunk.readUInt32LE(at + 8) + chunk.readUInt32LE(at + 12) * TWO_POW_32;
     if (storedOffset !== offset) fail(`frame holds offset ${storedOffset}`);
     return {

@@ -1,8 +1,16 @@
 /**
- * CRC32C (Castagnoli), the checksum of every stored record. Slicing-by-8 over eight 256-entry
- * tables: about 8x fewer table lookups per byte than the bytewise loop, with no native addon.
+ * CRC-32 (IEEE 802.3, the zlib/gzip polynomial), the checksum of every stored record.
+ *
+ * Why not CRC32C: Node ships zlib's CRC-32, which uses carry-less multiply instructions (about
+ * 4 GB/s here), while a CRC32C in JavaScript runs at about 0.65 GB/s and would cost 1.5 µs per
+ * 1 KiB record. Both detect the same classes of torn and flipped bytes at this record size.
+ * Short inputs use a slicing-by-8 table in JavaScript, which beats the native call's fixed cost.
  */
-const POLY_REFLECTED = 0x82f63b78;
+import { crc32 as zlibCrc32 } from 'node:zlib';
+
+const POLY_REFLECTED = 0xedb88320;
+/** Below this many bytes the JavaScript loop is faster than crossing into zlib. */
+const NATIVE_MIN_BYTES = 192;
 
 const TABLES: Uint32Array[] = (() => {
   const tables = Array.from({ length: 8 }, () => new Uint32Array(256));
@@ -22,8 +30,14 @@ const TABLES: Uint32Array[] = (() => {
   return tables;
 })();
 
-/** CRC32C of `bytes[start, end)`, continuing from `crc` (0 for a fresh checksum). */
-export function crc32c(bytes: Uint8Array, start = 0, end = bytes.length, crc = 0): number {
+/** CRC-32 of `bytes[start, end)`, continuing from `crc` (0 for a fresh checksum). */
+export function crc32(bytes: Uint8Array, start = 0, end = bytes.length, crc = 0): number {
+  if (end - start >= NATIVE_MIN_BYTES) return zlibCrc32(bytes.subarray(start, end), crc);
+  return crc32Table(bytes, start, end, crc);
+}
+
+/** The table-driven CRC-32, exported so tests can check it against zlib's. */
+export function crc32Table(bytes: Uint8Array, start = 0, end = bytes.length, crc = 0): number {
   const [t0, t1, t2, t3, t4, t5, t6, t7] = TABLES as [
     Uint32Array, Uint32Array, Uint32Array, Uint32Array, Uint32Array, Uint32Array, Uint32Array, Uint32Array,
   ];
