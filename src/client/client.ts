@@ -1,0 +1,235 @@
+/**
+ * A typed client for `log.v1.Log`. Every failure is one of util/errors' classes (mapped from the
+ * gRPC status by server/errors.ts), e.g. OffsetOutOfRangeError with the log's range.
+ *
+ * - `produce(value)`: one unary call per record (simplest; one round trip and one fsync wait each).
+ * - `produceStream()`: a pipelined ProduceStream; many records in flight share fsyncs.
+ * - `produceBatch(values)`: many records in one ProduceBatch request (one fsync per batch).
+ * - `batchingProducer()`: collects single records into ProduceBatch requests.
+ * - `consume(offset)`, `consumeStream(from, { signal, maxBatch, follow })`, `getServers()`.
+ */
+import { Metadata, status as Status, type CallOptions, type ChannelOptions, type ServiceError } from '@grpc/grpc-js';
+import {
+  LogClient,
+  type ConsumeResponse,
+  type ProduceBatchRequest,
+  type ProduceBatchResponse, type Record as WireRecord, type Server as WireServer } from '../gen/log/v1/log.js';
+import { errorFromStatus } from '../server/errors.js';
+import { assert } from '../util/index.js';
+import { BatchingProducer, type BatchingProducerOptions } from './batching-producer.js';
+import { channelCredentials, type ClientSecurity } from './credentials.js';
+import { PipelinedStream } from './pending.js';
+
+/** A record as read from the log. */
+export interface ConsumedRecord {
+  offset: number;
+  value: Buffer;
+  term: number;
+  type: number;
+}
+
+export interface ServerInfo {
+  id: string;
+  rpcAddr: string;
+  isLeader: boolean;
+}
+
+export interface AnnalClientOptions {
+  /** `host:port` of a node. */
+  address: string;
+  security: ClientSecurity;
+  /** Deadline for unary calls, in milliseconds; 0 means none. Default 30 s. */
+  callTimeoutMs?: number;
+  /** Largest response accepted, in bytes. Default 64 MiB (a batched ConsumeStream response). */
+  maxResponseBytes?: number;
+  /** Extra grpc-js channel options. */
+  channelOptions?: ChannelOptions;
+}
+
+export interface ConsumeStreamOptions {
+  /** Aborting ends the iteration with the signal's reason (an AbortError by default). */
+  signal?: AbortSignal;
+  /** Ask the server to pack up to this many records per message (0: one record per message). */
+  maxBatch?: number;
+  /** Keep waiting for new records after catching up (default true); false ends at the log's end. */
+  follow?: boolean;
+}
+
+export interface ProduceBatchResult {
+  firstOffset: number;
+  lastOffset: number;
+}
+
+export class AnnalClient {
+  readonly raw: LogClient;
+  private readonly callTimeoutMs: number;
+
+  constructor(options: AnnalClientOptions) {
+    this.callTimeoutMs = options.callTimeoutMs ?? 30_000;
+    this.raw = new LogClient(options.address, channelCredentials(options.security), {
+      'grpc.max_receive_message_length': options.maxResponseBytes ?? 64 * 1024 * 1024,
+      'grpc.max_send_message_length': -1,
+      ...options.channelOptions,
+    });
+  }
+
+  /** Appends one record; resolves with its offset once the server acknowledged it. */
+  produce(value: Uint8Array): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.raw.produce(produceRequest(value), new Metadata(), this.unaryOptions(), (error, response) =>
+        error ? reject(mapError(error)) : resolve(response.offset),
+      );
+    });
+  }
+
+  /** Opens a ProduceStream: `send(value)` writes immediately and resolves with the offset. */
+  produceStream(): ProduceStreamHandle {
+    return new ProduceStreamHandle(new PipelinedStream(this.raw.produceStream(), (response) => response.offset));
+  }
+
+  /** Opens a ProduceBatch stream: `send(values)` resolves with the batch's offsets. */
+  produceBatchStream(): ProduceBatchHandle {
+    return new ProduceBatchHandle(
+      new PipelinedStream(this.raw.produceBatch(), (response) => ({
+        firstOffset: response.firstOffset,
+        lastOffset: response.lastOffset,
+      })),
+    );
+  }
+
+  /** Appends `values` as one batch on a one-shot ProduceBatch call. */
+  async produceBatch(values: readonly Uint8Array[]): Promise<ProduceBatchResult> {
+    const stream = this.produceBatchStream();
+    try {
+      return await stream.send(values);
+    } finally {
+      await stream.close().catch(() => {});
+    }
+  }
+
+  /** A producer that groups single records into ProduceBatch requests (see batching-producer.ts). */
+  batchingProducer(options: Partial<BatchingProducerOptions> = {}): BatchingProducer {
+    return new BatchingProducer(this.produceBatchStream(), options);
+  }
+
+  /** Reads the record at `offset`; OffsetOutOfRangeError outside the log's range. */
+  consume(offset: number): Promise<ConsumedRecord> {
+    return new Promise((resolve, reject) => {
+      this.raw.consume({ offset, maxBatch: 0, stopAtEnd: false }, new Metadata(), this.unaryOptions(), (error, response) => {
+        if (error) reject(mapError(error));
+        else if (response.record === undefined) reject(mapError({ code: Status.INTERNAL, details: 'Consume response has no record' }));
+        else resolve(response.record);
+      });
+    });
+  }
+
+  /** Records from `from` on, one at a time; tails the log unless `follow` is false. */
+  async *consumeStream(from: number, options: ConsumeStreamOptions = {}): AsyncGenerator<ConsumedRecord> {
+    for await (const batch of this.consumeBatches(from, options)) yield* batch;
+  }
+
+  /** Like consumeStream, but yields each response's records together (cheaper per record). */
+  async *consumeBatches(from: number, options: ConsumeStreamOptions = {}): AsyncGenerator<ConsumedRecord[]> {
+    const { signal, maxBatch = 0, follow = true } = options;
+    signal?.throwIfAborted();
+    const call = this.raw.consumeStream({ offset: from, maxBatch, stopAtEnd: !follow });
+    const onAbort = (): void => call.cancel();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      for await (const response of call as AsyncIterable<ConsumeResponse>) {
+        yield recordsOf(response);
+      }
+    } catch (error) {
+      if (signal?.aborted) throw signal.reason;
+      throw mapError(error as ServiceError);
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+      call.cancel();
+    }
+  }
+
+  async getServers(): Promise<ServerInfo[]> {
+    return new Promise((resolve, reject) => {
+      this.raw.getServers({}, new Metadata(), this.unaryOptions(), (error, response) =>
+        error ? reject(mapError(error)) : resolve(response.servers.map(toServerInfo)),
+      );
+    });
+  }
+
+  close(): void {
+    this.raw.close();
+  }
+
+  private unaryOptions(): Partial<CallOptions> {
+    return this.callTimeoutMs > 0 ? { deadline: Date.now() + this.callTimeoutMs } : {};
+  }
+}
+
+/** A pipelined ProduceStream. */
+export class ProduceStreamHandle {
+  constructor(private readonly stream: PipelinedStream<ReturnType<typeof produceRequest>, { offset: number }, number>) {}
+
+  /** Records sent and not yet acknowledged. */
+  get inFlight(): number {
+    return this.stream.inFlight;
+  }
+
+  /** Sends one record without waiting for earlier ones; resolves with its offset. */
+  send(value: Uint8Array): Promise<number> {
+    return this.stream.send(produceRequest(value));
+  }
+
+  /** Ends the stream after every sent record is acknowledged. */
+  close(): Promise<void> {
+    return this.stream.close();
+  }
+
+  cancel(): void {
+    this.stream.cancel();
+  }
+}
+
+/** A pipelined ProduceBatch stream. */
+export class ProduceBatchHandle {
+  constructor(
+    private readonly stream: PipelinedStream<ProduceBatchRequest, ProduceBatchResponse, ProduceBatchResult>,
+  ) {}
+
+  get inFlight(): number {
+    return this.stream.inFlight;
+  }
+
+  send(values: readonly Uint8Array[]): Promise<ProduceBatchResult> {
+    assert(values.length > 0, 'a batch needs at least one record');
+    return this.stream.send({ records: values.map(wireRecord) });
+  }
+
+  close(): Promise<void> {
+    return this.stream.close();
+  }
+
+  cancel(): void {
+    this.stream.cancel();
+  }
+}
+
+function wireRecord(value: Uint8Array): WireRecord {
+  return { value: value as Buffer, offset: 0, term: 0, type: 0 };
+}
+
+function produceRequest(value: Uint8Array): { record: WireRecord } {
+  return { record: wireRecord(value) };
+}
+
+function recordsOf(response: ConsumeResponse): ConsumedRecord[] {
+  if (response.records.length > 0) return response.records;
+  return response.record === undefined ? [] : [response.record];
+}
+
+function toServerInfo(server: WireServer): ServerInfo {
+  return { id: server.id, rpcAddr: server.rpcAddr, isLeader: server.isLeader };
+}
+
+function mapError(error: { code: number; details: string; metadata?: Metadata }): Error {
+  return errorFromStatus(error, error);
+}

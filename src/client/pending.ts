@@ -1,0 +1,92 @@
+/**
+ * The client side of a pipelined bidi stream (ProduceStream, ProduceBatch): requests are written
+ * without waiting, and the server answers each in order, so the n-th response settles the n-th
+ * pending promise. When the stream fails, every pending promise and every later request rejects
+ * with the same error.
+ */
+import type { ClientDuplexStream, ServiceError } from '@grpc/grpc-js';
+import { errorFromStatus } from '../server/errors.js';
+import { UnavailableError, type AnnalError } from '../util/index.js';
+
+interface Waiter<Result> {
+  resolve: (result: Result) => void;
+  reject: (error: Error) => void;
+}
+
+/** Pending waiters are compacted once this many answered ones sit at the queue's front. */
+const QUEUE_COMPACT_WAITERS = 1024;
+
+export class PipelinedStream<Request, Response, Result> {
+  // Invariant: waiters[head..] are the requests written and not yet answered, in write order.
+  private readonly waiters: Waiter<Result>[] = [];
+  private head = 0;
+  private failure: AnnalError | undefined;
+  private ended = false;
+
+  constructor(
+    private readonly call: ClientDuplexStream<Request, Response>,
+    private readonly toResult: (response: Response) => Result,
+  ) {
+    call.on('data', (response: Response) => this.onResponse(response));
+    call.on('error', (error: ServiceError) => this.fail(errorFromStatus(error, error)));
+    call.on('end', () => this.fail(new UnavailableError('the server ended the stream before answering every request')));
+  }
+
+  /** Requests written and not yet answered. */
+  get inFlight(): number {
+    return this.waiters.length - this.head;
+  }
+
+  /** Writes `request` now and returns the promise of its answer. */
+  send(request: Request): Promise<Result> {
+    if (this.failure !== undefined) return Promise.reject(this.failure);
+    if (this.ended) return Promise.reject(new UnavailableError('the stream is closed'));
+    return new Promise<Result>((resolve, reject) => {
+      this.waiters.push({ resolve, reject });
+      this.call.write(request);
+    });
+  }
+
+  /** Half-closes the stream after the requests already sent; resolves once all are answered. */
+  async close(): Promise<void> {
+    if (this.ended) return;
+    this.ended = true;
+    const last = this.waiters[this.waiters.length - 1];
+    const settled = this.inFlight > 0 && last !== undefined ? new Promise<void>((resolve) => {
+      const { resolve: onResult, reject: onError } = last;
+      last.resolve = (result) => { onResult(result); resolve(); };
+      last.reject = (error) => { onError(error); resolve(); };
+    }) : Promise.resolve();
+    this.call.end();
+    await settled;
+  }
+
+  /** Abandons the stream: pending promises reject. */
+  cancel(): void {
+    this.ended = true;
+    this.call.cancel();
+  }
+
+  private onResponse(response: Response): void {
+    const waiter = this.waiters[this.head];
+    if (waiter === undefined) {
+      this.fail(new UnavailableError('the server sent more responses than requests'));
+      return;
+    }
+    this.waiters[this.head] = undefined as unknown as Waiter<Result>;
+    this.head++;
+    if (this.head >= QUEUE_COMPACT_WAITERS) {
+      this.waiters.splice(0, this.head);
+      this.head = 0;
+    }
+    waiter.resolve(this.toResult(response));
+  }
+
+  private fail(error: AnnalError): void {
+    if (this.inFlight === 0 && this.failure === undefined && this.ended) return; // a clean end
+    this.failure ??= error;
+    for (let i = this.head; i < this.waiters.length; i++) this.waiters[i]!.reject(this.failure);
+    this.waiters.length = 0;
+    this.head = 0;
+  }
+}

@@ -1,0 +1,82 @@
+/**
+ * The `log.v1.Log` service definition the server registers: the generated ts-proto codecs, with
+ * two changes.
+ *
+ * - Requests that fail to decode become a `DecodeFailure` value instead of an exception. grpc-js
+ *   answers a throwing deserializer with INTERNAL "Error deserializing request"; malformed input is
+ *   the client's fault, so handlers answer INVALID_ARGUMENT with the decoder's reason instead.
+ * - Responses are serialized without the generated code's extra copy (`Buffer.from(Uint8Array)`
+ *   copies; the writer's output is fresh, so wrapping it is safe). grpc-js copies once more into
+ *   its framed message.
+ */
+import type { MessageFns } from '../gen/log/v1/log.js';
+import {
+  ConsumeRequest,
+  ConsumeResponse,
+  GetServersRequest,
+  GetServersResponse,
+  LogService,
+  ProduceBatchRequest,
+  ProduceBatchResponse,
+  ProduceRequest,
+  ProduceResponse,
+} from '../gen/log/v1/log.js';
+
+/** A request whose bytes are not a valid protobuf encoding of the expected message. */
+export class DecodeFailure {
+  constructor(
+    readonly messageName: string,
+    readonly reason: string,
+  ) {}
+}
+
+export function safeDecoder<T>(codec: MessageFns<T>, messageName: string): (bytes: Buffer) => T | DecodeFailure {
+  return (bytes) => {
+    try {
+      return codec.decode(bytes);
+    } catch (error) {
+      return new DecodeFailure(messageName, error instanceof Error ? error.message : String(error));
+    }
+  };
+}
+
+export function wrappingEncoder<T>(codec: MessageFns<T>): (message: T) => Buffer {
+  return (message) => {
+    const bytes = codec.encode(message).finish();
+    return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  };
+}
+
+/** LogService with safe request decoding and copy-free response encoding. */
+export const ServedLogService = {
+  produce: {
+    ...LogService.produce,
+    requestDeserialize: safeDecoder(ProduceRequest, 'log.v1.ProduceRequest'),
+    responseSerialize: wrappingEncoder(ProduceResponse),
+  },
+  consume: {
+    ...LogService.consume,
+    requestDeserialize: safeDecoder(ConsumeRequest, 'log.v1.ConsumeRequest'),
+    responseSerialize: wrappingEncoder(ConsumeResponse),
+  },
+  consumeStream: {
+    ...LogService.consumeStream,
+    requestDeserialize: safeDecoder(ConsumeRequest, 'log.v1.ConsumeRequest'),
+    responseSerialize: wrappingEncoder(ConsumeResponse),
+  },
+  produceStream: {
+    ...LogService.produceStream,
+    requestDeserialize: safeDecoder(ProduceRequest, 'log.v1.ProduceRequest'),
+    responseSerialize: wrappingEncoder(ProduceResponse),
+  },
+  getServers: {
+    ...LogService.getServers,
+    requestDeserialize: safeDecoder(GetServersRequest, 'log.v1.GetServersRequest'),
+    responseSerialize: wrappingEncoder(GetServersResponse),
+  },
+  produceBatch: {
+    ...LogService.produceBatch,
+    requestDeserialize: safeDecoder(ProduceBatchRequest, 'log.v1.ProduceBatchRequest'),
+    responseSerialize: wrappingEncoder(ProduceBatchResponse),
+  },
+} as const;

@@ -1,0 +1,82 @@
+/**
+ * ConsumeStream: sends records from the requested offset, then tails the log. A caught-up stream
+ * awaits `log.waitForAppend` (a promise woken by the next acknowledged append), so a waiting
+ * stream costs no CPU. Writes respect the response stream's backpressure: when `write` returns
+ * false the pump waits for 'drain' before reading more from the log.
+ *
+ * Offsets: below the log's lowest offset is OUT_OF_RANGE. At or past the next offset the stream
+ * waits for that offset to be written, as proglog's ConsumeStream does; with `stop_at_end` the
+ * stream instead ends OK once it has sent everything up to the end it saw when it caught up.
+ */
+import { once } from 'node:events';
+import { status as Status, type ServerWritableStream } from '@grpc/grpc-js';
+import type { ConsumeRequest, ConsumeResponse, Record as WireRecord } from '../gen/log/v1/log.js';
+import type { StoredRecord } from '../storage/types.js';
+import { OffsetOutOfRangeError } from '../util/index.js';
+import type { ServedLog } from './served-log.js';
+
+export interface ConsumeStreamLimits {
+  /** Records read from the log per step in one-record-per-message mode. */
+  readChunkRecords: number;
+  /** Upper bound on a client's max_batch (larger requests are clamped). */
+  maxBatchRecords: number;
+  /** Value bytes per batched response (a single larger record is still sent alone). */
+  maxResponseBytes: number;
+}
+
+/** Why a stream was stopped by the server rather than by the client or an error. */
+export class ShutdownSignal extends Error {
+  override readonly name = 'ShutdownSignal';
+}
+
+/**
+ * Pumps records into `call` until the client cancels, `signal` aborts (server shutdown), or an
+ * error occurs. Rejects with the error to send as status; resolves when the call should end OK.
+ */
+export async function pumpConsumeStream(
+  log: ServedLog,
+  call: ServerWritableStream<ConsumeRequest, ConsumeResponse>,
+  request: ConsumeRequest,
+  limits: ConsumeStreamLimits,
+  signal: AbortSignal,
+): Promise<void> {
+  let next = request.offset;
+  if (next < log.lowestOffset()) throw new OffsetOutOfRangeError(next, log.lowestOffset(), log.nextOffset());
+  const batchRecords = Math.min(request.maxBatch, limits.maxBatchRecords);
+  const readLimits =
+    batchRecords > 0
+      ? { maxCount: batchRecords, maxBytes: limits.maxResponseBytes }
+      : { maxCount: limits.readChunkRecords, maxBytes: limits.maxResponseBytes };
+  while (!signal.aborted) {
+    if (next >= log.nextOffset()) {
+      if (request.stopAtEnd) return;
+      await log.waitForAppend(next, signal);
+      continue;
+    }
+    const records = log.readBatch(next, readLimits);
+    if (records.length === 0) continue; // raced with a removal; re-check the range
+    next = records[records.length - 1]!.offset + 1;
+    const writable = batchRecords > 0 ? writeBatch(call, records) : writeEach(call, records);
+    if (!writable) await waitForDrain(call, signal);
+  }
+}
+
+function writeBatch(call: ServerWritableStream<ConsumeRequest, ConsumeResponse>, records: StoredRecord[]): boolean {
+  return call.write({ record: undefined, records: records as WireRecord[] });
+}
+
+function writeEach(call: ServerWritableStream<ConsumeRequest, ConsumeResponse>, records: StoredRecord[]): boolean {
+  let writable = true;
+  for (const record of records) writable = call.write({ record: record as WireRecord, records: [] });
+  return writable;
+}
+
+async function waitForDrain(call: ServerWritableStream<ConsumeRequest, ConsumeResponse>, signal: AbortSignal): Promise<void> {
+  await once(call, 'drain', { signal });
+}
+
+/** The status a stream ended by server shutdown gets: clients reconnect and resume. */
+export const SHUTDOWN_STATUS = {
+  code: Status.UNAVAILABLE,
+  details: 'server is shutting down; reconnect and resume from the next offset',
+} as const;

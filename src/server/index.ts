@@ -1,0 +1,6 @@
+export { LogServer, LOG_SERVICE_NAME } from './server.js';
+export type { LogServerOptions } from './server.js';
+export type { ServiceLogger } from './log-service.js';
+export type { ServedLog } from './served-log.js';
+export { statusFromError, errorFromStatus, grpcCodeFor, ErrorMetadataKey } from './errors.js';
+export type { StatusLike } from './errors.js';

@@ -1,0 +1,228 @@
+/**
+ * The handlers of `log.v1.Log` over a ServedLog.
+ *
+ * Input rules (each violation is INVALID_ARGUMENT with a message that says what was wrong):
+ * - a ProduceRequest must carry a record;
+ * - a record's value must not be empty. proglog accepts empty values, but an empty record carries
+ *   nothing a consumer can use and is almost always a client bug (an unset field, an empty line),
+ *   so annal rejects it rather than store it forever;
+ * - a value must not exceed `maxRecordBytes`;
+ * - `type` must be 0: other types are reserved for the replicated log's control entries. `offset`
+ *   and `term` in a produced record are ignored: the log assigns them;
+ * - a ProduceBatch request must carry at least one record and at most `maxBatchRecords`;
+ * - bytes that do not decode as the request message (see codec.ts).
+ */
+import type { sendUnaryData, ServerDuplexStream, ServerUnaryCall, ServerWritableStream, StatusObject } from '@grpc/grpc-js';
+import { status as Status } from '@grpc/grpc-js';
+import type {
+  ConsumeRequest,
+  ConsumeResponse,
+  GetServersRequest,
+  GetServersResponse,
+  ProduceBatchRequest,
+  ProduceBatchResponse,
+  ProduceRequest,
+  ProduceResponse,
+  Record as WireRecord,
+  Server as WireServer,
+} from '../gen/log/v1/log.js';
+import type { RecordInput } from '../storage/types.js';
+import { InvalidArgumentError, RecordTooLargeError } from '../util/index.js';
+import { DecodeFailure } from './codec.js';
+import { pumpConsumeStream, SHUTDOWN_STATUS, ShutdownSignal, type ConsumeStreamLimits } from './consume-stream.js';
+import { statusFromError } from './errors.js';
+import { Pipeline } from './pipeline.js';
+import type { ServedLog } from './served-log.js';
+
+/** The few logger methods the service uses (pino's Logger has them). */
+export interface ServiceLogger {
+  error(object: object, message: string): void;
+  warn(object: object, message: string): void;
+  info(object: object, message: string): void;
+}
+
+export interface LogServiceOptions {
+  log: ServedLog;
+  /** Largest record value accepted, in bytes. */
+  maxRecordBytes: number;
+  /** Most records in one ProduceBatch request. */
+  maxBatchRecords: number;
+  /** Appends (or batches) started but not yet answered per ProduceStream/ProduceBatch call. */
+  maxInFlightPerStream: number;
+  consume: ConsumeStreamLimits;
+  /** The cluster as GetServers reports it (a single node reports itself as leader). */
+  servers: () => WireServer[];
+  logger: ServiceLogger;
+}
+
+type Req<T> = T | DecodeFailure;
+
+/** Something a shutdown must end: tailing consumers and open produce streams. */
+interface Drainable {
+  drain(): void;
+}
+
+export class LogServiceHandlers {
+  private readonly streams = new Set<Drainable>();
+  private draining = false;
+
+  constructor(private readonly options: LogServiceOptions) {}
+
+  /** Number of open streaming calls (tests use it to check that cancelled streams are released). */
+  get openStreamCount(): number {
+    return this.streams.size;
+  }
+
+  /** Shutdown: end tailing streams and stop produce streams after answering what is in flight. */
+  drain(): void {
+    this.draining = true;
+    for (const stream of this.streams) stream.drain();
+  }
+
+  /** The handler object for `server.addService(ServedLogService, ...)`. */
+  handlers() {
+    return {
+      produce: (call: ServerUnaryCall<Req<ProduceRequest>, ProduceResponse>, callback: sendUnaryData<ProduceResponse>) =>
+        this.produce(call, callback),
+      consume: (call: ServerUnaryCall<Req<ConsumeRequest>, ConsumeResponse>, callback: sendUnaryData<ConsumeResponse>) =>
+        this.consume(call, callback),
+      consumeStream: (call: ServerWritableStream<Req<ConsumeRequest>, ConsumeResponse>) => this.consumeStream(call),
+      produceStream: (call: ServerDuplexStream<Req<ProduceRequest>, ProduceResponse>) => this.produceStream(call),
+      produceBatch: (call: ServerDuplexStream<Req<ProduceBatchRequest>, ProduceBatchResponse>) => this.produceBatch(call),
+      getServers: (_call: ServerUnaryCall<Req<GetServersRequest>, GetServersResponse>, callback: sendUnaryData<GetServersResponse>) =>
+        callback(null, { servers: this.options.servers() }),
+    };
+  }
+
+  private produce(call: ServerUnaryCall<Req<ProduceRequest>, ProduceResponse>, callback: sendUnaryData<ProduceResponse>): void {
+    let input: RecordInput;
+    try {
+      input = this.recordFrom(decoded(call.request).record);
+    } catch (error) {
+      callback(this.status(error));
+      return;
+    }
+    this.options.log.append(input).then(
+      (offset) => callback(null, { offset }),
+      (error: unknown) => callback(this.status(error)),
+    );
+  }
+
+  private consume(call: ServerUnaryCall<Req<ConsumeRequest>, ConsumeResponse>, callback: sendUnaryData<ConsumeResponse>): void {
+    try {
+      const record = this.options.log.read(decoded(call.request).offset);
+      callback(null, { record: record as WireRecord, records: [] });
+    } catch (error) {
+      callback(this.status(error));
+    }
+  }
+
+  private consumeStream(call: ServerWritableStream<Req<ConsumeRequest>, ConsumeResponse>): void {
+    const typedCall = call as ServerWritableStream<ConsumeRequest, ConsumeResponse>;
+    if (this.draining) {
+      call.emit('error', SHUTDOWN_STATUS);
+      return;
+    }
+    const controller = new AbortController();
+    const stream: Drainable = { drain: () => controller.abort(new ShutdownSignal('server is shutting down')) };
+    this.streams.add(stream);
+    call.on('cancelled', () => controller.abort(new Error('client cancelled the stream')));
+    const ended = (error: unknown): void => {
+      this.streams.delete(stream);
+      const reason: unknown = controller.signal.reason;
+      if (controller.signal.aborted && !(reason instanceof ShutdownSignal)) return; // the client left
+      if (controller.signal.aborted) call.emit('error', SHUTDOWN_STATUS);
+      else if (error === undefined) call.end();
+      else call.emit('error', this.status(error));
+    };
+    let request: ConsumeRequest;
+    try {
+      request = decoded(call.request);
+    } catch (error) {
+      ended(error);
+      return;
+    }
+    pumpConsumeStream(this.options.log, typedCall, request, this.options.consume, controller.signal).then(
+      () => ended(undefined),
+      (error: unknown) => ended(error),
+    );
+  }
+
+  private produceStream(call: ServerDuplexStream<Req<ProduceRequest>, ProduceResponse>): void {
+    const log = this.options.log;
+    this.servePipeline(call, (request) => {
+      const input = this.recordFrom(decoded(request).record);
+      return log.append(input).then(toProduceResponse);
+    });
+  }
+
+  private produceBatch(call: ServerDuplexStream<Req<ProduceBatchRequest>, ProduceBatchResponse>): void {
+    const log = this.options.log;
+    this.servePipeline(call, (request) => {
+      const records = decoded(request).records;
+      if (records.length === 0) throw new InvalidArgumentError('ProduceBatch request has no records');
+      if (records.length > this.options.maxBatchRecords) {
+        throw new InvalidArgumentError(
+          `ProduceBatch request has ${records.length} records; the limit is ${this.options.maxBatchRecords}`,
+        );
+      }
+      const inputs = records.map((record) => this.recordFrom(record));
+      return log.appendBatch(inputs).then(({ firstOffset, lastOffset }) => ({
+        firstOffset,
+        lastOffset,
+        count: lastOffset - firstOffset + 1,
+      }));
+    });
+  }
+
+  private servePipeline<Request, Response>(
+    call: ServerDuplexStream<Request, Response>,
+    start: (request: Request) => Promise<Response>,
+  ): void {
+    if (this.draining) {
+      call.emit('error', SHUTDOWN_STATUS);
+      return;
+    }
+    const pipeline = new Pipeline(call, {
+      maxInFlight: this.options.maxInFlightPerStream,
+      start,
+      onUnexpectedError: (error) => this.logUnexpected(error),
+    });
+    this.streams.add(pipeline);
+    void pipeline.run().then(() => this.streams.delete(pipeline));
+  }
+
+  /** Validates a produced record (see the rules at the top of this file). */
+  private recordFrom(record: WireRecord | undefined): RecordInput {
+    if (record === undefined) throw new InvalidArgumentError('ProduceRequest has no record');
+    const sizeBytes = record.value.length;
+    if (sizeBytes === 0) throw new InvalidArgumentError('record value is empty; annal does not store empty records');
+    if (sizeBytes > this.options.maxRecordBytes) throw new RecordTooLargeError(sizeBytes, this.options.maxRecordBytes);
+    if (record.type !== 0) {
+      throw new InvalidArgumentError(`record type ${record.type} is reserved for the replicated log; produce type 0`);
+    }
+    return { value: record.value };
+  }
+
+  private status(error: unknown): StatusObject {
+    const status = statusFromError(error);
+    if (status.code === Status.INTERNAL) this.logUnexpected(error);
+    return status;
+  }
+
+  private logUnexpected(error: unknown): void {
+    this.options.logger.error({ err: error }, 'unexpected error in a log.v1.Log call');
+  }
+}
+
+function toProduceResponse(offset: number): ProduceResponse {
+  return { offset };
+}
+
+/** The request, or an InvalidArgumentError naming the message and the decoder's reason. */
+function decoded<T>(request: Req<T>): T {
+  if (request instanceof DecodeFailure) {
+    throw new InvalidArgumentError(`malformed ${request.messageName}: ${request.reason}`);
+  }
+  return request;
+}

@@ -1,0 +1,187 @@
+/**
+ * Serves a bidi stream whose requests each start an asynchronous operation (an append), without
+ * waiting for one operation before starting the next: that is what lets many appends share one
+ * fsync (group commit). Guarantees:
+ *
+ * - Responses go out in request order, one per request.
+ * - At most `maxInFlight` operations are pending; beyond that the call's reading is paused, so
+ *   HTTP/2 flow control pushes back on the client. Reading also pauses while the response stream
+ *   is over its high-water mark (a client that does not read its responses).
+ * - On the first error (a bad request or a failed append), the requests before it are still
+ *   answered, no later request is started, and the call ends with the error's status.
+ * - `drain()` (server shutdown) stops starting requests, answers those in flight, and ends the
+ *   call with UNAVAILABLE, so a client knows that any unanswered request was not processed.
+ */
+import { Metadata, status as Status, type ServerDuplexStream, type StatusObject } from '@grpc/grpc-js';
+import { assert } from '../util/index.js';
+import { statusFromError } from './errors.js';
+
+export interface PipelineOptions<Request, Response> {
+  /** Upper bound on operations started but not yet answered (>= 1). */
+  maxInFlight: number;
+  /**
+   * Starts the operation for one request. May throw synchronously (validation): that counts as the
+   * request's error and stops the stream after earlier requests are answered.
+   */
+  start: (request: Request) => Promise<Response>;
+  /** Called with errors that are not annal errors (bugs, unexpected failures) before answering. */
+  onUnexpectedError: (error: unknown) => void;
+}
+
+interface Slot<Response> {
+  settled: boolean;
+  response: Response | undefined;
+  error: unknown;
+}
+
+/** Slots are compacted out of the queue once this many answered ones sit at its front. */
+const QUEUE_COMPACT_SLOTS = 1024;
+
+export class Pipeline<Request, Response> {
+  // Invariant: queue[head..] are the requests started and not yet answered, in request order.
+  private readonly queue: Slot<Response>[] = [];
+  private head = 0;
+  private stopped = false; // no request is started after this is set
+  private finished = false; // the call's status has been sent (or the client cancelled)
+  private inputEnded = false;
+  private writeBlocked = false;
+  private paused = false;
+  private stopStatus: StatusObject | undefined;
+
+  constructor(
+    private readonly call: ServerDuplexStream<Request, Response>,
+    private readonly options: PipelineOptions<Request, Response>,
+  ) {
+    assert(options.maxInFlight >= 1, 'maxInFlight must be at least 1');
+  }
+
+  /** Starts serving; resolves once the call has ended (status sent or cancelled). */
+  run(): Promise<void> {
+    return new Promise((resolve) => {
+      this.onFinished = resolve;
+      this.call.on('data', (request: Request) => this.onRequest(request));
+      this.call.on('end', () => {
+        this.inputEnded = true;
+        this.flush();
+      });
+      this.call.on('drain', () => {
+        this.writeBlocked = false;
+        this.flush();
+      });
+      this.call.on('cancelled', () => this.finish());
+      this.call.on('error', () => this.finish());
+    });
+  }
+
+  /** Server shutdown: answer what is in flight, start nothing more, end with UNAVAILABLE. */
+  drain(): void {
+    this.stop({
+      code: Status.UNAVAILABLE,
+      details: 'server is shutting down; requests after the last answer were not processed',
+      metadata: new Metadata(),
+    });
+    this.flush();
+  }
+
+  private onFinished: () => void = () => {};
+
+  private onRequest(request: Request): void {
+    if (this.stopped) return;
+    const slot: Slot<Response> = { settled: false, response: undefined, error: undefined };
+    this.queue.push(slot);
+    let operation: Promise<Response>;
+    try {
+      operation = this.options.start(request);
+    } catch (error) {
+      // A request that fails validation stops the stream right away: nothing after it starts.
+      this.stop(this.errorStatus(error));
+      slot.settled = true;
+      slot.error = error;
+      this.flush();
+      return;
+    }
+    operation.then(
+      (response) => {
+        slot.settled = true;
+        slot.response = response;
+        this.flush();
+      },
+      (error: unknown) => {
+        slot.settled = true;
+        slot.error = error;
+        this.stop(this.errorStatus(error));
+        this.flush();
+      },
+    );
+    this.updateFlow();
+  }
+
+  /** Writes every answer at the front of the queue that is ready, then ends the call if done. */
+  private flush(): void {
+    if (this.finished) return;
+    const queue = this.queue;
+    while (this.head < queue.length) {
+      const slot = queue[this.head]!;
+      if (!slot.settled) break;
+      this.head++;
+      if (slot.error !== undefined) {
+        this.endWith(this.stopStatus ?? this.errorStatus(slot.error));
+        return;
+      }
+      if (!this.call.write(slot.response as Response)) this.writeBlocked = true;
+    }
+    if (this.head >= QUEUE_COMPACT_SLOTS) {
+      queue.splice(0, this.head);
+      this.head = 0;
+    }
+    const idle = this.head === queue.length;
+    if (idle && this.stopped && this.stopStatus !== undefined) {
+      this.endWith(this.stopStatus);
+    } else if (idle && this.inputEnded) {
+      this.endWith(undefined);
+    } else {
+      this.updateFlow();
+    }
+  }
+
+  private updateFlow(): void {
+    const inFlight = this.queue.length - this.head;
+    const shouldPause = this.stopped || this.writeBlocked || inFlight >= this.options.maxInFlight;
+    if (shouldPause && !this.paused) {
+      this.paused = true;
+      this.call.pause();
+    } else if (!shouldPause && this.paused) {
+      this.paused = false;
+      this.call.resume();
+    }
+  }
+
+  private stop(status: StatusObject): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.stopStatus = status;
+    this.updateFlow();
+  }
+
+  private errorStatus(error: unknown): StatusObject {
+    const status = statusFromError(error);
+    if (status.code === Status.INTERNAL) this.options.onUnexpectedError(error);
+    return status;
+  }
+
+  /** Sends the final status after the answers already written: OK when `status` is undefined. */
+  private endWith(status: StatusObject | undefined): void {
+    if (this.finished) return;
+    this.finished = true;
+    if (status === undefined) this.call.end();
+    else this.call.emit('error', status);
+    this.onFinished();
+  }
+
+  private finish(): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.stopped = true;
+    this.onFinished();
+  }
+}

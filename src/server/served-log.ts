@@ -1,0 +1,22 @@
+import type { RecordInput, StoredRecord, ReadLimits } from '../storage/types.js';
+
+/**
+ * The part of the commit log the gRPC service uses. storage's `CommitLog` satisfies it
+ * structurally; a replicated log (Raft) can satisfy it later without touching the service.
+ *
+ * Offsets: the log holds [lowestOffset(), nextOffset()); only acknowledged records are readable.
+ */
+export interface ServedLog {
+  /** Resolves with the record's offset once it is durable per the log's fsync policy. */
+  append(record: RecordInput): Promise<number>;
+  /** Appends all records with one durability wait; offsets are firstOffset..lastOffset inclusive. */
+  appendBatch(records: RecordInput[]): Promise<{ firstOffset: number; lastOffset: number }>;
+  /** Throws OffsetOutOfRangeError outside [lowestOffset(), nextOffset()). */
+  read(offset: number): StoredRecord;
+  /** Records from `offset` within the limits (at least one if any); [] when offset === nextOffset(). */
+  readBatch(offset: number, limits: ReadLimits): StoredRecord[];
+  lowestOffset(): number;
+  nextOffset(): number;
+  /** Resolves once nextOffset() > offset; rejects with the signal's reason or ClosedError. */
+  waitForAppend(offset: number, signal?: AbortSignal): Promise<void>;
+}

@@ -1,0 +1,332 @@
+/**
+ * Goal: the log.v1.Log service's contract over real gRPC: round trips, error codes and messages
+ * for bad offsets and bad records, ConsumeStream tailing (woken by a produce, released on cancel),
+ * max_batch and stop_at_end, ProduceStream order with many requests in flight, ProduceBatch
+ * offsets, GetServers, health, reflection, garbage on the port, malformed protobuf, and graceful
+ * shutdown with open streams.
+ * Method: a real CommitLog in a temp dir behind a LogServer on 127.0.0.1 (port 0); raw grpc-js
+ * clients where the test needs the wire status, the annal client elsewhere.
+ */
+import assert from 'node:assert/strict';
+import { connect } from 'node:net';
+import { afterEach, beforeEach, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import {
+  credentials,
+  loadPackageDefinition,
+  makeGenericClientConstructor,
+  Metadata,
+  status as Status,
+  type Client,
+  type ServiceError,
+} from '@grpc/grpc-js';
+import { loadSync } from '@grpc/proto-loader';
+import { service as healthService } from 'grpc-health-check';
+import { LogClient, type ProduceResponse } from '../gen/log/v1/log.js';
+import { InvalidArgumentError, OffsetOutOfRangeError, RecordTooLargeError, UnavailableError } from '../util/index.js';
+import { startTestNode, waitUntil, type TestNode } from './test-node.js';
+
+let node: TestNode;
+beforeEach(async () => {
+  node = await startTestNode({ server: { maxRecordBytes: 1024 } });
+});
+afterEach(async () => {
+  assert.deepEqual(node.unexpected, []);
+  await node.stop();
+});
+
+const value = (i: number): Buffer => Buffer.from(`value-${i}`);
+
+function rawClient(): LogClient {
+  return new LogClient(node.server.address, credentials.createInsecure());
+}
+
+function unary<Res>(invoke: (callback: (error: ServiceError | null, response: Res) => void) => void): Promise<Res> {
+  return new Promise((resolve, reject) => invoke((error, response) => (error ? reject(error) : resolve(response))));
+}
+
+describe('Produce and Consume', () => {
+  it('round-trips records and reports this node in GetServers', async () => {
+    for (let i = 0; i < 5; i++) assert.equal(await node.client.produce(value(i)), i);
+    for (let i = 0; i < 5; i++) {
+      const record = await node.client.consume(i);
+      assert.equal(record.offset, i);
+      assert.deepEqual(record.value, value(i));
+    }
+    assert.deepEqual(await node.client.getServers(), [{ id: 'test-node', rpcAddr: node.server.address, isLeader: true }]);
+  });
+
+  it('answers OUT_OF_RANGE past the end, naming the offset and the range', async () => {
+    await node.client.produce(value(0));
+    await node.client.produce(value(1));
+    const raw = rawClient();
+    await assert.rejects(
+      unary((cb) => raw.consume({ offset: 2, maxBatch: 0, stopAtEnd: false }, cb)),
+      (error: ServiceError) => {
+        assert.equal(error.code, Status.OUT_OF_RANGE);
+        assert.match(error.details, /offset 2 is out of range: the log holds offsets 0\.\.1/);
+        return true;
+      },
+    );
+    raw.close();
+    await assert.rejects(node.client.consume(7), (error: unknown) => {
+      assert.ok(error instanceof OffsetOutOfRangeError);
+      assert.equal(error.offset, 7);
+      assert.equal(error.lowestOffset, 0);
+      assert.equal(error.nextOffset, 2);
+      return true;
+    });
+  });
+
+  it('answers OUT_OF_RANGE below the lowest offset, for Consume and ConsumeStream', async () => {
+    await node.stop();
+    node = await startTestNode({ log: { initialOffset: 100 } });
+    assert.equal(await node.client.produce(value(0)), 100);
+    await assert.rejects(node.client.consume(99), (error: unknown) => {
+      assert.ok(error instanceof OffsetOutOfRangeError);
+      assert.match(error.message, /offset 99 is out of range: the log holds offsets 100\.\.100/);
+      return true;
+    });
+    const stream = node.client.consumeStream(5);
+    await assert.rejects(stream.next(), OffsetOutOfRangeError);
+  });
+
+  it('rejects empty, oversize, missing and reserved-type records with INVALID_ARGUMENT and stores nothing', async () => {
+    const raw = rawClient();
+    const cases = [
+      { record: { value: Buffer.alloc(0), offset: 0, term: 0, type: 0 }, message: /record value is empty/ },
+      { record: { value: Buffer.alloc(1025, 1), offset: 0, term: 0, type: 0 }, message: /1025 bytes exceeds the maximum record size of 1024/ },
+      { record: undefined, message: /has no record/ },
+      { record: { value: value(0), offset: 0, term: 0, type: 3 }, message: /type 3 is reserved/ },
+    ];
+    for (const { record, message } of cases) {
+      await assert.rejects(unary<ProduceResponse>((cb) => raw.produce({ record }, cb)), (error: ServiceError) => {
+        assert.equal(error.code, Status.INVALID_ARGUMENT);
+        assert.match(error.details, message);
+        return true;
+      });
+    }
+    raw.close();
+    await assert.rejects(node.client.produce(Buffer.alloc(2000)), RecordTooLargeError);
+    await assert.rejects(node.client.produce(Buffer.alloc(0)), InvalidArgumentError);
+    assert.equal(node.log.nextOffset(), 0);
+    assert.equal(await node.client.produce(Buffer.alloc(1024, 7)), 0, 'a record of exactly the limit is accepted');
+  });
+});
+
+describe('ConsumeStream', () => {
+  it('tails: a caught-up stream waits without polling, is woken by a produce, and is released on cancel', async () => {
+    await node.client.produce(value(0));
+    const controller = new AbortController();
+    const stream = node.client.consumeStream(0, { signal: controller.signal });
+    assert.equal((await stream.next()).value?.offset, 0);
+    const pending = stream.next();
+    await waitUntil(() => node.log.waiterCount() === 1, 'the stream to wait for an append');
+    await node.client.produce(value(1));
+    const woken = await pending;
+    assert.equal(woken.value?.offset, 1);
+    assert.deepEqual(woken.value?.value, value(1));
+    const waiting = stream.next();
+    await waitUntil(() => node.log.waiterCount() === 1, 'the stream to wait again');
+    controller.abort();
+    await assert.rejects(waiting, { name: 'AbortError' });
+    await waitUntil(() => node.log.waiterCount() === 0 && node.server.openStreamCount === 0, 'the server to release the stream');
+  });
+
+  it('waits for an offset past the end (as proglog does) and delivers it once written', async () => {
+    const stream = node.client.consumeStream(3);
+    const first = stream.next();
+    for (let i = 0; i < 4; i++) await node.client.produce(value(i));
+    assert.equal((await first).value?.offset, 3);
+    await stream.return(undefined);
+    await waitUntil(() => node.server.openStreamCount === 0, 'the server to release the stream');
+  });
+
+  it('packs up to max_batch records per message and ends at the end with stop_at_end', async () => {
+    const producer = node.client.produceStream();
+    const offsets = await Promise.all(Array.from({ length: 100 }, (_, i) => producer.send(value(i))));
+    await producer.close();
+    assert.deepEqual(offsets, Array.from({ length: 100 }, (_, i) => i));
+    const sizes: number[] = [];
+    let expected = 0;
+    for await (const batch of node.client.consumeBatches(10, { maxBatch: 32, follow: false })) {
+      sizes.push(batch.length);
+      for (const record of batch) {
+        assert.equal(record.offset, expected + 10);
+        assert.deepEqual(record.value, value(expected + 10));
+        expected++;
+      }
+    }
+    assert.equal(expected, 90);
+    assert.ok(sizes.every((size) => size >= 1 && size <= 32), `batch sizes ${sizes}`);
+    assert.ok(sizes.length <= 6, `90 records in batches of 32 need few messages, got ${sizes.length}`);
+    const single: number[] = [];
+    for await (const record of node.client.consumeStream(95, { follow: false })) single.push(record.offset);
+    assert.deepEqual(single, [95, 96, 97, 98, 99]);
+  });
+});
+
+describe('ProduceStream and ProduceBatch', () => {
+  it('answers every ProduceStream request in order with many in flight', async () => {
+    await node.stop();
+    node = await startTestNode({ log: { fsync: { kind: 'always' } }, server: { maxInFlightPerStream: 64 } });
+    const producer = node.client.produceStream();
+    const count = 3000;
+    const offsets = await Promise.all(Array.from({ length: count }, (_, i) => producer.send(value(i))));
+    await producer.close();
+    assert.deepEqual(offsets, Array.from({ length: count }, (_, i) => i));
+    for (const i of [0, 1, 1499, 2999]) assert.deepEqual((await node.client.consume(i)).value, value(i));
+  });
+
+  it('stops a ProduceStream at a bad record after answering the records before it', async () => {
+    const producer = node.client.produceStream();
+    const first = producer.send(value(0));
+    const bad = producer.send(Buffer.alloc(0));
+    const after = producer.send(value(2));
+    assert.equal(await first, 0);
+    await assert.rejects(bad, InvalidArgumentError);
+    await assert.rejects(after, InvalidArgumentError);
+    assert.equal(node.log.nextOffset(), 1, 'nothing after the bad record was appended');
+  });
+
+  it('gives each ProduceBatch its first and last offset, and the batching producer each record its own', async () => {
+    assert.deepEqual(await node.client.produceBatch([value(0), value(1), value(2)]), { firstOffset: 0, lastOffset: 2 });
+    const batches = node.client.produceBatchStream();
+    const results = await Promise.all([
+      batches.send(Array.from({ length: 10 }, (_, i) => value(3 + i))),
+      batches.send(Array.from({ length: 20 }, (_, i) => value(13 + i))),
+    ]);
+    await batches.close();
+    assert.deepEqual(results, [
+      { firstOffset: 3, lastOffset: 12 },
+      { firstOffset: 13, lastOffset: 32 },
+    ]);
+    const producer = node.client.batchingProducer({ maxBatchRecords: 50, lingerMs: 1 });
+    const offsets = await Promise.all(Array.from({ length: 333 }, (_, i) => producer.send(value(33 + i))));
+    await producer.close();
+    assert.deepEqual(offsets, Array.from({ length: 333 }, (_, i) => 33 + i));
+    for (const i of [0, 12, 13, 32, 33, 365]) assert.deepEqual((await node.client.consume(i)).value, value(i));
+  });
+});
+
+describe('health and reflection', () => {
+  it('reports SERVING after start and NOT_SERVING when told', async () => {
+    const Health = makeGenericClientConstructor(healthService, 'grpc.health.v1.Health');
+    const health = new Health(node.server.address, credentials.createInsecure()) as Client & Record<string, Function>;
+    const check = (service: string): Promise<{ status: string }> =>
+      unary((cb) => health.check!({ service }, cb));
+    assert.equal((await check('log.v1.Log')).status, 'SERVING');
+    assert.equal((await check('')).status, 'SERVING');
+    node.server.setServing(false);
+    assert.equal((await check('log.v1.Log')).status, 'NOT_SERVING');
+    health.close();
+  });
+
+  it('lists log.v1.Log and serves its file descriptor over reflection v1 and v1alpha', async () => {
+    for (const version of ['v1', 'v1alpha']) {
+      const protoPath = fileURLToPath(
+        new URL(`../../../node_modules/@grpc/reflection/build/proto/grpc/reflection/${version}/reflection.proto`, import.meta.url),
+      );
+      const pkg = loadPackageDefinition(loadSync(protoPath, { keepCase: true })) as any;
+      const Reflection = pkg.grpc.reflection[version].ServerReflection;
+      const reflection = new Reflection(node.server.address, credentials.createInsecure());
+      const call = reflection.ServerReflectionInfo();
+      const answers: any[] = [];
+      const done = new Promise<void>((resolve, reject) => {
+        call.on('data', (response: any) => answers.push(response));
+        call.on('end', resolve);
+        call.on('error', reject);
+      });
+      call.write({ list_services: '' });
+      call.write({ file_containing_symbol: 'log.v1.Log' });
+      call.end();
+      await done;
+      reflection.close();
+      const services = answers[0].list_services_response.service.map((s: { name: string }) => s.name);
+      assert.ok(services.includes('log.v1.Log'), `${version} services: ${services}`);
+      const files = answers[1].file_descriptor_response.file_descriptor_proto as Buffer[];
+      assert.ok(files.length >= 1);
+      assert.ok(files.some((file) => file.includes('log/v1/log.proto')));
+    }
+  });
+});
+
+describe('bad bytes on the wire', () => {
+  it('survives garbage on the port and keeps serving other clients', async () => {
+    const port = node.server.port;
+    // Not HTTP/2 at all: the server leaves the socket to its unknown-protocol timeout; meanwhile
+    // other clients must be served.
+    const junk = connect(port, '127.0.0.1');
+    junk.on('error', () => {});
+    junk.write(Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n\x00\xff\xfe garbage'));
+    // A valid HTTP/2 preface followed by frames that are junk: GOAWAY and close.
+    const closed = await new Promise<boolean>((resolve) => {
+      const socket = connect(port, '127.0.0.1', () => {
+        socket.write(Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\xff\xfe garbage garbage garbage garbage'));
+      });
+      socket.resume(); // discard what the server sends (its GOAWAY) so that 'close' can fire
+      socket.on('error', () => resolve(true));
+      socket.on('close', () => resolve(true));
+      socket.setTimeout(10_000, () => {
+        socket.destroy();
+        resolve(false);
+      });
+    });
+    assert.ok(closed, 'the server closes a connection that sends junk frames');
+    assert.equal(await node.client.produce(value(0)), 0);
+    assert.deepEqual((await node.client.consume(0)).value, value(0));
+    junk.destroy();
+  });
+
+  it('answers malformed protobuf with INVALID_ARGUMENT naming the message', async () => {
+    const identity = (bytes: Buffer): Buffer => bytes;
+    const RawProduce = makeGenericClientConstructor(
+      {
+        produce: { path: '/log.v1.Log/Produce', requestStream: false, responseStream: false, requestSerialize: identity, requestDeserialize: identity, responseSerialize: identity, responseDeserialize: identity },
+        produceStream: { path: '/log.v1.Log/ProduceStream', requestStream: true, responseStream: true, requestSerialize: identity, requestDeserialize: identity, responseSerialize: identity, responseDeserialize: identity },
+      },
+      'log.v1.Log',
+    );
+    const raw = new RawProduce(node.server.address, credentials.createInsecure()) as Client & Record<string, Function>;
+    // Field 1, wire type 2, declares 100 bytes but the message ends after 2.
+    const truncated = Buffer.from([0x0a, 0x64, 0x01, 0x02]);
+    await assert.rejects(unary((cb) => raw.produce!(truncated, new Metadata(), cb)), (error: ServiceError) => {
+      assert.equal(error.code, Status.INVALID_ARGUMENT);
+      assert.match(error.details, /malformed log\.v1\.ProduceRequest/);
+      return true;
+    });
+    // In a stream: the good request before the bad one is answered, then the stream fails.
+    const call = raw.produceStream!();
+    const responses: Buffer[] = [];
+    const failure = new Promise<ServiceError>((resolve) => {
+      call.on('data', (response: Buffer) => responses.push(response));
+      call.on('error', resolve);
+    });
+    call.write(Buffer.from([0x0a, 0x03, 0x0a, 0x01, 0x41])); // ProduceRequest{record{value:"A"}}
+    call.write(Buffer.from([0xff, 0xff, 0xff]));
+    const error = await failure;
+    assert.equal(error.code, Status.INVALID_ARGUMENT);
+    assert.equal(responses.length, 1);
+    raw.close();
+    assert.equal(node.log.nextOffset(), 1);
+  });
+});
+
+describe('shutdown', () => {
+  it('ends tailing streams with UNAVAILABLE, answers in-flight produces, and finishes promptly', async () => {
+    await node.client.produce(value(0));
+    const tail = node.client.consumeStream(2);
+    const tailResult = tail.next();
+    await waitUntil(() => node.log.waiterCount() === 1, 'the tail to wait');
+    const producer = node.client.produceStream();
+    const acknowledged = await producer.send(value(1));
+    assert.equal(acknowledged, 1);
+    const started = Date.now();
+    const [tailOutcome] = await Promise.allSettled([tailResult, node.server.shutdown()]);
+    assert.ok(Date.now() - started < 5000, 'shutdown did not wait for the shutdown timeout');
+    assert.equal(tailOutcome.status, 'rejected');
+    assert.ok(tailOutcome.reason instanceof UnavailableError, String(tailOutcome.reason));
+    await assert.rejects(producer.send(value(2)));
+    assert.equal(node.log.waiterCount(), 0);
+  });
+});

@@ -1,0 +1,167 @@
+/**
+ * The gRPC server of one node: `log.v1.Log` over a ServedLog, `grpc.health.v1.Health` (NOT_SERVING
+ * until `start` has bound the port and again from the start of shutdown) and server reflection
+ * (v1 and v1alpha, from the committed descriptor set proto/descriptor.binpb).
+ *
+ * Shutdown order: health NOT_SERVING → stop accepting connections and calls (HTTP/2 GOAWAY) →
+ * end tailing ConsumeStreams and stop produce streams after answering their in-flight appends →
+ * wait for the remaining calls up to `shutdownTimeoutMs`, then cancel what is left. The log is
+ * not closed here: its owner (the agent) closes it after the server has stopped.
+ */
+import { readFileSync } from 'node:fs';
+import { Server, ServerCredentials, type ChannelOptions } from '@grpc/grpc-js';
+import { loadFileDescriptorSetFromBuffer } from '@grpc/proto-loader';
+import { ReflectionService } from '@grpc/reflection';
+import { HealthImplementation } from 'grpc-health-check';
+import type { Server as WireServer } from '../gen/log/v1/log.js';
+import { assert } from '../util/index.js';
+import { ServedLogService } from './codec.js';
+import { LogServiceHandlers, type ServiceLogger } from './log-service.js';
+import type { ServedLog } from './served-log.js';
+
+export const LOG_SERVICE_NAME = 'log.v1.Log';
+
+const MIB = 1024 * 1024;
+
+export interface LogServerOptions {
+  log: ServedLog;
+  /** This node's id in GetServers. */
+  nodeName: string;
+  /** Address GetServers reports for this node; defaults to the address `start` bound. */
+  advertiseAddr?: string;
+  /** Largest record value accepted, in bytes (INVALID_ARGUMENT above it). Default 1 MiB. */
+  maxRecordBytes?: number;
+  /** Most records in one ProduceBatch request. Default 65536. */
+  maxBatchRecords?: number;
+  /**
+   * Largest request message grpc-js accepts, in bytes; larger ones get RESOURCE_EXHAUSTED from
+   * grpc-js itself. Default: max(16 MiB, 2 × maxRecordBytes) + 64 KiB, so a record somewhat over
+   * maxRecordBytes still reaches the service and gets its INVALID_ARGUMENT message.
+   */
+  maxRequestBytes?: number;
+  /** Appends in flight per ProduceStream/ProduceBatch call before reading pauses. Default 4096. */
+  maxInFlightPerStream?: number;
+  /** Value bytes per ConsumeStream response (one larger record is still sent alone). Default 1 MiB. */
+  maxResponseBytes?: number;
+  /** Upper bound on a ConsumeStream's max_batch. Default 8192. */
+  maxConsumeBatchRecords?: number;
+  /** How long shutdown waits for calls to finish before cancelling them. Default 10 s. */
+  shutdownTimeoutMs?: number;
+  /** Plaintext unless given (issue 3 plugs mTLS in here). */
+  credentials?: ServerCredentials;
+  logger: ServiceLogger;
+}
+
+export class LogServer {
+  private readonly grpcServer: Server;
+  private readonly service: LogServiceHandlers;
+  private readonly health = new HealthImplementation({ '': 'NOT_SERVING', [LOG_SERVICE_NAME]: 'NOT_SERVING' });
+  private boundAddress: string | undefined;
+  private stopping: Promise<void> | undefined;
+
+  constructor(private readonly options: LogServerOptions) {
+    const maxRecordBytes = options.maxRecordBytes ?? MIB;
+    assert(Number.isSafeInteger(maxRecordBytes) && maxRecordBytes > 0, 'maxRecordBytes must be a positive integer');
+    const maxRequestBytes = options.maxRequestBytes ?? Math.max(16 * MIB, 2 * maxRecordBytes) + 64 * 1024;
+    const channelOptions: ChannelOptions = {
+      'grpc.max_receive_message_length': maxRequestBytes,
+      'grpc.max_send_message_length': -1,
+    };
+    this.grpcServer = new Server(channelOptions);
+    this.service = new LogServiceHandlers({
+      log: options.log,
+      maxRecordBytes,
+      maxBatchRecords: options.maxBatchRecords ?? 65536,
+      maxInFlightPerStream: options.maxInFlightPerStream ?? 4096,
+      consume: {
+        readChunkRecords: 256,
+        maxBatchRecords: options.maxConsumeBatchRecords ?? 8192,
+        maxResponseBytes: options.maxResponseBytes ?? MIB,
+      },
+      servers: () => this.servers(),
+      logger: options.logger,
+    });
+    this.grpcServer.addService(ServedLogService, this.service.handlers());
+    this.health.addToServer(this.grpcServer);
+    new ReflectionService(loadDescriptorSet()).addToServer(this.grpcServer);
+  }
+
+  /** Binds `host:port` (port 0 picks a free one), then reports SERVING. Returns the bound address. */
+  async start(host: string, port: number): Promise<string> {
+    assert(this.boundAddress === undefined, 'LogServer.start called twice');
+    const credentials = this.options.credentials ?? ServerCredentials.createInsecure();
+    const boundPort = await new Promise<number>((resolve, reject) => {
+      this.grpcServer.bindAsync(`${formatHost(host)}:${port}`, credentials, (error, actualPort) =>
+        error ? reject(error) : resolve(actualPort),
+      );
+    });
+    this.boundAddress = `${formatHost(host)}:${boundPort}`;
+    this.setServing(true);
+    return this.boundAddress;
+  }
+
+  /** The bound `host:port`; throws before `start`. */
+  get address(): string {
+    assert(this.boundAddress !== undefined, 'LogServer is not started');
+    return this.boundAddress;
+  }
+
+  get port(): number {
+    return Number(this.address.slice(this.address.lastIndexOf(':') + 1));
+  }
+
+  /** Open streaming calls (for tests: a cancelled stream must not stay registered). */
+  get openStreamCount(): number {
+    return this.service.openStreamCount;
+  }
+
+  setServing(serving: boolean): void {
+    const status = serving ? 'SERVING' : 'NOT_SERVING';
+    this.health.setStatus('', status);
+    this.health.setStatus(LOG_SERVICE_NAME, status);
+  }
+
+  /** Graceful shutdown (see the top of this file). Idempotent. */
+  shutdown(): Promise<void> {
+    this.stopping ??= this.stop();
+    return this.stopping;
+  }
+
+  private async stop(): Promise<void> {
+    this.setServing(false);
+    const graceful = new Promise<void>((resolve) => this.grpcServer.tryShutdown(() => resolve()));
+    this.service.drain();
+    const timeoutMs = this.options.shutdownTimeoutMs ?? 10_000;
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(true), timeoutMs);
+    });
+    const forced = await Promise.race([graceful.then(() => false), timedOut]);
+    clearTimeout(timer);
+    if (forced) {
+      this.options.logger.warn({ timeoutMs }, 'calls still open after the shutdown timeout; cancelling them');
+      this.grpcServer.forceShutdown();
+    }
+  }
+
+  private servers(): WireServer[] {
+    const rpcAddr = this.options.advertiseAddr ?? this.boundAddress ?? '';
+    return [{ id: this.options.nodeName, rpcAddr, isLeader: true }];
+  }
+}
+
+function formatHost(host: string): string {
+  return host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
+}
+
+/** proto/descriptor.binpb (built by `npm run proto`), found from dist/src/server/ or src/server/. */
+function loadDescriptorSet() {
+  const url = new URL('../../../proto/descriptor.binpb', import.meta.url);
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(url);
+  } catch {
+    bytes = readFileSync(new URL('../../proto/descriptor.binpb', import.meta.url));
+  }
+  return loadFileDescriptorSetFromBuffer(bytes);
+}
