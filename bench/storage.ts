@@ -126,7 +126,9 @@ async function memoryChild(count: number, dir: string): Promise<void> {
   }
   await last;
   globalThis.gc?.();
-  const rssAfterAppendMb = process.memoryUsage().rss / 1e6;
+  const usage = process.memoryUsage();
+  const rssAfterAppendMb = usage.rss / 1e6;
+  const liveMb = (usage.heapUsed + usage.external + usage.arrayBuffers) / 1e6;
   const segments = log.segmentCount();
   await log.close();
   const start = nowMs();
@@ -135,12 +137,12 @@ async function memoryChild(count: number, dir: string): Promise<void> {
   const probe = reopened.read(Math.floor(count / 2));
   if (probe.value.length !== 100) throw new Error('bad read after reopen');
   await reopened.close();
-  console.log(JSON.stringify({ rssAfterAppendMb, reopenMs, segments }));
+  console.log(JSON.stringify({ rssAfterAppendMb, liveMb, reopenMs, segments }));
 }
 
 function memoryRows(): Row[] {
   const self = fileURLToPath(import.meta.url);
-  const run = (count: number): { rssAfterAppendMb: number; reopenMs: number; segments: number } => {
+  const run = (count: number): { rssAfterAppendMb: number; liveMb: number; reopenMs: number; segments: number } => {
     const dir = tempDir('annal-bench-mem-');
     try {
       const result = spawnSync(process.execPath, ['--expose-gc', self, 'memory-child', String(count), dir.path], { encoding: 'utf8' });
@@ -153,12 +155,12 @@ function memoryRows(): Row[] {
   const small = run(scaled(100_000));
   const large = run(scaled(5_000_000));
   return [
-    { name: `RSS after ${formatRate(scaled(100_000))} x 100 B`, value: `${small.rssAfterAppendMb.toFixed(0)} MB`, note: `${small.segments} segment(s); reopen ${small.reopenMs.toFixed(1)} ms` },
+    { name: `RSS after ${formatRate(scaled(100_000))} x 100 B`, value: `${small.rssAfterAppendMb.toFixed(0)} MB`, note: `${small.segments} segment(s); live heap+buffers ${small.liveMb.toFixed(0)} MB; reopen ${small.reopenMs.toFixed(1)} ms` },
     {
       name: `RSS after ${formatRate(scaled(5_000_000))} x 100 B`,
       value: `${large.rssAfterAppendMb.toFixed(0)} MB`,
       ratio: `${(large.rssAfterAppendMb / small.rssAfterAppendMb).toFixed(2)}x`,
-      note: `${large.segments} segments; vs the small log`,
+      note: `${large.segments} segments; live heap+buffers ${large.liveMb.toFixed(0)} MB; vs the small log`,
     },
     { name: `reopen ${formatRate(scaled(5_000_000))}-record log`, value: `${large.reopenMs.toFixed(1)} ms` },
   ];
