@@ -19,7 +19,7 @@ export const SerfMessageType = {
 } as const;
 
 /** Lamport times are uint64 on the wire; we keep them as safe integers and drop anything larger. */
-const lamportMax = Number.MAX_SAFE_INTEGER;
+const lamportMax = 2 ** 52; // leaves headroom for witnessing (v + 1) and incrementing
 /** serf keeps this many user-event and query slots (EventBuffer / QueryBuffer). */
 export const eventBufferSlots = 512;
 const tagsMagic = 0xff;
