@@ -5,8 +5,9 @@
  * false the pump waits for 'drain' before reading more from the log.
  *
  * Offsets: below the log's lowest offset is OUT_OF_RANGE. At or past the next offset the stream
- * waits for that offset to be written, as proglog's ConsumeStream does; with `stop_at_end` the
- * stream instead ends OK once it has sent everything up to the end it saw when it caught up.
+ * waits for that offset to be written, as proglog's ConsumeStream does. With `stop_at_end` the
+ * stream instead ends OK once it has caught up with the log's end, and an offset past the end
+ * is OUT_OF_RANGE.
  */
 import { once } from 'node:events';
 import { status as Status, type ServerWritableStream } from '@grpc/grpc-js';
@@ -42,6 +43,8 @@ export async function pumpConsumeStream(
 ): Promise<void> {
   let next = request.offset;
   if (next < log.lowestOffset()) throw new OffsetOutOfRangeError(next, log.lowestOffset(), log.nextOffset());
+  // A stream that ends at the end has nothing to wait for past it: that offset is a mistake.
+  if (request.stopAtEnd && next > log.nextOffset()) throw new OffsetOutOfRangeError(next, log.lowestOffset(), log.nextOffset());
   const batchRecords = Math.min(request.maxBatch, limits.maxBatchRecords);
   const readLimits =
     batchRecords > 0

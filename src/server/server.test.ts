@@ -163,6 +163,14 @@ describe('ConsumeStream', () => {
     const single: number[] = [];
     for await (const record of node.client.consumeStream(95, { follow: false })) single.push(record.offset);
     assert.deepEqual(single, [95, 96, 97, 98, 99]);
+    const atEnd: number[] = [];
+    for await (const record of node.client.consumeStream(100, { follow: false })) atEnd.push(record.offset);
+    assert.deepEqual(atEnd, [], 'at the end: nothing, and the stream ends');
+    await assert.rejects(node.client.consumeStream(101, { follow: false }).next(), (error: unknown) => {
+      assert.ok(error instanceof OffsetOutOfRangeError);
+      assert.equal(error.nextOffset, 100);
+      return true;
+    });
   });
 });
 

@@ -1,0 +1,122 @@
+/**
+ * An annal node: config → CommitLog → gRPC server. Start-up order: check the data dir, open and
+ * recover the log (logging what recovery did), bind the RPC port, report SERVING. Shutdown order
+ * is the reverse: health NOT_SERVING and stop accepting, end streams and finish in-flight calls
+ * (the server), then close the log, which flushes and fsyncs what it has. Gossip and Raft join
+ * here later; `bindAddr` is accepted now so configs keep working.
+ */
+import { mkdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import type { ServerCredentials } from '@grpc/grpc-js';
+import { LogServer, type ServiceLogger } from '../server/index.js';
+import { CommitLog, formatFsyncPolicy, type LogConfig } from '../storage/index.js';
+import { InvalidArgumentError } from '../util/index.js';
+
+export interface AgentLogger extends ServiceLogger {
+  debug(object: object, message: string): void;
+}
+
+export interface AgentConfig {
+  /** Directory holding this node's data; the commit log lives in `<dataDir>/log`. */
+  dataDir: string;
+  nodeName: string;
+  /** Gossip address `host:port`; the RPC server listens on the same host. */
+  bindAddr: string;
+  /** RPC port; 0 picks a free one. */
+  rpcPort: number;
+  /** Storage settings (fsync policy, segment limits, initial offset). */
+  log: Partial<LogConfig>;
+  /** Largest record value the server accepts, in bytes. */
+  maxRecordBytes: number;
+  /** How long shutdown waits for open calls before cancelling them. */
+  shutdownTimeoutMs?: number;
+  /** Plaintext when undefined (`--insecure`); issue 3 passes TLS credentials here. */
+  credentials?: ServerCredentials;
+  logger: AgentLogger;
+}
+
+export class Agent {
+  private stopping: Promise<void> | undefined;
+
+  private constructor(
+    readonly config: AgentConfig,
+    readonly log: CommitLog,
+    readonly server: LogServer,
+    /** The RPC address clients use, `host:port`. */
+    readonly rpcAddress: string,
+  ) {}
+
+  static async start(config: AgentConfig): Promise<Agent> {
+    const { logger } = config;
+    const host = hostOf(config.bindAddr);
+    prepareDataDir(config.dataDir);
+    const log = await CommitLog.open(join(config.dataDir, 'log'), config.log);
+    for (const action of log.recovery.actions) logger.warn({ action }, 'log recovery');
+    logger.info(
+      {
+        dataDir: config.dataDir,
+        segments: log.recovery.segmentCount,
+        lowestOffset: log.lowestOffset(),
+        nextOffset: log.nextOffset(),
+        fsync: formatFsyncPolicy(log.config.fsync),
+      },
+      'log opened',
+    );
+    const server = new LogServer({
+      log,
+      nodeName: config.nodeName,
+      maxRecordBytes: config.maxRecordBytes,
+      logger,
+      ...(config.shutdownTimeoutMs !== undefined ? { shutdownTimeoutMs: config.shutdownTimeoutMs } : {}),
+      ...(config.credentials !== undefined ? { credentials: config.credentials } : {}),
+    });
+    let rpcAddress: string;
+    try {
+      rpcAddress = await server.start(host, config.rpcPort);
+    } catch (error) {
+      await server.shutdown();
+      await log.close();
+      throw new InvalidArgumentError(`cannot listen on ${host}:${config.rpcPort}: ${(error as Error).message}`, { cause: error });
+    }
+    logger.info({ rpcAddress, nodeName: config.nodeName }, 'serving log.v1.Log');
+    return new Agent(config, log, server, rpcAddress);
+  }
+
+  /** Graceful shutdown (see the top of this file). Idempotent. */
+  shutdown(): Promise<void> {
+    this.stopping ??= this.stop();
+    return this.stopping;
+  }
+
+  private async stop(): Promise<void> {
+    const { logger } = this.config;
+    logger.info({}, 'shutting down: no new calls; ending streams');
+    await this.server.shutdown();
+    await this.log.close();
+    logger.info({ nextOffset: this.log.nextOffset() }, 'log closed; shutdown complete');
+  }
+}
+
+/** The host part of `host:port` (IPv6 in brackets). */
+export function hostOf(address: string): string {
+  const match = /^\[([^\]]+)\]:\d+$/.exec(address) ?? /^([^:]+):\d+$/.exec(address);
+  if (!match) throw new InvalidArgumentError(`invalid address "${address}": expected host:port`);
+  return match[1]!;
+}
+
+function prepareDataDir(dataDir: string): void {
+  let isDirectory: boolean;
+  try {
+    isDirectory = statSync(dataDir).isDirectory();
+  } catch {
+    try {
+      mkdirSync(dataDir, { recursive: true });
+    } catch (error) {
+      throw new InvalidArgumentError(`cannot create data dir ${dataDir}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`, {
+        cause: error,
+      });
+    }
+    return;
+  }
+  if (!isDirectory) throw new InvalidArgumentError(`data dir ${dataDir} exists and is not a directory`);
+}

@@ -1,0 +1,2 @@
+export { Agent, hostOf } from './agent.js';
+export type { AgentConfig, AgentLogger } from './agent.js';

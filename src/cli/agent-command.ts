@@ -1,0 +1,171 @@
+/**
+ * `annal agent` (a node, configured by flags and/or a YAML file) and `annal dev` (a node on an
+ * embedded default for trying annal out: ./annal-data, port 8400 or the next free one).
+ * Both shut down gracefully on SIGINT/SIGTERM and exit 0; a second signal exits at once (130).
+ */
+import { createServer } from 'node:net';
+import { hostname } from 'node:os';
+import { relative, resolve } from 'node:path';
+import { Option, type Command } from 'commander';
+import { pino } from 'pino';
+import { Agent, type AgentConfig } from '../agent/index.js';
+import type { FsyncPolicy } from '../storage/index.js';
+import { applyConfigFile } from './config-file.js';
+import { parseAddress, parseBytes, parseFsync, parseLogLevel, parseNonEmpty, parsePort, parseUint } from './options.js';
+import { UsageError } from './usage-error.js';
+
+const MIB = 1024 * 1024;
+
+interface AgentFlags {
+  configFile?: string;
+  dataDir?: string;
+  nodeName: string;
+  bindAddr: string;
+  rpcPort: number;
+  fsync: FsyncPolicy;
+  maxStoreBytes: number;
+  maxIndexBytes: number;
+  initialOffset: number;
+  maxRecordBytes: number;
+  logLevel: string;
+  insecure?: boolean;
+}
+
+export function addAgentCommands(program: Command): void {
+  program
+    .command('agent')
+    .description('run an annal node')
+    .option('--config-file <path>', 'YAML file that may set any of these flags (flags given here win)')
+    .option('--data-dir <dir>', "directory for this node's data (required)", parseNonEmpty)
+    .option('--node-name <name>', 'unique node id', parseNonEmpty, hostname())
+    .option('--bind-addr <host:port>', 'gossip address (gossip arrives in a later version); RPC listens on its host', parseAddress, '127.0.0.1:8401')
+    .option('--rpc-port <port>', 'port for gRPC clients (0 picks a free one)', parsePort, 8400)
+    .addOption(new Option('--fsync <policy>', 'when appends are acknowledged: always | never | interval:<ms>').argParser(parseFsync).default({ kind: 'always' }, 'always'))
+    .addOption(new Option('--max-store-bytes <bytes>', 'segment store file limit').argParser(parseBytes).default(64 * MIB, '64MiB'))
+    .addOption(new Option('--max-index-bytes <bytes>', 'segment index file limit').argParser(parseBytes).default(12 * MIB, '12MiB'))
+    .option('--initial-offset <offset>', 'offset of the first record of a new log', parseUint, 0)
+    .addOption(new Option('--max-record-bytes <bytes>', 'largest record accepted').argParser(parseBytes).default(MIB, '1MiB'))
+    .option('--log-level <level>', 'fatal | error | warn | info | debug | trace | silent', parseLogLevel, 'info')
+    .option('--insecure', 'serve plaintext gRPC without TLS or access control (required until TLS support lands)')
+    .action(async (_flags: AgentFlags, command: Command) => {
+      const configFile = command.getOptionValue('configFile') as string | undefined;
+      if (configFile !== undefined) applyConfigFile(command, configFile);
+      await runAgent(command.opts<AgentFlags>());
+    });
+
+  program
+    .command('dev')
+    .description('run one plaintext node on an embedded default and print how to use it (what `npm start` runs)')
+    .option('--data-dir <dir>', 'data directory', parseNonEmpty, 'annal-data')
+    .option('--rpc-port <port>', 'first port to try; the next free one is used if it is taken', parsePort, 8400)
+    .option('--log-level <level>', 'fatal | error | warn | info | debug | trace | silent', parseLogLevel, 'warn')
+    .action(async (flags: { dataDir: string; rpcPort: number; logLevel: string }) => runDev(flags));
+}
+
+async function runAgent(flags: AgentFlags): Promise<void> {
+  if (flags.dataDir === undefined) throw new UsageError('--data-dir is required (or data-dir in --config-file)');
+  if (flags.insecure !== true) {
+    throw new UsageError('TLS is not available yet: pass --insecure to run without TLS (plaintext, no authentication or ACL)');
+  }
+  const logger = makeLogger(flags.logLevel, flags.nodeName);
+  logger.warn(
+    { bindAddr: flags.bindAddr, rpcPort: flags.rpcPort },
+    'INSECURE: plaintext gRPC with no TLS and no access control; anyone who can reach the RPC port can read and write the log',
+  );
+  const agent = await Agent.start(agentConfig({ ...flags, dataDir: flags.dataDir }, logger));
+  await runUntilSignal(agent, logger);
+}
+
+async function runDev(flags: { dataDir: string; rpcPort: number; logLevel: string }): Promise<void> {
+  const port = await firstFreePort('127.0.0.1', flags.rpcPort, 20);
+  const logger = makeLogger(flags.logLevel, 'dev');
+  const dataDir = resolve(flags.dataDir);
+  const agent = await Agent.start(
+    agentConfig(
+      {
+        dataDir,
+        nodeName: 'dev',
+        bindAddr: '127.0.0.1:8401',
+        rpcPort: port,
+        fsync: { kind: 'always' },
+        maxStoreBytes: 64 * MIB,
+        maxIndexBytes: 12 * MIB,
+        initialOffset: 0,
+        maxRecordBytes: MIB,
+        logLevel: flags.logLevel,
+      },
+      logger,
+    ),
+  );
+  process.stdout.write(devBanner(agent.rpcAddress, dataDir, agent.log.nextOffset()));
+  await runUntilSignal(agent, logger);
+}
+
+function agentConfig(flags: AgentFlags & { dataDir: string }, logger: AgentConfig['logger']): AgentConfig {
+  return {
+    dataDir: flags.dataDir,
+    nodeName: flags.nodeName,
+    bindAddr: flags.bindAddr,
+    rpcPort: flags.rpcPort,
+    log: {
+      fsync: flags.fsync,
+      maxStoreBytes: flags.maxStoreBytes,
+      maxIndexBytes: flags.maxIndexBytes,
+      initialOffset: flags.initialOffset,
+    },
+    maxRecordBytes: flags.maxRecordBytes,
+    logger,
+  };
+}
+
+function makeLogger(level: string, nodeName: string): pino.Logger {
+  return pino({ level, base: { node: nodeName } }, pino.destination({ fd: 2, sync: true }));
+}
+
+/** Serves until SIGINT or SIGTERM, then shuts down gracefully. */
+async function runUntilSignal(agent: Agent, logger: pino.Logger): Promise<void> {
+  const signal = await new Promise<NodeJS.Signals>((resolveSignal) => {
+    process.once('SIGINT', () => resolveSignal('SIGINT'));
+    process.once('SIGTERM', () => resolveSignal('SIGTERM'));
+  });
+  const force = (): never => {
+    logger.error({}, 'second signal: exiting without finishing shutdown');
+    process.exit(130);
+  };
+  process.once('SIGINT', force);
+  process.once('SIGTERM', force);
+  logger.info({ signal }, 'signal received');
+  await agent.shutdown();
+}
+
+function devBanner(address: string, dataDir: string, nextOffset: number): string {
+  const cli = `node ${relative(process.cwd(), process.argv[1] ?? 'dist/src/cli/main.js') || 'dist/src/cli/main.js'}`;
+  const flags = `--insecure --addr ${address}`;
+  return [
+    `annal dev: one node serving log.v1.Log on ${address}`,
+    `  data: ${dataDir} (${nextOffset} records so far; kept between runs)`,
+    '  plaintext: no TLS and no access control yet, for local use only',
+    '',
+    `  produce:  ${cli} produce ${flags} hello world`,
+    `            printf 'a\\nb\\n' | ${cli} produce ${flags}`,
+    `  consume:  ${cli} consume ${flags} --offset 0`,
+    `  follow:   ${cli} consume ${flags} --offset 0 --follow`,
+    `  servers:  ${cli} servers ${flags}`,
+    '',
+    'Ctrl-C stops the node.',
+    '',
+  ].join('\n');
+}
+
+/** The first port from `first` on (at most `attempts`) that `host` can listen on now. */
+async function firstFreePort(host: string, first: number, attempts: number): Promise<number> {
+  for (let port = first; port < first + attempts && port <= 65535; port++) {
+    const free = await new Promise<boolean>((resolveFree) => {
+      const probe = createServer();
+      probe.once('error', () => resolveFree(false));
+      probe.listen(port, host, () => probe.close(() => resolveFree(true)));
+    });
+    if (free) return port;
+  }
+  throw new UsageError(`no free port in ${first}..${first + attempts - 1} on ${host}; pass --rpc-port`);
+}

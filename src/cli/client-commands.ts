@@ -1,0 +1,176 @@
+/**
+ * Client commands: `annal produce`, `annal consume`, `annal servers`. Human output by default
+ * (`<offset>\t<value>` per record), JSON lines with `--json` (`{"offset":0,"value":"..."}`, or
+ * `valueBase64` for a value that is not UTF-8). Security is explicit: `--insecure` for a plaintext
+ * node, or `--ca-file` (and `--cert-file`/`--key-file` for mutual TLS).
+ */
+import { readFileSync } from 'node:fs';
+import { createInterface } from 'node:readline';
+import type { Command } from 'commander';
+import { AnnalClient, type ClientSecurity, type ConsumedRecord } from '../client/index.js';
+import { OffsetOutOfRangeError, UnavailableError } from '../util/index.js';
+import { parseAddress, parseUint } from './options.js';
+import { UsageError } from './usage-error.js';
+
+interface ClientFlags {
+  addr: string;
+  insecure?: boolean;
+  caFile?: string;
+  certFile?: string;
+  keyFile?: string;
+  json?: boolean;
+}
+
+/** Records sent on a ProduceStream and not yet acknowledged, at most. */
+const PRODUCE_WINDOW_RECORDS = 1024;
+
+function clientOptions(command: Command): Command {
+  return command
+    .option('--addr <host:port>', 'address of a node', parseAddress, '127.0.0.1:8400')
+    .option('--insecure', 'connect without TLS (to a node started with --insecure)')
+    .option('--ca-file <path>', 'CA certificate (PEM) to verify the node with')
+    .option('--cert-file <path>', 'client certificate (PEM) for mutual TLS')
+    .option('--key-file <path>', 'client key (PEM) for mutual TLS')
+    .option('--json', 'JSON lines instead of human-readable output');
+}
+
+export function addClientCommands(program: Command): void {
+  clientOptions(program.command('produce'))
+    .description('append records: the arguments, or one per line of stdin when there are none')
+    .argument('[values...]', 'record values')
+    .action(async (values: string[], flags: ClientFlags) => withClient(flags, (client) => produce(client, values, flags)));
+
+  clientOptions(program.command('consume'))
+    .description('print records from an offset; --follow keeps waiting for new ones')
+    .option('--offset <offset>', 'first offset to read (default: the lowest in the log)', parseUint)
+    .option('--follow', 'keep waiting for new records (Ctrl-C to stop)')
+    .option('--max-batch <records>', 'records per server message (throughput; 0 = one per message)', parseUint, 256)
+    .action(async (flags: ClientFlags & { offset?: number; follow?: boolean; maxBatch: number }) =>
+      withClient(flags, (client) => consume(client, flags)),
+    );
+
+  clientOptions(program.command('servers'))
+    .description("list the cluster's servers")
+    .action(async (flags: ClientFlags) => withClient(flags, (client) => servers(client, flags)));
+}
+
+async function withClient(flags: ClientFlags, run: (client: AnnalClient) => Promise<void>): Promise<void> {
+  const client = new AnnalClient({ address: flags.addr, security: security(flags) });
+  try {
+    await run(client);
+  } catch (error) {
+    if (error instanceof UnavailableError) throw new UnavailableError(`node ${flags.addr} is unavailable: ${error.message}`, { cause: error });
+    throw error;
+  } finally {
+    client.close();
+  }
+}
+
+function security(flags: ClientFlags): ClientSecurity {
+  const read = (path: string | undefined): Buffer | undefined => {
+    if (path === undefined) return undefined;
+    try {
+      return readFileSync(path);
+    } catch (error) {
+      throw new UsageError(`cannot read ${path}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
+    }
+  };
+  const tlsRequested = flags.caFile !== undefined || flags.certFile !== undefined || flags.keyFile !== undefined;
+  if (flags.insecure === true && tlsRequested) throw new UsageError('--insecure and TLS files exclude each other');
+  if (flags.insecure === true) return { insecure: true };
+  if (!tlsRequested) throw new UsageError('pass --insecure to connect without TLS, or --ca-file (and --cert-file/--key-file) for TLS');
+  const tls: { caPem?: Buffer; certPem?: Buffer; keyPem?: Buffer } = {};
+  const caPem = read(flags.caFile);
+  const certPem = read(flags.certFile);
+  const keyPem = read(flags.keyFile);
+  if (caPem) tls.caPem = caPem;
+  if (certPem) tls.certPem = certPem;
+  if (keyPem) tls.keyPem = keyPem;
+  return { tls };
+}
+
+async function produce(client: AnnalClient, values: string[], flags: ClientFlags): Promise<void> {
+  const stream = client.produceStream();
+  const pending: Promise<void>[] = [];
+  const sendOne = (value: string): void => {
+    const bytes = Buffer.from(value, 'utf8');
+    const printed = stream.send(bytes).then((offset) => printRecord({ offset, value: bytes, term: 0, type: 0 }, flags));
+    printed.catch(() => {}); // awaited below; this only keeps a failure after the first from being "unhandled"
+    pending.push(printed);
+  };
+  try {
+    if (values.length > 0) {
+      for (const value of values) sendOne(value);
+    } else {
+      for await (const line of createInterface({ input: process.stdin, crlfDelay: Infinity })) {
+        sendOne(line);
+        // Bound memory for large inputs: wait for the oldest acknowledgements to catch up.
+        if (pending.length >= PRODUCE_WINDOW_RECORDS) await Promise.all(pending.splice(0, PRODUCE_WINDOW_RECORDS / 2));
+      }
+    }
+    await Promise.all(pending); // acknowledgements arrive in order, so output lines are in order
+  } finally {
+    await stream.close().catch(() => {});
+  }
+}
+
+async function consume(client: AnnalClient, flags: ClientFlags & { offset?: number; follow?: boolean; maxBatch: number }): Promise<void> {
+  const controller = new AbortController();
+  const stop = (): void => controller.abort();
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  const options = { signal: controller.signal, maxBatch: flags.maxBatch, follow: flags.follow === true };
+  try {
+    await printFrom(client, flags.offset ?? 0, options, flags);
+  } catch (error) {
+    if (controller.signal.aborted) return; // Ctrl-C while following: a normal end
+    // Without --offset, start at the lowest retained offset when 0 has been dropped by retention.
+    if (flags.offset === undefined && error instanceof OffsetOutOfRangeError && error.offset < error.lowestOffset) {
+      await printFrom(client, error.lowestOffset, options, flags).catch((retryError: unknown) => {
+        if (!controller.signal.aborted) throw retryError;
+      });
+      return;
+    }
+    throw error;
+  } finally {
+    process.off('SIGINT', stop);
+    process.off('SIGTERM', stop);
+  }
+}
+
+async function printFrom(
+  client: AnnalClient,
+  offset: number,
+  options: { signal: AbortSignal; maxBatch: number; follow: boolean },
+  flags: ClientFlags,
+): Promise<void> {
+  for await (const batch of client.consumeBatches(offset, options)) {
+    for (const record of batch) printRecord(record, flags);
+  }
+}
+
+async function servers(client: AnnalClient, flags: ClientFlags): Promise<void> {
+  const list = await client.getServers();
+  if (flags.json === true) {
+    process.stdout.write(`${JSON.stringify(list)}\n`);
+    return;
+  }
+  for (const server of list) process.stdout.write(`${server.id}\t${server.rpcAddr}\t${server.isLeader ? 'leader' : 'follower'}\n`);
+}
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+function printRecord(record: ConsumedRecord, flags: ClientFlags): void {
+  let text: string | undefined;
+  try {
+    text = utf8.decode(record.value);
+  } catch {
+    text = undefined;
+  }
+  if (flags.json === true) {
+    const fields = text === undefined ? { valueBase64: record.value.toString('base64') } : { value: text };
+    process.stdout.write(`${JSON.stringify({ offset: record.offset, ...fields })}\n`);
+  } else {
+    process.stdout.write(`${record.offset}\t${text ?? `base64:${record.value.toString('base64')}`}\n`);
+  }
+}

@@ -1,0 +1,53 @@
+#!/usr/bin/env node
+/**
+ * The `annal` command. Exit codes: 0 success (and after a graceful shutdown on SIGINT/SIGTERM),
+ * 1 runtime failure (unusable data dir, node unreachable, a rejected record), 2 usage error
+ * (unknown flag, bad value, missing --insecure). Errors are one line on stderr.
+ */
+import { Command, CommanderError } from 'commander';
+import { AnnalError } from '../util/index.js';
+import { addAgentCommands } from './agent-command.js';
+import { addClientCommands } from './client-commands.js';
+import { UsageError } from './usage-error.js';
+
+const EXIT_FAILURE = 1;
+const EXIT_USAGE = 2;
+
+function program(): Command {
+  const root = new Command('annal')
+    .description('annal: a durable, ordered commit log service')
+    .version('0.1.0')
+    .exitOverride()
+    .showSuggestionAfterError(true)
+    .configureOutput({ outputError: (text, write) => write(`annal: ${text.replace(/^error: /, '')}`) });
+  addAgentCommands(root);
+  addClientCommands(root);
+  for (const command of root.commands) {
+    command.exitOverride().configureOutput({ outputError: (text, write) => write(`annal ${command.name()}: ${text.replace(/^error: /, '')}`) });
+  }
+  return root;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const root = program();
+  try {
+    await root.parseAsync(argv);
+    return 0;
+  } catch (error) {
+    if (error instanceof CommanderError) return error.exitCode === 0 ? 0 : EXIT_USAGE; // commander printed it
+    const command = argv[2] !== undefined && !argv[2].startsWith('-') ? `annal ${argv[2]}` : 'annal';
+    if (error instanceof UsageError) {
+      process.stderr.write(`${command}: ${error.message}\n`);
+      return EXIT_USAGE;
+    }
+    if (error instanceof AnnalError) {
+      process.stderr.write(`${command}: ${error.message}\n`);
+      return EXIT_FAILURE;
+    }
+    process.stderr.write(`${command}: unexpected error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+    return EXIT_FAILURE;
+  }
+}
+
+// Exit explicitly: a finished command must not linger on a handle (a gRPC channel, stdin).
+main(process.argv).then((code) => process.exit(code));

@@ -1,0 +1,58 @@
+/**
+ * Parsers for flag values. Each throws commander's InvalidArgumentError, which commander reports
+ * as one line naming the flag ("option '--rpc-port <port>' argument 'x' is invalid. ...").
+ * The same parsers check values from the YAML config file.
+ */
+import { InvalidArgumentError } from 'commander';
+import { parseFsyncPolicy, type FsyncPolicy } from '../storage/index.js';
+
+export function parsePort(text: string): number {
+  const port = Number(text);
+  if (!/^\d+$/.test(text) || port > 65535) throw new InvalidArgumentError('expected a port number 0-65535');
+  return port;
+}
+
+export function parseUint(text: string): number {
+  const value = Number(text);
+  if (!/^\d+$/.test(text) || !Number.isSafeInteger(value)) throw new InvalidArgumentError('expected a non-negative integer');
+  return value;
+}
+
+const BYTE_UNITS: Record<string, number> = { '': 1, b: 1, kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3, kb: 1000, mb: 1000 ** 2, gb: 1000 ** 3 };
+
+/** Bytes as an integer with an optional unit: 1048576, 1MiB, 64mib, 512KiB, 1GB. */
+export function parseBytes(text: string): number {
+  const match = /^(\d+)\s*([a-zA-Z]*)$/.exec(text.trim());
+  const unit = match ? BYTE_UNITS[match[2]!.toLowerCase()] : undefined;
+  if (!match || unit === undefined) throw new InvalidArgumentError('expected a byte count such as 1048576, 512KiB or 64MiB');
+  const value = Number(match[1]) * unit;
+  if (!Number.isSafeInteger(value) || value <= 0) throw new InvalidArgumentError('expected a positive byte count');
+  return value;
+}
+
+export function parseFsync(text: string): FsyncPolicy {
+  try {
+    return parseFsyncPolicy(text);
+  } catch {
+    throw new InvalidArgumentError('expected always, never or interval:<ms>');
+  }
+}
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+export function parseLogLevel(text: string): string {
+  if (!LOG_LEVELS.includes(text)) throw new InvalidArgumentError(`expected one of ${LOG_LEVELS.join(', ')}`);
+  return text;
+}
+
+/** `host:port` with a numeric port (IPv6 hosts in brackets). */
+export function parseAddress(text: string): string {
+  const match = /^(\[[^\]]+\]|[^:\s]+):(\d+)$/.exec(text);
+  if (!match || Number(match[2]) > 65535) throw new InvalidArgumentError('expected host:port');
+  return text;
+}
+
+export function parseNonEmpty(text: string): string {
+  if (text.trim() === '') throw new InvalidArgumentError('must not be empty');
+  return text;
+}
