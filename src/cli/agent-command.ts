@@ -72,13 +72,16 @@ async function runAgent(flags: AgentFlags): Promise<void> {
     { bindAddr: flags.bindAddr, rpcPort: flags.rpcPort },
     'INSECURE: plaintext gRPC with no TLS and no access control; anyone who can reach the RPC port can read and write the log',
   );
+  const signal = shutdownSignal(logger);
   const agent = await Agent.start(agentConfig({ ...flags, dataDir: flags.dataDir }, logger));
-  await runUntilSignal(agent, logger);
+  await signal;
+  await agent.shutdown();
 }
 
 async function runDev(flags: { dataDir: string; rpcPort: number; logLevel: string }): Promise<void> {
   const port = await firstFreePort('127.0.0.1', flags.rpcPort, 20);
   const logger = makeLogger(flags.logLevel, 'dev');
+  const signal = shutdownSignal(logger);
   const dataDir = resolve(flags.dataDir);
   const agent = await Agent.start(
     agentConfig(
@@ -98,7 +101,8 @@ async function runDev(flags: { dataDir: string; rpcPort: number; logLevel: strin
     ),
   );
   process.stdout.write(devBanner(agent.rpcAddress, dataDir, agent.log.nextOffset()));
-  await runUntilSignal(agent, logger);
+  await signal;
+  await agent.shutdown();
 }
 
 function agentConfig(flags: AgentFlags & { dataDir: string }, logger: AgentConfig['logger']): AgentConfig {
@@ -122,20 +126,26 @@ function makeLogger(level: string, nodeName: string): pino.Logger {
   return pino({ level, base: { node: nodeName } }, pino.destination({ fd: 2, sync: true }));
 }
 
-/** Serves until SIGINT or SIGTERM, then shuts down gracefully. */
-async function runUntilSignal(agent: Agent, logger: pino.Logger): Promise<void> {
-  const signal = await new Promise<NodeJS.Signals>((resolveSignal) => {
-    process.once('SIGINT', () => resolveSignal('SIGINT'));
-    process.once('SIGTERM', () => resolveSignal('SIGTERM'));
+/**
+ * Installs the SIGINT/SIGTERM handlers before start-up begins (a signal during start-up then
+ * shuts the node down right after it started) and resolves with the first signal. A second
+ * signal exits at once.
+ */
+function shutdownSignal(logger: pino.Logger): Promise<NodeJS.Signals> {
+  return new Promise<NodeJS.Signals>((resolveSignal) => {
+    let received: NodeJS.Signals | undefined;
+    const onSignal = (signal: NodeJS.Signals): void => {
+      if (received !== undefined) {
+        logger.error({ signal }, 'second signal: exiting without finishing shutdown');
+        process.exit(130);
+      }
+      received = signal;
+      logger.info({ signal }, 'signal received');
+      resolveSignal(signal);
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
   });
-  const force = (): never => {
-    logger.error({}, 'second signal: exiting without finishing shutdown');
-    process.exit(130);
-  };
-  process.once('SIGINT', force);
-  process.once('SIGTERM', force);
-  logger.info({ signal }, 'signal received');
-  await agent.shutdown();
 }
 
 function devBanner(address: string, dataDir: string, nextOffset: number): string {
