@@ -1,0 +1,62 @@
+/** Options of the Raft core, validated once at construction. */
+import { assert, assertUint, type Prng } from '../util/index.js';
+import type { Faults } from './faults.js';
+import type { Storage } from './storage.js';
+import type { NodeId } from './types.js';
+
+export interface RaftOptions {
+  readonly id: NodeId;
+  readonly storage: Storage;
+  /** Source of election-timeout jitter; seeded so runs are reproducible. */
+  readonly prng: Prng;
+  /**
+   * A follower that hears nothing from a leader for a random number of ticks in
+   * [electionTicks, 2 * electionTicks) campaigns. Must exceed heartbeatTicks. Default 10.
+   */
+  readonly electionTicks?: number;
+  /** A leader sends heartbeats every this many ticks. Default 1. */
+  readonly heartbeatTicks?: number;
+  /** Run a pre-election so a node that cannot win does not bump terms (default true). */
+  readonly preVote?: boolean;
+  /** A leader steps down when it has not heard from a quorum for electionTicks (default true). */
+  readonly checkQuorum?: boolean;
+  /** Largest append message in entry bytes (at least one entry is always sent). Default 1 MiB. */
+  readonly maxMessageBytes?: number;
+  /** Appends in flight per follower in the replicate state. Default 256. */
+  readonly inflightCountMax?: number;
+  /** Entry bytes in flight per follower (Infinity: no byte limit, the default). */
+  readonly inflightBytesMax?: number;
+  /** Committed entries handed out per Ready, in entry bytes (at least one). Default Infinity. */
+  readonly maxCommittedBytesPerReady?: number;
+  /** Size of one InstallSnapshot chunk. Default 1 MiB. */
+  readonly snapshotChunkBytes?: number;
+  /** Deliberately broken variants for checker tests; never set in production. */
+  readonly faults?: Faults;
+}
+
+export type ResolvedRaftOptions = Required<RaftOptions>;
+
+export function resolveRaftOptions(options: RaftOptions): ResolvedRaftOptions {
+  const resolved: ResolvedRaftOptions = {
+    electionTicks: 10,
+    heartbeatTicks: 1,
+    preVote: true,
+    checkQuorum: true,
+    maxMessageBytes: 1 << 20,
+    inflightCountMax: 256,
+    inflightBytesMax: Infinity,
+    maxCommittedBytesPerReady: Infinity,
+    snapshotChunkBytes: 1 << 20,
+    faults: {},
+    ...options,
+  };
+  assert(resolved.id.length > 0, 'raft id must be non-empty');
+  assertUint(resolved.electionTicks, 'electionTicks');
+  assertUint(resolved.heartbeatTicks, 'heartbeatTicks');
+  assert(resolved.heartbeatTicks >= 1, 'heartbeatTicks must be at least 1');
+  assert(resolved.electionTicks > resolved.heartbeatTicks, 'electionTicks must exceed heartbeatTicks');
+  assert(resolved.inflightCountMax >= 1, 'inflightCountMax must be at least 1');
+  assert(resolved.maxMessageBytes >= 1, 'maxMessageBytes must be at least 1');
+  assert(resolved.snapshotChunkBytes >= 1, 'snapshotChunkBytes must be at least 1');
+  return resolved;
+}

@@ -1,0 +1,18 @@
+/**
+ * Deliberately broken variants of the core. They exist only so tests can prove that the simulator's
+ * checkers catch each classic Raft bug; production code never sets them (all default to off).
+ */
+export interface Faults {
+  /** Grant votes without checking that the candidate's log is at least as up to date. */
+  readonly voteWithoutLogCheck?: boolean;
+  /** Commit an entry from an earlier term as soon as a majority holds it (Figure 8 of the paper). */
+  readonly commitPreviousTermByCount?: boolean;
+  /** Leave the vote out of the hard state handed to the driver, so it is never persisted. */
+  readonly forgetVotePersist?: boolean;
+  /** Hand entries to the state machine as soon as they are in the log, before they commit. */
+  readonly applyBeforeCommit?: boolean;
+  /** On a conflict, overwrite the conflicting entries but keep the stale suffix after them. */
+  readonly keepConflictingSuffix?: boolean;
+}
+
+export const NO_FAULTS: Faults = {};

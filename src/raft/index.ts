@@ -1,0 +1,23 @@
+/** Public surface of the Raft component: the pure core, its storage contract and the driver. */
+export { RawNode, type Ready, type Status } from './raw-node.js';
+export { type RaftOptions } from './config.js';
+export { type RequestResult, type RefusalReason, applyConfigChange } from './raft.js';
+export { type Faults } from './faults.js';
+export { MemoryStorage, CompactedError, LogUnavailableError, type Storage, type InitialState } from './storage.js';
+export {
+  EntryType,
+  Role,
+  encodeConfig,
+  decodeConfig,
+  type NodeId,
+  type Entry,
+  type HardState,
+  type ClusterConfig,
+  type ConfigChange,
+  type SnapshotMeta,
+  type Snapshot,
+  type ReadState,
+  type SoftState,
+  type Message,
+  type MessageType,
+} from './types.js';

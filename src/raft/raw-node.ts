@@ -1,0 +1,202 @@
+/**
+ * The driving surface of the core: feed it ticks, messages and requests; take a Ready; persist,
+ * send, apply; then `advance`. A Ready must be advanced before the node is used again.
+ *
+ * Persist-before-send: a Ready's `hardState`, `snapshot` and `entries` must be durable before any
+ * of its `messages` is sent (a vote or an acknowledgement promises durable state), and before its
+ * `committedEntries` are applied.
+ */
+import { assert } from '../util/index.js';
+import type { RaftOptions } from './config.js';
+import { Raft, type RequestResult } from './raft.js';
+import {
+  EntryType,
+  type ClusterConfig,
+  type ConfigChange,
+  type Entry,
+  type HardState,
+  type Message,
+  type NodeId,
+  type ReadState,
+  type Role,
+  type Snapshot,
+  type SoftState,
+} from './types.js';
+
+export interface Ready {
+  /** Changed role or leader, or null. Never persisted. */
+  readonly softState: SoftState | null;
+  /** Changed hard state to persist, or null. */
+  readonly hardState: HardState | null;
+  /** A snapshot from the leader to persist (replacing the log) and restore into the state machine. */
+  readonly snapshot: Snapshot | null;
+  /** Entries to append to storage, truncating any conflicting suffix. */
+  readonly entries: readonly Entry[];
+  /** Messages to send once the above is durable. */
+  readonly messages: readonly Message[];
+  /** Committed entries to apply, in order, after the above is durable. */
+  readonly committedEntries: readonly Entry[];
+  /** Completed ReadIndex requests. */
+  readonly readStates: readonly ReadState[];
+}
+
+export interface Status {
+  readonly id: NodeId;
+  readonly role: Role;
+  readonly term: number;
+  readonly vote: NodeId | null;
+  readonly leaderId: NodeId | null;
+  readonly commit: number;
+  readonly applied: number;
+  readonly lastIndex: number;
+  readonly config: ClusterConfig;
+}
+
+export class RawNode {
+  readonly raft: Raft;
+  private previousHardState: HardState;
+  private previousSoftState: SoftState;
+  private readyOutstanding = false;
+
+  constructor(options: RaftOptions) {
+    this.raft = new Raft(options);
+    this.previousHardState = options.storage.initialState().hardState;
+    this.previousSoftState = { role: this.raft.role, leaderId: this.raft.leaderId };
+  }
+
+  tick(): void {
+    this.assertIdle();
+    this.raft.tick();
+  }
+
+  step(message: Message): void {
+    this.assertIdle();
+    this.raft.step(message);
+  }
+
+  /** Appends one user entry (leader only); its index and term identify it when it is applied. */
+  propose(data: Uint8Array): RequestResult<{ firstIndex: number; term: number }> {
+    return this.proposeBatch([data]);
+  }
+
+  /** Appends several user entries as one batch: one persist and one message per follower. */
+  proposeBatch(datas: readonly Uint8Array[]): RequestResult<{ firstIndex: number; term: number }> {
+    this.assertIdle();
+    return this.raft.propose(datas.map((data) => ({ type: EntryType.Normal, data })));
+  }
+
+  proposeConfigChange(change: ConfigChange): RequestResult<{ index: number; term: number }> {
+    this.assertIdle();
+    return this.raft.proposeConfigChange(change);
+  }
+
+  transferLeadership(target: NodeId): RequestResult<null> {
+    this.assertIdle();
+    return this.raft.transferLeadership(target);
+  }
+
+  readIndex(context: string): RequestResult<null> {
+    this.assertIdle();
+    return this.raft.readIndex(context);
+  }
+
+  hasReady(): boolean {
+    const raft = this.raft;
+    return (
+      raft.messages.length > 0 ||
+      raft.readStates.length > 0 ||
+      raft.log.unstable.entries.length > 0 ||
+      raft.log.unstable.snapshot !== null ||
+      this.applyUpTo() > raft.log.applied ||
+      !sameHardState(this.hardState(), this.previousHardState) ||
+      raft.role !== this.previousSoftState.role ||
+      raft.leaderId !== this.previousSoftState.leaderId
+    );
+  }
+
+  ready(): Ready {
+    this.assertIdle();
+    const raft = this.raft;
+    const hardState = this.hardState();
+    const softState: SoftState = { role: raft.role, leaderId: raft.leaderId };
+    const snapshot = raft.log.unstable.snapshot;
+    // Entries after a snapshot are applied in a later Ready, once the snapshot is installed.
+    const committedEntries =
+      snapshot === null ? raft.log.nextEntriesToApply(this.applyUpTo(), raft.options.maxCommittedBytesPerReady) : [];
+    const ready: Ready = {
+      softState: sameSoftState(softState, this.previousSoftState) ? null : softState,
+      hardState: sameHardState(hardState, this.previousHardState) ? null : hardState,
+      snapshot,
+      entries: [...raft.log.unstable.entries],
+      messages: raft.messages,
+      committedEntries,
+      readStates: raft.readStates,
+    };
+    raft.messages = [];
+    raft.readStates = [];
+    this.readyOutstanding = true;
+    return ready;
+  }
+
+  /** Acknowledges that `ready` was persisted, sent and applied. */
+  advance(ready: Ready): void {
+    assert(this.readyOutstanding, 'advance without an outstanding Ready');
+    this.readyOutstanding = false;
+    const log = this.raft.log;
+    if (ready.softState !== null) this.previousSoftState = ready.softState;
+    if (ready.hardState !== null) this.previousHardState = ready.hardState;
+    if (ready.snapshot !== null) {
+      log.unstable.stableSnapshotTo(ready.snapshot.meta.index);
+      log.appliedTo(ready.snapshot.meta.index);
+    }
+    const lastEntry = ready.entries[ready.entries.length - 1];
+    if (lastEntry !== undefined) log.unstable.stableTo(lastEntry.index, lastEntry.term);
+    const lastApplied = ready.committedEntries[ready.committedEntries.length - 1];
+    if (lastApplied !== undefined) log.appliedTo(lastApplied.index);
+    this.raft.onPersisted(log.storage.lastIndex());
+  }
+
+  status(): Status {
+    const raft = this.raft;
+    return {
+      id: raft.id,
+      role: raft.role,
+      term: raft.term,
+      vote: raft.vote,
+      leaderId: raft.leaderId,
+      commit: raft.log.committed,
+      applied: raft.log.applied,
+      lastIndex: raft.log.lastIndex(),
+      config: raft.config,
+    };
+  }
+
+  private applyUpTo(): number {
+    const log = this.raft.log;
+    // Broken variant: apply whatever is in the log, committed or not.
+    return this.raft.options.faults.applyBeforeCommit === true ? log.lastIndex() : log.committed;
+  }
+
+  private hardState(): HardState {
+    const raft = this.raft;
+    const hardState = { term: raft.term, vote: raft.vote, commit: raft.log.committed };
+    if (raft.options.faults.forgetVotePersist === true) {
+      // Broken variant: the vote never reaches the disk (the term and commit still do).
+      const vote = hardState.term === this.previousHardState.term ? this.previousHardState.vote : null;
+      return { ...hardState, vote };
+    }
+    return hardState;
+  }
+
+  private assertIdle(): void {
+    assert(!this.readyOutstanding, 'the previous Ready must be advanced first');
+  }
+}
+
+function sameHardState(a: HardState, b: HardState): boolean {
+  return a.term === b.term && a.vote === b.vote && a.commit === b.commit;
+}
+
+function sameSoftState(a: SoftState, b: SoftState): boolean {
+  return a.role === b.role && a.leaderId === b.leaderId;
+}

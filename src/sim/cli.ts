@@ -1,0 +1,92 @@
+/**
+ * Runs the Raft simulator from the command line.
+ *   npm run sim -- --seed 1234 [--nodes 5] [--steps 600] [--verbose] [--fault NAME]
+ *   npm run sim -- --long 60 [--nodes 3|5|7]   (random seeds for 60 s, prints seeds/s)
+ * Exit status 1 when a run fails; the failure line includes the command that reproduces it.
+ */
+import { BROKEN_VARIANTS, type BrokenVariantName } from './variants.js';
+import { runSeed, type RunOptions } from './run.js';
+
+interface CliArgs {
+  seed: number | null;
+  nodeCount: number | null;
+  steps: number;
+  verbose: boolean;
+  longSeconds: number | null;
+  fault: BrokenVariantName | null;
+}
+
+function parseArgs(argv: readonly string[]): CliArgs {
+  const args: CliArgs = { seed: null, nodeCount: null, steps: 600, verbose: false, longSeconds: null, fault: null };
+  for (let i = 0; i < argv.length; i++) {
+    const flag = argv[i];
+    const value = (): string => {
+      const next = argv[++i];
+      if (next === undefined) throw new Error(`${flag} needs a value`);
+      return next;
+    };
+    if (flag === '--seed') args.seed = parseInteger(flag, value());
+    else if (flag === '--nodes') args.nodeCount = parseInteger(flag, value());
+    else if (flag === '--steps') args.steps = parseInteger(flag, value());
+    else if (flag === '--long') args.longSeconds = parseInteger(flag, value());
+    else if (flag === '--verbose') args.verbose = true;
+    else if (flag === '--fault') args.fault = parseFault(value());
+    else throw new Error(`unknown argument ${flag}`);
+  }
+  return args;
+}
+
+function parseInteger(flag: string | undefined, text: string): number {
+  const value = Number(text);
+  if (!Number.isSafeInteger(value) || value < 0) throw new Error(`${flag} must be a non-negative integer, got ${text}`);
+  return value;
+}
+
+function parseFault(name: string): BrokenVariantName {
+  if (!(name in BROKEN_VARIANTS)) throw new Error(`unknown fault ${name}; one of ${Object.keys(BROKEN_VARIANTS).join(', ')}`);
+  return name as BrokenVariantName;
+}
+
+function runOptions(args: CliArgs, seed: number, nodeCount: number): RunOptions {
+  return {
+    seed,
+    nodeCount,
+    steps: args.steps,
+    ...(args.fault === null ? {} : { faults: BROKEN_VARIANTS[args.fault], faultName: args.fault }),
+    ...(args.verbose ? { trace: (line: string) => console.log(line) } : {}),
+  };
+}
+
+function runOne(args: CliArgs): number {
+  const result = runSeed(runOptions(args, args.seed ?? 1, args.nodeCount ?? 5));
+  const summary = `seed=${result.seed} events=${result.eventCount} committed=${result.committedCount} virtual=${result.virtualMs}ms trace=${result.traceHash.toString(16)}`;
+  if (result.ok) {
+    console.log(`ok ${summary}`);
+    return 0;
+  }
+  console.log(`FAIL ${summary}\n  ${result.failure}\n  reproduce: ${result.reproduce}`);
+  return 1;
+}
+
+function runLong(args: CliArgs, seconds: number): number {
+  const startMs = Date.now();
+  let seed = args.seed ?? (Date.now() % 1_000_000_000);
+  let runs = 0;
+  let failures = 0;
+  while (Date.now() - startMs < seconds * 1000) {
+    const nodeCount = args.nodeCount ?? [3, 5, 7][runs % 3]!;
+    const result = runSeed(runOptions({ ...args, verbose: false }, seed, nodeCount));
+    runs++;
+    if (!result.ok) {
+      failures++;
+      console.log(`FAIL seed=${seed} nodes=${nodeCount}: ${result.failure}\n  reproduce: ${result.reproduce}`);
+    }
+    seed++;
+  }
+  const elapsedSeconds = (Date.now() - startMs) / 1000;
+  console.log(`${runs} seeds in ${elapsedSeconds.toFixed(1)} s: ${(runs / elapsedSeconds).toFixed(1)} seeds/s, ${failures} failed`);
+  return failures === 0 ? 0 : 1;
+}
+
+const args = parseArgs(process.argv.slice(2));
+process.exitCode = args.longSeconds === null ? runOne(args) : runLong(args, args.longSeconds);

@@ -1,0 +1,212 @@
+/**
+ * One randomized simulation from a seed: a chaos phase (message loss, duplication, delay and
+ * reordering, symmetric and asymmetric partitions, crashes and restarts, slow disks, clock skew,
+ * client traffic), then a heal phase that checks liveness: with the network healed and every node
+ * up, a leader must emerge and a proposal must commit within a bounded time, and every node must
+ * catch up. Safety is checked after every step by the cluster's SafetyChecker; client outcomes
+ * are checked at the end (each acknowledged append committed exactly once at its index, each
+ * failed one never committed).
+ */
+import type { Faults, NodeId } from '../raft/index.js';
+import { Prng } from '../util/index.js';
+import { SafetyViolation } from './checker.js';
+import { SimCluster, type ProposeOutcome } from './cluster.js';
+
+export interface RunOptions {
+  readonly seed: number;
+  readonly nodeCount: number;
+  /** Length of the chaos phase in nominal ticks (10 virtual ms each). */
+  readonly steps: number;
+  readonly faults?: Faults;
+  /** Name of the broken variant, only for the reproduction command. */
+  readonly faultName?: string;
+  readonly trace?: (line: string) => void;
+}
+
+export interface RunResult {
+  readonly ok: boolean;
+  readonly seed: number;
+  readonly failure: string | null;
+  readonly reproduce: string;
+  readonly traceHash: number;
+  readonly eventCount: number;
+  readonly committedCount: number;
+  readonly virtualMs: number;
+}
+
+const TICK_MS = 10;
+const ELECTION_TICKS = 10;
+/** After healing, a proposal must commit within this long (many election timeouts). */
+const LIVENESS_BOUND_MS = 60 * ELECTION_TICKS * TICK_MS;
+
+export function reproduceCommand(options: RunOptions): string {
+  const fault = options.faultName === undefined ? '' : ` --fault ${options.faultName}`;
+  return `npm run sim -- --seed ${options.seed} --nodes ${options.nodeCount} --steps ${options.steps}${fault}`;
+}
+
+interface ClientRecord {
+  readonly value: string;
+  outcome: ProposeOutcome | null;
+}
+
+export function runSeed(options: RunOptions): RunResult {
+  const scenario = new Prng(options.seed ^ 0x5eed5eed);
+  const ids: NodeId[] = Array.from({ length: options.nodeCount }, (_, i) => `n${i + 1}`);
+  const oneWayDelayMsMin = scenario.int(1, 5);
+  const cluster = new SimCluster({
+    seed: options.seed,
+    nodeIds: ids,
+    network: {
+      oneWayDelayMsMin,
+      oneWayDelayMsMax: oneWayDelayMsMin + scenario.int(0, 30),
+      packetLossProbability: scenario.pick([0, 0.01, 0.05, 0.15]),
+      packetDuplicateProbability: scenario.pick([0, 0.02, 0.1]),
+    },
+    tickMsMin: 8,
+    tickMsMax: 12,
+    raft: {
+      electionTicks: ELECTION_TICKS,
+      heartbeatTicks: 2,
+      maxMessageBytes: scenario.pick([64, 256, 4096]),
+      inflightCountMax: scenario.int(1, 8),
+      snapshotChunkBytes: scenario.pick([256, 1024, 8192]),
+    },
+    faults: options.faults ?? {},
+    snapshotEveryEntries: scenario.pick([0, 5, 20]),
+    trailingEntryCount: scenario.int(0, 4),
+    ...(options.trace === undefined ? {} : { trace: options.trace }),
+  });
+  const records: ClientRecord[] = [];
+  let failure: string | null = null;
+  try {
+    runChaos(cluster, scenario, ids, options.steps * TICK_MS, records);
+    runHeal(cluster, ids, records);
+    checkClientOutcomes(cluster, records);
+  } catch (error) {
+    if (!(error instanceof Error)) throw error;
+    failure = `${error.name}: ${error.message}`;
+  }
+  return {
+    ok: failure === null,
+    seed: options.seed,
+    failure,
+    reproduce: reproduceCommand(options),
+    traceHash: cluster.traceHash,
+    eventCount: cluster.eventCount,
+    committedCount: cluster.checker.committedIndex(),
+    virtualMs: cluster.nowMs,
+  };
+}
+
+function runChaos(cluster: SimCluster, scenario: Prng, ids: readonly NodeId[], durationMs: number, records: ClientRecord[]): void {
+  const nemesisMs = scenario.int(50, 400);
+  const clientMs = scenario.int(5, 40);
+  const endMs = cluster.nowMs + durationMs;
+  const nemesis = (): void => {
+    if (cluster.nowMs >= endMs) return;
+    nemesisAction(cluster, scenario, ids);
+    cluster.schedule(scenario.int(1, nemesisMs), 'nemesis', nemesis);
+  };
+  const client = (): void => {
+    if (cluster.nowMs >= endMs) return;
+    clientAction(cluster, scenario, ids, records);
+    cluster.schedule(scenario.int(1, clientMs), 'client', client);
+  };
+  cluster.schedule(scenario.int(1, nemesisMs), 'nemesis', nemesis);
+  cluster.schedule(1, 'client', client);
+  cluster.runFor(durationMs);
+}
+
+function nemesisAction(cluster: SimCluster, scenario: Prng, ids: readonly NodeId[]): void {
+  const up = cluster.upNodes().map((node) => node.id);
+  const down = ids.filter((id) => !cluster.node(id).up);
+  const roll = scenario.int(0, 9);
+  if (roll <= 1 && up.length > 0) {
+    // Crash the leader half of the time: that is where the interesting bugs live.
+    const leader = cluster.leader();
+    cluster.crash(leader !== null && scenario.chance(0.5) ? leader : scenario.pick(up));
+  } else if (roll <= 3 && down.length > 0) {
+    cluster.restart(scenario.pick(down));
+  } else if (roll <= 5) {
+    const shuffled = shuffle(scenario, ids);
+    const cut = scenario.int(1, ids.length - 1);
+    cluster.network.heal();
+    cluster.network.partition(shuffled.slice(0, cut), shuffled.slice(cut), scenario.chance(0.3));
+  } else if (roll <= 7) {
+    cluster.network.heal();
+  } else {
+    cluster.node(scenario.pick(ids)).diskLatencyMsMax = scenario.pick([0, 0, 5, 30]);
+  }
+}
+
+function clientAction(cluster: SimCluster, scenario: Prng, ids: readonly NodeId[], records: ClientRecord[]): void {
+  const leader = cluster.leader();
+  const target = leader !== null && scenario.chance(0.8) ? leader : scenario.pick(ids);
+  const record: ClientRecord = { value: `v${records.length}`, outcome: null };
+  records.push(record);
+  cluster.propose(target, record.value, (outcome) => {
+    if (record.outcome !== null) throw new SafetyViolation(`proposal ${record.value} resolved twice`);
+    record.outcome = outcome;
+  });
+}
+
+function runHeal(cluster: SimCluster, ids: readonly NodeId[], records: ClientRecord[]): void {
+  cluster.network.heal();
+  for (const id of ids) {
+    cluster.restart(id);
+    cluster.node(id).diskLatencyMsMax = 0;
+  }
+  const healedAtMs = cluster.nowMs;
+  let probeIndex = 0;
+  const probe = (): void => {
+    const leader = cluster.leader();
+    if (leader !== null && probeIndex === 0) {
+      const record: ClientRecord = { value: `probe${records.length}`, outcome: null };
+      records.push(record);
+      cluster.propose(leader, record.value, (outcome) => {
+        record.outcome = outcome;
+        if (outcome.type === 'ok') probeIndex = outcome.index;
+      });
+    }
+    if (probeIndex === 0) cluster.schedule(5 * TICK_MS, 'probe', probe);
+  };
+  probe();
+  const committed = cluster.runFor(LIVENESS_BOUND_MS, () => probeIndex > 0);
+  if (!committed) {
+    throw new SafetyViolation(`liveness: no proposal committed within ${LIVENESS_BOUND_MS}ms of healing (at ${healedAtMs}ms)`);
+  }
+  const caughtUp = (): boolean => ids.every((id) => cluster.node(id).stateMachine.appliedIndex >= probeIndex);
+  if (!cluster.runFor(LIVENESS_BOUND_MS, caughtUp)) {
+    const applied = ids.map((id) => `${id}=${cluster.node(id).stateMachine.appliedIndex}`).join(' ');
+    throw new SafetyViolation(`liveness: nodes did not catch up to ${probeIndex} within ${LIVENESS_BOUND_MS}ms (${applied})`);
+  }
+}
+
+function checkClientOutcomes(cluster: SimCluster, records: readonly ClientRecord[]): void {
+  const committedAt = new Map<string, number>();
+  for (const entry of cluster.checker.committedNormalEntries()) {
+    const value = new TextDecoder().decode(entry.data);
+    if (committedAt.has(value)) throw new SafetyViolation(`value ${value} committed twice`);
+    committedAt.set(value, entry.index);
+  }
+  for (const record of records) {
+    const outcome = record.outcome;
+    if (outcome === null) continue;
+    const index = committedAt.get(record.value);
+    if (outcome.type === 'ok' && index !== outcome.index) {
+      throw new SafetyViolation(`proposal ${record.value} acknowledged at ${outcome.index} but committed at ${index ?? 'none'}`);
+    }
+    if (outcome.type === 'failed' && index !== undefined) {
+      throw new SafetyViolation(`proposal ${record.value} reported failed (${outcome.reason}) but committed at ${index}`);
+    }
+  }
+}
+
+function shuffle<T>(prng: Prng, items: readonly T[]): T[] {
+  const result = [...items];
+  for (let i = result.length - 1; i > 0; i--) {
+    const j = prng.int(0, i);
+    [result[i], result[j]] = [result[j] as T, result[i] as T];
+  }
+  return result;
+}
