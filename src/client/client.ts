@@ -8,13 +8,22 @@
  * - `batchingProducer()`: collects single records into ProduceBatch requests.
  * - `consume(offset)`, `consumeStream(from, { signal, maxBatch, follow })`, `getServers()`.
  */
-import { Metadata, status as Status, type CallOptions, type ChannelOptions, type ServiceError } from '@grpc/grpc-js';
+import {
+  makeGenericClientConstructor,
+  Metadata,
+  status as Status,
+  type CallOptions,
+  type ChannelOptions,
+  type ServiceError,
+} from '@grpc/grpc-js';
 import {
   LogClient,
+  LogService,
   type ConsumeResponse,
   type ProduceBatchRequest,
   type ProduceBatchResponse, type Record as WireRecord, type Server as WireServer } from '../gen/log/v1/log.js';
 import { errorFromStatus } from '../server/errors.js';
+import { encodeProduceBatchRequest, encodeProduceRequest } from '../server/wire-encode.js';
 import { assert } from '../util/index.js';
 import { BatchingProducer, type BatchingProducerOptions } from './batching-producer.js';
 import { channelCredentials, type ClientSecurity } from './credentials.js';
@@ -60,15 +69,29 @@ export interface ProduceBatchResult {
   lastOffset: number;
 }
 
+/** The generated client with the single-buffer encoders for the produce requests (hot path). */
+const FastLogClient = makeGenericClientConstructor(
+  {
+    ...LogService,
+    produce: { ...LogService.produce, requestSerialize: encodeProduceRequest },
+    produceStream: { ...LogService.produceStream, requestSerialize: encodeProduceRequest },
+    produceBatch: { ...LogService.produceBatch, requestSerialize: encodeProduceBatchRequest },
+  },
+  'log.v1.Log',
+) as unknown as typeof LogClient;
+
 export class AnnalClient {
   readonly raw: LogClient;
   private readonly callTimeoutMs: number;
 
   constructor(options: AnnalClientOptions) {
     this.callTimeoutMs = options.callTimeoutMs ?? 30_000;
-    this.raw = new LogClient(options.address, channelCredentials(options.security), {
+    this.raw = new FastLogClient(options.address, channelCredentials(options.security), {
       'grpc.max_receive_message_length': options.maxResponseBytes ?? 64 * 1024 * 1024,
       'grpc.max_send_message_length': -1,
+      // HTTP/2 receive window: the 64 KiB default stalls a ConsumeStream of 1 MiB batches on
+      // window updates; 8 MiB keeps several batches on the wire (measured ~1.3x on loopback).
+      'grpc-node.flow_control_window': 8 * 1024 * 1024,
       ...options.channelOptions,
     });
   }

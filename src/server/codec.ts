@@ -6,13 +6,12 @@
  *   answers a throwing deserializer with INTERNAL "Error deserializing request"; malformed input is
  *   the client's fault, so handlers answer INVALID_ARGUMENT with the decoder's reason instead.
  * - Responses are serialized without the generated code's extra copy (`Buffer.from(Uint8Array)`
- *   copies; the writer's output is fresh, so wrapping it is safe). grpc-js copies once more into
- *   its framed message.
+ *   copies; the writer's output is fresh, so wrapping it is safe), and ConsumeResponse, the
+ *   consumer's hot path, with the single-buffer encoder of wire-encode.ts.
  */
 import type { MessageFns } from '../gen/log/v1/log.js';
 import {
   ConsumeRequest,
-  ConsumeResponse,
   GetServersRequest,
   GetServersResponse,
   LogService,
@@ -21,6 +20,7 @@ import {
   ProduceRequest,
   ProduceResponse,
 } from '../gen/log/v1/log.js';
+import { encodeConsumeResponse } from './wire-encode.js';
 
 /** A request whose bytes are not a valid protobuf encoding of the expected message. */
 export class DecodeFailure {
@@ -57,12 +57,12 @@ export const ServedLogService = {
   consume: {
     ...LogService.consume,
     requestDeserialize: safeDecoder(ConsumeRequest, 'log.v1.ConsumeRequest'),
-    responseSerialize: wrappingEncoder(ConsumeResponse),
+    responseSerialize: encodeConsumeResponse,
   },
   consumeStream: {
     ...LogService.consumeStream,
     requestDeserialize: safeDecoder(ConsumeRequest, 'log.v1.ConsumeRequest'),
-    responseSerialize: wrappingEncoder(ConsumeResponse),
+    responseSerialize: encodeConsumeResponse,
   },
   produceStream: {
     ...LogService.produceStream,

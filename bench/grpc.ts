@@ -1,0 +1,225 @@
+/**
+ * End-to-end gRPC benchmarks over loopback, each against baselines measured in the same run.
+ * The server runs in a child process (bench/grpc-server.ts), the client here: two event loops on
+ * two cores, as in a deployment.
+ *
+ * - Baselines: a no-op grpc-js bidi server with raw-bytes codecs that echoes 1 KiB messages back
+ *   (`echo`) or answers each with 8 bytes (`ack`, the shape of a ProduceResponse), pipelined with
+ *   the same window as the ProduceStream runs.
+ * - Durable (fsync=always) ProduceStream of 100 B and 1 KiB records, pipelined through the annal
+ *   client library; records/s, MB/s and the ratio to the echo baseline (target >= 0.8).
+ * - Durable ProduceBatch of 1 KiB records in batches of 256 (target >= 100k records/s).
+ * - Unary Produce of 1 KiB, one call at a time: p50/p99 latency.
+ * - ConsumeStream from the start of a 1M-record log (1 KiB values, written directly into the
+ *   log before the server starts), one record per message and with max_batch (target >= 200k/s).
+ *
+ * Usage: node dist/bench/grpc.js   ANNAL_BENCH_SCALE=0.1 for a quick pass (counts scale).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { credentials, makeGenericClientConstructor, type Client, type ClientDuplexStream } from '@grpc/grpc-js';
+import { AnnalClient } from '../src/client/index.js';
+import { ECHO_SERVICE } from './grpc-echo.js';
+import { formatRate, nowMs, percentile, printTable, scaled, tempDir, type Row } from './util.js';
+
+const SERVER_SCRIPT = fileURLToPath(new URL('./grpc-server.js', import.meta.url));
+const KIB = 1024;
+const MB = 1e6;
+/** Requests in flight on one stream in the pipelined runs (baselines and annal alike). */
+const WINDOW = 1024;
+
+interface ServerProcess {
+  address: string;
+  stop: () => Promise<void>;
+}
+
+async function startServer(args: string[]): Promise<ServerProcess> {
+  const child: ChildProcess = spawn(process.execPath, [SERVER_SCRIPT, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const address = await new Promise<string>((resolve, reject) => {
+    createInterface({ input: child.stdout! }).once('line', (line) => resolve((JSON.parse(line) as { address: string }).address));
+    child.once('exit', (code) => reject(new Error(`bench server exited with ${code}`)));
+  });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  return {
+    address,
+    stop: async () => {
+      child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
+
+/** Pipelines `count` raw messages on a bidi stream, WINDOW in flight; returns elapsed ms. */
+function rawPipelined(call: ClientDuplexStream<Buffer, Buffer>, message: Buffer, count: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    let sent = 0;
+    let received = 0;
+    const start = nowMs();
+    const fill = (): void => {
+      while (sent < count && sent - received < WINDOW) {
+        call.write(message);
+        sent++;
+      }
+    };
+    call.on('data', () => {
+      received++;
+      if (received === count) {
+        call.end();
+        resolve(nowMs() - start);
+      } else if (sent - received <= WINDOW / 2) fill();
+    });
+    call.on('error', reject);
+    fill();
+  });
+}
+
+async function baseline(method: 'echo' | 'ack', valueBytes: number, count: number): Promise<number> {
+  const server = await startServer(['echo']);
+  const Echo = makeGenericClientConstructor(ECHO_SERVICE, 'bench.Echo');
+  const client = new Echo(server.address, credentials.createInsecure()) as Client & Record<string, () => ClientDuplexStream<Buffer, Buffer>>;
+  const message = Buffer.alloc(valueBytes, 0x61);
+  await rawPipelined(client[method]!(), message, Math.min(count, 5000)); // warm-up
+  const elapsedMs = await rawPipelined(client[method]!(), message, count);
+  client.close();
+  await server.stop();
+  return (count / elapsedMs) * 1000;
+}
+
+/** Pipelines `count` sends with WINDOW in flight; returns elapsed ms. */
+async function pipelined(count: number, send: () => Promise<unknown>): Promise<number> {
+  const start = nowMs();
+  await new Promise<void>((resolve, reject) => {
+    let sent = 0;
+    let done = 0;
+    const onDone = (): void => {
+      done++;
+      if (done === count) resolve();
+      else if (sent - done <= WINDOW / 2) fill();
+    };
+    const fill = (): void => {
+      while (sent < count && sent - done < WINDOW) {
+        sent++;
+        send().then(onDone, reject);
+      }
+    };
+    fill();
+  });
+  return nowMs() - start;
+}
+
+async function withAnnal<T>(args: string[], run: (client: AnnalClient) => Promise<T>): Promise<T> {
+  const dir = tempDir('annal-bench-grpc-');
+  const server = await startServer(['annal', dir.path, ...args]);
+  const client = new AnnalClient({ address: server.address, security: { insecure: true } });
+  try {
+    return await run(client);
+  } finally {
+    client.close();
+    await server.stop();
+    dir.remove();
+  }
+}
+
+async function produceStreamRate(valueBytes: number, count: number): Promise<number> {
+  return withAnnal(['always'], async (client) => {
+    const value = Buffer.alloc(valueBytes, 0x61);
+    const warm = client.produceStream();
+    await pipelined(Math.min(count, 5000), () => warm.send(value));
+    await warm.close();
+    const stream = client.produceStream();
+    const elapsedMs = await pipelined(count, () => stream.send(value));
+    await stream.close();
+    return (count / elapsedMs) * 1000;
+  });
+}
+
+async function produceBatchRate(valueBytes: number, batchRecords: number, batchCount: number): Promise<number> {
+  return withAnnal(['always'], async (client) => {
+    const values = Array.from({ length: batchRecords }, () => Buffer.alloc(valueBytes, 0x61));
+    const stream = client.produceBatchStream();
+    const start = nowMs();
+    let sent = 0;
+    const inFlight = new Set<Promise<unknown>>();
+    while (sent < batchCount) {
+      const batch = stream.send(values);
+      sent++;
+      inFlight.add(batch);
+      void batch.finally(() => inFlight.delete(batch));
+      if (inFlight.size >= 8) await Promise.race(inFlight);
+    }
+    await Promise.all(inFlight);
+    const elapsedMs = nowMs() - start;
+    await stream.close();
+    return ((batchCount * batchRecords) / elapsedMs) * 1000;
+  });
+}
+
+async function unaryLatency(valueBytes: number, count: number): Promise<{ p50Ms: number; p99Ms: number; perSecond: number }> {
+  return withAnnal(['always'], async (client) => {
+    const value = Buffer.alloc(valueBytes, 0x61);
+    for (let i = 0; i < Math.min(200, count); i++) await client.produce(value); // warm-up
+    const latenciesMs: number[] = [];
+    const start = nowMs();
+    for (let i = 0; i < count; i++) {
+      const t0 = nowMs();
+      await client.produce(value);
+      latenciesMs.push(nowMs() - t0);
+    }
+    const elapsedMs = nowMs() - start;
+    latenciesMs.sort((a, b) => a - b);
+    return { p50Ms: percentile(latenciesMs, 50), p99Ms: percentile(latenciesMs, 99), perSecond: (count / elapsedMs) * 1000 };
+  });
+}
+
+async function consumeRates(logRecords: number, valueBytes: number, perRecordCount: number, maxBatch: number) {
+  return withAnnal(['never', String(logRecords), String(valueBytes)], async (client) => {
+    const read = async (count: number, batch: number): Promise<number> => {
+      const start = nowMs();
+      let seen = 0;
+      for await (const records of client.consumeBatches(0, { maxBatch: batch, follow: false })) {
+        seen += records.length;
+        if (seen >= count) break;
+      }
+      return (seen / (nowMs() - start)) * 1000;
+    };
+    await read(Math.min(5000, perRecordCount), 0); // warm-up
+    const perRecord = await read(perRecordCount, 0);
+    const batched = await read(logRecords, maxBatch);
+    return { perRecord, batched };
+  });
+}
+
+async function main(): Promise<void> {
+  const counts = {
+    baseline: scaled(100_000),
+    stream100: scaled(150_000),
+    stream1k: scaled(100_000),
+    batches: scaled(2_000),
+    unary: scaled(2_000),
+    consumeLog: scaled(1_000_000),
+    consumePerRecord: scaled(200_000),
+  };
+  const echo = await baseline('echo', KIB, counts.baseline);
+  const ack = await baseline('ack', KIB, counts.baseline);
+  const stream100 = await produceStreamRate(100, counts.stream100);
+  const stream1k = await produceStreamRate(KIB, counts.stream1k);
+  const batch = await produceBatchRate(KIB, 256, counts.batches);
+  const unary = await unaryLatency(KIB, counts.unary);
+  const consume = await consumeRates(counts.consumeLog, KIB, counts.consumePerRecord, 1000);
+
+  const ratio = (value: number, base: number): string => `${(value / base).toFixed(2)}x`;
+  const rows: Row[] = [
+    { name: 'baseline: no-op bidi echo, 1 KiB each way', value: `${formatRate(echo)} msg/s`, note: `${((echo * KIB) / MB).toFixed(1)} MB/s in` },
+    { name: 'baseline: no-op bidi, 1 KiB in, 8 B ack out', value: `${formatRate(ack)} msg/s`, ratio: ratio(ack, echo) },
+    { name: 'ProduceStream 100 B, fsync=always', value: `${formatRate(stream100)} rec/s`, ratio: ratio(stream100, echo), note: `${((stream100 * 100) / MB).toFixed(1)} MB/s; vs ack baseline ${ratio(stream100, ack)}` },
+    { name: 'ProduceStream 1 KiB, fsync=always', value: `${formatRate(stream1k)} rec/s`, ratio: ratio(stream1k, echo), note: `${((stream1k * KIB) / MB).toFixed(1)} MB/s; vs ack baseline ${ratio(stream1k, ack)}; target >= 0.8x echo` },
+    { name: 'ProduceBatch 1 KiB x 256, fsync=always', value: `${formatRate(batch)} rec/s`, ratio: ratio(batch, echo), note: `${((batch * KIB) / MB).toFixed(1)} MB/s; target >= 100k rec/s` },
+    { name: 'Produce (unary) 1 KiB, fsync=always', value: `p50 ${unary.p50Ms.toFixed(2)} ms`, note: `p99 ${unary.p99Ms.toFixed(2)} ms; ${formatRate(unary.perSecond)} calls/s one at a time` },
+    { name: `ConsumeStream 1 KiB from 0 of ${formatRate(counts.consumeLog)}, 1/msg`, value: `${formatRate(consume.perRecord)} rec/s`, ratio: ratio(consume.perRecord, echo), note: `first ${formatRate(counts.consumePerRecord)} records` },
+    { name: `ConsumeStream 1 KiB from 0 of ${formatRate(counts.consumeLog)}, max_batch 1000`, value: `${formatRate(consume.batched)} rec/s`, ratio: ratio(consume.batched, echo), note: `${((consume.batched * KIB) / MB).toFixed(1)} MB/s; target >= 200k rec/s` },
+  ];
+  printTable('gRPC over loopback (server in a child process; ratios against the no-op echo)', rows);
+}
+
+await main();
