@@ -4,6 +4,9 @@ export { type RaftOptions } from './config.js';
 export { type RequestResult, type RefusalReason, applyConfigChange } from './raft.js';
 export { type Faults } from './faults.js';
 export { MemoryStorage, CompactedError, LogUnavailableError, type Storage, type InitialState } from './storage.js';
+export { RaftNode, type RaftNodeOptions, type RaftStorage, type StateMachine } from './node.js';
+export { InMemoryNetwork, type Transport } from './transport.js';
+export { LeadershipLostError, ProposalOutcomeUnknownError, RaftBusyError } from './errors.js';
 export {
   EntryType,
   Role,

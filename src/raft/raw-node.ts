@@ -156,6 +156,11 @@ export class RawNode {
     this.raft.onPersisted(log.storage.lastIndex());
   }
 
+  /** The configuration in effect at `index` (for the metadata of a snapshot taken there). */
+  configAt(index: number): ClusterConfig {
+    return this.raft.configAt(index);
+  }
+
   status(): Status {
     const raft = this.raft;
     return {

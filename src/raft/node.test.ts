@@ -1,0 +1,167 @@
+// Goal: the driver settles every request correctly on a real (timer-driven) cluster: proposals
+// resolve with the state machine's result, refusals carry the leader hint, an overwritten proposal
+// fails with LeadershipLostError and never applies, reads pass a ReadIndex barrier, a learner
+// added later catches up through a snapshot, and close() fails what is pending. Method: three or
+// four RaftNodes over the InMemoryNetwork with a 5 ms tick; waits are condition polls with
+// generous deadlines (no timing assertions), so a loaded CI machine only makes them slower.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { setTimeout as delay } from 'node:timers/promises';
+import { ClosedError, NotLeaderError, Prng } from '../util/index.js';
+import { LeadershipLostError } from './errors.js';
+import { RaftNode, type StateMachine } from './node.js';
+import { MemoryStorage } from './storage.js';
+import { InMemoryNetwork } from './transport.js';
+import { Role } from './types.js';
+
+class ListMachine implements StateMachine<number> {
+  values: string[] = [];
+  apply(entry: { data: Uint8Array }): number {
+    this.values.push(new TextDecoder().decode(entry.data));
+    return this.values.length - 1;
+  }
+  snapshot(): Uint8Array {
+    return new TextEncoder().encode(JSON.stringify(this.values));
+  }
+  restore(data: Uint8Array): void {
+    this.values = data.length === 0 ? [] : (JSON.parse(new TextDecoder().decode(data)) as string[]);
+  }
+}
+
+interface Member {
+  node: RaftNode<number>;
+  machine: ListMachine;
+}
+
+function startCluster(ids: string[], network: InMemoryNetwork, extra: { snapshotEveryEntries?: number } = {}): Map<string, Member> {
+  const members = new Map<string, Member>();
+  for (const [i, id] of ids.entries()) members.set(id, startMember(id, network, new MemoryStorage({ voters: ids, learners: [] }), i, extra));
+  return members;
+}
+
+function startMember(id: string, network: InMemoryNetwork, storage: MemoryStorage, seed: number, extra: { snapshotEveryEntries?: number }): Member {
+  const machine = new ListMachine();
+  const node = new RaftNode({
+    id,
+    storage,
+    transport: network.connect(id),
+    stateMachine: machine,
+    tickIntervalMs: 5,
+    electionTicks: 10,
+    heartbeatTicks: 2,
+    prng: new Prng(seed + 100),
+    addressOf: (peer) => `${peer}.local:7000`,
+    ...extra,
+  });
+  node.start();
+  return { node, machine };
+}
+
+async function waitUntil(what: string, check: () => boolean, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
+    await delay(5);
+  }
+}
+
+async function waitForLeader(members: Map<string, Member>, exclude: string[] = []): Promise<string> {
+  let leader: string | null = null;
+  await waitUntil('a leader', () => {
+    for (const [id, { node }] of members) if (!exclude.includes(id) && node.status().role === Role.Leader) leader = id;
+    return leader !== null;
+  });
+  return leader as unknown as string;
+}
+
+function closeAll(members: Map<string, Member>): void {
+  for (const { node } of members.values()) node.close();
+}
+
+test('proposals resolve with the applied result; followers refuse with a leader hint', async () => {
+  const network = new InMemoryNetwork();
+  const members = startCluster(['a', 'b', 'c'], network);
+  try {
+    const leaderId = await waitForLeader(members);
+    const leader = (members.get(leaderId) as Member).node;
+    const results = await Promise.all([0, 1, 2].map((i) => leader.propose(new TextEncoder().encode(`v${i}`))));
+    assert.deepEqual(results.map((r) => r.result), [0, 1, 2]);
+    const followerId = ['a', 'b', 'c'].find((id) => id !== leaderId) as string;
+    await waitUntil('follower knows the leader', () => members.get(followerId)?.node.status().leaderId === leaderId);
+    const refusal = await members.get(followerId)?.node.propose(new Uint8Array([1])).then(
+      () => null,
+      (error: unknown) => error,
+    );
+    assert.ok(refusal instanceof NotLeaderError);
+    assert.equal(refusal.leaderId, leaderId);
+    assert.equal(refusal.leaderAddress, `${leaderId}.local:7000`);
+    const readIndex = await leader.readBarrier();
+    assert.ok(readIndex >= 4, 'the barrier covers the three proposals and the no-op');
+    await waitUntil('every replica applies', () => [...members.values()].every((m) => m.machine.values.length === 3));
+  } finally {
+    closeAll(members);
+  }
+});
+
+test('a proposal overwritten by a new leader fails with LeadershipLostError and never applies', async () => {
+  const network = new InMemoryNetwork();
+  const members = startCluster(['a', 'b', 'c'], network);
+  try {
+    const oldLeaderId = await waitForLeader(members);
+    const oldLeader = members.get(oldLeaderId) as Member;
+    network.isolate(oldLeaderId);
+    const doomed = oldLeader.node.propose(new TextEncoder().encode('doomed')).then(
+      () => assert.fail('an isolated proposal must not succeed'),
+      (error: unknown) => error,
+    );
+    const newLeaderId = await waitForLeader(members, [oldLeaderId]);
+    const newLeader = members.get(newLeaderId) as Member;
+    await newLeader.node.propose(new TextEncoder().encode('winner'));
+    network.reconnect(oldLeaderId);
+    const error = await doomed;
+    assert.ok(error instanceof LeadershipLostError, String(error));
+    await waitUntil('the old leader applies the winner', () => oldLeader.machine.values.includes('winner'));
+    for (const { machine } of members.values()) assert.ok(!machine.values.includes('doomed'));
+  } finally {
+    closeAll(members);
+  }
+});
+
+test('a learner added later catches up through a snapshot and is promoted to voter', async () => {
+  const network = new InMemoryNetwork();
+  const members = startCluster(['a', 'b', 'c'], network, { snapshotEveryEntries: 5 });
+  try {
+    const leaderId = await waitForLeader(members);
+    const leader = (members.get(leaderId) as Member).node;
+    for (let i = 0; i < 20; i++) await leader.propose(new TextEncoder().encode(`v${i}`));
+    await leader.changeConfig({ type: 'addLearner', nodeId: 'd' });
+    const learner = startMember('d', network, new MemoryStorage({ voters: [], learners: [] }), 9, { snapshotEveryEntries: 5 });
+    members.set('d', learner);
+    await waitUntil('the learner catches up', () => learner.machine.values.length === 20);
+    await leader.changeConfig({ type: 'addVoter', nodeId: 'd' });
+    await waitUntil('d sees itself as a voter', () => learner.node.status().config.voters.includes('d'));
+    await leader.propose(new TextEncoder().encode('after'));
+    await waitUntil('d applies new entries', () => learner.machine.values.at(-1) === 'after');
+  } finally {
+    closeAll(members);
+  }
+});
+
+test('close() fails pending proposals with ClosedError; later calls fail at once', async () => {
+  const network = new InMemoryNetwork();
+  const members = startCluster(['a', 'b', 'c'], network);
+  try {
+    const leaderId = await waitForLeader(members);
+    const leader = (members.get(leaderId) as Member).node;
+    for (const id of ['a', 'b', 'c']) if (id !== leaderId) network.isolate(id);
+    const pending = leader.propose(new Uint8Array([1])).then(
+      () => null,
+      (error: unknown) => error,
+    );
+    leader.close();
+    assert.ok((await pending) instanceof ClosedError);
+    await assert.rejects(leader.propose(new Uint8Array([2])), ClosedError);
+  } finally {
+    closeAll(members);
+  }
+});

@@ -1,0 +1,327 @@
+/**
+ * RaftNode: the driver around the pure core. It owns the tick timer, persists each Ready through
+ * the storage, sends through the transport, applies committed entries to the state machine, and
+ * settles the promises of proposals, configuration changes and reads.
+ *
+ * Promise outcomes (never both committed and failed):
+ * - propose resolves with the state machine's result once the entry is applied here;
+ * - NotLeaderError (with the leader hint) if this node is not the leader: nothing was appended;
+ * - LeadershipLostError once another leader's entry took the proposal's index: it never commits;
+ * - ProposalOutcomeUnknownError if a snapshot covered the index before the entry was seen here;
+ * - ClosedError when the node shuts down first (the outcome is then unknown).
+ */
+import { randomInt } from 'node:crypto';
+import {
+  ClosedError,
+  InvalidArgumentError,
+  NotLeaderError,
+  OverloadedError,
+  Prng,
+  AssertionError,
+  assert,
+  type AnnalError,
+} from '../util/index.js';
+import type { RaftOptions } from './config.js';
+import { LeadershipLostError, ProposalOutcomeUnknownError, RaftBusyError } from './errors.js';
+import type { RequestResult } from './raft.js';
+import { RawNode, type Ready, type Status } from './raw-node.js';
+import type { Storage } from './storage.js';
+import type { Transport } from './transport.js';
+import { EntryType, Role, type ClusterConfig, type ConfigChange, type Entry, type HardState, type NodeId, type Snapshot } from './types.js';
+
+/** The application's replicated state machine. */
+export interface StateMachine<Result> {
+  /** Applies one committed entry. Must be deterministic: every replica computes the same result. */
+  apply(entry: { readonly index: number; readonly data: Uint8Array }): Result;
+  /** Serialises the state as of the last applied entry. */
+  snapshot(): Uint8Array;
+  /** Replaces the state with a snapshot's (an empty array means the initial state). */
+  restore(data: Uint8Array): void;
+}
+
+/** Storage the driver writes; each write may be asynchronous and must be durable on resolve. */
+export interface RaftStorage extends Storage {
+  setHardState(hardState: HardState): void | Promise<void>;
+  append(entries: readonly Entry[]): void | Promise<void>;
+  applySnapshot(snapshot: Snapshot): void | Promise<void>;
+  createSnapshot(options: { index: number; config: ClusterConfig; data: Uint8Array; trailingEntryCount: number }): void | Promise<void>;
+}
+
+export interface RaftNodeOptions<Result> extends Omit<RaftOptions, 'storage' | 'prng'> {
+  readonly storage: RaftStorage;
+  readonly transport: Transport;
+  readonly stateMachine: StateMachine<Result>;
+  /** Wall-clock length of one tick. Default 100 ms (election after 1-2 s with 10 ticks). */
+  readonly tickIntervalMs?: number;
+  /** Snapshot the state machine and compact the log every this many applied entries (0: never). */
+  readonly snapshotEveryEntries?: number;
+  /** Entries kept behind a snapshot so slightly lagging followers need no snapshot. */
+  readonly trailingEntryCount?: number;
+  /** Proposals awaiting their outcome at most; more are refused with OverloadedError. */
+  readonly pendingProposalsMax?: number;
+  /** Maps a node id to the address clients should use, for NotLeaderError hints. */
+  readonly addressOf?: (id: NodeId) => string | undefined;
+  /** Election jitter source; defaults to one seeded from the OS. */
+  readonly prng?: Prng;
+}
+
+interface Waiter<T> {
+  readonly term: number;
+  readonly resolve: (value: T) => void;
+  readonly reject: (error: AnnalError) => void;
+}
+
+interface PendingRead {
+  readonly context: string;
+  index: number | null;
+  readonly resolve: (index: number) => void;
+  readonly reject: (error: AnnalError) => void;
+}
+
+export class RaftNode<Result> {
+  readonly id: NodeId;
+  private readonly raw: RawNode;
+  private readonly options: RaftNodeOptions<Result>;
+  private readonly proposals = new Map<number, Waiter<{ index: number; result: Result }>>();
+  private readonly configChanges = new Map<number, Waiter<{ index: number }>>();
+  private reads: PendingRead[] = [];
+  private readonly inbox: (() => void)[] = [];
+  private readonly listeners = new Set<(status: Status) => void>();
+  private running = false;
+  private closed = false;
+  private timer: NodeJS.Timeout | null = null;
+  private nextReadContext = 0;
+  private snapshotIndex: number;
+
+  constructor(options: RaftNodeOptions<Result>) {
+    this.options = options;
+    this.id = options.id;
+    const prng = options.prng ?? new Prng(randomInt(0x7fff_ffff));
+    this.raw = new RawNode({ ...options, prng });
+    const snapshot = options.storage.snapshot();
+    this.snapshotIndex = snapshot.meta.index;
+    if (snapshot.meta.index > 0) options.stateMachine.restore(snapshot.data);
+    options.transport.onMessage((message) => this.enqueue(() => this.raw.step(message)));
+  }
+
+  start(): void {
+    assert(this.timer === null && !this.closed, 'start once');
+    const tickIntervalMs = this.options.tickIntervalMs ?? 100;
+    assert(tickIntervalMs >= 1 && tickIntervalMs <= 2_147_483_647, 'tickIntervalMs must fit a timer');
+    this.timer = setInterval(() => this.enqueue(() => this.raw.tick()), tickIntervalMs);
+  }
+
+  status(): Status {
+    return this.raw.status();
+  }
+
+  /** Calls `listener` with the current status now and after every change of role or leader. */
+  subscribe(listener: (status: Status) => void): () => void {
+    this.listeners.add(listener);
+    listener(this.status());
+    return () => this.listeners.delete(listener);
+  }
+
+  /** Replicates `data`; resolves with the state machine's result once it is applied here. */
+  propose(data: Uint8Array): Promise<{ index: number; result: Result }> {
+    return this.request((resolve, reject) => {
+      if (this.proposals.size >= (this.options.pendingProposalsMax ?? 10_000)) {
+        reject(new OverloadedError('too many proposals awaiting their outcome'));
+        return;
+      }
+      const result = this.raw.propose(data);
+      if (!result.ok) {
+        reject(this.refusalError(result));
+        return;
+      }
+      this.proposals.set(result.value.firstIndex, { term: result.value.term, resolve, reject });
+    });
+  }
+
+  /** Proposes a single-server change; resolves once the configuration entry is applied here. */
+  changeConfig(change: ConfigChange): Promise<{ index: number }> {
+    return this.request((resolve, reject) => {
+      const result = this.raw.proposeConfigChange(change);
+      if (!result.ok) {
+        reject(this.refusalError(result));
+        return;
+      }
+      this.configChanges.set(result.value.index, { term: result.value.term, resolve, reject });
+    });
+  }
+
+  /** Asks the leader to hand over to `target` (TimeoutNow once it is up to date). */
+  transferLeadership(target: NodeId): Promise<void> {
+    return this.request((resolve, reject) => {
+      const result = this.raw.transferLeadership(target);
+      if (result.ok) resolve();
+      else reject(this.refusalError(result));
+    });
+  }
+
+  /**
+   * A linearizable read barrier (ReadIndex): resolves with an index once this leader confirmed it
+   * still leads and has applied through that index, so reading local state is linearizable.
+   */
+  readBarrier(): Promise<number> {
+    return this.request((resolve, reject) => {
+      const context = `${this.id}:${this.nextReadContext++}`;
+      const result = this.raw.readIndex(context);
+      if (!result.ok) {
+        reject(this.refusalError(result));
+        return;
+      }
+      this.reads.push({ context, index: null, resolve, reject });
+    });
+  }
+
+  /**
+   * Stops the timer and the transport and fails every pending request with ClosedError (whose
+   * cause is the storage error when a write failed).
+   */
+  close(cause?: unknown): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.timer !== null) clearInterval(this.timer);
+    this.options.transport.close();
+    const error = new ClosedError('raft node is shutting down', cause === undefined ? undefined : { cause });
+    for (const waiter of [...this.proposals.values(), ...this.configChanges.values()]) waiter.reject(error);
+    for (const read of this.reads) read.reject(error);
+    this.proposals.clear();
+    this.configChanges.clear();
+    this.reads = [];
+    this.listeners.clear();
+  }
+
+  private request<T>(start: (resolve: (value: T) => void, reject: (error: AnnalError) => void) => void): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      if (this.closed) {
+        reject(new ClosedError('raft node is shut down'));
+        return;
+      }
+      this.enqueue(() => start(resolve, reject));
+    });
+  }
+
+  private refusalError(result: Extract<RequestResult<unknown>, { ok: false }>): AnnalError {
+    switch (result.reason) {
+      case 'notLeader':
+        return new NotLeaderError(result.leaderId ?? undefined, result.leaderId === null ? undefined : this.options.addressOf?.(result.leaderId));
+      case 'transferring':
+        return new RaftBusyError('leadership transfer in progress');
+      case 'configChangePending':
+        return new RaftBusyError('a configuration change is in progress');
+      case 'invalidConfigChange':
+        return new InvalidArgumentError('the configuration change does not apply to the current configuration');
+    }
+  }
+
+  private enqueue(input: () => void): void {
+    if (this.closed) return;
+    this.inbox.push(input);
+    void this.run();
+  }
+
+  /** Drains inputs and Readies one at a time; the core is never touched while a Ready is out. */
+  private async run(): Promise<void> {
+    if (this.running) return;
+    this.running = true;
+    try {
+      while (!this.closed) {
+        for (let input = this.inbox.shift(); input !== undefined; input = this.inbox.shift()) input();
+        if (!this.raw.hasReady()) break;
+        const ready = this.raw.ready();
+        await this.handleReady(ready);
+        if (this.closed) return;
+        this.raw.advance(ready);
+        this.serveReads();
+        await this.maybeSnapshot();
+      }
+    } catch (error) {
+      // A failed write leaves the durable state unknown: stop rather than send promises we
+      // cannot keep. Broken invariants propagate and crash the process.
+      this.close(error);
+      if (error instanceof AssertionError) throw error;
+    } finally {
+      this.running = false;
+    }
+  }
+
+  private async handleReady(ready: Ready): Promise<void> {
+    const { storage, transport } = this.options;
+    // Persist-before-send: what the messages promise must be durable first.
+    if (ready.snapshot !== null) await storage.applySnapshot(ready.snapshot);
+    if (ready.hardState !== null) await storage.setHardState(ready.hardState);
+    if (ready.entries.length > 0) await storage.append(ready.entries);
+    if (this.closed) return;
+    transport.send(ready.messages);
+    if (ready.snapshot !== null) this.installSnapshot(ready.snapshot);
+    for (const entry of ready.committedEntries) this.applyEntry(entry);
+    for (const readState of ready.readStates) {
+      const read = this.reads.find((pending) => pending.context === readState.context);
+      if (read !== undefined) read.index = readState.index;
+    }
+    if (ready.softState !== null) this.onSoftState(ready.softState.role);
+  }
+
+  private installSnapshot(snapshot: Snapshot): void {
+    this.options.stateMachine.restore(snapshot.data);
+    this.snapshotIndex = snapshot.meta.index;
+    for (const waiters of [this.proposals, this.configChanges] as Map<number, Waiter<never>>[]) {
+      for (const [index, waiter] of waiters) {
+        if (index > snapshot.meta.index) continue;
+        waiters.delete(index);
+        waiter.reject(new ProposalOutcomeUnknownError(index));
+      }
+    }
+  }
+
+  private applyEntry(entry: Entry): void {
+    const result = entry.type === EntryType.Normal ? this.options.stateMachine.apply(entry) : undefined;
+    const waiters = (entry.type === EntryType.Config ? this.configChanges : this.proposals) as Map<number, Waiter<unknown>>;
+    const waiter = waiters.get(entry.index);
+    // A proposal's outcome is decided by the entry that ends up at its index.
+    const other = (entry.type === EntryType.Config ? this.proposals : this.configChanges) as Map<number, Waiter<unknown>>;
+    other.get(entry.index)?.reject(new LeadershipLostError(entry.index));
+    other.delete(entry.index);
+    if (waiter === undefined) return;
+    waiters.delete(entry.index);
+    if (waiter.term !== entry.term) {
+      waiter.reject(new LeadershipLostError(entry.index));
+    } else {
+      waiter.resolve(entry.type === EntryType.Config ? { index: entry.index } : { index: entry.index, result });
+    }
+  }
+
+  private onSoftState(role: Role): void {
+    if (role !== Role.Leader) {
+      // Reads are confirmed by this leader's heartbeats only; they are safe to retry elsewhere.
+      for (const read of this.reads) read.reject(new LeadershipLostError(0));
+      this.reads = [];
+    }
+    const status = this.status();
+    for (const listener of this.listeners) listener(status);
+  }
+
+  private serveReads(): void {
+    const applied = this.raw.status().applied;
+    const served = this.reads.filter((read) => read.index !== null && read.index <= applied);
+    if (served.length === 0) return;
+    this.reads = this.reads.filter((read) => !served.includes(read));
+    for (const read of served) read.resolve(read.index as number);
+  }
+
+  private async maybeSnapshot(): Promise<void> {
+    const every = this.options.snapshotEveryEntries ?? 0;
+    const applied = this.raw.status().applied;
+    if (every === 0 || applied - this.snapshotIndex < every) return;
+    this.snapshotIndex = applied;
+    await this.options.storage.createSnapshot({
+      index: applied,
+      config: this.raw.configAt(applied),
+      data: this.options.stateMachine.snapshot(),
+      trailingEntryCount: this.options.trailingEntryCount ?? 0,
+    });
+  }
+}
+
