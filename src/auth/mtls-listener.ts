@@ -1,0 +1,197 @@
+/**
+ * The mutual-TLS front door of a grpc-js server.
+ *
+ * grpc-js's own TLS port (`bindAsync` with `ServerCredentials.createSsl`) verifies client
+ * certificates but keeps its HTTP/2 server private, so a refused handshake leaves no trace, and
+ * its certificates only change through a CertificateProvider. Instead this listener owns the TLS
+ * server (node:tls) and hands each verified connection to grpc-js through the public
+ * `Server.createConnectionInjector`, which runs HTTP/2 and the services on it. That gives:
+ * - one log line per refused connection, with the reason (no client certificate, a certificate
+ *   from another CA, expired or not yet valid, plaintext, an old TLS version, a handshake that
+ *   never finishes), rate-limited so a retrying client cannot flood the log;
+ * - certificate rotation for new connections with `setMaterial` (tls.Server.setSecureContext);
+ *   connections already open keep their session, so no call is dropped;
+ * - TLS 1.2 minimum, TLS 1.3 preferred (Node negotiates the highest both sides support).
+ *
+ * Verification: `requestCert: true` with `rejectUnauthorized: false`, then `socket.authorized` is
+ * checked on 'secureConnection' and a socket that fails is destroyed before grpc-js sees a byte.
+ * This is what Node's TLS server does itself with `rejectUnauthorized: true` (the chain check
+ * runs after the handshake, in JavaScript); doing it here keeps `authorizationError`, which says
+ * *why* (CERT_HAS_EXPIRED, UNABLE_TO_VERIFY_LEAF_SIGNATURE, ...), for the log.
+ */
+import type { AddressInfo } from 'node:net';
+import { createServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
+import { ServerCredentials, experimental, type Server as GrpcServer, type ServerInterceptor } from '@grpc/grpc-js';
+import { assert } from '../util/index.js';
+import { RateLimitedLog, type AuthLogger } from './logger.js';
+import type { TlsMaterial } from './tls-material.js';
+
+type ConnectionInjector = ReturnType<GrpcServer['createConnectionInjector']>;
+
+export interface MtlsListenerOptions {
+  /** The grpc-js server whose services answer on this listener (it needs no bindAsync). */
+  grpcServer: GrpcServer;
+  host: string;
+  /** 0 picks a free port. */
+  port: number;
+  material: TlsMaterial;
+  /** Run on every call of this listener before the handler (the ACL). */
+  interceptors?: ServerInterceptor[];
+  logger: AuthLogger;
+  /** A connection that has not finished its TLS handshake by then is closed. Default 10 s. */
+  handshakeTimeoutMs?: number;
+  /** Refusal log lines per 10 s before they are summarised. Default 20. */
+  refusalLogLinesMax?: number;
+}
+
+export class MtlsListener {
+  private readonly tlsServer: TlsServer;
+  private readonly injector: ConnectionInjector;
+  private readonly refusalLog: RateLimitedLog;
+  private boundPort = 0;
+  private closed = false;
+
+  private constructor(options: MtlsListenerOptions) {
+    this.refusalLog = new RateLimitedLog(options.logger, {
+      linesPerWindowMax: options.refusalLogLinesMax ?? 20,
+      windowMs: 10_000,
+    });
+    // Plaintext from grpc-js's point of view: TLS has already been terminated here.
+    const credentials = experimental.createServerCredentialsWithInterceptors(
+      ServerCredentials.createInsecure(),
+      options.interceptors ?? [],
+    );
+    this.injector = options.grpcServer.createConnectionInjector(credentials);
+    this.tlsServer = createServer({
+      ...secureContextOptions(options.material),
+      requestCert: true,
+      rejectUnauthorized: false,
+      minVersion: 'TLSv1.2',
+      ALPNProtocols: ['h2'],
+      handshakeTimeout: options.handshakeTimeoutMs ?? 10_000,
+    });
+    this.tlsServer.on('secureConnection', (socket: TLSSocket) => this.onSecureConnection(socket));
+    this.tlsServer.on('tlsClientError', (error: Error & { code?: string }, socket: TLSSocket) => this.onTlsClientError(error, socket));
+  }
+
+  /** Listens on `host:port` and resolves once bound. */
+  static async listen(options: MtlsListenerOptions): Promise<MtlsListener> {
+    const listener = new MtlsListener(options);
+    await new Promise<void>((resolve, reject) => {
+      listener.tlsServer.once('error', reject);
+      listener.tlsServer.listen(options.port, options.host, () => {
+        listener.tlsServer.off('error', reject);
+        resolve();
+      });
+    });
+    listener.boundPort = (listener.tlsServer.address() as AddressInfo).port;
+    listener.tlsServer.on('error', (error) => options.logger.error({ error: error.message }, 'TLS listener error'));
+    return listener;
+  }
+
+  get port(): number {
+    assert(this.boundPort > 0, 'MtlsListener is not listening');
+    return this.boundPort;
+  }
+
+  /** Puts new certificate, key and CA in force for connections accepted from now on. */
+  setMaterial(material: TlsMaterial): void {
+    this.tlsServer.setSecureContext(secureContextOptions(material));
+  }
+
+  /**
+   * Stops accepting connections. Sessions already handed to grpc-js end with the grpc-js server's
+   * `tryShutdown`/`forceShutdown`; a connection still in its handshake is refused when it
+   * completes (or times out after `handshakeTimeoutMs`).
+   */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.tlsServer.close();
+  }
+
+  /** Ends the grpc-js sessions of this listener now (tests; the agent uses the server's shutdown). */
+  destroySessions(): void {
+    this.injector.destroy();
+  }
+
+  private onSecureConnection(socket: TLSSocket): void {
+    socket.on('error', () => {
+      // grpc-js's session reports errors; without this handler an ECONNRESET would be thrown.
+    });
+    const reason = refusalReason(socket);
+    if (this.closed) {
+      socket.destroy();
+      return;
+    }
+    if (reason !== undefined) {
+      const certificate = socket.getPeerCertificate();
+      const subject = typeof certificate.subject?.CN === 'string' ? certificate.subject.CN : undefined;
+      this.refused(socket, reason, subject);
+      socket.destroy();
+      return;
+    }
+    this.injector.injectConnection(socket);
+  }
+
+  private onTlsClientError(error: Error & { code?: string }, socket: TLSSocket): void {
+    this.refused(socket, describeHandshakeError(error), undefined, error.code);
+    socket.destroy();
+  }
+
+  private refused(socket: TLSSocket, reason: string, subject: string | undefined, code?: string): void {
+    this.refusalLog.warn(
+      { remoteAddress: socket.remoteAddress, remotePort: socket.remotePort, subject, code },
+      `refused connection: ${reason}`,
+    );
+  }
+}
+
+function secureContextOptions(material: TlsMaterial) {
+  return { cert: material.certPem, key: material.keyPem, ca: material.caPem };
+}
+
+/** Why a completed handshake is not acceptable, or undefined if it is. */
+function refusalReason(socket: TLSSocket): string | undefined {
+  if (socket.alpnProtocol !== 'h2') return 'the client did not negotiate HTTP/2 (ALPN "h2"); gRPC needs it';
+  if (socket.authorized) return undefined;
+  const certificate = socket.getPeerCertificate();
+  if (certificate.raw === undefined) return 'no client certificate';
+  const code = String(socket.authorizationError ?? 'unknown');
+  switch (code) {
+    case 'CERT_HAS_EXPIRED':
+      return `client certificate expired at ${certificate.valid_to} (CERT_HAS_EXPIRED)`;
+    case 'CERT_NOT_YET_VALID':
+      return `client certificate not valid before ${certificate.valid_from} (CERT_NOT_YET_VALID)`;
+    case 'UNABLE_TO_VERIFY_LEAF_SIGNATURE':
+    case 'UNABLE_TO_GET_ISSUER_CERT':
+    case 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY':
+    case 'DEPTH_ZERO_SELF_SIGNED_CERT':
+    case 'SELF_SIGNED_CERT_IN_CHAIN':
+      return `client certificate is not signed by the configured CA (${code})`;
+    case 'INVALID_PURPOSE':
+    case 'UNSUPPORTED_CERTIFICATE_PURPOSE':
+      return `client certificate is not for client authentication (${code})`;
+    default:
+      return `client certificate rejected (${code})`;
+  }
+}
+
+function describeHandshakeError(error: Error & { code?: string }): string {
+  switch (error.code) {
+    case 'ERR_SSL_WRONG_VERSION_NUMBER':
+    case 'ERR_SSL_HTTP_REQUEST':
+      return 'not a TLS handshake (a plaintext client?)';
+    case 'ERR_SSL_PEER_DID_NOT_RETURN_A_CERTIFICATE':
+      return 'no client certificate';
+    case 'ERR_SSL_UNSUPPORTED_PROTOCOL':
+    case 'ERR_SSL_NO_PROTOCOLS_AVAILABLE':
+      return 'the client offered only TLS versions below 1.2';
+    case 'ERR_TLS_HANDSHAKE_TIMEOUT':
+      return 'the TLS handshake did not finish in time';
+    case 'ECONNRESET':
+      return 'the client closed the connection during the TLS handshake';
+    default:
+      return `TLS handshake failed: ${error.message.split('\n')[0]}`;
+  }
+}
