@@ -8,7 +8,9 @@
  * clients where the test needs the wire status, the annal client elsewhere.
  */
 import assert from 'node:assert/strict';
-import { connect } from 'node:net';
+import { closeSync, openSync, readSync, writeSync } from 'node:fs';
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
+import { join } from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import {
@@ -22,8 +24,10 @@ import {
 } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { service as healthService } from 'grpc-health-check';
+import { AnnalClient } from '../client/index.js';
 import { LogClient, type ProduceResponse } from '../gen/log/v1/log.js';
-import { InvalidArgumentError, OffsetOutOfRangeError, RecordTooLargeError, UnavailableError } from '../util/index.js';
+import { FRAME_HEADER_BYTES, segmentFileName } from '../storage/index.js';
+import { CorruptionError, InvalidArgumentError, OffsetOutOfRangeError, RecordTooLargeError, UnavailableError } from '../util/index.js';
 import { startTestNode, waitUntil, type TestNode } from './test-node.js';
 
 let node: TestNode;
@@ -171,6 +175,91 @@ describe('ConsumeStream', () => {
       assert.equal(error.nextOffset, 100);
       return true;
     });
+  });
+});
+
+describe('ConsumeStream backpressure and corruption', () => {
+  it('stops reading the log while the connection to the client is stalled, and resumes', async () => {
+    // grpc-js clients (Node's http2) accept data even when the application does not read it, so
+    // the stall is made below HTTP/2: a TCP proxy between client and server stops reading from
+    // the server. The server's socket then fills, its writes stop completing, and the stream
+    // must stop reading the log instead of buffering it all in memory.
+    await node.stop();
+    node = await startTestNode({ server: { maxRecordBytes: 1024 * 1024 } });
+    const total = 96;
+    const valueMiB = Buffer.alloc(1024 * 1024, 0x61);
+    const batches = node.client.produceBatchStream();
+    for (let i = 0; i < total; i += 8) await batches.send(Array.from({ length: 8 }, () => valueMiB));
+    await batches.close();
+    let recordsRead = 0;
+    const readBatch = node.log.readBatch.bind(node.log);
+    node.log.readBatch = (offset, limits) => {
+      const records = readBatch(offset, limits);
+      recordsRead += records.length;
+      return records;
+    };
+    const upstreams: Socket[] = [];
+    const proxy = createServer((downstream) => {
+      const upstream = connect(node.server.port, '127.0.0.1');
+      upstreams.push(upstream);
+      downstream.pipe(upstream);
+      upstream.pipe(downstream);
+      downstream.on('error', () => upstream.destroy());
+      upstream.on('error', () => downstream.destroy());
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    const proxied = new AnnalClient({ address: `127.0.0.1:${(proxy.address() as AddressInfo).port}`, security: { insecure: true } });
+    const stream = proxied.consumeBatches(0, { maxBatch: 1, follow: false });
+    assert.equal((await stream.next()).value?.[0]?.offset, 0);
+    for (const upstream of upstreams) upstream.pause();
+    let stableChecks = 0;
+    let last = -1;
+    await waitUntil(
+      () => {
+        stableChecks = recordsRead === last ? stableChecks + 1 : 0;
+        last = recordsRead;
+        return stableChecks >= 10;
+      },
+      'the server to stop reading',
+      20_000,
+      20,
+    );
+    assert.ok(recordsRead < total * 0.75, `the server read ${recordsRead} of ${total} MiB records for a stalled client`);
+    for (const upstream of upstreams) upstream.resume();
+    let received = 1;
+    for await (const batch of stream) received += batch.length;
+    assert.equal(received, total);
+    proxied.close();
+    await new Promise((resolve) => proxy.close(resolve));
+  });
+
+  it('answers DATA_LOSS for a corrupted record, naming the file and position, and serves the others', async () => {
+    for (let i = 0; i < 3; i++) await node.client.produce(value(i));
+    const store = join(node.dir, segmentFileName(0, '.store'));
+    const secondValueAt = FRAME_HEADER_BYTES + value(0).length + FRAME_HEADER_BYTES;
+    const fd = openSync(store, 'r+');
+    const byte = Buffer.alloc(1);
+    readSync(fd, byte, 0, 1, secondValueAt);
+    byte[0] = byte[0]! ^ 0xff;
+    writeSync(fd, byte, 0, 1, secondValueAt);
+    closeSync(fd);
+    const raw = rawClient();
+    await assert.rejects(
+      unary((cb) => raw.consume({ offset: 1, maxBatch: 0, stopAtEnd: false }, cb)),
+      (error: ServiceError) => {
+        assert.equal(error.code, Status.DATA_LOSS);
+        assert.match(error.details, /corrupt data in .*\.store at byte/);
+        return true;
+      },
+    );
+    raw.close();
+    await assert.rejects(node.client.consume(1), (error: unknown) => {
+      assert.ok(error instanceof CorruptionError);
+      assert.equal(error.file, store);
+      return true;
+    });
+    assert.deepEqual((await node.client.consume(0)).value, value(0));
+    assert.deepEqual((await node.client.consume(2)).value, value(2));
   });
 });
 
