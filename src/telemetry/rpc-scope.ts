@@ -1,0 +1,94 @@
+/**
+ * What a gRPC handler gets from the server interceptor for the call it serves: the trace context
+ * of the call's server span (to parent child spans such as authorization and storage append, and
+ * outgoing calls such as Raft forwarding), and a slot for the authenticated subject that the
+ * access log prints.
+ *
+ * The interceptor files the scope under the call's request Metadata object, which grpc-js hands
+ * unchanged to the handler as `call.metadata`:
+ *
+ *   const scope = rpcScope(call.metadata);
+ *   scope.subject = subject;
+ *   const offset = await withSpan(scope, 'storage.append', () => log.append(record));
+ *
+ * A call the interceptor did not see (no telemetry configured) gets a scope whose spans record
+ * nothing, so handlers never need to check.
+ */
+import {
+  ProxyTracerProvider,
+  ROOT_CONTEXT,
+  SpanStatusCode,
+  type Attributes,
+  type Context,
+  type Span,
+  type Tracer,
+} from '@opentelemetry/api';
+import type { Metadata } from '@grpc/grpc-js';
+
+export interface RpcScope {
+  /** The context whose span is the call's server span. */
+  readonly context: Context;
+  /** The authenticated subject (client certificate CN), once the handler knows it. */
+  subject: string | undefined;
+  /**
+   * Starts a child span of the server span. Each call may start a bounded number of them (a
+   * ProduceStream can carry millions of appends); past the budget this returns a span that
+   * records nothing, and the server span counts the ones dropped.
+   */
+  startSpan(name: string, attributes?: Attributes): Span;
+}
+
+const scopes = new WeakMap<Metadata, RpcScope>();
+
+const NOOP_TRACER: Tracer = new ProxyTracerProvider().getTracer('annal.noop');
+
+const NOOP_SCOPE: RpcScope = Object.freeze({
+  context: ROOT_CONTEXT,
+  get subject(): string | undefined {
+    return undefined;
+  },
+  set subject(_value: string | undefined) {},
+  startSpan: (name: string) => NOOP_TRACER.startSpan(name),
+});
+
+/** The scope of the call whose request metadata this is; a no-op scope when none was filed. */
+export function rpcScope(metadata: Metadata): RpcScope {
+  return scopes.get(metadata) ?? NOOP_SCOPE;
+}
+
+/** Files a scope under a call's request metadata (the server interceptor does this). */
+export function fileRpcScope(metadata: Metadata, scope: RpcScope): void {
+  scopes.set(metadata, scope);
+}
+
+/**
+ * Runs `work` inside a child span of the call: the span ends when the promise settles, with
+ * status ERROR and the exception recorded when it rejects.
+ */
+export async function withSpan<T>(
+  scope: RpcScope,
+  name: string,
+  work: (span: Span) => Promise<T>,
+  attributes?: Attributes,
+): Promise<T> {
+  const span = scope.startSpan(name, attributes);
+  try {
+    return await work(span);
+  } catch (error) {
+    markSpanFailed(span, error);
+    throw error;
+  } finally {
+    span.end();
+  }
+}
+
+/** Records `error` on `span` and sets its status to ERROR. */
+export function markSpanFailed(span: Span, error: unknown): void {
+  if (!span.isRecording()) return;
+  if (error instanceof Error) {
+    span.recordException(error);
+    span.setStatus({ code: SpanStatusCode.ERROR, message: error.message });
+  } else {
+    span.setStatus({ code: SpanStatusCode.ERROR, message: String(error) });
+  }
+}

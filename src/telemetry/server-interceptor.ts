@@ -1,0 +1,269 @@
+/**
+ * A grpc-js server interceptor (Server option `interceptors`) that observes every call:
+ *
+ * - a server span continuing the caller's `traceparent`, named after the method
+ *   (`log.v1.Log/Produce`), with OTel RPC attributes; filed as the call's RpcScope for handlers;
+ * - the RPC instruments: duration, requests and errors by method and code, bytes, in-flight calls
+ *   and open streams;
+ * - one access-log line at info when the call ends: method, code, duration, subject, peer,
+ *   request/response bytes and message counts, trace id.
+ *
+ * A call ends with the status the server sends, or with CANCELLED (DEADLINE_EXCEEDED when its
+ * deadline had passed) when the client goes away first; it is counted exactly once either way.
+ */
+import {
+  ServerInterceptingCall,
+  status as Status,
+  type Metadata,
+  type ServerInterceptingCallInterface,
+  type ServerInterceptor,
+  type ServerMethodDefinition,
+} from '@grpc/grpc-js';
+import {
+  INVALID_SPAN_CONTEXT,
+  ROOT_CONTEXT,
+  SpanKind,
+  SpanStatusCode,
+  trace,
+  type Attributes,
+  type Span,
+  type Tracer,
+} from '@opentelemetry/api';
+import {
+  ATTR_ERROR_TYPE,
+  ATTR_NETWORK_PEER_ADDRESS,
+  ATTR_NETWORK_PEER_PORT,
+  ATTR_RPC_METHOD,
+  ATTR_RPC_STATUS_CODE,
+  ATTR_RPC_SYSTEM_NAME,
+  RPC_SYSTEM_NAME_VALUE_GRPC,
+} from '@opentelemetry/semantic-conventions';
+import type { Logger } from 'pino';
+import { messageSizeBytes } from './message-size.js';
+import { fileRpcScope, type RpcScope } from './rpc-scope.js';
+import { methodAttributes, type RpcMetrics } from './rpc-metrics.js';
+import { extractTraceContext } from './tracing.js';
+
+export interface ServerInterceptorOptions {
+  metrics: RpcMetrics;
+  tracer: Tracer;
+  /** Receives the access-log lines (info) and nothing else. */
+  accessLogger: Logger;
+  /** Child spans one call may start (see RpcScope.startSpan). Default 64. */
+  childSpansPerCallMax?: number;
+}
+
+/** Status names by code, for labels and logs (`OK`, `OUT_OF_RANGE`, …). */
+const CODE_NAMES: ReadonlyMap<number, string> = new Map(
+  Object.entries(Status)
+    .filter((entry): entry is [string, number] => typeof entry[1] === 'number')
+    .map(([name, code]) => [code, name]),
+);
+
+/** Server-side codes that mean the server failed (OTel gRPC conventions); others are the caller's. */
+const SERVER_FAULT_CODES: ReadonlySet<number> = new Set([
+  Status.UNKNOWN,
+  Status.DEADLINE_EXCEEDED,
+  Status.UNIMPLEMENTED,
+  Status.INTERNAL,
+  Status.UNAVAILABLE,
+  Status.DATA_LOSS,
+]);
+
+/** Stands in for the server span until the call's metadata arrives. */
+const NON_RECORDING: Span = trace.wrapSpanContext(INVALID_SPAN_CONTEXT);
+
+export function codeName(code: number): string {
+  return CODE_NAMES.get(code) ?? String(code);
+}
+
+/** Label sets per method and per (method, code), built once: attribute objects are hashed per record. */
+class MethodLabels {
+  readonly method: Attributes;
+  private readonly byCode = new Map<number, Attributes>();
+  constructor(path: string) {
+    this.method = methodAttributes(path);
+  }
+  withCode(code: number): Attributes {
+    let labels = this.byCode.get(code);
+    if (labels === undefined) {
+      labels = { ...this.method, grpc_code: codeName(code) };
+      this.byCode.set(code, labels);
+    }
+    return labels;
+  }
+}
+
+export function createServerInterceptor(options: ServerInterceptorOptions): ServerInterceptor {
+  const labels = new Map<string, MethodLabels>();
+  const childSpansMax = options.childSpansPerCallMax ?? 64;
+  return (method, call) => {
+    let methodLabels = labels.get(method.path);
+    if (methodLabels === undefined) {
+      methodLabels = new MethodLabels(method.path);
+      labels.set(method.path, methodLabels);
+    }
+    const record = new CallRecord(method, call, methodLabels, options, childSpansMax);
+    return new ServerInterceptingCall(call, {
+      start: (next) =>
+        next({
+          onReceiveMetadata: (metadata, nextMetadata) => {
+            record.begin(metadata);
+            nextMetadata(metadata);
+          },
+          onReceiveMessage: (message, nextMessage) => {
+            record.received(message);
+            nextMessage(message);
+          },
+          onCancel: () => record.cancelled(),
+        }),
+      sendMessage: (message, next) => {
+        next(message);
+        // The measured serializer ran inside next() (see message-size.ts).
+        record.sent(message);
+      },
+      sendStatus: (status, next) => {
+        // A handler may still send a status after the client cancelled (e.g. ending a stream on
+        // 'end'); grpc-js then drops it and reports the cancel on the next tick. Finishing on the
+        // next tick, queued before grpc-js can queue a later cancel, lets an earlier cancel win.
+        const code = status.code ?? Status.UNKNOWN;
+        process.nextTick(() => record.finish(code, status.details));
+        next(status);
+      },
+    });
+  };
+}
+
+/** The telemetry state of one call, from its metadata to its status. */
+class CallRecord implements RpcScope {
+  subject: string | undefined;
+  context = ROOT_CONTEXT;
+  private span: Span = NON_RECORDING;
+  private startedMs = 0;
+  private begun = false;
+  private finished = false;
+  private requestBytes = 0;
+  private responseBytes = 0;
+  private requestMessages = 0;
+  private responseMessages = 0;
+  private childSpansLeft: number;
+  private childSpansDropped = 0;
+  private readonly streaming: boolean;
+
+  constructor(
+    private readonly method: ServerMethodDefinition<unknown, unknown>,
+    private readonly call: ServerInterceptingCallInterface,
+    private readonly labels: MethodLabels,
+    private readonly options: ServerInterceptorOptions,
+    childSpansMax: number,
+  ) {
+    this.streaming = method.requestStream || method.responseStream;
+    this.childSpansLeft = childSpansMax;
+  }
+
+  begin(metadata: Metadata): void {
+    if (this.begun) return;
+    this.begun = true;
+    this.startedMs = performance.now();
+    const peer = splitPeer(this.call.getPeer());
+    this.span = this.options.tracer.startSpan(
+      this.method.path.slice(1),
+      {
+        kind: SpanKind.SERVER,
+        attributes: {
+          [ATTR_RPC_SYSTEM_NAME]: RPC_SYSTEM_NAME_VALUE_GRPC,
+          [ATTR_RPC_METHOD]: this.method.path.slice(1),
+          [ATTR_NETWORK_PEER_ADDRESS]: peer.address,
+          ...(peer.port === undefined ? {} : { [ATTR_NETWORK_PEER_PORT]: peer.port }),
+        },
+      },
+      extractTraceContext(metadata),
+    );
+    this.context = trace.setSpan(ROOT_CONTEXT, this.span);
+    fileRpcScope(metadata, this);
+    this.options.metrics.inFlightCalls.add(1, this.labels.method);
+    if (this.streaming) this.options.metrics.openStreams.add(1, this.labels.method);
+  }
+
+  startSpan(name: string, attributes?: Attributes): Span {
+    if (this.childSpansLeft === 0 || !this.span.isRecording()) {
+      if (this.span.isRecording()) this.childSpansDropped++;
+      return trace.wrapSpanContext(this.span.spanContext());
+    }
+    this.childSpansLeft--;
+    return this.options.tracer.startSpan(name, attributes ? { attributes } : {}, this.context);
+  }
+
+  received(message: unknown): void {
+    this.requestMessages++;
+    this.requestBytes += messageSizeBytes(message);
+  }
+
+  sent(message: unknown): void {
+    this.responseMessages++;
+    this.responseBytes += messageSizeBytes(message);
+  }
+
+  cancelled(): void {
+    const deadline = this.call.getDeadline();
+    const deadlineMs = deadline instanceof Date ? deadline.getTime() : deadline;
+    this.finish(Date.now() >= deadlineMs ? Status.DEADLINE_EXCEEDED : Status.CANCELLED, 'cancelled by the client');
+  }
+
+  finish(code: number, details: string | undefined): void {
+    if (this.finished || !this.begun) return;
+    this.finished = true;
+    const durationMs = performance.now() - this.startedMs;
+    const { metrics } = this.options;
+    const labels = this.labels.withCode(code);
+    metrics.durationSeconds.record(durationMs / 1000, labels);
+    metrics.requests.add(1, labels);
+    if (code !== Status.OK) metrics.errors.add(1, labels);
+    if (this.requestBytes > 0) metrics.receivedBytes.add(this.requestBytes, this.labels.method);
+    if (this.responseBytes > 0) metrics.sentBytes.add(this.responseBytes, this.labels.method);
+    metrics.inFlightCalls.add(-1, this.labels.method);
+    if (this.streaming) metrics.openStreams.add(-1, this.labels.method);
+    this.subject ??= peerCertificateSubject(this.call);
+    this.endSpan(code, details);
+    this.options.accessLogger.info(
+      {
+        method: this.method.path,
+        code: codeName(code),
+        durationMs: Math.round(durationMs * 1000) / 1000,
+        subject: this.subject,
+        peer: this.call.getPeer(),
+        requestBytes: this.requestBytes,
+        responseBytes: this.responseBytes,
+        ...(this.streaming ? { requestMessages: this.requestMessages, responseMessages: this.responseMessages } : {}),
+        ...(this.span.isRecording() ? { traceId: this.span.spanContext().traceId } : {}),
+      },
+      'rpc',
+    );
+  }
+
+  private endSpan(code: number, details: string | undefined): void {
+    if (!this.span.isRecording()) return;
+    this.span.setAttribute(ATTR_RPC_STATUS_CODE, codeName(code));
+    this.span.setAttribute('annal.request_bytes', this.requestBytes);
+    this.span.setAttribute('annal.response_bytes', this.responseBytes);
+    if (this.subject !== undefined) this.span.setAttribute('annal.subject', this.subject);
+    if (this.childSpansDropped > 0) this.span.setAttribute('annal.child_spans_dropped', this.childSpansDropped);
+    if (SERVER_FAULT_CODES.has(code)) {
+      this.span.setAttribute(ATTR_ERROR_TYPE, codeName(code));
+      this.span.setStatus({ code: SpanStatusCode.ERROR, message: details ?? codeName(code) });
+    }
+    this.span.end();
+  }
+}
+
+function splitPeer(peer: string): { address: string; port: number | undefined } {
+  const match = /^\[?([^\]]*?)\]?:(\d+)$/.exec(peer);
+  return match ? { address: match[1]!, port: Number(match[2]) } : { address: peer, port: undefined };
+}
+
+/** The CN of a verified TLS client certificate, which annal's ACL uses as the subject. */
+function peerCertificateSubject(call: ServerInterceptingCallInterface): string | undefined {
+  const subject = call.getAuthContext().sslPeerCertificate?.subject as { CN?: string | string[] } | undefined;
+  const commonName = subject?.CN;
+  return Array.isArray(commonName) ? commonName[0] : commonName;
+}
