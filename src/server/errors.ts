@@ -133,6 +133,20 @@ export function errorFromStatus(status: StatusLike, cause?: unknown): AnnalError
       return new ClosedError(details, options);
     case ErrorCode.StorageFailed:
       return new StorageFailedError(details, options);
+    case ErrorCode.InvalidArgument:
+      return new InvalidArgumentError(details, options);
+    case ErrorCode.Overloaded:
+      return new OverloadedError(details, options);
+    case ErrorCode.PermissionDenied:
+      return new PermissionDeniedError(details, options);
+    case ErrorCode.Unauthenticated:
+      return new UnauthenticatedError(details, options);
+    case ErrorCode.DeadlineExceeded:
+      return new DeadlineExceededError(details, options);
+    case ErrorCode.Unavailable:
+      return new UnavailableError(details, options);
+    case ErrorCode.Internal:
+      return new InternalError(details, options);
     default:
       return errorFromGrpcCode(status.code, details, options);
   }
