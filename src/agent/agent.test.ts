@@ -66,6 +66,10 @@ describe('Agent', () => {
     });
   });
 
+  it('refuses a max record size that cannot fit in a segment', async () => {
+    await assert.rejects(Agent.start(config({ maxRecordBytes: 4096, log: { maxStoreBytes: 4096 } })), /does not fit in a segment of 4096 bytes/);
+  });
+
   it('parses host:port bind addresses', () => {
     assert.equal(hostOf('127.0.0.1:8401'), '127.0.0.1');
     assert.equal(hostOf('[::1]:8401'), '::1');

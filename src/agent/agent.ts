@@ -9,7 +9,7 @@ import { mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ServerCredentials } from '@grpc/grpc-js';
 import { LogServer, type ServiceLogger } from '../server/index.js';
-import { CommitLog, formatFsyncPolicy, type LogConfig } from '../storage/index.js';
+import { CommitLog, DEFAULT_LOG_CONFIG, FRAME_HEADER_BYTES, formatFsyncPolicy, type LogConfig } from '../storage/index.js';
 import { InvalidArgumentError } from '../util/index.js';
 
 export interface AgentLogger extends ServiceLogger {
@@ -49,8 +49,14 @@ export class Agent {
   static async start(config: AgentConfig): Promise<Agent> {
     const { logger } = config;
     const host = hostOf(config.bindAddr);
+    const maxStoreBytes = config.log.maxStoreBytes ?? DEFAULT_LOG_CONFIG.maxStoreBytes;
+    if (config.maxRecordBytes > maxStoreBytes - FRAME_HEADER_BYTES) {
+      throw new InvalidArgumentError(
+        `max record size ${config.maxRecordBytes} bytes does not fit in a segment of ${maxStoreBytes} bytes (${FRAME_HEADER_BYTES} bytes of each record are framing)`,
+      );
+    }
     prepareDataDir(config.dataDir);
-    const log = await CommitLog.open(join(config.dataDir, 'log'), config.log);
+    const log = await CommitLog.open(join(config.dataDir, 'log'), { maxRecordBytes: config.maxRecordBytes, ...config.log });
     for (const action of log.recovery.actions) logger.warn({ action }, 'log recovery');
     logger.info(
       {

@@ -13,7 +13,7 @@ import { once } from 'node:events';
 import { status as Status, type ServerWritableStream } from '@grpc/grpc-js';
 import type { ConsumeRequest, ConsumeResponse, Record as WireRecord } from '../gen/log/v1/log.js';
 import type { StoredRecord } from '../storage/types.js';
-import { OffsetOutOfRangeError } from '../util/index.js';
+import { assert, OffsetOutOfRangeError } from '../util/index.js';
 import type { ServedLog } from './served-log.js';
 
 export interface ConsumeStreamLimits {
@@ -57,7 +57,9 @@ export async function pumpConsumeStream(
       continue;
     }
     const records = log.readBatch(next, readLimits);
-    if (records.length === 0) continue; // raced with a removal; re-check the range
+    // readBatch returns at least one record below nextOffset(), checked just above (same tick).
+    assert(records.length > 0, `readBatch(${next}) returned nothing below nextOffset ${log.nextOffset()}`);
+    assert(records[0]!.offset === next, `readBatch(${next}) started at ${records[0]!.offset}`);
     next = records[records.length - 1]!.offset + 1;
     const writable = batchRecords > 0 ? writeBatch(call, records) : writeEach(call, records);
     if (!writable) await waitForDrain(call, signal);
