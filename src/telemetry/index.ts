@@ -21,3 +21,4 @@ export type { ServerInterceptorOptions } from './server-interceptor.js';
 export { createClientInterceptor } from './client-interceptor.js';
 export type { ClientInterceptorOptions } from './client-interceptor.js';
 export { measureMessageSizes, messageSizeBytes } from './message-size.js';
+export { spanAround } from './span-interceptor.js';

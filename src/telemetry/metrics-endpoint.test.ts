@@ -30,7 +30,7 @@ describe('metrics endpoint', () => {
     dir = mkdtempSync(join(tmpdir(), 'annal-metrics-'));
     log = await CommitLog.open(dir, { fsync: { kind: 'never' }, maxStoreBytes: 1024 });
     telemetry = await Telemetry.start({ metricsAddr: '127.0.0.1:0', nodeName: 'node-0' });
-    server = await startEchoServer(telemetry, log, telemetry.storageMetrics(() => log));
+    server = await startEchoServer(telemetry, log, { storage: telemetry.storageMetrics(() => log) });
     client = echoClient(server.address);
     url = telemetry.metricsEndpoint!.url;
   });

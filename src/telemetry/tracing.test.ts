@@ -12,8 +12,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { Metadata, status as Status } from '@grpc/grpc-js';
+import { Metadata, ServerInterceptingCall, status as Status, type ServerInterceptor } from '@grpc/grpc-js';
 import { CommitLog } from '../storage/index.js';
+import { spanAround } from './span-interceptor.js';
 import { Telemetry } from './telemetry.js';
 import { callAppend, echoClient, startEchoServer, type EchoClient, type EchoServer } from './testdata/echo-service.js';
 import { startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from './testdata/otlp-receiver.js';
@@ -134,6 +135,44 @@ describe('tracing', () => {
       assert.deepEqual(receiver.spans, []);
     } finally {
       plain.close();
+    }
+  });
+
+  it('wraps an access-check interceptor in an authorize span that records a refusal', async () => {
+    // Refuses calls carrying x-deny, the way auth's ACL interceptor answers PERMISSION_DENIED.
+    const denyFlagged: ServerInterceptor = (_method, call) =>
+      new ServerInterceptingCall(call, {
+        start: (next) =>
+          next({
+            onReceiveMetadata: (metadata, nextMetadata) => {
+              if (metadata.get('x-deny').length === 0) nextMetadata(metadata);
+              else call.sendStatus({ code: Status.PERMISSION_DENIED, details: 'denied', metadata: new Metadata() });
+            },
+          }),
+      });
+    const guarded = await startEchoServer(serverTelemetry, log, { interceptors: spanAround('authorize', [denyFlagged]) });
+    const guardedClient = echoClient(guarded.address, clientTelemetry.clientInterceptors());
+    try {
+      receiver.spans.length = 0;
+      assert.equal((await callAppend(guardedClient, { value: 'ok' })).error, undefined);
+      const denied = new Metadata();
+      denied.set('x-deny', '1');
+      assert.equal((await callAppend(guardedClient, { value: 'no' }, denied)).error?.code, Status.PERMISSION_DENIED);
+      await flush();
+      const authorizeSpans = receiver.spans.filter((span) => span.name === 'authorize' && span.scope === 'annal.server');
+      const codes = authorizeSpans.map((span) => span.attributes['rpc.status_code']).sort();
+      // The handler's own 'authorize' child (echo-service) has no code; the interceptor's have one each.
+      assert.deepEqual(codes.filter((code) => code !== undefined), ['OK', 'PERMISSION_DENIED']);
+      for (const span of authorizeSpans) {
+        const parent = receiver.spans.find((candidate) => candidate.spanId === span.parentSpanId);
+        assert.equal(parent?.kind, SERVER);
+      }
+      const deniedServer = receiver.spans.find((span) => span.kind === SERVER && span.attributes['rpc.status_code'] === 'PERMISSION_DENIED');
+      assert.ok(deniedServer);
+      assert.equal(receiver.spans.filter((span) => span.parentSpanId === deniedServer.spanId).length, 1, 'no handler spans when refused');
+    } finally {
+      guardedClient.close();
+      await guarded.close();
     }
   });
 

@@ -17,6 +17,7 @@ import {
   type ClientDuplexStream,
   type Interceptor,
   type ServerDuplexStream,
+  type ServerInterceptor,
   type ServerUnaryCall,
   type ServiceDefinition,
   type sendUnaryData,
@@ -103,9 +104,16 @@ export interface EchoServer {
   close(): Promise<void>;
 }
 
-export async function startEchoServer(telemetry: Telemetry, log: CommitLog, storage?: StorageMetrics): Promise<EchoServer> {
-  const server = new Server({ interceptors: telemetry.serverInterceptors() });
-  server.addService(measureMessageSizes(EchoService), handlers(log, storage));
+export interface EchoServerOptions {
+  /** Records append durations. */
+  storage?: StorageMetrics;
+  /** Interceptors after the telemetry one (e.g. an access check wrapped in spanAround). */
+  interceptors?: ServerInterceptor[];
+}
+
+export async function startEchoServer(telemetry: Telemetry, log: CommitLog, options: EchoServerOptions = {}): Promise<EchoServer> {
+  const server = new Server({ interceptors: [...telemetry.serverInterceptors(), ...(options.interceptors ?? [])] });
+  server.addService(measureMessageSizes(EchoService), handlers(log, options.storage));
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (error, bound) => (error ? reject(error) : resolve(bound))),
   );
