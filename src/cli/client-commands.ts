@@ -102,6 +102,7 @@ async function produce(client: AnnalClient, values: string[], flags: ClientFlags
     if (values.length > 0) {
       for (const value of values) sendOne(value);
     } else {
+      if (process.stdin.isTTY) process.stderr.write('reading records from stdin, one per line; end with Ctrl-D\n');
       for await (const line of createInterface({ input: process.stdin, crlfDelay: Infinity })) {
         sendOne(line);
         // Bound memory for large inputs: wait for the oldest acknowledgements to catch up.

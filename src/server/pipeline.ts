@@ -31,7 +31,8 @@ export interface PipelineOptions<Request, Response> {
 interface Slot<Response> {
   settled: boolean;
   response: Response | undefined;
-  error: unknown;
+  /** Set when the request failed: the status that ends the call when its turn comes. */
+  failure: StatusObject | undefined;
 }
 
 /** Slots are compacted out of the queue once this many answered ones sit at its front. */
@@ -46,7 +47,8 @@ export class Pipeline<Request, Response> {
   private inputEnded = false;
   private writeBlocked = false;
   private paused = false;
-  private stopStatus: StatusObject | undefined;
+  private stopStatus: StatusObject | undefined; // set by drain(): ends the call once idle
+  private onFinished: () => void = () => {};
 
   constructor(
     private readonly call: ServerDuplexStream<Request, Response>,
@@ -75,44 +77,38 @@ export class Pipeline<Request, Response> {
 
   /** Server shutdown: answer what is in flight, start nothing more, end with UNAVAILABLE. */
   drain(): void {
-    this.stop({
+    this.stopped = true;
+    this.stopStatus = {
       code: Status.UNAVAILABLE,
       details: 'server is shutting down; requests after the last answer were not processed',
       metadata: new Metadata(),
-    });
+    };
     this.flush();
   }
 
-  private onFinished: () => void = () => {};
-
   private onRequest(request: Request): void {
     if (this.stopped) return;
-    const slot: Slot<Response> = { settled: false, response: undefined, error: undefined };
+    const slot: Slot<Response> = { settled: false, response: undefined, failure: undefined };
     this.queue.push(slot);
+    const failed = (error: unknown): void => {
+      // Nothing after a failed request starts; the requests before it are still answered.
+      this.stopped = true;
+      slot.settled = true;
+      slot.failure = this.errorStatus(error);
+      this.flush();
+    };
     let operation: Promise<Response>;
     try {
       operation = this.options.start(request);
     } catch (error) {
-      // A request that fails validation stops the stream right away: nothing after it starts.
-      this.stop(this.errorStatus(error));
-      slot.settled = true;
-      slot.error = error;
-      this.flush();
+      failed(error); // validation
       return;
     }
-    operation.then(
-      (response) => {
-        slot.settled = true;
-        slot.response = response;
-        this.flush();
-      },
-      (error: unknown) => {
-        slot.settled = true;
-        slot.error = error;
-        this.stop(this.errorStatus(error));
-        this.flush();
-      },
-    );
+    operation.then((response) => {
+      slot.settled = true;
+      slot.response = response;
+      this.flush();
+    }, failed);
     this.updateFlow();
   }
 
@@ -124,8 +120,8 @@ export class Pipeline<Request, Response> {
       const slot = queue[this.head]!;
       if (!slot.settled) break;
       this.head++;
-      if (slot.error !== undefined) {
-        this.endWith(this.stopStatus ?? this.errorStatus(slot.error));
+      if (slot.failure !== undefined) {
+        this.endWith(slot.failure);
         return;
       }
       if (!this.call.write(slot.response as Response)) this.writeBlocked = true;
@@ -154,13 +150,6 @@ export class Pipeline<Request, Response> {
       this.paused = false;
       this.call.resume();
     }
-  }
-
-  private stop(status: StatusObject): void {
-    if (this.stopped) return;
-    this.stopped = true;
-    this.stopStatus = status;
-    this.updateFlow();
   }
 
   private errorStatus(error: unknown): StatusObject {

@@ -27,7 +27,7 @@ import { service as healthService } from 'grpc-health-check';
 import { AnnalClient } from '../client/index.js';
 import { LogClient, type ProduceResponse } from '../gen/log/v1/log.js';
 import { FRAME_HEADER_BYTES, segmentFileName } from '../storage/index.js';
-import { CorruptionError, InvalidArgumentError, OffsetOutOfRangeError, RecordTooLargeError, UnavailableError } from '../util/index.js';
+import { ClosedError, CorruptionError, InvalidArgumentError, OffsetOutOfRangeError, RecordTooLargeError, UnavailableError } from '../util/index.js';
 import { startTestNode, waitUntil, type TestNode } from './test-node.js';
 
 let node: TestNode;
@@ -284,6 +284,22 @@ describe('ProduceStream and ProduceBatch', () => {
     await assert.rejects(bad, InvalidArgumentError);
     await assert.rejects(after, InvalidArgumentError);
     assert.equal(node.log.nextOffset(), 1, 'nothing after the bad record was appended');
+  });
+
+  it('answers UNAVAILABLE once the log is closed, after answering what came before', async () => {
+    const producer = node.client.produceStream();
+    assert.equal(await producer.send(value(0)), 0);
+    await node.log.close();
+    await assert.rejects(producer.send(value(1)), (error: unknown) => {
+      assert.ok(error instanceof ClosedError, String(error));
+      return true;
+    });
+    const raw = rawClient();
+    await assert.rejects(
+      unary<ProduceResponse>((cb) => raw.produce({ record: { value: value(2), offset: 0, term: 0, type: 0 } }, cb)),
+      (error: ServiceError) => error.code === Status.UNAVAILABLE,
+    );
+    raw.close();
   });
 
   it('gives each ProduceBatch its first and last offset, and the batching producer each record its own', async () => {
