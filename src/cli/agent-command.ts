@@ -149,7 +149,9 @@ function shutdownSignal(logger: pino.Logger): Promise<NodeJS.Signals> {
 }
 
 function devBanner(address: string, dataDir: string, nextOffset: number): string {
-  const cli = `node ${relative(process.cwd(), process.argv[1] ?? 'dist/src/cli/main.js') || 'dist/src/cli/main.js'}`;
+  const script = resolve(process.argv[1] ?? 'dist/src/cli/main.js');
+  const fromHere = relative(process.cwd(), script);
+  const cli = `node ${fromHere.startsWith('..') ? script : fromHere}`;
   const flags = `--insecure --addr ${address}`;
   return [
     `annal dev: one node serving log.v1.Log on ${address}`,
