@@ -18,6 +18,8 @@ interface SimNode {
   readonly serf: Serf;
   readonly address: Address;
   crashed: boolean;
+  /** Runs, but every packet and stream to or from it is lost. */
+  isolated: boolean;
   readonly events: MemberEvent[];
 }
 
@@ -47,7 +49,7 @@ class SimCluster {
       nowMs: this.nowMs,
       packetOverheadBytes: 0,
     });
-    const node: SimNode = { serf, address, crashed: false, events: [] };
+    const node: SimNode = { serf, address, crashed: false, isolated: false, events: [] };
     this.nodes.push(node);
     node.events.push(...serf.drainEvents());
     return node;
@@ -60,7 +62,7 @@ class SimCluster {
   /** Push/pull from `node` to `to`, both directions merged, as over TCP. */
   pushPull(node: SimNode, to: Address, join: boolean): string | undefined {
     const peer = this.byAddress(to);
-    if (!peer || peer.crashed) return 'connection refused';
+    if (!peer || peer.crashed || peer.isolated || node.isolated) return 'connection refused';
     const request = node.serf.localState(join);
     const reply = peer.serf.localState(join);
     const refused = peer.serf.mergeRemoteState(request, this.nowMs);
@@ -97,7 +99,8 @@ class SimCluster {
           moved = true;
           if (output.kind === 'packet') {
             const target = this.byAddress(output.to);
-            if (target && !target.crashed && !this.prng.chance(this.lossProbability)) target.serf.receivePacket(output.bytes, node.address, this.nowMs);
+            const lost = node.isolated || target?.isolated === true || this.prng.chance(this.lossProbability);
+            if (target && !target.crashed && !lost) target.serf.receivePacket(output.bytes, node.address, this.nowMs);
           } else {
             this.pushPull(node, output.to, output.kind === 'join');
           }
@@ -224,4 +227,17 @@ test('hostile messages are counted and dropped; suspicion of a healthy member is
   assert.ok((victim.serf.counters.get('refuted: leave intent about us') ?? 0) >= 1);
   assert.ok(!observer.serf.drainEvents().some((e) => e.type === 'member-failed'));
   assert.ok([...observer.serf.counters.keys()].filter((k) => k.startsWith('drop:')).length >= 3);
+});
+
+test('after a partition heals, reconnect attempts bring the failed member back everywhere', () => {
+  const cluster = formCluster(4, { ...lanTimings, reconnectIntervalMs: 5_000 });
+  const island = cluster.nodes[3] as SimNode;
+  island.isolated = true;
+  cluster.run(60_000, () => cluster.everyoneSees('n3', 'failed', [island]));
+  assert.ok(cluster.everyoneSees('n3', 'failed', [island]));
+  island.isolated = false;
+  cluster.run(60_000, () => cluster.nodes.every((node) => node.serf.members().every((m) => m.status === 'alive')));
+  for (const node of cluster.nodes) assert.ok(node.serf.members().every((m) => m.status === 'alive'), node.serf.name);
+  const n0 = cluster.nodes[0] as SimNode;
+  assert.ok(n0.events.some((e) => e.type === 'member-join' && e.member.name === 'n3' && n0.events.indexOf(e) > n0.events.findIndex((f) => f.type === 'member-failed')));
 });
