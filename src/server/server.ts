@@ -66,6 +66,10 @@ export class LogServer {
     const channelOptions: ChannelOptions = {
       'grpc.max_receive_message_length': maxRequestBytes,
       'grpc.max_send_message_length': -1,
+      // The HTTP/2 receive window. grpc-js 1.14 servers ignore this and keep Node's 64 KiB, which
+      // caps a produce stream at about one window per event-loop round trip; grpc-node PR #3058
+      // adds support for it on servers. The client sets the same window for consumers.
+      'grpc-node.flow_control_window': 8 * MIB,
     };
     this.grpcServer = new Server(channelOptions);
     this.service = new LogServiceHandlers({
