@@ -15,8 +15,8 @@ import {
   ATTR_RPC_SYSTEM_NAME,
   RPC_SYSTEM_NAME_VALUE_GRPC,
 } from '@opentelemetry/semantic-conventions';
-import { codeName } from './server-interceptor.js';
-import { extractTraceContext, injectTraceContext } from './tracing.js';
+import { codeName } from './grpc-codes.js';
+import { extractTraceContext, injectTraceContext } from './propagation.js';
 
 export interface ClientInterceptorOptions {
   tracer: Tracer;

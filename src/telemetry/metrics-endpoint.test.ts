@@ -74,6 +74,15 @@ describe('metrics endpoint', () => {
     assert.equal((await fetch(url, { method: 'POST', body: 'x' })).status, 405);
   });
 
+  it('refuses an address in use with a typed error naming it', async () => {
+    const taken = telemetry.metricsEndpoint!.address;
+    await assert.rejects(Telemetry.start({ metricsAddr: taken }), (error: Error & { code?: string }) => {
+      assert.equal(error.code, 'INVALID_ARGUMENT');
+      assert.match(error.message, new RegExp(`cannot listen on ${taken.replace(/[.[\]]/g, '\\$&')} for metrics: EADDRINUSE`));
+      return true;
+    });
+  });
+
   it('parses the address forms --metrics-addr accepts', () => {
     assert.deepEqual(parseHostPort('127.0.0.1:9464'), { host: '127.0.0.1', port: 9464 });
     assert.deepEqual(parseHostPort(':9464'), { host: '', port: 9464 });

@@ -47,9 +47,11 @@ export async function startMetricsServer(options: MetricsServerOptions): Promise
   // Scrapers reuse connections; a short keep-alive keeps close() from waiting on idle ones.
   server.keepAliveTimeout = 5_000;
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
+    const refuse = (error: NodeJS.ErrnoException): void =>
+      reject(new InvalidArgumentError(`cannot listen on ${options.addr} for metrics: ${error.code ?? error.message}`, { cause: error }));
+    server.once('error', refuse);
     server.listen(port, host === '' ? undefined : host, () => {
-      server.off('error', reject);
+      server.off('error', refuse);
       resolve();
     });
   });

@@ -15,9 +15,11 @@
  * nothing, so handlers never need to check.
  */
 import {
+  INVALID_SPAN_CONTEXT,
   ProxyTracerProvider,
   ROOT_CONTEXT,
   SpanStatusCode,
+  trace,
   type Attributes,
   type Context,
   type Span,
@@ -28,6 +30,8 @@ import type { Metadata } from '@grpc/grpc-js';
 export interface RpcScope {
   /** The context whose span is the call's server span. */
   readonly context: Context;
+  /** True when the call's server span records: only then do child spans cost anything. */
+  readonly sampled: boolean;
   /** The authenticated subject (client certificate CN), once the handler knows it. */
   subject: string | undefined;
   /**
@@ -41,9 +45,11 @@ export interface RpcScope {
 const scopes = new WeakMap<Metadata, RpcScope>();
 
 const NOOP_TRACER: Tracer = new ProxyTracerProvider().getTracer('annal.noop');
+const NON_RECORDING: Span = trace.wrapSpanContext(INVALID_SPAN_CONTEXT);
 
 const NOOP_SCOPE: RpcScope = Object.freeze({
   context: ROOT_CONTEXT,
+  sampled: false,
   get subject(): string | undefined {
     return undefined;
   },
@@ -71,6 +77,8 @@ export async function withSpan<T>(
   work: (span: Span) => Promise<T>,
   attributes?: Attributes,
 ): Promise<T> {
+  // Unsampled calls skip the span machinery entirely: this sits on the per-append path.
+  if (!scope.sampled) return work(NON_RECORDING);
   const span = scope.startSpan(name, attributes);
   try {
     return await work(span);

@@ -42,7 +42,8 @@ import type { Logger } from 'pino';
 import { messageSizeBytes } from './message-size.js';
 import { fileRpcScope, type RpcScope } from './rpc-scope.js';
 import { methodAttributes, type RpcMetrics } from './rpc-metrics.js';
-import { extractTraceContext } from './tracing.js';
+import { codeName } from './grpc-codes.js';
+import { extractTraceContext } from './propagation.js';
 
 export interface ServerInterceptorOptions {
   metrics: RpcMetrics;
@@ -52,13 +53,6 @@ export interface ServerInterceptorOptions {
   /** Child spans one call may start (see RpcScope.startSpan). Default 64. */
   childSpansPerCallMax?: number;
 }
-
-/** Status names by code, for labels and logs (`OK`, `OUT_OF_RANGE`, …). */
-const CODE_NAMES: ReadonlyMap<number, string> = new Map(
-  Object.entries(Status)
-    .filter((entry): entry is [string, number] => typeof entry[1] === 'number')
-    .map(([name, code]) => [code, name]),
-);
 
 /** Server-side codes that mean the server failed (OTel gRPC conventions); others are the caller's. */
 const SERVER_FAULT_CODES: ReadonlySet<number> = new Set([
@@ -73,9 +67,6 @@ const SERVER_FAULT_CODES: ReadonlySet<number> = new Set([
 /** Stands in for the server span until the call's metadata arrives. */
 const NON_RECORDING: Span = trace.wrapSpanContext(INVALID_SPAN_CONTEXT);
 
-export function codeName(code: number): string {
-  return CODE_NAMES.get(code) ?? String(code);
-}
 
 /** Label sets per method and per (method, code), built once: attribute objects are hashed per record. */
 class MethodLabels {
@@ -159,6 +150,10 @@ class CallRecord implements RpcScope {
   ) {
     this.streaming = method.requestStream || method.responseStream;
     this.childSpansLeft = childSpansMax;
+  }
+
+  get sampled(): boolean {
+    return this.span.isRecording();
   }
 
   begin(metadata: Metadata): void {

@@ -14,7 +14,7 @@ import { ServerInterceptingCall, status as Status, type Metadata, type ServerInt
 import type { Span } from '@opentelemetry/api';
 import { ATTR_RPC_STATUS_CODE } from '@opentelemetry/semantic-conventions';
 import { rpcScope } from './rpc-scope.js';
-import { codeName } from './server-interceptor.js';
+import { codeName } from './grpc-codes.js';
 
 /** Open `spanAround` spans by the call's request metadata (one per call and name). */
 type OpenSpans = WeakMap<Metadata, Span>;

@@ -74,14 +74,20 @@ export class Telemetry implements MeterSource, TracerSource {
     });
     const runtime = metrics instanceof Metrics ? new RuntimeMetrics(metrics) : undefined;
     let endpoint: MetricsEndpoint | undefined;
+    const telemetry = new Telemetry(logger, metrics, tracing, runtime, undefined);
     if (options.metricsAddr !== undefined && metrics instanceof Metrics) {
-      endpoint = await startMetricsServer({
-        addr: options.metricsAddr,
-        scrape: () => metrics.scrape(),
-        logger: componentLogger(logger, 'metrics'),
-      });
+      try {
+        endpoint = await startMetricsServer({
+          addr: options.metricsAddr,
+          scrape: () => metrics.scrape(),
+          logger: componentLogger(logger, 'metrics'),
+        });
+      } catch (error) {
+        await telemetry.shutdown();
+        throw error;
+      }
     }
-    return new Telemetry(logger, metrics, tracing, runtime, endpoint);
+    return endpoint ? new Telemetry(logger, metrics, tracing, runtime, endpoint) : telemetry;
   }
 
   /** Everything off: silent logs (unless given a logger), no-op instruments, no spans. */

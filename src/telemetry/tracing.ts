@@ -1,6 +1,6 @@
 /**
  * Traces: a tracer provider that exports spans over OTLP/HTTP (JSON) when an endpoint is
- * configured, and W3C trace context (`traceparent`, `tracestate`) carried in gRPC metadata.
+ * configured. W3C trace context travels in gRPC metadata (propagation.ts).
  *
  * Context is passed explicitly (no AsyncLocalStorage context manager): the server interceptor
  * puts each call's context where the handler finds it (rpc-scope.ts), and callers pass it on.
@@ -10,8 +10,7 @@
  * that arrives with a sampled `traceparent` is traced whatever the local ratio, so a client's
  * decision holds across nodes.
  */
-import { ProxyTracerProvider, ROOT_CONTEXT, type Context, type TextMapGetter, type TextMapSetter, type Tracer } from '@opentelemetry/api';
-import { W3CTraceContextPropagator } from '@opentelemetry/core';
+import { ProxyTracerProvider, type Tracer } from '@opentelemetry/api';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import type { Resource } from '@opentelemetry/resources';
 import {
@@ -21,7 +20,6 @@ import {
   TraceIdRatioBasedSampler,
   type SpanExporter,
 } from '@opentelemetry/sdk-trace-base';
-import type { Metadata } from '@grpc/grpc-js';
 import { assert, InvalidArgumentError } from '../util/index.js';
 
 export interface TracingOptions {
@@ -114,29 +112,4 @@ export function parseSampleRatio(text: string): number {
     throw new InvalidArgumentError(`bad trace sample ratio ${JSON.stringify(text)}: want a number from 0 to 1`);
   }
   return ratio;
-}
-
-const propagator = new W3CTraceContextPropagator();
-
-const metadataGetter: TextMapGetter<Metadata> = {
-  keys: (carrier) => Object.keys(carrier.getMap()),
-  get: (carrier, key) => {
-    const values = carrier.get(key);
-    if (values.length === 0) return undefined;
-    return values.length === 1 ? String(values[0]) : values.map(String);
-  },
-};
-
-const metadataSetter: TextMapSetter<Metadata> = {
-  set: (carrier, key, value) => carrier.set(key, value),
-};
-
-/** The trace context a caller sent in `traceparent`/`tracestate`; ROOT_CONTEXT when absent or malformed. */
-export function extractTraceContext(metadata: Metadata): Context {
-  return propagator.extract(ROOT_CONTEXT, metadata, metadataGetter);
-}
-
-/** Writes `traceparent` (and `tracestate`) for `context`'s span; nothing when it has no valid span. */
-export function injectTraceContext(context: Context, metadata: Metadata): void {
-  propagator.inject(context, metadata, metadataSetter);
 }
