@@ -1,19 +1,22 @@
 /**
  * Goal: annal as a user runs it: records produced through the CLI come back through the CLI;
  * `kill -9` of an agent under load loses no acknowledged record; SIGTERM exits 0 and leaves a log
- * that reopens cleanly; `annal dev` prints how to use it; bad invocations fail with one clear
- * line and the right exit code.
+ * that reopens cleanly; `consume --follow` survives an agent restart; `annal dev` prints how to
+ * use it; bad invocations fail with one clear line and the right exit code.
  * Method: real `node dist/src/cli/main.js` processes on 127.0.0.1 with --rpc-port 0 (the address
  * comes from the agent's log) and temp data dirs; the in-process client only where the test needs
  * to know exactly which records were acknowledged.
  */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { AnnalClient } from '../src/client/index.js';
-import { killAll, runCli, spawnAgent } from './cli-harness.js';
+import { CLI, killAll, runCli, spawnAgent } from './cli-harness.js';
 
 let dir: string;
 beforeEach(() => {
@@ -23,6 +26,17 @@ afterEach(() => {
   killAll();
   rmSync(dir, { recursive: true, force: true });
 });
+
+/** A port that was free a moment ago (for a test that restarts an agent on the same port). */
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const probe = createServer();
+    probe.listen(0, '127.0.0.1', () => {
+      const { port } = probe.address() as AddressInfo;
+      probe.close(() => resolve(port));
+    });
+  });
+}
 
 const agentArgs = (dataDir: string): string[] => ['agent', '--insecure', '--data-dir', dataDir, '--rpc-port', '0', '--node-name', 'e2e'];
 
@@ -133,6 +147,45 @@ describe('annal CLI end to end', () => {
     assert.equal(produced.stdout, '0\thi\n');
     agent.child.kill('SIGINT');
     assert.deepEqual(await agent.exited, { code: 0, signal: null });
+  });
+
+  it('consume --follow waits through an agent restart and resumes at the next offset', async () => {
+    const dataDir = join(dir, 'data');
+    const port = await freePort();
+    const args = ['agent', '--insecure', '--data-dir', dataDir, '--rpc-port', String(port), '--node-name', 'e2e'];
+    const first = spawnAgent(args);
+    const addr = await first.address;
+    await runCli(['produce', '--insecure', '--addr', addr, 'before']);
+    const follower = spawn(process.execPath, [CLI, 'consume', '--insecure', '--addr', addr, '--follow', '--max-batch', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const lines: string[] = [];
+    const lineWaiters: (() => void)[] = [];
+    createInterface({ input: follower.stdout }).on('line', (line) => {
+      lines.push(line);
+      for (const wake of lineWaiters.splice(0)) wake();
+    });
+    let stderr = '';
+    follower.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const followerExit = new Promise<number | null>((resolve) => follower.on('exit', (code) => resolve(code)));
+    const waitForLines = async (count: number): Promise<void> => {
+      while (lines.length < count) await new Promise<void>((resolve) => lineWaiters.push(resolve));
+    };
+    try {
+      await waitForLines(1);
+      first.child.kill('SIGTERM');
+      assert.equal((await first.exited).code, 0);
+      const second = spawnAgent(args);
+      await second.address;
+      await runCli(['produce', '--insecure', '--addr', addr, 'after']);
+      await waitForLines(2);
+      assert.deepEqual(lines, ['0\tbefore', '1\tafter']);
+      assert.match(stderr, /unavailable .*retrying from offset 1/);
+      follower.kill('SIGINT');
+      assert.equal(await followerExit, 0);
+      second.child.kill('SIGTERM');
+      assert.equal((await second.exited).code, 0);
+    } finally {
+      follower.kill('SIGKILL');
+    }
   });
 
   it('rejects bad invocations with one line and the right exit code', async () => {

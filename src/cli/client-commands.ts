@@ -115,39 +115,56 @@ async function produce(client: AnnalClient, values: string[], flags: ClientFlags
   }
 }
 
+/** Reconnect backoff while following a node that went away: doubles up to the maximum. */
+const FOLLOW_RETRY_MS_MIN = 250;
+const FOLLOW_RETRY_MS_MAX = 5_000;
+
 async function consume(client: AnnalClient, flags: ClientFlags & { offset?: number; follow?: boolean; maxBatch: number }): Promise<void> {
   const controller = new AbortController();
   const stop = (): void => controller.abort();
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
-  const options = { signal: controller.signal, maxBatch: flags.maxBatch, follow: flags.follow === true };
+  const follow = flags.follow === true;
+  const options = { signal: controller.signal, maxBatch: flags.maxBatch, follow };
+  let next = flags.offset ?? 0;
+  let retryMs = FOLLOW_RETRY_MS_MIN;
   try {
-    await printFrom(client, flags.offset ?? 0, options, flags);
-  } catch (error) {
-    if (controller.signal.aborted) return; // Ctrl-C while following: a normal end
-    // Without --offset, start at the lowest retained offset when 0 has been dropped by retention.
-    if (flags.offset === undefined && error instanceof OffsetOutOfRangeError && error.offset < error.lowestOffset) {
-      await printFrom(client, error.lowestOffset, options, flags).catch((retryError: unknown) => {
-        if (!controller.signal.aborted) throw retryError;
-      });
-      return;
+    while (true) {
+      try {
+        for await (const batch of client.consumeBatches(next, options)) {
+          for (const record of batch) printRecord(record, flags);
+          if (batch.length > 0) next = batch[batch.length - 1]!.offset + 1;
+          retryMs = FOLLOW_RETRY_MS_MIN;
+        }
+        return;
+      } catch (error) {
+        if (controller.signal.aborted) return; // Ctrl-C: a normal end
+        // Without --offset, start at the lowest retained offset when retention dropped offset 0.
+        if (flags.offset === undefined && error instanceof OffsetOutOfRangeError && next < error.lowestOffset) {
+          next = error.lowestOffset;
+          continue;
+        }
+        // Following is like `tail -F`: a node that restarts is waited for, from the next offset.
+        if (!follow || !(error instanceof UnavailableError)) throw error;
+        process.stderr.write(`annal consume: ${flags.addr} is unavailable (${error.message}); retrying from offset ${next}\n`);
+        await sleep(retryMs, controller.signal);
+        retryMs = Math.min(FOLLOW_RETRY_MS_MAX, retryMs * 2);
+      }
     }
-    throw error;
   } finally {
     process.off('SIGINT', stop);
     process.off('SIGTERM', stop);
   }
 }
 
-async function printFrom(
-  client: AnnalClient,
-  offset: number,
-  options: { signal: AbortSignal; maxBatch: number; follow: boolean },
-  flags: ClientFlags,
-): Promise<void> {
-  for await (const batch of client.consumeBatches(offset, options)) {
-    for (const record of batch) printRecord(record, flags);
-  }
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    signal.addEventListener('abort', () => {
+      clearTimeout(timer);
+      resolve();
+    }, { once: true });
+  });
 }
 
 async function servers(client: AnnalClient, flags: ClientFlags): Promise<void> {
