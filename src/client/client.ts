@@ -188,7 +188,11 @@ export class AnnalClient {
   }
 }
 
-/** A pipelined ProduceStream. */
+/**
+ * A pipelined ProduceStream. `send` writes at once and never waits, so a caller producing
+ * without bound should keep its own window (e.g. wait for older sends when `inFlight` is large);
+ * the server answers in order and pauses reading beyond its own in-flight limit.
+ */
 export class ProduceStreamHandle {
   constructor(private readonly stream: PipelinedStream<ReturnType<typeof produceRequest>, { offset: number }, number>) {}
 

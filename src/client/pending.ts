@@ -18,10 +18,11 @@ const QUEUE_COMPACT_WAITERS = 1024;
 
 export class PipelinedStream<Request, Response, Result> {
   // Invariant: waiters[head..] are the requests written and not yet answered, in write order.
-  private readonly waiters: Waiter<Result>[] = [];
+  private readonly waiters: (Waiter<Result> | undefined)[] = [];
   private head = 0;
   private failure: AnnalError | undefined;
   private ended = false;
+  private idleWaiters: (() => void)[] = [];
 
   constructor(
     private readonly call: ClientDuplexStream<Request, Response>,
@@ -47,18 +48,12 @@ export class PipelinedStream<Request, Response, Result> {
     });
   }
 
-  /** Half-closes the stream after the requests already sent; resolves once all are answered. */
+  /** Half-closes the stream after the requests already sent; resolves once all are settled. */
   async close(): Promise<void> {
     if (this.ended) return;
     this.ended = true;
-    const last = this.waiters[this.waiters.length - 1];
-    const settled = this.inFlight > 0 && last !== undefined ? new Promise<void>((resolve) => {
-      const { resolve: onResult, reject: onError } = last;
-      last.resolve = (result) => { onResult(result); resolve(); };
-      last.reject = (error) => { onError(error); resolve(); };
-    }) : Promise.resolve();
     this.call.end();
-    await settled;
+    if (this.inFlight > 0) await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
   }
 
   /** Abandons the stream: pending promises reject. */
@@ -73,20 +68,28 @@ export class PipelinedStream<Request, Response, Result> {
       this.fail(new UnavailableError('the server sent more responses than requests'));
       return;
     }
-    this.waiters[this.head] = undefined as unknown as Waiter<Result>;
+    this.waiters[this.head] = undefined; // answered: release the closures
     this.head++;
     if (this.head >= QUEUE_COMPACT_WAITERS) {
       this.waiters.splice(0, this.head);
       this.head = 0;
     }
     waiter.resolve(this.toResult(response));
+    if (this.inFlight === 0) this.wakeIdle();
+  }
+
+  private wakeIdle(): void {
+    const waiters = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const wake of waiters) wake();
   }
 
   private fail(error: AnnalError): void {
     if (this.inFlight === 0 && this.failure === undefined && this.ended) return; // a clean end
     this.failure ??= error;
-    for (let i = this.head; i < this.waiters.length; i++) this.waiters[i]!.reject(this.failure);
+    for (let i = this.head; i < this.waiters.length; i++) this.waiters[i]?.reject(this.failure);
     this.waiters.length = 0;
     this.head = 0;
+    this.wakeIdle();
   }
 }
