@@ -13,6 +13,8 @@ export interface Faults {
   readonly applyBeforeCommit?: boolean;
   /** On a conflict, overwrite the conflicting entries but keep the stale suffix after them. */
   readonly keepConflictingSuffix?: boolean;
+  /** Answer ReadIndex from the local commit index at once, on any node, without a quorum round. */
+  readonly readWithoutQuorum?: boolean;
 }
 
 export const NO_FAULTS: Faults = {};

@@ -174,6 +174,10 @@ export class Raft {
 
   /** Requests a linearizable read point; the answer arrives as a ReadState with this context. */
   readIndex(context: string): RequestResult<null> {
+    if (this.options.faults.readWithoutQuorum === true) {
+      this.readStates.push({ context, index: this.log.committed });
+      return { ok: true, value: null };
+    }
     if (this.role !== Role.Leader) return this.refuse('notLeader');
     if (this.log.committed < this.termStartIndex) {
       this.pendingReadContexts.push(context);

@@ -13,6 +13,7 @@ import {
   RawNode,
   Role,
   type ClusterConfig,
+  type ConfigChange,
   type Entry,
   type Faults,
   type Message,
@@ -104,6 +105,7 @@ export class SimCluster {
   eventCount = 0;
   private readonly queue = new EventQueue<SimEvent>(EVENT_QUEUE_SIZE_MAX);
   private nextReadContext = 0;
+  private logicalClock = 0;
 
   constructor(readonly options: ClusterOptions) {
     this.prng = new Prng(options.seed);
@@ -272,6 +274,8 @@ export class SimCluster {
     if (entry.index !== stateMachine.appliedIndex + 1) {
       throw new SafetyViolation(`${node.id} applied ${entry.index} after ${stateMachine.appliedIndex}: applied must grow by one`);
     }
+    const commit = (node.raw as RawNode).raft.log.committed;
+    if (entry.index > commit) throw new SafetyViolation(`state machine safety: ${node.id} applied ${entry.index} beyond its commit index ${commit}`);
     const offset = stateMachine.apply(entry);
     const entryHash = node.chain.hashAt(entry.index);
     assert(entryHash !== undefined, `${node.id} applies ${entry.index} that is not in its durable log`);
@@ -387,6 +391,25 @@ export class SimCluster {
       }
       node.reads.push({ context, index: null, callback });
     });
+  }
+
+  /** Asks `id` (if leader) to change the configuration; refusals are ignored. */
+  changeConfig(id: NodeId, change: ConfigChange): void {
+    this.input(this.node(id), (raw) => {
+      raw.proposeConfigChange(change);
+    });
+  }
+
+  /** Asks `id` (if leader) to hand leadership to `target`; refusals are ignored. */
+  transferLeadership(id: NodeId, target: NodeId): void {
+    this.input(this.node(id), (raw) => {
+      raw.transferLeadership(target);
+    });
+  }
+
+  /** A strictly increasing clock for client histories (virtual ms do not order same-ms events). */
+  logicalTime(): number {
+    return ++this.logicalClock;
   }
 
   // ---- observation ----

@@ -10,7 +10,8 @@
 import type { Faults, NodeId } from '../raft/index.js';
 import { Prng } from '../util/index.js';
 import { SafetyViolation } from './checker.js';
-import { SimCluster, type ProposeOutcome } from './cluster.js';
+import { SimCluster } from './cluster.js';
+import { Workload } from './workload.js';
 
 export interface RunOptions {
   readonly seed: number;
@@ -21,6 +22,8 @@ export interface RunOptions {
   /** Name of the broken variant, only for the reproduction command. */
   readonly faultName?: string;
   readonly trace?: (line: string) => void;
+  /** Check the client history for linearizability (default true). */
+  readonly checkLinearizability?: boolean;
 }
 
 export interface RunResult {
@@ -32,6 +35,9 @@ export interface RunResult {
   readonly eventCount: number;
   readonly committedCount: number;
   readonly virtualMs: number;
+  /** Client operations recorded, and linearizability checks that ran out of search budget. */
+  readonly operationCount: number;
+  readonly linearizabilityUnknown: number;
 }
 
 const TICK_MS = 10;
@@ -42,11 +48,6 @@ const LIVENESS_BOUND_MS = 60 * ELECTION_TICKS * TICK_MS;
 export function reproduceCommand(options: RunOptions): string {
   const fault = options.faultName === undefined ? '' : ` --fault ${options.faultName}`;
   return `npm run sim -- --seed ${options.seed} --nodes ${options.nodeCount} --steps ${options.steps}${fault}`;
-}
-
-interface ClientRecord {
-  readonly value: string;
-  outcome: ProposeOutcome | null;
 }
 
 export function runSeed(options: RunOptions): RunResult {
@@ -76,12 +77,14 @@ export function runSeed(options: RunOptions): RunResult {
     trailingEntryCount: scenario.int(0, 4),
     ...(options.trace === undefined ? {} : { trace: options.trace }),
   });
-  const records: ClientRecord[] = [];
+  const workload = new Workload(cluster);
   let failure: string | null = null;
+  let linearizabilityUnknown = 0;
   try {
-    runChaos(cluster, scenario, ids, options.steps * TICK_MS, records);
-    runHeal(cluster, ids, records);
-    checkClientOutcomes(cluster, records);
+    runChaos(cluster, scenario, ids, options.steps * TICK_MS, workload);
+    runHeal(cluster, ids, workload);
+    workload.checkOutcomes(committedValues(cluster));
+    if (options.checkLinearizability ?? true) linearizabilityUnknown = workload.checkLinearizability(LINEARIZABILITY_STEPS_MAX);
   } catch (error) {
     if (!(error instanceof Error)) throw error;
     failure = `${error.name}: ${error.message}`;
@@ -95,10 +98,14 @@ export function runSeed(options: RunOptions): RunResult {
     eventCount: cluster.eventCount,
     committedCount: cluster.checker.committedIndex(),
     virtualMs: cluster.nowMs,
+    operationCount: workload.appends.length + workload.reads.length,
+    linearizabilityUnknown,
   };
 }
 
-function runChaos(cluster: SimCluster, scenario: Prng, ids: readonly NodeId[], durationMs: number, records: ClientRecord[]): void {
+const LINEARIZABILITY_STEPS_MAX = 200_000;
+
+function runChaos(cluster: SimCluster, scenario: Prng, ids: readonly NodeId[], durationMs: number, workload: Workload): void {
   const nemesisMs = scenario.int(50, 400);
   const clientMs = scenario.int(5, 40);
   const endMs = cluster.nowMs + durationMs;
@@ -109,7 +116,7 @@ function runChaos(cluster: SimCluster, scenario: Prng, ids: readonly NodeId[], d
   };
   const client = (): void => {
     if (cluster.nowMs >= endMs) return;
-    clientAction(cluster, scenario, ids, records);
+    clientAction(cluster, scenario, ids, workload);
     cluster.schedule(scenario.int(1, clientMs), 'client', client);
   };
   cluster.schedule(scenario.int(1, nemesisMs), 'nemesis', nemesis);
@@ -120,10 +127,10 @@ function runChaos(cluster: SimCluster, scenario: Prng, ids: readonly NodeId[], d
 function nemesisAction(cluster: SimCluster, scenario: Prng, ids: readonly NodeId[]): void {
   const up = cluster.upNodes().map((node) => node.id);
   const down = ids.filter((id) => !cluster.node(id).up);
-  const roll = scenario.int(0, 9);
+  const leader = cluster.leader();
+  const roll = scenario.int(0, 11);
   if (roll <= 1 && up.length > 0) {
     // Crash the leader half of the time: that is where the interesting bugs live.
-    const leader = cluster.leader();
     cluster.crash(leader !== null && scenario.chance(0.5) ? leader : scenario.pick(up));
   } else if (roll <= 3 && down.length > 0) {
     cluster.restart(scenario.pick(down));
@@ -134,23 +141,39 @@ function nemesisAction(cluster: SimCluster, scenario: Prng, ids: readonly NodeId
     cluster.network.partition(shuffled.slice(0, cut), shuffled.slice(cut), scenario.chance(0.3));
   } else if (roll <= 7) {
     cluster.network.heal();
-  } else {
+  } else if (roll <= 9) {
     cluster.node(scenario.pick(ids)).diskLatencyMsMax = scenario.pick([0, 0, 5, 30]);
+  } else if (roll === 10 && leader !== null) {
+    cluster.transferLeadership(leader, scenario.pick(ids));
+  } else if (leader !== null) {
+    changeMembership(cluster, scenario, ids, leader);
   }
 }
 
-function clientAction(cluster: SimCluster, scenario: Prng, ids: readonly NodeId[], records: ClientRecord[]): void {
-  const leader = cluster.leader();
-  const target = leader !== null && scenario.chance(0.8) ? leader : scenario.pick(ids);
-  const record: ClientRecord = { value: `v${records.length}`, outcome: null };
-  records.push(record);
-  cluster.propose(target, record.value, (outcome) => {
-    if (record.outcome !== null) throw new SafetyViolation(`proposal ${record.value} resolved twice`);
-    record.outcome = outcome;
-  });
+/** One single-server change at the leader: re-add a missing node, or remove a voter. */
+function changeMembership(cluster: SimCluster, scenario: Prng, ids: readonly NodeId[], leader: NodeId): void {
+  const config = (cluster.node(leader).raw as NonNullable<ReturnType<SimCluster['node']>['raw']>).raft.config;
+  const missing = ids.filter((id) => !config.voters.includes(id));
+  if (missing.length > 0 && scenario.chance(0.7)) {
+    const id = scenario.pick(missing);
+    const asLearnerFirst = !config.learners.includes(id) && scenario.chance(0.5);
+    cluster.changeConfig(leader, { type: asLearnerFirst ? 'addLearner' : 'addVoter', nodeId: id });
+  } else if (config.voters.length > 2) {
+    cluster.changeConfig(leader, { type: 'remove', nodeId: scenario.pick(config.voters) });
+  }
 }
 
-function runHeal(cluster: SimCluster, ids: readonly NodeId[], records: ClientRecord[]): void {
+function clientAction(cluster: SimCluster, scenario: Prng, ids: readonly NodeId[], workload: Workload): void {
+  const leader = cluster.leader();
+  const target = leader !== null && scenario.chance(0.8) ? leader : scenario.pick(ids);
+  if (scenario.chance(0.3)) {
+    workload.read(target, scenario.int(0, workload.knownOffsetCount()));
+  } else {
+    workload.append(target, 'v');
+  }
+}
+
+function runHeal(cluster: SimCluster, ids: readonly NodeId[], workload: Workload): void {
   cluster.network.heal();
   for (const id of ids) {
     cluster.restart(id);
@@ -158,48 +181,49 @@ function runHeal(cluster: SimCluster, ids: readonly NodeId[], records: ClientRec
   }
   const healedAtMs = cluster.nowMs;
   let probeIndex = 0;
+  // A new probe every 5 ticks until one commits: a probe sent to a leader that is mid-transfer
+  // or about to lose its term may never be answered.
   const probe = (): void => {
     const leader = cluster.leader();
-    if (leader !== null && probeIndex === 0) {
-      const record: ClientRecord = { value: `probe${records.length}`, outcome: null };
-      records.push(record);
-      cluster.propose(leader, record.value, (outcome) => {
-        record.outcome = outcome;
-        if (outcome.type === 'ok') probeIndex = outcome.index;
-      });
-    }
+    if (leader !== null) workload.append(leader, 'probe', (index) => (probeIndex = probeIndex === 0 ? index : probeIndex));
     if (probeIndex === 0) cluster.schedule(5 * TICK_MS, 'probe', probe);
   };
   probe();
-  const committed = cluster.runFor(LIVENESS_BOUND_MS, () => probeIndex > 0);
-  if (!committed) {
+  if (!cluster.runFor(LIVENESS_BOUND_MS, () => probeIndex > 0)) {
     throw new SafetyViolation(`liveness: no proposal committed within ${LIVENESS_BOUND_MS}ms of healing (at ${healedAtMs}ms)`);
   }
-  const caughtUp = (): boolean => ids.every((id) => cluster.node(id).stateMachine.appliedIndex >= probeIndex);
+  const leader = cluster.leader();
+  const members = leader === null ? ids : memberIds(cluster, leader);
+  const caughtUp = (): boolean => members.every((id) => cluster.node(id).stateMachine.appliedIndex >= probeIndex);
   if (!cluster.runFor(LIVENESS_BOUND_MS, caughtUp)) {
-    const applied = ids.map((id) => `${id}=${cluster.node(id).stateMachine.appliedIndex}`).join(' ');
-    throw new SafetyViolation(`liveness: nodes did not catch up to ${probeIndex} within ${LIVENESS_BOUND_MS}ms (${applied})`);
+    const applied = members.map((id) => `${id}=${cluster.node(id).stateMachine.appliedIndex}`).join(' ');
+    throw new SafetyViolation(`liveness: members did not catch up to ${probeIndex} within ${LIVENESS_BOUND_MS}ms (${applied})`);
+  }
+  let finalReadDone = false;
+  const finalRead = (): void => {
+    const current = cluster.leader();
+    if (current !== null) workload.finalRead(current, () => (finalReadDone = true));
+    if (!finalReadDone) cluster.schedule(5 * TICK_MS, 'final read', finalRead);
+  };
+  finalRead();
+  if (!cluster.runFor(LIVENESS_BOUND_MS, () => finalReadDone)) {
+    throw new SafetyViolation(`liveness: no ReadIndex read completed within ${LIVENESS_BOUND_MS}ms after healing`);
   }
 }
 
-function checkClientOutcomes(cluster: SimCluster, records: readonly ClientRecord[]): void {
+function memberIds(cluster: SimCluster, leader: NodeId): NodeId[] {
+  const config = (cluster.node(leader).raw as NonNullable<ReturnType<SimCluster['node']>['raw']>).raft.config;
+  return [...config.voters, ...config.learners];
+}
+
+function committedValues(cluster: SimCluster): Map<string, number> {
   const committedAt = new Map<string, number>();
   for (const entry of cluster.checker.committedNormalEntries()) {
     const value = new TextDecoder().decode(entry.data);
     if (committedAt.has(value)) throw new SafetyViolation(`value ${value} committed twice`);
     committedAt.set(value, entry.index);
   }
-  for (const record of records) {
-    const outcome = record.outcome;
-    if (outcome === null) continue;
-    const index = committedAt.get(record.value);
-    if (outcome.type === 'ok' && index !== outcome.index) {
-      throw new SafetyViolation(`proposal ${record.value} acknowledged at ${outcome.index} but committed at ${index ?? 'none'}`);
-    }
-    if (outcome.type === 'failed' && index !== undefined) {
-      throw new SafetyViolation(`proposal ${record.value} reported failed (${outcome.reason}) but committed at ${index}`);
-    }
-  }
+  return committedAt;
 }
 
 function shuffle<T>(prng: Prng, items: readonly T[]): T[] {

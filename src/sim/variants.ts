@@ -7,5 +7,6 @@ export const BROKEN_VARIANTS = {
   forgetVotePersist: { forgetVotePersist: true },
   applyBeforeCommit: { applyBeforeCommit: true },
   keepConflictingSuffix: { keepConflictingSuffix: true },
+  readWithoutQuorum: { readWithoutQuorum: true },
 } as const satisfies Record<string, Faults>;
 export type BrokenVariantName = keyof typeof BROKEN_VARIANTS;

@@ -1,0 +1,162 @@
+/**
+ * Simulated clients: they append unique values and read them back (by offset, and the latest
+ * value as a register) through ReadIndex, recording every operation's call and return on the
+ * cluster's logical clock. At the end the history must be linearizable under the log model and
+ * the register model, and every definite outcome must match the committed log: an acknowledged
+ * append committed exactly once at its index, a failed one never.
+ */
+import type { NodeId } from '../raft/index.js';
+import { SafetyViolation } from './checker.js';
+import type { ProposeOutcome, SimCluster } from './cluster.js';
+import {
+  checkLinearizable,
+  logModel,
+  registerModel,
+  type LogInput,
+  type LogOutput,
+  type Operation,
+  type RegisterInput,
+  type RegisterOutput,
+} from './linearizability.js';
+
+interface AppendRecord {
+  readonly value: string;
+  readonly callTime: number;
+  returnTime: number;
+  outcome: ProposeOutcome | null;
+}
+
+interface ReadRecord {
+  readonly offset: number;
+  readonly callTime: number;
+  readonly returnTime: number;
+  readonly valueAtOffset: string | null;
+  readonly lastValue: string | null;
+}
+
+export class Workload {
+  readonly appends: AppendRecord[] = [];
+  readonly reads: ReadRecord[] = [];
+  private ackedCount = 0;
+
+  constructor(private readonly cluster: SimCluster) {}
+
+  append(target: NodeId, prefix: string, onOk?: (index: number) => void): void {
+    const record: AppendRecord = { value: `${prefix}${this.appends.length}`, callTime: this.cluster.logicalTime(), returnTime: Infinity, outcome: null };
+    this.appends.push(record);
+    this.cluster.propose(target, record.value, (outcome) => {
+      if (record.outcome !== null) throw new SafetyViolation(`proposal ${record.value} resolved twice`);
+      record.outcome = outcome;
+      record.returnTime = this.cluster.logicalTime();
+      if (outcome.type === 'ok') {
+        this.ackedCount = Math.max(this.ackedCount, outcome.offset + 1);
+        onOk?.(outcome.index);
+      }
+    });
+  }
+
+  read(target: NodeId, offset: number): void {
+    const callTime = this.cluster.logicalTime();
+    this.cluster.read(target, (stateMachine) => {
+      if (stateMachine === null) return;
+      this.reads.push({
+        offset,
+        callTime,
+        returnTime: this.cluster.logicalTime(),
+        valueAtOffset: stateMachine.values[offset] ?? null,
+        lastValue: stateMachine.values[stateMachine.values.length - 1] ?? null,
+      });
+    });
+  }
+
+  /**
+   * Reads every offset through one ReadIndex at `target` (call after the cluster caught up). The
+   * final state then observes every append that took effect, so pending appends that nobody
+   * observed provably never took effect and are dropped from the history.
+   */
+  finalRead(target: NodeId, onDone: () => void): void {
+    const callTime = this.cluster.logicalTime();
+    this.cluster.read(target, (stateMachine) => {
+      if (stateMachine === null) return;
+      const returnTime = this.cluster.logicalTime();
+      const lastValue = stateMachine.values[stateMachine.values.length - 1] ?? null;
+      for (let offset = 0; offset <= stateMachine.values.length; offset++) {
+        this.reads.push({ offset, callTime, returnTime, valueAtOffset: stateMachine.values[offset] ?? null, lastValue });
+      }
+      onDone();
+    });
+  }
+
+  /** An offset worth reading: mostly ones acknowledged so far, sometimes just beyond. */
+  knownOffsetCount(): number {
+    return this.ackedCount;
+  }
+
+  checkOutcomes(committedValues: ReadonlyMap<string, number>): void {
+    for (const record of this.appends) {
+      const outcome = record.outcome;
+      if (outcome === null) continue;
+      const index = committedValues.get(record.value);
+      if (outcome.type === 'ok' && index !== outcome.index) {
+        throw new SafetyViolation(`proposal ${record.value} acknowledged at ${outcome.index} but committed at ${index ?? 'none'}`);
+      }
+      if (outcome.type === 'failed' && index !== undefined) {
+        throw new SafetyViolation(`proposal ${record.value} reported failed (${outcome.reason}) but committed at ${index}`);
+      }
+    }
+  }
+
+  /** Checks both models; returns how many checks were inconclusive (search budget exhausted). */
+  checkLinearizability(stepsMax: number): number {
+    let unknown = 0;
+    const logVerdict = checkLinearizable(logModel, this.logHistory(), stepsMax);
+    if (logVerdict.result === 'illegal') throw new SafetyViolation('linearizability: the client history is not linearizable (log model)');
+    if (logVerdict.result === 'unknown') unknown++;
+    const registerVerdict = checkLinearizable(registerModel, this.registerHistory(), stepsMax);
+    if (registerVerdict.result === 'illegal') {
+      throw new SafetyViolation('linearizability: the client history is not linearizable (register model)');
+    }
+    if (registerVerdict.result === 'unknown') unknown++;
+    return unknown;
+  }
+
+  private definiteAppends(): AppendRecord[] {
+    // A failed append definitely did not take effect; a pending one that no read observed did
+    // not either (the final read sees every append that did). Neither belongs in the history.
+    const observed = new Set<string>();
+    for (const read of this.reads) {
+      if (read.valueAtOffset !== null) observed.add(read.valueAtOffset);
+      if (read.lastValue !== null) observed.add(read.lastValue);
+    }
+    return this.appends.filter((record) => {
+      if (record.outcome === null) return observed.has(record.value);
+      return record.outcome.type !== 'failed';
+    });
+  }
+
+  logHistory(): Operation<LogInput, LogOutput>[] {
+    const history: Operation<LogInput, LogOutput>[] = this.definiteAppends().map((record) => ({
+      input: { kind: 'append', value: record.value },
+      output: record.outcome?.type === 'ok' ? { offset: record.outcome.offset } : undefined,
+      callTime: record.callTime,
+      returnTime: record.returnTime,
+    }));
+    for (const read of this.reads) {
+      history.push({ input: { kind: 'read', offset: read.offset }, output: { value: read.valueAtOffset }, callTime: read.callTime, returnTime: read.returnTime });
+    }
+    return history;
+  }
+
+  registerHistory(): Operation<RegisterInput, RegisterOutput>[] {
+    const history: Operation<RegisterInput, RegisterOutput>[] = this.definiteAppends().map((record) => ({
+      input: { kind: 'write', value: record.value },
+      output: record.outcome?.type === 'ok' ? null : undefined,
+      callTime: record.callTime,
+      returnTime: record.returnTime,
+    }));
+    for (const read of this.reads) {
+      history.push({ input: { kind: 'read' }, output: { value: read.lastValue }, callTime: read.callTime, returnTime: read.returnTime });
+    }
+    return history;
+  }
+}
