@@ -7,7 +7,7 @@
  *   the client's fault, so handlers answer INVALID_ARGUMENT with the decoder's reason instead.
  * - Responses are serialized without the generated code's extra copy (`Buffer.from(Uint8Array)`
  *   copies; the writer's output is fresh, so wrapping it is safe), and ConsumeResponse, the
- *   consumer's hot path, with the single-buffer encoder of wire-encode.ts.
+ *   consumer's hot path, and ProduceResponse with the single-buffer encoders of wire-encode.ts.
  */
 import type { MessageFns } from '../gen/log/v1/log.js';
 import {
@@ -18,9 +18,8 @@ import {
   ProduceBatchRequest,
   ProduceBatchResponse,
   ProduceRequest,
-  ProduceResponse,
 } from '../gen/log/v1/log.js';
-import { encodeConsumeResponse } from './wire-encode.js';
+import { encodeConsumeResponse, encodeProduceResponse } from './wire-encode.js';
 
 /** A request whose bytes are not a valid protobuf encoding of the expected message. */
 export class DecodeFailure {
@@ -52,7 +51,7 @@ export const ServedLogService = {
   produce: {
     ...LogService.produce,
     requestDeserialize: safeDecoder(ProduceRequest, 'log.v1.ProduceRequest'),
-    responseSerialize: wrappingEncoder(ProduceResponse),
+    responseSerialize: encodeProduceResponse,
   },
   consume: {
     ...LogService.consume,
@@ -67,7 +66,7 @@ export const ServedLogService = {
   produceStream: {
     ...LogService.produceStream,
     requestDeserialize: safeDecoder(ProduceRequest, 'log.v1.ProduceRequest'),
-    responseSerialize: wrappingEncoder(ProduceResponse),
+    responseSerialize: encodeProduceResponse,
   },
   getServers: {
     ...LogService.getServers,

@@ -1,11 +1,11 @@
 /**
  * Encoders for the messages on the hot paths (ProduceRequest and ProduceBatchRequest on the
- * client, ConsumeResponse on the server). They write the same bytes as the generated ts-proto
+ * client, ProduceResponse and ConsumeResponse on the server). They write the same bytes as the generated ts-proto
  * encoders (wire-encode.test.ts checks that on random messages), but size the message first and
  * write it into one buffer, instead of growing a BinaryWriter with a fork/join per nested record.
  * Decoding stays with the generated code, which also validates.
  */
-import type { ConsumeResponse, ProduceBatchRequest, ProduceRequest, Record as WireRecord } from '../gen/log/v1/log.js';
+import type { ConsumeResponse, ProduceBatchRequest, ProduceRequest, ProduceResponse, Record as WireRecord } from '../gen/log/v1/log.js';
 
 const TAG_RECORD_VALUE = 0x0a; // field 1, length-delimited
 const TAG_RECORD_OFFSET = 0x10; // field 2, varint
@@ -14,6 +14,7 @@ const TAG_RECORD_TYPE = 0x20; // field 4, varint
 const TAG_FIELD1_MESSAGE = 0x0a; // ProduceRequest.record, ProduceBatchRequest.records
 const TAG_FIELD2_MESSAGE = 0x12; // ConsumeResponse.record
 const TAG_FIELD3_MESSAGE = 0x1a; // ConsumeResponse.records
+const TAG_FIELD1_VARINT = 0x08; // ProduceResponse.offset
 
 /** Bytes of the varint encoding of a non-negative safe integer. */
 function varintSize(value: number): number {
@@ -109,4 +110,11 @@ export function encodeConsumeResponse(message: ConsumeResponse): Buffer {
   if (message.record !== undefined) position = writeRecordField(buffer, position, TAG_FIELD2_MESSAGE, message.record);
   for (const record of message.records) position = writeRecordField(buffer, position, TAG_FIELD3_MESSAGE, record);
   return finish(buffer, position);
+}
+
+export function encodeProduceResponse(message: ProduceResponse): Buffer {
+  if (message.offset === 0) return Buffer.alloc(0);
+  const buffer = Buffer.allocUnsafe(1 + varintSize(message.offset));
+  buffer[0] = TAG_FIELD1_VARINT;
+  return finish(buffer, writeVarint(buffer, 1, message.offset));
 }
