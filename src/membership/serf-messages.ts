@@ -145,7 +145,7 @@ export function decodeSerfPushPull(bytes: Uint8Array): Decoded<SerfPushPull> {
     const statusValue = map.get('StatusLTimes');
     if (statusValue !== undefined && statusValue !== null) {
       for (const [name, value] of asMap(statusValue)) {
-        if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) throw new FieldError(`StatusLTimes[${name}]: bad time`);
+        if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) throw new FieldError('StatusLTimes: bad time');
         statusLTimes.set(name, value);
       }
     }

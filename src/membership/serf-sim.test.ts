@@ -212,8 +212,11 @@ test('hostile messages are counted and dropped; suspicion of a healthy member is
   inject(encodePacketMessage({ type: 'alive', node: 'n1', incarnation: incarnation + 10, addr: Uint8Array.of(10, 6, 6, 6), port: 666, meta: encodeTags({ rpc_addr: 'evil' }), vsn: defaultVsn }));
   assert.equal(observer.serf.members().find((m) => m.name === 'n1')?.tags.rpc_addr, '10.0.0.2:8400');
   assert.equal(observer.serf.counters.get('drop: alive claiming a known name from another address'), 1);
-  // A forged suspicion: the victim hears of it through gossip and refutes with a higher incarnation.
-  inject(addCrc(buildPacket([encodePacketMessage({ type: 'suspect', node: 'n1', incarnation, from: 'mallory' })])));
+  // Forged accusations from a name nobody knows are dropped outright.
+  inject(encodePacketMessage({ type: 'dead', node: 'n1', incarnation, from: 'mallory' }));
+  assert.equal(observer.serf.counters.get('drop: accusation from an unknown node'), 1);
+  // A forged suspicion in a member's name: the victim hears of it through gossip and refutes with a higher incarnation.
+  inject(addCrc(buildPacket([encodePacketMessage({ type: 'suspect', node: 'n1', incarnation, from: 'n2' })])));
   // A forged leave intent about a member that is alive: serf sets it leaving; the member refutes with a join intent.
   inject(buildPacket([Uint8Array.from([8, ...encodeLeaveIntent({ lTime: 1_000, node: 'n1', prune: false })])]));
   // Garbage, wrong types, huge lengths.

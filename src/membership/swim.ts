@@ -91,6 +91,8 @@ interface Relay {
 /** memberlist protocol 3 added TCP pings, 4 nacks, 5 the CRC prefix. */
 const protocolWithNack = 4;
 const protocolWithCrc = 5;
+/** Bound on distinct counter keys. */
+const countersMax = 256;
 
 export class Swim {
   readonly name: string;
@@ -163,8 +165,16 @@ export class Swim {
     return [...this.nodes.values()];
   }
 
+  /**
+   * Counts an event by reason. Reasons may embed numbers and peer-supplied text, so they are
+   * normalized (digits → N, quoted peer text cut) and the number of distinct keys is bounded:
+   * hostile input must not grow memory.
+   */
   count(reason: string): void {
-    this.counters.set(reason, (this.counters.get(reason) ?? 0) + 1);
+    let key = reason.replace(/ \(it says:.*$/, '').replace(/\d+/g, 'N');
+    if (key.length > 120) key = key.slice(0, 120);
+    if (!this.counters.has(key) && this.counters.size >= countersMax) key = 'other';
+    this.counters.set(key, (this.counters.get(key) ?? 0) + 1);
   }
 
   drainOutbox(): SwimOutput[] {
@@ -364,9 +374,11 @@ export class Swim {
       case 'alive':
         return this.handleAlive(message, nowMs, false);
       case 'suspect':
-        return this.handleSuspect(message, nowMs);
       case 'dead':
-        return this.handleDead(message, nowMs);
+        // Accusations must come from a member we know (or be a node's own leave): a cheap filter
+        // against forged packets. Spoofing a real member's name needs the encryption key to stop.
+        if (message.from !== message.node && !this.nodes.has(message.from)) return this.count('drop: accusation from an unknown node');
+        return message.type === 'suspect' ? this.handleSuspect(message, nowMs) : this.handleDead(message, nowMs);
       case 'user':
         this.delegate?.notifyUser(message.payload, from, nowMs);
         return;
