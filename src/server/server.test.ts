@@ -275,6 +275,31 @@ describe('ProduceStream and ProduceBatch', () => {
     for (const i of [0, 1, 1499, 2999]) assert.deepEqual((await node.client.consume(i)).value, value(i));
   });
 
+  it('starts at most maxInFlightPerStream appends, pausing the stream until they complete', async () => {
+    await node.stop();
+    node = await startTestNode({ server: { maxInFlightPerStream: 8 } });
+    // Hold every append of the real log until the gate opens.
+    let openGate!: () => void;
+    const gate = new Promise<void>((resolve) => (openGate = resolve));
+    let started = 0;
+    const append = node.log.append.bind(node.log);
+    node.log.append = (record) => {
+      started++;
+      return gate.then(() => append(record));
+    };
+    const producer = node.client.produceStream();
+    const answers = Array.from({ length: 100 }, (_, i) => producer.send(value(i)));
+    await waitUntil(() => started >= 8, 'eight appends to start');
+    let stableChecks = 0;
+    // A negative check has no event to wait for: give the server a few event-loop turns (~50 ms).
+    await waitUntil(() => ++stableChecks >= 5, 'a moment for more appends to (not) start', 10_000, 10);
+    assert.equal(started, 8, 'the ninth append waits for a free slot');
+    openGate();
+    assert.deepEqual(await Promise.all(answers), Array.from({ length: 100 }, (_, i) => i));
+    assert.equal(started, 100);
+    await producer.close();
+  });
+
   it('stops a ProduceStream at a bad record after answering the records before it', async () => {
     const producer = node.client.produceStream();
     const first = producer.send(value(0));
