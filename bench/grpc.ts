@@ -9,7 +9,9 @@
  * - Durable (fsync=always) ProduceStream of 100 B and 1 KiB records, pipelined through the annal
  *   client library; records/s, MB/s and the ratio to the echo baseline (target >= 0.8).
  * - Durable ProduceBatch of 1 KiB records in batches of 256 (target >= 100k records/s).
- * - Unary Produce of 1 KiB, one call at a time: p50/p99 latency.
+ * - ProduceStream of 1 KiB with 256 in flight (the JetStream peer benchmark's window): records/s
+ *   and ack latency p50/p99.
+ * - Unary Produce of 1 KiB, one call at a time, fsync=always and fsync=never: p50/p99 latency.
  * - ConsumeStream from the start of a 1M-record log (1 KiB values, written directly into the
  *   log before the server starts), one record per message and with max_batch (target >= 200k/s).
  *
@@ -196,8 +198,8 @@ function spread(values: number[]): string {
   return values.length > 1 ? `${formatRate(Math.min(...values))}..${formatRate(Math.max(...values))}` : '';
 }
 
-async function unaryLatency(valueBytes: number, count: number): Promise<{ p50Ms: number; p99Ms: number; perSecond: number }> {
-  return withAnnal(['always'], async (client) => {
+async function unaryLatency(fsync: string, valueBytes: number, count: number): Promise<{ p50Ms: number; p99Ms: number; perSecond: number }> {
+  return withAnnal([fsync], async (client) => {
     const value = Buffer.alloc(valueBytes, 0x61);
     for (let i = 0; i < Math.min(200, count); i++) await client.produce(value); // warm-up
     const latenciesMs: number[] = [];
@@ -210,6 +212,43 @@ async function unaryLatency(valueBytes: number, count: number): Promise<{ p50Ms:
     const elapsedMs = nowMs() - start;
     latenciesMs.sort((a, b) => a - b);
     return { p50Ms: percentile(latenciesMs, 50), p99Ms: percentile(latenciesMs, 99), perSecond: (count / elapsedMs) * 1000 };
+  });
+}
+
+/**
+ * ProduceStream with `window` records in flight (256, as the JetStream peer benchmark publishes):
+ * records/s and the time from send to acknowledgement.
+ */
+async function windowedProduceLatency(valueBytes: number, window: number, count: number) {
+  return withAnnal(['always'], async (client) => {
+    const value = Buffer.alloc(valueBytes, 0x61);
+    const warm = client.produceStream();
+    await pipelined(Math.min(count, 2000), () => warm.send(value));
+    await warm.close();
+    const stream = client.produceStream();
+    const latenciesMs: number[] = [];
+    const start = nowMs();
+    await new Promise<void>((resolve, reject) => {
+      let sent = 0;
+      let done = 0;
+      const fill = (): void => {
+        while (sent < count && sent - done < window) {
+          sent++;
+          const t0 = nowMs();
+          stream.send(value).then(() => {
+            latenciesMs.push(nowMs() - t0);
+            done++;
+            if (done === count) resolve();
+            else fill();
+          }, reject);
+        }
+      };
+      fill();
+    });
+    const elapsedMs = nowMs() - start;
+    await stream.close();
+    latenciesMs.sort((a, b) => a - b);
+    return { perSecond: (count / elapsedMs) * 1000, p50Ms: percentile(latenciesMs, 50), p99Ms: percentile(latenciesMs, 99) };
   });
 }
 
@@ -243,7 +282,9 @@ async function main(): Promise<void> {
     consumePerRecord: scaled(200_000),
   };
   const samples = await alternatingRounds(rounds, counts);
-  const unary = await unaryLatency(KIB, counts.unary);
+  const windowed = await windowedProduceLatency(KIB, 256, counts.stream1k);
+  const unary = await unaryLatency('always', KIB, counts.unary);
+  const unaryNoSync = await unaryLatency('never', KIB, counts.unary);
   const consume = await consumeRates(counts.consumeLog, KIB, counts.consumePerRecord, 1000);
 
   const echo = median(samples.echo);
@@ -259,7 +300,9 @@ async function main(): Promise<void> {
     { name: 'ProduceStream 100 B, fsync=always', value: `${formatRate(stream100)} rec/s`, ratio: ratio(stream100, echo), note: `${mbps(stream100, 100)}; vs ack ${ratio(stream100, ack)}; runs ${spread(samples.stream100)}` },
     { name: 'ProduceStream 1 KiB, fsync=always', value: `${formatRate(stream1k)} rec/s`, ratio: ratio(stream1k, echo), note: `${mbps(stream1k, KIB)}; vs ack ${ratio(stream1k, ack)}; runs ${spread(samples.stream1k)}; target >= 0.8x echo` },
     { name: 'ProduceBatch 1 KiB x 256, fsync=always', value: `${formatRate(batch)} rec/s`, ratio: ratio(batch, echo), note: `${mbps(batch, KIB)}; runs ${spread(samples.batch)}; target >= 100k rec/s` },
+    { name: 'ProduceStream 1 KiB, 256 in flight, fsync=always', value: `${formatRate(windowed.perSecond)} rec/s`, ratio: ratio(windowed.perSecond, echo), note: `ack p50 ${windowed.p50Ms.toFixed(2)} ms, p99 ${windowed.p99Ms.toFixed(2)} ms (JetStream R1 peer: 256 in flight, no fsync)` },
     { name: 'Produce (unary) 1 KiB, fsync=always', value: `p50 ${unary.p50Ms.toFixed(2)} ms`, note: `p99 ${unary.p99Ms.toFixed(2)} ms; ${formatRate(unary.perSecond)} calls/s one at a time` },
+    { name: 'Produce (unary) 1 KiB, fsync=never', value: `p50 ${unaryNoSync.p50Ms.toFixed(2)} ms`, note: `p99 ${unaryNoSync.p99Ms.toFixed(2)} ms; ${formatRate(unaryNoSync.perSecond)} calls/s one at a time` },
     { name: `ConsumeStream 1 KiB from 0 of ${formatRate(counts.consumeLog)}, 1/msg`, value: `${formatRate(consume.perRecord)} rec/s`, ratio: ratio(consume.perRecord, echo), note: `first ${formatRate(counts.consumePerRecord)} records` },
     { name: `ConsumeStream 1 KiB from 0 of ${formatRate(counts.consumeLog)}, max_batch 1000`, value: `${formatRate(consume.batched)} rec/s`, ratio: ratio(consume.batched, echo), note: `${mbps(consume.batched, KIB)}; target >= 200k rec/s` },
   ];
