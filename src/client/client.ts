@@ -14,6 +14,7 @@ import {
   status as Status,
   type CallOptions,
   type ChannelOptions,
+  type Interceptor,
   type ServiceError,
 } from '@grpc/grpc-js';
 import {
@@ -53,6 +54,8 @@ export interface AnnalClientOptions {
   maxResponseBytes?: number;
   /** Extra grpc-js channel options. */
   channelOptions?: ChannelOptions;
+  /** grpc-js client interceptors (telemetry), outermost first. */
+  interceptors?: Interceptor[];
 }
 
 export interface ConsumeStreamOptions {
@@ -93,6 +96,7 @@ export class AnnalClient {
       // window updates; 8 MiB keeps several batches on the wire (measured ~1.3x on loopback).
       'grpc-node.flow_control_window': 8 * 1024 * 1024,
       ...options.channelOptions,
+      interceptors: options.interceptors ?? [],
     });
   }
 

@@ -18,8 +18,11 @@ import {
   loadPackageDefinition,
   makeGenericClientConstructor,
   Metadata,
+  ServerCredentials,
+  ServerInterceptingCall,
   status as Status,
   type Client,
+  type ServerInterceptor,
   type ServiceError,
 } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
@@ -386,6 +389,30 @@ describe('health and reflection', () => {
       assert.ok(files.length >= 1);
       assert.ok(files.some((file) => file.includes('log/v1/log.proto')));
     }
+  });
+});
+
+describe('integration points', () => {
+  it('runs server interceptors on every call and serves connections injected by an external listener', async () => {
+    await node.stop();
+    const seen: string[] = [];
+    const interceptor: ServerInterceptor = (method, call) => {
+      seen.push(method.path);
+      return new ServerInterceptingCall(call);
+    };
+    node = await startTestNode({ server: { interceptors: [interceptor] } });
+    assert.equal(await node.client.produce(value(0)), 0);
+    assert.deepEqual(seen, ['/log.v1.Log/Produce']);
+    // An external front door (as auth's mTLS listener) hands plain sockets to grpc-js.
+    const injector = node.server.grpc.createConnectionInjector(ServerCredentials.createInsecure());
+    const door = createServer((socket) => injector.injectConnection(socket));
+    await new Promise<void>((resolve) => door.listen(0, '127.0.0.1', resolve));
+    const viaDoor = new AnnalClient({ address: `127.0.0.1:${(door.address() as AddressInfo).port}`, security: { insecure: true } });
+    assert.deepEqual((await viaDoor.consume(0)).value, value(0));
+    assert.deepEqual(seen, ['/log.v1.Log/Produce', '/log.v1.Log/Consume']);
+    viaDoor.close();
+    injector.destroy();
+    await new Promise((resolve) => door.close(resolve));
   });
 });
 

@@ -9,7 +9,7 @@
  * not closed here: its owner (the agent) closes it after the server has stopped.
  */
 import { readFileSync } from 'node:fs';
-import { Server, ServerCredentials, type ChannelOptions } from '@grpc/grpc-js';
+import { Server, ServerCredentials, type ChannelOptions, type ServerInterceptor, type ServerOptions } from '@grpc/grpc-js';
 import { loadFileDescriptorSetFromBuffer } from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation } from 'grpc-health-check';
@@ -49,6 +49,8 @@ export interface LogServerOptions {
   shutdownTimeoutMs?: number;
   /** Plaintext unless given (issue 3 plugs mTLS in here). */
   credentials?: ServerCredentials;
+  /** grpc-js server interceptors run on every call (telemetry, ACL), outermost first. */
+  interceptors?: ServerInterceptor[];
   logger: ServiceLogger;
 }
 
@@ -63,7 +65,8 @@ export class LogServer {
     const maxRecordBytes = options.maxRecordBytes ?? MIB;
     assert(Number.isSafeInteger(maxRecordBytes) && maxRecordBytes > 0, 'maxRecordBytes must be a positive integer');
     const maxRequestBytes = options.maxRequestBytes ?? Math.max(16 * MIB, 2 * maxRecordBytes) + 64 * 1024;
-    const channelOptions: ChannelOptions = {
+    const channelOptions: ChannelOptions & ServerOptions = {
+      interceptors: options.interceptors ?? [],
       'grpc.max_receive_message_length': maxRequestBytes,
       'grpc.max_send_message_length': -1,
       // The HTTP/2 receive window. grpc-js 1.14 servers ignore this and keep Node's 64 KiB, which
@@ -102,6 +105,21 @@ export class LogServer {
     this.boundAddress = `${formatHost(host)}:${boundPort}`;
     this.setServing(true);
     return this.boundAddress;
+  }
+
+  /**
+   * The grpc-js server, for a listener that hands it connections itself (auth's mTLS listener
+   * uses `createConnectionInjector`); such a caller calls `serving(address)` instead of `start`.
+   */
+  get grpc(): Server {
+    return this.grpcServer;
+  }
+
+  /** Records the address an external listener serves on, and reports SERVING. */
+  serving(address: string): void {
+    assert(this.boundAddress === undefined, 'LogServer is already serving');
+    this.boundAddress = address;
+    this.setServing(true);
   }
 
   /** The bound `host:port`; throws before `start`. */
