@@ -7,7 +7,7 @@
  */
 import { mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import type { ServerCredentials } from '@grpc/grpc-js';
+import type { ServerCredentials, ServerInterceptor } from '@grpc/grpc-js';
 import { LogServer, type ServiceLogger } from '../server/index.js';
 import { CommitLog, DEFAULT_LOG_CONFIG, FRAME_HEADER_BYTES, formatFsyncPolicy, type LogConfig } from '../storage/index.js';
 import { InvalidArgumentError } from '../util/index.js';
@@ -32,6 +32,8 @@ export interface AgentConfig {
   shutdownTimeoutMs?: number;
   /** Plaintext when undefined (`--insecure`); issue 3 passes TLS credentials here. */
   credentials?: ServerCredentials;
+  /** grpc-js server interceptors for every call (telemetry, ACL). */
+  interceptors?: ServerInterceptor[];
   logger: AgentLogger;
 }
 
@@ -75,6 +77,7 @@ export class Agent {
       logger,
       ...(config.shutdownTimeoutMs !== undefined ? { shutdownTimeoutMs: config.shutdownTimeoutMs } : {}),
       ...(config.credentials !== undefined ? { credentials: config.credentials } : {}),
+      ...(config.interceptors !== undefined ? { interceptors: config.interceptors } : {}),
     });
     let rpcAddress: string;
     try {
