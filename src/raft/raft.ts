@@ -172,6 +172,12 @@ export class Raft {
     return { ok: true, value: null };
   }
 
+  /** Starts an election now, as if the election timeout had fired (no-op for non-voters). */
+  campaignNow(): void {
+    if (this.role === Role.Leader || !this.promotable()) return;
+    this.campaign(this.options.preVote ? 'preVote' : 'vote');
+  }
+
   /** Requests a linearizable read point; the answer arrives as a ReadState with this context. */
   readIndex(context: string): RequestResult<null> {
     if (this.options.faults.readWithoutQuorum === true) {

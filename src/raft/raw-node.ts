@@ -90,6 +90,12 @@ export class RawNode {
     return this.raft.proposeConfigChange(change);
   }
 
+  /** Campaigns now instead of waiting for the election timeout (tests, operator tooling). */
+  campaign(): void {
+    this.assertIdle();
+    this.raft.campaignNow();
+  }
+
   transferLeadership(target: NodeId): RequestResult<null> {
     this.assertIdle();
     return this.raft.transferLeadership(target);

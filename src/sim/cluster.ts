@@ -41,6 +41,11 @@ export interface ClusterOptions {
   /** Take a state machine snapshot and compact the log every this many applied entries (0: never). */
   readonly snapshotEveryEntries?: number;
   readonly trailingEntryCount?: number;
+  /**
+   * Scripted mode: nodes do not tick on their own and sent messages wait in `pendingMessages`
+   * until the script delivers or drops them.
+   */
+  readonly manualNetwork?: boolean;
   /** Receives one line per event when set (the CLI's --verbose). */
   readonly trace?: (line: string) => void;
 }
@@ -106,6 +111,8 @@ export class SimCluster {
   private readonly queue = new EventQueue<SimEvent>(EVENT_QUEUE_SIZE_MAX);
   private nextReadContext = 0;
   private logicalClock = 0;
+  /** Sent messages awaiting delivery (scripted mode only). */
+  pendingMessages: Message[] = [];
 
   constructor(readonly options: ClusterOptions) {
     this.prng = new Prng(options.seed);
@@ -247,7 +254,10 @@ export class SimCluster {
     if (ready.hardState !== null) {
       this.checker.onCommit(node.id, node.chain, ready.hardState.commit, (index) => readEntry(node.storage, index));
     }
-    for (const message of ready.messages) this.network.send(this.nowMs, message);
+    for (const message of ready.messages) {
+      if (this.options.manualNetwork === true) this.pendingMessages.push(message);
+      else this.network.send(this.nowMs, message);
+    }
     if (ready.snapshot !== null) this.restoreStateMachine(node, ready.snapshot.data, ready.snapshot.meta.index);
     for (const entry of ready.committedEntries) this.applyEntry(node, entry);
     for (const readState of ready.readStates) {
@@ -307,9 +317,17 @@ export class SimCluster {
 
   private maybeSnapshot(node: SimNode): void {
     const every = this.options.snapshotEveryEntries ?? 0;
-    const raw = node.raw as RawNode;
     const applied = node.stateMachine.appliedIndex;
     if (every === 0 || applied - node.storage.snapshot().meta.index < every) return;
+    this.snapshotNow(node.id);
+  }
+
+  /** Snapshots `id`'s state machine at its applied index and compacts its log. */
+  snapshotNow(id: NodeId): void {
+    const node = this.node(id);
+    const raw = node.raw as RawNode;
+    const applied = node.stateMachine.appliedIndex;
+    if (applied <= node.storage.snapshot().meta.index) return;
     node.storage.createSnapshot({
       index: applied,
       config: raw.raft.configAt(applied),
@@ -352,6 +370,7 @@ export class SimCluster {
     });
     const snapshot = node.storage.snapshot();
     node.stateMachine.restore(snapshot.data, snapshot.meta.index);
+    if (this.options.manualNetwork === true) return;
     const tickOffsetMs = this.prng.int(0, node.tickMs - 1);
     this.queue.push(this.nowMs + tickOffsetMs, { kind: 'tick', node, incarnation: node.incarnation });
   }
