@@ -7,8 +7,8 @@
  *   system (network mounts, some container volumes);
  * - `reload()`, which the agent calls on SIGHUP.
  * A change is loaded and checked in full before it replaces anything; a failed load is logged
- * with its reason and the old value stays in force. Reloads never overlap: a trigger during a
- * reload queues exactly one more.
+ * with its reason and the old value stays in force. Reloads never overlap: the triggers that
+ * arrive during a reload share one queued reload.
  */
 import { watch, type FSWatcher } from 'node:fs';
 import { stat } from 'node:fs/promises';
@@ -27,6 +27,8 @@ export interface FileReloaderOptions<T> {
   logger: AuthLogger;
   /** How often each file is stat'ed as a fallback to fs.watch. Default 2000 ms; 0 disables polling. */
   pollIntervalMs?: number;
+  /** Use fs.watch (default true); false leaves polling and reload() (tests of the fallback). */
+  watch?: boolean;
   /** Quiet time after a watch event before reloading, so that a burst of writes loads once. Default 100 ms. */
   debounceMs?: number;
 }
@@ -40,7 +42,8 @@ export class FileReloader<T> {
   /** Signature (stat fields of every path) of the files last loaded, whether accepted or not. */
   private loadedSignature = '';
   private running: Promise<ReloadOutcome> | undefined;
-  private rerunRequested = false;
+  /** The one check queued behind `running`; `force` if any trigger asked to bypass the stat check. */
+  private queued: { force: boolean; outcome: Promise<ReloadOutcome> } | undefined;
   private closed = false;
 
   private constructor(private readonly options: FileReloaderOptions<T>) {}
@@ -72,7 +75,8 @@ export class FileReloader<T> {
 
   private watch(): void {
     const names = new Set(this.options.paths.map((path) => basename(path)));
-    for (const directory of new Set(this.options.paths.map((path) => dirname(path)))) {
+    const directories = this.options.watch === false ? [] : new Set(this.options.paths.map((path) => dirname(path)));
+    for (const directory of directories) {
       try {
         const watcher = watch(directory, { persistent: false }, (_event, filename) => {
           if (filename === null || names.has(basename(filename.toString()))) this.scheduleCheck();
@@ -97,20 +101,30 @@ export class FileReloader<T> {
     this.debounceTimer.unref();
   }
 
+  /** Runs a check now, or queues one (at most one) behind the running one. */
   private runExclusive(force: boolean): Promise<ReloadOutcome> {
-    if (this.running !== undefined) {
-      this.rerunRequested = true;
-      // The queued run starts after the current one; a forced caller waits for that run.
-      return force ? this.running.then(() => this.runExclusive(true)) : this.running;
+    if (this.running === undefined) return this.startCheck(force);
+    if (this.queued === undefined) {
+      const queued = { force, outcome: Promise.resolve<ReloadOutcome>({ type: 'unchanged' }) };
+      // `running` settles after its own cleanup, so the queued check starts on a free slot.
+      queued.outcome = this.running.then(() => {
+        this.queued = undefined;
+        return this.startCheck(queued.force);
+      });
+      this.queued = queued;
+    } else {
+      this.queued.force ||= force;
     }
-    this.running = this.check(force).finally(() => {
-      this.running = undefined;
-      if (this.rerunRequested && !this.closed) {
-        this.rerunRequested = false;
-        void this.runExclusive(false);
-      }
+    return this.queued.outcome;
+  }
+
+  private startCheck(force: boolean): Promise<ReloadOutcome> {
+    assert(this.running === undefined, 'one reload at a time');
+    const run: Promise<ReloadOutcome> = this.check(force).finally(() => {
+      if (this.running === run) this.running = undefined;
     });
-    return this.running;
+    this.running = run;
+    return run;
   }
 
   private async check(force: boolean): Promise<ReloadOutcome> {

@@ -35,7 +35,7 @@ import { tmpdir } from 'node:os';
 
 const HOUR_MS = 3_600_000;
 
-describe('mTLS listener and ACL interceptor', () => {
+describe('mTLS listener and ACL interceptor', { timeout: 120_000 }, () => {
   let dir: string;
   let files: CertificateFiles;
   let serving: SecureServing;
