@@ -73,6 +73,8 @@ export class Raft {
   private readonly readOnly = new ReadOnly();
   private pendingReadContexts: string[] = [];
   private incomingSnapshot: IncomingSnapshot | null = null;
+  /** Proposals appended entries that have not been broadcast yet (see flushAppends). */
+  private appendsPending = false;
   private stepRole: (message: Message) => void = (message) => this.stepFollower(message);
   private tickRole: () => void = () => this.tickElection();
 
@@ -138,7 +140,8 @@ export class Raft {
     if (this.leadTransferee !== null) return this.refuse('transferring');
     const firstIndex = this.log.lastIndex() + 1;
     this.appendEntries(entries);
-    this.broadcastAppend();
+    // Replication waits for the next Ready, so proposals made in between share messages.
+    this.appendsPending = true;
     return { ok: true, value: { firstIndex, term: this.term } };
   }
 
@@ -204,6 +207,13 @@ export class Raft {
 
   private refuse<T>(reason: RefusalReason): RequestResult<T> {
     return { ok: false, reason, leaderId: this.leaderId };
+  }
+
+  /** Sends the appends that proposals since the last Ready deferred; returns whether any were due. */
+  flushAppends(): void {
+    if (!this.appendsPending) return;
+    this.appendsPending = false;
+    if (this.role === Role.Leader) this.broadcastAppend();
   }
 
   /** Called by RawNode once entries through `index` are durable on this node. */

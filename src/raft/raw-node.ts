@@ -108,6 +108,7 @@ export class RawNode {
 
   hasReady(): boolean {
     const raft = this.raft;
+    raft.flushAppends();
     return (
       raft.messages.length > 0 ||
       raft.readStates.length > 0 ||
@@ -123,6 +124,7 @@ export class RawNode {
   ready(): Ready {
     this.assertIdle();
     const raft = this.raft;
+    raft.flushAppends();
     const hardState = this.hardState();
     const softState: SoftState = { role: raft.role, leaderId: raft.leaderId };
     const snapshot = raft.log.unstable.snapshot;
