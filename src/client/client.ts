@@ -20,10 +20,12 @@ import {
 import {
   LogClient,
   LogService,
+  ProduceResponse,
   type ConsumeResponse,
   type ProduceBatchRequest,
   type ProduceBatchResponse, type Record as WireRecord, type Server as WireServer } from '../gen/log/v1/log.js';
 import { errorFromStatus } from '../server/errors.js';
+import { decodeProduceResponseFast } from '../server/wire-decode.js';
 import { encodeProduceBatchRequest, encodeProduceRequest } from '../server/wire-encode.js';
 import { assert } from '../util/index.js';
 import { BatchingProducer, type BatchingProducerOptions } from './batching-producer.js';
@@ -72,12 +74,16 @@ export interface ProduceBatchResult {
   lastOffset: number;
 }
 
-/** The generated client with the single-buffer encoders for the produce requests (hot path). */
+function decodeProduceResponse(bytes: Buffer): ProduceResponse {
+  return decodeProduceResponseFast(bytes) ?? ProduceResponse.decode(bytes);
+}
+
+/** The generated client with the fast codecs for the produce path (hot path). */
 const FastLogClient = makeGenericClientConstructor(
   {
     ...LogService,
-    produce: { ...LogService.produce, requestSerialize: encodeProduceRequest },
-    produceStream: { ...LogService.produceStream, requestSerialize: encodeProduceRequest },
+    produce: { ...LogService.produce, requestSerialize: encodeProduceRequest, responseDeserialize: decodeProduceResponse },
+    produceStream: { ...LogService.produceStream, requestSerialize: encodeProduceRequest, responseDeserialize: decodeProduceResponse },
     produceBatch: { ...LogService.produceBatch, requestSerialize: encodeProduceBatchRequest },
   },
   'log.v1.Log',

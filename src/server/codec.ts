@@ -8,6 +8,7 @@
  * - Responses are serialized without the generated code's extra copy (`Buffer.from(Uint8Array)`
  *   copies; the writer's output is fresh, so wrapping it is safe), and ConsumeResponse, the
  *   consumer's hot path, and ProduceResponse with the single-buffer encoders of wire-encode.ts.
+ * - ProduceRequests in the canonical shape take the fast path of wire-decode.ts.
  */
 import type { MessageFns } from '../gen/log/v1/log.js';
 import {
@@ -19,6 +20,7 @@ import {
   ProduceBatchResponse,
   ProduceRequest,
 } from '../gen/log/v1/log.js';
+import { decodeProduceRequestFast } from './wire-decode.js';
 import { encodeConsumeResponse, encodeProduceResponse } from './wire-encode.js';
 
 /** A request whose bytes are not a valid protobuf encoding of the expected message. */
@@ -46,11 +48,16 @@ export function wrappingEncoder<T>(codec: MessageFns<T>): (message: T) => Buffer
   };
 }
 
+/** The canonical ProduceRequest through the fast path, anything else through ts-proto. */
+const decodeProduceRequest = ((safe) => (bytes: Buffer) => decodeProduceRequestFast(bytes) ?? safe(bytes))(
+  safeDecoder(ProduceRequest, 'log.v1.ProduceRequest'),
+);
+
 /** LogService with safe request decoding and copy-free response encoding. */
 export const ServedLogService = {
   produce: {
     ...LogService.produce,
-    requestDeserialize: safeDecoder(ProduceRequest, 'log.v1.ProduceRequest'),
+    requestDeserialize: decodeProduceRequest,
     responseSerialize: encodeProduceResponse,
   },
   consume: {
@@ -65,7 +72,7 @@ export const ServedLogService = {
   },
   produceStream: {
     ...LogService.produceStream,
-    requestDeserialize: safeDecoder(ProduceRequest, 'log.v1.ProduceRequest'),
+    requestDeserialize: decodeProduceRequest,
     responseSerialize: encodeProduceResponse,
   },
   getServers: {

@@ -1,0 +1,71 @@
+/**
+ * Goal: the fast decoders never disagree with the generated ts-proto decoders: whenever a fast
+ * path returns a message it equals the generated result, and whenever the generated decoder
+ * rejects the bytes the fast path declines (returns undefined), so the slow path reports it.
+ * Method: seeded random messages in canonical and non-canonical shapes (extra fields, empty
+ * values, big varints), plus truncations, single-byte mutations and random bytes of each.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { ProduceRequest, ProduceResponse } from '../gen/log/v1/log.js';
+import { Prng } from '../util/index.js';
+import { decodeProduceRequestFast, decodeProduceResponseFast } from './wire-decode.js';
+
+function agree<T>(bytes: Buffer, fast: (b: Buffer) => T | undefined, slow: (b: Buffer) => T, what: string): void {
+  let expected: T | undefined;
+  let slowFailed = false;
+  try {
+    expected = slow(bytes);
+  } catch {
+    slowFailed = true;
+  }
+  const actual = fast(bytes);
+  if (actual === undefined) return;
+  assert.ok(!slowFailed, `${what}: fast path accepted bytes the generated decoder rejects: ${bytes.toString('hex')}`);
+  assert.deepEqual(actual, expected, `${what}: ${bytes.toString('hex')}`);
+}
+
+function variants(prng: Prng, valid: Buffer): Buffer[] {
+  const out = [valid, valid.subarray(0, prng.int(0, valid.length)), Buffer.from(prng.fill(new Uint8Array(prng.int(0, 12))))];
+  if (valid.length > 0) {
+    const mutated = Buffer.from(valid);
+    mutated[prng.int(0, mutated.length - 1)] = prng.nextUint32() & 0xff;
+    out.push(mutated);
+  }
+  out.push(Buffer.concat([valid, Buffer.from([prng.nextUint32() & 0xff])]));
+  return out;
+}
+
+describe('fast decoders', () => {
+  it('agree with ts-proto on ProduceRequest', () => {
+    const prng = new Prng(7);
+    let fastHits = 0;
+    for (let round = 0; round < 3000; round++) {
+      const length = prng.pick([0, 1, 5, 127, 128, 300, 16384, prng.int(0, 2000)]);
+      const record = {
+        value: Buffer.from(prng.fill(new Uint8Array(length))),
+        offset: prng.chance(0.8) ? 0 : prng.int(0, 2 ** 31),
+        term: prng.chance(0.9) ? 0 : prng.int(1, 1000),
+        type: prng.chance(0.9) ? 0 : prng.int(1, 5),
+      };
+      const valid = Buffer.from(ProduceRequest.encode({ record: prng.chance(0.05) ? undefined : record }).finish());
+      for (const bytes of variants(prng, valid)) {
+        if (decodeProduceRequestFast(bytes) !== undefined) fastHits++;
+        agree(bytes, decodeProduceRequestFast, (b) => ProduceRequest.decode(b), 'ProduceRequest');
+      }
+    }
+    assert.ok(fastHits > 1000, `the fast path took ${fastHits} messages`);
+  });
+
+  it('agree with ts-proto on ProduceResponse', () => {
+    const prng = new Prng(8);
+    for (let round = 0; round < 3000; round++) {
+      const offset = prng.pick([0, 1, 127, 128, 2 ** 32, 2 ** 53 - 1, prng.int(0, 2 ** 31)]);
+      const valid = Buffer.from(ProduceResponse.encode({ offset }).finish());
+      assert.deepEqual(decodeProduceResponseFast(valid), { offset });
+      for (const bytes of variants(prng, valid)) agree(bytes, decodeProduceResponseFast, (b) => ProduceResponse.decode(b), 'ProduceResponse');
+    }
+    // 2^53 does not fit a JavaScript number exactly: the generated decoder rejects it, and so must the fast path.
+    assert.equal(decodeProduceResponseFast(Buffer.from([0x08, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x10])), undefined);
+  });
+});
