@@ -18,14 +18,14 @@ import {
   type ServiceError,
 } from '@grpc/grpc-js';
 import {
+  ConsumeResponse,
   LogClient,
   LogService,
   ProduceResponse,
-  type ConsumeResponse,
   type ProduceBatchRequest,
   type ProduceBatchResponse, type Record as WireRecord, type Server as WireServer } from '../gen/log/v1/log.js';
 import { errorFromStatus } from '../server/errors.js';
-import { decodeProduceResponseFast } from '../server/wire-decode.js';
+import { decodeConsumeResponseFast, decodeProduceResponseFast } from '../server/wire-decode.js';
 import { encodeProduceBatchRequest, encodeProduceRequest } from '../server/wire-encode.js';
 import { assert } from '../util/index.js';
 import { BatchingProducer, type BatchingProducerOptions } from './batching-producer.js';
@@ -78,6 +78,10 @@ function decodeProduceResponse(bytes: Buffer): ProduceResponse {
   return decodeProduceResponseFast(bytes) ?? ProduceResponse.decode(bytes);
 }
 
+function decodeConsumeResponse(bytes: Buffer): ConsumeResponse {
+  return decodeConsumeResponseFast(bytes) ?? ConsumeResponse.decode(bytes);
+}
+
 /** The generated client with the fast codecs for the produce path (hot path). */
 const FastLogClient = makeGenericClientConstructor(
   {
@@ -85,6 +89,8 @@ const FastLogClient = makeGenericClientConstructor(
     produce: { ...LogService.produce, requestSerialize: encodeProduceRequest, responseDeserialize: decodeProduceResponse },
     produceStream: { ...LogService.produceStream, requestSerialize: encodeProduceRequest, responseDeserialize: decodeProduceResponse },
     produceBatch: { ...LogService.produceBatch, requestSerialize: encodeProduceBatchRequest },
+    consume: { ...LogService.consume, responseDeserialize: decodeConsumeResponse },
+    consumeStream: { ...LogService.consumeStream, responseDeserialize: decodeConsumeResponse },
   },
   'log.v1.Log',
 ) as unknown as typeof LogClient;

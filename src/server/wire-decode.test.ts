@@ -7,9 +7,9 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ProduceRequest, ProduceResponse } from '../gen/log/v1/log.js';
+import { ConsumeResponse, ProduceRequest, ProduceResponse } from '../gen/log/v1/log.js';
 import { Prng } from '../util/index.js';
-import { decodeProduceRequestFast, decodeProduceResponseFast } from './wire-decode.js';
+import { decodeConsumeResponseFast, decodeProduceRequestFast, decodeProduceResponseFast } from './wire-decode.js';
 
 function agree<T>(bytes: Buffer, fast: (b: Buffer) => T | undefined, slow: (b: Buffer) => T, what: string): void {
   let expected: T | undefined;
@@ -67,5 +67,29 @@ describe('fast decoders', () => {
     }
     // 2^53 does not fit a JavaScript number exactly: the generated decoder rejects it, and so must the fast path.
     assert.equal(decodeProduceResponseFast(Buffer.from([0x08, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x10])), undefined);
+  });
+
+  it('agree with ts-proto on ConsumeResponse', () => {
+    const prng = new Prng(9);
+    let fastHits = 0;
+    const randomRecord = () => ({
+      value: Buffer.from(prng.fill(new Uint8Array(prng.pick([0, 1, 100, 128, prng.int(0, 1500)])))),
+      offset: prng.pick([0, 1, 128, 2 ** 32, 2 ** 53 - 1, prng.int(0, 2 ** 31)]),
+      term: prng.pick([0, 3, 2 ** 40]),
+      type: prng.pick([0, 1, 2 ** 32 - 1]),
+    });
+    for (let round = 0; round < 2000; round++) {
+      const message = {
+        record: prng.chance(0.3) ? randomRecord() : undefined,
+        records: Array.from({ length: prng.int(0, 4) }, randomRecord),
+      };
+      const valid = Buffer.from(ConsumeResponse.encode(message).finish());
+      assert.deepEqual(decodeConsumeResponseFast(valid), message);
+      for (const bytes of variants(prng, valid)) {
+        if (decodeConsumeResponseFast(bytes) !== undefined) fastHits++;
+        agree(bytes, decodeConsumeResponseFast, (b) => ConsumeResponse.decode(b), 'ConsumeResponse');
+      }
+    }
+    assert.ok(fastHits > 2000, `the fast path took ${fastHits} messages`);
   });
 });

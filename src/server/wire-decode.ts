@@ -1,15 +1,19 @@
 /**
- * Fast paths for decoding the two messages every produced record crosses: ProduceRequest (on the
- * server) and ProduceResponse (on the client). Each recognises only the exact canonical shape a
- * producer sends (a ProduceRequest whose record has only a non-empty value; a ProduceResponse with
- * only an offset) and returns undefined for anything else, which then goes through the generated
- * ts-proto decoder with its full validation. wire-decode.test.ts checks on random and mutated
- * input that a fast result always equals the generated decoder's.
+ * Fast paths for decoding the messages every record crosses: ProduceRequest (on the server),
+ * ProduceResponse and ConsumeResponse (on the client). Each recognises only the shapes annal
+ * sends and returns undefined for anything else (unknown fields, values that do not fit), which
+ * then goes through the generated ts-proto decoder with its full validation. The main saving is
+ * the generated code's uint64 path (BigInt, then a string, then a number, per field).
+ * wire-decode.test.ts checks on random and mutated input that a fast result always equals the
+ * generated decoder's.
  *
- * The decoded value is a view into the message buffer, not a copy: grpc-js assembles each received
- * message into a buffer of its own (Buffer.concat in its stream decoder) and never reuses it.
+ * A ProduceRequest's value is a view into the message buffer, not a copy: grpc-js assembles each
+ * received message into a buffer of its own (Buffer.concat in its stream decoder) and never
+ * reuses it, and the log copies the value into its write buffer. ConsumeResponse values are
+ * copied, as the generated code does, so that a consumer keeping one record does not keep its
+ * whole batch's buffer alive.
  */
-import type { ProduceRequest, ProduceResponse } from '../gen/log/v1/log.js';
+import type { ConsumeResponse, ProduceRequest, ProduceResponse, Record as WireRecord } from '../gen/log/v1/log.js';
 
 /** Varints longer than this are left to the generated decoder (2^53 needs 8 bytes). */
 const VARINT_BYTES_MAX = 8;
@@ -46,4 +50,50 @@ export function decodeProduceResponseFast(bytes: Buffer): ProduceResponse | unde
   const offset = readVarint(bytes, 1);
   if (offset === undefined || offset[1] !== bytes.length) return undefined;
   return { offset: offset[0] };
+}
+
+const UINT32_MAX = 0xffff_ffff;
+
+/** The Record in bytes [start, end), or undefined for any field or value the fast path leaves alone. */
+function readRecord(bytes: Buffer, start: number, end: number): WireRecord | undefined {
+  const record: WireRecord = { value: EMPTY, offset: 0, term: 0, type: 0 };
+  let position = start;
+  while (position < end) {
+    const tag = bytes[position++];
+    if (tag === 0x0a) {
+      const length = readVarint(bytes, position);
+      if (length === undefined || length[1] + length[0] > end) return undefined;
+      record.value = Buffer.from(bytes.subarray(length[1], length[1] + length[0]));
+      position = length[1] + length[0];
+      continue;
+    }
+    const field = readVarint(bytes, position);
+    if (field === undefined || field[1] > end) return undefined;
+    position = field[1];
+    if (tag === 0x10) record.offset = field[0];
+    else if (tag === 0x18) record.term = field[0];
+    else if (tag === 0x20 && field[0] <= UINT32_MAX) record.type = field[0];
+    else return undefined;
+  }
+  return record;
+}
+
+const EMPTY = Buffer.alloc(0);
+
+/** A ConsumeResponse with fields `record` and `records` only; otherwise undefined. */
+export function decodeConsumeResponseFast(bytes: Buffer): ConsumeResponse | undefined {
+  const message: ConsumeResponse = { record: undefined, records: [] };
+  let position = 0;
+  while (position < bytes.length) {
+    const tag = bytes[position++];
+    if (tag !== 0x12 && tag !== 0x1a) return undefined;
+    const length = readVarint(bytes, position);
+    if (length === undefined || length[1] + length[0] > bytes.length) return undefined;
+    const record = readRecord(bytes, length[1], length[1] + length[0]);
+    if (record === undefined) return undefined;
+    if (tag === 0x12) message.record = record;
+    else message.records.push(record);
+    position = length[1] + length[0];
+  }
+  return message;
 }
