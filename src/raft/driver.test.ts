@@ -9,7 +9,7 @@ import { test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { ClosedError, NotLeaderError, Prng } from '../util/index.js';
 import { LeadershipLostError } from './errors.js';
-import { RaftNode, type StateMachine } from './node.js';
+import { RaftNode, type StateMachine } from './driver.js';
 import { MemoryStorage } from './storage.js';
 import { InMemoryNetwork } from './transport.js';
 import { Role } from './types.js';

@@ -4,7 +4,7 @@ export { type RaftOptions } from './config.js';
 export { type RequestResult, type RefusalReason, applyConfigChange } from './raft.js';
 export { type Faults } from './faults.js';
 export { MemoryStorage, CompactedError, LogUnavailableError, type Storage, type InitialState } from './storage.js';
-export { RaftNode, type RaftNodeOptions, type RaftStorage, type StateMachine } from './node.js';
+export { RaftNode, type RaftNodeOptions, type RaftStorage, type StateMachine } from './driver.js';
 export { InMemoryNetwork, type Transport } from './transport.js';
 export { LeadershipLostError, ProposalOutcomeUnknownError, RaftBusyError } from './errors.js';
 export {

@@ -23,7 +23,8 @@ export class RaftLog {
     // The driver restores the state machine from the latest snapshot at start-up.
     this.applied = snapshotMeta.index;
     assert(this.committed <= this.lastIndex(), `persisted commit ${this.committed} beyond last index ${this.lastIndex()}`);
-    assert(this.applied <= this.committed || this.committed === 0, 'snapshot beyond commit');
+    // A crash between installing a snapshot and persisting the hard state leaves the persisted
+    // commit behind the snapshot; everything in a snapshot is committed.
     if (this.committed < this.applied) this.committed = this.applied;
   }
 

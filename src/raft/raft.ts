@@ -494,6 +494,12 @@ export class Raft {
   private handleSnapshotChunk(message: SnapshotChunk): void {
     let incoming = this.incomingSnapshot;
     const sameSnapshot = incoming !== null && incoming.snapshot.index === message.meta.index && incoming.snapshot.term === message.meta.term;
+    if (message.meta.index <= this.log.committed) {
+      // We already hold everything this snapshot covers: skip the transfer.
+      this.incomingSnapshot = null;
+      this.send({ type: 'appendResponse', to: message.from, reject: false, index: this.log.committed, rejectHintIndex: 0, rejectHintTerm: 0 });
+      return;
+    }
     if (!sameSnapshot) {
       if (message.offsetBytes !== 0) {
         this.sendSnapshotResponse(message, 0);

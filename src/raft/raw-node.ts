@@ -106,6 +106,10 @@ export class RawNode {
     return this.raft.readIndex(context);
   }
 
+  /**
+   * Whether there is a Ready to handle. It first turns proposals made since the last Ready into
+   * append messages (deferred so that they share messages), which is its only effect.
+   */
   hasReady(): boolean {
     const raft = this.raft;
     raft.flushAppends();

@@ -163,7 +163,7 @@ export class MemoryStorage implements Storage {
   }
 
   /** Discards entries up to and including `index`, which must be covered by the snapshot. */
-  private compact(index: number): void {
+  compact(index: number): void {
     assert(index <= this.latestSnapshot.meta.index, `compact ${index} beyond snapshot ${this.latestSnapshot.meta.index}`);
     if (index <= this.prevIndex) return;
     const term = this.term(index);

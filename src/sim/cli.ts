@@ -88,5 +88,18 @@ function runLong(args: CliArgs, seconds: number): number {
   return failures === 0 ? 0 : 1;
 }
 
-const args = parseArgs(process.argv.slice(2));
-process.exitCode = args.longSeconds === null ? runOne(args) : runLong(args, args.longSeconds);
+const USAGE = 'usage: npm run sim -- [--seed N] [--nodes 3|5|7] [--steps N] [--verbose] [--fault NAME] [--long SECONDS]';
+
+function main(): number {
+  let args: CliArgs;
+  try {
+    args = parseArgs(process.argv.slice(2));
+    if (args.nodeCount !== null && args.nodeCount < 1) throw new Error('--nodes must be at least 1');
+  } catch (error) {
+    console.error(`${error instanceof Error ? error.message : String(error)}\n${USAGE}`);
+    return 2;
+  }
+  return args.longSeconds === null ? runOne(args) : runLong(args, args.longSeconds);
+}
+
+process.exitCode = main();

@@ -38,6 +38,8 @@ export interface RunResult {
   /** Client operations recorded, and linearizability checks that ran out of search budget. */
   readonly operationCount: number;
   readonly linearizabilityUnknown: number;
+  /** Virtual time from healing to the first committed probe (0 if the run failed before). */
+  readonly healToCommitMs: number;
 }
 
 const TICK_MS = 10;
@@ -80,9 +82,10 @@ export function runSeed(options: RunOptions): RunResult {
   const workload = new Workload(cluster);
   let failure: string | null = null;
   let linearizabilityUnknown = 0;
+  let healToCommitMs = 0;
   try {
     runChaos(cluster, scenario, ids, options.steps * TICK_MS, workload);
-    runHeal(cluster, ids, workload);
+    healToCommitMs = runHeal(cluster, ids, workload);
     workload.checkOutcomes(committedValues(cluster));
     if (options.checkLinearizability ?? true) linearizabilityUnknown = workload.checkLinearizability(LINEARIZABILITY_STEPS_MAX);
   } catch (error) {
@@ -100,6 +103,7 @@ export function runSeed(options: RunOptions): RunResult {
     virtualMs: cluster.nowMs,
     operationCount: workload.appends.length + workload.reads.length,
     linearizabilityUnknown,
+    healToCommitMs,
   };
 }
 
@@ -173,7 +177,8 @@ function clientAction(cluster: SimCluster, scenario: Prng, ids: readonly NodeId[
   }
 }
 
-function runHeal(cluster: SimCluster, ids: readonly NodeId[], workload: Workload): void {
+/** Heals everything and checks liveness; returns the virtual ms until a proposal committed. */
+function runHeal(cluster: SimCluster, ids: readonly NodeId[], workload: Workload): number {
   cluster.network.heal();
   for (const id of ids) {
     cluster.restart(id);
@@ -192,6 +197,7 @@ function runHeal(cluster: SimCluster, ids: readonly NodeId[], workload: Workload
   if (!cluster.runFor(LIVENESS_BOUND_MS, () => probeIndex > 0)) {
     throw new SafetyViolation(`liveness: no proposal committed within ${LIVENESS_BOUND_MS}ms of healing (at ${healedAtMs}ms)`);
   }
+  const healToCommitMs = cluster.nowMs - healedAtMs;
   const leader = cluster.leader();
   const members = leader === null ? ids : memberIds(cluster, leader);
   const caughtUp = (): boolean => members.every((id) => cluster.node(id).stateMachine.appliedIndex >= probeIndex);
@@ -209,6 +215,7 @@ function runHeal(cluster: SimCluster, ids: readonly NodeId[], workload: Workload
   if (!cluster.runFor(LIVENESS_BOUND_MS, () => finalReadDone)) {
     throw new SafetyViolation(`liveness: no ReadIndex read completed within ${LIVENESS_BOUND_MS}ms after healing`);
   }
+  return healToCommitMs;
 }
 
 function memberIds(cluster: SimCluster, leader: NodeId): NodeId[] {
