@@ -22,5 +22,5 @@ export { codeName } from './grpc-codes.js';
 export type { ServerInterceptorOptions } from './server-interceptor.js';
 export { createClientInterceptor } from './client-interceptor.js';
 export type { ClientInterceptorOptions } from './client-interceptor.js';
-export { measureMessageSizes, messageSizeBytes } from './message-size.js';
+export { measureMessageSizes } from './message-size.js';
 export { spanAround } from './span-interceptor.js';

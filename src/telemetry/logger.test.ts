@@ -45,6 +45,29 @@ describe('logger', () => {
     assert.ok(!Number.isNaN(Date.parse(String(line['time']))));
   });
 
+  it('batches file writes yet delivers a lone line within the flush interval, and flushes at exit', async () => {
+    const lone = join(dir, 'lone.log');
+    const logger = createLogger({ destination: lone, flushIntervalMs: 20 });
+    logger.info('only line');
+    // Nothing else is logged: the interval flush must write it. Bounded poll, no fixed sleep.
+    let text = '';
+    for (let attempt = 0; attempt < 250 && !text.includes('only line'); attempt++) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      text = existsSync(lone) ? readFileSync(lone, 'utf8') : '';
+    }
+    assert.match(text, /"msg":"only line"/);
+
+    const atExit = join(dir, 'exit.log');
+    const loggerUrl = new URL('./logger.js', import.meta.url).href;
+    const script = `import { createLogger } from ${JSON.stringify(loggerUrl)};
+      const logger = createLogger({ destination: ${JSON.stringify(atExit)}, flushIntervalMs: 60000 });
+      for (let i = 0; i < 3; i++) logger.info({ i }, 'before exit');
+      process.exit(0);`;
+    const child = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
+    assert.equal(child.status, 0, child.stderr);
+    assert.equal(readFileSync(atExit, 'utf8').trim().split('\n').length, 3);
+  });
+
   it('accepts the documented levels and names them when refusing one', () => {
     assert.equal(parseLogLevel('DEBUG'), 'debug');
     assert.equal(parseLogLevel('silent'), 'silent');

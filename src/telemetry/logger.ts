@@ -3,8 +3,10 @@
  * `component` (`logger.child({ component: 'server' })`, or `componentLogger(root, 'server')`), so an
  * operator can filter one component's lines with `jq 'select(.component == "server")'`.
  */
+import { mkdirSync, openSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { pino, type DestinationStream, type Logger } from 'pino';
-import { InvalidArgumentError } from '../util/index.js';
+import { assertUint, InvalidArgumentError } from '../util/index.js';
 
 export type { Logger } from 'pino';
 
@@ -17,9 +19,16 @@ export interface LoggerOptions {
   level?: LogLevel;
   /**
    * Where lines go: a file path (appended to), a file descriptor, or a stream. Default stdout
-   * (fd 1). File paths and fds are written asynchronously through pino's buffered destination.
+   * (fd 1). File paths and fds are written asynchronously and in batches (see flushIntervalMs).
    */
   destination?: string | number | DestinationStream;
+  /**
+   * For file paths and fds: lines are buffered and written when 4 KiB have gathered or every
+   * flushIntervalMs, whichever comes first, instead of one write(2) per line (an access-log line
+   * per RPC made that a visible cost). Buffered lines are flushed on process exit; a SIGKILL loses
+   * at most this interval's lines. 0 writes every line at once. Default 100.
+   */
+  flushIntervalMs?: number;
   /** Fields on every line (e.g. `{ node: 'annal-0' }`). */
   base?: Record<string, unknown>;
 }
@@ -29,9 +38,7 @@ export function createLogger(options: LoggerOptions = {}): Logger {
   const level = options.level ?? 'info';
   const target = options.destination ?? 1;
   const destination =
-    typeof target === 'string' || typeof target === 'number'
-      ? pino.destination({ dest: target, sync: false, mkdir: typeof target === 'string' })
-      : target;
+    typeof target === 'string' || typeof target === 'number' ? bufferedDestination(target, options.flushIntervalMs ?? 100) : target;
   return pino(
     {
       level,
@@ -41,6 +48,36 @@ export function createLogger(options: LoggerOptions = {}): Logger {
     },
     destination,
   );
+}
+
+const BUFFER_BYTES = 4096;
+
+function bufferedDestination(target: string | number, flushIntervalMs: number): DestinationStream {
+  assertUint(flushIntervalMs, 'flushIntervalMs');
+  // Open a file here, synchronously: sonic-boom's own open is asynchronous, and lines logged just
+  // before an early process.exit would be lost while it is still opening.
+  const fd = typeof target === 'number' ? target : openLogFile(target);
+  if (flushIntervalMs === 0) return pino.destination({ dest: fd, sync: false });
+  const destination = pino.destination({ dest: fd, sync: false, minLength: BUFFER_BYTES });
+  const timer = setInterval(() => {
+    try {
+      destination.flush();
+    } catch {
+      // Destroyed (closed, EPIPE): nothing left to flush; the close listener stops the timer.
+    }
+  }, flushIntervalMs);
+  timer.unref();
+  destination.once('close', () => clearInterval(timer));
+  return destination;
+}
+
+function openLogFile(path: string): number {
+  try {
+    mkdirSync(dirname(path), { recursive: true });
+    return openSync(path, 'a');
+  } catch (error) {
+    throw new InvalidArgumentError(`cannot open log file ${path}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`, { cause: error });
+  }
 }
 
 /** A child logger for one component: every line carries `component: name`. */

@@ -1,8 +1,13 @@
 /**
  * Message byte counts for the access log and the bytes counters. Interceptors see decoded
  * messages, not bytes, and re-encoding a message only to measure it would double the encoding
- * cost; so the service definition's own (de)serializers note each message's encoded size in a
- * WeakMap keyed by the message object, and the interceptor looks it up.
+ * cost; so the service definition's own (de)serializers note each message's encoded size:
+ *
+ * - a request's size goes on the decoded object under a private symbol (a fresh object from the
+ *   decoder; a WeakMap keyed by message was the largest telemetry cost in a ProduceStream profile);
+ * - a response's size goes into `lastSerializedBytes`: grpc-js serializes synchronously inside
+ *   the interceptor's `next(message)`, so the interceptor reads it right after that call. If
+ *   another interceptor deferred the send, the size is unknown and counted as 0.
  *
  * Wrap a service definition once, before `server.addService`:
  *   server.addService(measureMessageSizes(ServedLogService), handlers);
@@ -10,11 +15,30 @@
  */
 import type { ServiceDefinition } from '@grpc/grpc-js';
 
-const sizes = new WeakMap<object, number>();
+const SIZE_BYTES: unique symbol = Symbol('annal.messageSizeBytes');
 
-/** The encoded size of a message that went through a measured (de)serializer; 0 when unknown. */
-export function messageSizeBytes(message: unknown): number {
-  return typeof message === 'object' && message !== null ? (sizes.get(message) ?? 0) : 0;
+interface Sized {
+  [SIZE_BYTES]?: number;
+}
+
+/** Size of the response serialized last; -1 once read. */
+let lastSerializedBytes = -1;
+
+/** The encoded size of a request that went through a measured deserializer; 0 when unknown. */
+export function requestSizeBytes(message: unknown): number {
+  return typeof message === 'object' && message !== null ? ((message as Sized)[SIZE_BYTES] ?? 0) : 0;
+}
+
+/**
+ * Runs `send` (which must serialize one response synchronously) and returns that response's
+ * encoded size, or 0 when no measured serializer ran.
+ */
+export function measureSend(send: () => void): number {
+  lastSerializedBytes = -1;
+  send();
+  const sizeBytes = lastSerializedBytes;
+  lastSerializedBytes = -1;
+  return sizeBytes < 0 ? 0 : sizeBytes;
 }
 
 /** The same service definition with (de)serializers that record each message's encoded size. */
@@ -26,12 +50,14 @@ export function measureMessageSizes<T extends ServiceDefinition>(definition: T):
       ...method,
       requestDeserialize: (bytes: Buffer) => {
         const message: unknown = requestDeserialize(bytes);
-        if (typeof message === 'object' && message !== null) sizes.set(message, bytes.length);
+        if (typeof message === 'object' && message !== null && Object.isExtensible(message)) {
+          (message as Sized)[SIZE_BYTES] = bytes.length;
+        }
         return message;
       },
       responseSerialize: (message: unknown) => {
         const bytes = responseSerialize(message);
-        if (typeof message === 'object' && message !== null) sizes.set(message, bytes.length);
+        lastSerializedBytes = bytes.length;
         return bytes;
       },
     };

@@ -71,15 +71,20 @@ export function fileRpcScope(metadata: Metadata, scope: RpcScope): void {
  * Runs `work` inside a child span of the call: the span ends when the promise settles, with
  * status ERROR and the exception recorded when it rejects.
  */
-export async function withSpan<T>(
+export function withSpan<T>(
   scope: RpcScope,
   name: string,
   work: (span: Span) => Promise<T>,
   attributes?: Attributes,
 ): Promise<T> {
-  // Unsampled calls skip the span machinery entirely: this sits on the per-append path.
-  if (!scope.sampled) return work(NON_RECORDING);
-  const span = scope.startSpan(name, attributes);
+  // Unsampled calls, and calls past their child-span budget, skip the span machinery: this sits
+  // on the per-append path of every ProduceStream.
+  const span = scope.sampled ? scope.startSpan(name, attributes) : NON_RECORDING;
+  if (!span.isRecording()) return work(span);
+  return traced(span, work);
+}
+
+async function traced<T>(span: Span, work: (span: Span) => Promise<T>): Promise<T> {
   try {
     return await work(span);
   } catch (error) {

@@ -39,9 +39,10 @@ import {
   RPC_SYSTEM_NAME_VALUE_GRPC,
 } from '@opentelemetry/semantic-conventions';
 import type { Logger } from 'pino';
-import { messageSizeBytes } from './message-size.js';
+import { assert } from '../util/index.js';
+import { measureSend, requestSizeBytes } from './message-size.js';
 import { fileRpcScope, type RpcScope } from './rpc-scope.js';
-import { methodAttributes, type RpcMetrics } from './rpc-metrics.js';
+import type { MethodStats, RpcMetrics } from './rpc-metrics.js';
 import { codeName } from './grpc-codes.js';
 import { extractTraceContext } from './propagation.js';
 
@@ -68,33 +69,10 @@ const SERVER_FAULT_CODES: ReadonlySet<number> = new Set([
 const NON_RECORDING: Span = trace.wrapSpanContext(INVALID_SPAN_CONTEXT);
 
 
-/** Label sets per method and per (method, code), built once: attribute objects are hashed per record. */
-class MethodLabels {
-  readonly method: Attributes;
-  private readonly byCode = new Map<number, Attributes>();
-  constructor(path: string) {
-    this.method = methodAttributes(path);
-  }
-  withCode(code: number): Attributes {
-    let labels = this.byCode.get(code);
-    if (labels === undefined) {
-      labels = { ...this.method, grpc_code: codeName(code) };
-      this.byCode.set(code, labels);
-    }
-    return labels;
-  }
-}
-
 export function createServerInterceptor(options: ServerInterceptorOptions): ServerInterceptor {
-  const labels = new Map<string, MethodLabels>();
   const childSpansMax = options.childSpansPerCallMax ?? 64;
   return (method, call) => {
-    let methodLabels = labels.get(method.path);
-    if (methodLabels === undefined) {
-      methodLabels = new MethodLabels(method.path);
-      labels.set(method.path, methodLabels);
-    }
-    const record = new CallRecord(method, call, methodLabels, options, childSpansMax);
+    const record = new CallRecord(method, call, options.metrics.method(method.path), options, childSpansMax);
     return new ServerInterceptingCall(call, {
       start: (next) =>
         next({
@@ -108,11 +86,7 @@ export function createServerInterceptor(options: ServerInterceptorOptions): Serv
           },
           onCancel: () => record.cancelled(),
         }),
-      sendMessage: (message, next) => {
-        next(message);
-        // The measured serializer ran inside next() (see message-size.ts).
-        record.sent(message);
-      },
+      sendMessage: (message, next) => record.sent(measureSend(() => next(message))),
       sendStatus: (status, next) => {
         // A handler may still send a status after the client cancelled (e.g. ending a stream on
         // 'end'); grpc-js then drops it and reports the cancel on the next tick. Finishing on the
@@ -140,16 +114,23 @@ class CallRecord implements RpcScope {
   private childSpansLeft: number;
   private childSpansDropped = 0;
   private readonly streaming: boolean;
+  /** What startSpan returns past the budget: carries the server span's context, records nothing. */
+  private unrecordedChildSpan: Span | undefined;
 
   constructor(
     private readonly method: ServerMethodDefinition<unknown, unknown>,
     private readonly call: ServerInterceptingCallInterface,
-    private readonly labels: MethodLabels,
+    private readonly stats: MethodStats,
     private readonly options: ServerInterceptorOptions,
     childSpansMax: number,
   ) {
     this.streaming = method.requestStream || method.responseStream;
     this.childSpansLeft = childSpansMax;
+  }
+
+  private get unrecordedChild(): Span {
+    this.unrecordedChildSpan ??= trace.wrapSpanContext(this.span.spanContext());
+    return this.unrecordedChildSpan;
   }
 
   get sampled(): boolean {
@@ -176,14 +157,14 @@ class CallRecord implements RpcScope {
     );
     this.context = trace.setSpan(ROOT_CONTEXT, this.span);
     fileRpcScope(metadata, this);
-    this.options.metrics.inFlightCalls.add(1, this.labels.method);
-    if (this.streaming) this.options.metrics.openStreams.add(1, this.labels.method);
+    this.stats.inFlightCalls++;
+    if (this.streaming) this.stats.openStreams++;
   }
 
   startSpan(name: string, attributes?: Attributes): Span {
     if (this.childSpansLeft === 0 || !this.span.isRecording()) {
       if (this.span.isRecording()) this.childSpansDropped++;
-      return trace.wrapSpanContext(this.span.spanContext());
+      return this.unrecordedChild;
     }
     this.childSpansLeft--;
     return this.options.tracer.startSpan(name, attributes ? { attributes } : {}, this.context);
@@ -191,12 +172,13 @@ class CallRecord implements RpcScope {
 
   received(message: unknown): void {
     this.requestMessages++;
-    this.requestBytes += messageSizeBytes(message);
+    this.requestBytes += requestSizeBytes(message);
   }
 
-  sent(message: unknown): void {
+  /** One response went out; its encoded size is `sizeBytes` (0 when unknown). */
+  sent(sizeBytes: number): void {
     this.responseMessages++;
-    this.responseBytes += messageSizeBytes(message);
+    this.responseBytes += sizeBytes;
   }
 
   cancelled(): void {
@@ -209,15 +191,14 @@ class CallRecord implements RpcScope {
     if (this.finished || !this.begun) return;
     this.finished = true;
     const durationMs = performance.now() - this.startedMs;
-    const { metrics } = this.options;
-    const labels = this.labels.withCode(code);
-    metrics.durationSeconds.record(durationMs / 1000, labels);
-    metrics.requests.add(1, labels);
-    if (code !== Status.OK) metrics.errors.add(1, labels);
-    if (this.requestBytes > 0) metrics.receivedBytes.add(this.requestBytes, this.labels.method);
-    if (this.responseBytes > 0) metrics.sentBytes.add(this.responseBytes, this.labels.method);
-    metrics.inFlightCalls.add(-1, this.labels.method);
-    if (this.streaming) metrics.openStreams.add(-1, this.labels.method);
+    const codeStats = this.stats.code(code);
+    this.options.metrics.durationSeconds.record(durationMs / 1000, codeStats.labels);
+    codeStats.requests++;
+    this.stats.receivedBytes += this.requestBytes;
+    this.stats.sentBytes += this.responseBytes;
+    assert(this.stats.inFlightCalls > 0, 'a finishing call must have been counted in flight');
+    this.stats.inFlightCalls--;
+    if (this.streaming) this.stats.openStreams--;
     this.subject ??= peerCertificateSubject(this.call);
     this.endSpan(code, details);
     this.options.accessLogger.info(

@@ -33,12 +33,18 @@ export interface OtlpReceiver {
   spans: ReceivedSpan[];
   /** Export requests received (with their content types). */
   requests: { contentType: string }[];
+  /**
+   * Resolves once `done(spans)` holds, checked after every export request (no polling); rejects
+   * after `timeoutMs` naming what arrived.
+   */
+  waitFor(done: (spans: ReceivedSpan[]) => boolean, timeoutMs: number): Promise<void>;
   close(): Promise<void>;
 }
 
 export async function startOtlpReceiver(): Promise<OtlpReceiver> {
   const spans: ReceivedSpan[] = [];
   const requests: { contentType: string }[] = [];
+  const waiters = new Set<() => void>();
   const server: Server = createServer((request, response) => {
     const chunks: Buffer[] = [];
     request.on('data', (chunk: Buffer) => chunks.push(chunk));
@@ -51,6 +57,7 @@ export async function startOtlpReceiver(): Promise<OtlpReceiver> {
       }
       spans.push(...flatten(JSON.parse(Buffer.concat(chunks).toString('utf8'))));
       response.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+      for (const check of [...waiters]) check();
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -59,6 +66,21 @@ export async function startOtlpReceiver(): Promise<OtlpReceiver> {
     endpoint: `http://127.0.0.1:${port}`,
     spans,
     requests,
+    waitFor: (done, timeoutMs) =>
+      new Promise<void>((resolve, reject) => {
+        const check = (): void => {
+          if (!done(spans)) return;
+          waiters.delete(check);
+          clearTimeout(timer);
+          resolve();
+        };
+        const timer = setTimeout(() => {
+          waiters.delete(check);
+          reject(new Error(`spans not received within ${timeoutMs} ms; got: ${spans.map((span) => span.name).join(', ')}`));
+        }, timeoutMs);
+        waiters.add(check);
+        check();
+      }),
     close: () => new Promise((resolve) => server.close(() => resolve())),
   };
 }
