@@ -1,0 +1,70 @@
+/**
+ * The server side of bench/tls.ts, a child process so client and server each have a core:
+ *
+ *   node dist/bench/tls-server.js insecure <dataDir> <fsync>
+ *   node dist/bench/tls-server.js mtls <dataDir> <fsync> <certsDir>
+ *   node dist/bench/tls-server.js grpc-ssl <dataDir> <fsync> <certsDir>
+ *
+ * annal's LogServer over a CommitLog, either plaintext (as `annal agent --insecure`) or behind
+ * auth's mTLS listener with the Casbin ACL interceptor from config/ (as `annal agent` with TLS
+ * files), or behind grpc-js's own TLS port (ServerCredentials.createSsl with client certificates
+ * required, no ACL): the reference for what TLS itself costs in grpc-js. Prints one JSON line `{"address":"127.0.0.1:port"}` when ready; exits on SIGTERM.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ServerCredentials } from '@grpc/grpc-js';
+import { AclEnforcement, PACKAGED_CONFIG_DIR, TlsServing } from '../src/auth/index.js';
+import { LogServer } from '../src/server/index.js';
+import { CommitLog, parseFsyncPolicy } from '../src/storage/index.js';
+
+async function main(): Promise<void> {
+  const [mode, dataDir, fsync, certsDir] = process.argv.slice(2);
+  const log = await CommitLog.open(dataDir!, { fsync: parseFsyncPolicy(fsync ?? 'always') });
+  const quiet = { error: (o: object, m: string) => console.error(m, o), warn: () => {}, info: () => {} };
+  let acl: AclEnforcement | undefined;
+  if (mode === 'mtls') {
+    acl = await AclEnforcement.start({
+      files: { modelFile: join(PACKAGED_CONFIG_DIR, 'model.conf'), policyFile: join(PACKAGED_CONFIG_DIR, 'policy.csv') },
+      logger: quiet,
+    });
+  }
+  const server = new LogServer({
+    log,
+    nodeName: 'bench',
+    logger: quiet,
+    maxRecordBytes: 1024 * 1024,
+    ...(acl === undefined ? {} : { interceptors: [acl.interceptor] }),
+    ...(mode === 'grpc-ssl' ? { credentials: grpcSsl(certsDir!) } : {}),
+  });
+  let address: string;
+  let tls: TlsServing | undefined;
+  if (mode === 'mtls') {
+    tls = await TlsServing.start({
+      grpcServer: server.grpc,
+      host: '127.0.0.1',
+      port: 0,
+      files: { certFile: join(certsDir!, 'server.pem'), keyFile: join(certsDir!, 'server-key.pem'), caFile: join(certsDir!, 'ca.pem') },
+      logger: quiet,
+    });
+    address = `127.0.0.1:${tls.port}`;
+    server.serving(address);
+  } else {
+    address = await server.start('127.0.0.1', 0);
+  }
+  process.once('SIGTERM', () => {
+    tls?.close();
+    acl?.close();
+    void server
+      .shutdown()
+      .then(() => log.close())
+      .then(() => process.exit(0));
+  });
+  process.stdout.write(`${JSON.stringify({ address })}\n`);
+}
+
+function grpcSsl(certsDir: string): ServerCredentials {
+  const read = (name: string) => readFileSync(join(certsDir, name));
+  return ServerCredentials.createSsl(read('ca.pem'), [{ cert_chain: read('server.pem'), private_key: read('server-key.pem') }], true);
+}
+
+void main();
