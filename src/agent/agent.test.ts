@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { AnnalClient } from '../client/index.js';
@@ -64,6 +64,15 @@ describe('Agent', () => {
       assert.match(error.message, /data dir .*not-a-dir exists and is not a directory/);
       return true;
     });
+  });
+
+  it('advertises the host name rather than a wildcard bind address', async () => {
+    const agent = await Agent.start(config({ bindAddr: '0.0.0.0:0' }));
+    const port = agent.server.port;
+    const client = new AnnalClient({ address: `127.0.0.1:${port}`, security: { insecure: true } });
+    assert.deepEqual(await client.getServers(), [{ id: 'agent-test', rpcAddr: `${hostname()}:${port}`, isLeader: true }]);
+    client.close();
+    await agent.shutdown();
   });
 
   it('refuses a max record size that cannot fit in a segment', async () => {

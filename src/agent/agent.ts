@@ -6,6 +6,7 @@
  * here later; `bindAddr` is accepted now so configs keep working.
  */
 import { mkdirSync, statSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { ServerCredentials, ServerInterceptor } from '@grpc/grpc-js';
 import { LogServer, type ServiceLogger } from '../server/index.js';
@@ -73,6 +74,8 @@ export class Agent {
     const server = new LogServer({
       log,
       nodeName: config.nodeName,
+      // A wildcard bind address is no address to give clients: advertise the host name instead.
+      ...(isWildcard(host) ? { advertiseHost: hostname() } : {}),
       maxRecordBytes: config.maxRecordBytes,
       logger,
       ...(config.shutdownTimeoutMs !== undefined ? { shutdownTimeoutMs: config.shutdownTimeoutMs } : {}),
@@ -104,6 +107,10 @@ export class Agent {
     await this.log.close();
     logger.info({ nextOffset: this.log.nextOffset() }, 'log closed; shutdown complete');
   }
+}
+
+function isWildcard(host: string): boolean {
+  return host === '0.0.0.0' || host === '::' || host === '[::]';
 }
 
 /** The host part of `host:port` (IPv6 in brackets). */

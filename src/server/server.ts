@@ -29,6 +29,8 @@ export interface LogServerOptions {
   nodeName: string;
   /** Address GetServers reports for this node; defaults to the address `start` bound. */
   advertiseAddr?: string;
+  /** Host GetServers reports with the bound port, when `advertiseAddr` is not given. */
+  advertiseHost?: string;
   /** Largest record value accepted, in bytes (INVALID_ARGUMENT above it). Default 1 MiB. */
   maxRecordBytes?: number;
   /** Most records in one ProduceBatch request. Default 65536. */
@@ -167,7 +169,10 @@ export class LogServer {
   }
 
   private servers(): WireServer[] {
-    const rpcAddr = this.options.advertiseAddr ?? this.boundAddress ?? '';
+    const { advertiseAddr, advertiseHost } = this.options;
+    const bound = this.boundAddress;
+    const rpcAddr =
+      advertiseAddr ?? (advertiseHost !== undefined && bound !== undefined ? `${formatHost(advertiseHost)}:${this.port}` : (bound ?? ''));
     return [{ id: this.options.nodeName, rpcAddr, isLeader: true }];
   }
 }
