@@ -9,6 +9,8 @@
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { connect as netConnect } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 import { after, before, describe, it } from 'node:test';
 import { status as Status } from '@grpc/grpc-js';
 import { createCertificateAuthority, issueCertificate, loadCertificateAuthority } from './certs.js';
@@ -179,6 +181,50 @@ describe('mTLS listener and ACL interceptor', { timeout: 120_000 }, () => {
     } finally {
       root.close();
     }
+  });
+});
+
+describe('TLS versions and stalled handshakes', { timeout: 60_000 }, () => {
+  it('negotiates TLS 1.3, accepts 1.2, and closes a connection that never handshakes without holding up others', async () => {
+    await withTempDir(async (dir) => {
+      const files = await makeCertificates(dir);
+      const logger = new RecordingLogger();
+      const { server } = standInServer();
+      const serving = await SecureServing.start({
+        grpcServer: server,
+        host: '127.0.0.1',
+        port: 0,
+        tls: { certFile: files.serverCert, keyFile: files.serverKey, caFile: files.caCert },
+        acl: { modelFile: join(CONFIG_DIR, 'model.conf'), policyFile: join(CONFIG_DIR, 'policy.csv') },
+        logger,
+        handshakeTimeoutMs: 300,
+      });
+      const pems = { ca: await readFile(files.caCert), cert: await readFile(files.rootClientCert), key: await readFile(files.rootClientKey) };
+      const handshake = (maxVersion: 'TLSv1.2' | 'TLSv1.3') =>
+        new Promise<string | null>((resolve, reject) => {
+          const socket = tlsConnect({ host: '127.0.0.1', port: serving.port, servername: 'localhost', ALPNProtocols: ['h2'], maxVersion, ...pems }, () => {
+            resolve(socket.getProtocol());
+            socket.destroy();
+          });
+          socket.once('error', reject);
+        });
+      const stalled = netConnect(serving.port, '127.0.0.1');
+      const stalledClosed = new Promise<void>((resolve) => stalled.once('close', () => resolve()));
+      stalled.on('error', () => {});
+      try {
+        assert.equal(await handshake('TLSv1.3'), 'TLSv1.3');
+        assert.equal(await handshake('TLSv1.2'), 'TLSv1.2');
+        const root = rawClient(serving.port, { caPem: pems.ca, certPem: pems.cert, keyPem: pems.key });
+        assert.deepEqual(await unaryCall(root, '/log.v1.Log/Produce', Buffer.from('ok')), Buffer.from('ok'), 'served while a handshake stalls');
+        root.close();
+        await stalledClosed;
+        await logger.waitFor(/did not finish in time/);
+      } finally {
+        stalled.destroy();
+        serving.close();
+        await shutdownServer(server);
+      }
+    });
   });
 });
 
