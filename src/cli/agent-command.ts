@@ -4,6 +4,8 @@
  * Both shut down gracefully on SIGINT/SIGTERM and exit 0; a second signal exits at once (130).
  */
 import { createServer } from 'node:net';
+import { format } from 'node:util';
+import { logVerbosity, setLogger, setLogVerbosity } from '@grpc/grpc-js';
 import { hostname } from 'node:os';
 import { relative, resolve } from 'node:path';
 import { Option, type Command } from 'commander';
@@ -123,7 +125,13 @@ function agentConfig(flags: AgentFlags & { dataDir: string }, logger: AgentConfi
 }
 
 function makeLogger(level: string, nodeName: string): pino.Logger {
-  return pino({ level, base: { node: nodeName } }, pino.destination({ fd: 2, sync: true }));
+  const logger = pino({ level, base: { node: nodeName } }, pino.destination({ fd: 2, sync: true }));
+  // grpc-js's own log lines (see main.ts) go into the node's log at debug level.
+  if (logger.isLevelEnabled('debug')) {
+    setLogVerbosity(logVerbosity.DEBUG);
+    setLogger({ error: (...args: unknown[]) => logger.debug({ component: 'grpc-js' }, format(...args)) });
+  }
+  return logger;
 }
 
 /**

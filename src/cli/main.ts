@@ -4,6 +4,8 @@
  * 1 runtime failure (unusable data dir, node unreachable, a rejected record), 2 usage error
  * (unknown flag, bad value, missing --insecure). Errors are one line on stderr.
  */
+import { format } from 'node:util';
+import { logVerbosity, setLogger, setLogVerbosity } from '@grpc/grpc-js';
 import { Command, CommanderError } from 'commander';
 import { AnnalError } from '../util/index.js';
 import { addAgentCommands } from './agent-command.js';
@@ -28,7 +30,21 @@ function program(): Command {
   return root;
 }
 
+/**
+ * grpc-js logs its own errors straight to stderr ("E No address added ..."), which would add a
+ * second, differently formatted line to the one-line errors. The failures it logs also surface as
+ * errors annal reports, so its log is off unless GRPC_VERBOSITY / GRPC_NODE_VERBOSITY asks for it;
+ * the agent routes it into its own log at debug level (agent-command.ts).
+ */
+function quietGrpcLog(): void {
+  if (process.env.GRPC_VERBOSITY === undefined && process.env.GRPC_NODE_VERBOSITY === undefined) {
+    setLogVerbosity(logVerbosity.NONE);
+  }
+  setLogger({ error: (...args: unknown[]) => process.stderr.write(`grpc-js: ${format(...args)}\n`) });
+}
+
 async function main(argv: string[]): Promise<number> {
+  quietGrpcLog();
   const root = program();
   try {
     await root.parseAsync(argv);
