@@ -314,6 +314,28 @@ describe('ProduceStream and ProduceBatch', () => {
     assert.equal(node.log.nextOffset(), 1, 'nothing after the bad record was appended');
   });
 
+  it('rejects an empty ProduceBatch and one over maxBatchRecords with INVALID_ARGUMENT', async () => {
+    await node.stop();
+    node = await startTestNode({ server: { maxBatchRecords: 4 } });
+    const raw = rawClient();
+    for (const [records, message] of [
+      [[], /has no records/],
+      [Array.from({ length: 5 }, (_, i) => ({ value: value(i), offset: 0, term: 0, type: 0 })), /5 records; the limit is 4/],
+    ] as const) {
+      const call = raw.produceBatch();
+      const failure = new Promise<ServiceError>((resolve) => {
+        call.on('data', () => {});
+        call.on('error', resolve);
+      });
+      call.write({ records: [...records] });
+      const error = await failure;
+      assert.equal(error.code, Status.INVALID_ARGUMENT);
+      assert.match(error.details, message);
+    }
+    raw.close();
+    assert.equal(node.log.nextOffset(), 0);
+  });
+
   it('answers UNAVAILABLE once the log is closed, after answering what came before', async () => {
     const producer = node.client.produceStream();
     assert.equal(await producer.send(value(0)), 0);
