@@ -2,7 +2,10 @@
  * ConsumeStream: sends records from the requested offset, then tails the log. A caught-up stream
  * awaits `log.waitForAppend` (a promise woken by the next acknowledged append), so a waiting
  * stream costs no CPU. Writes respect the response stream's backpressure: when `write` returns
- * false the pump waits for 'drain' before reading more from the log.
+ * false the pump waits for 'drain' before reading more from the log, and each step reads at most
+ * `maxResponseBytes` of values, so a slow connection holds at most about that much per stream.
+ * (A grpc-js client that does not read keeps accepting data into its own memory, so the server
+ * is held back only once the connection itself backs up; server.test.ts stalls it with a proxy.)
  *
  * Offsets: below the log's lowest offset is OUT_OF_RANGE. At or past the next offset the stream
  * waits for that offset to be written, as proglog's ConsumeStream does. With `stop_at_end` the
