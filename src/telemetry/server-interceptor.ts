@@ -68,7 +68,6 @@ const SERVER_FAULT_CODES: ReadonlySet<number> = new Set([
 /** Stands in for the server span until the call's metadata arrives. */
 const NON_RECORDING: Span = trace.wrapSpanContext(INVALID_SPAN_CONTEXT);
 
-
 export function createServerInterceptor(options: ServerInterceptorOptions): ServerInterceptor {
   const childSpansMax = options.childSpansPerCallMax ?? 64;
   return (method, call) => {
