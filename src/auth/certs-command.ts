@@ -139,3 +139,24 @@ async function exists(path: string): Promise<boolean> {
     return false;
   }
 }
+
+/** What `annal certs` prints: the files written and how to use them. */
+export function formatCertsReport(result: CertsCommandResult, configDir: string): string {
+  const { files } = result;
+  return [
+    result.reusedCa ? `reused the CA in ${files.caCert} and issued new certificates:` : `made a new CA and certificates:`,
+    `  CA:            ${files.caCert} ${files.caKey}`,
+    `  server:        ${files.serverCert} ${files.serverKey}`,
+    `  peer:          ${files.peerCert} ${files.peerKey}`,
+    `  root client:   ${files.rootClientCert} ${files.rootClientKey}`,
+    `  nobody client: ${files.nobodyClientCert} ${files.nobodyClientKey}`,
+    '',
+    'agent flags:',
+    `  --server-tls-cert-file ${files.serverCert} --server-tls-key-file ${files.serverKey} --server-tls-ca-file ${files.caCert}`,
+    `  --peer-tls-cert-file ${files.peerCert} --peer-tls-key-file ${files.peerKey} --peer-tls-ca-file ${files.caCert}`,
+    `  --acl-model-file ${join(configDir, 'model.conf')} --acl-policy-file ${join(configDir, 'policy.csv')}`,
+    'client flags (as root):',
+    `  --ca-file ${files.caCert} --cert-file ${files.rootClientCert} --key-file ${files.rootClientKey}`,
+    '',
+  ].join('\n');
+}

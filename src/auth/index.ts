@@ -4,7 +4,7 @@ export { createAclInterceptor, LOG_METHOD_ACTIONS, OPEN_SERVICES } from './acl-i
 export type { AclInterceptorOptions } from './acl-interceptor.js';
 export { createCertificateAuthority, issueCertificate, loadCertificateAuthority } from './certs.js';
 export type { CertificateAuthority, IssuedPair, IssueOverrides } from './certs.js';
-export { certificateFiles, runCertsCommand } from './certs-command.js';
+export { certificateFiles, formatCertsReport, runCertsCommand } from './certs-command.js';
 export type { CertificateFiles, CertsCommandOptions, CertsCommandResult } from './certs-command.js';
 export { parseCsr, parseSigningConfig, profileFor, readCsrFile, readSigningConfigFile } from './csr-config.js';
 export type { CsrSpec, SigningConfig, SigningProfile } from './csr-config.js';
@@ -22,3 +22,5 @@ export type { TlsFiles, TlsMaterial } from './tls-material.js';
 export { MaterialCertificateProvider, PeerCredentials } from './peer-credentials.js';
 export { clientTlsFlags, ensureDevCertificates, missingSecurityMessage, PACKAGED_CONFIG_DIR, resolveNodeSecurity } from './node-security.js';
 export type { DevCertificates, NodeSecurity, NodeSecurityFlags, NodeSecurityResult } from './node-security.js';
+export { NodeSecurityRuntime } from './node-runtime.js';
+export type { NodeSecurityRuntimeOptions } from './node-runtime.js';
