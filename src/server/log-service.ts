@@ -49,6 +49,8 @@ export interface LogServiceOptions {
   maxBatchRecords: number;
   /** Appends (or batches) started but not yet answered per ProduceStream/ProduceBatch call. */
   maxInFlightPerStream: number;
+  /** Value bytes of those appends, at most (reading pauses beyond; one request always fits). */
+  maxInFlightBytesPerStream: number;
   consume: ConsumeStreamLimits;
   /** The cluster as GetServers reports it (a single node reports itself as leader). */
   servers: () => WireServer[];
@@ -150,7 +152,9 @@ export class LogServiceHandlers {
 
   private produceStream(call: ServerDuplexStream<Req<ProduceRequest>, ProduceResponse>): void {
     const log = this.options.log;
-    this.servePipeline(call, (request) => {
+    const sizeBytes = (request: Req<ProduceRequest>): number =>
+      request instanceof DecodeFailure ? 0 : (request.record?.value.length ?? 0);
+    this.servePipeline(call, sizeBytes, (request) => {
       const input = this.recordFrom(decoded(request).record);
       return log.append(input).then(toProduceResponse);
     });
@@ -158,7 +162,13 @@ export class LogServiceHandlers {
 
   private produceBatch(call: ServerDuplexStream<Req<ProduceBatchRequest>, ProduceBatchResponse>): void {
     const log = this.options.log;
-    this.servePipeline(call, (request) => {
+    const sizeBytes = (request: Req<ProduceBatchRequest>): number => {
+      if (request instanceof DecodeFailure) return 0;
+      let total = 0;
+      for (const record of request.records) total += record.value.length;
+      return total;
+    };
+    this.servePipeline(call, sizeBytes, (request) => {
       const records = decoded(request).records;
       if (records.length === 0) throw new InvalidArgumentError('ProduceBatch request has no records');
       if (records.length > this.options.maxBatchRecords) {
@@ -177,6 +187,7 @@ export class LogServiceHandlers {
 
   private servePipeline<Request, Response>(
     call: ServerDuplexStream<Request, Response>,
+    sizeBytes: (request: Request) => number,
     start: (request: Request) => Promise<Response>,
   ): void {
     if (this.draining) {
@@ -185,6 +196,8 @@ export class LogServiceHandlers {
     }
     const pipeline = new Pipeline(call, {
       maxInFlight: this.options.maxInFlightPerStream,
+      maxInFlightBytes: this.options.maxInFlightBytesPerStream,
+      sizeBytes,
       start,
       onUnexpectedError: (error) => this.logUnexpected(error),
     });

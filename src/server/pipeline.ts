@@ -4,8 +4,9 @@
  * fsync (group commit). Guarantees:
  *
  * - Responses go out in request order, one per request.
- * - At most `maxInFlight` operations are pending; beyond that the call's reading is paused, so
- *   HTTP/2 flow control pushes back on the client. Reading also pauses while the response stream
+ * - At most `maxInFlight` operations, holding at most about `maxInFlightBytes` of requests, are
+ *   pending; beyond that the call's reading is paused, so HTTP/2 flow control pushes back on the
+ *   client. Reading also pauses while the response stream
  *   is over its high-water mark (a client that does not read its responses).
  * - On the first error (a bad request or a failed append), the requests before it are still
  *   answered, no later request is started, and the call ends with the error's status.
@@ -19,6 +20,10 @@ import { statusFromError } from './errors.js';
 export interface PipelineOptions<Request, Response> {
   /** Upper bound on operations started but not yet answered (>= 1). */
   maxInFlight: number;
+  /** Reading pauses once the pending requests' sizes add up to this many bytes (>= 1). */
+  maxInFlightBytes: number;
+  /** The size of a request that counts against maxInFlightBytes (a record's value bytes). */
+  sizeBytes: (request: Request) => number;
   /**
    * Starts the operation for one request. May throw synchronously (validation): that counts as the
    * request's error and stops the stream after earlier requests are answered.
@@ -29,6 +34,7 @@ export interface PipelineOptions<Request, Response> {
 }
 
 interface Slot<Response> {
+  sizeBytes: number;
   settled: boolean;
   response: Response | undefined;
   /** Set when the request failed: the status that ends the call when its turn comes. */
@@ -42,6 +48,8 @@ export class Pipeline<Request, Response> {
   // Invariant: queue[head..] are the requests started and not yet answered, in request order.
   private readonly queue: Slot<Response>[] = [];
   private head = 0;
+  // Invariant: inFlightBytes is the sum of sizeBytes over queue[head..].
+  private inFlightBytes = 0;
   private stopped = false; // no request is started after this is set
   private finished = false; // the call's status has been sent (or the client cancelled)
   private inputEnded = false;
@@ -55,6 +63,7 @@ export class Pipeline<Request, Response> {
     private readonly options: PipelineOptions<Request, Response>,
   ) {
     assert(options.maxInFlight >= 1, 'maxInFlight must be at least 1');
+    assert(options.maxInFlightBytes >= 1, 'maxInFlightBytes must be at least 1');
   }
 
   /** Starts serving; resolves once the call has ended (status sent or cancelled). */
@@ -88,7 +97,7 @@ export class Pipeline<Request, Response> {
 
   private onRequest(request: Request): void {
     if (this.stopped) return;
-    const slot: Slot<Response> = { settled: false, response: undefined, failure: undefined };
+    const slot: Slot<Response> = { sizeBytes: 0, settled: false, response: undefined, failure: undefined };
     this.queue.push(slot);
     const failed = (error: unknown): void => {
       // Nothing after a failed request starts; the requests before it are still answered.
@@ -99,6 +108,8 @@ export class Pipeline<Request, Response> {
     };
     let operation: Promise<Response>;
     try {
+      slot.sizeBytes = this.options.sizeBytes(request);
+      this.inFlightBytes += slot.sizeBytes;
       operation = this.options.start(request);
     } catch (error) {
       failed(error); // validation
@@ -120,6 +131,7 @@ export class Pipeline<Request, Response> {
       const slot = queue[this.head]!;
       if (!slot.settled) break;
       this.head++;
+      this.inFlightBytes -= slot.sizeBytes;
       if (slot.failure !== undefined) {
         this.endWith(slot.failure);
         return;
@@ -142,7 +154,8 @@ export class Pipeline<Request, Response> {
 
   private updateFlow(): void {
     const inFlight = this.queue.length - this.head;
-    const shouldPause = this.stopped || this.writeBlocked || inFlight >= this.options.maxInFlight;
+    const shouldPause =
+      this.stopped || this.writeBlocked || inFlight >= this.options.maxInFlight || this.inFlightBytes >= this.options.maxInFlightBytes;
     if (shouldPause && !this.paused) {
       this.paused = true;
       this.call.pause();

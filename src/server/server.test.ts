@@ -303,6 +303,28 @@ describe('ProduceStream and ProduceBatch', () => {
     await producer.close();
   });
 
+  it('also bounds the bytes in flight per stream', async () => {
+    await node.stop();
+    node = await startTestNode({ server: { maxInFlightPerStream: 1000, maxInFlightBytesPerStream: 1000 } });
+    let openGate!: () => void;
+    const gate = new Promise<void>((resolve) => (openGate = resolve));
+    let started = 0;
+    const append = node.log.append.bind(node.log);
+    node.log.append = (record) => {
+      started++;
+      return gate.then(() => append(record));
+    };
+    const producer = node.client.produceStream();
+    const answers = Array.from({ length: 20 }, () => producer.send(Buffer.alloc(300, 1)));
+    await waitUntil(() => started >= 4, 'four appends of 300 bytes to start (the fourth crosses 1000 bytes)');
+    let stableChecks = 0;
+    await waitUntil(() => ++stableChecks >= 5, 'a moment for more appends to (not) start', 10_000, 10);
+    assert.equal(started, 4);
+    openGate();
+    assert.deepEqual(await Promise.all(answers), Array.from({ length: 20 }, (_, i) => i));
+    await producer.close();
+  });
+
   it('stops a ProduceStream at a bad record after answering the records before it', async () => {
     const producer = node.client.produceStream();
     const first = producer.send(value(0));

@@ -43,6 +43,8 @@ export interface LogServerOptions {
   maxRequestBytes?: number;
   /** Appends in flight per ProduceStream/ProduceBatch call before reading pauses. Default 4096. */
   maxInFlightPerStream?: number;
+  /** Value bytes in flight per ProduceStream/ProduceBatch call before reading pauses. Default 64 MiB. */
+  maxInFlightBytesPerStream?: number;
   /** Value bytes per ConsumeStream response (one larger record is still sent alone). Default 1 MiB. */
   maxResponseBytes?: number;
   /** Upper bound on a ConsumeStream's max_batch. Default 8192. */
@@ -82,6 +84,7 @@ export class LogServer {
       maxRecordBytes,
       maxBatchRecords: options.maxBatchRecords ?? 65536,
       maxInFlightPerStream: options.maxInFlightPerStream ?? 4096,
+      maxInFlightBytesPerStream: options.maxInFlightBytesPerStream ?? 64 * MIB,
       consume: {
         readChunkRecords: 256,
         maxBatchRecords: options.maxConsumeBatchRecords ?? 8192,
