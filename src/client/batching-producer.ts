@@ -3,7 +3,8 @@
  * it holds `maxBatchRecords` records or `maxBatchBytes` value bytes, or `lingerMs` after its first
  * record, whichever comes first. Each `send` resolves with its record's own offset (the batch's
  * first offset plus its position). At most `maxInFlightBatches` batches await their answer; full
- * batches beyond that wait in order, so offsets follow the order of `send` calls.
+ * batches beyond that wait in order, so offsets follow the order of `send` calls. Waiting
+ * batches are held in memory: a caller producing without bound should await older sends.
  */
 import { assert } from '../util/index.js';
 import type { ProduceBatchHandle } from './client.js';
