@@ -9,7 +9,7 @@ export type { MeterSource } from './metrics.js';
 export { startMetricsServer, parseHostPort } from './metrics-server.js';
 export type { MetricsEndpoint, MetricsServerOptions, HostPort } from './metrics-server.js';
 export { RpcMetrics } from './rpc-metrics.js';
-export { StorageMetrics, diskFreeRatio, timeAppend } from './storage-metrics.js';
+export { StorageMetrics, AppendTimer, diskFreeRatio } from './storage-metrics.js';
 export type { StorageStats } from './storage-metrics.js';
 export { RuntimeMetrics } from './runtime-metrics.js';
 export { Tracing, resolveTracesUrl, parseSampleRatio } from './tracing.js';

@@ -29,13 +29,13 @@ export function requestSizeBytes(message: unknown): number {
   return typeof message === 'object' && message !== null ? ((message as Sized)[SIZE_BYTES] ?? 0) : 0;
 }
 
-/**
- * Runs `send` (which must serialize one response synchronously) and returns that response's
- * encoded size, or 0 when no measured serializer ran.
- */
-export function measureSend(send: () => void): number {
+/** Call right before handing one response to grpc-js (which serializes it synchronously). */
+export function expectSerialization(): void {
   lastSerializedBytes = -1;
-  send();
+}
+
+/** The encoded size of the response serialized since `expectSerialization`; 0 when none was measured. */
+export function serializedSizeBytes(): number {
   const sizeBytes = lastSerializedBytes;
   lastSerializedBytes = -1;
   return sizeBytes < 0 ? 0 : sizeBytes;
@@ -50,8 +50,12 @@ export function measureMessageSizes<T extends ServiceDefinition>(definition: T):
       ...method,
       requestDeserialize: (bytes: Buffer) => {
         const message: unknown = requestDeserialize(bytes);
-        if (typeof message === 'object' && message !== null && Object.isExtensible(message)) {
-          (message as Sized)[SIZE_BYTES] = bytes.length;
+        if (typeof message === 'object' && message !== null) {
+          try {
+            (message as Sized)[SIZE_BYTES] = bytes.length;
+          } catch {
+            // A frozen message (not what decoders return): its size stays unknown.
+          }
         }
         return message;
       },

@@ -40,7 +40,7 @@ import {
 } from '@opentelemetry/semantic-conventions';
 import type { Logger } from 'pino';
 import { assert } from '../util/index.js';
-import { measureSend, requestSizeBytes } from './message-size.js';
+import { expectSerialization, requestSizeBytes, serializedSizeBytes } from './message-size.js';
 import { fileRpcScope, type RpcScope } from './rpc-scope.js';
 import type { MethodStats, RpcMetrics } from './rpc-metrics.js';
 import { codeName } from './grpc-codes.js';
@@ -85,7 +85,11 @@ export function createServerInterceptor(options: ServerInterceptorOptions): Serv
           },
           onCancel: () => record.cancelled(),
         }),
-      sendMessage: (message, next) => record.sent(measureSend(() => next(message))),
+      sendMessage: (message, next) => {
+        expectSerialization();
+        next(message);
+        record.sent(serializedSizeBytes());
+      },
       sendStatus: (status, next) => {
         // A handler may still send a status after the client cancelled (e.g. ending a stream on
         // 'end'); grpc-js then drops it and reports the cancel on the next tick. Finishing on the

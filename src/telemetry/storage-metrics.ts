@@ -8,6 +8,7 @@
  */
 import { statfs } from 'node:fs/promises';
 import type { Histogram } from '@opentelemetry/api';
+import { assert } from '../util/index.js';
 import { DURATION_BUCKETS_SECONDS, type MeterSource } from './metrics.js';
 
 /** What the gauges read from the log at scrape time. */
@@ -22,8 +23,14 @@ export interface StorageStats {
 }
 
 export class StorageMetrics {
-  /** From append() to its acknowledgement under the fsync policy (so it includes the group-commit wait). */
+  /**
+   * From append() to its acknowledgement under the fsync policy (so it includes the group-commit
+   * wait), for one append call in `appendSampleEvery` (see AppendTimer).
+   */
   readonly appendDurationSeconds: Histogram;
+  /** Append calls and the records they carried: exact, read by observable counters. */
+  appendCalls = 0;
+  appendedRecords = 0;
   /** One fdatasync round of the log (all dirty segments and, after a roll, the directory). */
   readonly fsyncDurationSeconds: Histogram;
 
@@ -39,6 +46,19 @@ export class StorageMetrics {
       unit: 's',
       advice: { explicitBucketBoundaries: [...DURATION_BUCKETS_SECONDS] },
     });
+    const appendCalls = meter.createObservableCounter('annal_storage_append_calls', {
+      description: 'Append calls (one per record, or one per batch), counted exactly.',
+    });
+    const appendedRecords = meter.createObservableCounter('annal_storage_appended_records', {
+      description: 'Records appended, counted exactly.',
+    });
+    meter.addBatchObservableCallback(
+      (result) => {
+        result.observe(appendCalls, this.appendCalls);
+        result.observe(appendedRecords, this.appendedRecords);
+      },
+      [appendCalls, appendedRecords],
+    );
     const sizeBytes = meter.createObservableGauge('annal_storage_size_bytes', {
       description: 'Bytes of all store files of the log.',
       unit: 'By',
@@ -72,15 +92,44 @@ export class StorageMetrics {
 }
 
 /**
- * Runs an append and records its duration into `appendDurationSeconds` (failed appends too: a
- * slow failing disk is what an operator needs to see).
+ * Times append calls for `appendDurationSeconds`, one call in `sampleEvery`: timing every append
+ * (two clock reads, a promise reaction and a histogram record per record of a ProduceStream) cost
+ * about 1 µs per record, a tenth of the server's whole per-record CPU. The sample is every n-th
+ * call, which under steady load is as good as random; the counts beside it are exact.
  */
-export async function timeAppend<T>(metrics: StorageMetrics, append: () => Promise<T>): Promise<T> {
-  const startedMs = performance.now();
-  try {
-    return await append();
-  } finally {
-    metrics.appendDurationSeconds.record((performance.now() - startedMs) / 1000);
+export class AppendTimer {
+  private untilSample = 0;
+
+  /** `sampleEvery`: 1 times every call. Default 16. */
+  constructor(
+    private readonly metrics: StorageMetrics,
+    private readonly sampleEvery = 16,
+  ) {
+    assert(Number.isSafeInteger(sampleEvery) && sampleEvery >= 1, 'sampleEvery must be a positive integer');
+  }
+
+  /** Counts one append call of `records` records and runs it, timing it if it is the sampled one. */
+  run<T>(records: number, append: () => Promise<T>): Promise<T> {
+    this.metrics.appendCalls++;
+    this.metrics.appendedRecords += records;
+    if (this.untilSample > 0) {
+      this.untilSample--;
+      return append();
+    }
+    this.untilSample = this.sampleEvery - 1;
+    const startedMs = performance.now();
+    const histogram = this.metrics.appendDurationSeconds;
+    const record = (): void => histogram.record((performance.now() - startedMs) / 1000);
+    return append().then(
+      (value) => {
+        record();
+        return value;
+      },
+      (error: unknown) => {
+        record();
+        throw error;
+      },
+    );
   }
 }
 
