@@ -211,6 +211,18 @@ describe('CommitLog', () => {
     assert.deepEqual(parseFsyncPolicy('interval:200ms'), { kind: 'interval', intervalMs: 200 });
   });
 
+  it('locks its directory against a second open until closed, and takes over a stale lock', async () => {
+    const log = await CommitLog.open(dir);
+    await assert.rejects(CommitLog.open(dir), (e: unknown) => e instanceof InvalidArgumentError && /in use by this process/.test(e.message));
+    await log.close();
+    const again = await CommitLog.open(dir);
+    await again.close();
+    // A lock left by a process that no longer exists (kill -9) is stale.
+    writeFileSync(join(dir, 'LOCK'), '2147483646 12345\n');
+    const afterCrash = await CommitLog.open(dir);
+    await afterCrash.close();
+  });
+
   it('reset empties the log', async () => {
     const log = await CommitLog.open(dir);
     await log.append({ value: value(0) });

@@ -17,6 +17,7 @@ import {
   StorageFailedError,
 } from '../util/index.js';
 import { FRAME_HEADER_BYTES, INDEX_ENTRY_BYTES } from './format.js';
+import { lockDirectory } from './dir-lock.js';
 import { recoverSegments } from './recovery.js';
 import { Segment } from './segment.js';
 import type { FsyncPolicy, LogConfig, ReadLimits, RecordInput, RecoveryReport, StoredRecord } from './types.js';
@@ -168,7 +169,14 @@ export class CommitLog {
   private closed = false;
   private idleWaiters: (() => void)[] = [];
 
-  private constructor(readonly dir: string, config: LogConfig, segments: Segment[], dirFd: number, recovery: RecoveryReport) {
+  private constructor(
+    readonly dir: string,
+    config: LogConfig,
+    segments: Segment[],
+    dirFd: number,
+    recovery: RecoveryReport,
+    private readonly unlock: () => void,
+  ) {
     this.config = config;
     this.segments = segments;
     this.dirFd = dirFd;
@@ -192,14 +200,20 @@ export class CommitLog {
     }
     validateConfig(full);
     prepareDirectory(dir);
-    const { segments, report } = recoverSegments(dir, full);
-    const dirFd = openSync(dir, 'r');
-    if (segments.length === 0) {
-      segments.push(Segment.create(dir, full.initialOffset));
-      fsyncSync(dirFd);
-      report.segmentCount = 1;
+    const unlock = lockDirectory(dir);
+    try {
+      const { segments, report } = recoverSegments(dir, full);
+      const dirFd = openSync(dir, 'r');
+      if (segments.length === 0) {
+        segments.push(Segment.create(dir, full.initialOffset));
+        fsyncSync(dirFd);
+        report.segmentCount = 1;
+      }
+      return new CommitLog(dir, full, segments, dirFd, report, unlock);
+    } catch (error) {
+      unlock();
+      throw error;
     }
-    return new CommitLog(dir, full, segments, dirFd, report);
   }
 
   private get active(): Segment {
@@ -567,6 +581,7 @@ export class CommitLog {
     }
     for (const segment of this.segments) segment.close();
     closeSync(this.dirFd);
+    this.unlock();
   }
 
   /** Closes the log and deletes its directory. */
