@@ -10,7 +10,7 @@ import { InvalidArgumentError, Prng, UnavailableError } from '../util/index.js';
 import { type Address, formatAddress, ipToBytes, parseAddress } from './address.js';
 import { type MembershipTimings, resolveTimings } from './config.js';
 import { encodePushPull, encodeStreamMessage } from './framing.js';
-import { type Member, type MemberEvent, Serf } from './serf.js';
+import { type Member, type MemberEvent, Serf, tagsToMeta } from './serf.js';
 import { exchange, frameStream, readStreamMessage } from './tcp-stream.js';
 import { Keyring, encryptionOverheadBytes } from './transport-keyring.js';
 
@@ -109,6 +109,7 @@ export class Membership {
     if (!bind) throw new InvalidArgumentError(`bindAddr must be host:port, got "${options.bindAddr}"`);
     const timings = resolveTimings(options.timings);
     const keyring = options.encryptKey === undefined ? undefined : Keyring.fromBase64(options.encryptKey);
+    tagsToMeta(options.tags ?? {}); // validates the size before any socket is bound
     const { udp, tcp, port } = await bindBoth(bind);
     const advertise = options.advertiseAddr === undefined ? { host: bind.host, port } : parseAddress(options.advertiseAddr);
     if (!advertise || advertise.host === '0.0.0.0' || advertise.host === '::') {
