@@ -19,14 +19,16 @@ export interface LoggerOptions {
   level?: LogLevel;
   /**
    * Where lines go: a file path (appended to), a file descriptor, or a stream. Default stdout
-   * (fd 1). File paths and fds are written asynchronously and in batches (see flushIntervalMs).
+   * (fd 1).
    */
   destination?: string | number | DestinationStream;
   /**
-   * For file paths and fds: lines are buffered and written when 4 KiB have gathered or every
-   * flushIntervalMs, whichever comes first, instead of one write(2) per line (an access-log line
-   * per RPC made that a visible cost). Buffered lines are flushed on process exit; a SIGKILL loses
-   * at most this interval's lines. 0 writes every line at once. Default 100.
+   * For file paths and fds. 0 (default): each line is written synchronously, one write(2) per
+   * line. Above 0: lines are buffered and written asynchronously when 4 KiB have gathered or every
+   * flushIntervalMs, whichever comes first, and flushed at process exit (a SIGKILL loses at most
+   * one interval). Measured here for access-log lines: 4.9 µs per line synchronous, 6.2–7.1 µs
+   * buffered (pino's formatting dominates), so buffering is for slow or blocking destinations
+   * (a pipe whose reader lags), not for speed.
    */
   flushIntervalMs?: number;
   /** Fields on every line (e.g. `{ node: 'annal-0' }`). */
@@ -38,7 +40,7 @@ export function createLogger(options: LoggerOptions = {}): Logger {
   const level = options.level ?? 'info';
   const target = options.destination ?? 1;
   const destination =
-    typeof target === 'string' || typeof target === 'number' ? bufferedDestination(target, options.flushIntervalMs ?? 100) : target;
+    typeof target === 'string' || typeof target === 'number' ? fileDestination(target, options.flushIntervalMs ?? 0) : target;
   return pino(
     {
       level,
@@ -52,12 +54,12 @@ export function createLogger(options: LoggerOptions = {}): Logger {
 
 const BUFFER_BYTES = 4096;
 
-function bufferedDestination(target: string | number, flushIntervalMs: number): DestinationStream {
+function fileDestination(target: string | number, flushIntervalMs: number): DestinationStream {
   assertUint(flushIntervalMs, 'flushIntervalMs');
   // Open a file here, synchronously: sonic-boom's own open is asynchronous, and lines logged just
   // before an early process.exit would be lost while it is still opening.
   const fd = typeof target === 'number' ? target : openLogFile(target);
-  if (flushIntervalMs === 0) return pino.destination({ dest: fd, sync: false });
+  if (flushIntervalMs === 0) return pino.destination({ dest: fd, sync: true });
   const destination = pino.destination({ dest: fd, sync: false, minLength: BUFFER_BYTES });
   const timer = setInterval(() => {
     try {
