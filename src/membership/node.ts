@@ -271,6 +271,7 @@ export class Membership {
     if (this.serf.nextDeadlineMs() <= now) this.serf.tick(now);
     for (const output of this.serf.drainOutbox()) {
       if (output.kind === 'packet') this.sendPacket(output.to, output.bytes);
+      else if (output.kind === 'tcp-ping') void this.tcpPing(output);
       else void this.pushPull(output.to, output.kind === 'join').then((reason) => reason && this.log('debug', `push/pull with ${formatAddress(output.to)}: ${reason}`));
     }
     for (const event of this.serf.drainEvents()) this.deliver(event);
@@ -300,6 +301,14 @@ export class Membership {
     Promise.resolve()
       .then(call)
       .catch((error: unknown) => this.log('error', `membership handler failed on ${event.type} ${event.member.name}: ${String(error)}`));
+  }
+
+  /** Fallback ping over TCP for a target that missed its UDP probe. */
+  private async tcpPing(ping: { to: Address; seqNo: number; node: string; timeoutMs: number }): Promise<void> {
+    const request = encodeStreamMessage({ type: 'ping', seqNo: ping.seqNo, node: ping.node });
+    const reply = await exchange(ping.to, request, this.keyring, Math.min(ping.timeoutMs, this.timings.tcpTimeoutMs));
+    if (this.closed || !reply.ok || reply.message.type !== 'ack' || reply.message.seqNo !== ping.seqNo) return;
+    this.serf.swim.tcpPingAcked(ping.seqNo);
   }
 
   /** One push/pull exchange as initiator; returns a failure reason or undefined. */

@@ -20,6 +20,8 @@ interface SimNode {
   crashed: boolean;
   /** Runs, but every packet and stream to or from it is lost. */
   isolated: boolean;
+  /** Loses every UDP packet sent to it; TCP still works. */
+  udpDeaf?: boolean;
   readonly events: MemberEvent[];
 }
 
@@ -99,8 +101,11 @@ class SimCluster {
           moved = true;
           if (output.kind === 'packet') {
             const target = this.byAddress(output.to);
-            const lost = node.isolated || target?.isolated === true || this.prng.chance(this.lossProbability);
+            const lost = node.isolated || target?.isolated === true || target?.udpDeaf === true || this.prng.chance(this.lossProbability);
             if (target && !target.crashed && !lost) target.serf.receivePacket(output.bytes, node.address, this.nowMs);
+          } else if (output.kind === 'tcp-ping') {
+            const target = this.byAddress(output.to);
+            if (target && !target.crashed && !target.isolated && !node.isolated && target.serf.name === output.node) node.serf.swim.tcpPingAcked(output.seqNo);
           } else {
             this.pushPull(node, output.to, output.kind === 'join');
           }
@@ -243,4 +248,17 @@ test('after a partition heals, reconnect attempts bring the failed member back e
   for (const node of cluster.nodes) assert.ok(node.serf.members().every((m) => m.status === 'alive'), node.serf.name);
   const n0 = cluster.nodes[0] as SimNode;
   assert.ok(n0.events.some((e) => e.type === 'member-join' && e.member.name === 'n3' && n0.events.indexOf(e) > n0.events.findIndex((f) => f.type === 'member-failed')));
+});
+
+test('a member that misses UDP pings but answers the TCP fallback ping is not suspected', () => {
+  const cluster = formCluster(4);
+  const deaf = cluster.nodes[2] as SimNode;
+  deaf.udpDeaf = true;
+  cluster.run(30_000);
+  for (const node of cluster.nodes.filter((n) => n !== deaf)) {
+    assert.ok(!node.events.some((e) => e.type === 'member-failed'), `${node.serf.name} saw a failure`);
+    assert.equal(cluster.statusOf(node, 'n2'), 'alive');
+  }
+  const fallbacks = cluster.nodes.reduce((sum, n) => sum + (n.serf.counters.get('probe: udp failed but tcp ping answered') ?? 0), 0);
+  assert.ok(fallbacks >= 3, `fallback TCP pings answered: ${fallbacks}`);
 });

@@ -56,7 +56,9 @@ export interface SwimDelegate {
 
 export type SwimOutput =
   | { readonly kind: 'packet'; readonly to: Address; readonly bytes: Uint8Array }
-  | { readonly kind: 'push-pull'; readonly to: Address };
+  | { readonly kind: 'push-pull'; readonly to: Address }
+  /** A fallback ping over TCP; the driver reports an ack with `tcpPingAcked(seqNo)`. */
+  | { readonly kind: 'tcp-ping'; readonly to: Address; readonly seqNo: number; readonly node: string; readonly timeoutMs: number };
 
 export interface SwimOptions {
   readonly name: string;
@@ -77,6 +79,8 @@ interface Probe {
   readonly ackDeadlineMs: number;
   readonly endDeadlineMs: number;
   indirectSent: boolean;
+  /** The target answered our fallback TCP ping: the network, not the node, is failing. */
+  tcpAcked: boolean;
   nacksExpected: number;
   nacksReceived: number;
 }
@@ -89,6 +93,7 @@ interface Relay {
 }
 
 /** memberlist protocol 3 added TCP pings, 4 nacks, 5 the CRC prefix. */
+const protocolWithTcpPing = 3;
 const protocolWithNack = 4;
 const protocolWithCrc = 5;
 /** Bound on distinct counter keys. */
@@ -264,6 +269,7 @@ export class Swim {
       ackDeadlineMs: nowMs + this.timings.probeTimeoutMs,
       endDeadlineMs: nowMs + scaledIntervalMs,
       indirectSent: false,
+      tcpAcked: false,
       nacksExpected: 0,
       nacksReceived: 0,
     };
@@ -305,6 +311,11 @@ export class Swim {
     if (!probe.indirectSent && nowMs >= probe.ackDeadlineMs) {
       probe.indirectSent = true;
       this.sendIndirectPings(probe);
+      const target = this.nodes.get(probe.target);
+      if (target && (target.vsn[1] ?? 0) >= protocolWithTcpPing) {
+        const timeoutMs = Math.max(1, probe.endDeadlineMs - nowMs);
+        this.outbox.push({ kind: 'tcp-ping', to: { host: target.host, port: target.port }, seqNo: probe.seqNo, node: target.name, timeoutMs });
+      }
     }
     if (probe.indirectSent && nowMs >= probe.endDeadlineMs) {
       this.probe = undefined;
@@ -312,7 +323,9 @@ export class Swim {
       const missed = probe.nacksExpected > 0 ? probe.nacksExpected - probe.nacksReceived : 1;
       this.adjustAwareness(missed);
       const target = this.nodes.get(probe.target);
-      if (target && target.status === 'alive') {
+      if (probe.tcpAcked) {
+        this.count('probe: udp failed but tcp ping answered');
+      } else if (target && target.status === 'alive') {
         this.count('probe-failed');
         this.handleSuspect({ type: 'suspect', node: target.name, incarnation: target.incarnation, from: this.name }, nowMs);
       }
@@ -418,6 +431,11 @@ export class Swim {
     this.adjustAwareness(-1);
     // The next probe starts one interval after this one started, as with memberlist's ticker.
     this.nextProbeMs = Math.max(nowMs, probe.startMs + this.timings.probeIntervalMs);
+  }
+
+  /** The driver got an ack to the fallback TCP ping `seqNo`. */
+  tcpPingAcked(seqNo: number): void {
+    if (this.probe && this.probe.seqNo === seqNo) this.probe.tcpAcked = true;
   }
 
   private nodeAt(address: Address): NodeRecord | undefined {
