@@ -33,6 +33,11 @@ test('three nodes: handler calls, events iterator, tags, leave and crash', { tim
   const c = await Membership.start({ nodeName: 'c', bindAddr: '127.0.0.1:0', tags: { rpc_addr: 'c:1' }, startJoinAddrs: [`127.0.0.1:${b.address.port}`], timings: fast, seed: 3 });
   try {
     await until(() => [a, b, c].every((n) => n.members().filter((m) => m.status === 'alive').length === 3), 'three alive everywhere');
+    const snapshot = c.events({ includeCurrent: true });
+    const current = [];
+    for (let i = 0; i < 3; i++) current.push((await snapshot.next()).value?.member.name);
+    await snapshot.return?.();
+    assert.deepEqual(current.sort(), ['a', 'b', 'c']);
     assert.deepEqual(calls.sort(), ['join b b:1', 'join c c:1']);
     c.setTags({ rpc_addr: 'c:2' });
     await until(() => a.members().find((m) => m.name === 'c')?.tags.rpc_addr === 'c:2', 'a to see c:2');

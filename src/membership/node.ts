@@ -174,9 +174,17 @@ export class Membership {
     return () => this.listeners.delete(listener);
   }
 
-  /** Member events as an async iterator (one queue per iterator, ending at shutdown). */
-  events(): AsyncIterableIterator<MemberEvent> {
-    const queue: MemberEvent[] = [];
+  /**
+   * Member events as an async iterator (one queue per iterator, ending at shutdown). With
+   * `includeCurrent`, it first yields a member-join for every member alive now (ourselves
+   * included), so a watcher needs no separate snapshot.
+   */
+  events(options: { includeCurrent?: boolean } = {}): AsyncIterableIterator<MemberEvent> {
+    const queue: MemberEvent[] = options.includeCurrent
+      ? this.members()
+          .filter((member) => member.status === 'alive')
+          .map((member): MemberEvent => ({ type: 'member-join', member }))
+      : [];
     let wake: (() => void) | undefined;
     const wakeUp = (): void => wake?.();
     const unsubscribe = this.subscribe((event) => {

@@ -10,6 +10,7 @@ import { type MembershipTimings, lanTimings } from './config.js';
 import { addCrc, buildPacket } from './framing.js';
 import { defaultVsn, encodePacketMessage } from './messages.js';
 import { type MemberEvent, Serf } from './serf.js';
+import { nodesMax } from './swim.js';
 import { encodeLeaveIntent, encodeTags } from './serf-messages.js';
 
 const seed = Number(process.env.SEED ?? 7);
@@ -261,4 +262,17 @@ test('a member that misses UDP pings but answers the TCP fallback ping is not su
   }
   const fallbacks = cluster.nodes.reduce((sum, n) => sum + (n.serf.counters.get('probe: udp failed but tcp ping answered') ?? 0), 0);
   assert.ok(fallbacks >= 3, `fallback TCP pings answered: ${fallbacks}`);
+});
+
+test('a flood of alive messages with fresh names is bounded by the node table limit', () => {
+  const cluster = formCluster(2);
+  const target = cluster.nodes[0] as SimNode;
+  for (let i = 0; i < nodesMax + 100; i++) {
+    const alive = encodePacketMessage({ type: 'alive', node: `ghost-${i}`, incarnation: 1, addr: Uint8Array.of(10, 9, (i >> 8) & 0xff, i & 0xff), port: 7946, meta: new Uint8Array(0), vsn: defaultVsn });
+    target.serf.receivePacket(alive, { host: '10.6.6.6', port: 1 }, cluster.nowMs);
+  }
+  assert.equal(target.serf.swim.allNodes().length, nodesMax);
+  assert.ok((target.serf.counters.get('drop: node table full') ?? 0) >= 100);
+  assert.ok(target.serf.members().length <= nodesMax);
+  assert.equal(cluster.statusOf(target, 'n1'), 'alive');
 });

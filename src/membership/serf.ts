@@ -25,7 +25,7 @@ import {
   encodeTags,
   eventBufferSlots,
 } from './serf-messages.js';
-import { type NodeRecord, type SwimDelegate, type SwimOutput, Swim } from './swim.js';
+import { type NodeRecord, type SwimDelegate, type SwimOutput, Swim, nodesMax } from './swim.js';
 import { LamportClock } from './lamport.js';
 
 export type MemberStatus = 'alive' | 'leaving' | 'left' | 'failed';
@@ -197,9 +197,10 @@ export class Serf implements SwimDelegate {
 
   // ---- SwimDelegate ----
 
-  notifyJoin(node: NodeRecord, nowMs: number): void {
+  notifyJoin(node: NodeRecord, _nowMs: number): void {
     let state = this.memberStates.get(node.name);
     if (!state) {
+      if (this.memberStates.size >= nodesMax) this.reapOldestDeparted();
       state = { member: memberOf(node, 'alive'), statusLTime: 0, leaveTimeMs: 0 };
       const intent = this.recentIntents.get(node.name);
       if (intent?.type === 'join') state.statusLTime = intent.lTime;
@@ -212,8 +213,20 @@ export class Serf implements SwimDelegate {
       state.member = memberOf(node, 'alive');
       state.leaveTimeMs = 0;
     }
-    void nowMs;
     this.emit('member-join', state.member);
+  }
+
+  /** Keeps the member table bounded: forgets the longest-departed left/failed member early. */
+  private reapOldestDeparted(): void {
+    let oldest: MemberState | undefined;
+    for (const state of this.memberStates.values()) {
+      const departed = state.member.status === 'left' || state.member.status === 'failed';
+      if (departed && (oldest === undefined || state.leaveTimeMs < oldest.leaveTimeMs)) oldest = state;
+    }
+    if (!oldest) return;
+    this.memberStates.delete(oldest.member.name);
+    this.swim.count('reaped early: member table full');
+    this.emit('member-reap', oldest.member);
   }
 
   notifyLeave(node: NodeRecord, nowMs: number): void {

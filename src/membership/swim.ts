@@ -96,6 +96,8 @@ interface Relay {
 const protocolWithTcpPing = 3;
 const protocolWithNack = 4;
 const protocolWithCrc = 5;
+/** Bound on the node table: hostile alive messages with fresh names must not grow memory without limit. */
+export const nodesMax = 8192;
 /** Bound on distinct counter keys. */
 const countersMax = 256;
 
@@ -456,6 +458,7 @@ export class Swim {
     let node = this.nodes.get(alive.node);
     const isNew = node === undefined;
     if (!node) {
+      if (this.nodes.size >= nodesMax) return this.count('drop: node table full');
       node = { name: alive.node, addr: alive.addr, host, port: alive.port, meta: alive.meta, vsn: alive.vsn, incarnation: 0, status: 'dead', statusChangeMs: nowMs };
       this.nodes.set(node.name, node);
       // A new node goes to a random place in the probe order.
