@@ -87,6 +87,12 @@ export async function rpcMember(agent: SerfAgent, name: string): Promise<SerfMem
   return (await rpcMembers(agent)).find((member) => member.name === name);
 }
 
+/** The human `serf members -detailed` listing, one line per member. */
+export async function rpcMembersDetailed(agent: SerfAgent): Promise<string[]> {
+  const { stdout } = await run('serf', ['members', `-rpc-addr=${agent.rpcAddr}`, '-detailed'], { timeout: 5_000 });
+  return stdout.split('\n').filter((line) => line.trim() !== '');
+}
+
 export async function rpcSetTag(agent: SerfAgent, key: string, value: string): Promise<void> {
   await run('serf', ['tags', `-rpc-addr=${agent.rpcAddr}`, '-set', `${key}=${value}`], { timeout: 5_000 });
 }

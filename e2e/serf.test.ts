@@ -7,12 +7,17 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { type MemberEvent, JoinFailedError, Membership, localTimings } from '../src/membership/index.js';
-import { keygen, killAgent, killAllAgents, rpcLeave, rpcMember, rpcSetTag, startAgent, waitFor } from './serf-agent.js';
+import { keygen, killAgent, killAllAgents, rpcLeave, rpcMember, rpcMembersDetailed, rpcSetTag, startAgent, waitFor } from './serf-agent.js';
 
 after(killAllAgents);
 
 /** Generous bounds for a loaded 2-core CI machine; typical values are a few seconds. */
 const convergeMs = 15_000;
+/**
+ * Expected worst case for kill -9 → failed with the local profile and 3 members: one probe round
+ * (n × 1 s) plus the Lifeguard maximum suspicion timeout (6 × 3 s) plus one protocol period, about
+ * 22 s; typically ~5 s because the other member confirms the suspicion. Plus slack for CI load.
+ */
 const failureDetectMs = 30_000;
 
 function recorder(membership: Membership): { events: MemberEvent[]; wait: (type: MemberEvent['type'], name: string, timeoutMs: number) => Promise<MemberEvent> } {
@@ -52,6 +57,9 @@ test('annal joins a serf cluster: listed alive with tags, sees joins, updates, l
       assert.equal(listed?.port, annal.address.port);
       assert.equal(listed?.protocol.version, 5);
     }
+    const detailed = (await rpcMembersDetailed(s1)).find((line) => line.startsWith('annal-a '));
+    assert.match(detailed ?? '', /alive\s+.*rpc_addr=127\.0\.0\.1:8400/);
+    assert.match(detailed ?? '', /Protocol Version: 5/);
     await waitFor(() => annal.members().filter((m) => m.status === 'alive').length === 3, convergeMs, 'annal to see 3 alive');
     assert.equal(annal.members().find((m) => m.name === 's1')?.tags.role, 'web');
 
