@@ -4,14 +4,20 @@
  * is the reverse: health NOT_SERVING and stop accepting, end streams and finish in-flight calls
  * (the server), then close the log, which flushes and fsyncs what it has. Gossip and Raft join
  * here later; `bindAddr` is accepted now so configs keep working.
+ *
+ * Security (issue 3): with `security` of type 'mtls' the ACL interceptor joins the server's chain
+ * (after the caller's interceptors, so telemetry also sees denied calls) and auth's mTLS listener
+ * serves the port instead of a grpc-js bind; `reloadSecurity()` re-reads the certificate and ACL
+ * files (SIGHUP), which are also watched. Shutdown stops that listener before the server drains.
  */
 import { mkdirSync, statSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { ServerCredentials, ServerInterceptor } from '@grpc/grpc-js';
+import { NodeSecurityRuntime, type NodeSecurity } from '../auth/index.js';
 import { LogServer, type ServiceLogger } from '../server/index.js';
 import { CommitLog, DEFAULT_LOG_CONFIG, FRAME_HEADER_BYTES, formatFsyncPolicy, type LogConfig } from '../storage/index.js';
-import { InvalidArgumentError } from '../util/index.js';
+import { AnnalError, InvalidArgumentError } from '../util/index.js';
 
 export interface AgentLogger extends ServiceLogger {
   debug(object: object, message: string): void;
@@ -31,7 +37,12 @@ export interface AgentConfig {
   maxRecordBytes: number;
   /** How long shutdown waits for open calls before cancelling them. */
   shutdownTimeoutMs?: number;
-  /** Plaintext when undefined (`--insecure`); issue 3 passes TLS credentials here. */
+  /**
+   * Mutual TLS and the ACL from files, or `{ type: 'insecure' }` (plaintext, no ACL). Undefined
+   * means insecure too, or grpc-js `credentials` when given (tests).
+   */
+  security?: NodeSecurity;
+  /** grpc-js server credentials for a plain bind when `security` is not mTLS (tests). */
   credentials?: ServerCredentials;
   /** grpc-js server interceptors for every call (telemetry, ACL). */
   interceptors?: ServerInterceptor[];
@@ -47,6 +58,8 @@ export class Agent {
     readonly server: LogServer,
     /** The RPC address clients use, `host:port`. */
     readonly rpcAddress: string,
+    /** mTLS listener, ACL and peer credentials; undefined for an insecure node. */
+    readonly security: NodeSecurityRuntime | undefined,
   ) {}
 
   static async start(config: AgentConfig): Promise<Agent> {
@@ -71,6 +84,12 @@ export class Agent {
       },
       'log opened',
     );
+    const security =
+      config.security?.type === 'mtls' ? await NodeSecurityRuntime.start({ security: config.security, logger }).catch(async (error: unknown) => {
+        await log.close();
+        throw error;
+      }) : undefined;
+    const interceptors = [...(config.interceptors ?? []), ...(security === undefined ? [] : [security.interceptor])];
     const server = new LogServer({
       log,
       nodeName: config.nodeName,
@@ -80,18 +99,32 @@ export class Agent {
       logger,
       ...(config.shutdownTimeoutMs !== undefined ? { shutdownTimeoutMs: config.shutdownTimeoutMs } : {}),
       ...(config.credentials !== undefined ? { credentials: config.credentials } : {}),
-      ...(config.interceptors !== undefined ? { interceptors: config.interceptors } : {}),
+      ...(interceptors.length > 0 ? { interceptors } : {}),
     });
     let rpcAddress: string;
     try {
-      rpcAddress = await server.start(host, config.rpcPort);
+      if (security === undefined) {
+        rpcAddress = await server.start(host, config.rpcPort);
+      } else {
+        const port = await security.listen(server.grpc, host, config.rpcPort);
+        rpcAddress = `${host.includes(':') ? `[${host}]` : host}:${port}`;
+        server.serving(rpcAddress);
+      }
     } catch (error) {
+      security?.close();
       await server.shutdown();
       await log.close();
+      // Bad TLS files already say which file and why; anything else is the port.
+      if (error instanceof AnnalError) throw error;
       throw new InvalidArgumentError(`cannot listen on ${host}:${config.rpcPort}: ${(error as Error).message}`, { cause: error });
     }
     logger.info({ rpcAddress, nodeName: config.nodeName }, 'serving log.v1.Log');
-    return new Agent(config, log, server, rpcAddress);
+    return new Agent(config, log, server, rpcAddress, security);
+  }
+
+  /** Re-reads the TLS and ACL files now (SIGHUP); bad files are logged and the old ones stay. */
+  async reloadSecurity(): Promise<void> {
+    await this.security?.reload();
   }
 
   /** Graceful shutdown (see the top of this file). Idempotent. */
@@ -103,6 +136,7 @@ export class Agent {
   private async stop(): Promise<void> {
     const { logger } = this.config;
     logger.info({}, 'shutting down: no new calls; ending streams');
+    this.security?.close();
     await this.server.shutdown();
     await this.log.close();
     logger.info({ nextOffset: this.log.nextOffset() }, 'log closed; shutdown complete');

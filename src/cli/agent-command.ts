@@ -2,15 +2,28 @@
  * `annal agent` (a node, configured by flags and/or a YAML file) and `annal dev` (a node on an
  * embedded default for trying annal out: ./annal-data, port 8400 or the next free one).
  * Both shut down gracefully on SIGINT/SIGTERM and exit 0; a second signal exits at once (130).
+ * Security: mutual TLS with the Casbin ACL from the --server-tls-* and --acl-* files, or
+ * --insecure; without either the agent refuses to start and prints the `annal certs` command.
+ * `annal dev` makes its certificates on first run in <data-dir>/certs. SIGHUP re-reads the TLS
+ * and ACL files (they are watched as well).
  */
 import { createServer } from 'node:net';
 import { format } from 'node:util';
 import { logVerbosity, setLogger, setLogVerbosity } from '@grpc/grpc-js';
 import { hostname } from 'node:os';
-import { relative, resolve } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
 import { Option, type Command } from 'commander';
 import { pino } from 'pino';
 import { Agent, type AgentConfig } from '../agent/index.js';
+import {
+  clientTlsFlags,
+  ensureDevCertificates,
+  PACKAGED_CONFIG_DIR,
+  resolveNodeSecurity,
+  type DevCertificates,
+  type NodeSecurity,
+} from '../auth/index.js';
+import { AnnalError, InvalidArgumentError } from '../util/index.js';
 import type { FsyncPolicy } from '../storage/index.js';
 import { applyConfigFile } from './config-file.js';
 import { parseAddress, parseBytes, parseFsync, parseLogLevel, parseNonEmpty, parsePort, parseUint } from './options.js';
@@ -31,6 +44,14 @@ interface AgentFlags {
   maxRecordBytes: number;
   logLevel: string;
   insecure?: boolean;
+  serverTlsCertFile?: string;
+  serverTlsKeyFile?: string;
+  serverTlsCaFile?: string;
+  peerTlsCertFile?: string;
+  peerTlsKeyFile?: string;
+  peerTlsCaFile?: string;
+  aclModelFile?: string;
+  aclPolicyFile?: string;
 }
 
 export function addAgentCommands(program: Command): void {
@@ -48,7 +69,15 @@ export function addAgentCommands(program: Command): void {
     .option('--initial-offset <offset>', 'offset of the first record of a new log', parseUint, 0)
     .addOption(new Option('--max-record-bytes <bytes>', 'largest record accepted').argParser(parseBytes).default(MIB, '1MiB'))
     .option('--log-level <level>', 'fatal | error | warn | info | debug | trace | silent', parseLogLevel, 'info')
-    .option('--insecure', 'serve plaintext gRPC without TLS or access control (required until TLS support lands)')
+    .option('--server-tls-cert-file <path>', "this node's TLS certificate (PEM), watched for replacement", parseNonEmpty)
+    .option('--server-tls-key-file <path>', 'its private key (PEM)', parseNonEmpty)
+    .option('--server-tls-ca-file <path>', 'CA certificate(s) (PEM) that client certificates must chain to', parseNonEmpty)
+    .option('--peer-tls-cert-file <path>', 'client certificate (PEM) for calls to other nodes', parseNonEmpty)
+    .option('--peer-tls-key-file <path>', 'its private key (PEM)', parseNonEmpty)
+    .option('--peer-tls-ca-file <path>', "CA certificate(s) (PEM) to verify other nodes' server certificates", parseNonEmpty)
+    .option('--acl-model-file <path>', 'Casbin model (config/model.conf)', parseNonEmpty)
+    .option('--acl-policy-file <path>', 'Casbin policy (config/policy.csv), watched for changes', parseNonEmpty)
+    .option('--insecure', 'serve plaintext gRPC without TLS or access control (local development only)')
     .action(async (_flags: AgentFlags, command: Command) => {
       const configFile = command.getOptionValue('configFile') as string | undefined;
       if (configFile !== undefined) applyConfigFile(command, configFile);
@@ -57,36 +86,48 @@ export function addAgentCommands(program: Command): void {
 
   program
     .command('dev')
-    .description('run one plaintext node on an embedded default and print how to use it (what `npm start` runs)')
+    .description('run one node on an embedded default with mutual TLS (certificates made on first run) and print how to use it (what `npm start` runs)')
     .option('--data-dir <dir>', 'data directory', parseNonEmpty, 'annal-data')
     .option('--rpc-port <port>', 'first port to try; the next free one is used if it is taken', parsePort, 8400)
     .option('--log-level <level>', 'fatal | error | warn | info | debug | trace | silent', parseLogLevel, 'warn')
-    .action(async (flags: { dataDir: string; rpcPort: number; logLevel: string }) => runDev(flags));
+    .option('--insecure', 'plaintext, no TLS and no access control')
+    .action(async (flags: DevFlags) => runDev(flags));
 }
 
 async function runAgent(flags: AgentFlags): Promise<void> {
   if (flags.dataDir === undefined) throw new UsageError('--data-dir is required (or data-dir in --config-file)');
-  if (flags.insecure !== true) {
-    throw new UsageError('TLS is not available yet: pass --insecure to run without TLS (plaintext, no authentication or ACL)');
-  }
+  const security = resolveNodeSecurity(flags);
+  if (!security.ok) throw new UsageError(security.message);
   const logger = makeLogger(flags.logLevel, flags.nodeName);
-  logger.warn(
-    { bindAddr: flags.bindAddr, rpcPort: flags.rpcPort },
-    'INSECURE: plaintext gRPC with no TLS and no access control; anyone who can reach the RPC port can read and write the log',
-  );
+  if (security.value.type === 'insecure') {
+    logger.warn(
+      { bindAddr: flags.bindAddr, rpcPort: flags.rpcPort },
+      'INSECURE: plaintext gRPC with no TLS and no access control; anyone who can reach the RPC port can read and write the log',
+    );
+  }
   const signal = shutdownSignal(logger);
-  const agent = await Agent.start(agentConfig({ ...flags, dataDir: flags.dataDir }, logger));
+  const agent = await Agent.start({ ...agentConfig({ ...flags, dataDir: flags.dataDir }, logger), security: security.value });
+  const stopReloads = reloadOnSighup(agent, logger);
   await signal;
+  stopReloads();
   await agent.shutdown();
 }
 
-async function runDev(flags: { dataDir: string; rpcPort: number; logLevel: string }): Promise<void> {
+interface DevFlags {
+  dataDir: string;
+  rpcPort: number;
+  logLevel: string;
+  insecure?: boolean;
+}
+
+async function runDev(flags: DevFlags): Promise<void> {
   const port = await firstFreePort('127.0.0.1', flags.rpcPort, 20);
   const logger = makeLogger(flags.logLevel, 'dev');
   const signal = shutdownSignal(logger);
   const dataDir = resolve(flags.dataDir);
-  const agent = await Agent.start(
-    agentConfig(
+  const dev = flags.insecure === true ? undefined : await devSecurity(join(dataDir, 'certs'));
+  const agent = await Agent.start({
+    ...agentConfig(
       {
         dataDir,
         nodeName: 'dev',
@@ -101,9 +142,12 @@ async function runDev(flags: { dataDir: string; rpcPort: number; logLevel: strin
       },
       logger,
     ),
-  );
-  process.stdout.write(devBanner(agent.rpcAddress, dataDir, agent.log.nextOffset()));
+    security: dev?.security ?? { type: 'insecure' },
+  });
+  process.stdout.write(devBanner(agent.rpcAddress, dataDir, agent.log.nextOffset(), dev));
+  const stopReloads = reloadOnSighup(agent, logger);
   await signal;
+  stopReloads();
   await agent.shutdown();
 }
 
@@ -156,15 +200,55 @@ function shutdownSignal(logger: pino.Logger): Promise<NodeJS.Signals> {
   });
 }
 
-function devBanner(address: string, dataDir: string, nextOffset: number): string {
+interface DevSecurity {
+  security: NodeSecurity;
+  certs: DevCertificates;
+}
+
+/** mTLS for `annal dev`: certificates in `certsDir` (made on first run) and the packaged ACL. */
+async function devSecurity(certsDir: string): Promise<DevSecurity> {
+  let certs: DevCertificates;
+  try {
+    certs = await ensureDevCertificates(certsDir);
+  } catch (error) {
+    if (error instanceof AnnalError) throw error;
+    throw new InvalidArgumentError(`cannot make certificates in ${certsDir}: ${(error as Error).message}`, { cause: error });
+  }
+  const { files } = certs;
+  return {
+    certs,
+    security: {
+      type: 'mtls',
+      server: { certFile: files.serverCert, keyFile: files.serverKey, caFile: files.caCert },
+      peer: { certFile: files.peerCert, keyFile: files.peerKey, caFile: files.caCert },
+      acl: { modelFile: join(PACKAGED_CONFIG_DIR, 'model.conf'), policyFile: join(PACKAGED_CONFIG_DIR, 'policy.csv') },
+    },
+  };
+}
+
+/** SIGHUP re-reads the certificate and ACL files (they are also watched). Returns the remover. */
+function reloadOnSighup(agent: Agent, logger: pino.Logger): () => void {
+  const onHangup = (): void => {
+    logger.info({}, 'SIGHUP: re-reading TLS and ACL files');
+    void agent.reloadSecurity();
+  };
+  process.on('SIGHUP', onHangup);
+  return () => process.off('SIGHUP', onHangup);
+}
+
+function devBanner(address: string, dataDir: string, nextOffset: number, dev: DevSecurity | undefined): string {
   const script = resolve(process.argv[1] ?? 'dist/src/cli/main.js');
   const fromHere = relative(process.cwd(), script);
   const cli = `node ${fromHere.startsWith('..') ? script : fromHere}`;
-  const flags = `--insecure --addr ${address}`;
+  const flags = dev === undefined ? `--insecure --addr ${address}` : `--addr ${address} ${clientTlsFlags(dev.certs.files)}`;
+  const securityLine =
+    dev === undefined
+      ? '  plaintext: no TLS and no access control, for local use only'
+      : `  mutual TLS: certificates in ${dirname(dev.certs.files.caCert)}${dev.certs.created ? ' (made now)' : ''}; the flags below authenticate as root (nobody-client.pem is denied)`;
   return [
     `annal dev: one node serving log.v1.Log on ${address}`,
     `  data: ${dataDir} (${nextOffset} records so far; kept between runs)`,
-    '  plaintext: no TLS and no access control yet, for local use only',
+    securityLine,
     '',
     `  produce:  ${cli} produce ${flags} hello world`,
     `            printf 'a\\nb\\n' | ${cli} produce ${flags}`,

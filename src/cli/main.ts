@@ -2,13 +2,15 @@
 /**
  * The `annal` command. Exit codes: 0 success (and after a graceful shutdown on SIGINT/SIGTERM),
  * 1 runtime failure (unusable data dir, node unreachable, a rejected record), 2 usage error
- * (unknown flag, bad value, missing --insecure). Errors are one line on stderr.
+ * (unknown flag, bad value, no TLS files and no --insecure). Errors are one line on stderr, except
+ * the agent's refusal to start without security, which prints the commands to make certificates.
  */
 import { format } from 'node:util';
 import { logVerbosity, setLogger, setLogVerbosity } from '@grpc/grpc-js';
 import { Command, CommanderError } from 'commander';
 import { AnnalError } from '../util/index.js';
 import { addAgentCommands } from './agent-command.js';
+import { addCertsCommand } from './certs-command.js';
 import { addClientCommands } from './client-commands.js';
 import { UsageError } from './usage-error.js';
 
@@ -24,6 +26,7 @@ function program(): Command {
     .configureOutput({ outputError: (text, write) => write(`annal: ${text.replace(/^error: /, '')}`) });
   addAgentCommands(root);
   addClientCommands(root);
+  addCertsCommand(root);
   for (const command of root.commands) {
     command.exitOverride().configureOutput({ outputError: (text, write) => write(`annal ${command.name()}: ${text.replace(/^error: /, '')}`) });
   }
