@@ -46,8 +46,25 @@ function quietGrpcLog(): void {
   setLogger({ error: (...args: unknown[]) => process.stderr.write(`grpc-js: ${format(...args)}\n`) });
 }
 
+/**
+ * grpc-js hands the target host to TLS as the server name even when it is an IP address, and Node
+ * then prints a DEP0123 deprecation warning on every client command run with `--addr 127.0.0.1:…`.
+ * It is harmless here (the certificate is still checked against the IP SAN), so only that warning
+ * is dropped; every other warning is printed as usual.
+ */
+function quietIpServerNameWarning(): void {
+  const emitWarning = process.emitWarning.bind(process) as (...args: unknown[]) => void;
+  process.emitWarning = ((...args: unknown[]) => {
+    const options = args[1];
+    const code = typeof options === 'object' && options !== null ? (options as { code?: unknown }).code : args[2];
+    if (code === 'DEP0123') return;
+    emitWarning(...args);
+  }) as typeof process.emitWarning;
+}
+
 async function main(argv: string[]): Promise<number> {
   quietGrpcLog();
+  quietIpServerNameWarning();
   const root = program();
   try {
     await root.parseAsync(argv);
