@@ -93,6 +93,12 @@ export async function rpcMembersDetailed(agent: SerfAgent): Promise<string[]> {
   return stdout.split('\n').filter((line) => line.trim() !== '');
 }
 
+/** Runs `serf query` with the given filter flags; returns the names that acked. */
+export async function rpcQueryAcks(agent: SerfAgent, filters: string[]): Promise<string[]> {
+  const { stdout } = await run('serf', ['query', `-rpc-addr=${agent.rpcAddr}`, '-timeout=1s', '-format=json', ...filters, 'annal-test'], { timeout: 10_000 });
+  return ((JSON.parse(stdout) as { Acks: string[] | null }).Acks ?? []).sort();
+}
+
 export async function rpcSetTag(agent: SerfAgent, key: string, value: string): Promise<void> {
   await run('serf', ['tags', `-rpc-addr=${agent.rpcAddr}`, '-set', `${key}=${value}`], { timeout: 5_000 });
 }

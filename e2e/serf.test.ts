@@ -7,7 +7,7 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { type MemberEvent, JoinFailedError, Membership, localTimings } from '../src/membership/index.js';
-import { keygen, killAgent, killAllAgents, rpcLeave, rpcMember, rpcMembersDetailed, rpcSetTag, startAgent, waitFor } from './serf-agent.js';
+import { keygen, killAgent, killAllAgents, rpcLeave, rpcMember, rpcMembersDetailed, rpcQueryAcks, rpcSetTag, startAgent, waitFor } from './serf-agent.js';
 
 after(killAllAgents);
 
@@ -114,6 +114,10 @@ test('a serf agent joins annal: both list each other; a crashed annal node shows
     const s2 = await startAgent({ name: 's2', join: s1.bindAddr });
     await seen.wait('member-join', 's2', convergeMs);
     await waitFor(async () => (await rpcMember(s2, 'annal-b'))?.status === 'alive', convergeMs, 's2 to list annal-b');
+    // Queries: annal acks like an agent, honouring node and tag filters.
+    assert.deepEqual(await rpcQueryAcks(s1, []), ['annal-b', 's1', 's2']);
+    assert.deepEqual(await rpcQueryAcks(s1, ['-node=s2']), ['s2']);
+    assert.deepEqual(await rpcQueryAcks(s1, ['-tag=rpc_addr=^127\\.0\\.0\\.1:84']), ['annal-b']);
     // annal stops without leaving (as kill -9 would): the agents detect it as failed.
     await annal.shutdown();
     await waitFor(async () => (await rpcMember(s1, 'annal-b'))?.status === 'failed', failureDetectMs, 's1 to see annal-b failed');

@@ -42,8 +42,15 @@ export interface UserEvent {
   readonly payload: Uint8Array;
   readonly coalesce: boolean;
 }
+/** A query filter: only listed nodes, or nodes whose tag matches a (Go) regular expression. */
+export type QueryFilter =
+  | { readonly kind: 'nodes'; readonly names: string[] }
+  | { readonly kind: 'tag'; readonly tag: string; readonly expr: string }
+  | { readonly kind: 'unknown'; readonly type: number };
+
 export interface Query {
   readonly type: 'query';
+  readonly filters: QueryFilter[];
   readonly lTime: number;
   readonly id: number;
   readonly flags: number;
@@ -87,12 +94,32 @@ export function decodeSerfMessage(bytes: Uint8Array): Decoded<SerfMessage> {
           port: readUint(map, 'Port', 0xffff),
           name: readText(map, 'Name', 1024),
           sourceNode: readText(map, 'SourceNode'),
+          filters: decodeFilters(map.get('Filters')),
         };
       case SerfMessageType.queryResponse:
         return { type: 'query-response', lTime, id: readUint(map, 'ID', 0xffff_ffff), from: readText(map, 'From'), flags: readUint(map, 'Flags', 0xffff_ffff) };
       default:
         throw new FieldError(`unsupported serf message type ${type}`);
     }
+  });
+}
+
+function decodeFilters(value: MsgValue | undefined): QueryFilter[] {
+  if (value === undefined || value === null) return [];
+  if (!Array.isArray(value) || value.length > 64) throw new FieldError('Filters: expected a short array');
+  return value.map((item): QueryFilter => {
+    if (!(item instanceof Uint8Array) || item.length === 0) throw new FieldError('Filters: expected raw filters');
+    const body = item.subarray(1);
+    if (item[0] === 0) {
+      const { value: names, end } = decodeMsgpack(body);
+      if (end !== body.length) throw new FieldError('node filter: trailing bytes');
+      return { kind: 'nodes', names: textArray(names) };
+    }
+    if (item[0] === 1) {
+      const map = decodeBodyMap(body);
+      return { kind: 'tag', tag: readText(map, 'Tag'), expr: readText(map, 'Expr', 1024) };
+    }
+    return { kind: 'unknown', type: item[0] as number };
   });
 }
 

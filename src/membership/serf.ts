@@ -13,6 +13,7 @@ import { type PushNodeState, concat, metaBytesMax } from './messages.js';
 import {
   QueryFlag,
   type Query,
+  type QueryFilter,
   type SerfPushPull,
   type UserEvent,
   decodeSerfMessage,
@@ -339,10 +340,23 @@ export class Serf implements SwimDelegate {
     if (slot && slot.lTime === query.lTime) slot.ids.add(query.id);
     else this.querySlots.set(query.lTime % eventBufferSlots, { lTime: query.lTime, ids: new Set([query.id]) });
     if ((query.flags & QueryFlag.noBroadcast) === 0) this.broadcasts.enqueue(payload);
+    if (!this.passesFilters(query.filters)) return;
     const host = ipToText(query.addr);
     if ((query.flags & QueryFlag.ack) === 0 || host === undefined || query.port === 0) return;
     const ack = encodeQueryAck({ lTime: query.lTime, id: query.id, from: this.name });
     this.swim.sendTo({ host, port: query.port }, [concat([Uint8Array.of(8), ack])], undefined);
+  }
+
+  /** serf's shouldProcessQuery: every filter must admit us; an unreadable filter admits no one. */
+  private passesFilters(filters: readonly QueryFilter[]): boolean {
+    const tags = this.memberStates.get(this.name)?.member.tags ?? {};
+    return filters.every((filter) => {
+      if (filter.kind === 'nodes') return filter.names.includes(this.name);
+      if (filter.kind === 'unknown') return false;
+      const matched = matchTagFilter(filter.expr, tags[filter.tag] ?? '');
+      if (matched === undefined) this.swim.count('query tag filter refused (unsupported or costly regexp)');
+      return matched === true;
+    });
   }
 
   // ---- reaping and reconnecting ----
@@ -407,6 +421,20 @@ export class Serf implements SwimDelegate {
   private emit(type: MemberEvent['type'], member: Member): void {
     assert(member.name !== '', 'members have names');
     this.events.push({ type, member });
+  }
+}
+
+/**
+ * Go's regexp.MatchString on a tag value. JavaScript's backtracking engine can be driven into
+ * exponential time (Go's RE2 cannot), so only patterns without groups and with at most two
+ * quantifiers are run; others return undefined (treated as no match).
+ */
+export function matchTagFilter(expr: string, value: string): boolean | undefined {
+  if (expr.length > 128 || /[()]/.test(expr) || (expr.match(/[*+?{]/g) ?? []).length > 2) return undefined;
+  try {
+    return new RegExp(expr).test(value);
+  } catch {
+    return undefined;
   }
 }
 
