@@ -83,3 +83,16 @@ test('bad options fail fast with InvalidArgumentError', async () => {
   await assert.rejects(Membership.start({ nodeName: 'x', bindAddr: '0.0.0.0:0' }), InvalidArgumentError);
   await assert.rejects(Membership.start({ nodeName: 'x', bindAddr: '127.0.0.1:0', startJoinAddrs: ['127.0.0.1:1'] }), JoinFailedError);
 });
+
+test('shutdown does not wait for a silent inbound TCP connection (LAN tcpTimeout is 10 s)', { timeout: 30_000 }, async () => {
+  const { connect } = await import('node:net');
+  const node = await Membership.start({ nodeName: 'quiet', bindAddr: '127.0.0.1:0' });
+  const socket = connect({ host: '127.0.0.1', port: node.address.port });
+  socket.on('error', () => undefined);
+  await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+  await new Promise((resolve) => setImmediate(resolve));
+  const start = Date.now();
+  await node.shutdown();
+  assert.ok(Date.now() - start < 5_000, `shutdown took ${Date.now() - start} ms`);
+  socket.destroy();
+});

@@ -72,7 +72,8 @@ export class Membership {
   private readonly closeWakers = new Set<() => void>();
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
-  private inboundStreams = 0;
+  /** Open inbound TCP connections, destroyed at shutdown so closing never waits on a slow peer. */
+  private readonly inboundSockets = new Set<Socket>();
   private packetsSent = 0;
   private packetsReceived = 0;
   private bytesSent = 0;
@@ -251,6 +252,7 @@ export class Membership {
     clearTimeout(this.timer);
     this.listeners.clear();
     for (const wake of this.closeWakers) wake();
+    for (const socket of this.inboundSockets) socket.destroy();
     await Promise.all([new Promise<void>((resolve) => this.udp.close(() => resolve())), new Promise<void>((resolve) => this.tcp.close(() => resolve()))]);
   }
 
@@ -335,8 +337,8 @@ export class Membership {
   private async onConnection(socket: Socket): Promise<void> {
     socket.setNoDelay(true);
     socket.on('error', () => socket.destroy());
-    if (this.closed || this.inboundStreams >= inboundStreamsMax) return void socket.destroy();
-    this.inboundStreams++;
+    if (this.closed || this.inboundSockets.size >= inboundStreamsMax) return void socket.destroy();
+    this.inboundSockets.add(socket);
     try {
       const read = await readStreamMessage(socket, this.keyring, this.timings.tcpTimeoutMs);
       if (this.closed) return;
@@ -358,7 +360,7 @@ export class Membership {
         this.serf.swim.count(`drop: stream message ${message.type}`);
       }
     } finally {
-      this.inboundStreams--;
+      this.inboundSockets.delete(socket);
       socket.end();
     }
   }
