@@ -28,6 +28,12 @@ export interface RaftOptions {
   readonly inflightBytesMax?: number;
   /** Committed entries handed out per Ready, in entry bytes (at least one). Default Infinity. */
   readonly maxCommittedBytesPerReady?: number;
+  /**
+   * A leader refuses proposals ('overloaded') while its own uncommitted entries exceed this many
+   * bytes, so a leader that cannot reach a quorum does not grow its log without bound. Default
+   * 64 MiB; Infinity disables the limit.
+   */
+  readonly uncommittedBytesMax?: number;
   /** Size of one InstallSnapshot chunk. Default 1 MiB. */
   readonly snapshotChunkBytes?: number;
   /** Deliberately broken variants for checker tests; never set in production. */
@@ -47,6 +53,7 @@ export function resolveRaftOptions(options: RaftOptions): ResolvedRaftOptions {
     inflightBytesMax: Infinity,
     maxCommittedBytesPerReady: Infinity,
     snapshotChunkBytes: 1 << 20,
+    uncommittedBytesMax: 64 << 20,
     faults: {},
     ...options,
   };
@@ -58,5 +65,6 @@ export function resolveRaftOptions(options: RaftOptions): ResolvedRaftOptions {
   assert(resolved.inflightCountMax >= 1, 'inflightCountMax must be at least 1');
   assert(resolved.maxMessageBytes >= 1, 'maxMessageBytes must be at least 1');
   assert(resolved.snapshotChunkBytes >= 1, 'snapshotChunkBytes must be at least 1');
+  assert(resolved.uncommittedBytesMax >= 1, 'uncommittedBytesMax must be at least 1');
   return resolved;
 }

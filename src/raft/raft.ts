@@ -33,7 +33,7 @@ import {
 } from './types.js';
 
 /** Why a request was refused; expected outcomes are values, not exceptions. */
-export type RefusalReason = 'notLeader' | 'transferring' | 'configChangePending' | 'invalidConfigChange';
+export type RefusalReason = 'notLeader' | 'transferring' | 'configChangePending' | 'invalidConfigChange' | 'overloaded';
 export type RequestResult<T> = { ok: true; value: T } | { ok: false; reason: RefusalReason; leaderId: NodeId | null };
 
 type CampaignKind = 'preVote' | 'vote' | 'transfer';
@@ -73,6 +73,8 @@ export class Raft {
   private readonly readOnly = new ReadOnly();
   private pendingReadContexts: string[] = [];
   private incomingSnapshot: IncomingSnapshot | null = null;
+  /** This leader's proposed bytes not yet committed, by last index (see uncommittedBytesMax). */
+  private readonly uncommitted = new UncommittedBytes();
   /** Proposals appended entries that have not been broadcast yet (see flushAppends). */
   private appendsPending = false;
   private stepRole: (message: Message) => void = (message) => this.stepFollower(message);
@@ -138,8 +140,13 @@ export class Raft {
   propose(entries: readonly { type: EntryType; data: Uint8Array }[]): RequestResult<{ firstIndex: number; term: number }> {
     if (this.role !== Role.Leader) return this.refuse('notLeader');
     if (this.leadTransferee !== null) return this.refuse('transferring');
+    const sizeBytes = entries.reduce((sum, entry) => sum + entry.data.length, 0);
+    if (this.uncommitted.totalBytes > 0 && this.uncommitted.totalBytes + sizeBytes > this.options.uncommittedBytesMax) {
+      return this.refuse('overloaded');
+    }
     const firstIndex = this.log.lastIndex() + 1;
     this.appendEntries(entries);
+    this.uncommitted.add(this.log.lastIndex(), sizeBytes);
     // Replication waits for the next Ready, so proposals made in between share messages.
     this.appendsPending = true;
     return { ok: true, value: { firstIndex, term: this.term } };
@@ -290,6 +297,7 @@ export class Raft {
     this.readOnly.reset();
     this.pendingReadContexts = [];
     this.termStartIndex = 0;
+    this.uncommitted.reset();
   }
 
   /** Only voters in the current configuration may campaign. */
@@ -625,6 +633,7 @@ export class Raft {
   }
 
   private onLeaderCommitted(): void {
+    this.uncommitted.commitTo(this.log.committed);
     if (this.log.committed >= this.termStartIndex && this.pendingReadContexts.length > 0) {
       const contexts = this.pendingReadContexts;
       this.pendingReadContexts = [];
@@ -758,5 +767,34 @@ export function applyConfigChange(config: ClusterConfig, change: ConfigChange): 
       if (voters.length === config.voters.length && learners.length === config.learners.length) return null;
       if (voters.length === 0) return null;
       return { voters, learners };
+  }
+}
+
+/** Bytes proposed by this leader and not yet committed, released as the commit index passes. */
+class UncommittedBytes {
+  private readonly lastIndexes: number[] = [];
+  private readonly sizesBytes: number[] = [];
+  private head = 0;
+  totalBytes = 0;
+
+  add(lastIndex: number, sizeBytes: number): void {
+    this.lastIndexes.push(lastIndex);
+    this.sizesBytes.push(sizeBytes);
+    this.totalBytes += sizeBytes;
+  }
+
+  commitTo(index: number): void {
+    while (this.head < this.lastIndexes.length && (this.lastIndexes[this.head] as number) <= index) {
+      this.totalBytes -= this.sizesBytes[this.head] as number;
+      this.head++;
+    }
+    if (this.head === this.lastIndexes.length) this.reset();
+  }
+
+  reset(): void {
+    this.lastIndexes.length = 0;
+    this.sizesBytes.length = 0;
+    this.head = 0;
+    this.totalBytes = 0;
   }
 }

@@ -150,6 +150,38 @@ export class SafetyChecker {
     }
   }
 
+  /**
+   * Committed entries must survive every future election: a voter lacking the latest committed
+   * entry must not look at least as up to date as a quorum of voters, or it could win and
+   * overwrite it. In correct Raft the majority holding a current-term entry at the commit index
+   * never grants such a vote, so this holds at every step; the Figure 8 bug (committing an old-term
+   * entry by counting replicas) breaks it at the moment of the commit, before anything is lost.
+   */
+  checkCommitDurable(voters: readonly NodeId[], chains: ReadonlyMap<NodeId, LogChain>): void {
+    const committed = this.committedIndex();
+    if (committed === 0 || voters.length === 0) return;
+    const committedHash = this.committedHashes[committed];
+    const quorum = Math.floor(voters.length / 2) + 1;
+    for (const candidate of voters) {
+      const chain = chains.get(candidate);
+      if (chain === undefined || holds(chain, committed, committedHash)) continue;
+      const lastIndex = chain.lastIndex();
+      const lastTerm = chain.termAt(lastIndex) as number;
+      let grants = 0;
+      for (const voter of voters) {
+        const voterChain = chains.get(voter);
+        if (voterChain === undefined) continue;
+        const voterLastTerm = voterChain.termAt(voterChain.lastIndex()) as number;
+        if (lastTerm > voterLastTerm || (lastTerm === voterLastTerm && lastIndex >= voterChain.lastIndex())) grants++;
+      }
+      if (grants >= quorum) {
+        throw new SafetyViolation(
+          `committed entry at risk: ${candidate} lacks committed index ${committed} but its log (last ${lastIndex}/${lastTerm}) would win the votes of ${grants} of ${voters.length} voters`,
+        );
+      }
+    }
+  }
+
   /** After a node applied the entry at `index`, reaching `stateHash`. */
   onApply(node: NodeId, index: number, entryHash: number, stateHash: number): void {
     const committedHash = this.committedHashes[index];
@@ -174,4 +206,10 @@ export class SafetyChecker {
   committedNormalEntries(): Entry[] {
     return this.committedEntries.filter((entry): entry is Entry => entry !== null && entry.type === EntryType.Normal);
   }
+}
+
+function holds(chain: LogChain, index: number, hash: number | undefined): boolean {
+  // Entries at or before the snapshot base are committed and covered by the snapshot.
+  if (index <= chain.firstKnownIndex()) return true;
+  return chain.hashAt(index) === hash;
 }

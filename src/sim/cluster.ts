@@ -252,7 +252,9 @@ export class SimCluster {
     if (ready.hardState !== null) node.storage.setHardState(ready.hardState);
     if (ready.entries.length > 0) this.persistEntries(node, ready.entries);
     if (ready.hardState !== null) {
+      const committedBefore = this.checker.committedIndex();
       this.checker.onCommit(node.id, node.chain, ready.hardState.commit, (index) => readEntry(node.storage, index));
+      if (this.checker.committedIndex() > committedBefore) this.checkCommitDurable(raw);
     }
     for (const message of ready.messages) {
       if (this.options.manualNetwork === true) this.pendingMessages.push(message);
@@ -267,6 +269,12 @@ export class SimCluster {
     raw.advance(ready);
     this.serveReads(node);
     this.maybeSnapshot(node);
+  }
+
+  private checkCommitDurable(raw: RawNode): void {
+    const chains = new Map<NodeId, LogChain>();
+    for (const [id, node] of this.nodes) chains.set(id, node.chain);
+    this.checker.checkCommitDurable(raw.raft.config.voters, chains);
   }
 
   private persistEntries(node: SimNode, entries: readonly Entry[]): void {
@@ -442,6 +450,13 @@ export class SimCluster {
       if (best === null || raft.term > (best.raw as RawNode).raft.term) best = node;
     }
     return best?.id ?? null;
+  }
+
+  /** Every up node that believes it leads (a partitioned one may lead a stale term). */
+  leaders(): NodeId[] {
+    return this.upNodes()
+      .filter((node) => node.raw?.raft.role === Role.Leader)
+      .map((node) => node.id);
   }
 
   upNodes(): SimNode[] {

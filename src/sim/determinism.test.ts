@@ -18,7 +18,7 @@ test('the same seed gives the same trace hash; different seeds differ', () => {
     assert.equal(second.traceHash, first.traceHash);
     assert.equal(second.eventCount, first.eventCount);
     assert.equal(second.virtualMs, first.virtualMs);
-    assert.ok(first.eventCount > 1000, 'a run processes a meaningful number of events');
+    assert.ok(first.eventCount > 500, 'a run processes a meaningful number of events');
     hashes.add(first.traceHash);
   }
   assert.equal(hashes.size, 3);

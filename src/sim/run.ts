@@ -70,9 +70,13 @@ export function runSeed(options: RunOptions): RunResult {
     raft: {
       electionTicks: ELECTION_TICKS,
       heartbeatTicks: 2,
+      // Mostly the production defaults, but the paths without them must stay safe too.
+      preVote: scenario.chance(0.75),
+      checkQuorum: scenario.chance(0.75),
       maxMessageBytes: scenario.pick([64, 256, 4096]),
       inflightCountMax: scenario.int(1, 8),
       snapshotChunkBytes: scenario.pick([256, 1024, 8192]),
+      uncommittedBytesMax: scenario.pick([256, 1024, 4096]),
     },
     faults: options.faults ?? {},
     snapshotEveryEntries: scenario.pick([0, 5, 20]),
@@ -110,7 +114,7 @@ export function runSeed(options: RunOptions): RunResult {
 const LINEARIZABILITY_STEPS_MAX = 200_000;
 
 function runChaos(cluster: SimCluster, scenario: Prng, ids: readonly NodeId[], durationMs: number, workload: Workload): void {
-  const nemesisMs = scenario.int(50, 400);
+  const nemesisMs = scenario.int(10, 400);
   const clientMs = scenario.int(5, 40);
   const endMs = cluster.nowMs + durationMs;
   const nemesis = (): void => {
@@ -168,8 +172,10 @@ function changeMembership(cluster: SimCluster, scenario: Prng, ids: readonly Nod
 }
 
 function clientAction(cluster: SimCluster, scenario: Prng, ids: readonly NodeId[], workload: Workload): void {
-  const leader = cluster.leader();
-  const target = leader !== null && scenario.chance(0.8) ? leader : scenario.pick(ids);
+  // Clients talk to some node that believes it leads, stale or not (like a client with an old
+  // leader hint), and sometimes to any node.
+  const leaders = cluster.leaders();
+  const target = leaders.length > 0 && scenario.chance(0.8) ? scenario.pick(leaders) : scenario.pick(ids);
   if (scenario.chance(0.3)) {
     workload.read(target, scenario.int(0, workload.knownOffsetCount()));
   } else {
