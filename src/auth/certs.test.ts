@@ -10,7 +10,7 @@ import { readFile, stat, writeFile, cp } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { InvalidArgumentError } from '../util/index.js';
-import { createCertificateAuthority, issueCertificate } from './certs.js';
+import { createCertificateAuthority, issueCertificate, loadCertificateAuthority } from './certs.js';
 import { runCertsCommand } from './certs-command.js';
 import { parseCsr, parseSigningConfig, profileFor } from './csr-config.js';
 import { parseGoDurationMs } from './duration.js';
@@ -83,6 +83,14 @@ describe('annal certs from config/', () => {
         assert.equal(leaf.subjectAltName, 'DNS:node-1.example, IP Address:10.0.0.7');
         assert.ok(leaf.verify(ca.publicKey));
       }
+      await assert.rejects(
+        loadCertificateAuthority(await readFile(second.files.serverCert, 'utf8'), await readFile(second.files.serverKey, 'utf8')),
+        /is not a CA certificate/,
+      );
+      await assert.rejects(
+        loadCertificateAuthority(caBefore, await readFile(second.files.serverKey, 'utf8')),
+        /the CA key does not belong to the CA certificate/,
+      );
       const third = await runCertsCommand({ configDir: CONFIG_DIR, outDir: dir, newCa: true });
       assert.equal(third.reusedCa, false);
       assert.notEqual(await readFile(third.files.caCert, 'utf8'), caBefore);

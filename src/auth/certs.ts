@@ -106,6 +106,9 @@ export async function createCertificateAuthority(csr: CsrSpec, overrides: IssueO
 /** Loads an existing CA (annal's or cfssl's PEM) so it can sign new leaves. */
 export async function loadCertificateAuthority(certPem: string, keyPem: string): Promise<CertificateAuthority> {
   const certificate = new x509.X509Certificate(certPem);
+  if (certificate.getExtension(x509.BasicConstraintsExtension)?.ca !== true) {
+    throw new InvalidArgumentError(`${certificate.subject} is not a CA certificate (basicConstraints CA:TRUE is missing)`);
+  }
   const keyObject = createPrivateKey(keyPem);
   const keySpec = keySpecOf(keyObject);
   const importAlgorithm =
