@@ -165,3 +165,31 @@ test('close() fails pending proposals with ClosedError; later calls fail at once
     closeAll(members);
   }
 });
+
+test('an isolated leader steps down (CheckQuorum) and fails its pending read barrier', async () => {
+  const network = new InMemoryNetwork();
+  const members = startCluster(['a', 'b', 'c'], network);
+  try {
+    const leaderId = await waitForLeader(members);
+    const leader = (members.get(leaderId) as Member).node;
+    const roles: string[] = [];
+    const unsubscribe = leader.subscribe((status) => roles.push(status.role));
+    assert.equal(roles[0], Role.Leader, 'subscribe yields the current status first');
+    network.isolate(leaderId);
+    const error = await leader.readBarrier().then(
+      () => null,
+      (failure: unknown) => failure,
+    );
+    assert.ok(error instanceof LeadershipLostError, String(error));
+    assert.notEqual(leader.status().role, Role.Leader);
+    assert.ok(roles.includes(Role.Follower));
+    unsubscribe();
+    const refused = await leader.readBarrier().then(
+      () => null,
+      (failure: unknown) => failure,
+    );
+    assert.ok(refused instanceof NotLeaderError);
+  } finally {
+    closeAll(members);
+  }
+});
