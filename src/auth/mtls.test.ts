@@ -12,10 +12,10 @@ import { join } from 'node:path';
 import { connect as netConnect } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { after, before, describe, it } from 'node:test';
-import { status as Status } from '@grpc/grpc-js';
+import { experimental, ServerCredentials, status as Status } from '@grpc/grpc-js';
 import { createCertificateAuthority, issueCertificate, loadCertificateAuthority } from './certs.js';
 import { profileFor, readCsrFile, readSigningConfigFile } from './csr-config.js';
-import { SecureServing } from './secure-serving.js';
+import { AclEnforcement, SecureServing } from './secure-serving.js';
 import {
   bidiCall,
   CONFIG_DIR,
@@ -225,6 +225,31 @@ describe('TLS versions and stalled handshakes', { timeout: 60_000 }, () => {
         await shutdownServer(server);
       }
     });
+  });
+});
+
+describe('ACL interceptor without a TLS identity', () => {
+  it('answers UNAUTHENTICATED when a call has no verified client certificate, and leaves health open', async () => {
+    const { server, handledCount } = standInServer();
+    const acl = await AclEnforcement.start({
+      files: { modelFile: join(CONFIG_DIR, 'model.conf'), policyFile: join(CONFIG_DIR, 'policy.csv') },
+      logger: new RecordingLogger(),
+    });
+    // A plaintext port with only the interceptor: what a misconfigured listener would look like.
+    const credentials = experimental.createServerCredentialsWithInterceptors(ServerCredentials.createInsecure(), [acl.interceptor]);
+    const port = await new Promise<number>((resolve, reject) =>
+      server.bindAsync('127.0.0.1:0', credentials, (error, bound) => (error ? reject(error) : resolve(bound))),
+    );
+    const client = rawClient(port, 'insecure');
+    try {
+      await assert.rejects(unaryCall(client, '/log.v1.Log/Produce', Buffer.from('x')), (error) => statusOf(error) === Status.UNAUTHENTICATED);
+      assert.equal(handledCount(), 0);
+      assert.equal(await healthCheck(client), 1);
+    } finally {
+      client.close();
+      acl.close();
+      await shutdownServer(server);
+    }
   });
 });
 
