@@ -213,6 +213,8 @@ export class RaftNode<Result> {
         return new RaftBusyError('a configuration change is in progress');
       case 'invalidConfigChange':
         return new InvalidArgumentError('the configuration change does not apply to the current configuration');
+      case 'invalidTransferTarget':
+        return new InvalidArgumentError('leadership can only be transferred to another voter');
       case 'overloaded':
         return new OverloadedError('too many uncommitted bytes at the leader; retry later');
     }

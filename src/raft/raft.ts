@@ -33,7 +33,7 @@ import {
 } from './types.js';
 
 /** Why a request was refused; expected outcomes are values, not exceptions. */
-export type RefusalReason = 'notLeader' | 'transferring' | 'configChangePending' | 'invalidConfigChange' | 'overloaded';
+export type RefusalReason = 'notLeader' | 'transferring' | 'configChangePending' | 'invalidConfigChange' | 'invalidTransferTarget' | 'overloaded';
 export type RequestResult<T> = { ok: true; value: T } | { ok: false; reason: RefusalReason; leaderId: NodeId | null };
 
 type CampaignKind = 'preVote' | 'vote' | 'transfer';
@@ -170,7 +170,7 @@ export class Raft {
 
   transferLeadership(target: NodeId): RequestResult<null> {
     if (this.role !== Role.Leader) return this.refuse('notLeader');
-    if (target === this.id || !this.config.voters.includes(target)) return this.refuse('invalidConfigChange');
+    if (target === this.id || !this.config.voters.includes(target)) return this.refuse('invalidTransferTarget');
     this.leadTransferee = target;
     this.electionElapsed = 0;
     const progress = this.progress.get(target) as Progress;
@@ -216,7 +216,7 @@ export class Raft {
     return { ok: false, reason, leaderId: this.leaderId };
   }
 
-  /** Sends the appends that proposals since the last Ready deferred; returns whether any were due. */
+  /** Sends the appends that proposals since the last Ready deferred. */
   flushAppends(): void {
     if (!this.appendsPending) return;
     this.appendsPending = false;
