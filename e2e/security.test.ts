@@ -49,19 +49,26 @@ function clientArgs(certs: string, who: 'root' | 'nobody', addr: string): string
 /** Resolves with the first agent log entry (JSON) whose msg matches, at or after `fromIndex`. */
 function waitForLog(agent: AgentProcess, pattern: RegExp, fromIndex = 0, timeoutMs = 20_000): Promise<Record<string, unknown>> {
   return new Promise((resolve, reject) => {
-    const deadline = Date.now() + timeoutMs;
+    const stderr = agent.child.stderr!;
+    const finish = (outcome: () => void): void => {
+      clearTimeout(timer);
+      stderr.off('data', onData);
+      outcome();
+    };
     const check = (): void => {
       for (const line of agent.stderrLines.slice(fromIndex)) {
         try {
           const entry = JSON.parse(line) as Record<string, unknown>;
-          if (typeof entry['msg'] === 'string' && pattern.test(entry['msg'])) return resolve(entry);
+          if (typeof entry['msg'] === 'string' && pattern.test(entry['msg'])) return finish(() => resolve(entry));
         } catch {
           // not a JSON log line
         }
       }
-      if (Date.now() > deadline) return reject(new Error(`no log line matching ${pattern}:\n${agent.stderrLines.join('\n')}`));
-      agent.child.stderr!.once('data', () => setImmediate(check));
     };
+    // The harness's line reader runs first on each chunk; check after it has split the lines.
+    const onData = (): void => void setImmediate(check);
+    const timer = setTimeout(() => finish(() => reject(new Error(`no log line matching ${pattern}:\n${agent.stderrLines.join('\n')}`))), timeoutMs);
+    stderr.on('data', onData);
     check();
   });
 }
