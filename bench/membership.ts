@@ -11,7 +11,7 @@
  *
  * Visibility is observed differently: annal nodes report events as they happen; serf agents are
  * polled with `serf members` (every ~100 ms), which adds up to one poll round to serf's figures.
- * Usage: node dist/bench/membership.js   (about 2 minutes)
+ * Usage: node dist/bench/membership.js   (about 3 minutes; ANNAL_BENCH_SCALE=0.34 for one round)
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -20,7 +20,7 @@ import { fileURLToPath } from 'node:url';
 import { type SerfAgent, killAgent, killAllAgents, rpcMembers, startAgent, waitFor } from '../e2e/serf-agent.js';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { printTable, type Row } from './util.js';
+import { printTable, scaled, type Row } from './util.js';
 
 const run = promisify(execFile);
 const NODE_SCRIPT = fileURLToPath(new URL('./membership-node.js', import.meta.url));
@@ -165,24 +165,39 @@ async function idleCost(cluster: Node[]): Promise<{ cpuPercent: number; packetsP
 }
 
 interface Figures {
-  joinMs: Record<number, number>;
-  failMs: Record<number, number>;
+  /** One sample per round, by cluster size. */
+  joinMs: Record<number, number[]>;
+  failMs: Record<number, number[]>;
   idle?: { cpuPercent: number; packetsPerSecond: number; kernelPacketsPerSecond: number };
 }
 
+/** Detection time depends on where the probe round is when the victim dies, so we take rounds. */
+const rounds = scaled(3);
+
 async function measure(make: (name: string) => Promise<Node>, prefix: string): Promise<Figures> {
-  const figures: Figures = { joinMs: {}, failMs: {} };
-  for (const size of [3, 10]) {
-    const cluster = await formCluster(make, `${prefix}${size}-`, size - 1);
-    const newcomer = await make(`${prefix}${size}-new`);
-    figures.joinMs[size] = await joinVisibleMs(cluster, newcomer);
-    cluster.push(newcomer);
-    await Promise.all(cluster.flatMap((observer) => cluster.map((node) => observer.seen(node.name, 'alive'))));
-    if (size === 10) figures.idle = await idleCost(cluster);
-    figures.failMs[size] = await failedEverywhereMs(cluster, cluster[1] as Node);
-    await Promise.all(cluster.map((node) => node.kill()));
+  const figures: Figures = { joinMs: { 3: [], 10: [] }, failMs: { 3: [], 10: [] } };
+  for (let round = 0; round < rounds; round++) {
+    for (const size of [3, 10]) {
+      const cluster = await formCluster(make, `${prefix}${round}-${size}-`, size - 1);
+      const newcomer = await make(`${prefix}${round}-${size}-new`);
+      figures.joinMs[size]?.push(await joinVisibleMs(cluster, newcomer));
+      cluster.push(newcomer);
+      await Promise.all(cluster.flatMap((observer) => cluster.map((node) => observer.seen(node.name, 'alive'))));
+      if (size === 10 && round === 0) figures.idle = await idleCost(cluster);
+      figures.failMs[size]?.push(await failedEverywhereMs(cluster, cluster[1] as Node));
+      await Promise.all(cluster.map((node) => node.kill()));
+    }
   }
   return figures;
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor((sorted.length - 1) / 2)] as number;
+}
+
+function summary(values: number[]): string {
+  return `${median(values)} [${Math.min(...values)}..${Math.max(...values)}]`;
 }
 
 async function main(): Promise<void> {
@@ -192,8 +207,10 @@ async function main(): Promise<void> {
   const rows: Row[] = [];
   const ratio = (a: number, s: number): string => `${(a / s).toFixed(2)}×`;
   for (const size of [3, 10]) {
-    rows.push({ name: `join → alive everywhere, n=${size} (ms)`, value: `${annal.joinMs[size]} vs ${serf.joinMs[size]}`, ratio: ratio(annal.joinMs[size] as number, serf.joinMs[size] as number), note: 'annal vs serf (serf polled)' });
-    rows.push({ name: `kill -9 → failed everywhere, n=${size} (ms)`, value: `${annal.failMs[size]} vs ${serf.failMs[size]}`, ratio: ratio(annal.failMs[size] as number, serf.failMs[size] as number), note: 'annal vs serf (serf polled)' });
+    const [annalJoin, serfJoin, annalFail, serfFail] = [annal.joinMs[size], serf.joinMs[size], annal.failMs[size], serf.failMs[size]] as number[][];
+    const note = `annal vs serf, median [min..max] of ${rounds}; serf polled`;
+    rows.push({ name: `join → alive everywhere, n=${size} (ms)`, value: `${summary(annalJoin as number[])} vs ${summary(serfJoin as number[])}`, ratio: ratio(median(annalJoin as number[]), median(serfJoin as number[])), note });
+    rows.push({ name: `kill -9 → failed everywhere, n=${size} (ms)`, value: `${summary(annalFail as number[])} vs ${summary(serfFail as number[])}`, ratio: ratio(median(annalFail as number[]), median(serfFail as number[])), note });
   }
   if (annal.idle && serf.idle) {
     rows.push({ name: 'idle CPU per node, n=10 (%)', value: `${annal.idle.cpuPercent.toFixed(2)} vs ${serf.idle.cpuPercent.toFixed(2)}`, ratio: ratio(annal.idle.cpuPercent, serf.idle.cpuPercent), note: '/proc/<pid>/stat' });
