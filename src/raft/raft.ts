@@ -747,8 +747,11 @@ export class Raft {
   }
 
   private send(message: OutgoingMessage): void {
-    const term = message.term ?? this.term;
-    this.messages.push({ ...message, from: this.id, term } as Message);
+    // Each caller passes a fresh literal, so completing it in place saves a copy per message.
+    const outgoing = message as OutgoingMessage & { from?: NodeId };
+    outgoing.from = this.id;
+    if (outgoing.term === undefined) outgoing.term = this.term;
+    this.messages.push(outgoing as Message);
   }
 }
 
