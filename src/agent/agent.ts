@@ -15,8 +15,9 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { ServerCredentials, ServerInterceptor } from '@grpc/grpc-js';
 import { NodeSecurityRuntime, type NodeSecurity } from '../auth/index.js';
-import { LogServer, type ServiceLogger } from '../server/index.js';
+import { LogServer, MeteredLog, type ServiceLogger } from '../server/index.js';
 import { CommitLog, DEFAULT_LOG_CONFIG, FRAME_HEADER_BYTES, formatFsyncPolicy, type LogConfig } from '../storage/index.js';
+import type { Telemetry } from '../telemetry/index.js';
 import { AnnalError, InvalidArgumentError } from '../util/index.js';
 
 export interface AgentLogger extends ServiceLogger {
@@ -44,8 +45,14 @@ export interface AgentConfig {
   security?: NodeSecurity;
   /** grpc-js server credentials for a plain bind when `security` is not mTLS (tests). */
   credentials?: ServerCredentials;
-  /** grpc-js server interceptors for every call (telemetry, ACL). */
+  /** grpc-js server interceptors for every call, before the ACL's. */
   interceptors?: ServerInterceptor[];
+  /**
+   * Metrics, traces and the access log (telemetry/): its interceptor runs first on every call
+   * (so denied calls are logged and counted too) and it gets the storage instruments. The caller
+   * owns it: starts it before and shuts it down after the agent. Default: off.
+   */
+  telemetry?: Telemetry;
   logger: AgentLogger;
 }
 
@@ -90,8 +97,11 @@ export class Agent {
         throw error;
       }) : undefined;
     const interceptors = [...(config.interceptors ?? []), ...(security === undefined ? [] : [security.interceptor])];
+    const { telemetry } = config;
+    const storageMetrics = telemetry?.metricsEnabled ? telemetry.storageMetrics(() => log) : undefined;
     const server = new LogServer({
-      log,
+      log: storageMetrics ? new MeteredLog(log, storageMetrics) : log,
+      ...(telemetry !== undefined ? { telemetry } : {}),
       nodeName: config.nodeName,
       // A wildcard bind address is no address to give clients: advertise the host name instead.
       ...(isWildcard(host) ? { advertiseHost: hostname() } : {}),

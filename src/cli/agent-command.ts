@@ -25,8 +25,19 @@ import {
 } from '../auth/index.js';
 import { AnnalError, InvalidArgumentError } from '../util/index.js';
 import type { FsyncPolicy } from '../storage/index.js';
+import { Telemetry } from '../telemetry/index.js';
 import { applyConfigFile } from './config-file.js';
-import { parseAddress, parseBytes, parseFsync, parseLogLevel, parseNonEmpty, parsePort, parseUint } from './options.js';
+import {
+  parseAddress,
+  parseBytes,
+  parseFsync,
+  parseHttpUrl,
+  parseLogLevel,
+  parseNonEmpty,
+  parsePort,
+  parseRatio,
+  parseUint,
+} from './options.js';
 import { UsageError } from './usage-error.js';
 
 const MIB = 1024 * 1024;
@@ -52,6 +63,9 @@ interface AgentFlags {
   peerTlsCaFile?: string;
   aclModelFile?: string;
   aclPolicyFile?: string;
+  metricsAddr?: string;
+  otlpEndpoint?: string;
+  traceSampleRatio?: number;
 }
 
 export function addAgentCommands(program: Command): void {
@@ -77,6 +91,9 @@ export function addAgentCommands(program: Command): void {
     .option('--peer-tls-ca-file <path>', "CA certificate(s) (PEM) to verify other nodes' server certificates", parseNonEmpty)
     .option('--acl-model-file <path>', 'Casbin model (config/model.conf)', parseNonEmpty)
     .option('--acl-policy-file <path>', 'Casbin policy (config/policy.csv), watched for changes', parseNonEmpty)
+    .option('--metrics-addr <host:port>', 'serve Prometheus metrics at http://<host:port>/metrics (off unless set; port 0 picks one)', parseAddress)
+    .option('--otlp-endpoint <url>', 'export traces over OTLP/HTTP to <url>/v1/traces (default: $OTEL_EXPORTER_OTLP_ENDPOINT; off if neither)', parseHttpUrl)
+    .option('--trace-sample-ratio <ratio>', 'fraction of new traces recorded, 0 to 1 (callers that sent a sampled traceparent are always traced)', parseRatio, 1)
     .option('--insecure', 'serve plaintext gRPC without TLS or access control (local development only)')
     .action(async (_flags: AgentFlags, command: Command) => {
       const configFile = command.getOptionValue('configFile') as string | undefined;
@@ -91,6 +108,7 @@ export function addAgentCommands(program: Command): void {
     .option('--rpc-port <port>', 'first port to try; the next free one is used if it is taken', parsePort, 8400)
     .option('--log-level <level>', 'fatal | error | warn | info | debug | trace | silent', parseLogLevel, 'warn')
     .option('--insecure', 'plaintext, no TLS and no access control')
+    .option('--metrics-port <port>', 'first port to try for http://127.0.0.1:<port>/metrics; the next free one is used if taken', parsePort, 9464)
     .action(async (flags: DevFlags) => runDev(flags));
 }
 
@@ -106,11 +124,34 @@ async function runAgent(flags: AgentFlags): Promise<void> {
     );
   }
   const signal = shutdownSignal(logger);
-  const agent = await Agent.start({ ...agentConfig({ ...flags, dataDir: flags.dataDir }, logger), security: security.value });
-  const stopReloads = reloadOnSighup(agent, logger);
-  await signal;
-  stopReloads();
-  await agent.shutdown();
+  const telemetry = await startTelemetry(logger, flags.nodeName, flags);
+  try {
+    const agent = await Agent.start({ ...agentConfig({ ...flags, dataDir: flags.dataDir }, logger), security: security.value, telemetry });
+    const stopReloads = reloadOnSighup(agent, logger);
+    await signal;
+    stopReloads();
+    await agent.shutdown();
+  } finally {
+    await telemetry.shutdown();
+  }
+}
+
+/** Metrics endpoint and trace export per the flags; logs where they went. */
+async function startTelemetry(
+  logger: pino.Logger,
+  nodeName: string,
+  flags: { metricsAddr?: string; otlpEndpoint?: string; traceSampleRatio?: number },
+): Promise<Telemetry> {
+  const telemetry = await Telemetry.start({
+    logger,
+    nodeName,
+    ...(flags.metricsAddr !== undefined ? { metricsAddr: flags.metricsAddr } : {}),
+    ...(flags.otlpEndpoint !== undefined ? { otlpEndpoint: flags.otlpEndpoint } : {}),
+    ...(flags.traceSampleRatio !== undefined ? { traceSampleRatio: flags.traceSampleRatio } : {}),
+  });
+  if (telemetry.metricsEndpoint) logger.info({ url: telemetry.metricsEndpoint.url }, 'serving Prometheus metrics');
+  if (telemetry.tracingEnabled) logger.info({ url: telemetry.traceExportUrl, sampleRatio: flags.traceSampleRatio ?? 1 }, 'exporting traces');
+  return telemetry;
 }
 
 interface DevFlags {
@@ -118,12 +159,27 @@ interface DevFlags {
   rpcPort: number;
   logLevel: string;
   insecure?: boolean;
+  metricsPort: number;
 }
 
 async function runDev(flags: DevFlags): Promise<void> {
   const port = await firstFreePort('127.0.0.1', flags.rpcPort, 20);
+  const metricsPort = await firstFreePort('127.0.0.1', flags.metricsPort, 20);
   const logger = makeLogger(flags.logLevel, 'dev');
   const signal = shutdownSignal(logger);
+  const telemetry = await startTelemetry(logger, 'dev', { metricsAddr: `127.0.0.1:${metricsPort}` });
+  try {
+    await runDevAgent(flags, { port, logger, signal, telemetry });
+  } finally {
+    await telemetry.shutdown();
+  }
+}
+
+async function runDevAgent(
+  flags: DevFlags,
+  run: { port: number; logger: pino.Logger; signal: Promise<NodeJS.Signals>; telemetry: Telemetry },
+): Promise<void> {
+  const { port, logger, telemetry } = run;
   const dataDir = resolve(flags.dataDir);
   const dev = flags.insecure === true ? undefined : await devSecurity(join(dataDir, 'certs'));
   const agent = await Agent.start({
@@ -143,10 +199,11 @@ async function runDev(flags: DevFlags): Promise<void> {
       logger,
     ),
     security: dev?.security ?? { type: 'insecure' },
+    telemetry,
   });
-  process.stdout.write(devBanner(agent.rpcAddress, dataDir, agent.log.nextOffset(), dev));
+  process.stdout.write(devBanner(agent.rpcAddress, dataDir, agent.log.nextOffset(), dev, telemetry.metricsEndpoint?.url));
   const stopReloads = reloadOnSighup(agent, logger);
-  await signal;
+  await run.signal;
   stopReloads();
   await agent.shutdown();
 }
@@ -236,7 +293,13 @@ function reloadOnSighup(agent: Agent, logger: pino.Logger): () => void {
   return () => process.off('SIGHUP', onHangup);
 }
 
-function devBanner(address: string, dataDir: string, nextOffset: number, dev: DevSecurity | undefined): string {
+function devBanner(
+  address: string,
+  dataDir: string,
+  nextOffset: number,
+  dev: DevSecurity | undefined,
+  metricsUrl: string | undefined,
+): string {
   const script = resolve(process.argv[1] ?? 'dist/src/cli/main.js');
   const fromHere = relative(process.cwd(), script);
   const cli = `node ${fromHere.startsWith('..') ? script : fromHere}`;
@@ -249,6 +312,7 @@ function devBanner(address: string, dataDir: string, nextOffset: number, dev: De
     `annal dev: one node serving log.v1.Log on ${address}`,
     `  data: ${dataDir} (${nextOffset} records so far; kept between runs)`,
     securityLine,
+    ...(metricsUrl ? [`  metrics: ${metricsUrl}`] : []),
     '',
     `  produce:  ${cli} produce ${flags} hello world`,
     `            printf 'a\\nb\\n' | ${cli} produce ${flags}`,

@@ -56,3 +56,22 @@ export function parseNonEmpty(text: string): string {
   if (text.trim() === '') throw new InvalidArgumentError('must not be empty');
   return text;
 }
+
+/** `--trace-sample-ratio`: a number from 0 to 1. */
+export function parseRatio(text: string): number {
+  const ratio = Number(text);
+  if (text.trim() === '' || !Number.isFinite(ratio) || ratio < 0 || ratio > 1) throw new InvalidArgumentError('expected a number from 0 to 1');
+  return ratio;
+}
+
+/** `--otlp-endpoint`: an http(s) URL (spans go to <url>/v1/traces). */
+export function parseHttpUrl(text: string): string {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw new InvalidArgumentError('expected a URL like http://localhost:4318');
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new InvalidArgumentError('expected an http:// or https:// URL');
+  return text;
+}

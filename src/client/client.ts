@@ -17,6 +17,7 @@ import {
   type Interceptor,
   type ServiceError,
 } from '@grpc/grpc-js';
+import { trace } from '@opentelemetry/api';
 import {
   ConsumeResponse,
   LogClient,
@@ -27,6 +28,7 @@ import {
 import { errorFromStatus } from '../server/errors.js';
 import { decodeConsumeResponseFast, decodeProduceResponseFast } from '../server/wire-decode.js';
 import { encodeProduceBatchRequest, encodeProduceRequest } from '../server/wire-encode.js';
+import { createClientInterceptor } from '../telemetry/client.js';
 import { assert } from '../util/index.js';
 import { BatchingProducer, type BatchingProducerOptions } from './batching-producer.js';
 import { channelCredentials, type ClientSecurity } from './credentials.js';
@@ -56,7 +58,11 @@ export interface AnnalClientOptions {
   maxResponseBytes?: number;
   /** Extra grpc-js channel options. */
   channelOptions?: ChannelOptions;
-  /** grpc-js client interceptors (telemetry), outermost first. */
+  /**
+   * grpc-js client interceptors. Default: one that sends W3C `traceparent` for a client span from
+   * the global OpenTelemetry tracer (a no-op unless the application registered an SDK), so traces
+   * continue on the server.
+   */
   interceptors?: Interceptor[];
 }
 
@@ -108,7 +114,7 @@ export class AnnalClient {
       // window updates; 8 MiB keeps several batches on the wire (measured ~1.3x on loopback).
       'grpc-node.flow_control_window': 8 * 1024 * 1024,
       ...options.channelOptions,
-      interceptors: options.interceptors ?? [],
+      interceptors: options.interceptors ?? [createClientInterceptor({ tracer: trace.getTracer('annal.client') })],
     });
   }
 

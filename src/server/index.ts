@@ -4,3 +4,4 @@ export type { ServiceLogger } from './log-service.js';
 export type { ServedLog } from './served-log.js';
 export { statusFromError, errorFromStatus, grpcCodeFor, ErrorMetadataKey } from './errors.js';
 export type { StatusLike } from './errors.js';
+export { MeteredLog } from './metered-log.js';

@@ -27,6 +27,7 @@ import type {
   Server as WireServer,
 } from '../gen/log/v1/log.js';
 import type { RecordInput } from '../storage/types.js';
+import { rpcScope, withSpan } from '../telemetry/index.js';
 import { InvalidArgumentError, RecordTooLargeError } from '../util/index.js';
 import { DecodeFailure } from './codec.js';
 import { pumpConsumeStream, SHUTDOWN_STATUS, ShutdownSignal, type ConsumeStreamLimits } from './consume-stream.js';
@@ -104,7 +105,8 @@ export class LogServiceHandlers {
       callback(this.status(error));
       return;
     }
-    this.options.log.append(input).then(
+    const log = this.options.log;
+    withSpan(rpcScope(call.metadata), 'storage.append', () => log.append(input)).then(
       (offset) => callback(null, { offset }),
       (error: unknown) => callback(this.status(error)),
     );
@@ -154,9 +156,10 @@ export class LogServiceHandlers {
     const log = this.options.log;
     const sizeBytes = (request: Req<ProduceRequest>): number =>
       request instanceof DecodeFailure ? 0 : (request.record?.value.length ?? 0);
+    const scope = rpcScope(call.metadata);
     this.servePipeline(call, sizeBytes, (request) => {
       const input = this.recordFrom(decoded(request).record);
-      return log.append(input).then(toProduceResponse);
+      return withSpan(scope, 'storage.append', () => log.append(input)).then(toProduceResponse);
     });
   }
 
@@ -168,6 +171,7 @@ export class LogServiceHandlers {
       for (const record of request.records) total += record.value.length;
       return total;
     };
+    const scope = rpcScope(call.metadata);
     this.servePipeline(call, sizeBytes, (request) => {
       const records = decoded(request).records;
       if (records.length === 0) throw new InvalidArgumentError('ProduceBatch request has no records');
@@ -177,7 +181,9 @@ export class LogServiceHandlers {
         );
       }
       const inputs = records.map((record) => this.recordFrom(record));
-      return log.appendBatch(inputs).then(({ firstOffset, lastOffset }) => ({
+      const attributes = { 'annal.record_count': inputs.length };
+      const appended = withSpan(scope, 'storage.append_batch', () => log.appendBatch(inputs), attributes);
+      return appended.then(({ firstOffset, lastOffset }) => ({
         firstOffset,
         lastOffset,
         count: lastOffset - firstOffset + 1,

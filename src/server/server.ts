@@ -14,6 +14,7 @@ import { loadFileDescriptorSetFromBuffer } from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation } from 'grpc-health-check';
 import type { Server as WireServer } from '../gen/log/v1/log.js';
+import { measureMessageSizes, spanAround, type Telemetry } from '../telemetry/index.js';
 import { assert } from '../util/index.js';
 import { ServedLogService } from './codec.js';
 import { LogServiceHandlers, type ServiceLogger } from './log-service.js';
@@ -51,9 +52,15 @@ export interface LogServerOptions {
   maxConsumeBatchRecords?: number;
   /** How long shutdown waits for calls to finish before cancelling them. Default 10 s. */
   shutdownTimeoutMs?: number;
+  /**
+   * Logs, metrics and traces (telemetry/). Its interceptor runs before `interceptors` on every
+   * call (access log, RPC metrics, the server span that handlers hang storage spans on), and
+   * `interceptors` (access control) then run inside an `authorize` child span. Default: off.
+   */
+  telemetry?: Telemetry;
   /** Plaintext unless given (issue 3 plugs mTLS in here). */
   credentials?: ServerCredentials;
-  /** grpc-js server interceptors run on every call (telemetry, ACL), outermost first. */
+  /** grpc-js server interceptors run on every call (access control), first to last, after telemetry's. */
   interceptors?: ServerInterceptor[];
   logger: ServiceLogger;
 }
@@ -69,8 +76,10 @@ export class LogServer {
     const maxRecordBytes = options.maxRecordBytes ?? MIB;
     assert(Number.isSafeInteger(maxRecordBytes) && maxRecordBytes > 0, 'maxRecordBytes must be a positive integer');
     const maxRequestBytes = options.maxRequestBytes ?? Math.max(16 * MIB, 2 * maxRecordBytes) + 64 * 1024;
+    const observing = options.telemetry?.serverInterceptors() ?? [];
+    const guards = options.interceptors ?? [];
     const channelOptions: ChannelOptions & ServerOptions = {
-      interceptors: options.interceptors ?? [],
+      interceptors: observing.length > 0 && guards.length > 0 ? [...observing, ...spanAround('authorize', guards)] : [...observing, ...guards],
       'grpc.max_receive_message_length': maxRequestBytes,
       'grpc.max_send_message_length': -1,
       // The HTTP/2 receive window. grpc-js 1.14 servers ignore this and keep Node's 64 KiB, which
@@ -93,7 +102,8 @@ export class LogServer {
       servers: () => this.servers(),
       logger: options.logger,
     });
-    this.grpcServer.addService(ServedLogService, this.service.handlers());
+    // Sizes are measured only when the telemetry interceptor reads them.
+    this.grpcServer.addService(observing.length > 0 ? measureMessageSizes(ServedLogService) : ServedLogService, this.service.handlers());
     this.health.addToServer(this.grpcServer);
     new ReflectionService(loadDescriptorSet()).addToServer(this.grpcServer);
   }
