@@ -174,6 +174,7 @@ test('a graceful leave shows as left everywhere, and failed members get reaped',
   cluster.run(5_000, () => !leaver.serf.intentBroadcastsPending());
   leaver.serf.leaveGossip(cluster.nowMs);
   cluster.run(5_000, () => !leaver.serf.leaveBroadcastPending());
+  assert.equal(cluster.statusOf(leaver, 'n3'), 'left', 'the leaver sees itself left');
   leaver.crashed = true; // gone after its broadcasts drained
   cluster.run(5_000, () => cluster.everyoneSees('n3', 'left', [leaver]));
   assert.ok(cluster.everyoneSees('n3', 'left', [leaver]));

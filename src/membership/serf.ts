@@ -183,6 +183,11 @@ export class Serf implements SwimDelegate {
     assert(this.state === 'leaving', 'leaveGossip follows leave');
     this.swim.leave(nowMs);
     this.state = 'left';
+    const self = this.memberStates.get(this.name);
+    if (self) {
+      self.member = { ...self.member, status: 'left' };
+      self.leaveTimeMs = nowMs;
+    }
   }
 
   leaveBroadcastPending(): boolean {
