@@ -81,6 +81,7 @@ test('bad options fail fast with InvalidArgumentError', async () => {
   await assert.rejects(Membership.start({ nodeName: 'x', bindAddr: '127.0.0.1:0', encryptKey: 'c2hvcnQ=' }), InvalidArgumentError);
   await assert.rejects(Membership.start({ nodeName: 'x', bindAddr: '127.0.0.1:0', tags: { big: 'x'.repeat(600) } }), InvalidArgumentError);
   await assert.rejects(Membership.start({ nodeName: 'x', bindAddr: '0.0.0.0:0' }), InvalidArgumentError);
+  await assert.rejects(Membership.start({ nodeName: 'x', bindAddr: 'localhost:0' }), InvalidArgumentError);
   await assert.rejects(Membership.start({ nodeName: 'x', bindAddr: '127.0.0.1:0', startJoinAddrs: ['127.0.0.1:1'] }), JoinFailedError);
 });
 

@@ -113,10 +113,10 @@ export class Membership {
     tagsToMeta(options.tags ?? {}); // validates the size before any socket is bound
     const { udp, tcp, port } = await bindBoth(bind);
     const advertise = options.advertiseAddr === undefined ? { host: bind.host, port } : parseAddress(options.advertiseAddr);
-    if (!advertise || advertise.host === '0.0.0.0' || advertise.host === '::') {
+    if (!advertise || advertise.host === '0.0.0.0' || advertise.host === '::' || !isIp(advertise.host)) {
       udp.close();
       tcp.close();
-      throw new InvalidArgumentError('advertiseAddr must be a reachable host:port (needed when binding 0.0.0.0)');
+      throw new InvalidArgumentError('the advertised address must be an IP address and port others can reach (set advertiseAddr when binding 0.0.0.0 or a host name)');
     }
     const membership = new Membership(options, udp, tcp, advertise, timings, keyring);
     membership.afterInput();
@@ -372,6 +372,15 @@ export class Membership {
 
   private log(level: LogLevel, message: string): void {
     this.options.logger?.(level, `membership ${this.name}: ${message}`);
+  }
+}
+
+function isIp(host: string): boolean {
+  try {
+    ipToBytes(host);
+    return true;
+  } catch {
+    return false;
   }
 }
 
