@@ -98,6 +98,7 @@ const protocolWithNack = 4;
 const protocolWithCrc = 5;
 /** Bound on the node table: hostile alive messages with fresh names must not grow memory without limit. */
 export const nodesMax = 8192;
+const incarnationMax = 0xffff_ffff;
 /** Bound on distinct counter keys. */
 const countersMax = 256;
 
@@ -527,8 +528,10 @@ export class Swim {
 
   private refute(accusedIncarnation: number, nowMs: number): void {
     const self = this.self();
-    self.incarnation = Math.max(self.incarnation + 1, accusedIncarnation + 1);
-    assert(self.incarnation <= 0xffff_ffff, 'incarnation fits in uint32');
+    const next = Math.max(self.incarnation + 1, accusedIncarnation + 1);
+    // Incarnations are uint32 on the wire; a claim at the very top cannot be outbid, only ignored.
+    if (next > incarnationMax) return this.count('drop: accusation at the maximum incarnation');
+    self.incarnation = next;
     this.adjustAwareness(1);
     self.statusChangeMs = nowMs;
     this.broadcasts.enqueue(encodePacketMessage(this.aliveOf(self)), self.name);
@@ -542,6 +545,7 @@ export class Swim {
   updateMeta(meta: Uint8Array, nowMs: number): void {
     const self = this.self();
     self.meta = meta;
+    if (self.incarnation >= incarnationMax) return this.count('incarnation exhausted: meta not announced');
     self.incarnation++;
     self.statusChangeMs = nowMs;
     this.broadcasts.enqueue(encodePacketMessage(this.aliveOf(self)), self.name);
