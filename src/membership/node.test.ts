@@ -64,6 +64,14 @@ test('encrypted nodes join each other; a node without the key is refused with th
     const b = await Membership.start({ nodeName: 'eb', bindAddr: '127.0.0.1:0', encryptKey: key, startJoinAddrs: [`127.0.0.1:${a.address.port}`], timings: fast });
     await until(() => statusOf(a, 'eb') === 'alive' && statusOf(b, 'ea') === 'alive', 'encrypted pair');
     await b.shutdown();
+    // Key rotation: a node whose primary key is new but whose keyring still holds the old key joins.
+    const newKey = Buffer.alloc(16, 9).toString('base64');
+    const r = await Membership.start({ nodeName: 'er', bindAddr: '127.0.0.1:0', encryptKey: [newKey, key], startJoinAddrs: [`127.0.0.1:${a.address.port}`], timings: fast }).catch((error: unknown) => error);
+    // a only knows the old key, so it cannot read r's traffic: the join fails, and says why.
+    assert.ok(r instanceof JoinFailedError);
+    const a2 = await Membership.start({ nodeName: 'ea2', bindAddr: '127.0.0.1:0', encryptKey: [key, newKey], startJoinAddrs: [`127.0.0.1:${a.address.port}`], timings: fast });
+    await until(() => statusOf(a, 'ea2') === 'alive', 'a node with a two-key ring joins');
+    await a2.shutdown();
     await assert.rejects(Membership.start({ nodeName: 'plain', bindAddr: '127.0.0.1:0', startJoinAddrs: [`127.0.0.1:${a.address.port}`], timings: fast }), (error: unknown) => {
       assert.ok(error instanceof JoinFailedError);
       assert.equal(error.code, 'UNAVAILABLE');

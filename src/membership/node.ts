@@ -33,8 +33,11 @@ export interface MembershipOptions {
   readonly tags?: Readonly<Record<string, string>>;
   /** Members to join at start (`host:port`); start fails if none of them can be joined. */
   readonly startJoinAddrs?: readonly string[];
-  /** serf's `-encrypt` key: base64 of 16, 24 or 32 bytes. */
-  readonly encryptKey?: string;
+  /**
+   * serf's `-encrypt` key: base64 of 16, 24 or 32 bytes. A list is a keyring (as serf's
+   * `-keyring-file`): the first key encrypts, every key is tried to decrypt (for key rotation).
+   */
+  readonly encryptKey?: string | readonly string[];
   /** Overrides of the Serf LAN defaults. */
   readonly timings?: Partial<MembershipTimings>;
   readonly handler?: MembershipHandler;

@@ -28,11 +28,16 @@ export class Keyring {
     this.keys = keys.map((key) => Buffer.from(key));
   }
 
-  /** Parses serf's `-encrypt` form: base64 of 16, 24 or 32 bytes. */
-  static fromBase64(key: string): Keyring {
-    const bytes = Buffer.from(key, 'base64');
-    if (bytes.toString('base64') !== key.replace(/\s/g, '')) throw new InvalidArgumentError('encryption key is not valid base64');
-    return new Keyring([bytes]);
+  /** Parses serf's `-encrypt` form (base64 of 16, 24 or 32 bytes), or a list of them, primary first. */
+  static fromBase64(keys: string | readonly string[]): Keyring {
+    const list = typeof keys === 'string' ? [keys] : keys;
+    return new Keyring(
+      list.map((key) => {
+        const bytes = Buffer.from(key, 'base64');
+        if (bytes.toString('base64') !== key.replace(/\s/g, '')) throw new InvalidArgumentError('encryption key is not valid base64');
+        return bytes;
+      }),
+    );
   }
 
   encrypt(plaintext: Uint8Array, additionalData: Uint8Array): Uint8Array {
