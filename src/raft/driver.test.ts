@@ -7,12 +7,12 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
-import { ClosedError, NotLeaderError, Prng } from '../util/index.js';
+import { ClosedError, DeadlineExceededError, NotLeaderError, Prng } from '../util/index.js';
 import { LeadershipLostError } from './errors.js';
 import { RaftNode, type StateMachine } from './driver.js';
 import { MemoryStorage } from './storage.js';
-import { InMemoryNetwork } from './transport.js';
-import { Role } from './types.js';
+import { InMemoryNetwork, type Transport } from './transport.js';
+import { Role, type Entry, type HardState, type Message } from './types.js';
 
 class ListMachine implements StateMachine<number> {
   values: string[] = [];
@@ -39,12 +39,19 @@ function startCluster(ids: string[], network: InMemoryNetwork, extra: { snapshot
   return members;
 }
 
-function startMember(id: string, network: InMemoryNetwork, storage: MemoryStorage, seed: number, extra: { snapshotEveryEntries?: number }): Member {
+function startMember(
+  id: string,
+  network: InMemoryNetwork,
+  storage: MemoryStorage,
+  seed: number,
+  extra: { snapshotEveryEntries?: number },
+  wrapTransport: (transport: Transport) => Transport = (transport) => transport,
+): Member {
   const machine = new ListMachine();
   const node = new RaftNode({
     id,
     storage,
-    transport: network.connect(id),
+    transport: wrapTransport(network.connect(id)),
     stateMachine: machine,
     tickIntervalMs: 5,
     electionTicks: 10,
@@ -189,6 +196,72 @@ test('an isolated leader steps down (CheckQuorum) and fails its pending read bar
       (failure: unknown) => failure,
     );
     assert.ok(refused instanceof NotLeaderError);
+  } finally {
+    closeAll(members);
+  }
+});
+
+test('a proposal with timeoutMs rejects with DeadlineExceededError when no outcome is known', async () => {
+  const network = new InMemoryNetwork();
+  const members = startCluster(['a', 'b', 'c'], network);
+  try {
+    const leaderId = await waitForLeader(members);
+    const leader = (members.get(leaderId) as Member).node;
+    for (const id of ['a', 'b', 'c']) if (id !== leaderId) network.isolate(id);
+    await assert.rejects(leader.propose(new Uint8Array([1]), { timeoutMs: 50 }), DeadlineExceededError);
+  } finally {
+    closeAll(members);
+  }
+});
+
+/** Storage whose writes become durable only when their promise resolves, a macrotask later. */
+class AsyncStorage extends MemoryStorage {
+  writesInFlight = 0;
+  override setHardState(hardState: HardState): Promise<void> {
+    return this.later(() => super.setHardState(hardState));
+  }
+  override append(entries: readonly Entry[]): Promise<void> {
+    return this.later(() => super.append(entries));
+  }
+  private later(write: () => void): Promise<void> {
+    this.writesInFlight++;
+    return new Promise((resolve) =>
+      setImmediate(() => {
+        write();
+        this.writesInFlight--;
+        resolve();
+      }),
+    );
+  }
+}
+
+test('with asynchronous storage, no message leaves before what it promises is durable', async () => {
+  const network = new InMemoryNetwork();
+  const ids = ['a', 'b', 'c'];
+  const members = new Map<string, Member>();
+  let checked = 0;
+  for (const [i, id] of ids.entries()) {
+    const storage = new AsyncStorage({ voters: ids, learners: [] });
+    const checking = (transport: Transport): Transport => ({
+      ...transport,
+      send(messages: readonly Message[]) {
+        for (const message of messages) {
+          assert.equal(storage.writesInFlight, 0, `${message.type} sent during a write`);
+          if (message.type === 'voteResponse' && !message.reject) assert.equal(storage.initialState().hardState.vote, message.to);
+          if (message.type === 'appendResponse' && !message.reject) assert.ok(storage.lastIndex() >= message.index);
+          checked++;
+        }
+        transport.send(messages);
+      },
+    });
+    members.set(id, startMember(id, network, storage, i, {}, checking));
+  }
+  try {
+    const leaderId = await waitForLeader(members);
+    const leader = (members.get(leaderId) as Member).node;
+    await Promise.all(Array.from({ length: 20 }, (_, i) => leader.propose(new TextEncoder().encode(`v${i}`))));
+    await waitUntil('every replica applies', () => [...members.values()].every((m) => m.machine.values.length === 20));
+    assert.ok(checked > 20, `checked ${checked} messages`);
   } finally {
     closeAll(members);
   }

@@ -8,11 +8,13 @@
  * - NotLeaderError (with the leader hint) if this node is not the leader: nothing was appended;
  * - LeadershipLostError once another leader's entry took the proposal's index: it never commits;
  * - ProposalOutcomeUnknownError if a snapshot covered the index before the entry was seen here;
+ * - DeadlineExceededError when the caller's timeoutMs passes first (the outcome is unknown);
  * - ClosedError when the node shuts down first (the outcome is then unknown).
  */
 import { randomInt } from 'node:crypto';
 import {
   ClosedError,
+  DeadlineExceededError,
   InvalidArgumentError,
   NotLeaderError,
   OverloadedError,
@@ -122,8 +124,12 @@ export class RaftNode<Result> {
     return () => this.listeners.delete(listener);
   }
 
-  /** Replicates `data`; resolves with the state machine's result once it is applied here. */
-  propose(data: Uint8Array): Promise<{ index: number; result: Result }> {
+  /**
+   * Replicates `data`; resolves with the state machine's result once it is applied here. With
+   * `timeoutMs`, the promise rejects with DeadlineExceededError when no outcome is known by then
+   * (the entry may still commit later: the outcome is unknown, not failed).
+   */
+  propose(data: Uint8Array, options: { timeoutMs?: number } = {}): Promise<{ index: number; result: Result }> {
     return this.request((resolve, reject) => {
       if (this.proposals.size >= (this.options.pendingProposalsMax ?? 10_000)) {
         reject(new OverloadedError('too many proposals awaiting their outcome'));
@@ -134,7 +140,30 @@ export class RaftNode<Result> {
         reject(this.refusalError(result));
         return;
       }
-      this.proposals.set(result.value.firstIndex, { term: result.value.term, resolve, reject });
+      const index = result.value.firstIndex;
+      const timeoutMs = options.timeoutMs;
+      if (timeoutMs === undefined) {
+        this.proposals.set(index, { term: result.value.term, resolve, reject });
+        return;
+      }
+      assert(timeoutMs >= 0 && timeoutMs <= 2_147_483_647, 'timeoutMs must fit a timer');
+      const timer = setTimeout(() => {
+        if (this.proposals.get(index) !== waiter) return;
+        this.proposals.delete(index);
+        reject(new DeadlineExceededError(`no outcome for the proposal at log index ${index} within ${timeoutMs} ms; it may still commit`));
+      }, timeoutMs);
+      const waiter: Waiter<{ index: number; result: Result }> = {
+        term: result.value.term,
+        resolve: (value) => {
+          clearTimeout(timer);
+          resolve(value);
+        },
+        reject: (error) => {
+          clearTimeout(timer);
+          reject(error);
+        },
+      };
+      this.proposals.set(index, waiter);
     });
   }
 

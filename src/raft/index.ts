@@ -1,7 +1,8 @@
 /** Public surface of the Raft component: the pure core, its storage contract and the driver. */
 export { RawNode, type Ready, type Status } from './raw-node.js';
 export { type RaftOptions } from './config.js';
-export { type RequestResult, type RefusalReason, applyConfigChange } from './raft.js';
+export { type RequestResult, type RefusalReason } from './raft.js';
+export { applyConfigChange } from './config-change.js';
 export { type Faults } from './faults.js';
 export { MemoryStorage, CompactedError, LogUnavailableError, type Storage, type InitialState } from './storage.js';
 export { RaftNode, type RaftNodeOptions, type RaftStorage, type StateMachine } from './driver.js';

@@ -8,7 +8,9 @@ import { resolveRaftOptions, type RaftOptions, type ResolvedRaftOptions } from '
 import { Progress, ProgressState } from './progress.js';
 import { committedIndex, quorumSize, voteResult, VoteResult } from './quorum.js';
 import { RaftLog } from './raft-log.js';
+import { applyConfigChange } from './config-change.js';
 import { ReadOnly } from './read-only.js';
+import { UncommittedBytes } from './uncommitted.js';
 import {
   EntryType,
   Role,
@@ -752,52 +754,5 @@ export class Raft {
     outgoing.from = this.id;
     if (outgoing.term === undefined) outgoing.term = this.term;
     this.messages.push(outgoing as Message);
-  }
-}
-
-/** The configuration after a single-server change, or null if the change makes no sense. */
-export function applyConfigChange(config: ClusterConfig, change: ConfigChange): ClusterConfig | null {
-  const voters = config.voters.filter((id) => id !== change.nodeId);
-  const learners = config.learners.filter((id) => id !== change.nodeId);
-  switch (change.type) {
-    case 'addVoter':
-      if (config.voters.includes(change.nodeId)) return null;
-      return { voters: [...voters, change.nodeId], learners };
-    case 'addLearner':
-      if (config.learners.includes(change.nodeId) || config.voters.includes(change.nodeId)) return null;
-      return { voters, learners: [...learners, change.nodeId] };
-    case 'remove':
-      if (voters.length === config.voters.length && learners.length === config.learners.length) return null;
-      if (voters.length === 0) return null;
-      return { voters, learners };
-  }
-}
-
-/** Bytes proposed by this leader and not yet committed, released as the commit index passes. */
-class UncommittedBytes {
-  private readonly lastIndexes: number[] = [];
-  private readonly sizesBytes: number[] = [];
-  private head = 0;
-  totalBytes = 0;
-
-  add(lastIndex: number, sizeBytes: number): void {
-    this.lastIndexes.push(lastIndex);
-    this.sizesBytes.push(sizeBytes);
-    this.totalBytes += sizeBytes;
-  }
-
-  commitTo(index: number): void {
-    while (this.head < this.lastIndexes.length && (this.lastIndexes[this.head] as number) <= index) {
-      this.totalBytes -= this.sizesBytes[this.head] as number;
-      this.head++;
-    }
-    if (this.head === this.lastIndexes.length) this.reset();
-  }
-
-  reset(): void {
-    this.lastIndexes.length = 0;
-    this.sizesBytes.length = 0;
-    this.head = 0;
-    this.totalBytes = 0;
   }
 }
