@@ -16,11 +16,21 @@ import { ATTR_RPC_STATUS_CODE } from '@opentelemetry/semantic-conventions';
 import { rpcScope } from './rpc-scope.js';
 import { codeName } from './grpc-codes.js';
 
-/** Open `spanAround` spans by the call's request metadata (one per call and name). */
-type OpenSpans = WeakMap<Metadata, Span>;
+/** The open span of one `spanAround`, kept on the call's request metadata under its own symbol. */
+type WithOpenSpan = Metadata & { [key: symbol]: Span | undefined };
 
 export function spanAround(name: string, interceptors: ServerInterceptor[]): ServerInterceptor[] {
-  const open: OpenSpans = new WeakMap();
+  // Not a WeakMap keyed by metadata: see rpc-scope.ts on what those ephemerons cost the GC.
+  const OPEN = Symbol(`annal.spanAround.${name}`);
+  const open = {
+    get: (metadata: Metadata): Span | undefined => (metadata as WithOpenSpan)[OPEN],
+    set: (metadata: Metadata, span: Span): void => {
+      (metadata as WithOpenSpan)[OPEN] = span;
+    },
+    delete: (metadata: Metadata): void => {
+      (metadata as WithOpenSpan)[OPEN] = undefined;
+    },
+  };
   const start: ServerInterceptor = (_method, call) => {
     let requestMetadata: Metadata | undefined;
     return new ServerInterceptingCall(call, {
@@ -34,7 +44,7 @@ export function spanAround(name: string, interceptors: ServerInterceptor[]): Ser
         }),
       sendStatus: (status, next) => {
         // Still open: the wrapped interceptors answered the call before `end` saw it.
-        const span = requestMetadata && open.get(requestMetadata);
+        const span = requestMetadata === undefined ? undefined : open.get(requestMetadata);
         if (span !== undefined) {
           open.delete(requestMetadata!);
           span.setAttribute(ATTR_RPC_STATUS_CODE, codeName(status.code ?? Status.UNKNOWN));
