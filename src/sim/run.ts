@@ -204,8 +204,7 @@ function runHeal(cluster: SimCluster, ids: readonly NodeId[], workload: Workload
     throw new SafetyViolation(`liveness: no proposal committed within ${LIVENESS_BOUND_MS}ms of healing (at ${healedAtMs}ms)`);
   }
   const healToCommitMs = cluster.nowMs - healedAtMs;
-  const leader = cluster.leader();
-  const members = leader === null ? ids : memberIds(cluster, leader);
+  const members = memberIds(cluster);
   const caughtUp = (): boolean => members.every((id) => cluster.node(id).stateMachine.appliedIndex >= probeIndex);
   if (!cluster.runFor(LIVENESS_BOUND_MS, caughtUp)) {
     const applied = members.map((id) => `${id}=${cluster.node(id).stateMachine.appliedIndex}`).join(' ');
@@ -224,9 +223,21 @@ function runHeal(cluster: SimCluster, ids: readonly NodeId[], workload: Workload
   return healToCommitMs;
 }
 
-function memberIds(cluster: SimCluster, leader: NodeId): NodeId[] {
-  const config = (cluster.node(leader).raw as NonNullable<ReturnType<SimCluster['node']>['raw']>).raft.config;
-  return [...config.voters, ...config.learners];
+/**
+ * Nodes that must catch up: members of both the committed and the latest configuration as seen
+ * by the node with the highest commit index (a node removed by either is not replicated to).
+ */
+function memberIds(cluster: SimCluster): NodeId[] {
+  let best: NonNullable<ReturnType<SimCluster['node']>['raw']> | null = null;
+  for (const node of cluster.upNodes()) {
+    const raw = node.raw as NonNullable<typeof node.raw>;
+    if (best === null || raw.status().commit > best.status().commit) best = raw;
+  }
+  if (best === null) return [];
+  const latest = best.raft.config;
+  const committed = best.configAt(best.status().commit);
+  const all = (config: typeof latest): NodeId[] => [...config.voters, ...config.learners];
+  return all(latest).filter((id) => all(committed).includes(id));
 }
 
 function committedValues(cluster: SimCluster): Map<string, number> {
