@@ -283,9 +283,12 @@ export class RaftNode<Result> {
   private async handleReady(ready: Ready): Promise<void> {
     const { storage, transport } = this.options;
     // Persist-before-send: what the messages promise must be durable first.
+    // Entries before the hard state: a crash in between must not leave a persisted commit index
+    // beyond the durable log. (Entries of a term whose hard state was lost are harmless: nothing
+    // was sent on their behalf.)
     if (ready.snapshot !== null) await storage.applySnapshot(ready.snapshot);
-    if (ready.hardState !== null) await storage.setHardState(ready.hardState);
     if (ready.entries.length > 0) await storage.append(ready.entries);
+    if (ready.hardState !== null) await storage.setHardState(ready.hardState);
     if (this.closed) return;
     transport.send(ready.messages);
     if (ready.snapshot !== null) this.installSnapshot(ready.snapshot);

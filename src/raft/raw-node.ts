@@ -4,7 +4,8 @@
  *
  * Persist-before-send: a Ready's `hardState`, `snapshot` and `entries` must be durable before any
  * of its `messages` is sent (a vote or an acknowledgement promises durable state), and before its
- * `committedEntries` are applied.
+ * `committedEntries` are applied. If the three are not written atomically, write them in the order
+ * snapshot, entries, hard state, so that a persisted commit index never points past the log.
  */
 import { assert } from '../util/index.js';
 import type { RaftOptions } from './config.js';

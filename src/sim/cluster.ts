@@ -242,20 +242,7 @@ export class SimCluster {
   /** Persists, sends, applies and advances one Ready (persist strictly before send and apply). */
   private complete(node: SimNode, ready: Ready): void {
     const raw = node.raw as RawNode;
-    if (ready.snapshot !== null) {
-      node.storage.applySnapshot(ready.snapshot);
-      const { index, term } = ready.snapshot.meta;
-      const hash = this.checker.committedHash(index);
-      assert(hash !== undefined, `snapshot at ${index} is not known committed`);
-      node.chain.resetTo(index, term, hash);
-    }
-    if (ready.hardState !== null) node.storage.setHardState(ready.hardState);
-    if (ready.entries.length > 0) this.persistEntries(node, ready.entries);
-    if (ready.hardState !== null) {
-      const committedBefore = this.checker.committedIndex();
-      this.checker.onCommit(node.id, node.chain, ready.hardState.commit, (index) => readEntry(node.storage, index));
-      if (this.checker.committedIndex() > committedBefore) this.checkCommitDurable(raw);
-    }
+    this.persist(node, ready, raw, ready.entries.length, true);
     for (const message of ready.messages) {
       if (this.options.manualNetwork === true) this.pendingMessages.push(message);
       else this.network.send(this.nowMs, message);
@@ -269,6 +256,26 @@ export class SimCluster {
     raw.advance(ready);
     this.serveReads(node);
     this.maybeSnapshot(node);
+  }
+
+  /**
+   * Writes a Ready in the driver's order: snapshot, entries, then hard state (so a persisted
+   * commit never points past the durable log). A crash may stop after any prefix of the entries.
+   */
+  private persist(node: SimNode, ready: Ready, raw: RawNode, entryCount: number, withHardState: boolean): void {
+    if (ready.snapshot !== null) {
+      node.storage.applySnapshot(ready.snapshot);
+      const { index, term } = ready.snapshot.meta;
+      const hash = this.checker.committedHash(index);
+      assert(hash !== undefined, `snapshot at ${index} is not known committed`);
+      node.chain.resetTo(index, term, hash);
+    }
+    if (entryCount > 0) this.persistEntries(node, ready.entries.slice(0, entryCount));
+    if (!withHardState || ready.hardState === null) return;
+    node.storage.setHardState(ready.hardState);
+    const committedBefore = this.checker.committedIndex();
+    this.checker.onCommit(node.id, node.chain, ready.hardState.commit, (index) => readEntry(node.storage, index));
+    if (this.checker.committedIndex() > committedBefore) this.checkCommitDurable(raw);
   }
 
   private checkCommitDurable(raw: RawNode): void {
@@ -350,6 +357,13 @@ export class SimCluster {
     const node = this.node(id);
     if (!node.up) return;
     this.record(`crash ${id}`);
+    const pending = node.pendingReady;
+    if (pending !== null && this.prng.chance(0.5)) {
+      // A torn Ready: the disk got through part of it before the crash.
+      const entryCount = this.prng.int(0, pending.entries.length);
+      const withHardState = entryCount === pending.entries.length && this.prng.chance(0.5);
+      this.persist(node, pending, node.raw as RawNode, entryCount, withHardState);
+    }
     node.raw = null;
     node.pendingReady = null;
     node.backlog = [];
