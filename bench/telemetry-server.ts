@@ -3,7 +3,7 @@
  *
  *   node dist/bench/telemetry-server.js <dataDir> <fsync> off
  *     LogServer with telemetry off: no interceptors, no-op instruments, silent logs.
- *   node dist/bench/telemetry-server.js <dataDir> <fsync> on <otlpEndpoint> <accessLogFile>
+ *   node dist/bench/telemetry-server.js <dataDir> <fsync> on <otlpEndpoint> <accessLogFile> [sampleRatio]
  *     Everything on: the server interceptor (metrics, a sampled span per call with storage.append
  *     child spans, access log at info into a file), storage (append durations through MeteredLog)
  *     and runtime instruments, a /metrics endpoint, OTLP/HTTP span export.
@@ -16,7 +16,7 @@ import { CommitLog, parseFsyncPolicy } from '../src/storage/index.js';
 import { createLogger, Telemetry } from '../src/telemetry/index.js';
 
 async function main(): Promise<void> {
-  const [dataDir, fsync, mode, otlpEndpoint, accessLogFile] = process.argv.slice(2);
+  const [dataDir, fsync, mode, otlpEndpoint, accessLogFile, sampleRatio] = process.argv.slice(2);
   const on = mode === 'on';
   const log = await CommitLog.open(dataDir!, { fsync: parseFsyncPolicy(fsync ?? 'always') });
   const telemetry = on
@@ -25,7 +25,7 @@ async function main(): Promise<void> {
         nodeName: 'bench',
         metricsAddr: '127.0.0.1:0',
         otlpEndpoint: otlpEndpoint!,
-        traceSampleRatio: 1,
+        traceSampleRatio: Number(sampleRatio ?? 1),
         env: {},
       })
     : Telemetry.disabled();

@@ -11,7 +11,8 @@
  * - ProduceStream of 100 B records, pipelined (WINDOW in flight), fsync=always and fsync=never
  *   (never is CPU-bound, so per-message costs show undiluted by disk waits). Target: on ≥ 0.9 × off.
  * - Unary Produce of 100 B records from 32 concurrent callers, fsync=never: the per-call costs
- *   (span, access-log line, label hashing) at their worst.
+ *   (two spans exported, an access-log line, a histogram record) at their worst; once with every
+ *   trace recorded and once with --trace-sample-ratio 0.1.
  *
  * Besides records/s, each run charges the server process's CPU time (user + system, read through
  * SIGUSR2) to its records: on a machine shared with other work, CPU µs per record is the steadier
@@ -68,8 +69,15 @@ async function startSink(): Promise<{ endpoint: string; requests: () => number; 
   };
 }
 
-async function startServer(mode: Mode, fsync: string, dataDir: string, otlpEndpoint: string): Promise<ServerProcess> {
-  const args = [SERVER_SCRIPT, join(dataDir, 'log'), fsync, mode, otlpEndpoint, join(dataDir, 'access.log')];
+interface Setup {
+  fsync: string;
+  /** Fraction of traces recorded when telemetry is on. */
+  sampleRatio: number;
+  otlpEndpoint: string;
+}
+
+async function startServer(mode: Mode, setup: Setup, dataDir: string): Promise<ServerProcess> {
+  const args = [SERVER_SCRIPT, join(dataDir, 'log'), setup.fsync, mode, setup.otlpEndpoint, join(dataDir, 'access.log'), String(setup.sampleRatio)];
   const child: ChildProcess = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
   const lines = createInterface({ input: child.stdout! });
   const nextLine = () =>
@@ -179,9 +187,9 @@ function unaryProduce(count: number): Work {
   };
 }
 
-async function measure(mode: Mode, fsync: string, sinkEndpoint: string, work: Work): Promise<RunResult & { scrapes: number }> {
+async function measure(mode: Mode, setup: Setup, work: Work): Promise<RunResult & { scrapes: number }> {
   const dir = tempDir('annal-bench-telemetry-');
-  const server = await startServer(mode, fsync, dir.path, sinkEndpoint);
+  const server = await startServer(mode, setup, dir.path);
   const client = new AnnalClient({ address: server.address, security: { insecure: true } });
   const scraper = startScraper(server.metricsUrl);
   try {
@@ -199,12 +207,12 @@ function median(values: number[]): number {
   return sorted[Math.floor(sorted.length / 2)]!;
 }
 
-async function compare(name: string, fsync: string, sinkEndpoint: string, work: Work): Promise<Row[]> {
+async function compare(name: string, setup: Setup, work: Work): Promise<Row[]> {
   const runs: Record<Mode, RunResult[]> = { off: [], on: [] };
   let scrapes = 0;
   for (let round = 0; round < ROUNDS; round++) {
     for (const mode of round % 2 === 0 ? (['off', 'on'] as const) : (['on', 'off'] as const)) {
-      const result = await measure(mode, fsync, sinkEndpoint, work);
+      const result = await measure(mode, setup, work);
       runs[mode].push(result);
       scrapes += result.scrapes;
     }
@@ -228,10 +236,13 @@ async function main(): Promise<void> {
   const sink = await startSink();
   const streamCount = scaled(150_000);
   const unaryCount = scaled(20_000);
+  const setup = (fsync: string, sampleRatio = 1): Setup => ({ fsync, sampleRatio, otlpEndpoint: sink.endpoint });
+  const unary = `Produce 100 B, ${UNARY_CALLERS} callers, fsync=never`;
   const rows: Row[] = [
-    ...(await compare('ProduceStream 100 B, fsync=always', 'always', sink.endpoint, produceStream(streamCount))),
-    ...(await compare('ProduceStream 100 B, fsync=never', 'never', sink.endpoint, produceStream(streamCount))),
-    ...(await compare(`Produce 100 B, ${UNARY_CALLERS} callers, fsync=never`, 'never', sink.endpoint, unaryProduce(unaryCount))),
+    ...(await compare('ProduceStream 100 B, fsync=always', setup('always'), produceStream(streamCount))),
+    ...(await compare('ProduceStream 100 B, fsync=never', setup('never'), produceStream(streamCount))),
+    ...(await compare(unary, setup('never'), unaryProduce(unaryCount))),
+    ...(await compare(`${unary}, 10% of traces`, setup('never', 0.1), unaryProduce(unaryCount))),
   ];
   printTable(`telemetry on vs off (median of ${ROUNDS} alternating rounds; ${sink.requests()} OTLP export requests)`, rows);
   await sink.close();
