@@ -105,8 +105,10 @@ export class Raft {
   step(message: Message): void {
     if (message.term > this.term) {
       if (message.type === 'vote' || message.type === 'preVote') {
-        // Leader lease: while we hear from a leader, ignore disruptive candidates (§4.2.3).
-        const inLease = this.options.checkQuorum && this.leaderId !== null && this.electionElapsed < this.options.electionTicks;
+        // Leader lease (thesis §4.2.3): within an election timeout of hearing from a leader, a
+        // vote request is ignored, so a server that was removed without learning it (and keeps
+        // campaigning) cannot disrupt the cluster.
+        const inLease = this.options.leaderLease && this.leaderId !== null && this.electionElapsed < this.options.electionTicks;
         if (inLease && !message.transfer) return;
       }
       if (message.type === 'preVote') {
@@ -130,9 +132,9 @@ export class Raft {
 
   private stepStaleTerm(message: Message): void {
     const fromStaleLeader = message.type === 'heartbeat' || message.type === 'append';
-    if (fromStaleLeader && (this.options.checkQuorum || this.options.preVote)) {
-      // Tell the stale leader our term so it steps down; otherwise it could keep a partitioned
-      // node from ever rejoining when pre-votes are rejected by its lease.
+    if (fromStaleLeader && (this.options.leaderLease || this.options.checkQuorum || this.options.preVote)) {
+      // Tell the stale leader our term so it steps down; otherwise a node whose term ran ahead
+      // (while partitioned) could never rejoin: its vote requests fall inside the lease.
       this.send({ type: 'appendResponse', to: message.from, reject: true, index: 0, rejectHintIndex: 0, rejectHintTerm: 0 });
     } else if (message.type === 'preVote') {
       this.send({ type: 'preVoteResponse', to: message.from, reject: true });

@@ -3,7 +3,7 @@
  * ticks and no message moves unless the script says so. The safety checker watches every step,
  * as in random runs. Commands (node names are free-form words):
  *
- *   nodes a b c [prevote=off] [checkquorum=off] [max-msg-bytes=N] [inflight=N] [chunk-bytes=N]
+ *   nodes a b c [prevote=off] [checkquorum=off] [lease=off] [max-msg-bytes=N] [inflight=N] [chunk-bytes=N]
  *   add-node d                          start a node with an empty configuration
  *   campaign a | tick a [n] | tick-all [n] | elapse n   (elapse: n x (tick-all, stabilize))
  *   deliver [from->to] | drop [from->to] | stabilize    (* matches any node)
@@ -195,6 +195,7 @@ export class ScriptEnv {
         heartbeatTicks: 1,
         preVote: flags.get('prevote') !== 'off',
         checkQuorum: flags.get('checkquorum') !== 'off',
+        leaderLease: flags.get('lease') !== 'off',
         maxMessageBytes: Number(flags.get('max-msg-bytes') ?? 1 << 20),
         inflightCountMax: Number(flags.get('inflight') ?? 256),
         snapshotChunkBytes: Number(flags.get('chunk-bytes') ?? 1 << 20),

@@ -6,8 +6,8 @@
 //
 // Seeds that caught each variant when this was written (steps=600, nodes = [3,5,7][seed % 3]):
 //   voteWithoutLogCheck       seed 2   (leader completeness)
-//   commitPreviousTermByCount seed 218 (committed entry at risk: a voter lacking it could win)
-//   forgetVotePersist         seed 114 (election safety: two leaders in term 6)
+//   commitPreviousTermByCount seed 493 (committed entry at risk: a voter lacking it could win)
+//   forgetVotePersist         seed 4   (election safety: two leaders in term 7)
 //   applyBeforeCommit         seed 1   (state machine safety: applied beyond commit)
 //   keepConflictingSuffix     seed 2   (log matching)
 //   readWithoutQuorum         seed 1   (linearizability, log model)
@@ -19,7 +19,7 @@ import { BROKEN_VARIANTS, type BrokenVariantName } from './variants.js';
 
 const EXPECTED: Record<BrokenVariantName, { seedBudget: number; violation: RegExp }> = {
   voteWithoutLogCheck: { seedBudget: 50, violation: /leader completeness|committed|state machine|log matching/ },
-  commitPreviousTermByCount: { seedBudget: 800, violation: /committed entry at risk|leader completeness|committed|state machine/ },
+  commitPreviousTermByCount: { seedBudget: 2000, violation: /committed entry at risk|leader completeness|committed|state machine/ },
   forgetVotePersist: { seedBudget: 600, violation: /election safety/ },
   applyBeforeCommit: { seedBudget: 50, violation: /state machine safety/ },
   keepConflictingSuffix: { seedBudget: 50, violation: /log matching|committed/ },
