@@ -17,6 +17,7 @@ import type { Server as WireServer } from '../gen/log/v1/log.js';
 import { measureMessageSizes, spanAround, type Telemetry } from '../telemetry/index.js';
 import { assert } from '../util/index.js';
 import { ServedLogService } from './codec.js';
+import { HealthWatches } from './health-watches.js';
 import { LogServiceHandlers, type ServiceLogger } from './log-service.js';
 import type { ServedLog } from './served-log.js';
 
@@ -69,6 +70,7 @@ export class LogServer {
   private readonly grpcServer: Server;
   private readonly service: LogServiceHandlers;
   private readonly health = new HealthImplementation({ '': 'NOT_SERVING', [LOG_SERVICE_NAME]: 'NOT_SERVING' });
+  private readonly healthWatches = new HealthWatches();
   private boundAddress: string | undefined;
   private stopping: Promise<void> | undefined;
 
@@ -79,7 +81,11 @@ export class LogServer {
     const observing = options.telemetry?.serverInterceptors() ?? [];
     const guards = options.interceptors ?? [];
     const channelOptions: ChannelOptions & ServerOptions = {
-      interceptors: observing.length > 0 && guards.length > 0 ? [...observing, ...spanAround('authorize', guards)] : [...observing, ...guards],
+      interceptors: [
+        ...observing,
+        ...(observing.length > 0 && guards.length > 0 ? spanAround('authorize', guards) : guards),
+        this.healthWatches.interceptor,
+      ],
       'grpc.max_receive_message_length': maxRequestBytes,
       'grpc.max_send_message_length': -1,
       // The HTTP/2 receive window. grpc-js 1.14 servers ignore this and keep Node's 64 KiB, which
@@ -165,7 +171,10 @@ export class LogServer {
   }
 
   private async stop(): Promise<void> {
+    // NOT_SERVING goes out on every health Watch (written synchronously), then the watches end so
+    // that they do not hold the graceful shutdown open.
     this.setServing(false);
+    this.healthWatches.endAll();
     const graceful = new Promise<void>((resolve) => this.grpcServer.tryShutdown(() => resolve()));
     this.service.drain();
     const timeoutMs = this.options.shutdownTimeoutMs ?? 10_000;
