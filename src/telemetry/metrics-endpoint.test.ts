@@ -15,6 +15,7 @@ import { after, before, describe, it } from 'node:test';
 import { CommitLog } from '../storage/index.js';
 import { parseHostPort } from './metrics-server.js';
 import { Telemetry } from './telemetry.js';
+import { testLogger } from './test-logger.js';
 import { callAppend, echoClient, startEchoServer, type EchoClient, type EchoServer } from './testdata/echo-service.js';
 import { hasSample, parseSamples, sampleValue } from './testdata/prom-text.js';
 
@@ -29,7 +30,7 @@ describe('metrics endpoint', () => {
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'annal-metrics-'));
     log = await CommitLog.open(dir, { fsync: { kind: 'never' }, maxStoreBytes: 1024 });
-    telemetry = await Telemetry.start({ metricsAddr: '127.0.0.1:0', nodeName: 'node-0' });
+    telemetry = await Telemetry.start({ logger: testLogger({ name: 'metrics endpoint' }), metricsAddr: '127.0.0.1:0', nodeName: 'node-0' });
     server = await startEchoServer(telemetry, log, { storage: telemetry.storageMetrics(() => log) });
     client = echoClient(server.address);
     url = telemetry.metricsEndpoint!.url;

@@ -16,6 +16,7 @@ import { Metadata, ServerInterceptingCall, status as Status, type ServerIntercep
 import { CommitLog } from '../storage/index.js';
 import { spanAround } from './span-interceptor.js';
 import { Telemetry } from './telemetry.js';
+import { testLogger } from './test-logger.js';
 import { callAppend, echoClient, startEchoServer, type EchoClient, type EchoServer } from './testdata/echo-service.js';
 import { startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from './testdata/otlp-receiver.js';
 import { parseSampleRatio, resolveTracesUrl } from './tracing.js';
@@ -37,7 +38,7 @@ describe('tracing', () => {
     dir = mkdtempSync(join(tmpdir(), 'annal-tracing-'));
     log = await CommitLog.open(dir, { fsync: { kind: 'never' } });
     receiver = await startOtlpReceiver();
-    serverTelemetry = await Telemetry.start({ otlpEndpoint: receiver.endpoint, nodeName: 'node-0', env: {} });
+    serverTelemetry = await Telemetry.start({ logger: testLogger({ name: 'tracing' }), otlpEndpoint: receiver.endpoint, nodeName: 'node-0', env: {} });
     clientTelemetry = await Telemetry.start({ otlpEndpoint: receiver.endpoint, serviceName: 'annal-client', env: {} });
     server = await startEchoServer(serverTelemetry, log);
     client = echoClient(server.address, clientTelemetry.clientInterceptors());
