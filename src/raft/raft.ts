@@ -117,7 +117,11 @@ export class Raft {
         // We take the term when the pre-election is won.
       } else {
         const fromLeader = message.type === 'append' || message.type === 'heartbeat' || message.type === 'snapshot';
+        const electionElapsed = this.electionElapsed;
         this.becomeFollower(message.term, fromLeader ? message.from : null);
+        // Only a granted vote (or a leader) restarts the election timer (§5.2): otherwise a node
+        // that keeps starting elections it cannot win would keep everyone else from timing out.
+        if (message.type === 'vote') this.electionElapsed = electionElapsed;
       }
     } else if (message.term < this.term) {
       this.stepStaleTerm(message);
@@ -136,8 +140,10 @@ export class Raft {
       // Tell the stale leader our term so it steps down; otherwise a node whose term ran ahead
       // (while partitioned) could never rejoin: its vote requests fall inside the lease.
       this.send({ type: 'appendResponse', to: message.from, reject: true, index: 0, rejectHintIndex: 0, rejectHintTerm: 0 });
-    } else if (message.type === 'preVote') {
-      this.send({ type: 'preVoteResponse', to: message.from, reject: true });
+    } else if (message.type === 'preVote' || message.type === 'vote') {
+      // Reject with our term (§5.1) so the candidate catches up; otherwise a candidate whose term
+      // trails can keep campaigning below a term that others keep raising, and never win.
+      this.send({ type: message.type === 'vote' ? 'voteResponse' : 'preVoteResponse', to: message.from, reject: true });
     }
   }
 

@@ -46,6 +46,11 @@ const TICK_MS = 10;
 const ELECTION_TICKS = 10;
 /** After healing, a proposal must commit within this long (many election timeouts). */
 const LIVENESS_BOUND_MS = 60 * ELECTION_TICKS * TICK_MS;
+/**
+ * Plain Raft (no PreVote and no lease) only promises progress eventually: nodes with
+ * stale logs keep starting elections they cannot win, and each resets everyone's timers.
+ */
+const PLAIN_LIVENESS_BOUND_MS = 5 * LIVENESS_BOUND_MS;
 
 export function reproduceCommand(options: RunOptions): string {
   const fault = options.faultName === undefined ? '' : ` --fault ${options.faultName}`;
@@ -54,6 +59,7 @@ export function reproduceCommand(options: RunOptions): string {
 
 export function runSeed(options: RunOptions): RunResult {
   const scenario = new Prng(options.seed ^ 0x5eed5eed);
+  const leaseOn = scenario.chance(0.85);
   const ids: NodeId[] = Array.from({ length: options.nodeCount }, (_, i) => `n${i + 1}`);
   const oneWayDelayMsMin = scenario.int(1, 5);
   const cluster = new SimCluster({
@@ -73,6 +79,8 @@ export function runSeed(options: RunOptions): RunResult {
       // Mostly the production defaults, but the paths without them must stay safe too.
       preVote: scenario.chance(0.75),
       checkQuorum: scenario.chance(0.75),
+      // Plain Raft in some seeds; those never remove servers (see the README).
+      leaderLease: leaseOn,
       maxMessageBytes: scenario.pick([64, 256, 4096]),
       inflightCountMax: scenario.int(1, 8),
       snapshotChunkBytes: scenario.pick([256, 1024, 8192]),
@@ -88,8 +96,10 @@ export function runSeed(options: RunOptions): RunResult {
   let linearizabilityUnknown = 0;
   let healToCommitMs = 0;
   try {
-    runChaos(cluster, scenario, ids, options.steps * TICK_MS, workload);
-    healToCommitMs = runHeal(cluster, ids, workload);
+    runChaos(cluster, scenario, ids, options.steps * TICK_MS, workload, leaseOn);
+    // Without PreVote and the lease, nothing stops stale nodes from disrupting elections.
+    const plain = !leaseOn && !(cluster.options.raft?.preVote ?? true);
+    healToCommitMs = runHeal(cluster, ids, workload, plain ? PLAIN_LIVENESS_BOUND_MS : LIVENESS_BOUND_MS);
     workload.checkOutcomes(committedValues(cluster));
     if (options.checkLinearizability ?? true) linearizabilityUnknown = workload.checkLinearizability(LINEARIZABILITY_STEPS_MAX);
   } catch (error) {
@@ -113,13 +123,20 @@ export function runSeed(options: RunOptions): RunResult {
 
 const LINEARIZABILITY_STEPS_MAX = 200_000;
 
-function runChaos(cluster: SimCluster, scenario: Prng, ids: readonly NodeId[], durationMs: number, workload: Workload): void {
+function runChaos(
+  cluster: SimCluster,
+  scenario: Prng,
+  ids: readonly NodeId[],
+  durationMs: number,
+  workload: Workload,
+  removalsAllowed: boolean,
+): void {
   const nemesisMs = scenario.int(10, 400);
   const clientMs = scenario.int(5, 40);
   const endMs = cluster.nowMs + durationMs;
   const nemesis = (): void => {
     if (cluster.nowMs >= endMs) return;
-    nemesisAction(cluster, scenario, ids);
+    nemesisAction(cluster, scenario, ids, removalsAllowed);
     cluster.schedule(scenario.int(1, nemesisMs), 'nemesis', nemesis);
   };
   const client = (): void => {
@@ -132,7 +149,7 @@ function runChaos(cluster: SimCluster, scenario: Prng, ids: readonly NodeId[], d
   cluster.runFor(durationMs);
 }
 
-function nemesisAction(cluster: SimCluster, scenario: Prng, ids: readonly NodeId[]): void {
+function nemesisAction(cluster: SimCluster, scenario: Prng, ids: readonly NodeId[], removalsAllowed: boolean): void {
   const up = cluster.upNodes().map((node) => node.id);
   const down = ids.filter((id) => !cluster.node(id).up);
   const leader = cluster.leader();
@@ -154,19 +171,19 @@ function nemesisAction(cluster: SimCluster, scenario: Prng, ids: readonly NodeId
   } else if (roll === 10 && leader !== null) {
     cluster.transferLeadership(leader, scenario.pick(ids));
   } else if (leader !== null) {
-    changeMembership(cluster, scenario, ids, leader);
+    changeMembership(cluster, scenario, ids, leader, removalsAllowed);
   }
 }
 
 /** One single-server change at the leader: re-add a missing node, or remove a voter. */
-function changeMembership(cluster: SimCluster, scenario: Prng, ids: readonly NodeId[], leader: NodeId): void {
+function changeMembership(cluster: SimCluster, scenario: Prng, ids: readonly NodeId[], leader: NodeId, removalsAllowed: boolean): void {
   const config = (cluster.node(leader).raw as NonNullable<ReturnType<SimCluster['node']>['raw']>).raft.config;
   const missing = ids.filter((id) => !config.voters.includes(id));
   if (missing.length > 0 && scenario.chance(0.7)) {
     const id = scenario.pick(missing);
     const asLearnerFirst = !config.learners.includes(id) && scenario.chance(0.5);
     cluster.changeConfig(leader, { type: asLearnerFirst ? 'addLearner' : 'addVoter', nodeId: id });
-  } else if (config.voters.length > 2) {
+  } else if (removalsAllowed && config.voters.length > 2) {
     cluster.changeConfig(leader, { type: 'remove', nodeId: scenario.pick(config.voters) });
   }
 }
@@ -184,7 +201,7 @@ function clientAction(cluster: SimCluster, scenario: Prng, ids: readonly NodeId[
 }
 
 /** Heals everything and checks liveness; returns the virtual ms until a proposal committed. */
-function runHeal(cluster: SimCluster, ids: readonly NodeId[], workload: Workload): number {
+function runHeal(cluster: SimCluster, ids: readonly NodeId[], workload: Workload, boundMs: number): number {
   cluster.network.heal();
   for (const id of ids) {
     cluster.restart(id);
@@ -200,15 +217,15 @@ function runHeal(cluster: SimCluster, ids: readonly NodeId[], workload: Workload
     if (probeIndex === 0) cluster.schedule(5 * TICK_MS, 'probe', probe);
   };
   probe();
-  if (!cluster.runFor(LIVENESS_BOUND_MS, () => probeIndex > 0)) {
-    throw new SafetyViolation(`liveness: no proposal committed within ${LIVENESS_BOUND_MS}ms of healing (at ${healedAtMs}ms)`);
+  if (!cluster.runFor(boundMs, () => probeIndex > 0)) {
+    throw new SafetyViolation(`liveness: no proposal committed within ${boundMs}ms of healing (at ${healedAtMs}ms)`);
   }
   const healToCommitMs = cluster.nowMs - healedAtMs;
   const members = memberIds(cluster);
   const caughtUp = (): boolean => members.every((id) => cluster.node(id).stateMachine.appliedIndex >= probeIndex);
-  if (!cluster.runFor(LIVENESS_BOUND_MS, caughtUp)) {
+  if (!cluster.runFor(boundMs, caughtUp)) {
     const applied = members.map((id) => `${id}=${cluster.node(id).stateMachine.appliedIndex}`).join(' ');
-    throw new SafetyViolation(`liveness: members did not catch up to ${probeIndex} within ${LIVENESS_BOUND_MS}ms (${applied})`);
+    throw new SafetyViolation(`liveness: members did not catch up to ${probeIndex} within ${boundMs}ms (${applied})`);
   }
   let finalReadDone = false;
   const finalRead = (): void => {
@@ -217,8 +234,8 @@ function runHeal(cluster: SimCluster, ids: readonly NodeId[], workload: Workload
     if (!finalReadDone) cluster.schedule(5 * TICK_MS, 'final read', finalRead);
   };
   finalRead();
-  if (!cluster.runFor(LIVENESS_BOUND_MS, () => finalReadDone)) {
-    throw new SafetyViolation(`liveness: no ReadIndex read completed within ${LIVENESS_BOUND_MS}ms after healing`);
+  if (!cluster.runFor(boundMs, () => finalReadDone)) {
+    throw new SafetyViolation(`liveness: no ReadIndex read completed within ${boundMs}ms after healing`);
   }
   return healToCommitMs;
 }

@@ -5,12 +5,12 @@
 // undetectable fails this test.
 //
 // Seeds that caught each variant when this was written (steps=600, nodes = [3,5,7][seed % 3]):
-//   voteWithoutLogCheck       seed 2   (leader completeness)
-//   commitPreviousTermByCount seed 493 (committed entry at risk: a voter lacking it could win)
-//   forgetVotePersist         seed 4   (election safety: two leaders in term 7)
-//   applyBeforeCommit         seed 1   (state machine safety: applied beyond commit)
-//   keepConflictingSuffix     seed 2   (log matching)
-//   readWithoutQuorum         seed 1   (linearizability, log model)
+//   voteWithoutLogCheck       seed 1  (leader completeness)
+//   commitPreviousTermByCount seed 38 (committed entry at risk: a voter lacking it could win)
+//   forgetVotePersist         seed 28 (election safety: two leaders in term 9)
+//   applyBeforeCommit         seed 1  (state machine safety: applied beyond commit)
+//   keepConflictingSuffix     seed 2  (log matching)
+//   readWithoutQuorum         seed 1  (linearizability, log model)
 // The budgets below leave room for changes to the simulator's schedule.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
