@@ -168,7 +168,10 @@ export class Serf implements SwimDelegate {
     this.state = 'leaving';
     const lTime = this.clock.increment();
     this.applyLeaveIntent(lTime, this.name, nowMs);
-    this.broadcasts.enqueue(encodeLeaveIntent({ lTime, node: this.name, prune: false }));
+    const intent = encodeLeaveIntent({ lTime, node: this.name, prune: false });
+    this.broadcasts.enqueue(intent);
+    // Directly too: peers that get our memberlist leave before this intent record a failure.
+    this.swim.sendUserToLiveMembers(intent);
   }
 
   intentBroadcastsPending(): boolean {
@@ -238,7 +241,9 @@ export class Serf implements SwimDelegate {
   notifyLeave(node: NodeRecord, nowMs: number): void {
     const state = this.memberStates.get(node.name);
     if (!state) return;
-    if (state.member.status === 'leaving') {
+    // Graceful if serf's leave intent came first, or if memberlist's own leave (a dead message
+    // from the node about itself) overtook the intent in gossip: either way the node said goodbye.
+    if (state.member.status === 'leaving' || (state.member.status === 'alive' && node.status === 'left')) {
       state.member = { ...state.member, status: 'left' };
       state.leaveTimeMs = nowMs;
       this.emit('member-leave', state.member);

@@ -31,6 +31,9 @@ import {
 } from './messages.js';
 import { Suspicion, suspicionTimeoutMs } from './suspicion.js';
 
+/** Bound on the members a graceful leave is sent to directly (besides gossip). */
+const leaveDirectNodesMax = 64;
+
 export type NodeStatus = 'alive' | 'suspect' | 'dead' | 'left';
 
 /** What we know about one node. Invariant: `incarnation` never decreases. */
@@ -556,7 +559,23 @@ export class Swim {
     if (this.leaving) return;
     this.leaving = true;
     const self = this.self();
-    this.handleDead({ type: 'dead', node: self.name, incarnation: self.incarnation, from: self.name }, nowMs);
+    const dead: Dead = { type: 'dead', node: self.name, incarnation: self.incarnation, from: self.name };
+    this.handleDead(dead, nowMs);
+    // Random gossip can spend the few transmissions a small cluster allows on dead or left members
+    // (memberlist has the same race), so a live member would learn of the leave only by failure
+    // detection, seconds later. Tell live members directly as well.
+    this.sendToLiveMembers([encodePacketMessage(dead)]);
+  }
+
+  /** Sends `parts` straight to up to `leaveDirectNodesMax` live (alive or suspect) members. */
+  sendToLiveMembers(parts: Uint8Array[]): void {
+    const live = this.randomNodes(leaveDirectNodesMax, (node) => node.status === 'alive' || node.status === 'suspect');
+    for (const node of live) this.sendTo(node, parts, node);
+  }
+
+  /** Like sendToLiveMembers, for a delegate (serf) message wrapped as a user message. */
+  sendUserToLiveMembers(payload: Uint8Array): void {
+    this.sendToLiveMembers([concat([Uint8Array.of(MessageType.user), payload])]);
   }
 
   // ---- gossip ----
