@@ -111,6 +111,8 @@ describe('telemetry of a running agent', () => {
     // One append in 16 is timed (AppendTimer): n = 30 calls give one or two samples.
     assert.ok([1, 2].includes(delta('annal_storage_append_duration_seconds_count')));
     assert.ok(delta('annal_rpc_server_received_bytes_total', produce) >= n * 'record-0'.length);
+    // fsync=always (the default): each sequential produce waits for at least one fdatasync round.
+    assert.ok(delta('annal_storage_fsync_duration_seconds_count') >= n, 'every durable produce is covered by a timed fsync');
     assert.equal(sampleValue(after, 'annal_storage_highest_offset'), n - 1);
     assert.equal(sampleValue(after, 'annal_rpc_server_in_flight_calls', produce), 0);
 

@@ -79,7 +79,13 @@ export class Agent {
       );
     }
     prepareDataDir(config.dataDir);
-    const log = await CommitLog.open(join(config.dataDir, 'log'), { maxRecordBytes: config.maxRecordBytes, ...config.log });
+    // Storage metrics exist only once the log is open; fsync timings reach them through this slot.
+    let recordSync: ((event: { durationMs: number }) => void) | undefined;
+    const log = await CommitLog.open(join(config.dataDir, 'log'), {
+      maxRecordBytes: config.maxRecordBytes,
+      onSync: (event) => recordSync?.(event),
+      ...config.log,
+    });
     for (const action of log.recovery.actions) logger.warn({ action }, 'log recovery');
     logger.info(
       {
@@ -99,6 +105,7 @@ export class Agent {
     const interceptors = [...(config.interceptors ?? []), ...(security === undefined ? [] : [security.interceptor])];
     const { telemetry } = config;
     const storageMetrics = telemetry?.metricsEnabled ? telemetry.storageMetrics(() => log) : undefined;
+    if (storageMetrics) recordSync = (event) => storageMetrics.fsyncDurationSeconds.record(event.durationMs / 1000);
     const server = new LogServer({
       log: storageMetrics ? new MeteredLog(log, storageMetrics) : log,
       ...(telemetry !== undefined ? { telemetry } : {}),

@@ -366,10 +366,12 @@ export class CommitLog {
     const target = this.writtenNext;
     const syncDir = this.dirDirty;
     this.dirDirty = false;
+    const startedMs = performance.now();
     const work = dirty.map((segment) => segment.sync());
     if (syncDir) work.push(new Promise((resolve, reject) => fsyncDirCallback(this.dirFd, resolve, reject)));
     this.syncInFlight = Promise.all(work).then(
       () => {
+        this.config.onSync?.({ durationMs: performance.now() - startedMs, fileCount: work.length });
         this.syncInFlight = undefined;
         this.acknowledge(target);
         if (this.writtenNext > target || this.dirDirty) this.startSync();

@@ -23,6 +23,12 @@ export interface LogConfig {
   fsync: FsyncPolicy;
   /** Largest value accepted by append, in bytes (the server enforces its own, smaller limit). */
   maxRecordBytes: number;
+  /**
+   * Called after each successful fdatasync round (every dirty segment, plus the directory after
+   * a roll) with its duration and the number of files synced; for metrics. Must not throw.
+   * Default: none.
+   */
+  onSync?: (event: { durationMs: number; fileCount: number }) => void;
 }
 
 /** What a caller appends: the log assigns the offset. */
