@@ -1,5 +1,5 @@
 // Goal: the Raft core keeps every safety property and stays live across many random failure
-// schedules. Method: run 1,050 consecutive seeds (350 each of 3-, 5- and 7-node clusters) through
+// schedules. Method: run 1,500 consecutive seeds (500 each of 3-, 5- and 7-node clusters) through
 // the deterministic simulator; any failure prints the command that reproduces it. The start seed
 // can be moved with SIM_SEED_START to explore further without changing CI's fixed set.
 import assert from 'node:assert/strict';
@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import { runSeed } from './run.js';
 
 const SEED_START = Number(process.env.SIM_SEED_START ?? 1);
-const SEEDS_PER_SIZE = 350;
+const SEEDS_PER_SIZE = 500;
 const STEPS = 500;
 
 for (const nodeCount of [3, 5, 7]) {
