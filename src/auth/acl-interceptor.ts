@@ -22,7 +22,10 @@ import { Action, ANY_OBJECT, type Authorizer } from './authorizer.js';
 import { RateLimitedLog, type AuthLogger } from './logger.js';
 import { subjectOfAuthContext } from './subject.js';
 
-/** The actions `log.v1.Log` needs (ARCHITECTURE.md, Authorization). */
+/**
+ * The actions `log.v1.Log` needs (ARCHITECTURE.md, Authorization), and `annal.admin.v1.Admin`'s:
+ * GetMembers reveals the topology that GetServers reveals too, so it needs `consume` as well.
+ */
 export const LOG_METHOD_ACTIONS: ReadonlyMap<string, Action> = new Map([
   ['/log.v1.Log/Produce', Action.Produce],
   ['/log.v1.Log/ProduceStream', Action.Produce],
@@ -30,6 +33,7 @@ export const LOG_METHOD_ACTIONS: ReadonlyMap<string, Action> = new Map([
   ['/log.v1.Log/Consume', Action.Consume],
   ['/log.v1.Log/ConsumeStream', Action.Consume],
   ['/log.v1.Log/GetServers', Action.Consume],
+  ['/annal.admin.v1.Admin/GetMembers', Action.Consume],
 ]);
 
 /** Services any authenticated connection may call: probes and tooling. */

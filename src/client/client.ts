@@ -7,8 +7,10 @@
  * - `produceBatch(values)`: many records in one ProduceBatch request (one fsync per batch).
  * - `batchingProducer()`: collects single records into ProduceBatch requests.
  * - `consume(offset)`, `consumeStream(from, { signal, maxBatch, follow })`, `getServers()`.
+ * - `getMembers()`: the gossip membership as the node sees it (`annal.admin.v1.Admin`, same channel).
  */
 import {
+  credentials,
   makeGenericClientConstructor,
   Metadata,
   status as Status,
@@ -25,6 +27,7 @@ import {
   ProduceResponse,
   type ProduceBatchRequest,
   type ProduceBatchResponse, type Record as WireRecord, type Server as WireServer } from '../gen/log/v1/log.js';
+import { AdminClient } from '../gen/annal/admin/v1/admin.js';
 import { errorFromStatus } from '../server/errors.js';
 import { decodeConsumeResponseFast, decodeProduceResponseFast } from '../server/wire-decode.js';
 import { encodeProduceBatchRequest, encodeProduceRequest } from '../server/wire-encode.js';
@@ -46,6 +49,17 @@ export interface ServerInfo {
   id: string;
   rpcAddr: string;
   isLeader: boolean;
+}
+
+/** A gossip member as a node reports it (Serf semantics). */
+export interface MemberInfo {
+  name: string;
+  /** Gossip address, `host:port`. */
+  addr: string;
+  /** alive | leaving | left | failed */
+  status: string;
+  /** Serf tags; annal nodes carry `rpc_addr`. */
+  tags: Record<string, string>;
 }
 
 export interface AnnalClientOptions {
@@ -104,6 +118,7 @@ const FastLogClient = makeGenericClientConstructor(
 export class AnnalClient {
   readonly raw: LogClient;
   private readonly callTimeoutMs: number;
+  private admin: AdminClient | undefined;
 
   constructor(options: AnnalClientOptions) {
     this.callTimeoutMs = options.callTimeoutMs ?? 30_000;
@@ -197,6 +212,19 @@ export class AnnalClient {
     return new Promise((resolve, reject) => {
       this.raw.getServers({}, new Metadata(), this.unaryOptions(), (error, response) =>
         error ? reject(mapError(error)) : resolve(response.servers.map(toServerInfo)),
+      );
+    });
+  }
+
+  /** Every gossip member the node knows (itself included), sorted by name; empty without membership. */
+  async getMembers(): Promise<MemberInfo[]> {
+    // The Admin client rides on the Log client's channel (one connection, its credentials; the
+    // address and credentials given here are ignored with channelOverride).
+    this.admin ??= new AdminClient(this.raw.getChannel().getTarget(), credentials.createInsecure(), { channelOverride: this.raw.getChannel() });
+    const admin = this.admin;
+    return new Promise((resolve, reject) => {
+      admin.getMembers({}, new Metadata(), this.unaryOptions(), (error, response) =>
+        error ? reject(mapError(error)) : resolve(response.members.map((m) => ({ name: m.name, addr: m.addr, status: m.status, tags: { ...m.tags } }))),
       );
     });
   }

@@ -1,5 +1,5 @@
 export { AnnalClient, ProduceStreamHandle, ProduceBatchHandle } from './client.js';
-export type { AnnalClientOptions, ConsumeStreamOptions, ConsumedRecord, ProduceBatchResult, ServerInfo } from './client.js';
+export type { AnnalClientOptions, ConsumeStreamOptions, ConsumedRecord, ProduceBatchResult, ServerInfo, MemberInfo } from './client.js';
 export { BatchingProducer } from './batching-producer.js';
 export type { BatchingProducerOptions } from './batching-producer.js';
 export { channelCredentials } from './credentials.js';

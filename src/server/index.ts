@@ -5,3 +5,5 @@ export type { ServedLog } from './served-log.js';
 export { statusFromError, errorFromStatus, grpcCodeFor, ErrorMetadataKey } from './errors.js';
 export type { StatusLike } from './errors.js';
 export { MeteredLog } from './metered-log.js';
+export { ADMIN_SERVICE_NAME } from './admin-service.js';
+export type { AdminMember } from './admin-service.js';

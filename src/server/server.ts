@@ -1,7 +1,9 @@
 /**
- * The gRPC server of one node: `log.v1.Log` over a ServedLog, `grpc.health.v1.Health` (NOT_SERVING
- * until `start` has bound the port and again from the start of shutdown) and server reflection
- * (v1 and v1alpha, from the committed descriptor set proto/descriptor.binpb).
+ * The gRPC server of one node: `log.v1.Log` over a ServedLog, `annal.admin.v1.Admin` (GetMembers
+ * from the `members` option; always registered, an empty list without it), `grpc.health.v1.Health`
+ * (NOT_SERVING until `start` has bound the port and again from the start of shutdown) and server
+ * reflection (v1 and v1alpha, from the committed descriptor set proto/descriptor.binpb, which
+ * holds both annal services).
  *
  * Shutdown order: health NOT_SERVING → stop accepting connections and calls (HTTP/2 GOAWAY) →
  * end tailing ConsumeStreams and stop produce streams after answering their in-flight appends →
@@ -13,9 +15,11 @@ import { Server, ServerCredentials, type ChannelOptions, type ServerInterceptor,
 import { loadFileDescriptorSetFromBuffer } from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation } from 'grpc-health-check';
+import { AdminService } from '../gen/annal/admin/v1/admin.js';
 import type { Server as WireServer } from '../gen/log/v1/log.js';
 import { measureMessageSizes, spanAround, type Telemetry } from '../telemetry/index.js';
 import { assert } from '../util/index.js';
+import { adminHandlers, type AdminMember } from './admin-service.js';
 import { ServedLogService } from './codec.js';
 import { HealthWatches } from './health-watches.js';
 import { LogServiceHandlers, type ServiceLogger } from './log-service.js';
@@ -59,6 +63,8 @@ export interface LogServerOptions {
    * `interceptors` (access control) then run inside an `authorize` child span. Default: off.
    */
   telemetry?: Telemetry;
+  /** The gossip members Admin.GetMembers reports (the agent's membership); none when absent. */
+  members?: () => readonly AdminMember[];
   /** Plaintext unless given (issue 3 plugs mTLS in here). */
   credentials?: ServerCredentials;
   /** grpc-js server interceptors run on every call (access control), first to last, after telemetry's. */
@@ -110,6 +116,7 @@ export class LogServer {
     });
     // Sizes are measured only when the telemetry interceptor reads them.
     this.grpcServer.addService(observing.length > 0 ? measureMessageSizes(ServedLogService) : ServedLogService, this.service.handlers());
+    this.grpcServer.addService(observing.length > 0 ? measureMessageSizes(AdminService) : AdminService, adminHandlers(options.members));
     this.health.addToServer(this.grpcServer);
     new ReflectionService(loadDescriptorSet()).addToServer(this.grpcServer);
   }
