@@ -1,9 +1,11 @@
 /**
- * An annal node: config → CommitLog → gRPC server. Start-up order: check the data dir, open and
- * recover the log (logging what recovery did), bind the RPC port, report SERVING. Shutdown order
- * is the reverse: health NOT_SERVING and stop accepting, end streams and finish in-flight calls
- * (the server), then close the log, which flushes and fsyncs what it has. Gossip and Raft join
- * here later; `bindAddr` is accepted now so configs keep working.
+ * An annal node: config → CommitLog → gRPC server → gossip membership. Start-up order: check the
+ * data dir, open and recover the log (logging what recovery did), bind the RPC port, report
+ * SERVING, then join the gossip cluster on `bindAddr` with the `rpc_addr` tag (so nobody learns
+ * of a node that cannot serve yet). Shutdown order is the reverse: leave the cluster first (others
+ * record us as left, not failed, and stop routing to us), then health NOT_SERVING and stop
+ * accepting, end streams and finish in-flight calls (the server), then close the log, which
+ * flushes and fsyncs what it has. Raft joins here later, through gossip.ts's ClusterHooks.
  *
  * Security (issue 3): with `security` of type 'mtls' the ACL interceptor joins the server's chain
  * (after the caller's interceptors, so telemetry also sees denied calls) and auth's mTLS listener
@@ -15,21 +17,30 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { ServerCredentials, ServerInterceptor } from '@grpc/grpc-js';
 import { NodeSecurityRuntime, type NodeSecurity } from '../auth/index.js';
+import type { Membership } from '../membership/index.js';
 import { LogServer, MeteredLog, type ServiceLogger } from '../server/index.js';
 import { CommitLog, DEFAULT_LOG_CONFIG, FRAME_HEADER_BYTES, formatFsyncPolicy, type LogConfig } from '../storage/index.js';
 import type { Telemetry } from '../telemetry/index.js';
 import { AnnalError, InvalidArgumentError } from '../util/index.js';
+import { adminMembers, startGossip, type GossipConfig, type GossipLogger } from './gossip.js';
 
 export interface AgentLogger extends ServiceLogger {
   debug(object: object, message: string): void;
+  /** A logger whose lines carry `fields` (pino's child); gossip logs under `component: 'membership'`. */
+  child?(fields: object): GossipLogger;
 }
 
 export interface AgentConfig {
   /** Directory holding this node's data; the commit log lives in `<dataDir>/log`. */
   dataDir: string;
   nodeName: string;
-  /** Gossip address `host:port`; the RPC server listens on the same host. */
+  /** Gossip address `host:port` (UDP and TCP; port 0 picks one); the RPC server listens on the same host. */
   bindAddr: string;
+  /**
+   * Gossip membership on `bindAddr` (start-join addresses, key, timing profile). Undefined: no
+   * gossip (a lone node; Admin.GetMembers then lists nobody). `annal agent` always sets it.
+   */
+  gossip?: GossipConfig;
   /** RPC port; 0 picks a free one. */
   rpcPort: number;
   /** Storage settings (fsync policy, segment limits, initial offset). */
@@ -67,6 +78,8 @@ export class Agent {
     readonly rpcAddress: string,
     /** mTLS listener, ACL and peer credentials; undefined for an insecure node. */
     readonly security: NodeSecurityRuntime | undefined,
+    /** Gossip membership; undefined when the config has no `gossip`. */
+    readonly membership: Membership | undefined,
   ) {}
 
   static async start(config: AgentConfig): Promise<Agent> {
@@ -104,6 +117,8 @@ export class Agent {
       }) : undefined;
     const interceptors = [...(config.interceptors ?? []), ...(security === undefined ? [] : [security.interceptor])];
     const { telemetry } = config;
+    // Admin.GetMembers reads the membership, which starts only after the server listens.
+    let membership: Membership | undefined;
     const storageMetrics = telemetry?.metricsEnabled ? telemetry.storageMetrics(() => log) : undefined;
     if (storageMetrics) recordSync = (event) => storageMetrics.fsyncDurationSeconds.record(event.durationMs / 1000);
     const server = new LogServer({
@@ -114,6 +129,7 @@ export class Agent {
       ...(isWildcard(host) ? { advertiseHost: hostname() } : {}),
       maxRecordBytes: config.maxRecordBytes,
       logger,
+      members: () => (membership === undefined ? [] : adminMembers(membership)),
       ...(config.shutdownTimeoutMs !== undefined ? { shutdownTimeoutMs: config.shutdownTimeoutMs } : {}),
       ...(config.credentials !== undefined ? { credentials: config.credentials } : {}),
       ...(interceptors.length > 0 ? { interceptors } : {}),
@@ -136,7 +152,27 @@ export class Agent {
       throw new InvalidArgumentError(`cannot listen on ${host}:${config.rpcPort}: ${(error as Error).message}`, { cause: error });
     }
     logger.info({ rpcAddress, nodeName: config.nodeName }, 'serving log.v1.Log');
-    return new Agent(config, log, server, rpcAddress, security);
+    if (config.gossip !== undefined) {
+      const advertisedRpc = isWildcard(host) ? `${hostname()}:${rpcAddress.slice(rpcAddress.lastIndexOf(':') + 1)}` : rpcAddress;
+      try {
+        membership = await startGossip({
+          nodeName: config.nodeName,
+          bindAddr: config.bindAddr,
+          rpcAddr: advertisedRpc,
+          config: config.gossip,
+          logger: logger.child?.({ component: 'membership' }) ?? logger,
+          telemetry,
+        });
+      } catch (error) {
+        security?.close();
+        await server.shutdown();
+        await log.close();
+        // JoinFailedError names every address and why; a bind failure gets the address here.
+        if (error instanceof AnnalError) throw error;
+        throw new InvalidArgumentError(`cannot start gossip on ${config.bindAddr}: ${(error as Error).message}`, { cause: error });
+      }
+    }
+    return new Agent(config, log, server, rpcAddress, security, membership);
   }
 
   /** Re-reads the TLS and ACL files now (SIGHUP); bad files are logged and the old ones stay. */
@@ -152,6 +188,11 @@ export class Agent {
 
   private async stop(): Promise<void> {
     const { logger } = this.config;
+    if (this.membership !== undefined) {
+      logger.info({}, 'shutting down: leaving the cluster');
+      // A failed leave must not keep the server and log from closing: others then see us fail.
+      await this.membership.leave().catch((error: unknown) => logger.warn({ err: String(error) }, 'leaving the cluster failed'));
+    }
     logger.info({}, 'shutting down: no new calls; ending streams');
     this.security?.close();
     await this.server.shutdown();

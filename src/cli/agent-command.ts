@@ -14,7 +14,7 @@ import { hostname } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { Option, type Command } from 'commander';
 import { pino } from 'pino';
-import { Agent, type AgentConfig } from '../agent/index.js';
+import { Agent, type AgentConfig, type GossipProfile } from '../agent/index.js';
 import {
   clientTlsFlags,
   ensureDevCertificates,
@@ -29,7 +29,9 @@ import { Telemetry } from '../telemetry/index.js';
 import { applyConfigFile } from './config-file.js';
 import {
   parseAddress,
+  parseAddressList,
   parseBytes,
+  parseEncryptKey,
   parseFsync,
   parseHttpUrl,
   parseLogLevel,
@@ -47,6 +49,10 @@ interface AgentFlags {
   dataDir?: string;
   nodeName: string;
   bindAddr: string;
+  advertiseAddr?: string;
+  startJoinAddrs: string[];
+  gossipEncryptKey?: string;
+  gossipProfile: GossipProfile;
   rpcPort: number;
   fsync: FsyncPolicy;
   maxStoreBytes: number;
@@ -75,7 +81,19 @@ export function addAgentCommands(program: Command): void {
     .option('--config-file <path>', 'YAML file that may set any of these flags (flags given here win)')
     .option('--data-dir <dir>', "directory for this node's data (required)", parseNonEmpty)
     .option('--node-name <name>', 'unique node id', parseNonEmpty, hostname())
-    .option('--bind-addr <host:port>', 'gossip address (gossip arrives in a later version); RPC listens on its host', parseAddress, '127.0.0.1:8401')
+    .option('--bind-addr <host:port>', 'gossip address, UDP and TCP (port 0 picks one); RPC listens on its host', parseAddress, '127.0.0.1:8401')
+    .option('--advertise-addr <ip:port>', 'gossip address other members reach this node at (default: the bind address; a private IPv4 for 0.0.0.0)', parseAddress)
+    .addOption(
+      new Option('--start-join-addrs <host:port,...>', "members' gossip addresses to join at start (repeatable or comma-separated; none on the first node)")
+        .argParser(parseAddressList)
+        .default([], 'none'),
+    )
+    .option('--gossip-encrypt-key <base64>', "encrypt gossip with this key (serf's -encrypt: base64 of 16, 24 or 32 bytes; `serf keygen` makes one)", parseEncryptKey)
+    .addOption(
+      new Option('--gossip-profile <profile>', "gossip timings, as serf's -profile: lan (serf's defaults) or local (loopback: faster failure detection)")
+        .choices(['lan', 'local'])
+        .default('lan'),
+    )
     .option('--rpc-port <port>', 'port for gRPC clients (0 picks a free one)', parsePort, 8400)
     .addOption(new Option('--fsync <policy>', 'when appends are acknowledged: always | never | interval:<ms>').argParser(parseFsync).default({ kind: 'always' }, 'always'))
     .addOption(new Option('--max-store-bytes <bytes>', 'segment store file limit').argParser(parseBytes).default(64 * MIB, '64MiB'))
@@ -126,7 +144,17 @@ async function runAgent(flags: AgentFlags): Promise<void> {
   const signal = shutdownSignal(logger);
   const telemetry = await startTelemetry(logger, flags.nodeName, flags);
   try {
-    const agent = await Agent.start({ ...agentConfig({ ...flags, dataDir: flags.dataDir }, logger), security: security.value, telemetry });
+    const agent = await Agent.start({
+      ...agentConfig({ ...flags, dataDir: flags.dataDir }, logger),
+      gossip: {
+        startJoinAddrs: flags.startJoinAddrs,
+        profile: flags.gossipProfile,
+        ...(flags.gossipEncryptKey !== undefined ? { encryptKey: flags.gossipEncryptKey } : {}),
+        ...(flags.advertiseAddr !== undefined ? { advertiseAddr: flags.advertiseAddr } : {}),
+      },
+      security: security.value,
+      telemetry,
+    });
     const stopReloads = reloadOnSighup(agent, logger);
     await signal;
     stopReloads();
@@ -187,7 +215,9 @@ async function runDevAgent(
       {
         dataDir,
         nodeName: 'dev',
-        bindAddr: '127.0.0.1:8401',
+        bindAddr: '127.0.0.1:0',
+        startJoinAddrs: [],
+        gossipProfile: 'lan',
         rpcPort: port,
         fsync: { kind: 'always' },
         maxStoreBytes: 64 * MIB,
@@ -198,6 +228,7 @@ async function runDevAgent(
       },
       logger,
     ),
+    gossip: { startJoinAddrs: [] },
     security: dev?.security ?? { type: 'insecure' },
     telemetry,
   });
@@ -319,6 +350,7 @@ function devBanner(
     `  consume:  ${cli} consume ${flags} --offset 0`,
     `  follow:   ${cli} consume ${flags} --offset 0 --follow`,
     `  servers:  ${cli} servers ${flags}`,
+    `  members:  ${cli} members ${flags}`,
     '',
     'Ctrl-C stops the node.',
     '',

@@ -1,5 +1,5 @@
 /**
- * Client commands: `annal produce`, `annal consume`, `annal servers`. Human output by default
+ * Client commands: `annal produce`, `annal consume`, `annal servers`, `annal members`. Human output by default
  * (`<offset>\t<value>` per record), JSON lines with `--json` (`{"offset":0,"value":"..."}`, or
  * `valueBase64` for a value that is not UTF-8). Security is explicit: `--insecure` for a plaintext
  * node, or `--ca-file` (and `--cert-file`/`--key-file` for mutual TLS).
@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import type { Command } from 'commander';
-import { AnnalClient, type ClientSecurity, type ConsumedRecord } from '../client/index.js';
+import { AnnalClient, type ClientSecurity, type ConsumedRecord, type MemberInfo } from '../client/index.js';
 import { OffsetOutOfRangeError, UnavailableError } from '../util/index.js';
 import { parseAddress, parseUint } from './options.js';
 import { UsageError } from './usage-error.js';
@@ -52,6 +52,10 @@ export function addClientCommands(program: Command): void {
   clientOptions(program.command('servers'))
     .description("list the cluster's servers")
     .action(async (flags: ClientFlags) => withClient(flags, (client) => servers(client, flags)));
+
+  clientOptions(program.command('members'))
+    .description("list the gossip cluster's members as the node sees them: name, gossip address, status, tags")
+    .action(async (flags: ClientFlags) => withClient(flags, (client) => members(client, flags)));
 }
 
 async function withClient(flags: ClientFlags, run: (client: AnnalClient) => Promise<void>): Promise<void> {
@@ -174,6 +178,25 @@ async function servers(client: AnnalClient, flags: ClientFlags): Promise<void> {
     return;
   }
   for (const server of list) process.stdout.write(`${server.id}\t${server.rpcAddr}\t${server.isLeader ? 'leader' : 'follower'}\n`);
+}
+
+/** A table (name, address, status, tags as k=v,k=v) or, with --json, one JSON object per member. */
+async function members(client: AnnalClient, flags: ClientFlags): Promise<void> {
+  const list = await client.getMembers();
+  if (flags.json === true) {
+    for (const member of list) process.stdout.write(`${JSON.stringify(member)}\n`);
+    return;
+  }
+  const rows = [['NAME', 'ADDRESS', 'STATUS', 'TAGS'], ...list.map((member) => [member.name, member.addr, member.status, formatTags(member)])];
+  const widths = [0, 1, 2].map((column) => Math.max(...rows.map((row) => row[column]!.length)));
+  for (const row of rows) process.stdout.write(`${row.map((cell, i) => (i < 3 ? cell.padEnd(widths[i]!) : cell)).join('  ')}\n`);
+}
+
+function formatTags(member: MemberInfo): string {
+  return Object.keys(member.tags)
+    .sort()
+    .map((key) => `${key}=${member.tags[key]}`)
+    .join(',');
 }
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });

@@ -2,10 +2,12 @@
  * `--config-file`: a YAML mapping whose keys are flag names (`data-dir: /var/lib/annal`, or the
  * camelCase `dataDir`). Values go through the same parsers as the flags; flags given on the
  * command line win. Unknown keys are errors, so a typo does not silently fall back to a default.
+ * A list (`start-join-addrs: [a:1, b:2]`) is joined with commas for flags that take lists of addresses.
  */
 import { readFileSync } from 'node:fs';
 import { InvalidArgumentError, type Command, type Option } from 'commander';
 import { parse as parseYaml } from 'yaml';
+import { parseAddressList } from './options.js';
 import { UsageError } from './usage-error.js';
 
 export function applyConfigFile(command: Command, path: string): void {
@@ -48,6 +50,7 @@ function settingValue(option: Option, raw: unknown, where: string): unknown {
     if (raw === false || raw === 'false') return false;
     throw new UsageError(`${where}: expected true or false`);
   }
+  if (option.parseArg === parseAddressList && Array.isArray(raw) && raw.every((item) => typeof item === 'string')) raw = raw.join(',');
   if (raw === null || typeof raw === 'object') throw new UsageError(`${where}: expected a single value`);
   const text = String(raw);
   if (option.parseArg === undefined) return text;

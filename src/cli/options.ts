@@ -75,3 +75,27 @@ export function parseHttpUrl(text: string): string {
   if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new InvalidArgumentError('expected an http:// or https:// URL');
   return text;
 }
+
+/**
+ * `--start-join-addrs`: `host:port` addresses, repeatable and/or comma-separated; each use adds
+ * to the list (`previous` is commander's accumulated value, undefined from the config file).
+ */
+export function parseAddressList(text: string, previous: string[] | undefined): string[] {
+  const addresses = text.split(',').map((part) => part.trim()).filter((part) => part !== '');
+  if (addresses.length === 0) throw new InvalidArgumentError('expected host:port[,host:port...]');
+  for (const address of addresses) {
+    try {
+      parseAddress(address);
+    } catch {
+      throw new InvalidArgumentError(`"${address}" is not host:port`);
+    }
+  }
+  return [...(previous ?? []), ...addresses];
+}
+
+/** `--gossip-encrypt-key`: base64 of a 16, 24 or 32-byte AES key, as serf's `-encrypt`. */
+export function parseEncryptKey(text: string): string {
+  const bytes = /^[A-Za-z0-9+/]+={0,2}$/.test(text) ? Buffer.from(text, 'base64') : Buffer.alloc(0);
+  if (![16, 24, 32].includes(bytes.length)) throw new InvalidArgumentError('expected base64 of a 16, 24 or 32-byte key (`serf keygen` makes one)');
+  return text;
+}
