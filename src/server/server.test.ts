@@ -28,6 +28,7 @@ import {
 import { loadSync } from '@grpc/proto-loader';
 import { service as healthService } from 'grpc-health-check';
 import { AnnalClient } from '../client/index.js';
+import type { AdminMember } from './admin-service.js';
 import { LogClient, type ProduceResponse } from '../gen/log/v1/log.js';
 import { FRAME_HEADER_BYTES, segmentFileName } from '../storage/index.js';
 import { ClosedError, CorruptionError, InvalidArgumentError, OffsetOutOfRangeError, RecordTooLargeError, UnavailableError } from '../util/index.js';
@@ -407,7 +408,7 @@ describe('health and reflection', () => {
     health.close();
   });
 
-  it('lists log.v1.Log and serves its file descriptor over reflection v1 and v1alpha', async () => {
+  it('lists log.v1.Log and annal.admin.v1.Admin and serves their file descriptors over reflection v1 and v1alpha', async () => {
     for (const version of ['v1', 'v1alpha']) {
       const protoPath = fileURLToPath(
         new URL(`../../../node_modules/@grpc/reflection/build/proto/grpc/reflection/${version}/reflection.proto`, import.meta.url),
@@ -424,15 +425,32 @@ describe('health and reflection', () => {
       });
       call.write({ list_services: '' });
       call.write({ file_containing_symbol: 'log.v1.Log' });
+      call.write({ file_containing_symbol: 'annal.admin.v1.Admin' });
       call.end();
       await done;
       reflection.close();
       const services = answers[0].list_services_response.service.map((s: { name: string }) => s.name);
       assert.ok(services.includes('log.v1.Log'), `${version} services: ${services}`);
+      assert.ok(services.includes('annal.admin.v1.Admin'), `${version} services: ${services}`);
       const files = answers[1].file_descriptor_response.file_descriptor_proto as Buffer[];
       assert.ok(files.length >= 1);
       assert.ok(files.some((file) => file.includes('log/v1/log.proto')));
+      const adminFiles = answers[2].file_descriptor_response.file_descriptor_proto as Buffer[];
+      assert.ok(adminFiles.some((file) => file.includes('annal/admin/v1/admin.proto')));
     }
+  });
+});
+
+describe('Admin.GetMembers', () => {
+  it('lists no members without a membership, and the callback\'s members sorted by name with it', async () => {
+    assert.deepEqual(await node.client.getMembers(), []);
+    await node.stop();
+    const members: AdminMember[] = [
+      { name: 'b', addr: '127.0.0.1:2', status: 'failed', tags: { rpc_addr: '127.0.0.1:8402' } },
+      { name: 'a', addr: '[::1]:1', status: 'alive', tags: { rpc_addr: '[::1]:8401', role: 'x' } },
+    ];
+    node = await startTestNode({ server: { members: () => members } });
+    assert.deepEqual(await node.client.getMembers(), [members[1], members[0]]);
   });
 });
 

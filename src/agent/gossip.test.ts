@@ -1,0 +1,139 @@
+/**
+ * Goal: agents form a gossip cluster: each lists every member with its rpc_addr tag over
+ * Admin.GetMembers (what `annal members` prints); a graceful shutdown leaves the cluster before the
+ * server stops (others see `left` while its RPC port still answers); a start-join that fails at
+ * every address names each address and why and releases the data dir; a bad gossip config fails
+ * start-up cleanly.
+ * Method: three real agents in-process on 127.0.0.1 (port 0 for RPC and gossip, the `local`
+ * gossip profile), temp dirs, the annal client; waits on member events with bounded timeouts.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { AnnalClient, type MemberInfo } from '../client/index.js';
+import { JoinFailedError, type MemberEvent } from '../membership/index.js';
+import { AnnalError } from '../util/index.js';
+import { Agent, type AgentConfig } from './agent.js';
+
+const quiet = { error: () => {}, warn: () => {}, info: () => {}, debug: () => {} };
+
+let dir: string;
+const agents: Agent[] = [];
+before(() => {
+  dir = mkdtempSync(join(tmpdir(), 'annal-gossip-'));
+});
+after(async () => {
+  await Promise.all(agents.map((agent) => agent.membership?.shutdown()));
+  await Promise.all(agents.map((agent) => agent.shutdown()));
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function config(name: string, startJoinAddrs: string[], overrides: Partial<AgentConfig> = {}): AgentConfig {
+  return {
+    dataDir: join(dir, name),
+    nodeName: name,
+    bindAddr: '127.0.0.1:0',
+    rpcPort: 0,
+    log: {},
+    maxRecordBytes: 1024 * 1024,
+    logger: quiet,
+    gossip: { startJoinAddrs, profile: 'local' },
+    ...overrides,
+  };
+}
+
+async function start(name: string, startJoinAddrs: string[]): Promise<Agent> {
+  const agent = await Agent.start(config(name, startJoinAddrs));
+  agents.push(agent);
+  return agent;
+}
+
+function gossipAddr(agent: Agent): string {
+  const { host, port } = agent.membership!.address;
+  return `${host}:${port}`;
+}
+
+/** Resolves with the first event from `agent` that `match` accepts; rejects after `timeoutMs`. */
+function nextEvent(agent: Agent, match: (event: MemberEvent) => boolean, timeoutMs = 15_000): Promise<MemberEvent> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      unsubscribe();
+      reject(new Error(`no matching member event on ${agent.config.nodeName} within ${timeoutMs} ms`));
+    }, timeoutMs);
+    const unsubscribe = agent.membership!.subscribe((event) => {
+      if (!match(event)) return;
+      clearTimeout(timer);
+      unsubscribe();
+      resolve(event);
+    });
+  });
+}
+
+async function membersOf(agent: Agent): Promise<MemberInfo[]> {
+  const client = new AnnalClient({ address: agent.rpcAddress, security: { insecure: true } });
+  try {
+    return await client.getMembers();
+  } finally {
+    client.close();
+  }
+}
+
+describe('Agent gossip', () => {
+  it('forms a cluster whose every member lists all three with rpc_addr, and leaves before it stops serving', async () => {
+    const a = await start('a', []);
+    const cSeen = nextEvent(a, (event) => event.type === 'member-join' && event.member.name === 'c');
+    const b = await start('b', [gossipAddr(a)]);
+    const c = await start('c', [gossipAddr(b)]); // joins through b; a learns of c by gossip
+    await cSeen;
+    const expected = [a, b, c].map((agent) => ({
+      name: agent.config.nodeName,
+      addr: gossipAddr(agent),
+      status: 'alive',
+      tags: { rpc_addr: agent.rpcAddress },
+    }));
+    for (const agent of [a, b, c]) {
+      // b's view of c's join may trail a's by a gossip round: wait for it on the node itself.
+      if ((await membersOf(agent)).length < 3) await nextEvent(agent, (event) => event.type === 'member-join');
+      assert.deepEqual(await membersOf(agent), expected, `members as ${agent.config.nodeName} sees them`);
+    }
+
+    // c leaves first: a records it as left while c's RPC port still answers.
+    const cLeft = nextEvent(a, (event) => event.type === 'member-leave' && event.member.name === 'c');
+    const stopped = c.shutdown();
+    const event = await cLeft;
+    assert.equal(event.member.status, 'left');
+    assert.equal((await membersOf(c)).length, 3, 'c still serves RPC after others saw it leave');
+    await stopped;
+    const afterLeave = await membersOf(a);
+    assert.deepEqual(
+      afterLeave.map((member) => [member.name, member.status]),
+      [['a', 'alive'], ['b', 'alive'], ['c', 'left']],
+    );
+  });
+
+  it('fails start-up when no start-join address answers, naming each, and frees the data dir', async () => {
+    const unreachable = ['127.0.0.1:1', '127.0.0.1:2'];
+    await assert.rejects(Agent.start(config('lonely', unreachable)), (error: unknown) => {
+      assert.ok(error instanceof JoinFailedError, String(error));
+      for (const address of unreachable) assert.match(error.message, new RegExp(`${address}: \\S`));
+      assert.doesNotMatch(error.message, /\n/);
+      return true;
+    });
+    // The log was closed: the same data dir opens again (no gossip this time).
+    const again = await Agent.start(config('lonely', [], { gossip: undefined }));
+    assert.equal(again.membership, undefined);
+    assert.deepEqual(await membersOf(again), []);
+    await again.shutdown();
+  });
+
+  it('refuses a gossip bind address that is taken, naming it', async () => {
+    const first = await start('taken-1', []);
+    await assert.rejects(Agent.start(config('taken-2', [], { bindAddr: gossipAddr(first) })), (error: unknown) => {
+      assert.ok(error instanceof AnnalError, String(error));
+      assert.match(error.message, new RegExp(`${gossipAddr(first)}.*EADDRINUSE`));
+      return true;
+    });
+  });
+});
