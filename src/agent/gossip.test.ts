@@ -3,7 +3,7 @@
  * Admin.GetMembers (what `annal members` prints); a graceful shutdown leaves the cluster before the
  * server stops (others see `left` while its RPC port still answers); a start-join that fails at
  * every address names each address and why and releases the data dir; a bad gossip config fails
- * start-up cleanly.
+ * start-up cleanly; the member gauges reach the metrics.
  * Method: three real agents in-process on 127.0.0.1 (port 0 for RPC and gossip, the `local`
  * gossip profile), temp dirs, the annal client; waits on member events with bounded timeouts.
  */
@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { AnnalClient, type MemberInfo } from '../client/index.js';
 import { JoinFailedError, type MemberEvent } from '../membership/index.js';
+import { Telemetry } from '../telemetry/index.js';
 import { AnnalError } from '../util/index.js';
 import { Agent, type AgentConfig } from './agent.js';
 
@@ -44,8 +45,8 @@ function config(name: string, startJoinAddrs: string[], overrides: Partial<Agent
   };
 }
 
-async function start(name: string, startJoinAddrs: string[]): Promise<Agent> {
-  const agent = await Agent.start(config(name, startJoinAddrs));
+async function start(name: string, startJoinAddrs: string[], overrides: Partial<AgentConfig> = {}): Promise<Agent> {
+  const agent = await Agent.start(config(name, startJoinAddrs, overrides));
   agents.push(agent);
   return agent;
 }
@@ -84,7 +85,8 @@ describe('Agent gossip', () => {
   it('forms a cluster whose every member lists all three with rpc_addr, and leaves before it stops serving', async () => {
     const a = await start('a', []);
     const cSeen = nextEvent(a, (event) => event.type === 'member-join' && event.member.name === 'c');
-    const b = await start('b', [gossipAddr(a)]);
+    const telemetry = await Telemetry.start({ metrics: true });
+    const b = await start('b', [gossipAddr(a)], { telemetry });
     const c = await start('c', [gossipAddr(b)]); // joins through b; a learns of c by gossip
     await cSeen;
     const expected = [a, b, c].map((agent) => ({
@@ -99,6 +101,11 @@ describe('Agent gossip', () => {
       assert.deepEqual(await membersOf(agent), expected, `members as ${agent.config.nodeName} sees them`);
     }
 
+    const scrape = await telemetry.scrape();
+    assert.match(scrape, /^annal_membership_members\{status="alive"[^}]*\} 3$/m, scrape);
+    assert.match(scrape, /^annal_membership_members\{status="failed"[^}]*\} 0$/m);
+    assert.match(scrape, /^annal_membership_dropped_messages(_total)?\{[^}]*\} 0$/m);
+
     // c leaves first: a records it as left while c's RPC port still answers.
     const cLeft = nextEvent(a, (event) => event.type === 'member-leave' && event.member.name === 'c');
     const stopped = c.shutdown();
@@ -111,6 +118,8 @@ describe('Agent gossip', () => {
       afterLeave.map((member) => [member.name, member.status]),
       [['a', 'alive'], ['b', 'alive'], ['c', 'left']],
     );
+    await b.shutdown();
+    await telemetry.shutdown();
   });
 
   it('fails start-up when no start-join address answers, naming each, and frees the data dir', async () => {
