@@ -3,7 +3,8 @@
 // list) all show every member alive with its rpc_addr in `annal members --json` (and the table
 // without it); kill -9 fails (the others show `failed` within a bounded wait) and SIGTERM leaves
 // (the other shows `left`, exit 0, leaving logged before the server stops); a real `serf agent` joining an annal agent lists it alive with
-// its rpc_addr tag; a start-join that reaches nobody, and a bad key, fail with one line.
+// its rpc_addr tag; a start-join that reaches nobody (or only members without our gossip key),
+// and a bad key, fail with one line.
 // Method: real `node dist/src/cli/main.js` processes on 127.0.0.1 with --gossip-profile local
 // (serf's -profile=local timings), gossip ports free for TCP and UDP, RPC port 0 (read from the
 // log); membership polled through the client in-process (cheap) with bounded waits, the CLI run
@@ -103,6 +104,14 @@ describe('annal agent gossip membership', () => {
       await waitFor(async () => (await rpcMember(serf, 'n1'))?.status === 'alive', convergeMs, 'serf to list n1 alive');
       assert.equal((await rpcMember(serf, 'n1'))?.tags.rpc_addr, n1.rpc);
       await waitFor(async () => (await statusOf(n1, 'serf-1')) === 'alive', convergeMs, 'n1 to list serf-1 alive');
+
+      // An agent with a gossip key cannot join this unencrypted cluster, and says so.
+      const keyed = await runCli([
+        'agent', '--insecure', '--data-dir', join(dir, 'keyed'), '--rpc-port', '0', '--bind-addr', '127.0.0.1:0', '--log-level', 'silent',
+        '--gossip-profile', 'local', '--gossip-encrypt-key', Buffer.alloc(32, 7).toString('base64'), '--start-join-addrs', n1.gossip,
+      ]);
+      assert.equal(keyed.code, 1, keyed.stderr);
+      assert.match(keyed.stderr, new RegExp(`^annal agent: could not join the cluster: ${n1.gossip}: [^\n]+\n$`));
     } finally {
       for (const node of nodes) node.client.close();
     }

@@ -9,7 +9,7 @@
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { hostname, networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { AnnalClient, type MemberInfo } from '../client/index.js';
@@ -135,6 +135,22 @@ describe('Agent gossip', () => {
     assert.equal(again.membership, undefined);
     assert.deepEqual(await membersOf(again), []);
     await again.shutdown();
+  });
+
+  it('with a wildcard bind, advertises a private IPv4 for gossip and the host name for RPC', async () => {
+    const ipv4 = Object.values(networkInterfaces())
+      .flat()
+      .find((info) => info !== undefined && info.family === 'IPv4' && !info.internal)?.address;
+    if (ipv4 === undefined) {
+      await assert.rejects(Agent.start(config('wild', [], { bindAddr: '0.0.0.0:0' })), /no non-loopback IPv4 address/);
+      return;
+    }
+    const agent = await start('wild', [], { bindAddr: '0.0.0.0:0' });
+    const { host, port } = agent.membership!.address;
+    assert.equal(host, ipv4);
+    assert.ok(port > 0);
+    const [self] = await membersOf(agent);
+    assert.deepEqual(self, { name: 'wild', addr: `${ipv4}:${port}`, status: 'alive', tags: { rpc_addr: `${hostname()}:${agent.server.port}` } });
   });
 
   it('refuses a gossip bind address that is taken, naming it', async () => {
