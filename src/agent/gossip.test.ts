@@ -3,7 +3,8 @@
  * Admin.GetMembers (what `annal members` prints); a graceful shutdown leaves the cluster before the
  * server stops (others see `left` while its RPC port still answers); a start-join that fails at
  * every address names each address and why and releases the data dir; a bad gossip config fails
- * start-up cleanly; the member gauges reach the metrics.
+ * start-up cleanly; the member gauges reach the metrics; events are logged under
+ * `component: 'membership'` and reach the cluster hook (where Raft will add/remove servers).
  * Method: three real agents in-process on 127.0.0.1 (port 0 for RPC and gossip, the `local`
  * gossip profile), temp dirs, the annal client; waits on member events with bounded timeouts.
  */
@@ -17,6 +18,14 @@ import { JoinFailedError, type MemberEvent } from '../membership/index.js';
 import { Telemetry } from '../telemetry/index.js';
 import { AnnalError } from '../util/index.js';
 import { Agent, type AgentConfig } from './agent.js';
+
+interface GossipLoggerLike {
+  debug(fields: object, message: string): void;
+  info(fields: object, message: string): void;
+  warn(fields: object, message: string): void;
+  error(fields: object, message: string): void;
+  child(fields: object): GossipLoggerLike;
+}
 
 const quiet = { error: () => {}, warn: () => {}, info: () => {}, debug: () => {} };
 
@@ -83,7 +92,17 @@ async function membersOf(agent: Agent): Promise<MemberInfo[]> {
 
 describe('Agent gossip', () => {
   it('forms a cluster whose every member lists all three with rpc_addr, and leaves before it stops serving', async () => {
-    const a = await start('a', []);
+    // a's log: the member events (info, component membership) and the cluster hook's calls (debug).
+    const aLines: { component?: string; message: string; member?: string }[] = [];
+    const record = (fields: object, message: string): void => void aLines.push({ ...(fields as { member?: string }), message });
+    const recording = (base: object): GossipLoggerLike => ({
+      debug: (fields, message) => record({ ...base, ...fields }, message),
+      info: (fields, message) => record({ ...base, ...fields }, message),
+      warn: () => {},
+      error: () => {},
+      child: (fields) => recording({ ...base, ...fields }),
+    });
+    const a = await start('a', [], { logger: recording({}) });
     const cSeen = nextEvent(a, (event) => event.type === 'member-join' && event.member.name === 'c');
     const telemetry = await Telemetry.start({ metrics: true });
     const b = await start('b', [gossipAddr(a)], { telemetry });
@@ -113,6 +132,12 @@ describe('Agent gossip', () => {
     assert.equal(event.member.status, 'left');
     assert.equal((await membersOf(c)).length, 3, 'c still serves RPC after others saw it leave');
     await stopped;
+    const seenByA = (message: string): string[] => aLines.filter((line) => line.message === message).map((line) => line.member ?? '?');
+    assert.deepEqual(seenByA('member-join'), ['b', 'c']);
+    assert.deepEqual(seenByA('member-leave'), ['c']);
+    assert.ok(aLines.filter((line) => line.message.startsWith('member-')).every((line) => line.component === 'membership'));
+    assert.deepEqual(seenByA('cluster hook: join (no Raft yet: nothing to add)'), ['b', 'c']);
+    assert.deepEqual(seenByA('cluster hook: leave (no Raft yet: nothing to remove)'), ['c']);
     const afterLeave = await membersOf(a);
     assert.deepEqual(
       afterLeave.map((member) => [member.name, member.status]),
