@@ -287,6 +287,10 @@ export class Raft {
     for (const progress of this.progress.values()) progress.recentActive = true;
     // Until it commits, any uncommitted config entry in our log counts as pending.
     this.pendingConfigIndex = this.log.lastIndex();
+    // The uncommitted tail inherited from earlier terms counts against uncommittedBytesMax too,
+    // or leaders that cannot commit would each add a full allowance, term after term.
+    const tail = this.log.slice(this.log.committed + 1, this.log.lastIndex() + 1, Infinity);
+    if (tail.length > 0) this.uncommitted.add(this.log.lastIndex(), tail.reduce((sum, entry) => sum + entry.data.length, 0));
     this.termStartIndex = this.log.lastIndex() + 1;
     this.appendEntries([{ type: EntryType.Noop, data: new Uint8Array(0) }]);
   }
