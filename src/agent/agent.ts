@@ -134,43 +134,21 @@ export class Agent {
       ...(config.credentials !== undefined ? { credentials: config.credentials } : {}),
       ...(interceptors.length > 0 ? { interceptors } : {}),
     });
-    let rpcAddress: string;
-    try {
-      if (security === undefined) {
-        rpcAddress = await server.start(host, config.rpcPort);
-      } else {
-        const port = await security.listen(server.grpc, host, config.rpcPort);
-        rpcAddress = `${host.includes(':') ? `[${host}]` : host}:${port}`;
-        server.serving(rpcAddress);
-      }
-    } catch (error) {
+    const undo = async (): Promise<void> => {
       security?.close();
       await server.shutdown();
       await log.close();
-      // Bad TLS files already say which file and why; anything else is the port.
-      if (error instanceof AnnalError) throw error;
-      throw new InvalidArgumentError(`cannot listen on ${host}:${config.rpcPort}: ${(error as Error).message}`, { cause: error });
-    }
+    };
+    const rpcAddress = await listenRpc(server, security, host, config.rpcPort).catch(async (error: unknown) => {
+      await undo();
+      throw error;
+    });
     logger.info({ rpcAddress, nodeName: config.nodeName }, 'serving log.v1.Log');
     if (config.gossip !== undefined) {
-      const advertisedRpc = isWildcard(host) ? `${hostname()}:${rpcAddress.slice(rpcAddress.lastIndexOf(':') + 1)}` : rpcAddress;
-      try {
-        membership = await startGossip({
-          nodeName: config.nodeName,
-          bindAddr: config.bindAddr,
-          rpcAddr: advertisedRpc,
-          config: config.gossip,
-          logger: logger.child?.({ component: 'membership' }) ?? logger,
-          telemetry,
-        });
-      } catch (error) {
-        security?.close();
-        await server.shutdown();
-        await log.close();
-        // JoinFailedError names every address and why; a bind failure gets the address here.
-        if (error instanceof AnnalError) throw error;
-        throw new InvalidArgumentError(`cannot start gossip on ${config.bindAddr}: ${(error as Error).message}`, { cause: error });
-      }
+      membership = await joinCluster(config, config.gossip, advertisedRpcAddress(host, rpcAddress)).catch(async (error: unknown) => {
+        await undo();
+        throw error;
+      });
     }
     return new Agent(config, log, server, rpcAddress, security, membership);
   }
@@ -199,6 +177,44 @@ export class Agent {
     await this.log.close();
     logger.info({ nextOffset: this.log.nextOffset() }, 'log closed; shutdown complete');
   }
+}
+
+/** Serves `server` on `host:port` (through the mTLS listener when secure); returns the bound address. */
+async function listenRpc(server: LogServer, security: NodeSecurityRuntime | undefined, host: string, port: number): Promise<string> {
+  try {
+    if (security === undefined) return await server.start(host, port);
+    const boundPort = await security.listen(server.grpc, host, port);
+    const address = `${host.includes(':') ? `[${host}]` : host}:${boundPort}`;
+    server.serving(address);
+    return address;
+  } catch (error) {
+    // Bad TLS files already say which file and why; anything else is the port.
+    if (error instanceof AnnalError) throw error;
+    throw new InvalidArgumentError(`cannot listen on ${host}:${port}: ${(error as Error).message}`, { cause: error });
+  }
+}
+
+/** Gossip on `config.bindAddr` with the `rpc_addr` tag; joins `gossip.startJoinAddrs`. */
+async function joinCluster(config: AgentConfig, gossip: GossipConfig, rpcAddr: string): Promise<Membership> {
+  try {
+    return await startGossip({
+      nodeName: config.nodeName,
+      bindAddr: config.bindAddr,
+      rpcAddr,
+      config: gossip,
+      logger: config.logger.child?.({ component: 'membership' }) ?? config.logger,
+      telemetry: config.telemetry,
+    });
+  } catch (error) {
+    // JoinFailedError names every address and why; a bind failure gets the address here.
+    if (error instanceof AnnalError) throw error;
+    throw new InvalidArgumentError(`cannot start gossip on ${config.bindAddr}: ${(error as Error).message}`, { cause: error });
+  }
+}
+
+/** The RPC address others should use: GetServers' (the host name in place of a wildcard host). */
+function advertisedRpcAddress(host: string, rpcAddress: string): string {
+  return isWildcard(host) ? `${hostname()}:${rpcAddress.slice(rpcAddress.lastIndexOf(':') + 1)}` : rpcAddress;
 }
 
 function isWildcard(host: string): boolean {
