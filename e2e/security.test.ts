@@ -1,7 +1,7 @@
 // Goal: security end to end through the real `annal` command: `annal certs` makes certificates
 // without Go; `annal agent` refuses to start without TLS files or --insecure and prints the
 // command to run; with built-in and with cfssl-made certificates, root produces and consumes,
-// nobody gets PERMISSION_DENIED on every client command and nothing of theirs is appended,
+// nobody gets PERMISSION_DENIED on every client command (members included) and nothing of theirs is appended,
 // plaintext clients are refused and the agent logs why; replacing the certificates (annal certs
 // again) and the policy takes effect without a restart; `annal dev` runs with mTLS and prints the
 // client flags that work.
@@ -115,12 +115,19 @@ describe('security end to end', { timeout: 180_000 }, () => {
         [['produce', ...nobody, 'intruder'], 'produce'],
         [['consume', ...nobody, '--offset', '0'], 'consume'],
         [['servers', ...nobody], 'consume'],
+        [['members', ...nobody], 'consume'],
       ] as const) {
         const denied = await runCli([...command]);
         assert.equal(denied.code, 1, `${command[0]}: ${denied.stdout}${denied.stderr}`);
         assert.match(denied.stderr, /"nobody"/, command[0]);
         assert.match(denied.stderr, new RegExp(`\\b${action}\\b`), command[0]);
       }
+
+      const members = await runCli(['members', ...root, '--json']);
+      assert.equal(members.code, 0, members.stderr);
+      const self = JSON.parse(members.stdout) as { name: string; addr: string; status: string; tags: object };
+      assert.deepEqual({ ...self, addr: undefined }, { name: 'secure', addr: undefined, status: 'alive', tags: { rpc_addr: addr } });
+      assert.match(self.addr, /^127\.0\.0\.1:\d+$/);
 
       const plaintext = await runCli(['produce', '--insecure', '--addr', addr, 'plain']);
       assert.equal(plaintext.code, 1, plaintext.stderr);
