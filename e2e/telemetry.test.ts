@@ -129,6 +129,19 @@ describe('telemetry of a running agent', () => {
     // Offset 0 encodes as an empty ProduceResponse (proto3 omits defaults); later ones do not.
     const later = await logLine(agent, (entry) => entry['component'] === 'access' && Number(entry['responseBytes']) > 0);
     assert.equal(later['method'], '/log.v1.Log/Produce');
+
+    // A produce stream closed by the client ends OK on the server, not CANCELLED: close() waits
+    // for the call's status before the channel can be closed.
+    const stream = { grpc_service: 'log.v1.Log', grpc_method: 'ProduceStream' };
+    const beforeStream = parseSamples(await scrape());
+    const producer = client.produceStream();
+    await producer.send(Buffer.from('streamed'));
+    await producer.close();
+    const afterStream = parseSamples(await scrape());
+    const streamDelta = (code: string) => sampleValue(afterStream, 'annal_rpc_server_requests_total', { ...stream, grpc_code: code }) -
+      sampleValue(beforeStream, 'annal_rpc_server_requests_total', { ...stream, grpc_code: code });
+    assert.equal(streamDelta('OK'), 1);
+    assert.equal(streamDelta('CANCELLED'), 0);
   });
 
   it('exports client → server → storage.append, and a failed consume with its code', async () => {
@@ -161,7 +174,7 @@ describe('telemetry of a running agent', () => {
     await stream.close();
     agent.child.kill('SIGTERM');
     assert.deepEqual(await agent.exited, { code: 0, signal: null });
-    const streamSpan = receiver.spans.find((span) => span.kind === SERVER && span.name === 'log.v1.Log/ProduceStream');
+    const streamSpan = receiver.spans.findLast((span) => span.kind === SERVER && span.name === 'log.v1.Log/ProduceStream');
     assert.ok(streamSpan, 'the ProduceStream span was exported before exit');
     const appends = receiver.spans.filter((span) => span.parentSpanId === streamSpan.spanId && span.name === 'storage.append');
     assert.equal(appends.length, 5);

@@ -23,11 +23,14 @@ export class PipelinedStream<Request, Response, Result> {
   private failure: AnnalError | undefined;
   private ended = false;
   private idleWaiters: (() => void)[] = [];
+  /** Settles when the call has its final status (OK after a clean half-close, or an error). */
+  private readonly finished: Promise<void>;
 
   constructor(
     private readonly call: ClientDuplexStream<Request, Response>,
     private readonly toResult: (response: Response) => Result,
   ) {
+    this.finished = new Promise<void>((resolve) => call.once('status', () => resolve()));
     call.on('data', (response: Response) => this.onResponse(response));
     call.on('error', (error: ServiceError) => this.fail(errorFromStatus(error, error)));
     call.on('end', () => this.fail(new UnavailableError('the server ended the stream before answering every request')));
@@ -48,12 +51,19 @@ export class PipelinedStream<Request, Response, Result> {
     });
   }
 
-  /** Half-closes the stream after the requests already sent; resolves once all are settled. */
-  async close(): Promise<void> {
+  /**
+   * Half-closes the stream after the requests already sent; resolves once all are settled and
+   * the server has ended the call (so closing the channel next does not cancel it), or after
+   * `closeTimeoutMs` if the server never ends it.
+   */
+  async close(closeTimeoutMs = 5_000): Promise<void> {
     if (this.ended) return;
     this.ended = true;
     this.call.end();
     if (this.inFlight > 0) await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.finished, new Promise<void>((resolve) => (timer = setTimeout(resolve, closeTimeoutMs)))]);
+    clearTimeout(timer);
   }
 
   /** Abandons the stream: pending promises reject. */
