@@ -26,7 +26,7 @@ import { fileURLToPath } from 'node:url';
 import { credentials, makeGenericClientConstructor, type Client, type ClientDuplexStream } from '@grpc/grpc-js';
 import { AnnalClient } from '../src/client/index.js';
 import { ECHO_SERVICE } from './grpc-echo.js';
-import { formatRate, nowMs, percentile, printTable, scaled, tempDir, type Row } from './util.js';
+import { formatRate, nowMs, percentile, printTable, scaled, tempDir, type Row, pipelined } from './util.js';
 
 const SERVER_SCRIPT = fileURLToPath(new URL('./grpc-server.js', import.meta.url));
 const KIB = 1024;
@@ -90,27 +90,6 @@ async function baselineRate(address: string, method: 'echo' | 'ack', valueBytes:
   return (count / elapsedMs) * 1000;
 }
 
-/** Pipelines `count` sends with WINDOW in flight; returns elapsed ms. */
-async function pipelined(count: number, send: () => Promise<unknown>): Promise<number> {
-  const start = nowMs();
-  await new Promise<void>((resolve, reject) => {
-    let sent = 0;
-    let done = 0;
-    const onDone = (): void => {
-      done++;
-      if (done === count) resolve();
-      else if (sent - done <= WINDOW / 2) fill();
-    };
-    const fill = (): void => {
-      while (sent < count && sent - done < WINDOW) {
-        sent++;
-        send().then(onDone, reject);
-      }
-    };
-    fill();
-  });
-  return nowMs() - start;
-}
 
 async function withAnnal<T>(args: string[], run: (client: AnnalClient) => Promise<T>): Promise<T> {
   const dir = tempDir('annal-bench-grpc-');
@@ -128,10 +107,10 @@ async function withAnnal<T>(args: string[], run: (client: AnnalClient) => Promis
 async function produceStreamRate(client: AnnalClient, valueBytes: number, count: number): Promise<number> {
   const value = Buffer.alloc(valueBytes, 0x61);
   const warm = client.produceStream();
-  await pipelined(Math.min(count, 2000), () => warm.send(value));
+  await pipelined(WINDOW, Math.min(count, 2000), () => warm.send(value));
   await warm.close();
   const stream = client.produceStream();
-  const elapsedMs = await pipelined(count, () => stream.send(value));
+  const elapsedMs = await pipelined(WINDOW, count, () => stream.send(value));
   await stream.close();
   return (count / elapsedMs) * 1000;
 }

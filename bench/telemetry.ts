@@ -27,7 +27,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { AnnalClient } from '../src/client/index.js';
-import { formatRate, nowMs, printTable, scaled, tempDir, type Row } from './util.js';
+import { formatRate, nowMs, printTable, scaled, tempDir, type Row, pipelined } from './util.js';
 
 const SERVER_SCRIPT = fileURLToPath(new URL('./telemetry-server.js', import.meta.url));
 const WINDOW = 1024;
@@ -121,27 +121,6 @@ function startScraper(url: string | undefined): { stop: () => Promise<number> } 
   };
 }
 
-/** Pipelines `count` sends with WINDOW in flight; returns elapsed ms. */
-async function pipelined(count: number, send: () => Promise<unknown>): Promise<number> {
-  const start = nowMs();
-  await new Promise<void>((resolve, reject) => {
-    let sent = 0;
-    let done = 0;
-    const onDone = (): void => {
-      done++;
-      if (done === count) resolve();
-      else if (sent - done <= WINDOW / 2) fill();
-    };
-    const fill = (): void => {
-      while (sent < count && sent - done < WINDOW) {
-        sent++;
-        send().then(onDone, reject);
-      }
-    };
-    fill();
-  });
-  return nowMs() - start;
-}
 
 type Work = (client: AnnalClient, server: ServerProcess) => Promise<RunResult>;
 
@@ -159,11 +138,11 @@ function produceStream(count: number): Work {
   return async (client, server) => {
     const value = Buffer.alloc(100, 0x61);
     const warm = client.produceStream();
-    await pipelined(Math.min(count, 5000), () => warm.send(value));
+    await pipelined(WINDOW, Math.min(count, 5000), () => warm.send(value));
     await warm.close();
     return timed(server, count, async () => {
       const stream = client.produceStream();
-      await pipelined(count, () => stream.send(value));
+      await pipelined(WINDOW, count, () => stream.send(value));
       await stream.close();
     });
   };

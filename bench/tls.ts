@@ -18,7 +18,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { runCertsCommand, PACKAGED_CONFIG_DIR } from '../src/auth/index.js';
 import { AnnalClient, type ClientSecurity } from '../src/client/index.js';
-import { formatRate, nowMs, percentile, printTable, scaled, tempDir } from './util.js';
+import { formatRate, nowMs, percentile, printTable, scaled, tempDir, pipelined } from './util.js';
 
 // grpc-js passes the IP target as the TLS server name; Node's DEP0123 warning about it is noise here.
 process.noDeprecation = true;
@@ -52,36 +52,16 @@ async function startTarget(mode: 'insecure' | 'mtls' | 'grpc-ssl', fsync: string
   };
 }
 
-async function pipelined(count: number, send: () => Promise<unknown>): Promise<number> {
-  const start = nowMs();
-  await new Promise<void>((resolve, reject) => {
-    let sent = 0;
-    let done = 0;
-    const onDone = (): void => {
-      done++;
-      if (done === count) resolve();
-      else if (sent - done <= WINDOW / 2) fill();
-    };
-    const fill = (): void => {
-      while (sent < count && sent - done < WINDOW) {
-        sent++;
-        send().then(onDone, reject);
-      }
-    };
-    fill();
-  });
-  return nowMs() - start;
-}
 
 async function produceStreamRate(target: Target, valueBytes: number, count: number): Promise<number> {
   const client = new AnnalClient({ address: target.address, security: target.security });
   try {
     const value = Buffer.alloc(valueBytes, 0x61);
     const warm = client.produceStream();
-    await pipelined(Math.min(count, 2000), () => warm.send(value));
+    await pipelined(WINDOW, Math.min(count, 2000), () => warm.send(value));
     await warm.close();
     const stream = client.produceStream();
-    const elapsedMs = await pipelined(count, () => stream.send(value));
+    const elapsedMs = await pipelined(WINDOW, count, () => stream.send(value));
     await stream.close();
     return (count / elapsedMs) * 1000;
   } finally {

@@ -51,3 +51,28 @@ export function scaled(count: number): number {
   const scale = Number(process.env.ANNAL_BENCH_SCALE ?? '1');
   return Math.max(1, Math.round(count * (Number.isFinite(scale) && scale > 0 ? scale : 1)));
 }
+
+/**
+ * Calls `send` `count` times with at most `window` calls in flight (refilling when half have
+ * completed, as a pipelining client does); returns the elapsed ms.
+ */
+export async function pipelined(window: number, count: number, send: () => Promise<unknown>): Promise<number> {
+  const start = nowMs();
+  await new Promise<void>((resolve, reject) => {
+    let sent = 0;
+    let done = 0;
+    const onDone = (): void => {
+      done++;
+      if (done === count) resolve();
+      else if (sent - done <= window / 2) fill();
+    };
+    const fill = (): void => {
+      while (sent < count && sent - done < window) {
+        sent++;
+        send().then(onDone, reject);
+      }
+    };
+    fill();
+  });
+  return nowMs() - start;
+}
