@@ -240,6 +240,8 @@ test('with asynchronous storage, no message leaves before what it promises is du
   const ids = ['a', 'b', 'c'];
   const members = new Map<string, Member>();
   let checked = 0;
+  let checkedGrants = 0;
+  let checkedAppendAcks = 0;
   for (const [i, id] of ids.entries()) {
     const storage = new AsyncStorage({ voters: ids, learners: [] });
     const checking = (transport: Transport): Transport => ({
@@ -247,8 +249,14 @@ test('with asynchronous storage, no message leaves before what it promises is du
       send(messages: readonly Message[]) {
         for (const message of messages) {
           assert.equal(storage.writesInFlight, 0, `${message.type} sent during a write`);
-          if (message.type === 'voteResponse' && !message.reject) assert.equal(storage.initialState().hardState.vote, message.to);
-          if (message.type === 'appendResponse' && !message.reject) assert.ok(storage.lastIndex() >= message.index);
+          if (message.type === 'voteResponse' && !message.reject) {
+            assert.equal(storage.initialState().hardState.vote, message.to);
+            checkedGrants++;
+          }
+          if (message.type === 'appendResponse' && !message.reject) {
+            assert.ok(storage.lastIndex() >= message.index);
+            checkedAppendAcks++;
+          }
           checked++;
         }
         transport.send(messages);
@@ -261,7 +269,9 @@ test('with asynchronous storage, no message leaves before what it promises is du
     const leader = (members.get(leaderId) as Member).node;
     await Promise.all(Array.from({ length: 20 }, (_, i) => leader.propose(new TextEncoder().encode(`v${i}`))));
     await waitUntil('every replica applies', () => [...members.values()].every((m) => m.machine.values.length === 20));
-    assert.ok(checked > 20, `checked ${checked} messages`);
+    // Batching decides how many messages 20 proposals take; what matters is that the checks ran
+    // on the messages that depend on durable state.
+    assert.ok(checkedGrants >= 1 && checkedAppendAcks >= 2, `checked ${checked} messages: ${checkedGrants} vote grants, ${checkedAppendAcks} append acks`);
   } finally {
     closeAll(members);
   }
