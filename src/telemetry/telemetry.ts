@@ -161,7 +161,11 @@ export class Telemetry implements MeterSource, TracerSource {
   async shutdown(): Promise<void> {
     await this.metricsEndpoint?.close();
     this.runtime?.stop();
-    await this.tracing.shutdown();
+    // An unreachable collector must not turn a clean shutdown into a failure: the spans that
+    // could not be exported are lost either way, so say so and carry on.
+    await this.tracing.shutdown().catch((error: unknown) => {
+      this.rootLogger.warn({ component: 'tracing', err: error, exportUrl: this.tracing.exportUrl }, 'could not export the last spans at shutdown');
+    });
     if (this.metrics instanceof Metrics) await this.metrics.shutdown();
   }
 }
