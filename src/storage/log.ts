@@ -10,7 +10,7 @@
  *
  * Readers see only acknowledged records: [lowestOffset, nextOffset).
  */
-import { accessSync, constants, closeSync, fsyncSync, mkdirSync, openSync, rmSync, statSync } from 'node:fs';
+import { accessSync, constants, closeSync, fsync, fsyncSync, mkdirSync, openSync, rmSync, statSync } from 'node:fs';
 import { Readable } from 'node:stream';
 import {
   assert, assertUint, ClosedError, InvalidArgumentError, OffsetOutOfRangeError, RecordTooLargeError,
@@ -156,7 +156,7 @@ export class CommitLog {
   private segments: Segment[];
   private dirFd: number;
 
-  // Invariant: ackedNext <= syncedNext? no: ackedNext <= writtenNext <= assignedNext.
+  // Invariant: ackedNext <= writtenNext <= active.nextOffset (acknowledged <= written <= assigned).
   private ackedNext: number;
   private writtenNext: number;
   private acknowledgements = new AcknowledgementQueue();
@@ -368,7 +368,7 @@ export class CommitLog {
     this.dirDirty = false;
     const startedMs = performance.now();
     const work = dirty.map((segment) => segment.sync());
-    if (syncDir) work.push(new Promise((resolve, reject) => fsyncDirCallback(this.dirFd, resolve, reject)));
+    if (syncDir) work.push(fsyncAsync(this.dirFd));
     this.syncInFlight = Promise.all(work).then(
       () => {
         this.config.onSync?.({ durationMs: performance.now() - startedMs, fileCount: work.length });
@@ -390,6 +390,7 @@ export class CommitLog {
       if (this.config.fsync.kind !== 'always') this.resolveAcknowledgements(next);
       return;
     }
+    assert(next <= this.writtenNext, `acknowledging offset ${next - 1} before it was written`);
     this.ackedNext = next;
     this.resolveAcknowledgements(next);
     for (const waiter of this.appendWaiters) {
@@ -599,11 +600,7 @@ export class CommitLog {
   }
 }
 
-function fsyncDirCallback(fd: number, resolve: (value: void) => void, reject: (error: Error) => void): void {
-  try {
-    fsyncSync(fd);
-    resolve();
-  } catch (error) {
-    reject(error as Error);
-  }
+/** fsync on the thread pool (a directory's, after a segment roll makes a new file). */
+function fsyncAsync(fd: number): Promise<void> {
+  return new Promise((resolve, reject) => fsync(fd, (error) => (error ? reject(error) : resolve())));
 }
