@@ -30,6 +30,7 @@ export const DEFAULT_LOG_CONFIG: LogConfig = Object.freeze({
   initialOffset: 0,
   fsync: { kind: 'always' } as FsyncPolicy,
   maxRecordBytes: 16 * MIB,
+  maxOpenSegments: 256,
 });
 
 /** Parses `always`, `never`, `interval:<ms>` (or `interval:<n>ms`). */
@@ -64,6 +65,7 @@ function validateConfig(config: LogConfig): void {
     `maxRecordBytes (${config.maxRecordBytes}) plus the ${FRAME_HEADER_BYTES}-byte frame header must fit in maxStoreBytes (${config.maxStoreBytes})`,
   );
   check(config.maxRecordBytes < 0x1_0000_0000, 'maxRecordBytes must be below 4 GiB');
+  check(Number.isSafeInteger(config.maxOpenSegments) && config.maxOpenSegments >= 1, 'maxOpenSegments must be an integer >= 1');
 }
 
 /** Checks that `dir` is (or can be made) a writable directory, with a one-line reason if not. */
@@ -154,6 +156,8 @@ export class CommitLog {
 
   // Invariant: segments is non-empty, sorted, contiguous; the last one is the only unsealed one.
   private segments: Segment[];
+  /** Sealed segments with open files, least recently used first (see touch). */
+  private openSealed = new Set<Segment>();
   private dirFd: number;
 
   // Invariant: ackedNext <= writtenNext <= active.nextOffset (acknowledged <= written <= assigned).
@@ -182,6 +186,7 @@ export class CommitLog {
     this.dirFd = dirFd;
     this.recovery = recovery;
     this.ackedNext = this.writtenNext = this.active.nextOffset;
+    for (const segment of segments) if (segment.sealed) this.touch(segment);
     if (config.fsync.kind === 'interval') {
       this.intervalTimer = setInterval(() => this.startSync(), config.fsync.intervalMs);
       this.intervalTimer.unref();
@@ -319,6 +324,29 @@ export class CommitLog {
     previous.seal();
     this.segments.push(Segment.create(this.dir, previous.nextOffset));
     this.dirDirty = true;
+    this.touch(previous);
+  }
+
+  /**
+   * Marks a sealed segment as just used and closes the files of the least recently used idle
+   * ones beyond maxOpenSegments (a parked segment reopens its files when next read).
+   */
+  private touch(segment: Segment): void {
+    if (!segment.sealed) return;
+    this.openSealed.delete(segment);
+    this.openSealed.add(segment);
+    if (this.openSealed.size <= this.config.maxOpenSegments) return;
+    for (const candidate of this.openSealed) {
+      if (this.openSealed.size <= this.config.maxOpenSegments) break;
+      if (candidate !== segment && candidate.park()) this.openSealed.delete(candidate);
+    }
+  }
+
+  /** Open sealed segments (for tests of the descriptor bound). */
+  openSegmentCount(): number {
+    let open = 0;
+    for (const segment of this.segments) if (segment.filesOpen) open++;
+    return open;
   }
 
   private scheduleFlush(): void {
@@ -449,6 +477,7 @@ export class CommitLog {
     if (offset === this.ackedNext) return [];
     assert(limits.maxCount >= 1, 'readBatch maxCount must be at least 1');
     const segment = this.segmentFor(offset);
+    this.touch(segment);
     const maxCount = Math.min(limits.maxCount, this.ackedNext - offset);
     return segment.readBatch(offset, maxCount, limits.maxBytes);
   }
@@ -514,6 +543,7 @@ export class CommitLog {
     await this.drain();
     while (this.segments.length > 1 && this.segments[0]!.nextOffset <= lowest) {
       const segment = this.segments.shift()!;
+      this.openSealed.delete(segment);
       segment.close();
       segment.removeFiles();
     }
@@ -532,10 +562,12 @@ export class CommitLog {
     if (offset < this.lowestOffset() || offset > this.ackedNext) this.outOfRange(offset);
     while (this.segments.length > 1 && this.active.baseOffset >= offset) {
       const segment = this.segments.pop()!;
+      this.openSealed.delete(segment);
       segment.close();
       segment.removeFiles();
     }
     const last = this.active;
+    this.openSealed.delete(last); // active again: always open
     last.truncateEntries(offset - last.baseOffset);
     await last.sync();
     fsyncSync(this.dirFd);
@@ -549,11 +581,13 @@ export class CommitLog {
   reader(): Readable {
     const parts = this.segments.map((segment) => ({ segment, sizeBytes: segment.writtenStoreBytes }));
     const chunkBytes = 1024 * 1024;
+    const touch = (segment: Segment): void => this.touch(segment);
     return Readable.from(
       (function* () {
         for (const { segment, sizeBytes } of parts) {
           for (let position = 0; position < sizeBytes; position += chunkBytes) {
             const buffer = Buffer.allocUnsafe(Math.min(chunkBytes, sizeBytes - position));
+            touch(segment);
             const n = segment.readStore(buffer, position);
             assert(n === buffer.length, 'short read from a store file');
             yield buffer;

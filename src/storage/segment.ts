@@ -32,8 +32,12 @@ export function fdatasyncAsync(fd: number): Promise<void> {
 export class Segment {
   readonly storePath: string;
   readonly indexPath: string;
+  // Invariant: both fds are -1 (parked: a sealed, idle segment's files closed to bound open
+  // descriptors) or both are open; files() reopens a parked segment on demand.
   private storeFd: number;
   private indexFd: number;
+  /** fdatasyncs running on the thread pool: a segment must not be parked under them. */
+  private syncsInFlight = 0;
 
   // Invariant: writtenEntryCount <= entryCount, and entries [0, writtenEntryCount) are in both files.
   /** Records assigned to this segment, written or not. */
@@ -184,10 +188,16 @@ export class Segment {
     const storeBytes = this.writtenStoreBytes;
     const entryCount = this.writtenEntryCount;
     const work: Promise<void>[] = [];
+    this.files();
     if (storeBytes > this.syncedStoreBytes) work.push(fdatasyncAsync(this.storeFd));
     const syncIndex = this.sealed && entryCount > this.syncedIndexEntryCount;
     if (syncIndex) work.push(fdatasyncAsync(this.indexFd));
-    await Promise.all(work);
+    this.syncsInFlight += 1;
+    try {
+      await Promise.all(work);
+    } finally {
+      this.syncsInFlight -= 1;
+    }
     this.syncedStoreBytes = Math.max(this.syncedStoreBytes, storeBytes);
     if (syncIndex) this.syncedIndexEntryCount = Math.max(this.syncedIndexEntryCount, entryCount);
   }
@@ -209,6 +219,7 @@ export class Segment {
       sourceFirst = 0;
     } else {
       source = Buffer.allocUnsafe(entries * INDEX_ENTRY_BYTES);
+      this.files();
       readFully(this.indexFd, source, first * INDEX_ENTRY_BYTES);
       sourceFirst = first;
     }
@@ -244,6 +255,7 @@ export class Segment {
     }
     const start = positions[0]!;
     const chunk = Buffer.allocUnsafe(positions[take]! - start);
+    this.files();
     readFully(this.storeFd, chunk, start);
     const records = new Array<StoredRecord>(take);
     for (let i = 0; i < take; i++) {
@@ -283,6 +295,7 @@ export class Segment {
     assert(!this.hasUnwritten(), 'truncate with unwritten entries');
     assert(relative <= this.entryCount, 'truncate beyond the end');
     const storeBytes = relative < this.entryCount ? this.positionOf(relative) : this.writtenStoreBytes;
+    this.files();
     const index = Buffer.alloc(Math.max(INITIAL_INDEX_CAPACITY_BYTES, relative * INDEX_ENTRY_BYTES));
     if (this.index !== undefined) this.index.copy(index, 0, 0, relative * INDEX_ENTRY_BYTES);
     else if (relative > 0) readFully(this.indexFd, index.subarray(0, relative * INDEX_ENTRY_BYTES), 0);
@@ -298,10 +311,40 @@ export class Segment {
 
   /** Reads raw store bytes [position, position + target.length). */
   readStore(target: Buffer, position: number): number {
+    this.files();
     return readSync(this.storeFd, target, 0, target.length, position);
   }
 
+  get filesOpen(): boolean {
+    return this.storeFd >= 0;
+  }
+
+  /** Reopens a parked segment's files. */
+  private files(): void {
+    if (this.storeFd >= 0) return;
+    const storeFd = openSync(this.storePath, 'r+');
+    try {
+      this.indexFd = openSync(this.indexPath, 'r+');
+    } catch (error) {
+      closeSync(storeFd);
+      throw error;
+    }
+    this.storeFd = storeFd;
+  }
+
+  /**
+   * Closes the files of a sealed segment with nothing to write or sync, so a long log holds a
+   * bounded number of descriptors; returns whether it did. Never while an fdatasync runs on the
+   * thread pool: the descriptor number could be reused by another open before the sync ran.
+   */
+  park(): boolean {
+    if (!this.sealed || !this.filesOpen || this.hasUnwritten() || this.needsSync() || this.syncsInFlight > 0) return false;
+    this.close();
+    return true;
+  }
+
   close(): void {
+    if (this.storeFd < 0) return;
     closeSync(this.storeFd);
     closeSync(this.indexFd);
     this.storeFd = -1;
@@ -315,6 +358,7 @@ export class Segment {
 
   /** For tests: the store file's size as the OS sees it. */
   storeFileSizeBytes(): number {
+    this.files();
     return fstatSync(this.storeFd).size;
   }
 }

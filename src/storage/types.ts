@@ -24,6 +24,11 @@ export interface LogConfig {
   /** Largest value accepted by append, in bytes (the server enforces its own, smaller limit). */
   maxRecordBytes: number;
   /**
+   * Sealed segments whose two files stay open; the least recently read beyond this are closed
+   * and reopened on demand, so a long log holds a bounded number of file descriptors.
+   */
+  maxOpenSegments: number;
+  /**
    * Called after each successful fdatasync round (every dirty segment, plus the directory after
    * a roll) with its duration and the number of files synced; for metrics. Must not throw.
    * Default: none.
