@@ -24,6 +24,7 @@ import {
   statusOf,
   unaryCall,
   withTempDir,
+  servingOptions,
 } from './test-fixtures.js';
 
 const run = promisify(execFile);
@@ -48,14 +49,7 @@ describe('certificates made by cfssl', { skip: haveCfssl ? false : 'cfssl is not
 
       const logger = new RecordingLogger();
       const { server } = standInServer();
-      const serving = await SecureServing.start({
-        grpcServer: server,
-        host: '127.0.0.1',
-        port: 0,
-        tls: { certFile: files.serverCert, keyFile: files.serverKey, caFile: files.caCert },
-        acl: { modelFile: join(CONFIG_DIR, 'model.conf'), policyFile: join(CONFIG_DIR, 'policy.csv') },
-        logger,
-      });
+      const serving = await SecureServing.start(servingOptions(server, files, logger));
       const caPem = await readFile(files.caCert);
       const rootClient = rawClient(serving.port, { caPem, certPem: await readFile(files.rootClientCert), keyPem: await readFile(files.rootClientKey) });
       const nobodyClient = rawClient(serving.port, {

@@ -30,6 +30,8 @@ import {
   unaryCall,
   withTempDir,
   type ClientPems,
+  EXAMPLE_ACL,
+  servingOptions,
 } from './test-fixtures.js';
 import type { CertificateFiles } from './certs-command.js';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -76,14 +78,7 @@ describe('mTLS listener and ACL interceptor', { timeout: 120_000 }, () => {
     );
     const standIn = standInServer();
     handledCount = standIn.handledCount;
-    serving = await SecureServing.start({
-      grpcServer: standIn.server,
-      host: '127.0.0.1',
-      port: 0,
-      tls: { certFile: files.serverCert, keyFile: files.serverKey, caFile: files.caCert },
-      acl: { modelFile: join(CONFIG_DIR, 'model.conf'), policyFile: join(CONFIG_DIR, 'policy.csv') },
-      logger,
-    });
+    serving = await SecureServing.start(servingOptions(standIn.server, files, logger));
     stopServer = async () => {
       serving.close();
       await shutdownServer(standIn.server);
@@ -191,12 +186,7 @@ describe('TLS versions and stalled handshakes', { timeout: 60_000 }, () => {
       const logger = new RecordingLogger();
       const { server } = standInServer();
       const serving = await SecureServing.start({
-        grpcServer: server,
-        host: '127.0.0.1',
-        port: 0,
-        tls: { certFile: files.serverCert, keyFile: files.serverKey, caFile: files.caCert },
-        acl: { modelFile: join(CONFIG_DIR, 'model.conf'), policyFile: join(CONFIG_DIR, 'policy.csv') },
-        logger,
+        ...servingOptions(server, files, logger),
         handshakeTimeoutMs: 300,
       });
       const pems = { ca: await readFile(files.caCert), cert: await readFile(files.rootClientCert), key: await readFile(files.rootClientKey) };
@@ -232,7 +222,7 @@ describe('ACL interceptor without a TLS identity', () => {
   it('answers UNAUTHENTICATED when a call has no verified client certificate, and leaves health open', async () => {
     const { server, handledCount } = standInServer();
     const acl = await AclEnforcement.start({
-      files: { modelFile: join(CONFIG_DIR, 'model.conf'), policyFile: join(CONFIG_DIR, 'policy.csv') },
+      files: EXAMPLE_ACL,
       logger: new RecordingLogger(),
     });
     // A plaintext port with only the interceptor: what a misconfigured listener would look like.
@@ -261,12 +251,8 @@ describe('SecureServing start-up', () => {
       const { server } = standInServer();
       await assert.rejects(
         SecureServing.start({
-          grpcServer: server,
-          host: '127.0.0.1',
-          port: 0,
+          ...servingOptions(server, files, logger),
           tls: { certFile: files.serverCert, keyFile: files.peerKey, caFile: files.caCert },
-          acl: { modelFile: join(CONFIG_DIR, 'model.conf'), policyFile: join(CONFIG_DIR, 'policy.csv') },
-          logger,
         }),
         /is not the key of the certificate/,
       );

@@ -12,7 +12,7 @@ import { writeAtomically } from './certs-command.js';
 import { ensureDevCertificates, resolveNodeSecurity } from './node-security.js';
 import { PeerCredentials } from './peer-credentials.js';
 import { SecureServing } from './secure-serving.js';
-import { CONFIG_DIR, healthCheck, makeCertificates, RecordingLogger, shutdownServer, standInServer, statusOf, unaryCall, withTempDir } from './test-fixtures.js';
+import { healthCheck, makeCertificates, RecordingLogger, shutdownServer, standInServer, statusOf, unaryCall, withTempDir, servingOptions } from './test-fixtures.js';
 
 const ALL = {
   serverTlsCertFile: 's.pem',
@@ -75,14 +75,7 @@ describe('PeerCredentials', { timeout: 60_000 }, () => {
       const other = await makeCertificates(join(dir, 'b'));
       const logger = new RecordingLogger();
       const { server } = standInServer();
-      const serving = await SecureServing.start({
-        grpcServer: server,
-        host: '127.0.0.1',
-        port: 0,
-        tls: { certFile: files.serverCert, keyFile: files.serverKey, caFile: files.caCert },
-        acl: { modelFile: join(CONFIG_DIR, 'model.conf'), policyFile: join(CONFIG_DIR, 'policy.csv') },
-        logger,
-      });
+      const serving = await SecureServing.start(servingOptions(server, files, logger));
       const peerFiles = { certFile: join(dir, 'a', 'peer.pem'), keyFile: join(dir, 'a', 'peer-key.pem'), caFile: join(dir, 'a', 'ca.pem') };
       const peer = await PeerCredentials.start({ files: peerFiles, logger });
       const connect = () => new Client(`localhost:${serving.port}`, peer.credentials, { 'grpc.use_local_subchannel_pool': 1 });

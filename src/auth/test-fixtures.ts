@@ -81,6 +81,21 @@ export async function withTempDir<T>(body: (dir: string) => Promise<T>): Promise
 }
 
 /** Runs `annal certs` from config/ into `dir` and returns the file paths. */
+/** The example ACL in config/ (root may produce and consume; nobody may not). */
+export const EXAMPLE_ACL = { modelFile: join(CONFIG_DIR, 'model.conf'), policyFile: join(CONFIG_DIR, 'policy.csv') };
+
+/** SecureServing options for `grpcServer` on 127.0.0.1 (a free port) with `files`' server pair and the example ACL. */
+export function servingOptions(grpcServer: Server, files: CertificateFiles, logger: AuthLogger) {
+  return {
+    grpcServer,
+    host: '127.0.0.1',
+    port: 0,
+    tls: { certFile: files.serverCert, keyFile: files.serverKey, caFile: files.caCert },
+    acl: EXAMPLE_ACL,
+    logger,
+  };
+}
+
 export async function makeCertificates(dir: string, options: { newCa?: boolean } = {}): Promise<CertificateFiles> {
   await runCertsCommand({ configDir: CONFIG_DIR, outDir: dir, ...options });
   return certificateFiles(dir);
