@@ -45,6 +45,19 @@ export interface RaftOptions {
   readonly uncommittedBytesMax?: number;
   /** Size of one InstallSnapshot chunk. Default 1 MiB. */
   readonly snapshotChunkBytes?: number;
+  /**
+   * Largest snapshot a follower accepts, in bytes (a chunk announcing more is dropped: the
+   * receiver buffers a whole snapshot). Snapshots are meant to be small descriptors of state kept
+   * elsewhere (annal's state is the log itself). Default 1 MiB.
+   */
+  readonly snapshotBytesMax?: number;
+  /**
+   * Highest index the state machine already reflects at start-up, for state machines whose state
+   * is durable with the log (annal's: the log is the state), so that a restart does not replay the
+   * committed log. Clamped to [snapshot index, persisted commit]. Default 0: replay from the
+   * snapshot.
+   */
+  readonly applied?: number;
   /** Deliberately broken variants for checker tests; never set in production. */
   readonly faults?: Faults;
 }
@@ -66,6 +79,8 @@ export function resolveRaftOptions(options: RaftOptions): ResolvedRaftOptions {
     uncommittedBytesMax: 64 << 20,
     faults: {},
     ...options,
+    applied: options.applied ?? 0,
+    snapshotBytesMax: options.snapshotBytesMax ?? 1 << 20,
   };
   assert(resolved.id.length > 0, 'raft id must be non-empty');
   assertUint(resolved.electionTicks, 'electionTicks');
@@ -75,6 +90,8 @@ export function resolveRaftOptions(options: RaftOptions): ResolvedRaftOptions {
   assert(resolved.inflightCountMax >= 1, 'inflightCountMax must be at least 1');
   assert(resolved.maxMessageBytes >= 1, 'maxMessageBytes must be at least 1');
   assert(resolved.snapshotChunkBytes >= 1, 'snapshotChunkBytes must be at least 1');
+  assert(resolved.snapshotBytesMax >= 1, 'snapshotBytesMax must be at least 1');
+  assertUint(resolved.applied, 'applied');
   assert(resolved.uncommittedBytesMax >= 1, 'uncommittedBytesMax must be at least 1');
   return resolved;
 }

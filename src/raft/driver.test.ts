@@ -44,7 +44,7 @@ function startMember(
   network: InMemoryNetwork,
   storage: MemoryStorage,
   seed: number,
-  extra: { snapshotEveryEntries?: number },
+  extra: { snapshotEveryEntries?: number; applied?: number },
   wrapTransport: (transport: Transport) => Transport = (transport) => transport,
 ): Member {
   const machine = new ListMachine();
@@ -274,5 +274,52 @@ test('with asynchronous storage, no message leaves before what it promises is du
     assert.ok(checkedGrants >= 1 && checkedAppendAcks >= 2, `checked ${checked} messages: ${checkedGrants} vote grants, ${checkedAppendAcks} append acks`);
   } finally {
     closeAll(members);
+  }
+});
+
+test('proposeBatch resolves once with every entry’s result in order; onApplied reports the applied index', async () => {
+  const network = new InMemoryNetwork();
+  const members = startCluster(['a', 'b', 'c'], network);
+  try {
+    const leader = members.get(await waitForLeader(members))!;
+    const applied: number[] = [];
+    leader.node.onApplied((index) => applied.push(index));
+    await leader.node.propose(new TextEncoder().encode('solo'));
+    const batch = await leader.node.proposeBatch(['x', 'y', 'z'].map((value) => new TextEncoder().encode(value)));
+    assert.equal(batch.lastIndex - batch.firstIndex, 2);
+    // The list machine returns each value's position: consecutive, after 'solo'.
+    assert.deepEqual(batch.results, [1, 2, 3]);
+    assert.deepEqual(leader.machine.values, ['solo', 'x', 'y', 'z']);
+    // The listener runs once the Ready that applied the batch is fully handled, after it resolved.
+    await waitUntil('the applied listener', () => applied.length > 0 && applied[applied.length - 1]! >= batch.lastIndex);
+    for (let i = 1; i < applied.length; i++) assert.ok(applied[i]! >= applied[i - 1]!, 'applied never goes back');
+  } finally {
+    for (const { node } of members.values()) node.close();
+  }
+});
+
+test('with `applied` at start-up a restarted node does not replay what its state machine already holds', async () => {
+  const network = new InMemoryNetwork();
+  const storage = new MemoryStorage({ voters: ['solo'], learners: [] });
+  const first = startMember('solo', network, storage, 1, {});
+  await waitUntil('leadership', () => first.node.status().role === Role.Leader);
+  await first.node.proposeBatch(['a', 'b'].map((value) => new TextEncoder().encode(value)));
+  const commit = first.node.status().commit;
+  first.node.close();
+  // Without `applied` the committed entries are applied again from the snapshot (index 0).
+  const replaying = startMember('solo', new InMemoryNetwork(), storage, 2, {});
+  await waitUntil('replay', () => replaying.machine.values.length === 2);
+  replaying.node.close();
+  const committed = storage.initialState().hardState.commit;
+  assert.ok(committed >= commit);
+  const skipping = startMember('solo', new InMemoryNetwork(), storage, 3, { applied: committed });
+  try {
+    await waitUntil('leadership', () => skipping.node.status().role === Role.Leader);
+    assert.ok(skipping.node.status().applied >= committed);
+    assert.deepEqual(skipping.machine.values, [], 'entries at or below `applied` are not applied again');
+    await skipping.node.propose(new TextEncoder().encode('c'));
+    assert.deepEqual(skipping.machine.values, ['c']);
+  } finally {
+    skipping.node.close();
   }
 });

@@ -69,6 +69,9 @@ export interface RaftNodeOptions<Result> extends Omit<RaftOptions, 'storage' | '
 
 interface Waiter<T> {
   readonly term: number;
+  /** For a batch proposal: its first index, and the results of its entries applied so far. */
+  readonly firstIndex?: number;
+  readonly results?: unknown[];
   readonly resolve: (value: T) => void;
   readonly reject: (error: AnnalError) => void;
 }
@@ -94,6 +97,10 @@ export class RaftNode<Result> {
   private timer: NodeJS.Timeout | null = null;
   private nextReadContext = 0;
   private snapshotIndex: number;
+  private pendingBatch: { first: number; last: number; waiter: Waiter<unknown> } | null = null;
+  /** First index -> last index of each batch proposal of several entries whose first entry is not applied yet. */
+  private readonly batchStarts = new Map<number, number>();
+  private readonly appliedListeners = new Set<(applied: number) => void>();
 
   constructor(options: RaftNodeOptions<Result>) {
     this.options = options;
@@ -117,6 +124,25 @@ export class RaftNode<Result> {
     return this.raw.status();
   }
 
+  /**
+   * Calls `listener` with the applied index after every Ready that applied entries (control
+   * entries included) or installed a snapshot, once the Ready is fully handled.
+   */
+  onApplied(listener: (applied: number) => void): () => void {
+    this.appliedListeners.add(listener);
+    return () => this.appliedListeners.delete(listener);
+  }
+
+  /** Replication progress of each member as the leader tracks it (empty on a follower). */
+  progress(): ReadonlyMap<NodeId, { readonly match: number; readonly recentActive: boolean; readonly isLearner: boolean }> {
+    return this.raw.raft.role === Role.Leader ? this.raw.raft.progress : new Map();
+  }
+
+  private notifyApplied(): void {
+    const applied = this.raw.status().applied;
+    for (const listener of this.appliedListeners) listener(applied);
+  }
+
   /** Calls `listener` with the current status now and after every change of role or leader. */
   subscribe(listener: (status: Status) => void): () => void {
     this.listeners.add(listener);
@@ -130,40 +156,58 @@ export class RaftNode<Result> {
    * (the entry may still commit later: the outcome is unknown, not failed).
    */
   propose(data: Uint8Array, options: { timeoutMs?: number } = {}): Promise<{ index: number; result: Result }> {
+    return this.proposeBatch([data], options).then(({ lastIndex, results }) => ({ index: lastIndex, result: results[0] as Result }));
+  }
+
+  /**
+   * Replicates several entries as one batch (consecutive indexes, one persist, one message per
+   * follower); resolves once the last is applied here, with every entry's result. The batch has
+   * one outcome: its entries share a term and are contiguous, so the entry found at the last index
+   * having the batch's term means all of them committed (log matching). Same errors as propose.
+   */
+  proposeBatch(
+    datas: readonly Uint8Array[],
+    options: { timeoutMs?: number } = {},
+  ): Promise<{ firstIndex: number; lastIndex: number; results: Result[] }> {
+    assert(datas.length > 0, 'proposeBatch of no entries');
     return this.request((resolve, reject) => {
       if (this.proposals.size >= (this.options.pendingProposalsMax ?? 10_000)) {
         reject(new OverloadedError('too many proposals awaiting their outcome'));
         return;
       }
-      const result = this.raw.propose(data);
-      if (!result.ok) {
-        reject(this.refusalError(result));
+      const proposed = this.raw.proposeBatch(datas);
+      if (!proposed.ok) {
+        reject(this.refusalError(proposed));
         return;
       }
-      const index = result.value.firstIndex;
+      const firstIndex = proposed.value.firstIndex;
+      const lastIndex = firstIndex + datas.length - 1;
+      const results: Result[] = [];
       const timeoutMs = options.timeoutMs;
-      if (timeoutMs === undefined) {
-        this.proposals.set(index, { term: result.value.term, resolve, reject });
-        return;
-      }
-      assert(timeoutMs >= 0 && timeoutMs <= 2_147_483_647, 'timeoutMs must fit a timer');
-      const timer = setTimeout(() => {
-        if (this.proposals.get(index) !== waiter) return;
-        this.proposals.delete(index);
-        reject(new DeadlineExceededError(`no outcome for the proposal at log index ${index} within ${timeoutMs} ms; it may still commit`));
-      }, timeoutMs);
+      let timer: NodeJS.Timeout | undefined;
       const waiter: Waiter<{ index: number; result: Result }> = {
-        term: result.value.term,
-        resolve: (value) => {
+        term: proposed.value.term,
+        firstIndex,
+        results,
+        resolve: () => {
           clearTimeout(timer);
-          resolve(value);
+          resolve({ firstIndex, lastIndex, results });
         },
         reject: (error) => {
           clearTimeout(timer);
           reject(error);
         },
       };
-      this.proposals.set(index, waiter);
+      if (timeoutMs !== undefined) {
+        assert(timeoutMs >= 0 && timeoutMs <= 2_147_483_647, 'timeoutMs must fit a timer');
+        timer = setTimeout(() => {
+          if (this.proposals.get(lastIndex) !== waiter) return;
+          this.proposals.delete(lastIndex);
+          reject(new DeadlineExceededError(`no outcome for the proposal at log index ${lastIndex} within ${timeoutMs} ms; it may still commit`));
+        }, timeoutMs);
+      }
+      this.proposals.set(lastIndex, waiter);
+      if (lastIndex > firstIndex) this.batchStarts.set(firstIndex, lastIndex);
     });
   }
 
@@ -220,6 +264,8 @@ export class RaftNode<Result> {
     this.configChanges.clear();
     this.reads = [];
     this.listeners.clear();
+    this.appliedListeners.clear();
+    this.batchStarts.clear();
   }
 
   private request<T>(start: (resolve: (value: T) => void, reject: (error: AnnalError) => void) => void): Promise<T> {
@@ -267,6 +313,7 @@ export class RaftNode<Result> {
         await this.handleReady(ready);
         if (this.closed) return;
         this.raw.advance(ready);
+        if (ready.committedEntries.length > 0 || ready.snapshot !== null) this.notifyApplied();
         this.serveReads();
         await this.maybeSnapshot();
       }
@@ -303,6 +350,7 @@ export class RaftNode<Result> {
   private installSnapshot(snapshot: Snapshot): void {
     this.options.stateMachine.restore(snapshot.data);
     this.snapshotIndex = snapshot.meta.index;
+    for (const first of this.batchStarts.keys()) if (first <= snapshot.meta.index) this.batchStarts.delete(first);
     for (const waiters of [this.proposals, this.configChanges] as Map<number, Waiter<never>>[]) {
       for (const [index, waiter] of waiters) {
         if (index > snapshot.meta.index) continue;
@@ -314,6 +362,7 @@ export class RaftNode<Result> {
 
   private applyEntry(entry: Entry): void {
     const result = entry.type === EntryType.Normal ? this.options.stateMachine.apply(entry) : undefined;
+    if (entry.type === EntryType.Normal) this.collectBatchResult(entry, result);
     const waiters = (entry.type === EntryType.Config ? this.configChanges : this.proposals) as Map<number, Waiter<unknown>>;
     const waiter = waiters.get(entry.index);
     // A proposal's outcome is decided by the entry that ends up at its index.
@@ -324,9 +373,27 @@ export class RaftNode<Result> {
     waiters.delete(entry.index);
     if (waiter.term !== entry.term) {
       waiter.reject(new LeadershipLostError(entry.index));
+    } else if (entry.type === EntryType.Config) {
+      waiter.resolve({ index: entry.index });
     } else {
-      waiter.resolve(entry.type === EntryType.Config ? { index: entry.index } : { index: entry.index, result });
+      waiter.results?.push(result);
+      waiter.resolve({ index: entry.index, result });
     }
+  }
+
+  /** Results of the entries of a batch proposal come before its last entry, which settles it. */
+  private collectBatchResult(entry: Entry, result: unknown): void {
+    let batch = this.pendingBatch;
+    if (batch === null || entry.index < batch.first || entry.index >= batch.last) {
+      batch = this.pendingBatch = null;
+      const last = this.batchStarts.get(entry.index);
+      if (last === undefined) return;
+      this.batchStarts.delete(entry.index);
+      const waiter = this.proposals.get(last) as Waiter<unknown> | undefined;
+      if (waiter === undefined || waiter.firstIndex !== entry.index) return;
+      batch = this.pendingBatch = { first: entry.index, last, waiter };
+    }
+    if (entry.term === batch.waiter.term) batch.waiter.results!.push(result);
   }
 
   private onSoftState(role: Role): void {

@@ -15,7 +15,7 @@ export class RaftLog {
   /** Highest index handed to the state machine (in a Ready that was advanced). */
   applied: number;
 
-  constructor(storage: Storage) {
+  constructor(storage: Storage, appliedAtStart = 0) {
     this.storage = storage;
     const { hardState, snapshotMeta } = storage.initialState();
     this.unstable = new Unstable(storage.lastIndex() + 1);
@@ -26,6 +26,7 @@ export class RaftLog {
     // A crash between installing a snapshot and persisting the hard state leaves the persisted
     // commit behind the snapshot; everything in a snapshot is committed.
     if (this.committed < this.applied) this.committed = this.applied;
+    this.applied = Math.max(this.applied, Math.min(appliedAtStart, this.committed));
   }
 
   firstIndex(): number {

@@ -85,7 +85,7 @@ export class Raft {
   constructor(options: RaftOptions) {
     this.options = resolveRaftOptions(options);
     this.id = options.id;
-    this.log = new RaftLog(options.storage);
+    this.log = new RaftLog(options.storage, this.options.applied);
     const { hardState, snapshotMeta } = options.storage.initialState();
     this.configs = [{ index: snapshotMeta.index, config: snapshotMeta.config }];
     for (const entry of options.storage.configEntries(snapshotMeta.index + 1)) {
@@ -527,6 +527,8 @@ export class Raft {
         this.sendSnapshotResponse(message, 0);
         return;
       }
+      // The whole snapshot is buffered here: refuse sizes beyond the bound rather than allocate them.
+      if (message.totalBytes > this.options.snapshotBytesMax) return;
       incoming = { snapshot: message.meta, buffer: new Uint8Array(message.totalBytes), receivedBytes: 0 };
       this.incomingSnapshot = incoming;
     }
