@@ -87,6 +87,8 @@ export interface ConsumeStreamOptions {
   maxBatch?: number;
   /** Keep waiting for new records after catching up (default true); false ends at the log's end. */
   follow?: boolean;
+  /** Start only once the node has confirmed with the leader that it sees every acknowledged record. */
+  linearizable?: boolean;
 }
 
 export interface ProduceBatchResult {
@@ -172,10 +174,13 @@ export class AnnalClient {
     return new BatchingProducer(this.produceBatchStream(), options);
   }
 
-  /** Reads the record at `offset`; OffsetOutOfRangeError outside the log's range. */
-  consume(offset: number): Promise<ConsumedRecord> {
+  /**
+   * Reads the record at `offset`; OffsetOutOfRangeError outside the log's range. With
+   * `linearizable`, the read reflects every record acknowledged before the call (ReadIndex).
+   */
+  consume(offset: number, options: { linearizable?: boolean } = {}): Promise<ConsumedRecord> {
     return new Promise((resolve, reject) => {
-      this.raw.consume({ offset, maxBatch: 0, stopAtEnd: false }, new Metadata(), this.unaryOptions(), (error, response) => {
+      this.raw.consume({ offset, maxBatch: 0, stopAtEnd: false, linearizable: options.linearizable ?? false }, new Metadata(), this.unaryOptions(), (error, response) => {
         if (error) reject(mapError(error));
         else if (response.record === undefined) reject(mapError({ code: Status.INTERNAL, details: 'Consume response has no record' }));
         else resolve(response.record);
@@ -190,9 +195,9 @@ export class AnnalClient {
 
   /** Like consumeStream, but yields each response's records together (cheaper per record). */
   async *consumeBatches(from: number, options: ConsumeStreamOptions = {}): AsyncGenerator<ConsumedRecord[]> {
-    const { signal, maxBatch = 0, follow = true } = options;
+    const { signal, maxBatch = 0, follow = true, linearizable = false } = options;
     signal?.throwIfAborted();
-    const call = this.raw.consumeStream({ offset: from, maxBatch, stopAtEnd: !follow });
+    const call = this.raw.consumeStream({ offset: from, maxBatch, stopAtEnd: !follow, linearizable });
     const onAbort = (): void => call.cancel();
     signal?.addEventListener('abort', onAbort, { once: true });
     try {

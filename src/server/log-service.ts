@@ -27,13 +27,14 @@ import type {
   Server as WireServer,
 } from '../gen/log/v1/log.js';
 import type { RecordInput } from '../storage/types.js';
+import { subjectOfCall } from '../auth/index.js';
 import { rpcScope, withSpan } from '../telemetry/index.js';
 import { InvalidArgumentError, RecordTooLargeError } from '../util/index.js';
 import { DecodeFailure } from './codec.js';
 import { pumpConsumeStream, SHUTDOWN_STATUS, ShutdownSignal, type ConsumeStreamLimits } from './consume-stream.js';
 import { statusFromError } from './errors.js';
 import { Pipeline } from './pipeline.js';
-import type { ServedLog } from './served-log.js';
+import type { AppendContext, ServedLog } from './served-log.js';
 
 /** The few logger methods the service uses (pino's Logger has them). */
 export interface ServiceLogger {
@@ -106,19 +107,34 @@ export class LogServiceHandlers {
       return;
     }
     const log = this.options.log;
-    withSpan(rpcScope(call.metadata), 'storage.append', () => log.append(input)).then(
+    const context = appendContext(call);
+    withSpan(rpcScope(call.metadata), 'storage.append', () => log.append(input, context)).then(
       (offset) => callback(null, { offset }),
       (error: unknown) => callback(this.status(error)),
     );
   }
 
   private consume(call: ServerUnaryCall<Req<ConsumeRequest>, ConsumeResponse>, callback: sendUnaryData<ConsumeResponse>): void {
+    let request: ConsumeRequest;
     try {
-      const record = this.options.log.read(decoded(call.request).offset);
-      callback(null, { record: record as WireRecord, records: [] });
+      request = decoded(call.request);
     } catch (error) {
       callback(this.status(error));
+      return;
     }
+    const read = (): void => {
+      try {
+        const record = this.options.log.read(request.offset);
+        callback(null, { record: record as WireRecord, records: [] });
+      } catch (error) {
+        callback(this.status(error));
+      }
+    };
+    if (!request.linearizable || this.options.log.linearizableBarrier === undefined) {
+      read();
+      return;
+    }
+    this.options.log.linearizableBarrier().then(read, (error: unknown) => callback(this.status(error)));
   }
 
   private consumeStream(call: ServerWritableStream<Req<ConsumeRequest>, ConsumeResponse>): void {
@@ -146,7 +162,8 @@ export class LogServiceHandlers {
       ended(error);
       return;
     }
-    pumpConsumeStream(this.options.log, typedCall, request, this.options.consume, controller.signal).then(
+    const barrier = request.linearizable ? (this.options.log.linearizableBarrier?.() ?? Promise.resolve()) : Promise.resolve();
+    barrier.then(() => pumpConsumeStream(this.options.log, typedCall, request, this.options.consume, controller.signal)).then(
       () => ended(undefined),
       (error: unknown) => ended(error),
     );
@@ -157,9 +174,10 @@ export class LogServiceHandlers {
     const sizeBytes = (request: Req<ProduceRequest>): number =>
       request instanceof DecodeFailure ? 0 : (request.record?.value.length ?? 0);
     const scope = rpcScope(call.metadata);
+    const context = appendContext(call);
     this.servePipeline(call, sizeBytes, (request) => {
       const input = this.recordFrom(decoded(request).record);
-      return withSpan(scope, 'storage.append', () => log.append(input)).then(toProduceResponse);
+      return withSpan(scope, 'storage.append', () => log.append(input, context)).then(toProduceResponse);
     });
   }
 
@@ -172,6 +190,7 @@ export class LogServiceHandlers {
       return total;
     };
     const scope = rpcScope(call.metadata);
+    const context = appendContext(call);
     this.servePipeline(call, sizeBytes, (request) => {
       const records = decoded(request).records;
       if (records.length === 0) throw new InvalidArgumentError('ProduceBatch request has no records');
@@ -182,7 +201,7 @@ export class LogServiceHandlers {
       }
       const inputs = records.map((record) => this.recordFrom(record));
       const attributes = { 'annal.record_count': inputs.length };
-      const appended = withSpan(scope, 'storage.append_batch', () => log.appendBatch(inputs), attributes);
+      const appended = withSpan(scope, 'storage.append_batch', () => log.appendBatch(inputs, context), attributes);
       return appended.then(({ firstOffset, lastOffset }) => ({
         firstOffset,
         lastOffset,
@@ -232,6 +251,12 @@ export class LogServiceHandlers {
   private logUnexpected(error: unknown): void {
     this.options.logger.error({ err: error }, 'unexpected error in a log.v1.Log call');
   }
+}
+
+/** The certificate subject the ACL authorized (none on a plaintext node). */
+function appendContext(call: { getAuthContext(): ReturnType<ServerUnaryCall<unknown, unknown>['getAuthContext']> }): AppendContext {
+  const subject = subjectOfCall(call);
+  return subject === undefined ? {} : { subject };
 }
 
 function toProduceResponse(offset: number): ProduceResponse {

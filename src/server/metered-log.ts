@@ -1,6 +1,6 @@
 import { AppendTimer, type StorageMetrics } from '../telemetry/index.js';
 import type { RecordInput } from '../storage/types.js';
-import type { ServedLog } from './served-log.js';
+import type { AppendContext, ServedLog } from './served-log.js';
 
 /**
  * A ServedLog that feeds the storage instruments: every append is counted, one in 16 is timed
@@ -17,12 +17,12 @@ export class MeteredLog implements ServedLog {
     this.timer = new AppendTimer(metrics);
   }
 
-  append(record: RecordInput): Promise<number> {
-    return this.timer.run(1, () => this.log.append(record));
+  append(record: RecordInput, context?: AppendContext): Promise<number> {
+    return this.timer.run(1, () => this.log.append(record, context));
   }
 
-  appendBatch(records: RecordInput[]): Promise<{ firstOffset: number; lastOffset: number }> {
-    return this.timer.run(records.length, () => this.log.appendBatch(records));
+  appendBatch(records: RecordInput[], context?: AppendContext): Promise<{ firstOffset: number; lastOffset: number }> {
+    return this.timer.run(records.length, () => this.log.appendBatch(records, context));
   }
 
   read: ServedLog['read'] = (offset) => this.log.read(offset);
@@ -30,4 +30,5 @@ export class MeteredLog implements ServedLog {
   lowestOffset = (): number => this.log.lowestOffset();
   nextOffset = (): number => this.log.nextOffset();
   waitForAppend: ServedLog['waitForAppend'] = (offset, signal) => this.log.waitForAppend(offset, signal);
+  linearizableBarrier = (): Promise<void> => this.log.linearizableBarrier?.() ?? Promise.resolve();
 }

@@ -8,9 +8,9 @@ import type { RecordInput, StoredRecord, ReadLimits } from '../storage/types.js'
  */
 export interface ServedLog {
   /** Resolves with the record's offset once it is durable per the log's fsync policy. */
-  append(record: RecordInput): Promise<number>;
+  append(record: RecordInput, context?: AppendContext): Promise<number>;
   /** Appends all records with one durability wait; offsets are firstOffset..lastOffset inclusive. */
-  appendBatch(records: RecordInput[]): Promise<{ firstOffset: number; lastOffset: number }>;
+  appendBatch(records: RecordInput[], context?: AppendContext): Promise<{ firstOffset: number; lastOffset: number }>;
   /** Throws OffsetOutOfRangeError outside [lowestOffset(), nextOffset()). */
   read(offset: number): StoredRecord;
   /** Records from `offset` within the limits (at least one if any); [] when offset === nextOffset(). */
@@ -19,4 +19,14 @@ export interface ServedLog {
   nextOffset(): number;
   /** Resolves once nextOffset() > offset; rejects with the signal's reason or ClosedError. */
   waitForAppend(offset: number, signal?: AbortSignal): Promise<void>;
+  /**
+   * Resolves once reads here reflect every append acknowledged before the call (a replicated log
+   * asks its leader). Absent: every read already is (a single log).
+   */
+  linearizableBarrier?(): Promise<void>;
+}
+
+/** Who appends: the authorized certificate subject, which a replicated log forwards to its leader. */
+export interface AppendContext {
+  subject?: string;
 }

@@ -69,7 +69,7 @@ describe('Produce and Consume', () => {
     await node.client.produce(value(1));
     const raw = rawClient();
     await assert.rejects(
-      unary((cb) => raw.consume({ offset: 2, maxBatch: 0, stopAtEnd: false }, cb)),
+      unary((cb) => raw.consume({ offset: 2, maxBatch: 0, stopAtEnd: false, linearizable: false }, cb)),
       (error: ServiceError) => {
         assert.equal(error.code, Status.OUT_OF_RANGE);
         assert.match(error.details, /offset 2 is out of range: the log holds offsets 0\.\.1/);
@@ -249,7 +249,7 @@ describe('ConsumeStream backpressure and corruption', () => {
     closeSync(fd);
     const raw = rawClient();
     await assert.rejects(
-      unary((cb) => raw.consume({ offset: 1, maxBatch: 0, stopAtEnd: false }, cb)),
+      unary((cb) => raw.consume({ offset: 1, maxBatch: 0, stopAtEnd: false, linearizable: false }, cb)),
       (error: ServiceError) => {
         assert.equal(error.code, Status.DATA_LOSS);
         assert.match(error.details, /corrupt data in .*\.store at byte/);

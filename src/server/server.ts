@@ -63,6 +63,8 @@ export interface LogServerOptions {
    * `interceptors` (access control) then run inside an `authorize` child span. Default: off.
    */
   telemetry?: Telemetry;
+  /** The cluster GetServers reports (a replicated log's configuration); default: this node as leader. */
+  servers?: () => WireServer[];
   /** The gossip members Admin.GetMembers reports (the agent's membership); none when absent. */
   members?: () => readonly AdminMember[];
   /** Plaintext unless given (issue 3 plugs mTLS in here). */
@@ -111,7 +113,7 @@ export class LogServer {
         maxBatchRecords: options.maxConsumeBatchRecords ?? 8192,
         maxResponseBytes: options.maxResponseBytes ?? MIB,
       },
-      servers: () => this.servers(),
+      servers: options.servers ?? (() => this.servers()),
       logger: options.logger,
     });
     // Sizes are measured only when the telemetry interceptor reads them.
@@ -202,7 +204,7 @@ export class LogServer {
     const bound = this.boundAddress;
     const rpcAddr =
       advertiseAddr ?? (advertiseHost !== undefined && bound !== undefined ? `${formatHost(advertiseHost)}:${this.port}` : (bound ?? ''));
-    return [{ id: this.options.nodeName, rpcAddr, isLeader: true }];
+    return [{ id: this.options.nodeName, rpcAddr, isLeader: true, role: 'leader', isVoter: true, matchIndex: 0 }];
   }
 }
 

@@ -64,6 +64,12 @@ export interface ConsumeRequest {
    * when the stream caught up, instead of tailing (for "read what is there" clients and tools).
    */
   stopAtEnd: boolean;
+  /**
+   * Extension: when true, the read first confirms with the Raft leader (ReadIndex) that it sees
+   * every record acknowledged before the call began, on any node. Without it a follower serves
+   * the committed records it has applied, which may lag the leader's by a few milliseconds.
+   */
+  linearizable: boolean;
 }
 
 export interface ConsumeResponse {
@@ -98,6 +104,13 @@ export interface Server {
   id: string;
   rpcAddr: string;
   isLeader: boolean;
+  /**
+   * Extensions: the member's Raft role ("leader", "follower", "learner"), whether it is a voter,
+   * and on the leader's answer its replication match index (0 elsewhere).
+   */
+  role: string;
+  isVoter: boolean;
+  matchIndex: number;
 }
 
 function createBaseRecord(): Record {
@@ -354,7 +367,7 @@ export const ProduceResponse: MessageFns<ProduceResponse> = {
 };
 
 function createBaseConsumeRequest(): ConsumeRequest {
-  return { offset: 0, maxBatch: 0, stopAtEnd: false };
+  return { offset: 0, maxBatch: 0, stopAtEnd: false, linearizable: false };
 }
 
 export const ConsumeRequest: MessageFns<ConsumeRequest> = {
@@ -367,6 +380,9 @@ export const ConsumeRequest: MessageFns<ConsumeRequest> = {
     }
     if (message.stopAtEnd !== false) {
       writer.uint32(24).bool(message.stopAtEnd);
+    }
+    if (message.linearizable !== false) {
+      writer.uint32(32).bool(message.linearizable);
     }
     return writer;
   },
@@ -408,6 +424,14 @@ export const ConsumeRequest: MessageFns<ConsumeRequest> = {
             message.stopAtEnd = reader.bool();
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.linearizable = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -433,6 +457,7 @@ export const ConsumeRequest: MessageFns<ConsumeRequest> = {
         : isSet(object.stop_at_end)
         ? globalThis.Boolean(object.stop_at_end)
         : false,
+      linearizable: isSet(object.linearizable) ? globalThis.Boolean(object.linearizable) : false,
     };
   },
 
@@ -447,6 +472,9 @@ export const ConsumeRequest: MessageFns<ConsumeRequest> = {
     if (message.stopAtEnd !== false) {
       obj.stopAtEnd = message.stopAtEnd;
     }
+    if (message.linearizable !== false) {
+      obj.linearizable = message.linearizable;
+    }
     return obj;
   },
 
@@ -458,6 +486,7 @@ export const ConsumeRequest: MessageFns<ConsumeRequest> = {
     message.offset = object.offset ?? 0;
     message.maxBatch = object.maxBatch ?? 0;
     message.stopAtEnd = object.stopAtEnd ?? false;
+    message.linearizable = object.linearizable ?? false;
     return message;
   },
 };
@@ -849,7 +878,7 @@ export const GetServersResponse: MessageFns<GetServersResponse> = {
 };
 
 function createBaseServer(): Server {
-  return { id: "", rpcAddr: "", isLeader: false };
+  return { id: "", rpcAddr: "", isLeader: false, role: "", isVoter: false, matchIndex: 0 };
 }
 
 export const Server: MessageFns<Server> = {
@@ -862,6 +891,15 @@ export const Server: MessageFns<Server> = {
     }
     if (message.isLeader !== false) {
       writer.uint32(24).bool(message.isLeader);
+    }
+    if (message.role !== "") {
+      writer.uint32(34).string(message.role);
+    }
+    if (message.isVoter !== false) {
+      writer.uint32(40).bool(message.isVoter);
+    }
+    if (message.matchIndex !== 0) {
+      writer.uint32(48).uint64(message.matchIndex);
     }
     return writer;
   },
@@ -903,6 +941,30 @@ export const Server: MessageFns<Server> = {
             message.isLeader = reader.bool();
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.role = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.isVoter = reader.bool();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.matchIndex = longToNumber(reader.uint64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -928,6 +990,17 @@ export const Server: MessageFns<Server> = {
         : isSet(object.is_leader)
         ? globalThis.Boolean(object.is_leader)
         : false,
+      role: isSet(object.role) ? globalThis.String(object.role) : "",
+      isVoter: isSet(object.isVoter)
+        ? globalThis.Boolean(object.isVoter)
+        : isSet(object.is_voter)
+        ? globalThis.Boolean(object.is_voter)
+        : false,
+      matchIndex: isSet(object.matchIndex)
+        ? globalThis.Number(object.matchIndex)
+        : isSet(object.match_index)
+        ? globalThis.Number(object.match_index)
+        : 0,
     };
   },
 
@@ -942,6 +1015,15 @@ export const Server: MessageFns<Server> = {
     if (message.isLeader !== false) {
       obj.isLeader = message.isLeader;
     }
+    if (message.role !== "") {
+      obj.role = message.role;
+    }
+    if (message.isVoter !== false) {
+      obj.isVoter = message.isVoter;
+    }
+    if (message.matchIndex !== 0) {
+      obj.matchIndex = Math.round(message.matchIndex);
+    }
     return obj;
   },
 
@@ -953,6 +1035,9 @@ export const Server: MessageFns<Server> = {
     message.id = object.id ?? "";
     message.rpcAddr = object.rpcAddr ?? "";
     message.isLeader = object.isLeader ?? false;
+    message.role = object.role ?? "";
+    message.isVoter = object.isVoter ?? false;
+    message.matchIndex = object.matchIndex ?? 0;
     return message;
   },
 };
