@@ -1,28 +1,35 @@
 /**
- * An annal node: config → CommitLog → gRPC server → gossip membership. Start-up order: check the
- * data dir, open and recover the log (logging what recovery did), bind the RPC port, report
- * SERVING, then join the gossip cluster on `bindAddr` with the `rpc_addr` tag (so nobody learns
- * of a node that cannot serve yet). Shutdown order is the reverse: leave the cluster first (others
- * record us as left, not failed, and stop routing to us), then health NOT_SERVING and stop
- * accepting, end streams and finish in-flight calls (the server), then close the log, which
- * flushes and fsyncs what it has. Raft joins here later, through gossip.ts's ClusterHooks.
+ * An annal node: config → Raft storage on the commit log → replicated log → gRPC server (the
+ * Log and Admin services and the Raft peer service on one port) → gossip membership. Start-up
+ * order: check the data dir, open and recover the Raft storage (logging what recovery did, and
+ * bootstrapping a one-voter cluster if asked on a new data dir), bind the RPC port, report SERVING,
+ * start Raft, then join the gossip cluster on `bindAddr` with the `rpc_addr` and `raft_id` tags
+ * (so nobody learns of a node that cannot serve yet); gossip drives the Raft configuration from
+ * then on (replication/cluster-membership.ts). Shutdown order is the reverse: a leader first hands
+ * leadership to an up-to-date follower (so clients see no election timeout), then the node leaves
+ * gossip (the leader removes it from the configuration), health NOT_SERVING and stop accepting,
+ * end streams and finish in-flight calls (the server), then close Raft and the log, which flushes
+ * and fsyncs what it has.
  *
- * Security (issue 3): with `security` of type 'mtls' the ACL interceptor joins the server's chain
- * (after the caller's interceptors, so telemetry also sees denied calls) and auth's mTLS listener
- * serves the port instead of a grpc-js bind; `reloadSecurity()` re-reads the certificate and ACL
- * files (SIGHUP), which are also watched. Shutdown stops that listener before the server drains.
+ * Security: with `security` of type 'mtls' the ACL interceptor joins the server's chain (after the
+ * caller's interceptors, so telemetry also sees denied calls; the Raft service needs `replicate`)
+ * and auth's mTLS listener serves the port instead of a grpc-js bind; peers are called with the
+ * `--peer-tls-*` certificate. `reloadSecurity()` re-reads the certificate and ACL files (SIGHUP),
+ * which are also watched. Shutdown stops that listener before the server drains.
  */
-import { mkdirSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import type { ServerCredentials, ServerInterceptor } from '@grpc/grpc-js';
+import { credentials as grpcCredentials, type ServerCredentials, type ServerInterceptor } from '@grpc/grpc-js';
 import { NodeSecurityRuntime, type NodeSecurity } from '../auth/index.js';
-import type { Membership } from '../membership/index.js';
-import { LogServer, MeteredLog, type ServiceLogger } from '../server/index.js';
-import { CommitLog, DEFAULT_LOG_CONFIG, FRAME_HEADER_BYTES, formatFsyncPolicy, type LogConfig } from '../storage/index.js';
+import type { Member, Membership } from '../membership/index.js';
+import { RAFT_ID_TAG, RAFT_METHOD_ACTIONS, RaftPeerService, Replica, type RaftTiming } from '../replication/index.js';
+import { LogServer, MeteredLog, type ServedLog, type ServiceLogger } from '../server/index.js';
+import { DEFAULT_LOG_CONFIG, FRAME_HEADER_BYTES, formatFsyncPolicy, type LogConfig } from '../storage/index.js';
 import type { Telemetry } from '../telemetry/index.js';
 import { AnnalError, InvalidArgumentError } from '../util/index.js';
-import { adminMembers, startGossip, type GossipConfig, type GossipLogger } from './gossip.js';
+import { adminMembers, memberAddr, startGossip, type GossipConfig, type GossipLogger } from './gossip.js';
+import { exportRaftMetrics } from './raft-metrics.js';
 
 export interface AgentLogger extends ServiceLogger {
   debug(object: object, message: string): void;
@@ -31,8 +38,19 @@ export interface AgentLogger extends ServiceLogger {
 }
 
 export interface AgentConfig {
-  /** Directory holding this node's data; the commit log lives in `<dataDir>/log`. */
+  /** Directory holding this node's data; the Raft log (the commit log) lives in `<dataDir>/raft`. */
   dataDir: string;
+  /**
+   * Start a new one-voter cluster if the data dir holds none (ignored on one that does). Default:
+   * true when there are no gossip start-join addresses (a node on its own), false otherwise.
+   */
+  bootstrap?: boolean;
+  /** Remove a voter that gossip reports failed for this long, never below 3 voters. Default: never. */
+  removeFailedAfterMs?: number;
+  /** Raft timing (replication/replica.ts DEFAULT_RAFT_TIMING). */
+  raftTiming?: Partial<RaftTiming>;
+  /** How long a leader's shutdown waits for leadership to move to a follower. Default 3000 ms. */
+  handOffTimeoutMs?: number;
   nodeName: string;
   /** Gossip address `host:port` (UDP and TCP; port 0 picks one); the RPC server listens on the same host. */
   bindAddr: string;
@@ -72,7 +90,7 @@ export class Agent {
 
   private constructor(
     readonly config: AgentConfig,
-    readonly log: CommitLog,
+    readonly replica: Replica,
     readonly server: LogServer,
     /** The RPC address clients use, `host:port`. */
     readonly rpcAddress: string,
@@ -92,65 +110,98 @@ export class Agent {
       );
     }
     prepareDataDir(config.dataDir);
+    if (existsSync(join(config.dataDir, 'log')) && !existsSync(join(config.dataDir, 'raft'))) {
+      throw new InvalidArgumentError(
+        `data dir ${config.dataDir} holds a single-node log (${join(config.dataDir, 'log')}) from an annal without replication; start with another --data-dir (or move that one away)`,
+      );
+    }
+    const security =
+      config.security?.type === 'mtls' ? await NodeSecurityRuntime.start({ security: config.security, logger, methodActions: RAFT_METHOD_ACTIONS }) : undefined;
+    if (config.security?.type === 'mtls' && security?.peerCredentials === undefined) {
+      logger.warn({}, 'no --peer-tls-* files: this node cannot call other nodes (replication and forwarding need a certificate holding `replicate`)');
+    }
     // Storage metrics exist only once the log is open; fsync timings reach them through this slot.
     let recordSync: ((event: { durationMs: number }) => void) | undefined;
-    const log = await CommitLog.open(join(config.dataDir, 'log'), {
-      maxRecordBytes: config.maxRecordBytes,
-      onSync: (event) => recordSync?.(event),
-      ...config.log,
+    const replica = await Replica.open({
+      dataDir: config.dataDir,
+      nodeName: config.nodeName,
+      bootstrap: config.bootstrap ?? (config.gossip?.startJoinAddrs.length ?? 0) === 0,
+      log: { maxRecordBytes: config.maxRecordBytes, onSync: (event) => recordSync?.(event), ...config.log },
+      peerCredentials: security?.peerCredentials ?? grpcCredentials.createInsecure(),
+      ...(config.removeFailedAfterMs !== undefined ? { removeFailedAfterMs: config.removeFailedAfterMs } : {}),
+      ...(config.raftTiming !== undefined ? { timing: config.raftTiming } : {}),
+      logger: config.logger.child?.({ component: 'replication' }) ?? config.logger,
+    }).catch((error: unknown) => {
+      security?.close();
+      throw error;
     });
-    for (const action of log.recovery.actions) logger.warn({ action }, 'log recovery');
+    const log = replica.log;
     logger.info(
       {
         dataDir: config.dataDir,
-        segments: log.recovery.segmentCount,
+        raftId: replica.raftId,
+        clusterId: replica.clusterId,
         lowestOffset: log.lowestOffset(),
         nextOffset: log.nextOffset(),
-        fsync: formatFsyncPolicy(log.config.fsync),
+        fsync: formatFsyncPolicy({ ...DEFAULT_LOG_CONFIG.fsync, ...config.log.fsync }),
       },
       'log opened',
     );
-    const security =
-      config.security?.type === 'mtls' ? await NodeSecurityRuntime.start({ security: config.security, logger }).catch(async (error: unknown) => {
-        await log.close();
-        throw error;
-      }) : undefined;
     const interceptors = [...(config.interceptors ?? []), ...(security === undefined ? [] : [security.interceptor])];
     const { telemetry } = config;
     // Admin.GetMembers reads the membership, which starts only after the server listens.
     let membership: Membership | undefined;
-    const storageMetrics = telemetry?.metricsEnabled ? telemetry.storageMetrics(() => log) : undefined;
+    const storageMetrics = telemetry?.metricsEnabled ? telemetry.storageMetrics(() => replica.storage) : undefined;
     if (storageMetrics) recordSync = (event) => storageMetrics.fsyncDurationSeconds.record(event.durationMs / 1000);
+    if (telemetry?.metricsEnabled) exportRaftMetrics(telemetry, replica);
+    const served: ServedLog = storageMetrics ? new MeteredLog(log, storageMetrics) : log;
     const server = new LogServer({
-      log: storageMetrics ? new MeteredLog(log, storageMetrics) : log,
+      log: served,
       ...(telemetry !== undefined ? { telemetry } : {}),
       nodeName: config.nodeName,
       // A wildcard bind address is no address to give clients: advertise the host name instead.
       ...(isWildcard(host) ? { advertiseHost: hostname() } : {}),
       maxRecordBytes: config.maxRecordBytes,
       logger,
+      servers: () => replica.servers(),
       members: () => (membership === undefined ? [] : adminMembers(membership)),
       ...(config.shutdownTimeoutMs !== undefined ? { shutdownTimeoutMs: config.shutdownTimeoutMs } : {}),
       ...(config.credentials !== undefined ? { credentials: config.credentials } : {}),
       ...(interceptors.length > 0 ? { interceptors } : {}),
     });
+    server.grpc.addService(RaftPeerService, replica.peerHandlers());
     const undo = async (): Promise<void> => {
       security?.close();
       await server.shutdown();
-      await log.close();
+      await replica.close();
     };
     const rpcAddress = await listenRpc(server, security, host, config.rpcPort).catch(async (error: unknown) => {
       await undo();
       throw error;
     });
     logger.info({ rpcAddress, nodeName: config.nodeName }, 'serving log.v1.Log');
+    replica.start(advertisedRpcAddress(host, rpcAddress));
     if (config.gossip !== undefined) {
-      membership = await joinCluster(config, config.gossip, advertisedRpcAddress(host, rpcAddress)).catch(async (error: unknown) => {
-        await undo();
-        throw error;
-      });
+      const onMembers = (members: Member[]): void =>
+        replica.updateMembers(members.map((member) => ({ name: member.name, status: member.status, gossipAddr: memberAddr(member), tags: member.tags })));
+      membership = await joinCluster(config, config.gossip, advertisedRpcAddress(host, rpcAddress), { [RAFT_ID_TAG]: replica.raftId }, onMembers).catch(
+        async (error: unknown) => {
+          await undo();
+          throw error;
+        },
+      );
+      // After a restart, peers known from before rejoin gossip even without --start-join-addrs.
+      const known = replica.knownGossipAddrs().filter((address) => !config.gossip!.startJoinAddrs.includes(address));
+      if (known.length > 0) {
+        membership.join(known).catch((error: unknown) => logger.warn({ err: String(error), addresses: known }, 'could not rejoin known peers by gossip'));
+      }
     }
-    return new Agent(config, log, server, rpcAddress, security, membership);
+    return new Agent(config, replica, server, rpcAddress, security, membership);
+  }
+
+  /** The log the node serves (the replicated log). */
+  get log(): Replica['log'] {
+    return this.replica.log;
   }
 
   /** Re-reads the TLS and ACL files now (SIGHUP); bad files are logged and the old ones stay. */
@@ -166,6 +217,8 @@ export class Agent {
 
   private async stop(): Promise<void> {
     const { logger } = this.config;
+    const handedOff = await this.replica.handOffLeadership(this.config.handOffTimeoutMs ?? 3000);
+    if (handedOff) logger.info({}, 'leadership handed over');
     if (this.membership !== undefined) {
       logger.info({}, 'shutting down: leaving the cluster');
       // A failed leave must not keep the server and log from closing: others then see us fail.
@@ -174,8 +227,9 @@ export class Agent {
     logger.info({}, 'shutting down: no new calls; ending streams');
     this.security?.close();
     await this.server.shutdown();
-    await this.log.close();
-    logger.info({ nextOffset: this.log.nextOffset() }, 'log closed; shutdown complete');
+    const nextOffset = this.log.nextOffset();
+    await this.replica.close();
+    logger.info({ nextOffset }, 'log closed; shutdown complete');
   }
 }
 
@@ -195,12 +249,20 @@ async function listenRpc(server: LogServer, security: NodeSecurityRuntime | unde
 }
 
 /** Gossip on `config.bindAddr` with the `rpc_addr` tag; joins `gossip.startJoinAddrs`. */
-async function joinCluster(config: AgentConfig, gossip: GossipConfig, rpcAddr: string): Promise<Membership> {
+async function joinCluster(
+  config: AgentConfig,
+  gossip: GossipConfig,
+  rpcAddr: string,
+  extraTags: Record<string, string>,
+  onMembers: (members: Member[]) => void,
+): Promise<Membership> {
   try {
     return await startGossip({
       nodeName: config.nodeName,
       bindAddr: config.bindAddr,
       rpcAddr,
+      extraTags,
+      onMembers,
       config: gossip,
       logger: config.logger.child?.({ component: 'membership' }) ?? config.logger,
       telemetry: config.telemetry,

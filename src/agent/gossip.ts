@@ -43,20 +43,19 @@ export interface GossipLogger {
 }
 
 /**
- * Where cluster changes reach the rest of the node. Raft (issue 5) plugs in here: on the leader,
- * `join` adds the member as a voter at `member.tags.rpc_addr` and `leave` (a graceful leave or a
- * failure) removes it. Until then the hook only records what it would act on, at debug level.
- * Never called about this node itself.
+ * The library's join/leave callbacks, logged at debug level. The replicated log follows the
+ * whole member list instead (startGossip's `onMembers`), so that its rules see statuses and
+ * incarnations, not single events.
  */
 export class ClusterHooks implements MembershipHandler {
   constructor(private readonly logger: GossipLogger) {}
 
   join(member: Member): void {
-    this.logger.debug({ member: member.name, rpcAddr: member.tags.rpc_addr }, 'cluster hook: join (no Raft yet: nothing to add)');
+    this.logger.debug({ member: member.name, rpcAddr: member.tags.rpc_addr }, 'member joined');
   }
 
   leave(member: Member): void {
-    this.logger.debug({ member: member.name, status: member.status }, 'cluster hook: leave (no Raft yet: nothing to remove)');
+    this.logger.debug({ member: member.name, status: member.status }, 'member left or failed');
   }
 }
 
@@ -65,7 +64,11 @@ export async function startGossip(options: {
   bindAddr: string;
   /** The RPC address clients and peers use (the `rpc_addr` tag). */
   rpcAddr: string;
+  /** More tags (the replica's `raft_id`). */
+  extraTags?: Readonly<Record<string, string>>;
   config: GossipConfig;
+  /** Called with every member (this node included) at start and after each membership event. */
+  onMembers?: (members: Member[]) => void;
   logger: GossipLogger;
   telemetry: Telemetry | undefined;
 }): Promise<Membership> {
@@ -87,16 +90,18 @@ export async function startGossip(options: {
     nodeName: options.nodeName,
     bindAddr,
     ...(advertiseAddr !== undefined ? { advertiseAddr } : {}),
-    tags: { rpc_addr: options.rpcAddr },
+    tags: { ...options.extraTags, rpc_addr: options.rpcAddr },
     startJoinAddrs: config.startJoinAddrs,
     ...(config.encryptKey !== undefined ? { encryptKey: config.encryptKey } : {}),
     timings,
     handler: new ClusterHooks(logger),
     logger: libraryLogger(logger),
   });
-  membership.subscribe(({ type, member }) =>
-    logger.info({ event: type, member: member.name, addr: memberAddr(member), status: member.status, tags: member.tags }, type),
-  );
+  membership.subscribe(({ type, member }) => {
+    logger.info({ event: type, member: member.name, addr: memberAddr(member), status: member.status, tags: member.tags }, type);
+    options.onMembers?.(membership.members());
+  });
+  options.onMembers?.(membership.members());
   if (options.telemetry?.metricsEnabled) exportGossipMetrics(options.telemetry, membership);
   // Events of the start-up join came before this subscription (the hook saw them): name the members here.
   const self = membership.address;

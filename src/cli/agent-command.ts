@@ -1,29 +1,17 @@
 /**
- * `annal agent` (a node, configured by flags and/or a YAML file) and `annal dev` (a node on an
- * embedded default for trying annal out: ./annal-data, port 8400 or the next free one).
- * Both shut down gracefully on SIGINT/SIGTERM and exit 0; a second signal exits at once (130).
- * Security: mutual TLS with the Casbin ACL from the --server-tls-* and --acl-* files, or
- * --insecure; without either the agent refuses to start and prints the `annal certs` command.
- * `annal dev` makes its certificates on first run in <data-dir>/certs. SIGHUP re-reads the TLS
- * and ACL files (they are watched as well).
+ * `annal agent`: a node, configured by flags and/or a YAML file (`annal dev`, in dev-command.ts,
+ * runs a local cluster of them). It shuts down gracefully on SIGINT/SIGTERM and exits 0; a second
+ * signal exits at once (130). Security: mutual TLS with the Casbin ACL from the --server-tls-*
+ * and --acl-* files, or --insecure; without either the agent refuses to start and prints the
+ * `annal certs` command. SIGHUP re-reads the TLS and ACL files (they are watched as well).
  */
-import { createServer } from 'node:net';
 import { format } from 'node:util';
 import { logVerbosity, setLogger, setLogVerbosity } from '@grpc/grpc-js';
 import { hostname } from 'node:os';
-import { dirname, join, relative, resolve } from 'node:path';
 import { Option, type Command } from 'commander';
 import { pino } from 'pino';
 import { Agent, type AgentConfig, type GossipProfile } from '../agent/index.js';
-import {
-  clientTlsFlags,
-  ensureDevCertificates,
-  PACKAGED_CONFIG_DIR,
-  resolveNodeSecurity,
-  type DevCertificates,
-  type NodeSecurity,
-} from '../auth/index.js';
-import { AnnalError, InvalidArgumentError } from '../util/index.js';
+import { resolveNodeSecurity } from '../auth/index.js';
 import type { FsyncPolicy } from '../storage/index.js';
 import { Telemetry } from '../telemetry/index.js';
 import { applyConfigFile } from './config-file.js';
@@ -31,6 +19,7 @@ import {
   parseAddress,
   parseAddressList,
   parseBytes,
+  parseDurationMs,
   parseEncryptKey,
   parseFsync,
   parseHttpUrl,
@@ -46,6 +35,8 @@ const MIB = 1024 * 1024;
 
 interface AgentFlags {
   configFile?: string;
+  bootstrap?: boolean;
+  removeFailedAfter?: number;
   dataDir?: string;
   nodeName: string;
   bindAddr: string;
@@ -94,7 +85,9 @@ export function addAgentCommands(program: Command): void {
         .choices(['lan', 'local'])
         .default('lan'),
     )
-    .option('--rpc-port <port>', 'port for gRPC clients (0 picks a free one)', parsePort, 8400)
+    .option('--rpc-port <port>', 'port for gRPC clients and peers (0 picks a free one)', parsePort, 8400)
+    .option('--bootstrap', 'start a new cluster with this node as its only voter, if the data dir holds none (default when no --start-join-addrs are given; ignored on a data dir that already belongs to a cluster)')
+    .option('--remove-failed-after <duration>', 'remove a voter that gossip reports failed for this long, e.g. 10m (never below 3 voters; default: a failed voter stays)', parseDurationMs)
     .addOption(new Option('--fsync <policy>', 'when appends are acknowledged: always | never | interval:<ms>').argParser(parseFsync).default({ kind: 'always' }, 'always'))
     .addOption(new Option('--max-store-bytes <bytes>', 'segment store file limit').argParser(parseBytes).default(64 * MIB, '64MiB'))
     .addOption(new Option('--max-index-bytes <bytes>', 'segment index file limit').argParser(parseBytes).default(12 * MIB, '12MiB'))
@@ -119,15 +112,6 @@ export function addAgentCommands(program: Command): void {
       await runAgent(command.opts<AgentFlags>());
     });
 
-  program
-    .command('dev')
-    .description('run one node on an embedded default with mutual TLS (certificates made on first run) and print how to use it (what `npm start` runs)')
-    .option('--data-dir <dir>', 'data directory', parseNonEmpty, 'annal-data')
-    .option('--rpc-port <port>', 'first port to try; the next free one is used if it is taken', parsePort, 8400)
-    .option('--log-level <level>', 'fatal | error | warn | info | debug | trace | silent', parseLogLevel, 'warn')
-    .option('--insecure', 'plaintext, no TLS and no access control')
-    .option('--metrics-port <port>', 'first port to try for http://127.0.0.1:<port>/metrics; the next free one is used if taken', parsePort, 9464)
-    .action(async (flags: DevFlags) => runDev(flags));
 }
 
 async function runAgent(flags: AgentFlags): Promise<void> {
@@ -182,66 +166,11 @@ async function startTelemetry(
   return telemetry;
 }
 
-interface DevFlags {
-  dataDir: string;
-  rpcPort: number;
-  logLevel: string;
-  insecure?: boolean;
-  metricsPort: number;
-}
-
-async function runDev(flags: DevFlags): Promise<void> {
-  const port = await firstFreePort('127.0.0.1', flags.rpcPort, 20);
-  const metricsPort = await firstFreePort('127.0.0.1', flags.metricsPort, 20);
-  const logger = makeLogger(flags.logLevel, 'dev');
-  const signal = shutdownSignal(logger);
-  const telemetry = await startTelemetry(logger, 'dev', { metricsAddr: `127.0.0.1:${metricsPort}` });
-  try {
-    await runDevAgent(flags, { port, logger, signal, telemetry });
-  } finally {
-    await telemetry.shutdown();
-  }
-}
-
-async function runDevAgent(
-  flags: DevFlags,
-  run: { port: number; logger: pino.Logger; signal: Promise<NodeJS.Signals>; telemetry: Telemetry },
-): Promise<void> {
-  const { port, logger, telemetry } = run;
-  const dataDir = resolve(flags.dataDir);
-  const dev = flags.insecure === true ? undefined : await devSecurity(join(dataDir, 'certs'));
-  const agent = await Agent.start({
-    ...agentConfig(
-      {
-        dataDir,
-        nodeName: 'dev',
-        bindAddr: '127.0.0.1:0',
-        startJoinAddrs: [],
-        gossipProfile: 'lan',
-        rpcPort: port,
-        fsync: { kind: 'always' },
-        maxStoreBytes: 64 * MIB,
-        maxIndexBytes: 12 * MIB,
-        initialOffset: 0,
-        maxRecordBytes: MIB,
-        logLevel: flags.logLevel,
-      },
-      logger,
-    ),
-    gossip: { startJoinAddrs: [] },
-    security: dev?.security ?? { type: 'insecure' },
-    telemetry,
-  });
-  process.stdout.write(devBanner(agent.rpcAddress, dataDir, agent.log.nextOffset(), dev, telemetry.metricsEndpoint?.url));
-  const stopReloads = reloadOnSighup(agent, logger);
-  await run.signal;
-  stopReloads();
-  await agent.shutdown();
-}
-
 function agentConfig(flags: AgentFlags & { dataDir: string }, logger: AgentConfig['logger']): AgentConfig {
   return {
     dataDir: flags.dataDir,
+    ...(flags.bootstrap === true ? { bootstrap: true } : {}),
+    ...(flags.removeFailedAfter !== undefined ? { removeFailedAfterMs: flags.removeFailedAfter } : {}),
     nodeName: flags.nodeName,
     bindAddr: flags.bindAddr,
     rpcPort: flags.rpcPort,
@@ -288,32 +217,6 @@ function shutdownSignal(logger: pino.Logger): Promise<NodeJS.Signals> {
   });
 }
 
-interface DevSecurity {
-  security: NodeSecurity;
-  certs: DevCertificates;
-}
-
-/** mTLS for `annal dev`: certificates in `certsDir` (made on first run) and the packaged ACL. */
-async function devSecurity(certsDir: string): Promise<DevSecurity> {
-  let certs: DevCertificates;
-  try {
-    certs = await ensureDevCertificates(certsDir);
-  } catch (error) {
-    if (error instanceof AnnalError) throw error;
-    throw new InvalidArgumentError(`cannot make certificates in ${certsDir}: ${(error as Error).message}`, { cause: error });
-  }
-  const { files } = certs;
-  return {
-    certs,
-    security: {
-      type: 'mtls',
-      server: { certFile: files.serverCert, keyFile: files.serverKey, caFile: files.caCert },
-      peer: { certFile: files.peerCert, keyFile: files.peerKey, caFile: files.caCert },
-      acl: { modelFile: join(PACKAGED_CONFIG_DIR, 'model.conf'), policyFile: join(PACKAGED_CONFIG_DIR, 'policy.csv') },
-    },
-  };
-}
-
 /** SIGHUP re-reads the certificate and ACL files (they are also watched). Returns the remover. */
 function reloadOnSighup(agent: Agent, logger: pino.Logger): () => void {
   const onHangup = (): void => {
@@ -322,50 +225,4 @@ function reloadOnSighup(agent: Agent, logger: pino.Logger): () => void {
   };
   process.on('SIGHUP', onHangup);
   return () => process.off('SIGHUP', onHangup);
-}
-
-function devBanner(
-  address: string,
-  dataDir: string,
-  nextOffset: number,
-  dev: DevSecurity | undefined,
-  metricsUrl: string | undefined,
-): string {
-  const script = resolve(process.argv[1] ?? 'dist/src/cli/main.js');
-  const fromHere = relative(process.cwd(), script);
-  const cli = `node ${fromHere.startsWith('..') ? script : fromHere}`;
-  const flags = dev === undefined ? `--insecure --addr ${address}` : `--addr ${address} ${clientTlsFlags(dev.certs.files)}`;
-  const securityLine =
-    dev === undefined
-      ? '  plaintext: no TLS and no access control, for local use only'
-      : `  mutual TLS: certificates in ${dirname(dev.certs.files.caCert)}${dev.certs.created ? ' (made now)' : ''}; the flags below authenticate as root (nobody-client.pem is denied)`;
-  return [
-    `annal dev: one node serving log.v1.Log on ${address}`,
-    `  data: ${dataDir} (${nextOffset} records so far; kept between runs)`,
-    securityLine,
-    ...(metricsUrl ? [`  metrics: ${metricsUrl}`] : []),
-    '',
-    `  produce:  ${cli} produce ${flags} hello world`,
-    `            printf 'a\\nb\\n' | ${cli} produce ${flags}`,
-    `  consume:  ${cli} consume ${flags} --offset 0`,
-    `  follow:   ${cli} consume ${flags} --offset 0 --follow`,
-    `  servers:  ${cli} servers ${flags}`,
-    `  members:  ${cli} members ${flags}`,
-    '',
-    'Ctrl-C stops the node.',
-    '',
-  ].join('\n');
-}
-
-/** The first port from `first` on (at most `attempts`) that `host` can listen on now. */
-async function firstFreePort(host: string, first: number, attempts: number): Promise<number> {
-  for (let port = first; port < first + attempts && port <= 65535; port++) {
-    const free = await new Promise<boolean>((resolveFree) => {
-      const probe = createServer();
-      probe.once('error', () => resolveFree(false));
-      probe.listen(port, host, () => probe.close(() => resolveFree(true)));
-    });
-    if (free) return port;
-  }
-  throw new UsageError(`no free port in ${first}..${first + attempts - 1} on ${host}; pass --rpc-port`);
 }

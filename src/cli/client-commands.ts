@@ -9,11 +9,14 @@ import { createInterface } from 'node:readline';
 import type { Command } from 'commander';
 import { AnnalClient, type ClientSecurity, type ConsumedRecord, type MemberInfo } from '../client/index.js';
 import { OffsetOutOfRangeError, UnavailableError } from '../util/index.js';
+import { DEFAULT_PROFILE, profileFor, type ClientProfile } from './client-profile.js';
 import { parseAddress, parseUint } from './options.js';
 import { UsageError } from './usage-error.js';
 
 interface ClientFlags {
-  addr: string;
+  /** One address or a comma-separated list (tried in order until one answers). */
+  addr?: string;
+  profile?: string;
   insecure?: boolean;
   caFile?: string;
   certFile?: string;
@@ -26,7 +29,8 @@ const PRODUCE_WINDOW_RECORDS = 1024;
 
 function clientOptions(command: Command): Command {
   return command
-    .option('--addr <host:port>', 'address of a node', parseAddress, '127.0.0.1:8400')
+    .option('--addr <host:port[,host:port...]>', 'address of a node, or several tried in order (default 127.0.0.1:8400, or the profile\'s)', parseAddressCsv)
+    .option('--profile <file>', `client profile (YAML: addresses and certificate files; default ${DEFAULT_PROFILE} when it exists and no connection flag is given)`)
     .option('--insecure', 'connect without TLS (to a node started with --insecure)')
     .option('--ca-file <path>', 'CA certificate (PEM) to verify the node with')
     .option('--cert-file <path>', 'client certificate (PEM) for mutual TLS')
@@ -58,16 +62,45 @@ export function addClientCommands(program: Command): void {
     .action(async (flags: ClientFlags) => withClient(flags, (client) => members(client, flags)));
 }
 
-async function withClient(flags: ClientFlags, run: (client: AnnalClient) => Promise<void>): Promise<void> {
-  const client = new AnnalClient({ address: flags.addr, security: security(flags) });
-  try {
-    await run(client);
-  } catch (error) {
-    if (error instanceof UnavailableError) throw new UnavailableError(`node ${flags.addr} is unavailable: ${error.message}`, { cause: error });
-    throw error;
-  } finally {
-    client.close();
+/** Records written to stdout so far: a command that printed nothing may be retried on the next address. */
+let recordsPrinted = 0;
+
+async function withClient(given: ClientFlags, run: (client: AnnalClient) => Promise<void>): Promise<void> {
+  const connectionFlagGiven = [given.addr, given.insecure, given.caFile, given.certFile, given.keyFile].some((value) => value !== undefined);
+  const profile = profileFor(given.profile, connectionFlagGiven);
+  const flags: ClientFlags = profile === undefined ? given : { ...profileFlags(profile), json: given.json };
+  const addresses = (flags.addr ?? '127.0.0.1:8400').split(',');
+  for (const [i, address] of addresses.entries()) {
+    const client = new AnnalClient({ address, security: security(flags) });
+    try {
+      await run(client);
+      return;
+    } catch (error) {
+      // Nothing happened on an unavailable node (a write there is not acknowledged and an outcome
+      // is unknown only with DEADLINE_EXCEEDED): the next address may serve, unless output began.
+      if (error instanceof UnavailableError && i < addresses.length - 1 && recordsPrinted === 0) continue;
+      if (error instanceof UnavailableError) throw new UnavailableError(`node ${address} is unavailable: ${error.message}`, { cause: error });
+      throw error;
+    } finally {
+      client.close();
+    }
   }
+}
+
+function profileFlags(profile: ClientProfile): ClientFlags {
+  const flags: ClientFlags = { addr: profile.addresses.join(',') };
+  if (profile.insecure === true) flags.insecure = true;
+  if (profile.caFile !== undefined) flags.caFile = profile.caFile;
+  if (profile.certFile !== undefined) flags.certFile = profile.certFile;
+  if (profile.keyFile !== undefined) flags.keyFile = profile.keyFile;
+  return flags;
+}
+
+function parseAddressCsv(text: string): string {
+  return text
+    .split(',')
+    .map((address) => parseAddress(address.trim()))
+    .join(',');
 }
 
 function security(flags: ClientFlags): ClientSecurity {
@@ -150,7 +183,7 @@ async function consume(client: AnnalClient, flags: ClientFlags & { offset?: numb
         }
         // Following is like `tail -F`: a node that restarts is waited for, from the next offset.
         if (!follow || !(error instanceof UnavailableError)) throw error;
-        process.stderr.write(`annal consume: ${flags.addr} is unavailable (${error.message}); retrying from offset ${next}\n`);
+        process.stderr.write(`annal consume: ${flags.addr ?? 'the node'} is unavailable (${error.message}); retrying from offset ${next}\n`);
         await sleep(retryMs, controller.signal);
         retryMs = Math.min(FOLLOW_RETRY_MS_MAX, retryMs * 2);
       }
@@ -177,7 +210,7 @@ async function servers(client: AnnalClient, flags: ClientFlags): Promise<void> {
     process.stdout.write(`${JSON.stringify(list)}\n`);
     return;
   }
-  for (const server of list) process.stdout.write(`${server.id}\t${server.rpcAddr}\t${server.isLeader ? 'leader' : 'follower'}\n`);
+  for (const server of list) process.stdout.write(`${server.id}\t${server.rpcAddr}\t${server.role || (server.isLeader ? 'leader' : 'follower')}\n`);
 }
 
 /** A table (name, address, status, tags as k=v,k=v) or, with --json, one JSON object per member. */
@@ -202,6 +235,7 @@ function formatTags(member: MemberInfo): string {
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
 function printRecord(record: ConsumedRecord, flags: ClientFlags): void {
+  recordsPrinted++;
   let text: string | undefined;
   try {
     text = utf8.decode(record.value);

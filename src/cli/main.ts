@@ -12,6 +12,7 @@ import { AnnalError } from '../util/index.js';
 import { addAgentCommands } from './agent-command.js';
 import { addCertsCommand } from './certs-command.js';
 import { addClientCommands } from './client-commands.js';
+import { addDevCommand } from './dev-command.js';
 import { UsageError } from './usage-error.js';
 
 const EXIT_FAILURE = 1;
@@ -25,6 +26,7 @@ function program(): Command {
     .showSuggestionAfterError(true)
     .configureOutput({ outputError: (text, write) => write(`annal: ${text.replace(/^error: /, '')}`) });
   addAgentCommands(root);
+  addDevCommand(root);
   addClientCommands(root);
   addCertsCommand(root);
   for (const command of root.commands) {

@@ -99,3 +99,14 @@ export function parseEncryptKey(text: string): string {
   if (![16, 24, 32].includes(bytes.length)) throw new InvalidArgumentError('expected base64 of a 16, 24 or 32-byte key (`serf keygen` makes one)');
   return text;
 }
+
+/** A duration: a number with a unit, ms, s, m or h (`500ms`, `30s`, `5m`). */
+export function parseDurationMs(text: string): number {
+  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/.exec(text.trim());
+  const scale = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 } as const;
+  const ms = match === null ? NaN : Number(match[1]) * scale[match[2] as keyof typeof scale];
+  if (!Number.isFinite(ms) || ms < 1 || ms > 2_147_483_647) {
+    throw new InvalidArgumentError(`invalid duration "${text}": expected a number and a unit, ms, s, m or h (e.g. 30s, 5m)`);
+  }
+  return Math.round(ms);
+}

@@ -49,6 +49,11 @@ export interface ServerInfo {
   id: string;
   rpcAddr: string;
   isLeader: boolean;
+  /** Raft role: leader, follower or learner (a single-node server reports leader). */
+  role: string;
+  isVoter: boolean;
+  /** On the leader's answer, how far the member's log matches the leader's (Raft index); else 0. */
+  matchIndex: number;
 }
 
 /** A gossip member as a node reports it (Serf semantics). */
@@ -309,7 +314,7 @@ function recordsOf(response: ConsumeResponse): ConsumedRecord[] {
 }
 
 function toServerInfo(server: WireServer): ServerInfo {
-  return { id: server.id, rpcAddr: server.rpcAddr, isLeader: server.isLeader };
+  return { id: server.id, rpcAddr: server.rpcAddr, isLeader: server.isLeader, role: server.role, isVoter: server.isVoter, matchIndex: server.matchIndex };
 }
 
 function mapError(error: { code: number; details: string; metadata?: Metadata }): Error {

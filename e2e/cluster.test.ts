@@ -1,0 +1,256 @@
+// Goal: annal runs as a replicated log of real processes with mutual TLS. Three agents form a
+// cluster through gossip (n1 bootstraps, the others join as learners and are promoted); GetServers
+// on every node reports the Raft configuration with one leader; a produce on any node is
+// acknowledged (a follower forwards it) and every node then serves the same records at the same
+// offsets; a subject without produce is denied where it called and nothing reaches the log.
+// kill -9 of the leader under load: a new leader takes over, every acknowledged record is on every
+// survivor at its acknowledged offset, and the old leader restarts and catches up. Every node,
+// the bootstrap one included, restarts with its data (a rolling restart, SIGTERM each in turn); a
+// node whose data dir was wiped rejoins as a new member. Method: `annal agent` processes on
+// 127.0.0.1 with port 0, waits on the cluster's own answers (GetServers, reads), bounded loops.
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { PermissionDeniedError } from '../src/util/index.js';
+import { killAll, runCli } from './cli-harness.js';
+import {
+  client,
+  leaderOf,
+  makeCerts,
+  readAll,
+  startNode,
+  votersWithLeader,
+  waitForRecords,
+  waitForServers,
+  type ClusterCerts,
+  type ClusterNode,
+} from './cluster-harness.js';
+
+let dir: string;
+let certs: ClusterCerts;
+
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'annal-e2e-cluster-'));
+  certs = await makeCerts(join(dir, 'certs'));
+});
+
+after(async () => {
+  killAll();
+  await rm(dir, { recursive: true, force: true });
+});
+
+async function startCluster(prefix: string, size: number): Promise<ClusterNode[]> {
+  const first = await startNode({ name: `${prefix}1`, dataDir: join(dir, `${prefix}1`), certs, bootstrap: true });
+  const nodes = [first];
+  for (let i = 2; i <= size; i++) nodes.push(await startNode({ name: `${prefix}${i}`, dataDir: join(dir, `${prefix}${i}`), certs, join: [first.gossipAddr] }));
+  await waitForServers(first, certs.root, votersWithLeader(size));
+  return nodes;
+}
+
+async function stopAll(nodes: ClusterNode[]): Promise<void> {
+  for (const node of nodes) if (node.process.child.exitCode === null && node.process.child.signalCode === null) node.process.child.kill('SIGKILL');
+  await Promise.all(nodes.map((node) => node.process.exited));
+}
+
+function portOf(address: string): number {
+  return Number(address.slice(address.lastIndexOf(':') + 1));
+}
+
+/** Restarts a stopped node on its old ports with its data dir (or a wiped one). */
+function restart(node: ClusterNode, join: string[]): Promise<ClusterNode> {
+  return startNode({ name: node.name, dataDir: node.dataDir, certs, join, rpcPort: portOf(node.rpcAddr), gossipPort: portOf(node.gossipAddr) });
+}
+
+describe('a three-node cluster', () => {
+  it('forms through gossip, serves writes on every node and the same records everywhere', async () => {
+    const nodes = await startCluster('a', 3);
+    try {
+      for (const node of nodes) {
+        const servers = await waitForServers(node, certs.root, votersWithLeader(3));
+        assert.deepEqual(servers.map((s) => s.id).sort(), ['a1', 'a2', 'a3']);
+        assert.deepEqual(servers.map((s) => s.rpcAddr).sort(), nodes.map((n) => n.rpcAddr).sort(), 'every member with its RPC address');
+      }
+      const offsets: number[] = [];
+      for (const [i, node] of nodes.entries()) {
+        const c = client(node, certs.root);
+        try {
+          offsets.push(await c.produce(Buffer.from(`via-${i}`)));
+          const batch = await c.produceStream().send(Buffer.from(`stream-${i}`));
+          offsets.push(batch);
+        } finally {
+          c.close();
+        }
+      }
+      assert.deepEqual(offsets, [0, 1, 2, 3, 4, 5], 'dense consumer offsets: control entries take none');
+      const expected = ['via-0', 'stream-0', 'via-1', 'stream-1', 'via-2', 'stream-2'].map((value, offset) => ({ offset, value }));
+      for (const node of nodes) {
+        await waitForRecords(node, certs.root, 6);
+        assert.deepEqual(await readAll(node, certs.root), expected, `records on ${node.name}`);
+      }
+      // A linearizable read on a follower sees a write acknowledged just before it began.
+      const leader = leaderOf(await waitForServers(nodes[0]!, certs.root, votersWithLeader(3)));
+      const follower = nodes.find((node) => node.rpcAddr !== leader.rpcAddr)!;
+      const writer = client(leader.rpcAddr, certs.root);
+      const reader = client(follower, certs.root);
+      try {
+        const offset = await writer.produce(Buffer.from('fresh'));
+        assert.equal((await reader.consume(offset, { linearizable: true })).value.toString(), 'fresh');
+      } finally {
+        writer.close();
+        reader.close();
+      }
+      // A denied subject is refused where it called; nothing is forwarded.
+      const nobody = client(follower, certs.nobody);
+      try {
+        await assert.rejects(nobody.produce(Buffer.from('nope')), PermissionDeniedError);
+      } finally {
+        nobody.close();
+      }
+      const cli = await runCli(['servers', '--addr', follower.rpcAddr, '--ca-file', certs.files.caCert, '--cert-file', certs.files.rootClientCert, '--key-file', certs.files.rootClientKey]);
+      assert.equal(cli.code, 0, cli.stderr);
+      assert.equal(cli.stdout.trim().split('\n').length, 3, cli.stdout);
+      assert.equal(cli.stdout.split('\n').filter((line) => line.endsWith('\tleader')).length, 1, cli.stdout);
+      assert.equal((await readAll(follower, certs.root)).length, 7);
+    } finally {
+      await stopAll(nodes);
+    }
+  });
+
+  it('survives kill -9 of the leader under load with every acknowledged record on every node; the old leader catches up', async (t) => {
+    const nodes = await startCluster('b', 3);
+    try {
+      const leader = leaderOf(await waitForServers(nodes[0]!, certs.root, votersWithLeader(3)));
+      const leaderNode = nodes.find((node) => node.rpcAddr === leader.rpcAddr)!;
+      const survivors = nodes.filter((node) => node !== leaderNode);
+      const acknowledged = new Map<number, string>();
+      let stop = false;
+      let killedAtMs = 0;
+      let firstAckAfterKillMs = 0;
+      // One producer per survivor, each writing unique values one at a time; failures are not retried.
+      const producers = survivors.map(async (node, p) => {
+        const c = client(node, certs.root);
+        try {
+          for (let n = 0; !stop && n < 100_000; n++) {
+            const value = `p${p}-${n}`;
+            try {
+              const offset = await c.produce(Buffer.from(value));
+              assert.ok(!acknowledged.has(offset), `offset ${offset} acknowledged twice`);
+              acknowledged.set(offset, value);
+              if (killedAtMs > 0 && firstAckAfterKillMs === 0) firstAckAfterKillMs = performance.now();
+            } catch {
+              await new Promise((resolve) => setTimeout(resolve, 10));
+            }
+          }
+        } finally {
+          c.close();
+        }
+      });
+      while (acknowledged.size < 200) await new Promise((resolve) => setTimeout(resolve, 10));
+      leaderNode.process.child.kill('SIGKILL');
+      killedAtMs = performance.now();
+      await leaderNode.process.exited;
+      const ackedAtKill = acknowledged.size;
+      while (acknowledged.size < ackedAtKill + 200) await new Promise((resolve) => setTimeout(resolve, 10));
+      stop = true;
+      await Promise.all(producers);
+      t.diagnostic(`kill -9 of the leader to the next acknowledged produce: ${Math.round(firstAckAfterKillMs - killedAtMs)} ms`);
+      const newLeader = leaderOf(await waitForServers(survivors[0]!, certs.root, (servers) => servers.some((s) => s.isLeader && s.rpcAddr !== leader.rpcAddr)));
+      assert.notEqual(newLeader.rpcAddr, leader.rpcAddr);
+      const restarted = await restart(leaderNode, [survivors[0]!.gossipAddr]);
+      nodes[nodes.indexOf(leaderNode)] = restarted;
+      const highest = Math.max(...acknowledged.keys());
+      for (const node of [...survivors, restarted]) {
+        await waitForRecords(node, certs.root, highest + 1, 60_000);
+        const records = await readAll(node, certs.root);
+        for (const [offset, value] of acknowledged) assert.equal(records[offset]?.value, value, `${node.name} offset ${offset}`);
+        assert.equal(new Set(records.map((r) => r.value)).size, records.length, `${node.name}: no value twice`);
+      }
+      const [a, b, c] = await Promise.all([...survivors, restarted].map((node) => readAll(node, certs.root)));
+      assert.deepEqual(a, b);
+      assert.deepEqual(a, c);
+    } finally {
+      await stopAll(nodes);
+    }
+  });
+
+  it('restarts every node in turn with its data (the bootstrap one included) and keeps serving', async (t) => {
+    const nodes = await startCluster('c', 3);
+    try {
+      const writer = nodes.map((node) => client(node, certs.root));
+      let written = 0;
+      for (let round = 0; round < nodes.length; round++) {
+        const node = nodes[round]!;
+        const other = nodes[(round + 1) % nodes.length]!;
+        await writer[(round + 1) % nodes.length]!.produce(Buffer.from(`before-${round}`));
+        written++;
+        node.process.child.kill('SIGTERM');
+        assert.equal((await node.process.exited).code, 0, node.process.stderrLines.join('\n'));
+        writer[round]!.close();
+        const stallStartMs = performance.now();
+        await writer[(round + 1) % nodes.length]!.produce(Buffer.from(`during-${round}`));
+        t.diagnostic(`produce while ${node.name} restarts: ${Math.round(performance.now() - stallStartMs)} ms`);
+        written++;
+        nodes[round] = await restart(node, [other.gossipAddr]);
+        writer[round] = client(nodes[round]!, certs.root);
+        await waitForServers(other, certs.root, votersWithLeader(3));
+      }
+      for (const node of nodes) {
+        await waitForRecords(node, certs.root, written);
+        assert.equal((await readAll(node, certs.root)).length, written);
+      }
+      for (const c of writer) c.close();
+    } finally {
+      await stopAll(nodes);
+    }
+  });
+
+  it('takes back a node whose data dir was wiped as a new member, which catches up', async () => {
+    const nodes = await startCluster('d', 3);
+    try {
+      const c = client(nodes[0]!, certs.root);
+      for (let i = 0; i < 50; i++) await c.produce(Buffer.from(`r${i}`));
+      c.close();
+      const victim = nodes[2]!;
+      victim.process.child.kill('SIGKILL');
+      await victim.process.exited;
+      await rm(victim.dataDir, { recursive: true, force: true });
+      nodes[2] = await restart(victim, [nodes[0]!.gossipAddr]);
+      // The new incarnation is added and promoted, the old one removed: three voters again.
+      const servers = await waitForServers(nodes[0]!, certs.root, (list) => votersWithLeader(3)(list) && list.every((s) => s.role !== 'learner'));
+      assert.deepEqual(servers.map((s) => s.id).sort(), ['d1', 'd2', 'd3']);
+      await waitForRecords(nodes[2]!, certs.root, 50);
+      assert.equal((await readAll(nodes[2]!, certs.root)).length, 50);
+    } finally {
+      await stopAll(nodes);
+    }
+  });
+});
+
+describe('a five-node cluster', () => {
+  it('survives two kill -9s and keeps every acknowledged record', async () => {
+    const nodes = await startCluster('e', 5);
+    try {
+      const c = client(nodes[0]!, certs.root);
+      for (let i = 0; i < 20; i++) await c.produce(Buffer.from(`r${i}`));
+      c.close();
+      for (const victim of [nodes[3]!, nodes[4]!]) {
+        victim.process.child.kill('SIGKILL');
+        await victim.process.exited;
+      }
+      const writer = client(nodes[1]!, certs.root);
+      try {
+        assert.equal(await writer.produce(Buffer.from('after')), 20);
+      } finally {
+        writer.close();
+      }
+      for (const node of nodes.slice(0, 3)) {
+        await waitForRecords(node, certs.root, 21);
+        assert.equal((await readAll(node, certs.root)).length, 21);
+      }
+    } finally {
+      await stopAll(nodes);
+    }
+  });
+});

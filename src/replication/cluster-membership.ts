@@ -1,0 +1,96 @@
+/**
+ * How gossip membership drives the Raft configuration. Only the leader acts, one single-server
+ * change at a time, re-deriving the next change from the gossip view and the configuration on
+ * every pass (so a change cut short by a leadership loss is simply redone, or found done, by the
+ * next leader: the rules are idempotent and need no state of their own).
+ *
+ * Rules, in order of priority (the first that applies is the pass's one change):
+ * 1. A configured member whose gossip status is `left` (a graceful leave) is removed.
+ * 2. A voter or learner that a newer incarnation of the same node name has replaced (its data dir
+ *    was wiped, so it is gone for good) is removed once the new incarnation is a voter and the
+ *    old one has been silent for an election timeout.
+ * 3. A learner that has caught up (its match index reached the leader's commit index) is promoted
+ *    to voter.
+ * 4. An alive gossip member that is not configured is added as a learner (it gets the log without
+ *    counting towards quorums until it has caught up).
+ * 5. With `removeFailedAfterMs`, a voter that gossip has reported failed for that long is removed,
+ *    but never when that would leave fewer than 3 voters. A failure alone never shrinks the
+ *    quorum: a failed voter stays a voter (off by default).
+ * The leader never removes itself here: it hands leadership over first (on shutdown), and the
+ * next leader applies rule 1.
+ */
+import type { ClusterConfig, ConfigChange, NodeId } from '../raft/index.js';
+
+export type GossipStatus = 'alive' | 'leaving' | 'left' | 'failed';
+
+export interface MemberView {
+  readonly raftId: NodeId;
+  /** Node name (several incarnations of one node share it). */
+  readonly name: string;
+  readonly status: GossipStatus;
+  /** When gossip last changed the member's status (ms, the reconciler's clock). */
+  readonly sinceMs: number;
+}
+
+export interface LeaderView {
+  readonly selfId: NodeId;
+  readonly config: ClusterConfig;
+  readonly commit: number;
+  /** Leader's progress per configured member. */
+  readonly progress: ReadonlyMap<NodeId, { readonly match: number; readonly recentActive: boolean }>;
+  readonly members: readonly MemberView[];
+  readonly nowMs: number;
+  readonly removeFailedAfterMs: number | undefined;
+}
+
+/** Never removed for failure below this many voters. */
+export const MIN_VOTERS_AFTER_FAILURE_REMOVAL = 3;
+
+/** The incarnation suffix of a Raft id: `<node name>@<incarnation>`. */
+export function nodeNameOf(raftId: NodeId): string {
+  const at = raftId.lastIndexOf('@');
+  return at < 0 ? raftId : raftId.slice(0, at);
+}
+
+/** The one configuration change this pass should make, with why, or null. */
+export function nextChange(view: LeaderView): { change: ConfigChange; reason: string } | null {
+  const { config, selfId } = view;
+  const voters = new Set(config.voters);
+  const learners = new Set(config.learners);
+  const configured = (id: NodeId): boolean => voters.has(id) || learners.has(id);
+  const byId = new Map(view.members.map((member) => [member.raftId, member]));
+  const aliveByName = new Map<string, MemberView>();
+  for (const member of view.members) if (member.status === 'alive') aliveByName.set(member.name, member);
+
+  for (const id of [...config.voters, ...config.learners]) {
+    if (id === selfId) continue;
+    if (byId.get(id)?.status === 'left') return { change: { type: 'remove', nodeId: id }, reason: 'left the cluster gracefully' };
+  }
+  for (const id of [...config.voters, ...config.learners]) {
+    if (id === selfId) continue;
+    const successor = aliveByName.get(nodeNameOf(id));
+    if (successor === undefined || successor.raftId === id || !voters.has(successor.raftId)) continue;
+    if (view.progress.get(id)?.recentActive === true) continue;
+    return { change: { type: 'remove', nodeId: id }, reason: `replaced by ${successor.raftId} (a new incarnation of ${successor.name})` };
+  }
+  for (const id of config.learners) {
+    const progress = view.progress.get(id);
+    if (progress !== undefined && progress.match >= view.commit && byId.get(id)?.status === 'alive') {
+      return { change: { type: 'addVoter', nodeId: id }, reason: `caught up (match ${progress.match}, commit ${view.commit})` };
+    }
+  }
+  for (const member of view.members) {
+    if (member.status === 'alive' && !configured(member.raftId) && member.raftId !== selfId) {
+      return { change: { type: 'addLearner', nodeId: member.raftId }, reason: `joined (gossip member ${member.name})` };
+    }
+  }
+  const after = view.removeFailedAfterMs;
+  if (after !== undefined && config.voters.length > MIN_VOTERS_AFTER_FAILURE_REMOVAL) {
+    for (const id of config.voters) {
+      const member = byId.get(id);
+      if (id === selfId || member?.status !== 'failed' || view.nowMs - member.sinceMs < after) continue;
+      return { change: { type: 'remove', nodeId: id }, reason: `failed for ${Math.round((view.nowMs - member.sinceMs) / 1000)} s (--remove-failed-after ${after} ms)` };
+    }
+  }
+  return null;
+}

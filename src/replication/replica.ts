@@ -1,0 +1,414 @@
+/**
+ * Replica: one node's part of the replicated log, assembled. It owns the Raft storage on the
+ * commit log (`<dataDir>/raft`), the node's identity, the address book of peers, the peer
+ * transport, the Raft node and the ReplicatedLog it drives, and the loop that turns gossip
+ * membership into configuration changes (cluster-membership.ts). The agent serves `log` and the
+ * peer service on its gRPC server and feeds `updateMembers` from gossip.
+ *
+ * Identity: a node's Raft id is `<node name>@<incarnation>`, the incarnation made when its data
+ * dir is created. A node whose data dir was wiped comes back as a new member (it has lost what it
+ * promised as a voter, so it must never count as the old one), and the old incarnation is removed
+ * once the new one votes.
+ *
+ * Bootstrap: `bootstrap` on a new data dir makes a one-voter cluster with a new cluster id (the
+ * configuration entry at index 1 is committed at once). On a data dir that holds Raft state it is
+ * ignored: restarting never makes a second cluster. A node without it waits for a leader to add
+ * it and adopts the cluster id of the first peer that reaches it; peers of another cluster are
+ * refused by the peer service.
+ */
+import { randomBytes, randomUUID } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { ChannelCredentials } from '@grpc/grpc-js';
+import { EntryType, RaftNode, Role, encodeConfig, type NodeId, type Status } from '../raft/index.js';
+import type { LogConfig } from '../storage/index.js';
+import { InvalidArgumentError } from '../util/index.js';
+import { nextChange, nodeNameOf, type GossipStatus, type MemberView } from './cluster-membership.js';
+import { readJsonFile, writeJsonAtomic } from './durable-file.js';
+import { PeerTransport } from './peer-transport.js';
+import { peerServiceHandlers } from './peer-service.js';
+import { RaftLogStorage } from './raft-storage.js';
+import { ReplicatedLog } from './replicated-log.js';
+
+export interface ReplicaLogger {
+  debug(object: object, message: string): void;
+  info(object: object, message: string): void;
+  warn(object: object, message: string): void;
+  error(object: object, message: string): void;
+}
+
+/** Raft timing. One tick drives heartbeats; elections time out after [electionTicks, 2 × electionTicks) ticks. */
+export interface RaftTiming {
+  tickIntervalMs: number;
+  electionTicks: number;
+  heartbeatTicks: number;
+}
+
+/** Tuned for fast failover on a LAN: heartbeats every 50 ms, elections after 300-600 ms of silence. */
+export const DEFAULT_RAFT_TIMING: RaftTiming = Object.freeze({ tickIntervalMs: 50, electionTicks: 6, heartbeatTicks: 1 });
+
+export interface ReplicaOptions {
+  dataDir: string;
+  nodeName: string;
+  bootstrap: boolean;
+  log: Partial<LogConfig>;
+  /** Channel credentials for calls to peers (peer mTLS, or insecure). */
+  peerCredentials: ChannelCredentials;
+  /** Remove a voter that gossip reports failed for this long (never below 3 voters). Off unless set. */
+  removeFailedAfterMs?: number;
+  timing?: Partial<RaftTiming>;
+  logger: ReplicaLogger;
+}
+
+/** What gossip says of a member (the agent's membership, flattened). */
+export interface GossipMember {
+  name: string;
+  status: GossipStatus;
+  /** `host:port` of its gossip endpoint. */
+  gossipAddr: string;
+  tags: Readonly<Record<string, string>>;
+}
+
+/** The gossip tags a replica publishes: the RPC address (as every agent does) and its Raft id. */
+export const RAFT_ID_TAG = 'raft_id';
+
+interface PeerEntry {
+  name: string;
+  rpcAddr: string;
+  gossipAddr: string;
+}
+
+/** A member of the Raft configuration as GetServers reports it. */
+export interface ServerView {
+  id: string;
+  rpcAddr: string;
+  isLeader: boolean;
+  role: 'leader' | 'follower' | 'learner';
+  isVoter: boolean;
+  matchIndex: number;
+}
+
+export interface ReplicaStats {
+  role: Role;
+  term: number;
+  commit: number;
+  applied: number;
+  lastIndex: number;
+  leaderChanges: number;
+  elections: number;
+  configChanges: number;
+  voters: number;
+  learners: number;
+  /** Per follower (on the leader): entries behind the leader's last index. */
+  lagByPeer: ReadonlyMap<string, number>;
+}
+
+const RECONCILE_INTERVAL_MS = 250;
+
+export class Replica {
+  readonly log: ReplicatedLog;
+  private readonly node: RaftNode<number>;
+  private readonly transport: PeerTransport;
+  private readonly peers: Map<NodeId, PeerEntry>;
+  private readonly peersFile: string;
+  private members: MemberView[] = [];
+  private selfRpcAddr = '';
+  private reconcileTimer: NodeJS.Timeout | undefined;
+  private changing = false;
+  private lastConfigText = '';
+  private counters = { leaderChanges: 0, elections: 0, configChanges: 0 };
+  private closed = false;
+
+  private constructor(
+    private readonly options: ReplicaOptions,
+    readonly raftId: NodeId,
+    readonly storage: RaftLogStorage,
+    peers: Map<NodeId, PeerEntry>,
+    peersFile: string,
+  ) {
+    this.peers = peers;
+    this.peersFile = peersFile;
+    const timing = { ...DEFAULT_RAFT_TIMING, ...options.timing };
+    const logger = options.logger;
+    this.transport = new PeerTransport({
+      selfId: raftId,
+      clusterId: () => storage.clusterId(),
+      credentials: options.peerCredentials,
+      addressOf: (id) => this.rpcAddrOf(id),
+      logger,
+    });
+    this.log = new ReplicatedLog({ storage, peers: this.transport });
+    this.node = new RaftNode<number>({
+      id: raftId,
+      storage,
+      transport: this.transport,
+      stateMachine: this.log,
+      applied: this.log.appliedAtStart,
+      tickIntervalMs: timing.tickIntervalMs,
+      electionTicks: timing.electionTicks,
+      heartbeatTicks: timing.heartbeatTicks,
+      addressOf: (id) => this.rpcAddrOf(id),
+    });
+    this.log.attach(this.node);
+    let previous: Status | undefined;
+    this.node.subscribe((status) => {
+      if (previous !== undefined && status.leaderId !== previous.leaderId) this.counters.leaderChanges++;
+      if (status.role === Role.Candidate) this.counters.elections++;
+      if (previous === undefined || status.role !== previous.role || status.leaderId !== previous.leaderId) {
+        logger.info({ role: status.role, term: status.term, leader: status.leaderId, commit: status.commit }, 'raft role');
+      }
+      previous = status;
+    });
+  }
+
+  /** Opens (bootstrapping if asked and new) the node's Raft state in `<dataDir>/raft`. */
+  static async open(options: ReplicaOptions): Promise<Replica> {
+    const raftDir = join(options.dataDir, 'raft');
+    mkdirSync(raftDir, { recursive: true });
+    const identityFile = join(raftDir, 'member.json');
+    const storage = await RaftLogStorage.open(raftDir, { log: options.log });
+    try {
+      const raftId = identity(identityFile, options.nodeName, storage.isNew);
+      const { logger } = options;
+      for (const action of storage.recovery.actions) logger.warn({ action }, 'raft storage recovery');
+      if (options.bootstrap && storage.clusterId() === undefined && storage.lastIndex() === 0) {
+        const clusterId = randomUUID();
+        // The one-voter configuration is committed by construction: nobody else can hold a log.
+        await storage.append([{ index: 1, term: 1, type: EntryType.Config, data: encodeConfig({ voters: [raftId], learners: [] }) }]);
+        await storage.setHardState({ term: 1, vote: null, commit: 1 });
+        await storage.setClusterId(clusterId);
+        logger.info({ clusterId, raftId }, 'bootstrapped a new cluster with this node as its only voter');
+      } else if (options.bootstrap && storage.clusterId() !== undefined) {
+        logger.info({ clusterId: storage.clusterId(), raftId }, '--bootstrap ignored: this data dir already belongs to a cluster');
+      } else if (storage.clusterId() === undefined) {
+        logger.info({ raftId }, 'not in a cluster yet: waiting for a leader to add this node');
+      }
+      const peersFile = join(raftDir, 'peers.json');
+      return new Replica(options, raftId, storage, loadPeers(peersFile), peersFile);
+    } catch (error) {
+      await storage.close();
+      throw error;
+    }
+  }
+
+  get clusterId(): string | undefined {
+    return this.storage.clusterId();
+  }
+
+  /** The gRPC handlers of annal.raft.v1.Raft for this node. */
+  peerHandlers(): ReturnType<typeof peerServiceHandlers> {
+    const { logger } = this.options;
+    return peerServiceHandlers({
+      selfId: this.raftId,
+      clusterId: () => this.storage.clusterId(),
+      adoptClusterId: async (id) => {
+        await this.storage.setClusterId(id);
+        logger.info({ clusterId: id }, 'joined cluster');
+      },
+      deliver: (message) => this.transport.deliver(message),
+      forward: (request) => {
+        logger.debug({ subject: request.subject, records: request.values.length }, 'forwarded produce');
+        return this.log.appendForwarded(request.values);
+      },
+      readIndex: () => this.log.readIndexForPeer(),
+      logger,
+    });
+  }
+
+  /** Starts the Raft timer and the membership loop; `rpcAddr` is what peers and clients use for us. */
+  start(rpcAddr: string): void {
+    this.selfRpcAddr = rpcAddr;
+    this.node.start();
+    this.reconcileTimer = setInterval(() => this.reconcile(), RECONCILE_INTERVAL_MS);
+    this.reconcileTimer.unref();
+  }
+
+  /** Gossip addresses of peers this node has known (to rejoin gossip after a restart). */
+  knownGossipAddrs(): string[] {
+    return [...this.peers.entries()].filter(([id]) => id !== this.raftId).map(([, peer]) => peer.gossipAddr);
+  }
+
+  /** The gossip view changed: refresh the address book and the members the rules look at. */
+  updateMembers(members: readonly GossipMember[]): void {
+    const nowMs = performance.now();
+    const previous = new Map(this.members.map((member) => [member.raftId, member]));
+    const next: MemberView[] = [];
+    let bookChanged = false;
+    for (const member of members) {
+      const raftId = member.tags[RAFT_ID_TAG];
+      const rpcAddr = member.tags.rpc_addr;
+      if (raftId === undefined || rpcAddr === undefined || nodeNameOf(raftId) !== member.name) continue;
+      const before = previous.get(raftId);
+      next.push({ raftId, name: member.name, status: member.status, sinceMs: before?.status === member.status ? before.sinceMs : nowMs });
+      const known = this.peers.get(raftId);
+      if (known === undefined || known.rpcAddr !== rpcAddr || known.gossipAddr !== member.gossipAddr) {
+        this.peers.set(raftId, { name: member.name, rpcAddr, gossipAddr: member.gossipAddr });
+        bookChanged = true;
+      }
+    }
+    this.members = next;
+    if (bookChanged) this.savePeers();
+    this.reconcile();
+  }
+
+  servers(): ServerView[] {
+    const status = this.node.status();
+    const progress = this.node.progress();
+    const learners = new Set(status.config.learners);
+    return [...status.config.voters, ...status.config.learners].map((id) => ({
+      id: nodeNameOf(id),
+      rpcAddr: this.rpcAddrOf(id) ?? '',
+      isLeader: id === status.leaderId,
+      role: id === status.leaderId ? 'leader' : learners.has(id) ? 'learner' : 'follower',
+      isVoter: !learners.has(id),
+      matchIndex: id === this.raftId && status.role === Role.Leader ? status.lastIndex : (progress.get(id)?.match ?? 0),
+    }));
+  }
+
+  status(): Status {
+    return this.node.status();
+  }
+
+  stats(): ReplicaStats {
+    const status = this.node.status();
+    const lagByPeer = new Map<string, number>();
+    for (const [id, progress] of this.node.progress()) if (id !== this.raftId) lagByPeer.set(nodeNameOf(id), Math.max(0, status.lastIndex - progress.match));
+    return {
+      role: status.role,
+      term: status.term,
+      commit: status.commit,
+      applied: status.applied,
+      lastIndex: status.lastIndex,
+      ...this.counters,
+      voters: status.config.voters.length,
+      learners: status.config.learners.length,
+      lagByPeer,
+    };
+  }
+
+  /**
+   * On the leader: hands leadership to the most up-to-date voter that is answering (TimeoutNow)
+   * and waits until this node is no longer leader, up to `timeoutMs`. Resolves false if it could
+   * not (a lone voter, nobody reachable, or the timeout).
+   */
+  async handOffLeadership(timeoutMs: number): Promise<boolean> {
+    const status = this.node.status();
+    if (status.role !== Role.Leader) return false;
+    const progress = this.node.progress();
+    const target = status.config.voters
+      .filter((id) => id !== this.raftId && progress.get(id)?.recentActive === true)
+      .sort((a, b) => (progress.get(b)?.match ?? 0) - (progress.get(a)?.match ?? 0))[0];
+    if (target === undefined) return false;
+    const { logger } = this.options;
+    logger.info({ target: nodeNameOf(target), term: status.term }, 'handing leadership over before shutdown');
+    const stepped = new Promise<boolean>((resolve) => {
+      let unsubscribe: () => void = () => {};
+      const timer = setTimeout(() => {
+        unsubscribe();
+        resolve(false);
+      }, timeoutMs);
+      unsubscribe = this.node.subscribe((now) => {
+        if (now.role === Role.Leader) return;
+        clearTimeout(timer);
+        queueMicrotask(() => unsubscribe());
+        resolve(true);
+      });
+    });
+    try {
+      await this.node.transferLeadership(target);
+    } catch (error) {
+      logger.warn({ err: String(error) }, 'leadership transfer refused');
+    }
+    return stepped;
+  }
+
+  /** Stops the loop, the Raft node and the transport, fails waiting reads, closes the storage. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.reconcileTimer);
+    this.log.close();
+    this.node.close();
+    await this.storage.close();
+  }
+
+  private rpcAddrOf(id: NodeId): string | undefined {
+    if (id === this.raftId) return this.selfRpcAddr || undefined;
+    return this.peers.get(id)?.rpcAddr;
+  }
+
+  /** One pass of the membership rules (leader only, one change in flight at a time). */
+  private reconcile(): void {
+    if (this.closed) return;
+    const status = this.node.status();
+    const configText = JSON.stringify(status.config);
+    if (configText !== this.lastConfigText) {
+      if (this.lastConfigText !== '') this.counters.configChanges++;
+      this.lastConfigText = configText;
+      this.options.logger.info({ voters: status.config.voters, learners: status.config.learners }, 'raft configuration');
+    }
+    if (status.role !== Role.Leader || this.changing) return;
+    const decision = nextChange({
+      selfId: this.raftId,
+      config: status.config,
+      commit: status.commit,
+      progress: this.node.progress(),
+      members: this.members,
+      nowMs: performance.now(),
+      removeFailedAfterMs: this.options.removeFailedAfterMs,
+    });
+    if (decision === null) return;
+    const { logger } = this.options;
+    this.changing = true;
+    const { change, reason } = decision;
+    logger.info({ change: change.type, member: change.nodeId, reason }, 'proposing a configuration change');
+    this.node.changeConfig(change).then(
+      () => {
+        this.changing = false;
+        logger.info({ change: change.type, member: change.nodeId }, 'configuration change committed');
+        this.reconcile();
+      },
+      (error: unknown) => {
+        this.changing = false;
+        logger.warn({ change: change.type, member: change.nodeId, err: String(error) }, 'configuration change did not commit; retrying on the next pass');
+      },
+    );
+  }
+
+  private savePeers(): void {
+    try {
+      writeJsonAtomic(this.peersFile, Object.fromEntries(this.peers));
+    } catch (error) {
+      this.options.logger.warn({ err: String(error), file: this.peersFile }, 'could not save the address book of peers');
+    }
+  }
+}
+
+/** The Raft id recorded in the data dir, made on first use; a data dir of another node is refused. */
+function identity(file: string, nodeName: string, storageIsNew: boolean): NodeId {
+  if (nodeName.includes('@')) throw new InvalidArgumentError(`node name "${nodeName}" must not contain "@"`);
+  const recorded = readJsonFile(file) as { nodeName?: unknown; raftId?: unknown } | undefined;
+  if (recorded !== undefined) {
+    if (typeof recorded.raftId !== 'string' || typeof recorded.nodeName !== 'string') throw new InvalidArgumentError(`${file} is not a member identity`);
+    if (recorded.nodeName !== nodeName) {
+      throw new InvalidArgumentError(`data dir belongs to node "${recorded.nodeName}", not "${nodeName}": start it with --node-name ${recorded.nodeName} or use another --data-dir`);
+    }
+    return recorded.raftId;
+  }
+  if (!storageIsNew) throw new InvalidArgumentError(`${file} is missing but the data dir holds Raft state: it was damaged; move the data dir away to rejoin as a new member`);
+  const raftId = `${nodeName}@${randomBytes(4).toString('hex')}`;
+  writeJsonAtomic(file, { nodeName, raftId });
+  return raftId;
+}
+
+function loadPeers(file: string): Map<NodeId, PeerEntry> {
+  const parsed = readJsonFile(file);
+  const peers = new Map<NodeId, PeerEntry>();
+  if (parsed === undefined || typeof parsed !== 'object' || parsed === null) return peers;
+  for (const [id, value] of Object.entries(parsed as Record<string, Partial<PeerEntry>>)) {
+    if (typeof value.rpcAddr === 'string' && typeof value.gossipAddr === 'string' && typeof value.name === 'string') {
+      peers.set(id, { name: value.name, rpcAddr: value.rpcAddr, gossipAddr: value.gossipAddr });
+    }
+  }
+  return peers;
+}

@@ -1,0 +1,309 @@
+/**
+ * ReplicatedLog: the log clients are served from, on a Raft node whose log is the commit log
+ * itself (RaftLogStorage). It is the ServedLog of a clustered agent and the state machine of its
+ * RaftNode.
+ *
+ * Writes: on the leader a produce is one Raft proposal per record (a batch is one proposal of
+ * consecutive entries) and resolves with the consumer offsets once the entries are committed and
+ * applied here, which under `fsync always` means fdatasync'ed on a quorum. On a follower the
+ * records are forwarded to the leader over the peer connection (the caller's subject travels
+ * with them for the leader's audit log; authorization happened here). With no leader known
+ * within `leaderWaitMs` the call fails with NotLeaderError (UNAVAILABLE with the leader hint).
+ *
+ * Reads: every node serves committed records only: the visible end is the last applied normal
+ * entry, and applied <= commit, so no read ever shows an entry that a later leader could
+ * overwrite. A plain read on a follower may lag the leader (it shows a prefix of the committed
+ * log, never anything else); `linearizableBarrier()` first confirms through ReadIndex (on the
+ * leader, or asked of it by a follower) an index that every write acknowledged before the call
+ * is at or below, and waits until this node has applied it.
+ */
+import type { RaftNode, StateMachine } from '../raft/index.js';
+import { Role, type ClusterConfig, type NodeId, type Snapshot } from '../raft/index.js';
+import type { ReadLimits, RecordInput, StoredRecord } from '../storage/types.js';
+import { assert, ClosedError, NotLeaderError, OffsetOutOfRangeError, type AnnalError } from '../util/index.js';
+
+/** What the replicated log needs of its storage besides the Raft contract (RaftLogStorage). */
+export interface ReplicaStorage {
+  offsetOfIndex(index: number): number;
+  lowestOffset(): number;
+  readRecords(offset: number, maxIndex: number, limits: ReadLimits): StoredRecord[];
+  snapshot(): Snapshot;
+  firstIndex(): number;
+  initialState(): { hardState: { commit: number } };
+}
+
+/** What it needs of the peer transport: calls to the leader. */
+export interface LeaderCalls {
+  forward(to: NodeId, request: { values: Uint8Array[]; subject: string }, options: { deadlineMs: number }): Promise<{ firstOffset: number; lastOffset: number }>;
+  readIndex(to: NodeId, options: { deadlineMs: number }): Promise<number>;
+}
+
+/** Who is asking, for forwarded writes (the certificate subject authorized at this node). */
+export interface AppendContext {
+  subject?: string;
+}
+
+export interface ReplicatedLogOptions {
+  storage: ReplicaStorage;
+  peers: LeaderCalls;
+  /** How long a write on a node without a known leader waits for one. Default 3000 ms. */
+  leaderWaitMs?: number;
+  /** Deadline of a forwarded write or ReadIndex call. Default 10000 ms. */
+  forwardTimeoutMs?: number;
+  /** Deadline of a local proposal (the outcome is then unknown). Default 10000 ms. */
+  proposeTimeoutMs?: number;
+}
+
+interface AppendWaiter {
+  readonly offset: number;
+  readonly resolve: () => void;
+  readonly reject: (error: unknown) => void;
+}
+
+export class ReplicatedLog implements StateMachine<number> {
+  private node: RaftNode<number> | undefined;
+  private readonly storage: ReplicaStorage;
+  /** Raft index of the last applied normal entry (the last consumer-visible record). */
+  private visibleIndex: number;
+  /** One past the last consumer-visible offset. */
+  private visibleNext: number;
+  private readonly waiters = new Set<AppendWaiter>();
+  private closed = false;
+
+  constructor(private readonly options: ReplicatedLogOptions) {
+    this.storage = options.storage;
+    // Everything committed is already in the log (the log is the state): nothing to replay.
+    const commit = Math.max(this.storage.initialState().hardState.commit, this.storage.firstIndex() - 1);
+    this.visibleIndex = commit;
+    this.visibleNext = this.storage.offsetOfIndex(commit + 1);
+  }
+
+  /** The index applied at start-up, for RaftNodeOptions.applied. */
+  get appliedAtStart(): number {
+    return this.visibleIndex;
+  }
+
+  /** Binds the Raft node that drives this state machine (built with this object as its state machine). */
+  attach(node: RaftNode<number>): void {
+    assert(this.node === undefined, 'attach once');
+    this.node = node;
+  }
+
+  private get raft(): RaftNode<number> {
+    assert(this.node !== undefined, 'ReplicatedLog used before attach');
+    return this.node;
+  }
+
+  // ---- StateMachine ----
+
+  apply(entry: { readonly index: number; readonly data: Uint8Array }): number {
+    const offset = this.storage.offsetOfIndex(entry.index);
+    assert(offset === this.visibleNext, `entry ${entry.index} has offset ${offset}; expected ${this.visibleNext}`);
+    this.visibleIndex = entry.index;
+    this.visibleNext = offset + 1;
+    if (this.waiters.size > 0) this.wake();
+    return offset;
+  }
+
+  snapshot(): Uint8Array {
+    // The log is the state: the storage's snapshot descriptor says where it begins.
+    return this.storage.snapshot().data;
+  }
+
+  restore(_data: Uint8Array): void {
+    // The storage already holds the installed snapshot's log begin; continue from there.
+    const index = this.storage.snapshot().meta.index;
+    this.visibleIndex = index;
+    this.visibleNext = this.storage.offsetOfIndex(index + 1);
+    if (this.waiters.size > 0) this.wake();
+  }
+
+  // ---- ServedLog ----
+
+  async append(record: RecordInput, context: AppendContext = {}): Promise<number> {
+    return (await this.appendBatch([record], context)).firstOffset;
+  }
+
+  async appendBatch(records: RecordInput[], context: AppendContext = {}): Promise<{ firstOffset: number; lastOffset: number }> {
+    if (this.closed) throw new ClosedError('the replicated log is closed');
+    assert(records.length > 0, 'appendBatch of no records');
+    const values = records.map((record) => record.value);
+    const status = this.raft.status();
+    if (status.role === Role.Leader) {
+      try {
+        return await this.proposeHere(values);
+      } catch (error) {
+        // Leadership moved between the check and the proposal: nothing was appended.
+        if (!(error instanceof NotLeaderError)) throw error;
+      }
+    }
+    return this.forward(values, context.subject ?? '');
+  }
+
+  /** Appends forwarded records on the leader (the peer service's Forward handler). */
+  appendForwarded(values: Uint8Array[]): Promise<{ firstOffset: number; lastOffset: number }> {
+    if (this.closed) return Promise.reject(new ClosedError('the replicated log is closed'));
+    return this.proposeHere(values);
+  }
+
+  private async proposeHere(values: Uint8Array[]): Promise<{ firstOffset: number; lastOffset: number }> {
+    const { results } = await this.raft.proposeBatch(values, { timeoutMs: this.options.proposeTimeoutMs ?? 10_000 });
+    const firstOffset = results[0]!;
+    const lastOffset = results[results.length - 1]!;
+    assert(lastOffset - firstOffset === values.length - 1, `batch of ${values.length} applied at offsets ${firstOffset}..${lastOffset}`);
+    return { firstOffset, lastOffset };
+  }
+
+  private async forward(values: Uint8Array[], subject: string): Promise<{ firstOffset: number; lastOffset: number }> {
+    const deadlineMs = this.options.forwardTimeoutMs ?? 10_000;
+    let leader = await this.leader();
+    for (let attempt = 0; ; attempt++) {
+      if (leader === this.raft.id) return this.proposeHere(values);
+      try {
+        return await this.options.peers.forward(leader, { values, subject }, { deadlineMs });
+      } catch (error) {
+        // A stale leader hint refuses before appending anything: follow the newer hint once.
+        if (!(error instanceof NotLeaderError) || attempt > 0) throw error;
+        leader = await this.leader(leader);
+      }
+    }
+  }
+
+  /** The current leader, waiting up to leaderWaitMs for one (other than `not`) to be known. */
+  private leader(not?: NodeId): Promise<NodeId> {
+    const raft = this.raft;
+    const usable = (id: NodeId | null): id is NodeId => id !== null && id !== not;
+    const now = raft.status().leaderId;
+    if (usable(now)) return Promise.resolve(now);
+    const waitMs = this.options.leaderWaitMs ?? 3000;
+    return new Promise<NodeId>((resolve, reject) => {
+      let unsubscribe: () => void = () => {};
+      const timer = setTimeout(() => {
+        unsubscribe();
+        reject(new NotLeaderError(undefined, undefined));
+      }, waitMs);
+      unsubscribe = raft.subscribe((status) => {
+        if (!usable(status.leaderId)) return;
+        clearTimeout(timer);
+        queueMicrotask(() => unsubscribe());
+        resolve(status.leaderId);
+      });
+    });
+  }
+
+  read(offset: number): StoredRecord {
+    const [record] = this.readBatch(offset, { maxCount: 1, maxBytes: 0 });
+    if (record === undefined) throw this.outOfRange(offset);
+    return record;
+  }
+
+  readBatch(offset: number, limits: ReadLimits): StoredRecord[] {
+    if (this.closed) throw new ClosedError('the replicated log is closed');
+    if (!Number.isSafeInteger(offset) || offset < this.storage.lowestOffset() || offset > this.visibleNext) throw this.outOfRange(offset);
+    if (offset === this.visibleNext) return [];
+    return this.storage.readRecords(offset, this.visibleIndex, limits);
+  }
+
+  lowestOffset(): number {
+    return this.storage.lowestOffset();
+  }
+
+  nextOffset(): number {
+    return this.visibleNext;
+  }
+
+  waitForAppend(offset: number, signal?: AbortSignal): Promise<void> {
+    if (offset < this.visibleNext) return Promise.resolve();
+    if (this.closed) return Promise.reject(new ClosedError('the replicated log is closed'));
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    return new Promise<void>((resolve, reject) => {
+      const onAbort = (): void => {
+        this.waiters.delete(waiter);
+        reject(signal!.reason);
+      };
+      const waiter: AppendWaiter = {
+        offset,
+        resolve: () => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve();
+        },
+        reject: (error) => {
+          signal?.removeEventListener('abort', onAbort);
+          reject(error);
+        },
+      };
+      this.waiters.add(waiter);
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  /**
+   * Linearizable reads: resolves once this node has applied everything committed when the call
+   * began (ReadIndex on the leader; a follower asks the leader for the index).
+   */
+  async linearizableBarrier(): Promise<void> {
+    if (this.closed) throw new ClosedError('the replicated log is closed');
+    const raft = this.raft;
+    if (raft.status().role === Role.Leader) {
+      try {
+        await raft.readBarrier();
+        return;
+      } catch (error) {
+        if (!(error instanceof NotLeaderError)) throw error;
+      }
+    }
+    const leader = await this.leader();
+    const index = leader === raft.id ? await raft.readBarrier() : await this.options.peers.readIndex(leader, { deadlineMs: this.options.forwardTimeoutMs ?? 10_000 });
+    await this.waitForApplied(index);
+  }
+
+  /** The leader side of a follower's ReadIndex call. */
+  readIndexForPeer(): Promise<number> {
+    return this.raft.readBarrier();
+  }
+
+  private waitForApplied(index: number): Promise<void> {
+    const raft = this.raft;
+    if (raft.status().applied >= index) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        stop();
+        reject(new NotLeaderError(undefined, undefined));
+      }, this.options.forwardTimeoutMs ?? 10_000);
+      const stop = raft.onApplied((applied) => {
+        if (applied < index) return;
+        clearTimeout(timer);
+        stop();
+        resolve();
+      });
+    });
+  }
+
+  // ---- cluster view ----
+
+  config(): ClusterConfig {
+    return this.raft.status().config;
+  }
+
+  private wake(): void {
+    for (const waiter of this.waiters) {
+      if (waiter.offset < this.visibleNext) {
+        this.waiters.delete(waiter);
+        waiter.resolve();
+      }
+    }
+  }
+
+  private outOfRange(offset: number): AnnalError {
+    return new OffsetOutOfRangeError(offset, this.storage.lowestOffset(), this.visibleNext);
+  }
+
+  /** Fails waiting readers; the owner closes the Raft node and the storage. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    const error = new ClosedError('the replicated log closed');
+    for (const waiter of this.waiters) waiter.reject(error);
+    this.waiters.clear();
+  }
+}
