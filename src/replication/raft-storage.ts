@@ -682,7 +682,9 @@ export class RaftLogStorage implements RaftStorage {
     if (this.hardState.commit > this.lastIdx) {
       // Only an fsync policy other than `always` (or a lost disk) can lose entries it covered.
       actions.push(`the persisted commit index ${this.hardState.commit} is beyond the last index ${this.lastIdx}: lowered to it (committed entries were lost here and come back from the leader)`);
-      this.hardState = { ...this.hardState, commit: this.lastIdx };
+      const lowered: HardState = { ...this.hardState, commit: this.lastIdx };
+      await this.writeState(HARD_STATE_FILE, { version: 1, ...lowered });
+      this.hardState = lowered;
     }
     if (initialConfig !== undefined) {
       const next: LogState = { ...this.state, snapshot: { ...this.state.snapshot, config: copyConfig(initialConfig) } };
