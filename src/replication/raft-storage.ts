@@ -639,12 +639,8 @@ export class RaftLogStorage implements RaftStorage {
     this.controlStale = 0;
     this.termStarts = [];
     this.termValues = [];
-    this.strayLogs.add(old.log);
-    if (old.controlFd >= 0) {
-      this.strayFds.add(old.controlFd);
-      this.ops.close(old.controlFd);
-      this.strayFds.delete(old.controlFd);
-    }
+    if (old.controlFd >= 0) this.ops.close(old.controlFd);
+    this.strayLogs.add(old.log); // closed by close() too if closing it here fails
     await old.log.close();
     this.strayLogs.delete(old.log);
     this.ops.remove(join(this.dir, logDirName(old.generation)));
