@@ -4,3 +4,12 @@ export type { ReplicaOptions, ReplicaLogger, RaftTiming, GossipMember, ServerVie
 export { ReplicatedLog } from './replicated-log.js';
 export { nextChange, nodeNameOf, MIN_VOTERS_AFTER_FAILURE_REMOVAL } from './cluster-membership.js';
 export type { GossipStatus, MemberView, LeaderView } from './cluster-membership.js';
+export {
+  RaftLogStorage,
+  encodeLogSnapshot,
+  decodeLogSnapshot,
+  LOG_SNAPSHOT_MAX_BYTES,
+  type RaftLogStorageOptions,
+  type LogSnapshotDescriptor,
+} from './raft-storage.js';
+export { NODE_FILE_OPS, type FileOps } from './file-ops.js';

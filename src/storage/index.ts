@@ -2,3 +2,4 @@ export { CommitLog, DEFAULT_LOG_CONFIG, parseFsyncPolicy, formatFsyncPolicy } fr
 export type { FsyncPolicy, LogConfig, RecordInput, StoredRecord, ReadLimits, RecoveryReport } from './types.js';
 export { crc32 } from './checksum.js';
 export { FRAME_HEADER_BYTES, INDEX_ENTRY_BYTES, segmentFileName } from './format.js';
+export { lockDirectory, LOCK_FILE_NAME } from './dir-lock.js';
