@@ -33,6 +33,8 @@ import { NODE_FILE_OPS, TEMP_SUFFIX, writeFileAtomic, type FileOps } from './fil
 export type { FileOps } from './file-ops.js';
 
 const HARD_STATE_FILE = 'hard-state.json';
+/** How long a commit-only hard-state change may wait before it is written. */
+const COMMIT_PERSIST_DELAY_MS = 1000;
 const CLUSTER_FILE = 'cluster.json';
 const LOG_STATE_FILE = 'log-state.json';
 const logDirName = (generation: number): string => `log.${generation}`;
@@ -140,6 +142,9 @@ export class RaftLogStorage implements RaftStorage {
   private state: LogState;
   private snapshotValue: Snapshot;
   private hardState: HardState;
+  /** The commit index hard-state.json holds (commit-only changes are written lazily). */
+  private persistedCommit: number;
+  private commitTimer: NodeJS.Timeout | undefined;
   private cluster: string | undefined;
   // Invariant: lastIdx >= state.begin.firstIndex - 1, and commit-log offsets [firstIndex - 1,
   // lastIdx) hold the retained entries (the commit log may hold more: older whole segments, and
@@ -174,6 +179,7 @@ export class RaftLogStorage implements RaftStorage {
     this.state = init.state;
     this.snapshotValue = snapshotOf(init.state.snapshot);
     this.hardState = init.hardState;
+    this.persistedCommit = init.hardState.commit;
     this.cluster = init.clusterId;
     this.isNew = init.isNew;
     this.recovery = { actions: init.actions };
@@ -400,8 +406,36 @@ export class RaftLogStorage implements RaftStorage {
       const current = this.hardState;
       if (current.term === hardState.term && current.vote === hardState.vote && current.commit === hardState.commit) return;
       const next: HardState = { term: hardState.term, vote: hardState.vote, commit: hardState.commit };
+      if (current.term === next.term && current.vote === next.vote) {
+        // The commit index is volatile in Raft (a restarted node relearns it from the leader), so a
+        // commit-only change is written lazily rather than costing two fsyncs per Ready; a lagging
+        // persisted commit only makes a restarted node serve a shorter committed prefix at first.
+        this.hardState = next;
+        this.scheduleCommitPersist();
+        return;
+      }
       await this.io(() => this.writeState(HARD_STATE_FILE, { version: 1, ...next }));
       this.hardState = next;
+      this.persistedCommit = next.commit;
+    });
+  }
+
+  /** Writes the in-memory hard state once the commit index has been lagging for COMMIT_PERSIST_DELAY_MS. */
+  private scheduleCommitPersist(): void {
+    if (this.commitTimer !== undefined || this.closed) return;
+    this.commitTimer = setTimeout(() => {
+      this.commitTimer = undefined;
+      void this.persistCommit().catch(() => undefined);
+    }, COMMIT_PERSIST_DELAY_MS);
+    this.commitTimer.unref();
+  }
+
+  private persistCommit(): Promise<void> {
+    return this.write(async () => {
+      const state = this.hardState;
+      if (state.commit === this.persistedCommit) return;
+      await this.io(() => this.writeState(HARD_STATE_FILE, { version: 1, ...state }));
+      this.persistedCommit = state.commit;
     });
   }
 
@@ -534,6 +568,9 @@ export class RaftLogStorage implements RaftStorage {
   /** Waits for the write in progress, then closes every file. Idempotent. */
   async close(): Promise<void> {
     if (this.closed) return;
+    clearTimeout(this.commitTimer);
+    this.commitTimer = undefined;
+    if (this.failure === undefined) await this.persistCommit().catch(() => undefined);
     this.closed = true;
     await this.writes;
     try {
@@ -681,6 +718,7 @@ export class RaftLogStorage implements RaftStorage {
       const lowered: HardState = { ...this.hardState, commit: this.lastIdx };
       await this.writeState(HARD_STATE_FILE, { version: 1, ...lowered });
       this.hardState = lowered;
+      this.persistedCommit = lowered.commit;
     }
     if (initialConfig !== undefined) {
       const next: LogState = { ...this.state, snapshot: { ...this.state.snapshot, config: copyConfig(initialConfig) } };
