@@ -20,7 +20,7 @@ export function sampleMessages(from: NodeId, to: NodeId): Message[] {
   const entries: Entry[] = [
     { index: 41, term: 6, type: EntryType.Normal, data: bytes('first record') },
     { index: 42, term: 7, type: EntryType.Noop, data: new Uint8Array(0) },
-    { index: 43, term: 7, type: EntryType.Config, data: encodeConfig({ voters: [from, to, 'n3'], learners: ['n4'] }) },
+    { index: 43, term: 7, type: EntryType.Config, data: encodeConfig({ voters: [from, to, 'voter-c'], learners: ['learner-d'] }) },
     { index: 44, term: 7, type: EntryType.Normal, data: new Uint8Array(1024).fill(0xab) },
   ];
   return [
@@ -41,7 +41,7 @@ export function sampleMessages(from: NodeId, to: NodeId): Message[] {
       type: 'snapshot',
       ...base,
       term: 7,
-      meta: { index: 100, term: 6, config: { voters: [from, to], learners: ['n3', 'n4'] } },
+      meta: { index: 100, term: 6, config: { voters: [from, to], learners: ['learner-c', 'learner-d'] } },
       offsetBytes: 4096,
       totalBytes: 10_000,
       data: new Uint8Array(2048).fill(7),
@@ -207,30 +207,60 @@ export class RecordingMetrics implements PeerMetrics {
   queuedBytesMax = 0;
   streamFailures = 0;
   private readonly queued = new Map<NodeId, number>();
+  private waiters: { holds: () => boolean; resolve: () => void }[] = [];
+
+  /** Resolves once `holds()` is true (checked now and after every callback). */
+  until(holds: () => boolean, what: string, timeoutMs = 15_000): Promise<void> {
+    if (holds()) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`${what}: not within ${timeoutMs} ms`)), timeoutMs);
+      this.waiters.push({
+        holds,
+        resolve: () => {
+          clearTimeout(timer);
+          resolve();
+        },
+      });
+    });
+  }
+
+  private changed(): void {
+    const ready = this.waiters.filter((waiter) => waiter.holds());
+    if (ready.length === 0) return;
+    this.waiters = this.waiters.filter((waiter) => !ready.includes(waiter));
+    for (const waiter of ready) waiter.resolve();
+  }
 
   messageSent(_to: NodeId, type: MessageType): void {
     this.sent.set(type, (this.sent.get(type) ?? 0) + 1);
+    this.changed();
   }
   batchSent(_to: NodeId, messageCount: number, sizeBytes: number): void {
     this.batchCount += 1;
     this.batchMessageCount += messageCount;
     this.batchBytes += sizeBytes;
+    this.changed();
   }
   messageDropped(_to: NodeId, _type: MessageType, reason: SendDropReason): void {
     this.dropped.set(reason, (this.dropped.get(reason) ?? 0) + 1);
+    this.changed();
   }
   queuedBytes(to: NodeId, sizeBytes: number): void {
     this.queued.set(to, sizeBytes);
     this.queuedBytesMax = Math.max(this.queuedBytesMax, sizeBytes);
+    this.changed();
   }
   streamFailed(): void {
     this.streamFailures += 1;
+    this.changed();
   }
   messageReceived(_from: NodeId, type: MessageType): void {
     this.received.set(type, (this.received.get(type) ?? 0) + 1);
+    this.changed();
   }
   messageRejected(_from: NodeId, reason: InvalidReason): void {
     this.rejected.set(reason, (this.rejected.get(reason) ?? 0) + 1);
+    this.changed();
   }
 
   total(map: Map<string, number>): number {
