@@ -28,7 +28,10 @@ export const SendDropReason = {
 } as const;
 export type SendDropReason = (typeof SendDropReason)[keyof typeof SendDropReason];
 
-/** Every callback is optional; sizes are in bytes of the encoded MessageBatch. */
+/**
+ * Every callback is optional. batchSent's size is the encoded MessageBatch's; per-message sizes
+ * are estimates (estimateMessageBytes), which is what the queue bound counts too.
+ */
 export interface PeerMetrics {
   /** A message went out to `to` in a batch. */
   messageSent?(to: NodeId, type: MessageType, sizeBytes: number): void;

@@ -36,7 +36,7 @@ import type {
 } from '../gen/annal/raft/v1/raft.js';
 import type { Message, NodeId } from '../raft/index.js';
 import { statusFromError } from '../server/errors.js';
-import { AnnalError } from '../util/index.js';
+import { AnnalError, assert } from '../util/index.js';
 import { KeyedLogLimit } from './log-limit.js';
 import { DEFAULT_PEER_LIMITS, InvalidReason, isValidNodeId, messageFromWire, SnapshotSizes, type PeerLimits } from './peer-codec.js';
 import type { PeerLogger, PeerMetrics } from './peer-metrics.js';
@@ -87,7 +87,14 @@ export class PeerService {
   private draining = false;
 
   constructor(private readonly options: PeerServiceOptions) {
-    this.limits = { ...DEFAULT_PEER_LIMITS, ...options.limits };
+    this.limits = {
+      maxSnapshotBytes: options.limits?.maxSnapshotBytes ?? DEFAULT_PEER_LIMITS.maxSnapshotBytes,
+      maxEntriesPerMessage: options.limits?.maxEntriesPerMessage ?? DEFAULT_PEER_LIMITS.maxEntriesPerMessage,
+      maxMessageBytes: options.limits?.maxMessageBytes ?? DEFAULT_PEER_LIMITS.maxMessageBytes,
+    };
+    for (const [name, value] of Object.entries(this.limits)) {
+      assert(Number.isSafeInteger(value) && value > 0, `limits.${name} must be a positive integer, got ${value}`);
+    }
     this.invalidLog = new RateLimitedLog(options.logger, { linesPerWindowMax: 20, windowMs: 10_000 });
   }
 
@@ -165,7 +172,7 @@ export class PeerService {
 
   /**
    * Undefined when a call from `peer` may proceed, after adopting its cluster id if this node has
-   * none and `adopt` says so; otherwise the refusal. Adoptions are serialised: a second stream
+   * none and the call is a stream; otherwise the refusal. Adoptions are serialised: a second stream
    * waits for the first one's, then compares against the adopted id.
    */
   private async admit(peer: PeerIdentity, kind: 'stream' | 'call'): Promise<Refusal | undefined> {

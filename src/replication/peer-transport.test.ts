@@ -13,7 +13,7 @@ import { createServer, type Server as NetServer, type Socket } from 'node:net';
 import { afterEach, describe, it } from 'node:test';
 import { Client, credentials as grpcCredentials, Metadata, Server, ServerCredentials, status as Status, type ServiceError } from '@grpc/grpc-js';
 import { EntryType, type Message } from '../raft/index.js';
-import { ClosedError, DeadlineExceededError, InternalError, NotLeaderError, OverloadedError, UnavailableError } from '../util/index.js';
+import { AssertionError, ClosedError, DeadlineExceededError, InternalError, NotLeaderError, OverloadedError, UnavailableError } from '../util/index.js';
 import { InvalidReason } from './peer-codec.js';
 import { SendDropReason } from './peer-metrics.js';
 import { PeerMetadataKey, RaftPeerService } from './peer-protocol.js';
@@ -318,6 +318,28 @@ describe('hostile peers', { timeout: 60_000 }, () => {
     assert.equal(n2!.service.openStreamCount, 1);
   });
 
+  it('applies its configured limits and refuses a snapshot whose size changes between chunks', async () => {
+    const addresses = new Map<string, string>();
+    const n2 = await TestPeer.start({ id: 'n2', addresses, service: { limits: { maxSnapshotBytes: 100, maxEntriesPerMessage: 2 } } });
+    const n1 = await TestPeer.start({ id: 'n1', addresses });
+    cleanups.push(() => n1.close(), () => n2.close());
+    const meta = { index: 9, term: 2, config: { voters: ['n1', 'n2'], learners: [] } };
+    const chunk = (offsetBytes: number, totalBytes: number): Message => ({ type: 'snapshot', from: 'n1', to: 'n2', term: 3, meta, offsetBytes, totalBytes, data: new Uint8Array(10) });
+    const entry = (index: number) => ({ index, term: 3, type: EntryType.Normal, data: new Uint8Array(1) });
+    n1.transport.send([
+      chunk(0, 200),
+      chunk(0, 50),
+      chunk(10, 90),
+      { type: 'append', from: 'n1', to: 'n2', term: 3, prevLogIndex: 0, prevLogTerm: 0, commit: 0, entries: [entry(1), entry(2), entry(3)] },
+      heartbeat('n1', 'n2', 1),
+    ]);
+    await n2.inbox.waitFor(isHeartbeat(1));
+    assert.equal(n2.metrics.rejected.get(InvalidReason.SnapshotTooLarge), 1);
+    assert.equal(n2.metrics.rejected.get(InvalidReason.SnapshotSizeChanged), 1);
+    assert.equal(n2.metrics.rejected.get(InvalidReason.TooManyEntries), 1);
+    assert.deepEqual(n2.inbox.messages.map((message) => message.type), ['snapshot', 'heartbeat']);
+  });
+
   it('survives a deliver handler that throws', async () => {
     const addresses = new Map<string, string>();
     let calls = 0;
@@ -395,6 +417,7 @@ describe('Forward and ReadIndex', { timeout: 60_000 }, () => {
     mode = 'hang';
     await assert.rejects(follower.transport.forward('n2', request, { deadlineMs: Date.now() + 200 }), DeadlineExceededError);
     await assert.rejects(follower.transport.forward('nowhere', request, deadline()), UnavailableError);
+    await assert.rejects(follower.transport.readIndex('n2', { deadlineMs: 5000 }), AssertionError, 'a duration passed as the deadline');
     await assert.rejects(follower.transport.readIndex('nowhere', deadline()), UnavailableError);
   });
 

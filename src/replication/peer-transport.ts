@@ -15,13 +15,15 @@ import { Metadata, type ChannelCredentials, type ChannelOptions, type Client, ty
 import { RateLimitedLog } from '../auth/index.js';
 import type { Message, NodeId, Transport } from '../raft/index.js';
 import { errorFromStatus } from '../server/errors.js';
-import { assert, ClosedError, UnavailableError } from '../util/index.js';
+import { assert, AssertionError, ClosedError, UnavailableError } from '../util/index.js';
 import { KeyedLogLimit } from './log-limit.js';
 import { PeerLink } from './peer-link.js';
 import { SendDropReason, type PeerLogger, type PeerMetrics } from './peer-metrics.js';
 import { PeerMetadataKey, RaftPeerService } from './peer-protocol.js';
 
 const MIB = 1024 * 1024;
+/** Below grpc-js's default 4 MiB receive limit, with room for the framing the estimate misses. */
+const BATCH_BYTES_DEFAULT = 4 * MIB - 64 * 1024;
 
 export interface PeerTransportOptions {
   selfId: NodeId;
@@ -76,8 +78,17 @@ export class PeerTransport implements Transport {
 
   constructor(private readonly options: PeerTransportOptions) {
     const keepaliveTimeMs = options.keepaliveTimeMs ?? 1000;
-    assert(Number.isSafeInteger(keepaliveTimeMs) && keepaliveTimeMs > 0, 'keepaliveTimeMs must be a positive integer');
     const backoffMsMax = options.reconnectBackoffMsMax ?? 1000;
+    for (const [name, value] of Object.entries({
+      keepaliveTimeMs,
+      reconnectBackoffMsMax: backoffMsMax,
+      reconnectBackoffMsMin: options.reconnectBackoffMsMin ?? 50,
+      maxQueuedBytesPerPeer: options.maxQueuedBytesPerPeer ?? 64 * MIB,
+      maxBatchBytes: options.maxBatchBytes ?? BATCH_BYTES_DEFAULT,
+    })) {
+      assert(Number.isSafeInteger(value) && value > 0, `${name} must be a positive integer, got ${value}`);
+    }
+    assert((options.reconnectBackoffMsMin ?? 50) <= backoffMsMax, 'reconnectBackoffMsMin must not exceed reconnectBackoffMsMax');
     this.channelOptions = {
       'grpc.keepalive_time_ms': keepaliveTimeMs,
       'grpc.keepalive_timeout_ms': keepaliveTimeMs,
@@ -170,7 +181,7 @@ export class PeerTransport implements Transport {
         peerErrorLog: this.peerErrorLog,
         metrics: this.options.metrics,
         maxQueuedBytes: this.options.maxQueuedBytesPerPeer ?? 64 * MIB,
-        maxBatchBytes: this.options.maxBatchBytes ?? 4 * MIB - 64 * 1024,
+        maxBatchBytes: this.options.maxBatchBytes ?? BATCH_BYTES_DEFAULT,
         backoffMsMin: this.options.reconnectBackoffMsMin ?? 50,
         backoffMsMax: this.options.reconnectBackoffMsMax ?? 1000,
       });
@@ -186,7 +197,9 @@ export class PeerTransport implements Transport {
     options: { deadlineMs: number; metadata?: Metadata },
   ): Promise<Response> {
     if (this.closed) return Promise.reject(new ClosedError('the peer transport is closed'));
-    assert(options.deadlineMs > EPOCH_MS_MIN, `deadlineMs ${options.deadlineMs} is not an absolute time (Date.now() + timeout)`);
+    if (!(options.deadlineMs > EPOCH_MS_MIN)) {
+      return Promise.reject(new AssertionError(`deadlineMs ${options.deadlineMs} is not an absolute time (Date.now() + timeout)`));
+    }
     const link = this.link(to);
     link.setAddress(this.options.addressOf(to));
     if (link.address === undefined) return Promise.reject(new UnavailableError(`no address known for node ${to}`));
