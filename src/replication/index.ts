@@ -13,3 +13,8 @@ export {
   type LogSnapshotDescriptor,
 } from './raft-storage.js';
 export { NODE_FILE_OPS, type FileOps } from './file-ops.js';
+export { PeerTransport, type PeerTransportOptions, type ForwardOptions, type ReadIndexOptions } from './peer-transport.js';
+export { PeerService, peerServiceHandlers, type PeerServiceOptions } from './peer-service.js';
+export { RaftPeerService, RAFT_METHOD_ACTIONS, RAFT_SERVICE_NAME, PeerMetadataKey } from './peer-protocol.js';
+export { SendDropReason, type PeerLogger, type PeerMetrics } from './peer-metrics.js';
+export { InvalidReason, DEFAULT_PEER_LIMITS, type PeerLimits } from './peer-codec.js';
