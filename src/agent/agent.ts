@@ -151,7 +151,8 @@ export class Agent {
     const { telemetry } = config;
     // Admin.GetMembers reads the membership, which starts only after the server listens.
     let membership: Membership | undefined;
-    const storageMetrics = telemetry?.metricsEnabled ? telemetry.storageMetrics(() => replica.storage) : undefined;
+    const stats = replica.storageStats();
+    const storageMetrics = telemetry?.metricsEnabled ? telemetry.storageMetrics(() => stats) : undefined;
     if (storageMetrics) recordSync = (event) => storageMetrics.fsyncDurationSeconds.record(event.durationMs / 1000);
     if (telemetry?.metricsEnabled) exportRaftMetrics(telemetry, replica);
     const served: ServedLog = storageMetrics ? new MeteredLog(log, storageMetrics) : log;
@@ -226,6 +227,7 @@ export class Agent {
     }
     logger.info({}, 'shutting down: no new calls; ending streams');
     this.security?.close();
+    this.replica.drainPeers();
     await this.server.shutdown();
     const nextOffset = this.log.nextOffset();
     await this.replica.close();

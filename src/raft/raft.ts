@@ -515,7 +515,13 @@ export class Raft {
 
   private handleSnapshotChunk(message: SnapshotChunk): void {
     let incoming = this.incomingSnapshot;
-    const sameSnapshot = incoming !== null && incoming.snapshot.index === message.meta.index && incoming.snapshot.term === message.meta.term;
+    // A chunk announcing another total size belongs to another transfer (a new leader's snapshot at
+    // the same index): start over rather than write it into a buffer of the wrong size.
+    const sameSnapshot =
+      incoming !== null &&
+      incoming.snapshot.index === message.meta.index &&
+      incoming.snapshot.term === message.meta.term &&
+      incoming.buffer.length === message.totalBytes;
     if (message.meta.index <= this.log.committed) {
       // We already hold everything this snapshot covers: skip the transfer.
       this.incomingSnapshot = null;

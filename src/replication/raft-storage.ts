@@ -395,6 +395,11 @@ export class RaftLogStorage implements RaftStorage {
     return this.log.sizeBytes();
   }
 
+  /** Segments of the current log. */
+  segmentCount(): number {
+    return this.log.segmentCount();
+  }
+
   // ---- RaftStorage writes (durable when they resolve; serialised) ----
 
   setHardState(hardState: HardState): Promise<void> {

@@ -26,7 +26,7 @@ import { InvalidArgumentError } from '../util/index.js';
 import { nextChange, nodeNameOf, type GossipStatus, type MemberView } from './cluster-membership.js';
 import { readJsonFile, writeJsonAtomic } from './durable-file.js';
 import { PeerTransport } from './peer-transport.js';
-import { peerServiceHandlers } from './peer-service.js';
+import { PeerService } from './peer-service.js';
 import { RaftLogStorage } from './raft-storage.js';
 import { ReplicatedLog } from './replicated-log.js';
 
@@ -118,6 +118,7 @@ export class Replica {
   private lastConfigText = '';
   private counters = { leaderChanges: 0, elections: 0, configChanges: 0 };
   private closed = false;
+  private peerService: PeerService | undefined;
 
   private constructor(
     private readonly options: ReplicaOptions,
@@ -196,9 +197,9 @@ export class Replica {
   }
 
   /** The gRPC handlers of annal.raft.v1.Raft for this node. */
-  peerHandlers(): ReturnType<typeof peerServiceHandlers> {
+  peerHandlers(): ReturnType<PeerService['handlers']> {
     const { logger } = this.options;
-    return peerServiceHandlers({
+    this.peerService ??= new PeerService({
       selfId: this.raftId,
       clusterId: () => this.storage.clusterId(),
       adoptClusterId: async (id) => {
@@ -213,6 +214,12 @@ export class Replica {
       readIndex: () => this.log.readIndexForPeer(),
       logger,
     });
+    return this.peerService.handlers();
+  }
+
+  /** Ends the peer streams this node serves (at shutdown, so the gRPC server can stop gracefully). */
+  drainPeers(): void {
+    this.peerService?.drain();
   }
 
   /** Starts the Raft timer and the membership loop; `rpcAddr` is what peers and clients use for us. */
@@ -267,6 +274,19 @@ export class Replica {
 
   status(): Status {
     return this.node.status();
+  }
+
+  /** What the storage metrics read: bytes on disk and the consumer-visible range. */
+  storageStats(): { dir: string; sizeBytes(): number; segmentCount(): number; lowestOffset(): number; highestOffset(): number } {
+    const storage = this.storage;
+    const log = this.log;
+    return {
+      dir: join(this.options.dataDir, 'raft'),
+      sizeBytes: () => storage.sizeBytes(),
+      segmentCount: () => storage.segmentCount(),
+      lowestOffset: () => log.lowestOffset(),
+      highestOffset: () => log.nextOffset() - 1,
+    };
   }
 
   stats(): ReplicaStats {
@@ -327,6 +347,7 @@ export class Replica {
     if (this.closed) return;
     this.closed = true;
     clearInterval(this.reconcileTimer);
+    this.peerService?.drain();
     this.log.close();
     this.node.close();
     await this.storage.close();

@@ -32,7 +32,7 @@ export interface ReplicaStorage {
   initialState(): { hardState: { commit: number } };
 }
 
-/** What it needs of the peer transport: calls to the leader. */
+/** What it needs of the peer transport: calls to the leader (deadlines are absolute, Date.now() based). */
 export interface LeaderCalls {
   forward(to: NodeId, request: { values: Uint8Array[]; subject: string }, options: { deadlineMs: number }): Promise<{ firstOffset: number; lastOffset: number }>;
   readIndex(to: NodeId, options: { deadlineMs: number }): Promise<number>;
@@ -48,7 +48,7 @@ export interface ReplicatedLogOptions {
   peers: LeaderCalls;
   /** How long a write on a node without a known leader waits for one. Default 3000 ms. */
   leaderWaitMs?: number;
-  /** Deadline of a forwarded write or ReadIndex call. Default 10000 ms. */
+  /** How long a forwarded write or ReadIndex call may take. Default 10000 ms. */
   forwardTimeoutMs?: number;
   /** Deadline of a local proposal (the outcome is then unknown). Default 10000 ms. */
   proposeTimeoutMs?: number;
@@ -155,7 +155,7 @@ export class ReplicatedLog implements StateMachine<number> {
   }
 
   private async forward(values: Uint8Array[], subject: string): Promise<{ firstOffset: number; lastOffset: number }> {
-    const deadlineMs = this.options.forwardTimeoutMs ?? 10_000;
+    const deadlineMs = Date.now() + (this.options.forwardTimeoutMs ?? 10_000);
     let leader = await this.leader();
     for (let attempt = 0; ; attempt++) {
       if (leader === this.raft.id) return this.proposeHere(values);
@@ -253,7 +253,7 @@ export class ReplicatedLog implements StateMachine<number> {
       }
     }
     const leader = await this.leader();
-    const index = leader === raft.id ? await raft.readBarrier() : await this.options.peers.readIndex(leader, { deadlineMs: this.options.forwardTimeoutMs ?? 10_000 });
+    const index = leader === raft.id ? await raft.readBarrier() : await this.options.peers.readIndex(leader, { deadlineMs: Date.now() + (this.options.forwardTimeoutMs ?? 10_000) });
     await this.waitForApplied(index);
   }
 
