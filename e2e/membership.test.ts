@@ -74,12 +74,21 @@ describe('annal agent gossip membership', () => {
         await waitFor(async () => (await node.client.getMembers()).filter((m) => m.status === 'alive').length === 3, convergeMs, `${node.name} to see 3 alive`);
       }
       const expected = nodes.map((node) => ({ name: node.name, addr: node.gossip, status: 'alive', tags: { rpc_addr: node.rpc } }));
-      for (const node of nodes) assert.deepEqual(await membersJson(node), expected, `annal members --json on ${node.name}`);
+      for (const node of nodes) {
+        const listed = await membersJson(node);
+        // Each agent also tags its Raft id: its node name and the incarnation of its data dir.
+        for (const member of listed) assert.match(member.tags.raft_id ?? '', new RegExp(`^${member.name}@[0-9a-f]{8}$`));
+        const withoutRaftId = listed.map(({ tags: { raft_id: _raftId, ...tags }, ...member }) => ({ ...member, tags }));
+        assert.deepEqual(withoutRaftId, expected, `annal members --json on ${node.name}`);
+      }
       const table = await runCli(['members', '--insecure', '--addr', n1.rpc]);
       assert.equal(table.code, 0, table.stderr);
       const lines = table.stdout.trim().split('\n');
       assert.match(lines[0]!, /^NAME\s+ADDRESS\s+STATUS\s+TAGS$/);
-      assert.deepEqual(lines.slice(1).map((line) => line.split(/\s+/)), expected.map((m) => [m.name, m.addr, 'alive', `rpc_addr=${m.tags.rpc_addr}`]));
+      assert.deepEqual(
+        lines.slice(1).map((line) => line.split(/\s+/).map((cell) => cell.replace(/,raft_id=\S+$/, ''))),
+        expected.map((m) => [m.name, m.addr, 'alive', `rpc_addr=${m.tags.rpc_addr}`]),
+      );
 
       // kill -9 first, while two members remain to confirm the suspicion (a lone survivor must
       // wait out Lifeguard's maximum suspicion timeout, ~18 s with these timings): both show failed.

@@ -125,8 +125,9 @@ describe('security end to end', { timeout: 180_000 }, () => {
 
       const members = await runCli(['members', ...root, '--json']);
       assert.equal(members.code, 0, members.stderr);
-      const self = JSON.parse(members.stdout) as { name: string; addr: string; status: string; tags: object };
-      assert.deepEqual({ ...self, addr: undefined }, { name: 'secure', addr: undefined, status: 'alive', tags: { rpc_addr: addr } });
+      const self = JSON.parse(members.stdout) as { name: string; addr: string; status: string; tags: Record<string, string> };
+      assert.deepEqual({ ...self, addr: undefined, tags: { ...self.tags, raft_id: undefined } }, { name: 'secure', addr: undefined, status: 'alive', tags: { rpc_addr: addr, raft_id: undefined } });
+      assert.match(self.tags.raft_id ?? '', /^secure@[0-9a-f]{8}$/);
       assert.match(self.addr, /^127\.0\.0\.1:\d+$/);
 
       const plaintext = await runCli(['produce', '--insecure', '--addr', addr, 'plain']);

@@ -29,7 +29,7 @@ const PRODUCE_WINDOW_RECORDS = 1024;
 
 function clientOptions(command: Command): Command {
   return command
-    .option('--addr <host:port[,host:port...]>', 'address of a node, or several tried in order (default 127.0.0.1:8400, or the profile\'s)', parseAddressCsv)
+    .option('--addr <host:port>', "address of a node, or a comma-separated list tried in order (default 127.0.0.1:8400, or the profile's)", parseAddressCsv)
     .option('--profile <file>', `client profile (YAML: addresses and certificate files; default ${DEFAULT_PROFILE} when it exists and no connection flag is given)`)
     .option('--insecure', 'connect without TLS (to a node started with --insecure)')
     .option('--ca-file <path>', 'CA certificate (PEM) to verify the node with')

@@ -74,7 +74,12 @@ async function runDev(flags: DevFlags): Promise<void> {
   const securityArgs = certs === undefined ? ['--insecure'] : nodeTlsArgs(certs);
   const seed = `127.0.0.1:${plan[0]!.gossipPort}`;
   let stopping = false;
-  const nodes: DevNode[] = plan.map((node, i) => {
+  // The nodes log at info at least (their "serving" line tells when they are up); only lines at the
+  // requested level or above are relayed.
+  const relayLevel = LEVELS[flags.logLevel] ?? 40;
+  const childLevel = relayLevel < 30 ? flags.logLevel : 'info';
+  const nodes: DevNode[] = [];
+  const startNode = (node: (typeof plan)[number], i: number): { node: DevNode; served: Promise<void> } => {
     const args = [
       CLI, 'agent',
       '--node-name', node.name,
@@ -83,7 +88,7 @@ async function runDev(flags: DevFlags): Promise<void> {
       '--bind-addr', `127.0.0.1:${node.gossipPort}`,
       '--gossip-profile', 'local',
       '--metrics-addr', `127.0.0.1:${node.metricsPort}`,
-      '--log-level', flags.logLevel,
+      '--log-level', childLevel,
       ...securityArgs,
       ...(i === 0 ? ['--bootstrap'] : ['--start-join-addrs', seed]),
     ];
@@ -92,12 +97,17 @@ async function runDev(flags: DevFlags): Promise<void> {
     void exited.then((code) => {
       if (!stopping) process.stderr.write(`[${node.name}] exited (code ${code}); the others keep running\n`);
     });
-    return { name: node.name, rpcAddr: `127.0.0.1:${node.rpcPort}`, child, exited };
-  });
-  const served = nodes.map((node) => relayLogs(node));
+    const devNode = { name: node.name, rpcAddr: `127.0.0.1:${node.rpcPort}`, child, exited };
+    nodes.push(devNode);
+    return { node: devNode, served: relayLogs(devNode, relayLevel) };
+  };
   const stop = stopOnSignal(nodes, () => (stopping = true));
+  const stopped = stop.then(() => Promise.reject(new UsageError('stopped before the cluster started')));
+  stopped.catch(() => {});
   try {
-    await Promise.race([Promise.all(served), stop.then(() => Promise.reject(new UsageError('stopped before the cluster started')))]);
+    // n1 first: the others join its gossip address, which must be listening.
+    await Promise.race([startNode(plan[0]!, 0).served, stopped]);
+    await Promise.race([Promise.all(plan.slice(1).map((node, i) => startNode(node, i + 1).served)), stopped]);
     const addresses = nodes.map((node) => node.rpcAddr);
     const profilePath = join(dataDir, 'client.yaml');
     writeProfile(
@@ -117,7 +127,9 @@ async function runDev(flags: DevFlags): Promise<void> {
 }
 
 /** Relays a node's log lines to stderr (`[n1] level message {fields}`); resolves once it serves. */
-function relayLogs(node: DevNode): Promise<void> {
+const LEVELS: Record<string, number> = { trace: 10, debug: 20, info: 30, warn: 40, error: 50, fatal: 60, silent: Infinity };
+
+function relayLogs(node: DevNode, relayLevel: number): Promise<void> {
   return new Promise<void>((resolveServing, reject) => {
     createInterface({ input: node.child.stderr! }).on('line', (line) => {
       let entry: { msg?: string; level?: number; [key: string]: unknown } | undefined;
@@ -127,6 +139,7 @@ function relayLogs(node: DevNode): Promise<void> {
         entry = undefined;
       }
       if (entry?.msg === 'serving log.v1.Log') resolveServing();
+      if (entry !== undefined && (entry.level ?? 30) < relayLevel) return;
       process.stderr.write(`[${node.name}] ${entry === undefined ? line : formatLine(entry)}\n`);
     });
     void node.exited.then((code) => reject(new UsageError(`node ${node.name} exited (code ${code}) before it served; its log is above`)));

@@ -223,6 +223,11 @@ export class RaftNode<Result> {
     });
   }
 
+  /** Campaigns now instead of waiting for the election timeout (a lone voter at start-up). */
+  campaign(): void {
+    this.enqueue(() => this.raw.campaign());
+  }
+
   /** Asks the leader to hand over to `target` (TimeoutNow once it is up to date). */
   transferLeadership(target: NodeId): Promise<void> {
     return this.request((resolve, reject) => {

@@ -226,6 +226,9 @@ export class Replica {
   start(rpcAddr: string): void {
     this.selfRpcAddr = rpcAddr;
     this.node.start();
+    // A lone voter has nobody to wait for (or to disrupt): lead at once instead of after a timeout.
+    const { voters } = this.node.status().config;
+    if (voters.length === 1 && voters[0] === this.raftId) this.node.campaign();
     this.reconcileTimer = setInterval(() => this.reconcile(), RECONCILE_INTERVAL_MS);
     this.reconcileTimer.unref();
   }

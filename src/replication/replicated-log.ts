@@ -29,6 +29,7 @@ export interface ReplicaStorage {
   readRecords(offset: number, maxIndex: number, limits: ReadLimits): StoredRecord[];
   snapshot(): Snapshot;
   firstIndex(): number;
+  term(index: number): number;
   initialState(): { hardState: { commit: number } };
 }
 
@@ -69,6 +70,8 @@ export class ReplicatedLog implements StateMachine<number> {
   private visibleNext: number;
   private readonly waiters = new Set<AppendWaiter>();
   private closed = false;
+  private caughtUp = false;
+  private caughtUpWaiters: (() => void)[] = [];
 
   constructor(private readonly options: ReplicatedLogOptions) {
     this.storage = options.storage;
@@ -87,6 +90,38 @@ export class ReplicatedLog implements StateMachine<number> {
   attach(node: RaftNode<number>): void {
     assert(this.node === undefined, 'attach once');
     this.node = node;
+    const check = (): void => {
+      if (!this.caughtUp) this.checkCaughtUp();
+    };
+    node.onApplied(check);
+    node.subscribe(check);
+  }
+
+  /**
+   * Null once this node has applied everything committed before the current leader's term (it
+   * applied an entry of that term, and knows the leader); until then a promise of that moment.
+   * A restarted node relearns the commit index from the leader, so right after a restart its
+   * visible log can be shorter than what it holds; reads that want "the whole log" (a consume at
+   * the end, stop_at_end) wait for this first, bounded by the caller.
+   */
+  whenCaughtUp(): Promise<void> | null {
+    if (this.caughtUp || this.checkCaughtUp()) return null;
+    return new Promise<void>((resolve) => this.caughtUpWaiters.push(resolve));
+  }
+
+  private checkCaughtUp(): boolean {
+    const status = this.raft.status();
+    if (status.leaderId === null) return false;
+    let term: number;
+    try {
+      term = this.storage.term(status.applied);
+    } catch {
+      return false;
+    }
+    if (term !== status.term) return false;
+    this.caughtUp = true;
+    for (const wake of this.caughtUpWaiters.splice(0)) wake();
+    return true;
   }
 
   private get raft(): RaftNode<number> {
@@ -305,5 +340,6 @@ export class ReplicatedLog implements StateMachine<number> {
     const error = new ClosedError('the replicated log closed');
     for (const waiter of this.waiters) waiter.reject(error);
     this.waiters.clear();
+    for (const wake of this.caughtUpWaiters.splice(0)) wake();
   }
 }

@@ -29,7 +29,7 @@ import type {
 import type { RecordInput } from '../storage/types.js';
 import { subjectOfCall } from '../auth/index.js';
 import { rpcScope, withSpan } from '../telemetry/index.js';
-import { InvalidArgumentError, RecordTooLargeError } from '../util/index.js';
+import { InvalidArgumentError, OffsetOutOfRangeError, RecordTooLargeError } from '../util/index.js';
 import { DecodeFailure } from './codec.js';
 import { pumpConsumeStream, SHUTDOWN_STATUS, ShutdownSignal, type ConsumeStreamLimits } from './consume-stream.js';
 import { statusFromError } from './errors.js';
@@ -54,6 +54,8 @@ export interface LogServiceOptions {
   /** Value bytes of those appends, at most (reading pauses beyond; one request always fits). */
   maxInFlightBytesPerStream: number;
   consume: ConsumeStreamLimits;
+  /** How long a read waits for a just-restarted replica to relearn its commit index. Default 3000 ms. */
+  catchUpWaitMs?: number;
   /** The cluster as GetServers reports it (a single node reports itself as leader). */
   servers: () => WireServer[];
   logger: ServiceLogger;
@@ -122,19 +124,22 @@ export class LogServiceHandlers {
       callback(this.status(error));
       return;
     }
-    const read = (): void => {
+    const read = (retryAfterCatchUp = true): void => {
       try {
         const record = this.options.log.read(request.offset);
         callback(null, { record: record as WireRecord, records: [] });
       } catch (error) {
-        callback(this.status(error));
+        // Past the end on a replica that just restarted: the record may be committed already.
+        const catchingUp = retryAfterCatchUp && error instanceof OffsetOutOfRangeError && error.offset >= error.nextOffset ? this.caughtUp() : null;
+        if (catchingUp === null) callback(this.status(error));
+        else void catchingUp.then(() => read(false));
       }
     };
     if (!request.linearizable || this.options.log.linearizableBarrier === undefined) {
       read();
       return;
     }
-    this.options.log.linearizableBarrier().then(read, (error: unknown) => callback(this.status(error)));
+    this.options.log.linearizableBarrier().then(() => read(), (error: unknown) => callback(this.status(error)));
   }
 
   private consumeStream(call: ServerWritableStream<Req<ConsumeRequest>, ConsumeResponse>): void {
@@ -162,7 +167,7 @@ export class LogServiceHandlers {
       ended(error);
       return;
     }
-    const barrier = request.linearizable ? (this.options.log.linearizableBarrier?.() ?? Promise.resolve()) : Promise.resolve();
+    const barrier = request.linearizable ? (this.options.log.linearizableBarrier?.() ?? Promise.resolve()) : (this.caughtUp() ?? Promise.resolve());
     barrier.then(() => pumpConsumeStream(this.options.log, typedCall, request, this.options.consume, controller.signal)).then(
       () => ended(undefined),
       (error: unknown) => ended(error),
@@ -240,6 +245,17 @@ export class LogServiceHandlers {
       throw new InvalidArgumentError(`record type ${record.type} is reserved for the replicated log; produce type 0`);
     }
     return { value: record.value };
+  }
+
+  /** Null when the log is caught up, else a promise of that (resolved after catchUpWaitMs at the latest). */
+  private caughtUp(): Promise<void> | null {
+    const waiting = this.options.log.whenCaughtUp?.() ?? null;
+    if (waiting === null) return null;
+    let timer: NodeJS.Timeout | undefined;
+    const bound = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, this.options.catchUpWaitMs ?? 3000);
+    });
+    return Promise.race([waiting, bound]).finally(() => clearTimeout(timer));
   }
 
   private status(error: unknown): StatusObject {

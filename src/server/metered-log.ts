@@ -31,4 +31,5 @@ export class MeteredLog implements ServedLog {
   nextOffset = (): number => this.log.nextOffset();
   waitForAppend: ServedLog['waitForAppend'] = (offset, signal) => this.log.waitForAppend(offset, signal);
   linearizableBarrier = (): Promise<void> => this.log.linearizableBarrier?.() ?? Promise.resolve();
+  whenCaughtUp = (): Promise<void> | null => this.log.whenCaughtUp?.() ?? null;
 }

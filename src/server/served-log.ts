@@ -24,6 +24,11 @@ export interface ServedLog {
    * asks its leader). Absent: every read already is (a single log).
    */
   linearizableBarrier?(): Promise<void>;
+  /**
+   * Null when reads show everything this node knows committed; otherwise a promise of that moment
+   * (a replica that just restarted relearns its commit index from the leader). Absent: always.
+   */
+  whenCaughtUp?(): Promise<void> | null;
 }
 
 /** Who appends: the authorized certificate subject, which a replicated log forwards to its leader. */
