@@ -8,6 +8,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AnnalClient, type ClientSecurity, type ServerInfo } from '../src/client/index.js';
 import { runCertsCommand, type CertificateFiles } from '../src/auth/index.js';
+import { OffsetOutOfRangeError } from '../src/util/index.js';
 import { spawnAgent, type AgentProcess } from './cli-harness.js';
 
 export const CONFIG_DIR = new URL('../../config/', import.meta.url).pathname;
@@ -147,13 +148,22 @@ export function leaderOf(servers: ServerInfo[]): ServerInfo {
   return leader;
 }
 
-/** Reads every record of the log from `node` (all committed records it has applied). */
+/** Reads every retained record of the log from `node` (all committed records it has applied). */
 export async function readAll(node: { rpcAddr: string }, security: ClientSecurity): Promise<{ offset: number; value: string }[]> {
   const c = client(node, security);
   try {
-    const out: { offset: number; value: string }[] = [];
-    for await (const record of c.consumeStream(0, { follow: false, maxBatch: 1024 })) out.push({ offset: record.offset, value: record.value.toString() });
-    return out;
+    const read = async (from: number): Promise<{ offset: number; value: string }[]> => {
+      const out: { offset: number; value: string }[] = [];
+      for await (const record of c.consumeStream(from, { follow: false, maxBatch: 1024 })) out.push({ offset: record.offset, value: record.value.toString() });
+      return out;
+    };
+    try {
+      return await read(0);
+    } catch (error) {
+      // Retention dropped the start: read from the lowest retained offset.
+      if (error instanceof OffsetOutOfRangeError && error.lowestOffset > 0) return await read(error.lowestOffset);
+      throw error;
+    }
   } finally {
     c.close();
   }

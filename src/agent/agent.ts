@@ -23,7 +23,7 @@ import { join } from 'node:path';
 import { credentials as grpcCredentials, type ServerCredentials, type ServerInterceptor } from '@grpc/grpc-js';
 import { NodeSecurityRuntime, type NodeSecurity } from '../auth/index.js';
 import type { Member, Membership } from '../membership/index.js';
-import { RAFT_ID_TAG, RAFT_METHOD_ACTIONS, RaftPeerService, Replica, type RaftTiming } from '../replication/index.js';
+import { RAFT_ID_TAG, RAFT_METHOD_ACTIONS, RaftPeerService, Replica, type RaftTiming, type RetentionPolicy } from '../replication/index.js';
 import { LogServer, MeteredLog, type ServedLog, type ServiceLogger } from '../server/index.js';
 import { DEFAULT_LOG_CONFIG, FRAME_HEADER_BYTES, formatFsyncPolicy, type LogConfig } from '../storage/index.js';
 import type { Telemetry } from '../telemetry/index.js';
@@ -47,6 +47,8 @@ export interface AgentConfig {
   bootstrap?: boolean;
   /** Remove a voter that gossip reports failed for this long, never below 3 voters. Default: never. */
   removeFailedAfterMs?: number;
+  /** How much of the log the cluster keeps (whole segments, the same on every replica). Default: all. */
+  retention?: RetentionPolicy;
   /** Raft timing (replication/replica.ts DEFAULT_RAFT_TIMING). */
   raftTiming?: Partial<RaftTiming>;
   /** How long a leader's shutdown waits for leadership to move to a follower. Default 3000 ms. */
@@ -130,6 +132,7 @@ export class Agent {
       peerCredentials: security?.peerCredentials ?? grpcCredentials.createInsecure(),
       ...(config.removeFailedAfterMs !== undefined ? { removeFailedAfterMs: config.removeFailedAfterMs } : {}),
       ...(config.raftTiming !== undefined ? { timing: config.raftTiming } : {}),
+      ...(config.retention !== undefined ? { retention: config.retention } : {}),
       logger: config.logger.child?.({ component: 'replication' }) ?? config.logger,
     }).catch((error: unknown) => {
       security?.close();

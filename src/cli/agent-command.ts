@@ -19,6 +19,7 @@ import {
   parseAddress,
   parseAddressList,
   parseBytes,
+  parseAgeMs,
   parseDurationMs,
   parseEncryptKey,
   parseFsync,
@@ -37,6 +38,8 @@ interface AgentFlags {
   configFile?: string;
   bootstrap?: boolean;
   removeFailedAfter?: number;
+  retentionBytes?: number;
+  retentionAge?: number;
   dataDir?: string;
   nodeName: string;
   bindAddr: string;
@@ -88,6 +91,8 @@ export function addAgentCommands(program: Command): void {
     .option('--rpc-port <port>', 'port for gRPC clients and peers (0 picks a free one)', parsePort, 8400)
     .option('--bootstrap', 'start a new cluster with this node as its only voter, if the data dir holds none (default when no --start-join-addrs are given; ignored on a data dir that already belongs to a cluster)')
     .option('--remove-failed-after <duration>', 'remove a voter that gossip reports failed for this long, e.g. 10m (never below 3 voters; default: a failed voter stays)', parseDurationMs)
+    .option('--retention-bytes <bytes>', 'keep at least this much of the log and drop older whole segments, e.g. 10GiB (the same on every replica; default: keep everything)', parseBytes)
+    .option('--retention-age <duration>', 'drop whole segments whose newest record is older than this, e.g. 7d (default: keep everything)', parseAgeMs)
     .addOption(new Option('--fsync <policy>', 'when appends are acknowledged: always | never | interval:<ms>').argParser(parseFsync).default({ kind: 'always' }, 'always'))
     .addOption(new Option('--max-store-bytes <bytes>', 'segment store file limit').argParser(parseBytes).default(64 * MIB, '64MiB'))
     .addOption(new Option('--max-index-bytes <bytes>', 'segment index file limit').argParser(parseBytes).default(12 * MIB, '12MiB'))
@@ -171,6 +176,14 @@ function agentConfig(flags: AgentFlags & { dataDir: string }, logger: AgentConfi
     dataDir: flags.dataDir,
     ...(flags.bootstrap === true ? { bootstrap: true } : {}),
     ...(flags.removeFailedAfter !== undefined ? { removeFailedAfterMs: flags.removeFailedAfter } : {}),
+    ...(flags.retentionBytes !== undefined || flags.retentionAge !== undefined
+      ? {
+          retention: {
+            ...(flags.retentionBytes !== undefined ? { bytes: flags.retentionBytes } : {}),
+            ...(flags.retentionAge !== undefined ? { ageMs: flags.retentionAge } : {}),
+          },
+        }
+      : {}),
     nodeName: flags.nodeName,
     bindAddr: flags.bindAddr,
     rpcPort: flags.rpcPort,
@@ -214,8 +227,17 @@ function shutdownSignal(logger: pino.Logger): Promise<NodeJS.Signals> {
     };
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
+    // Started by `annal dev`: stdin is a pipe from it, which closes when it dies, even by kill -9,
+    // so a node never outlives the dev cluster that started it.
+    if (process.env[STOP_ON_STDIN_EOF] === '1') {
+      process.stdin.on('end', () => onSignal('SIGTERM'));
+      process.stdin.resume();
+    }
   });
 }
+
+/** Environment variable `annal dev` sets for its nodes (see shutdownSignal). */
+export const STOP_ON_STDIN_EOF = 'ANNAL_STOP_ON_STDIN_EOF';
 
 /** SIGHUP re-reads the certificate and ACL files (they are also watched). Returns the remover. */
 function reloadOnSighup(agent: Agent, logger: pino.Logger): () => void {

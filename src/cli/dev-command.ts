@@ -17,6 +17,7 @@ import type { Command } from 'commander';
 import { clientTlsFlags, ensureDevCertificates, PACKAGED_CONFIG_DIR, type DevCertificates } from '../auth/index.js';
 import { AnnalClient } from '../client/index.js';
 import { AnnalError, InvalidArgumentError } from '../util/index.js';
+import { STOP_ON_STDIN_EOF } from './agent-command.js';
 import { writeProfile } from './client-profile.js';
 import { parseLogLevel, parseNonEmpty, parsePort } from './options.js';
 import { UsageError } from './usage-error.js';
@@ -92,7 +93,8 @@ async function runDev(flags: DevFlags): Promise<void> {
       ...securityArgs,
       ...(i === 0 ? ['--bootstrap'] : ['--start-join-addrs', seed]),
     ];
-    const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    // stdin stays a pipe the node watches: it closes when this process dies, however it dies.
+    const child = spawn(process.execPath, args, { stdio: ['pipe', 'ignore', 'pipe'], env: { ...process.env, [STOP_ON_STDIN_EOF]: '1' } });
     const exited = new Promise<number | null>((resolveExit) => child.on('exit', (code) => resolveExit(code)));
     void exited.then((code) => {
       if (!stopping) process.stderr.write(`[${node.name}] exited (code ${code}); the others keep running\n`);

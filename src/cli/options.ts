@@ -100,13 +100,24 @@ export function parseEncryptKey(text: string): string {
   return text;
 }
 
-/** A duration: a number with a unit, ms, s, m or h (`500ms`, `30s`, `5m`). */
+/** A duration that drives a timer: a number with a unit, ms, s, m, h or d (`500ms`, `30s`, `5m`), at most 24 days. */
 export function parseDurationMs(text: string): number {
-  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/.exec(text.trim());
-  const scale = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 } as const;
+  const ms = durationMs(text);
+  if (ms > 2_147_483_647) throw new InvalidArgumentError(`duration "${text}" is too long: at most 24 days`);
+  return ms;
+}
+
+/** A duration compared with ages (retention): the same units, no upper bound. */
+export function parseAgeMs(text: string): number {
+  return durationMs(text);
+}
+
+function durationMs(text: string): number {
+  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/.exec(text.trim());
+  const scale = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
   const ms = match === null ? NaN : Number(match[1]) * scale[match[2] as keyof typeof scale];
-  if (!Number.isFinite(ms) || ms < 1 || ms > 2_147_483_647) {
-    throw new InvalidArgumentError(`invalid duration "${text}": expected a number and a unit, ms, s, m or h (e.g. 30s, 5m)`);
+  if (!Number.isFinite(ms) || ms < 1 || !Number.isSafeInteger(Math.round(ms))) {
+    throw new InvalidArgumentError(`invalid duration "${text}": expected a number and a unit, ms, s, m, h or d (e.g. 30s, 5m, 7d)`);
   }
   return Math.round(ms);
 }

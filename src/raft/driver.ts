@@ -35,6 +35,11 @@ import { EntryType, Role, type ClusterConfig, type ConfigChange, type Entry, typ
 export interface StateMachine<Result> {
   /** Applies one committed entry. Must be deterministic: every replica computes the same result. */
   apply(entry: { readonly index: number; readonly data: Uint8Array }): Result;
+  /**
+   * Applies one committed application control entry (EntryType.Control), in log order with the
+   * normal ones. Optional: without it control entries are only replicated.
+   */
+  applyControl?(entry: { readonly index: number; readonly data: Uint8Array }): Result;
   /** Serialises the state as of the last applied entry. */
   snapshot(): Uint8Array;
   /** Replaces the state with a snapshot's (an empty array means the initial state). */
@@ -97,6 +102,8 @@ export class RaftNode<Result> {
   private timer: NodeJS.Timeout | null = null;
   private nextReadContext = 0;
   private snapshotIndex: number;
+  /** Highest index compactTo asked for (compacted once applied). */
+  private pendingCompaction = 0;
   private pendingBatch: { first: number; last: number; waiter: Waiter<unknown> } | null = null;
   /** First index -> last index of each batch proposal of several entries whose first entry is not applied yet. */
   private readonly batchStarts = new Map<number, number>();
@@ -208,6 +215,31 @@ export class RaftNode<Result> {
       }
       this.proposals.set(lastIndex, waiter);
       if (lastIndex > firstIndex) this.batchStarts.set(firstIndex, lastIndex);
+    });
+  }
+
+  /** Replicates an application control entry; resolves with applyControl's result once applied here. */
+  proposeControl(data: Uint8Array): Promise<{ index: number; result: Result }> {
+    return this.request((resolve, reject) => {
+      const proposed = this.raw.proposeControl(data);
+      if (!proposed.ok) {
+        reject(this.refusalError(proposed));
+        return;
+      }
+      const index = proposed.value.firstIndex;
+      this.proposals.set(index, { term: proposed.value.term, resolve, reject });
+    });
+  }
+
+  /**
+   * Compacts the log through `index` (<= the applied index when it runs) at the next point where
+   * the storage may be written: a snapshot of the state machine at `index`, with no trailing
+   * entries kept. For logs whose retention the application decides (a replicated decision, so
+   * every replica compacts at the same index).
+   */
+  compactTo(index: number): void {
+    this.enqueue(() => {
+      this.pendingCompaction = Math.max(this.pendingCompaction, index);
     });
   }
 
@@ -366,7 +398,9 @@ export class RaftNode<Result> {
   }
 
   private applyEntry(entry: Entry): void {
-    const result = entry.type === EntryType.Normal ? this.options.stateMachine.apply(entry) : undefined;
+    const machine = this.options.stateMachine;
+    const result =
+      entry.type === EntryType.Normal ? machine.apply(entry) : entry.type === EntryType.Control ? machine.applyControl?.(entry) : undefined;
     if (entry.type === EntryType.Normal) this.collectBatchResult(entry, result);
     const waiters = (entry.type === EntryType.Config ? this.configChanges : this.proposals) as Map<number, Waiter<unknown>>;
     const waiter = waiters.get(entry.index);
@@ -420,8 +454,18 @@ export class RaftNode<Result> {
   }
 
   private async maybeSnapshot(): Promise<void> {
-    const every = this.options.snapshotEveryEntries ?? 0;
     const applied = this.raw.status().applied;
+    const compaction = Math.min(this.pendingCompaction, applied);
+    if (compaction > this.snapshotIndex) {
+      this.snapshotIndex = compaction;
+      await this.options.storage.createSnapshot({
+        index: compaction,
+        config: this.raw.configAt(compaction),
+        data: this.options.stateMachine.snapshot(),
+        trailingEntryCount: 0,
+      });
+    }
+    const every = this.options.snapshotEveryEntries ?? 0;
     if (every === 0 || applied - this.snapshotIndex < every) return;
     this.snapshotIndex = applied;
     await this.options.storage.createSnapshot({

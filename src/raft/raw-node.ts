@@ -86,6 +86,12 @@ export class RawNode {
     return this.raft.propose(datas.map((data) => ({ type: EntryType.Normal, data })));
   }
 
+  /** Appends one application control entry (EntryType.Control; leader only). */
+  proposeControl(data: Uint8Array): RequestResult<{ firstIndex: number; term: number }> {
+    this.assertIdle();
+    return this.raft.propose([{ type: EntryType.Control, data }]);
+  }
+
   proposeConfigChange(change: ConfigChange): RequestResult<{ index: number; term: number }> {
     this.assertIdle();
     return this.raft.proposeConfigChange(change);

@@ -17,6 +17,12 @@ export const EntryType = {
   Noop: 1,
   /** A full cluster configuration (see `encodeConfig`); takes effect as soon as it is appended. */
   Config: 2,
+  /**
+   * The application's own control entry (its data is the application's): replicated and
+   * committed like a normal entry, handed to `StateMachine.applyControl` instead of `apply`, so a
+   * store can keep it out of the user-visible record space (annal: retention decisions).
+   */
+  Control: 3,
 } as const;
 export type EntryType = (typeof EntryType)[keyof typeof EntryType];
 

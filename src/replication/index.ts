@@ -18,3 +18,4 @@ export { PeerService, peerServiceHandlers, type PeerServiceOptions } from './pee
 export { RaftPeerService, RAFT_METHOD_ACTIONS, RAFT_SERVICE_NAME, PeerMetadataKey } from './peer-protocol.js';
 export { SendDropReason, type PeerLogger, type PeerMetrics } from './peer-metrics.js';
 export { InvalidReason, DEFAULT_PEER_LIMITS, type PeerLimits } from './peer-codec.js';
+export { retainFrom, encodeControl, decodeControl, type RetentionPolicy, type SegmentView, type RetainEntry } from './retention.js';

@@ -38,7 +38,7 @@ export const InvalidReason = {
   BadTerm: 'badTerm',
   /** Entries not contiguous after prevLogIndex. */
   EntryIndex: 'entryIndex',
-  /** An entry type other than normal, no-op and configuration. */
+  /** An entry type other than normal, no-op, configuration and control. */
   EntryType: 'entryType',
   /** A configuration (entry or snapshot meta) that does not decode or is not a valid membership. */
   BadConfig: 'badConfig',
@@ -177,7 +177,7 @@ function appendFromWire(base: Base, value: Body<'append'>, limits: PeerLimits): 
     if (entry.term < previousTerm || entry.term > base.term || entry.term === 0) {
       return invalid(InvalidReason.BadTerm, `entry ${entry.index} has term ${entry.term}: not in [${Math.max(previousTerm, 1)}, ${base.term}]`);
     }
-    if (entry.type !== EntryType.Normal && entry.type !== EntryType.Noop && entry.type !== EntryType.Config) {
+    if (entry.type !== EntryType.Normal && entry.type !== EntryType.Noop && entry.type !== EntryType.Config && entry.type !== EntryType.Control) {
       return invalid(InvalidReason.EntryType, `entry ${entry.index} has type ${entry.type}`);
     }
     if (entry.type === EntryType.Config) {

@@ -395,6 +395,20 @@ export class RaftLogStorage implements RaftStorage {
     return this.log.sizeBytes();
   }
 
+  /**
+   * The current log's segments as Raft index ranges [firstIndex, nextIndex), oldest first, with
+   * their store file (whose modification time is that of its newest record) and size.
+   */
+  segments(): { firstIndex: number; nextIndex: number; sizeBytes: number; storePath: string; active: boolean }[] {
+    return this.log.segmentSummaries().map((segment) => ({
+      firstIndex: segment.baseOffset + 1,
+      nextIndex: segment.nextOffset + 1,
+      sizeBytes: segment.storeSizeBytes,
+      storePath: segment.storePath,
+      active: segment.active,
+    }));
+  }
+
   /** Segments of the current log. */
   segmentCount(): number {
     return this.log.segmentCount();

@@ -17,7 +17,7 @@
  * refused by the peer service.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ChannelCredentials } from '@grpc/grpc-js';
 import { EntryType, RaftNode, Role, encodeConfig, type NodeId, type Status } from '../raft/index.js';
@@ -28,6 +28,7 @@ import { readJsonFile, writeJsonAtomic } from './durable-file.js';
 import { PeerTransport } from './peer-transport.js';
 import { PeerService } from './peer-service.js';
 import { RaftLogStorage } from './raft-storage.js';
+import { encodeControl, retainFrom, type RetentionPolicy } from './retention.js';
 import { ReplicatedLog } from './replicated-log.js';
 
 export interface ReplicaLogger {
@@ -57,6 +58,8 @@ export interface ReplicaOptions {
   /** Remove a voter that gossip reports failed for this long (never below 3 voters). Off unless set. */
   removeFailedAfterMs?: number;
   timing?: Partial<RaftTiming>;
+  /** How much of the log the cluster keeps (the leader decides; every replica applies it). */
+  retention?: RetentionPolicy;
   logger: ReplicaLogger;
 }
 
@@ -104,6 +107,7 @@ export interface ReplicaStats {
 }
 
 const RECONCILE_INTERVAL_MS = 250;
+const RETENTION_CHECK_INTERVAL_MS = 1000;
 
 export class Replica {
   readonly log: ReplicatedLog;
@@ -114,6 +118,8 @@ export class Replica {
   private members: MemberView[] = [];
   private selfRpcAddr = '';
   private reconcileTimer: NodeJS.Timeout | undefined;
+  private retentionTimer: NodeJS.Timeout | undefined;
+  private retaining = false;
   private changing = false;
   private lastConfigText = '';
   private counters = { leaderChanges: 0, elections: 0, configChanges: 0 };
@@ -231,6 +237,11 @@ export class Replica {
     if (voters.length === 1 && voters[0] === this.raftId) this.node.campaign();
     this.reconcileTimer = setInterval(() => this.reconcile(), RECONCILE_INTERVAL_MS);
     this.reconcileTimer.unref();
+    const retention = this.options.retention;
+    if (retention !== undefined && (retention.bytes !== undefined || retention.ageMs !== undefined)) {
+      this.retentionTimer = setInterval(() => this.applyRetention(retention), RETENTION_CHECK_INTERVAL_MS);
+      this.retentionTimer.unref();
+    }
   }
 
   /** Gossip addresses of peers this node has known (to rejoin gossip after a restart). */
@@ -350,6 +361,7 @@ export class Replica {
     if (this.closed) return;
     this.closed = true;
     clearInterval(this.reconcileTimer);
+    clearInterval(this.retentionTimer);
     this.peerService?.drain();
     this.log.close();
     this.node.close();
@@ -399,6 +411,28 @@ export class Replica {
     );
   }
 
+  /** On the leader: propose where the log starts now under the retention policy, if it moved. */
+  private applyRetention(policy: RetentionPolicy): void {
+    const status = this.node.status();
+    if (this.closed || this.retaining || status.role !== Role.Leader) return;
+    const segments = this.storage.segments().map((segment) => ({ ...segment, modifiedMs: modifiedMs(segment.storePath) }));
+    const firstIndex = retainFrom(segments, policy, status.applied, Date.now());
+    if (firstIndex === null || firstIndex <= this.storage.firstIndex()) return;
+    const { logger } = this.options;
+    this.retaining = true;
+    const offset = this.storage.offsetOfIndex(firstIndex);
+    this.node.proposeControl(encodeControl({ kind: 'retain', firstIndex })).then(
+      () => {
+        this.retaining = false;
+        logger.info({ firstIndex, lowestOffset: offset, policy }, 'retention: the log now starts at this offset on every replica');
+      },
+      (error: unknown) => {
+        this.retaining = false;
+        logger.warn({ err: String(error), firstIndex }, 'retention decision did not commit; retrying');
+      },
+    );
+  }
+
   private savePeers(): void {
     try {
       writeJsonAtomic(this.peersFile, Object.fromEntries(this.peers));
@@ -423,6 +457,15 @@ function identity(file: string, nodeName: string, storageIsNew: boolean): NodeId
   const raftId = `${nodeName}@${randomBytes(4).toString('hex')}`;
   writeJsonAtomic(file, { nodeName, raftId });
   return raftId;
+}
+
+/** A store file's modification time (its newest record's), or now if it cannot be read. */
+function modifiedMs(path: string): number {
+  try {
+    return statSync(path).mtimeMs;
+  } catch {
+    return Date.now();
+  }
 }
 
 function loadPeers(file: string): Map<NodeId, PeerEntry> {

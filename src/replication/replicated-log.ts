@@ -20,6 +20,7 @@
 import type { RaftNode, StateMachine } from '../raft/index.js';
 import { Role, type ClusterConfig, type NodeId, type Snapshot } from '../raft/index.js';
 import type { ReadLimits, RecordInput, StoredRecord } from '../storage/types.js';
+import { decodeControl } from './retention.js';
 import { assert, ClosedError, NotLeaderError, OffsetOutOfRangeError, type AnnalError } from '../util/index.js';
 
 /** What the replicated log needs of its storage besides the Raft contract (RaftLogStorage). */
@@ -138,6 +139,19 @@ export class ReplicatedLog implements StateMachine<number> {
     this.visibleNext = offset + 1;
     if (this.waiters.size > 0) this.wake();
     return offset;
+  }
+
+  /** A retention decision: compact through the index before the new first one (whole segments go). */
+  applyControl(entry: { readonly index: number; readonly data: Uint8Array }): number {
+    let control;
+    try {
+      control = decodeControl(entry.data);
+    } catch {
+      // A control entry of a newer version: nothing this one knows how to do.
+      return this.visibleNext;
+    }
+    if (control.firstIndex > this.storage.firstIndex()) this.raft.compactTo(Math.min(control.firstIndex, entry.index) - 1);
+    return this.visibleNext;
   }
 
   snapshot(): Uint8Array {

@@ -250,6 +250,20 @@ export class CommitLog {
     return this.segments.length;
   }
 
+  /**
+   * Each segment's offset range, store size and store file, oldest first; the last is the active
+   * one (for retention decisions).
+   */
+  segmentSummaries(): { baseOffset: number; nextOffset: number; storeSizeBytes: number; storePath: string; active: boolean }[] {
+    return this.segments.map((segment, i) => ({
+      baseOffset: segment.baseOffset,
+      nextOffset: segment.nextOffset,
+      storeSizeBytes: segment.storeSizeBytes,
+      storePath: segment.storePath,
+      active: i === this.segments.length - 1,
+    }));
+  }
+
   /** Appends one record; resolves with its offset once acknowledged under the fsync policy. */
   append(record: RecordInput): Promise<number> {
     const refused = this.refusal(record);
