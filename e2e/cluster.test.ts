@@ -18,6 +18,7 @@ import { killAll, runCli } from './cli-harness.js';
 import {
   client,
   leaderOf,
+  logField,
   makeCerts,
   readAll,
   startNode,
@@ -224,6 +225,30 @@ describe('a three-node cluster', () => {
       assert.equal((await readAll(nodes[2]!, certs.root)).length, 50);
     } finally {
       await stopAll(nodes);
+    }
+  });
+});
+
+describe('clusters that must not merge', () => {
+  it('keeps two nodes started with --bootstrap against each other apart, and says why', async () => {
+    const first = await startNode({ name: 'f1', dataDir: join(dir, 'f1'), certs, bootstrap: true });
+    const second = await startNode({ name: 'f2', dataDir: join(dir, 'f2'), certs, bootstrap: true, join: [first.gossipAddr] });
+    try {
+      const ids = await Promise.all([first, second].map((node) => logField(node.process, 'log opened', 'clusterId')));
+      assert.notEqual(ids[0], ids[1]);
+      for (const node of [first, second]) {
+        await logField(node.process, `gossip member ${node === first ? 'f2' : 'f1'} belongs to cluster ${ids[node === first ? 1 : 0]}, not this one (${ids[node === first ? 0 : 1]}): two nodes started with --bootstrap, or a data dir from another cluster; it is not added`, 'member');
+        const servers = await waitForServers(node, certs.root, votersWithLeader(1));
+        assert.deepEqual(servers.map((s) => s.id), [node.name], `${node.name} stays alone`);
+        const c = client(node, certs.root);
+        try {
+          assert.equal(await c.produce(Buffer.from('mine')), 0);
+        } finally {
+          c.close();
+        }
+      }
+    } finally {
+      await stopAll([first, second]);
     }
   });
 });

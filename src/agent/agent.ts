@@ -23,7 +23,7 @@ import { join } from 'node:path';
 import { credentials as grpcCredentials, type ServerCredentials, type ServerInterceptor } from '@grpc/grpc-js';
 import { NodeSecurityRuntime, type NodeSecurity } from '../auth/index.js';
 import type { Member, Membership } from '../membership/index.js';
-import { RAFT_ID_TAG, RAFT_METHOD_ACTIONS, RaftPeerService, Replica, type RaftTiming, type RetentionPolicy } from '../replication/index.js';
+import { CLUSTER_ID_TAG, RAFT_ID_TAG, RAFT_METHOD_ACTIONS, RaftPeerService, Replica, type RaftTiming, type RetentionPolicy } from '../replication/index.js';
 import { LogServer, MeteredLog, type ServedLog, type ServiceLogger } from '../server/index.js';
 import { DEFAULT_LOG_CONFIG, FRAME_HEADER_BYTES, formatFsyncPolicy, type LogConfig } from '../storage/index.js';
 import type { Telemetry } from '../telemetry/index.js';
@@ -188,12 +188,19 @@ export class Agent {
     if (config.gossip !== undefined) {
       const onMembers = (members: Member[]): void =>
         replica.updateMembers(members.map((member) => ({ name: member.name, status: member.status, gossipAddr: memberAddr(member), tags: member.tags })));
-      membership = await joinCluster(config, config.gossip, advertisedRpcAddress(host, rpcAddress), { [RAFT_ID_TAG]: replica.raftId }, onMembers).catch(
+      const rpcAddr = advertisedRpcAddress(host, rpcAddress);
+      const tags = (): Record<string, string> => ({
+        [RAFT_ID_TAG]: replica.raftId,
+        ...(replica.clusterId !== undefined ? { [CLUSTER_ID_TAG]: replica.clusterId } : {}),
+      });
+      membership = await joinCluster(config, config.gossip, rpcAddr, tags(), onMembers).catch(
         async (error: unknown) => {
           await undo();
           throw error;
         },
       );
+      const joined = membership;
+      replica.onClusterId = () => joined.setTags({ ...tags(), rpc_addr: rpcAddr });
       // After a restart, peers known from before rejoin gossip even without --start-join-addrs.
       const known = replica.knownGossipAddrs().filter((address) => !config.gossip!.startJoinAddrs.includes(address));
       if (known.length > 0) {

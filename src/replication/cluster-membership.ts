@@ -12,7 +12,8 @@
  * 3. A learner that has caught up (its match index reached the leader's commit index) is promoted
  *    to voter.
  * 4. An alive gossip member that is not configured is added as a learner (it gets the log without
- *    counting towards quorums until it has caught up).
+ *    counting towards quorums until it has caught up), unless it belongs to another cluster (its
+ *    `cluster_id` tag differs: two --bootstrap nodes, or a data dir from elsewhere).
  * 5. With `removeFailedAfterMs`, a voter that gossip has reported failed for that long is removed,
  *    but never when that would leave fewer than 3 voters. A failure alone never shrinks the
  *    quorum: a failed voter stays a voter (off by default).
@@ -30,6 +31,8 @@ export interface MemberView {
   readonly status: GossipStatus;
   /** When gossip last changed the member's status (ms, the reconciler's clock). */
   readonly sinceMs: number;
+  /** The cluster the member says it belongs to (none yet for a node waiting to be added). */
+  readonly clusterId?: string | undefined;
 }
 
 export interface LeaderView {
@@ -41,6 +44,8 @@ export interface LeaderView {
   readonly members: readonly MemberView[];
   readonly nowMs: number;
   readonly removeFailedAfterMs: number | undefined;
+  /** This cluster's id: members of another cluster are never added. */
+  readonly clusterId?: string | undefined;
 }
 
 /** Never removed for failure below this many voters. */
@@ -50,6 +55,11 @@ export const MIN_VOTERS_AFTER_FAILURE_REMOVAL = 3;
 export function nodeNameOf(raftId: NodeId): string {
   const at = raftId.lastIndexOf('@');
   return at < 0 ? raftId : raftId.slice(0, at);
+}
+
+/** Whether `member` says it belongs to a cluster other than `clusterId`. */
+export function foreign(member: MemberView, clusterId: string | undefined): boolean {
+  return member.clusterId !== undefined && clusterId !== undefined && member.clusterId !== clusterId;
 }
 
 /** The one configuration change this pass should make, with why, or null. */
@@ -80,7 +90,7 @@ export function nextChange(view: LeaderView): { change: ConfigChange; reason: st
     }
   }
   for (const member of view.members) {
-    if (member.status === 'alive' && !configured(member.raftId) && member.raftId !== selfId) {
+    if (member.status === 'alive' && !configured(member.raftId) && member.raftId !== selfId && !foreign(member, view.clusterId)) {
       return { change: { type: 'addLearner', nodeId: member.raftId }, reason: `joined (gossip member ${member.name})` };
     }
   }

@@ -23,7 +23,7 @@ import type { ChannelCredentials } from '@grpc/grpc-js';
 import { EntryType, RaftNode, Role, encodeConfig, type NodeId, type Status } from '../raft/index.js';
 import type { LogConfig } from '../storage/index.js';
 import { InvalidArgumentError } from '../util/index.js';
-import { nextChange, nodeNameOf, type GossipStatus, type MemberView } from './cluster-membership.js';
+import { foreign, nextChange, nodeNameOf, type GossipStatus, type MemberView } from './cluster-membership.js';
 import { readJsonFile, writeJsonAtomic } from './durable-file.js';
 import { PeerTransport } from './peer-transport.js';
 import { PeerService } from './peer-service.js';
@@ -72,8 +72,9 @@ export interface GossipMember {
   tags: Readonly<Record<string, string>>;
 }
 
-/** The gossip tags a replica publishes: the RPC address (as every agent does) and its Raft id. */
+/** The gossip tags a replica publishes besides the RPC address: its Raft id and its cluster's id. */
 export const RAFT_ID_TAG = 'raft_id';
+export const CLUSTER_ID_TAG = 'cluster_id';
 
 interface PeerEntry {
   name: string;
@@ -125,6 +126,9 @@ export class Replica {
   private counters = { leaderChanges: 0, elections: 0, configChanges: 0 };
   private closed = false;
   private peerService: PeerService | undefined;
+  private readonly foreignWarned = new Set<NodeId>();
+  /** Called when this node adopts a cluster id (the agent republishes its gossip tags). */
+  onClusterId: ((clusterId: string) => void) | undefined;
 
   private constructor(
     private readonly options: ReplicaOptions,
@@ -211,6 +215,7 @@ export class Replica {
       adoptClusterId: async (id) => {
         await this.storage.setClusterId(id);
         logger.info({ clusterId: id }, 'joined cluster');
+        this.onClusterId?.(id);
       },
       deliver: (message) => this.transport.deliver(message),
       forward: (request) => {
@@ -260,7 +265,21 @@ export class Replica {
       const rpcAddr = member.tags.rpc_addr;
       if (raftId === undefined || rpcAddr === undefined || nodeNameOf(raftId) !== member.name) continue;
       const before = previous.get(raftId);
-      next.push({ raftId, name: member.name, status: member.status, sinceMs: before?.status === member.status ? before.sinceMs : nowMs });
+      const view: MemberView = {
+        raftId,
+        name: member.name,
+        status: member.status,
+        sinceMs: before?.status === member.status ? before.sinceMs : nowMs,
+        clusterId: member.tags[CLUSTER_ID_TAG],
+      };
+      next.push(view);
+      if (foreign(view, this.clusterId) && !this.foreignWarned.has(raftId)) {
+        this.foreignWarned.add(raftId);
+        this.options.logger.error(
+          { member: member.name, theirClusterId: view.clusterId, ourClusterId: this.clusterId },
+          `gossip member ${member.name} belongs to cluster ${view.clusterId}, not this one (${this.clusterId}): two nodes started with --bootstrap, or a data dir from another cluster; it is not added`,
+        );
+      }
       const known = this.peers.get(raftId);
       if (known === undefined || known.rpcAddr !== rpcAddr || known.gossipAddr !== member.gossipAddr) {
         this.peers.set(raftId, { name: member.name, rpcAddr, gossipAddr: member.gossipAddr });
@@ -392,6 +411,7 @@ export class Replica {
       members: this.members,
       nowMs: performance.now(),
       removeFailedAfterMs: this.options.removeFailedAfterMs,
+      clusterId: this.clusterId,
     });
     if (decision === null) return;
     const { logger } = this.options;

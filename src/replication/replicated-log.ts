@@ -17,6 +17,7 @@
  * leader, or asked of it by a follower) an index that every write acknowledged before the call
  * is at or below, and waits until this node has applied it.
  */
+import type { Metadata } from '@grpc/grpc-js';
 import type { RaftNode, StateMachine } from '../raft/index.js';
 import { Role, type ClusterConfig, type NodeId, type Snapshot } from '../raft/index.js';
 import type { ReadLimits, RecordInput, StoredRecord } from '../storage/types.js';
@@ -36,13 +37,18 @@ export interface ReplicaStorage {
 
 /** What it needs of the peer transport: calls to the leader (deadlines are absolute, Date.now() based). */
 export interface LeaderCalls {
-  forward(to: NodeId, request: { values: Uint8Array[]; subject: string }, options: { deadlineMs: number }): Promise<{ firstOffset: number; lastOffset: number }>;
+  forward(
+    to: NodeId,
+    request: { values: Uint8Array[]; subject: string },
+    options: { deadlineMs: number; metadata?: Metadata },
+  ): Promise<{ firstOffset: number; lastOffset: number }>;
   readIndex(to: NodeId, options: { deadlineMs: number }): Promise<number>;
 }
 
-/** Who is asking, for forwarded writes (the certificate subject authorized at this node). */
+/** Who is asking (the certificate subject authorized at this node) and the call's trace, for forwarded writes. */
 export interface AppendContext {
   subject?: string;
+  trace?: Metadata;
 }
 
 export interface ReplicatedLogOptions {
@@ -186,7 +192,7 @@ export class ReplicatedLog implements StateMachine<number> {
         if (!(error instanceof NotLeaderError)) throw error;
       }
     }
-    return this.forward(values, context.subject ?? '');
+    return this.forward(values, context.subject ?? '', context.trace);
   }
 
   /** Appends forwarded records on the leader (the peer service's Forward handler). */
@@ -203,13 +209,13 @@ export class ReplicatedLog implements StateMachine<number> {
     return { firstOffset, lastOffset };
   }
 
-  private async forward(values: Uint8Array[], subject: string): Promise<{ firstOffset: number; lastOffset: number }> {
+  private async forward(values: Uint8Array[], subject: string, trace: Metadata | undefined): Promise<{ firstOffset: number; lastOffset: number }> {
     const deadlineMs = Date.now() + (this.options.forwardTimeoutMs ?? 10_000);
     let leader = await this.leader();
     for (let attempt = 0; ; attempt++) {
       if (leader === this.raft.id) return this.proposeHere(values);
       try {
-        return await this.options.peers.forward(leader, { values, subject }, { deadlineMs });
+        return await this.options.peers.forward(leader, { values, subject }, { deadlineMs, ...(trace !== undefined ? { metadata: trace } : {}) });
       } catch (error) {
         // A stale leader hint refuses before appending anything: follow the newer hint once.
         if (!(error instanceof NotLeaderError) || attempt > 0) throw error;

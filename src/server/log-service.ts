@@ -13,7 +13,8 @@
  * - bytes that do not decode as the request message (see codec.ts).
  */
 import type { sendUnaryData, ServerDuplexStream, ServerUnaryCall, ServerWritableStream, StatusObject } from '@grpc/grpc-js';
-import { status as Status } from '@grpc/grpc-js';
+import { Metadata, status as Status } from '@grpc/grpc-js';
+import { ROOT_CONTEXT, trace, type Span } from '@opentelemetry/api';
 import type {
   ConsumeRequest,
   ConsumeResponse,
@@ -28,7 +29,7 @@ import type {
 } from '../gen/log/v1/log.js';
 import type { RecordInput } from '../storage/types.js';
 import { subjectOfCall } from '../auth/index.js';
-import { rpcScope, withSpan } from '../telemetry/index.js';
+import { injectTraceContext, rpcScope, withSpan } from '../telemetry/index.js';
 import { InvalidArgumentError, OffsetOutOfRangeError, RecordTooLargeError } from '../util/index.js';
 import { DecodeFailure } from './codec.js';
 import { pumpConsumeStream, SHUTDOWN_STATUS, ShutdownSignal, type ConsumeStreamLimits } from './consume-stream.js';
@@ -110,7 +111,7 @@ export class LogServiceHandlers {
     }
     const log = this.options.log;
     const context = appendContext(call);
-    withSpan(rpcScope(call.metadata), 'storage.append', () => log.append(input, context)).then(
+    withSpan(rpcScope(call.metadata), 'storage.append', (span) => log.append(input, traced(context, span))).then(
       (offset) => callback(null, { offset }),
       (error: unknown) => callback(this.status(error)),
     );
@@ -182,7 +183,7 @@ export class LogServiceHandlers {
     const context = appendContext(call);
     this.servePipeline(call, sizeBytes, (request) => {
       const input = this.recordFrom(decoded(request).record);
-      return withSpan(scope, 'storage.append', () => log.append(input, context)).then(toProduceResponse);
+      return withSpan(scope, 'storage.append', (span) => log.append(input, traced(context, span))).then(toProduceResponse);
     });
   }
 
@@ -206,7 +207,7 @@ export class LogServiceHandlers {
       }
       const inputs = records.map((record) => this.recordFrom(record));
       const attributes = { 'annal.record_count': inputs.length };
-      const appended = withSpan(scope, 'storage.append_batch', () => log.appendBatch(inputs, context), attributes);
+      const appended = withSpan(scope, 'storage.append_batch', (span) => log.appendBatch(inputs, traced(context, span)), attributes);
       return appended.then(({ firstOffset, lastOffset }) => ({
         firstOffset,
         lastOffset,
@@ -273,6 +274,14 @@ export class LogServiceHandlers {
 function appendContext(call: { getAuthContext(): ReturnType<ServerUnaryCall<unknown, unknown>['getAuthContext']> }): AppendContext {
   const subject = subjectOfCall(call);
   return subject === undefined ? {} : { subject };
+}
+
+/** The context with the span's trace, so that a replicated log forwarding the write continues it. */
+function traced(context: AppendContext, span: Span): AppendContext {
+  if (!span.isRecording()) return context;
+  const metadata = new Metadata();
+  injectTraceContext(trace.setSpan(ROOT_CONTEXT, span), metadata);
+  return { ...context, trace: metadata };
 }
 
 function toProduceResponse(offset: number): ProduceResponse {

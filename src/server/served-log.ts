@@ -1,3 +1,4 @@
+import type { Metadata } from '@grpc/grpc-js';
 import type { RecordInput, StoredRecord, ReadLimits } from '../storage/types.js';
 
 /**
@@ -34,4 +35,6 @@ export interface ServedLog {
 /** Who appends: the authorized certificate subject, which a replicated log forwards to its leader. */
 export interface AppendContext {
   subject?: string;
+  /** The trace of the call (W3C traceparent metadata), to continue on the node the write is forwarded to. */
+  trace?: Metadata;
 }
