@@ -42,7 +42,7 @@ describe('Agent', () => {
     const offsets = await Promise.all(Array.from({ length: 50 }, (_, i) => producer.send(Buffer.from(`r${i}`))));
     await producer.close();
     assert.deepEqual(offsets, Array.from({ length: 50 }, (_, i) => i));
-    assert.deepEqual(await client.getServers(), [{ id: 'agent-test', rpcAddr: first.rpcAddress, isLeader: true }]);
+    assert.deepEqual(await client.getServers(), [{ id: 'agent-test', rpcAddr: first.rpcAddress, isLeader: true, role: 'leader', isVoter: true, matchIndex: 52 }], 'bootstrap config, no-op, 50 records');
     client.close();
     await first.shutdown();
     await first.shutdown(); // idempotent
@@ -70,7 +70,7 @@ describe('Agent', () => {
     const agent = await Agent.start(config({ bindAddr: '0.0.0.0:0' }));
     const port = agent.server.port;
     const client = new AnnalClient({ address: `127.0.0.1:${port}`, security: { insecure: true } });
-    assert.deepEqual(await client.getServers(), [{ id: 'agent-test', rpcAddr: `${hostname()}:${port}`, isLeader: true }]);
+    assert.deepEqual(await client.getServers(), [{ id: 'agent-test', rpcAddr: `${hostname()}:${port}`, isLeader: true, role: 'leader', isVoter: true, matchIndex: 2 }]);
     client.close();
     await agent.shutdown();
   });

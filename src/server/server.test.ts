@@ -61,7 +61,7 @@ describe('Produce and Consume', () => {
       assert.equal(record.offset, i);
       assert.deepEqual(record.value, value(i));
     }
-    assert.deepEqual(await node.client.getServers(), [{ id: 'test-node', rpcAddr: node.server.address, isLeader: true }]);
+    assert.deepEqual(await node.client.getServers(), [{ id: 'test-node', rpcAddr: node.server.address, isLeader: true, role: 'leader', isVoter: true, matchIndex: 0 }]);
   });
 
   it('answers OUT_OF_RANGE past the end, naming the offset and the range', async () => {
