@@ -78,7 +78,7 @@ describe('annal agent gossip membership', () => {
         const listed = await membersJson(node);
         // Each agent also tags its Raft id: its node name and the incarnation of its data dir.
         for (const member of listed) assert.match(member.tags.raft_id ?? '', new RegExp(`^${member.name}@[0-9a-f]{8}$`));
-        const withoutRaftId = listed.map(({ tags: { raft_id: _raftId, ...tags }, ...member }) => ({ ...member, tags }));
+        const withoutRaftId = listed.map(({ tags: { raft_id: _raftId, cluster_id: _clusterId, ...tags }, ...member }) => ({ ...member, tags }));
         assert.deepEqual(withoutRaftId, expected, `annal members --json on ${node.name}`);
       }
       const table = await runCli(['members', '--insecure', '--addr', n1.rpc]);
@@ -86,7 +86,7 @@ describe('annal agent gossip membership', () => {
       const lines = table.stdout.trim().split('\n');
       assert.match(lines[0]!, /^NAME\s+ADDRESS\s+STATUS\s+TAGS$/);
       assert.deepEqual(
-        lines.slice(1).map((line) => line.split(/\s+/).map((cell) => cell.replace(/^raft_id=[^,]+,/, ''))),
+        lines.slice(1).map((line) => line.split(/\s+/).map((cell) => cell.replace(/^cluster_id=[^,]+,raft_id=[^,]+,/, ''))),
         expected.map((m) => [m.name, m.addr, 'alive', `rpc_addr=${m.tags.rpc_addr}`]),
       );
 

@@ -126,7 +126,8 @@ describe('security end to end', { timeout: 180_000 }, () => {
       const members = await runCli(['members', ...root, '--json']);
       assert.equal(members.code, 0, members.stderr);
       const self = JSON.parse(members.stdout) as { name: string; addr: string; status: string; tags: Record<string, string> };
-      assert.deepEqual({ ...self, addr: undefined, tags: { ...self.tags, raft_id: undefined } }, { name: 'secure', addr: undefined, status: 'alive', tags: { rpc_addr: addr, raft_id: undefined } });
+      assert.deepEqual({ ...self, addr: undefined, tags: { rpc_addr: self.tags.rpc_addr } }, { name: 'secure', addr: undefined, status: 'alive', tags: { rpc_addr: addr } });
+      assert.match(self.tags.cluster_id ?? '', /^[0-9a-f-]{36}$/);
       assert.match(self.tags.raft_id ?? '', /^secure@[0-9a-f]{8}$/);
       assert.match(self.addr, /^127\.0\.0\.1:\d+$/);
 

@@ -117,7 +117,10 @@ describe('Agent gossip', () => {
     for (const agent of [a, b, c]) {
       // b's view of c's join may trail a's by a gossip round: wait for it on the node itself.
       if ((await membersOf(agent)).length < 3) await nextEvent(agent, (event) => event.type === 'member-join');
-      assert.deepEqual(await membersOf(agent), expected, `members as ${agent.config.nodeName} sees them`);
+      // Tags also carry each node's Raft id and, once it has joined the Raft cluster, its id.
+      const listed = await membersOf(agent);
+      for (const member of listed) assert.match(member.tags.raft_id ?? '', new RegExp(`^${member.name}@[0-9a-f]{8}$`));
+      assert.deepEqual(listed.map((member) => ({ ...member, tags: { rpc_addr: member.tags.rpc_addr } })), expected, `members as ${agent.config.nodeName} sees them`);
     }
 
     const scrape = await telemetry.scrape();
@@ -174,7 +177,8 @@ describe('Agent gossip', () => {
     const { host, port } = agent.membership!.address;
     assert.equal(host, ipv4);
     assert.ok(port > 0);
-    const [self] = await membersOf(agent);
+    const [listed] = await membersOf(agent);
+    const self = { ...listed!, tags: { rpc_addr: listed!.tags.rpc_addr } };
     assert.deepEqual(self, { name: 'wild', addr: `${ipv4}:${port}`, status: 'alive', tags: { rpc_addr: `${hostname()}:${agent.server.port}` } });
   });
 
