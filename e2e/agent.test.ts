@@ -62,6 +62,14 @@ describe('annal CLI end to end', () => {
     const past = await runCli(['consume', '--insecure', '--addr', addr, '--offset', '9']);
     assert.equal(past.code, 1);
     assert.match(past.stderr, /^annal consume: offset 9 is out of range: the log holds offsets 0\.\.4\n$/);
+    for (const follow of [[], ['--follow']]) {
+      const top = await runCli(['consume', '--insecure', '--addr', addr, '--offset', '18446744073709551615', ...follow]);
+      assert.equal(top.code, 1, top.stderr);
+      assert.equal(top.stderr, 'annal consume: offset 18446744073709551615 is out of range: the log holds offsets 0..4\n');
+    }
+    const beyond = await runCli(['consume', '--insecure', '--addr', addr, '--offset', '18446744073709551616']);
+    assert.equal(beyond.code, 2);
+    assert.match(beyond.stderr, /expected an offset from 0 to 18446744073709551615/);
     const empty = await runCli(['produce', '--insecure', '--addr', addr], { input: 'x\n\ny\n' });
     assert.equal(empty.code, 1);
     assert.match(empty.stderr, /record value is empty/);

@@ -9,7 +9,7 @@ import { createInterface } from 'node:readline';
 import type { Command } from 'commander';
 import { AnnalClient, type ClientSecurity, type ConsumedRecord, type MemberInfo } from '../client/index.js';
 import { OffsetOutOfRangeError, UnavailableError } from '../util/index.js';
-import { parseAddress, parseUint } from './options.js';
+import { parseAddress, parseOffset, parseUint } from './options.js';
 import { UsageError } from './usage-error.js';
 
 interface ClientFlags {
@@ -19,6 +19,12 @@ interface ClientFlags {
   certFile?: string;
   keyFile?: string;
   json?: boolean;
+}
+
+interface ConsumeFlags extends ClientFlags {
+  offset?: number | bigint;
+  follow?: boolean;
+  maxBatch: number;
 }
 
 /** Records sent on a ProduceStream and not yet acknowledged, at most. */
@@ -42,10 +48,10 @@ export function addClientCommands(program: Command): void {
 
   clientOptions(program.command('consume'))
     .description('print records from an offset; --follow keeps waiting for new ones')
-    .option('--offset <offset>', 'first offset to read (default: the lowest in the log)', parseUint)
+    .option('--offset <offset>', 'first offset to read (default: the lowest in the log)', parseOffset)
     .option('--follow', 'keep waiting for new records (Ctrl-C to stop)')
     .option('--max-batch <records>', 'records per server message (throughput; 0 = one per message)', parseUint, 256)
-    .action(async (flags: ClientFlags & { offset?: number; follow?: boolean; maxBatch: number }) =>
+    .action(async (flags: ConsumeFlags) =>
       withClient(flags, (client) => consume(client, flags)),
     );
 
@@ -123,14 +129,14 @@ async function produce(client: AnnalClient, values: string[], flags: ClientFlags
 const FOLLOW_RETRY_MS_MIN = 250;
 const FOLLOW_RETRY_MS_MAX = 5_000;
 
-async function consume(client: AnnalClient, flags: ClientFlags & { offset?: number; follow?: boolean; maxBatch: number }): Promise<void> {
+async function consume(client: AnnalClient, flags: ConsumeFlags): Promise<void> {
   const controller = new AbortController();
   const stop = (): void => controller.abort();
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
   const follow = flags.follow === true;
   const options = { signal: controller.signal, maxBatch: flags.maxBatch, follow };
-  let next = flags.offset ?? 0;
+  let next: number | bigint = flags.offset ?? 0;
   let retryMs = FOLLOW_RETRY_MS_MIN;
   try {
     while (true) {

@@ -18,6 +18,7 @@ import type { ConsumeRequest, ConsumeResponse, Record as WireRecord } from '../g
 import type { StoredRecord } from '../storage/types.js';
 import { assert, OffsetOutOfRangeError } from '../util/index.js';
 import type { ServedLog } from './served-log.js';
+import type { WideConsumeRequest } from './wire-decode.js';
 
 export interface ConsumeStreamLimits {
   /** Records read from the log per step in one-record-per-message mode. */
@@ -40,11 +41,11 @@ export class ShutdownSignal extends Error {
 export async function pumpConsumeStream(
   log: ServedLog,
   call: ServerWritableStream<ConsumeRequest, ConsumeResponse>,
-  request: ConsumeRequest,
+  request: WideConsumeRequest,
   limits: ConsumeStreamLimits,
   signal: AbortSignal,
 ): Promise<void> {
-  let next = request.offset;
+  let next = offsetWithinNumbers(request.offset, log);
   if (next < log.lowestOffset()) throw new OffsetOutOfRangeError(next, log.lowestOffset(), log.nextOffset());
   // A stream that ends at the end has nothing to wait for past it: that offset is a mistake.
   if (request.stopAtEnd && next > log.nextOffset()) throw new OffsetOutOfRangeError(next, log.lowestOffset(), log.nextOffset());
@@ -67,6 +68,15 @@ export async function pumpConsumeStream(
     const writable = batchRecords > 0 ? writeBatch(call, records) : writeEach(call, records);
     if (!writable) await waitForDrain(call, signal);
   }
+}
+
+/**
+ * The requested offset as a number, or OffsetOutOfRangeError with the log's range for a wire
+ * offset above 2^53 - 1, which no log reaches.
+ */
+export function offsetWithinNumbers(offset: number | bigint, log: ServedLog): number {
+  if (typeof offset === 'number') return offset;
+  throw new OffsetOutOfRangeError(offset, log.lowestOffset(), log.nextOffset());
 }
 
 function writeBatch(call: ServerWritableStream<ConsumeRequest, ConsumeResponse>, records: StoredRecord[]): boolean {

@@ -30,10 +30,11 @@ import type { RecordInput } from '../storage/types.js';
 import { rpcScope, withSpan } from '../telemetry/index.js';
 import { InvalidArgumentError, RecordTooLargeError } from '../util/index.js';
 import { DecodeFailure } from './codec.js';
-import { pumpConsumeStream, SHUTDOWN_STATUS, ShutdownSignal, type ConsumeStreamLimits } from './consume-stream.js';
+import { offsetWithinNumbers, pumpConsumeStream, SHUTDOWN_STATUS, ShutdownSignal, type ConsumeStreamLimits } from './consume-stream.js';
 import { statusFromError } from './errors.js';
 import { Pipeline } from './pipeline.js';
 import type { ServedLog } from './served-log.js';
+import type { WideConsumeRequest } from './wire-decode.js';
 
 /** The few logger methods the service uses (pino's Logger has them). */
 export interface ServiceLogger {
@@ -87,9 +88,9 @@ export class LogServiceHandlers {
     return {
       produce: (call: ServerUnaryCall<Req<ProduceRequest>, ProduceResponse>, callback: sendUnaryData<ProduceResponse>) =>
         this.produce(call, callback),
-      consume: (call: ServerUnaryCall<Req<ConsumeRequest>, ConsumeResponse>, callback: sendUnaryData<ConsumeResponse>) =>
+      consume: (call: ServerUnaryCall<Req<WideConsumeRequest>, ConsumeResponse>, callback: sendUnaryData<ConsumeResponse>) =>
         this.consume(call, callback),
-      consumeStream: (call: ServerWritableStream<Req<ConsumeRequest>, ConsumeResponse>) => this.consumeStream(call),
+      consumeStream: (call: ServerWritableStream<Req<WideConsumeRequest>, ConsumeResponse>) => this.consumeStream(call),
       produceStream: (call: ServerDuplexStream<Req<ProduceRequest>, ProduceResponse>) => this.produceStream(call),
       produceBatch: (call: ServerDuplexStream<Req<ProduceBatchRequest>, ProduceBatchResponse>) => this.produceBatch(call),
       getServers: (_call: ServerUnaryCall<Req<GetServersRequest>, GetServersResponse>, callback: sendUnaryData<GetServersResponse>) =>
@@ -112,17 +113,18 @@ export class LogServiceHandlers {
     );
   }
 
-  private consume(call: ServerUnaryCall<Req<ConsumeRequest>, ConsumeResponse>, callback: sendUnaryData<ConsumeResponse>): void {
+  private consume(call: ServerUnaryCall<Req<WideConsumeRequest>, ConsumeResponse>, callback: sendUnaryData<ConsumeResponse>): void {
+    const log = this.options.log;
     try {
-      const record = this.options.log.read(decoded(call.request).offset);
+      const record = log.read(offsetWithinNumbers(decoded(call.request).offset, log));
       callback(null, { record: record as WireRecord, records: [] });
     } catch (error) {
       callback(this.status(error));
     }
   }
 
-  private consumeStream(call: ServerWritableStream<Req<ConsumeRequest>, ConsumeResponse>): void {
-    const typedCall = call as ServerWritableStream<ConsumeRequest, ConsumeResponse>;
+  private consumeStream(call: ServerWritableStream<Req<WideConsumeRequest>, ConsumeResponse>): void {
+    const typedCall = call as unknown as ServerWritableStream<ConsumeRequest, ConsumeResponse>;
     if (this.draining) {
       call.emit('error', SHUTDOWN_STATUS);
       return;
@@ -139,7 +141,7 @@ export class LogServiceHandlers {
       else if (error === undefined) call.end();
       else call.emit('error', this.status(error));
     };
-    let request: ConsumeRequest;
+    let request: WideConsumeRequest;
     try {
       request = decoded(call.request);
     } catch (error) {

@@ -86,6 +86,51 @@ describe('Produce and Consume', () => {
     });
   });
 
+  it('answers OUT_OF_RANGE for wire offsets above 2^53 - 1, naming them exactly and the range', async () => {
+    await node.client.produce(value(0));
+    const raw = rawClient();
+    for (const offset of [2n ** 53n, 2n ** 53n + 1n, 2n ** 64n - 1n]) {
+      const request = { offset: offset as unknown as number, maxBatch: 0, stopAtEnd: false };
+      await assert.rejects(unary((cb) => raw.consume(request, cb)), (error: ServiceError) => {
+        assert.equal(error.code, Status.OUT_OF_RANGE);
+        assert.equal(error.details, `offset ${offset} is out of range: the log holds offsets 0..0`);
+        return true;
+      });
+      for (const stopAtEnd of [false, true]) {
+        const call = raw.consumeStream({ ...request, stopAtEnd });
+        const ended = new Promise<ServiceError>((resolve) => call.on('error', resolve));
+        call.on('data', () => assert.fail('no record is sent'));
+        const error = await ended;
+        assert.equal(error.code, Status.OUT_OF_RANGE);
+        assert.equal(error.details, `offset ${offset} is out of range: the log holds offsets 0..0`);
+      }
+      await assert.rejects(node.client.consume(offset), (error: unknown) => {
+        assert.ok(error instanceof OffsetOutOfRangeError);
+        assert.equal(error.offset, offset, 'the client keeps the offset exact');
+        assert.equal(error.nextOffset, 1);
+        return true;
+      });
+    }
+    raw.close();
+    await assert.rejects(node.client.consume(Number.MAX_SAFE_INTEGER), (error: unknown) => error instanceof OffsetOutOfRangeError && error.offset === Number.MAX_SAFE_INTEGER);
+  });
+
+  it('refuses appends past 2^53 - 1 with INVALID_ARGUMENT, never two records at one offset', async () => {
+    await node.stop();
+    const last = Number.MAX_SAFE_INTEGER - 1;
+    node = await startTestNode({ log: { initialOffset: last - 2 } });
+    await assert.rejects(node.client.produceBatch([0, 1, 2, 3].map(value)), (error: unknown) => error instanceof InvalidArgumentError && /the log is full/.test(error.message));
+    const producer = node.client.produceStream();
+    const results = await Promise.allSettled([0, 1, 2, 3].map((i) => producer.send(value(i))));
+    await producer.close().catch(() => {});
+    assert.deepEqual(results.slice(0, 3).map((r) => (r.status === 'fulfilled' ? r.value : r.reason)), [last - 2, last - 1, last]);
+    assert.equal(results[3]!.status, 'rejected');
+    assert.ok((results[3] as PromiseRejectedResult).reason instanceof InvalidArgumentError);
+    const consumed: number[] = [];
+    for await (const record of node.client.consumeStream(last - 2, { follow: false })) consumed.push(record.offset);
+    assert.deepEqual(consumed, [last - 2, last - 1, last]);
+  });
+
   it('answers OUT_OF_RANGE below the lowest offset, for Consume and ConsumeStream', async () => {
     await node.stop();
     node = await startTestNode({ log: { initialOffset: 100 } });
