@@ -11,12 +11,15 @@
  * waits for that offset to be written, as proglog's ConsumeStream does. With `stop_at_end` the
  * stream instead ends OK once it has caught up with the log's end, and an offset past the end
  * is OUT_OF_RANGE.
+ *
+ * A damaged record ends the stream with DATA_LOSS naming its offset, file and byte, after every
+ * intact record before it has been sent (storage fails a whole batch read; see readIntact).
  */
 import { once } from 'node:events';
 import { status as Status, type ServerWritableStream } from '@grpc/grpc-js';
 import type { ConsumeRequest, ConsumeResponse, Record as WireRecord } from '../gen/log/v1/log.js';
-import type { StoredRecord } from '../storage/types.js';
-import { assert, OffsetOutOfRangeError } from '../util/index.js';
+import type { ReadLimits, StoredRecord } from '../storage/types.js';
+import { assert, CorruptionError, OffsetOutOfRangeError } from '../util/index.js';
 import type { ServedLog } from './served-log.js';
 import type { WideConsumeRequest } from './wire-decode.js';
 
@@ -54,20 +57,57 @@ export async function pumpConsumeStream(
     batchRecords > 0
       ? { maxCount: batchRecords, maxBytes: limits.maxResponseBytes }
       : { maxCount: limits.readChunkRecords, maxBytes: limits.maxResponseBytes };
+  const write = batchRecords > 0 ? writeBatch : writeEach;
   while (!signal.aborted) {
     if (next >= log.nextOffset()) {
       if (request.stopAtEnd) return;
       await log.waitForAppend(next, signal);
       continue;
     }
-    const records = log.readBatch(next, readLimits);
+    const { records, corruption } = readIntact(log, next, readLimits);
+    if (corruption !== undefined) {
+      // The intact records before the damaged one go out first, then DATA_LOSS names it.
+      if (records.length > 0) write(call, records);
+      throw corruption;
+    }
     // readBatch returns at least one record below nextOffset(), checked just above (same tick).
     assert(records.length > 0, `readBatch(${next}) returned nothing below nextOffset ${log.nextOffset()}`);
     assert(records[0]!.offset === next, `readBatch(${next}) started at ${records[0]!.offset}`);
     next = records[records.length - 1]!.offset + 1;
-    const writable = batchRecords > 0 ? writeBatch(call, records) : writeEach(call, records);
-    if (!writable) await waitForDrain(call, signal);
+    if (!write(call, records)) await waitForDrain(call, signal);
   }
+}
+
+/**
+ * A batch read from `offset`, or, when the batch holds a damaged record (storage fails the whole
+ * batch), the intact records before it and the CorruptionError of the first damaged one. The
+ * re-read goes record by record within the same limits, so it costs one read per record only on
+ * the step that meets the damage.
+ */
+export function readIntact(log: ServedLog, offset: number, limits: ReadLimits): { records: StoredRecord[]; corruption?: CorruptionError } {
+  try {
+    return { records: log.readBatch(offset, limits) };
+  } catch (error) {
+    if (!(error instanceof CorruptionError)) throw error;
+  }
+  const records: StoredRecord[] = [];
+  let valueBytes = 0;
+  const end = Math.min(log.nextOffset(), offset + limits.maxCount);
+  for (let at = offset; at < end; at++) {
+    let record: StoredRecord;
+    try {
+      record = log.read(at);
+    } catch (error) {
+      if (error instanceof CorruptionError) return { records, corruption: error };
+      throw error;
+    }
+    if (records.length > 0 && valueBytes + record.value.length > limits.maxBytes) break;
+    records.push(record);
+    valueBytes += record.value.length;
+  }
+  // Every record read on its own: the batch failed on a record past the limits (or the damage
+  // was repaired in between); what was read is intact.
+  return { records };
 }
 
 /**

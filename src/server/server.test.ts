@@ -29,7 +29,7 @@ import { loadSync } from '@grpc/proto-loader';
 import { service as healthService } from 'grpc-health-check';
 import { AnnalClient } from '../client/index.js';
 import type { AdminMember } from './admin-service.js';
-import { LogClient, type ProduceResponse } from '../gen/log/v1/log.js';
+import { LogClient, type ConsumeResponse, type ProduceResponse } from '../gen/log/v1/log.js';
 import { FRAME_HEADER_BYTES, segmentFileName } from '../storage/index.js';
 import { ClosedError, CorruptionError, InvalidArgumentError, OffsetOutOfRangeError, RecordTooLargeError, UnavailableError } from '../util/index.js';
 import { startTestNode, waitUntil, type TestNode } from './test-node.js';
@@ -280,6 +280,43 @@ describe('ConsumeStream backpressure and corruption', () => {
     assert.equal(received, total);
     proxied.close();
     await new Promise((resolve) => proxy.close(resolve));
+  });
+
+  it('streams every intact record before a corrupt one, then DATA_LOSS naming its offset, file and byte', async () => {
+    const producer = node.client.produceStream();
+    await Promise.all(Array.from({ length: 30 }, (_, i) => producer.send(value(i))));
+    await producer.close();
+    const store = join(node.dir, segmentFileName(0, '.store'));
+    let recordAt = 0;
+    for (let i = 0; i < 12; i++) recordAt += FRAME_HEADER_BYTES + value(i).length;
+    const fd = openSync(store, 'r+');
+    const byte = Buffer.alloc(1);
+    readSync(fd, byte, 0, 1, recordAt + FRAME_HEADER_BYTES);
+    byte[0] = byte[0]! ^ 0xff;
+    writeSync(fd, byte, 0, 1, recordAt + FRAME_HEADER_BYTES);
+    closeSync(fd);
+    const raw = rawClient();
+    for (const maxBatch of [0, 1, 5, 100]) {
+      for (const stopAtEnd of [false, true]) {
+        const call = raw.consumeStream({ offset: 3, maxBatch, stopAtEnd });
+        const offsets: number[] = [];
+        call.on('data', (response: ConsumeResponse) => {
+          for (const record of response.record ? [response.record] : response.records) offsets.push(record.offset);
+        });
+        const error = await new Promise<ServiceError>((resolve) => call.on('error', resolve));
+        const what = `max_batch ${maxBatch}, stop_at_end ${stopAtEnd}`;
+        assert.deepEqual(offsets, Array.from({ length: 9 }, (_, i) => 3 + i), what);
+        assert.equal(error.code, Status.DATA_LOSS, what);
+        assert.equal(error.details, `corrupt data in ${store} at byte ${recordAt}: record for offset 12: checksum mismatch`, what);
+      }
+    }
+    raw.close();
+    const seen: number[] = [];
+    await assert.rejects(async () => {
+      for await (const batch of node.client.consumeBatches(0, { maxBatch: 8, follow: false })) for (const record of batch) seen.push(record.offset);
+    }, (error: unknown) => error instanceof CorruptionError && error.file === store && error.positionBytes === recordAt);
+    assert.deepEqual(seen, Array.from({ length: 12 }, (_, i) => i));
+    assert.deepEqual((await node.client.consume(13)).value, value(13), 'records after the damaged one are still served by Consume');
   });
 
   it('answers DATA_LOSS for a corrupted record, naming the file and position, and serves the others', async () => {
