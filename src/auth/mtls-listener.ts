@@ -11,7 +11,11 @@
  *   never finishes), rate-limited so a retrying client cannot flood the log;
  * - certificate rotation for new connections with `setMaterial` (tls.Server.setSecureContext);
  *   connections already open keep their session, so no call is dropped;
- * - TLS 1.2 minimum, TLS 1.3 preferred (Node negotiates the highest both sides support).
+ * - TLS 1.2 minimum, TLS 1.3 preferred (Node negotiates the highest both sides support);
+ * - the connection bounds of connection-gate.ts: a cap on open connections (in total and per
+ *   remote address) and a deadline for the TLS handshake plus the HTTP/2 preface. The TCP
+ *   listener is a plain net.Server that hands admitted sockets to the TLS server, so a refused
+ *   connection costs no TLS work.
  *
  * Verification: `requestCert: true` with `rejectUnauthorized: false`, then `socket.authorized` is
  * checked on 'secureConnection' and a socket that fails is destroyed before grpc-js sees a byte.
@@ -19,10 +23,11 @@
  * runs after the handshake, in JavaScript); doing it here keeps `authorizationError`, which says
  * *why* (CERT_HAS_EXPIRED, UNABLE_TO_VERIFY_LEAF_SIGNATURE, ...), for the log.
  */
-import type { AddressInfo } from 'node:net';
+import { createServer as createTcpServer, type AddressInfo, type Server as TcpServer, type Socket } from 'node:net';
 import { createServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
 import { ServerCredentials, experimental, type Server as GrpcServer, type ServerInterceptor } from '@grpc/grpc-js';
 import { assert } from '../util/index.js';
+import { ConnectionGate, DEFAULT_CONNECTION_LIMITS, type ConnectionLimits } from './connection-gate.js';
 import { RateLimitedLog, type AuthLogger } from './logger.js';
 import type { TlsMaterial } from './tls-material.js';
 
@@ -38,14 +43,21 @@ export interface MtlsListenerOptions {
   /** Run on every call of this listener before the handler (the ACL). */
   interceptors?: ServerInterceptor[];
   logger: AuthLogger;
-  /** A connection that has not finished its TLS handshake by then is closed. Default 10 s. */
+  /**
+   * A connection that has not finished its TLS handshake and sent the HTTP/2 preface by then
+   * (counted from the TCP accept) is closed. Default: DEFAULT_CONNECTION_LIMITS.prefaceTimeoutMs.
+   */
   handshakeTimeoutMs?: number;
+  /** Caps on open connections; defaults in DEFAULT_CONNECTION_LIMITS. */
+  connectionLimits?: Partial<Pick<ConnectionLimits, 'connectionsMax' | 'connectionsPerAddressMax'>>;
   /** Refusal log lines per 10 s before they are summarised. Default 20. */
   refusalLogLinesMax?: number;
 }
 
 export class MtlsListener {
+  private readonly tcpServer: TcpServer;
   private readonly tlsServer: TlsServer;
+  private readonly gate: ConnectionGate;
   private readonly injector: ConnectionInjector;
   private readonly refusalLog: RateLimitedLog;
   private boundPort = 0;
@@ -62,13 +74,23 @@ export class MtlsListener {
       options.interceptors ?? [],
     );
     this.injector = options.grpcServer.createConnectionInjector(credentials);
+    const limits: ConnectionLimits = {
+      ...DEFAULT_CONNECTION_LIMITS,
+      ...options.connectionLimits,
+      ...(options.handshakeTimeoutMs === undefined ? {} : { prefaceTimeoutMs: options.handshakeTimeoutMs }),
+    };
+    this.gate = new ConnectionGate({ limits, log: this.refusalLog, tls: true });
+    this.tcpServer = createTcpServer();
+    this.tcpServer.on('connection', (socket: Socket) => this.onConnection(socket));
     this.tlsServer = createServer({
       ...secureContextOptions(options.material),
       requestCert: true,
       rejectUnauthorized: false,
       minVersion: 'TLSv1.2',
       ALPNProtocols: ['h2'],
-      handshakeTimeout: options.handshakeTimeoutMs ?? 10_000,
+      // Node's is an idle timer, reset by every byte, and cannot be turned off: a backstop that
+      // fires after the gate's absolute deadline (which logs the one line for the connection).
+      handshakeTimeout: Math.min(2_147_483_647, limits.prefaceTimeoutMs + 1_000),
     });
     this.tlsServer.on('secureConnection', (socket: TLSSocket) => this.onSecureConnection(socket));
     this.tlsServer.on('tlsClientError', (error: Error & { code?: string }, socket: TLSSocket) => this.onTlsClientError(error, socket));
@@ -78,20 +100,25 @@ export class MtlsListener {
   static async listen(options: MtlsListenerOptions): Promise<MtlsListener> {
     const listener = new MtlsListener(options);
     await new Promise<void>((resolve, reject) => {
-      listener.tlsServer.once('error', reject);
-      listener.tlsServer.listen(options.port, options.host, () => {
-        listener.tlsServer.off('error', reject);
+      listener.tcpServer.once('error', reject);
+      listener.tcpServer.listen(options.port, options.host, () => {
+        listener.tcpServer.off('error', reject);
         resolve();
       });
     });
-    listener.boundPort = (listener.tlsServer.address() as AddressInfo).port;
-    listener.tlsServer.on('error', (error) => options.logger.error({ error: error.message }, 'TLS listener error'));
+    listener.boundPort = (listener.tcpServer.address() as AddressInfo).port;
+    listener.tcpServer.on('error', (error) => options.logger.error({ error: error.message }, 'TLS listener error'));
     return listener;
   }
 
   get port(): number {
     assert(this.boundPort > 0, 'MtlsListener is not listening');
     return this.boundPort;
+  }
+
+  /** Connections accepted and not yet closed (in the handshake, awaiting the preface, or serving). */
+  get openConnectionCount(): number {
+    return this.gate.openCount;
   }
 
   /** Puts new certificate, key and CA in force for connections accepted from now on. */
@@ -101,18 +128,30 @@ export class MtlsListener {
 
   /**
    * Stops accepting connections. Sessions already handed to grpc-js end with the grpc-js server's
-   * `tryShutdown`/`forceShutdown`; a connection still in its handshake is refused when it
-   * completes (or times out after `handshakeTimeoutMs`).
+   * `tryShutdown`/`forceShutdown`; a connection still in its handshake or before its preface is
+   * closed now.
    */
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    this.tlsServer.close();
+    this.tcpServer.close();
+    this.gate.closePending();
   }
 
   /** Ends the grpc-js sessions of this listener now (tests; the agent uses the server's shutdown). */
   destroySessions(): void {
     this.injector.destroy();
+  }
+
+  private onConnection(socket: Socket): void {
+    socket.on('error', () => {
+      // The TLS socket on top reports errors (tlsClientError); this keeps a reset from throwing.
+    });
+    if (this.closed || !this.gate.accept(socket)) {
+      socket.destroy();
+      return;
+    }
+    this.tlsServer.emit('connection', socket);
   }
 
   private onSecureConnection(socket: TLSSocket): void {
@@ -131,7 +170,7 @@ export class MtlsListener {
       socket.destroy();
       return;
     }
-    this.injector.injectConnection(socket);
+    this.gate.awaitPreface(socket, () => this.injector.injectConnection(socket));
   }
 
   private onTlsClientError(error: Error & { code?: string }, socket: TLSSocket): void {
