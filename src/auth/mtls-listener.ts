@@ -10,7 +10,8 @@
  *   from another CA, expired or not yet valid, plaintext, an old TLS version, a handshake that
  *   never finishes), rate-limited so a retrying client cannot flood the log;
  * - certificate rotation for new connections with `setMaterial` (tls.Server.setSecureContext);
- *   connections already open keep their session, so no call is dropped;
+ *   connections already open keep their session, so no call is dropped, unless the new CA no
+ *   longer vouches for their client certificate: those are closed, one log line each;
  * - TLS 1.2 minimum, TLS 1.3 preferred (Node negotiates the highest both sides support);
  * - the connection bounds of connection-gate.ts: a cap on open connections (in total and per
  *   remote address) and a deadline for the TLS handshake plus the HTTP/2 preface. The TCP
@@ -24,12 +25,13 @@
  * *why* (CERT_HAS_EXPIRED, UNABLE_TO_VERIFY_LEAF_SIGNATURE, ...), for the log.
  */
 import { createServer as createTcpServer, type AddressInfo, type Server as TcpServer, type Socket } from 'node:net';
+import type { X509Certificate } from 'node:crypto';
 import { createServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
 import { ServerCredentials, experimental, type Server as GrpcServer, type ServerInterceptor } from '@grpc/grpc-js';
 import { assert } from '../util/index.js';
 import { ConnectionGate, DEFAULT_CONNECTION_LIMITS, type ConnectionLimits } from './connection-gate.js';
 import { RateLimitedLog, type AuthLogger } from './logger.js';
-import type { TlsMaterial } from './tls-material.js';
+import { caCertificatesOf, type TlsMaterial } from './tls-material.js';
 
 type ConnectionInjector = ReturnType<GrpcServer['createConnectionInjector']>;
 
@@ -58,6 +60,8 @@ export class MtlsListener {
   private readonly tcpServer: TcpServer;
   private readonly tlsServer: TlsServer;
   private readonly gate: ConnectionGate;
+  /** Verified connections handed to grpc-js and still open. */
+  private readonly sessions = new Set<TLSSocket>();
   private readonly injector: ConnectionInjector;
   private readonly refusalLog: RateLimitedLog;
   private boundPort = 0;
@@ -121,9 +125,24 @@ export class MtlsListener {
     return this.gate.openCount;
   }
 
-  /** Puts new certificate, key and CA in force for connections accepted from now on. */
+  /**
+   * Puts new certificate, key and CA in force for connections accepted from now on, and closes
+   * open connections whose client certificate the new CA does not vouch for (a CA rotation
+   * revokes the old identities; a renewal under the same CA closes nothing).
+   */
   setMaterial(material: TlsMaterial): void {
     this.tlsServer.setSecureContext(secureContextOptions(material));
+    const caCertificates = caCertificatesOf(material);
+    for (const socket of this.sessions) {
+      if (chainsToCa(socket, caCertificates)) continue;
+      const certificate = socket.getPeerCertificate();
+      const subject = typeof certificate.subject?.CN === 'string' ? certificate.subject.CN : undefined;
+      this.refusalLog.warn(
+        { remoteAddress: socket.remoteAddress, remotePort: socket.remotePort, subject },
+        'closed connection: its client certificate is not signed by the new CA',
+      );
+      socket.destroy();
+    }
   }
 
   /**
@@ -170,7 +189,11 @@ export class MtlsListener {
       socket.destroy();
       return;
     }
-    this.gate.awaitPreface(socket, () => this.injector.injectConnection(socket));
+    this.gate.awaitPreface(socket, () => {
+      this.sessions.add(socket);
+      socket.once('close', () => this.sessions.delete(socket));
+      this.injector.injectConnection(socket);
+    });
   }
 
   private onTlsClientError(error: Error & { code?: string }, socket: TLSSocket): void {
@@ -184,6 +207,18 @@ export class MtlsListener {
       `refused connection: ${reason}`,
     );
   }
+}
+
+/** Whether the client's certificate, or an intermediate it presented, is signed by one of `caCertificates`. */
+function chainsToCa(socket: TLSSocket, caCertificates: readonly X509Certificate[]): boolean {
+  let certificate = socket.getPeerX509Certificate();
+  for (let depth = 0; certificate !== undefined && depth < 8; depth++) {
+    const current = certificate;
+    if (caCertificates.some((ca) => ca.fingerprint256 === current.fingerprint256)) return true;
+    if (caCertificates.some((ca) => current.checkIssued(ca) && current.verify(ca.publicKey))) return true;
+    certificate = current.issuerCertificate;
+  }
+  return false;
 }
 
 function secureContextOptions(material: TlsMaterial) {
