@@ -1,8 +1,9 @@
 /**
  * An annal node: config → CommitLog → gRPC server → gossip membership. Start-up order: check the
- * data dir, open and recover the log (logging what recovery did), bind the RPC port, report
- * SERVING, then join the gossip cluster on `bindAddr` with the `rpc_addr` tag (so nobody learns
- * of a node that cannot serve yet). Shutdown order is the reverse: leave the cluster first (others
+ * data dir, open and recover the log (logging what recovery did), bind the RPC port, join the
+ * gossip cluster on `bindAddr` with the `rpc_addr` tag (so nobody learns of a node that cannot
+ * serve yet), then report SERVING: a port that cannot be bound fails start-up before health or
+ * the log says the node serves. Shutdown order is the reverse: leave the cluster first (others
  * record us as left, not failed, and stop routing to us), then health NOT_SERVING and stop
  * accepting, end streams and finish in-flight calls (the server), then close the log, which
  * flushes and fsyncs what it has. Raft joins here later, through gossip.ts's ClusterHooks.
@@ -17,11 +18,11 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { ServerCredentials, ServerInterceptor } from '@grpc/grpc-js';
 import { NodeSecurityRuntime, type NodeSecurity } from '../auth/index.js';
-import type { Membership } from '../membership/index.js';
+import { JoinFailedError, type Membership } from '../membership/index.js';
 import { LogServer, MeteredLog, type ServiceLogger } from '../server/index.js';
 import { CommitLog, DEFAULT_LOG_CONFIG, FRAME_HEADER_BYTES, formatFsyncPolicy, type LogConfig } from '../storage/index.js';
 import type { Telemetry } from '../telemetry/index.js';
-import { AnnalError, InvalidArgumentError } from '../util/index.js';
+import { AnnalError, InvalidArgumentError, UnavailableError } from '../util/index.js';
 import { adminMembers, startGossip, type GossipConfig, type GossipLogger } from './gossip.js';
 
 export interface AgentLogger extends ServiceLogger {
@@ -143,13 +144,14 @@ export class Agent {
       await undo();
       throw error;
     });
-    logger.info({ rpcAddress, nodeName: config.nodeName }, 'serving log.v1.Log');
     if (config.gossip !== undefined) {
       membership = await joinCluster(config, config.gossip, advertisedRpcAddress(host, rpcAddress)).catch(async (error: unknown) => {
         await undo();
         throw error;
       });
     }
+    server.setServing(true);
+    logger.info({ rpcAddress, nodeName: config.nodeName }, 'serving log.v1.Log');
     return new Agent(config, log, server, rpcAddress, security, membership);
   }
 
@@ -179,18 +181,18 @@ export class Agent {
   }
 }
 
-/** Serves `server` on `host:port` (through the mTLS listener when secure); returns the bound address. */
+/** Binds `server` on `host:port` (through the mTLS listener when secure); returns the bound address. */
 async function listenRpc(server: LogServer, security: NodeSecurityRuntime | undefined, host: string, port: number): Promise<string> {
   try {
-    if (security === undefined) return await server.start(host, port);
+    if (security === undefined) return await server.listen(host, port);
     const boundPort = await security.listen(server.grpc, host, port);
     const address = `${host.includes(':') ? `[${host}]` : host}:${boundPort}`;
-    server.serving(address);
+    server.useAddress(address);
     return address;
   } catch (error) {
     // Bad TLS files already say which file and why; anything else is the port.
     if (error instanceof AnnalError) throw error;
-    throw new InvalidArgumentError(`cannot listen on ${host}:${port}: ${(error as Error).message}`, { cause: error });
+    throw new InvalidArgumentError(`cannot listen on ${host}:${port} (choose another with --rpc-port): ${(error as Error).message}`, { cause: error });
   }
 }
 
@@ -206,9 +208,10 @@ async function joinCluster(config: AgentConfig, gossip: GossipConfig, rpcAddr: s
       telemetry: config.telemetry,
     });
   } catch (error) {
-    // JoinFailedError names every address and why; a bind failure gets the address here.
-    if (error instanceof AnnalError) throw error;
-    throw new InvalidArgumentError(`cannot start gossip on ${config.bindAddr}: ${(error as Error).message}`, { cause: error });
+    // JoinFailedError names every address and why, a bad setting names its flag; a bind failure
+    // (UnavailableError) gets the address and the flag to change here.
+    if (error instanceof JoinFailedError || (error instanceof AnnalError && !(error instanceof UnavailableError))) throw error;
+    throw new InvalidArgumentError(`cannot start gossip on ${config.bindAddr} (choose another with --bind-addr): ${(error as Error).message}`, { cause: error });
   }
 }
 

@@ -142,7 +142,17 @@ export class LogServer {
 
   /** Binds `host:port` (port 0 picks a free one), then reports SERVING. Returns the bound address. */
   async start(host: string, port: number): Promise<string> {
-    assert(this.boundAddress === undefined, 'LogServer.start called twice');
+    const address = await this.listen(host, port);
+    this.setServing(true);
+    return address;
+  }
+
+  /**
+   * Binds `host:port` and answers calls, but health stays NOT_SERVING until `setServing(true)`:
+   * for an owner that has more ports to bind before the node counts as up. Returns the address.
+   */
+  async listen(host: string, port: number): Promise<string> {
+    assert(this.boundAddress === undefined, 'LogServer is already listening');
     const credentials = this.options.credentials;
     const boundPort =
       credentials === undefined
@@ -153,7 +163,6 @@ export class LogServer {
             );
           });
     this.boundAddress = `${formatHost(host)}:${boundPort}`;
-    this.setServing(true);
     return this.boundAddress;
   }
 
@@ -199,9 +208,14 @@ export class LogServer {
 
   /** Records the address an external listener serves on, and reports SERVING. */
   serving(address: string): void {
-    assert(this.boundAddress === undefined, 'LogServer is already serving');
-    this.boundAddress = address;
+    this.useAddress(address);
     this.setServing(true);
+  }
+
+  /** Records the address an external listener serves on; health stays as it is (see `listen`). */
+  useAddress(address: string): void {
+    assert(this.boundAddress === undefined, 'LogServer is already listening');
+    this.boundAddress = address;
   }
 
   /** The bound `host:port`; throws before `start`. */
