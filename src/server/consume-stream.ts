@@ -7,10 +7,12 @@
  * (A grpc-js client that does not read keeps accepting data into its own memory, so the server
  * is held back only once the connection itself backs up; server.test.ts stalls it with a proxy.)
  *
- * Offsets: below the log's lowest offset is OUT_OF_RANGE. At or past the next offset the stream
- * waits for that offset to be written, as proglog's ConsumeStream does. With `stop_at_end` the
- * stream instead ends OK once it has caught up with the log's end, and an offset past the end
- * is OUT_OF_RANGE.
+ * Offsets: the stream may start anywhere in [lowestOffset, nextOffset]; outside that it ends at
+ * once with OUT_OF_RANGE naming the log's range (as Consume does). Starting at exactly the next
+ * offset tails: the stream waits for that offset to be written. proglog's ConsumeStream also waits
+ * for an offset far beyond the end, which leaves a client with a wrong offset waiting silently
+ * forever, so annal refuses it. With `stop_at_end` the stream instead ends OK once it has caught
+ * up with the log's end.
  *
  * A damaged record ends the stream with DATA_LOSS naming its offset, file and byte, after every
  * intact record before it has been sent (storage fails a whole batch read; see readIntact).
@@ -49,9 +51,7 @@ export async function pumpConsumeStream(
   signal: AbortSignal,
 ): Promise<void> {
   let next = offsetWithinNumbers(request.offset, log);
-  if (next < log.lowestOffset()) throw new OffsetOutOfRangeError(next, log.lowestOffset(), log.nextOffset());
-  // A stream that ends at the end has nothing to wait for past it: that offset is a mistake.
-  if (request.stopAtEnd && next > log.nextOffset()) throw new OffsetOutOfRangeError(next, log.lowestOffset(), log.nextOffset());
+  if (next < log.lowestOffset() || next > log.nextOffset()) throw new OffsetOutOfRangeError(next, log.lowestOffset(), log.nextOffset());
   const batchRecords = Math.min(request.maxBatch, limits.maxBatchRecords);
   const readLimits =
     batchRecords > 0

@@ -186,10 +186,18 @@ describe('ConsumeStream', () => {
     await waitUntil(() => node.log.waiterCount() === 0 && node.server.openStreamCount === 0, 'the server to release the stream');
   });
 
-  it('waits for an offset past the end (as proglog does) and delivers it once written', async () => {
+  it('answers OUT_OF_RANGE for an offset past the next one, and tails from exactly the next offset', async () => {
+    for (let i = 0; i < 3; i++) await node.client.produce(value(i));
+    await assert.rejects(node.client.consumeStream(4).next(), (error: unknown) => {
+      assert.ok(error instanceof OffsetOutOfRangeError);
+      assert.equal(error.message, 'offset 4 is out of range: the log holds offsets 0..2');
+      return true;
+    });
+    await waitUntil(() => node.server.openStreamCount === 0, 'the server to release the refused stream');
     const stream = node.client.consumeStream(3);
     const first = stream.next();
-    for (let i = 0; i < 4; i++) await node.client.produce(value(i));
+    await waitUntil(() => node.log.waiterCount() === 1, 'the stream to wait at the next offset');
+    await node.client.produce(value(3));
     assert.equal((await first).value?.offset, 3);
     await stream.return(undefined);
     await waitUntil(() => node.server.openStreamCount === 0, 'the server to release the stream');
@@ -624,12 +632,15 @@ describe('bad bytes on the wire', () => {
 describe('shutdown', () => {
   it('ends tailing streams with UNAVAILABLE, answers in-flight produces, and finishes promptly', async () => {
     await node.client.produce(value(0));
-    const tail = node.client.consumeStream(2);
-    const tailResult = tail.next();
+    const tail = node.client.consumeStream(1);
+    const tailFirst = tail.next();
     await waitUntil(() => node.log.waiterCount() === 1, 'the tail to wait');
     const producer = node.client.produceStream();
     const acknowledged = await producer.send(value(1));
     assert.equal(acknowledged, 1);
+    assert.equal((await tailFirst).value?.offset, 1);
+    const tailResult = tail.next();
+    await waitUntil(() => node.log.waiterCount() === 1, 'the tail to wait again');
     const started = Date.now();
     const [tailOutcome] = await Promise.allSettled([tailResult, node.server.shutdown()]);
     assert.ok(Date.now() - started < 5000, 'shutdown did not wait for the shutdown timeout');
