@@ -196,6 +196,42 @@ describe('annal CLI end to end', () => {
     }
   });
 
+  it('consume exits quietly when its reader goes away (| head -1), as Unix tools do', async () => {
+    const agent = spawnAgent(agentArgs(join(dir, 'data')));
+    const addr = await agent.address;
+    const client = new AnnalClient({ address: addr, security: { insecure: true } });
+    const values = Array.from({ length: 1000 }, (_, i) => Buffer.from(`record-${i}`));
+    for (let i = 0; i < 20; i++) await client.produceBatch(values);
+    client.close();
+    for (const maxBatch of ['0', '256']) {
+      const child = spawn(process.execPath, [CLI, 'consume', '--insecure', '--addr', addr, '--max-batch', maxBatch], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let stderr = '';
+      child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+      const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+      const firstLine = await new Promise<string>((resolve) => createInterface({ input: child.stdout }).once('line', resolve));
+      assert.equal(firstLine, '0\trecord-0');
+      child.stdout.destroy(); // the reader goes away, as head does after one line
+      assert.equal(await exited, 141, `max-batch ${maxBatch}: ${stderr}`);
+      assert.equal(stderr, '', 'no stack trace, no message');
+    }
+    agent.child.kill('SIGTERM');
+    assert.equal((await agent.exited).code, 0);
+  });
+
+  it('a second agent on a taken gossip address fails before it reports serving, naming --bind-addr', async () => {
+    const gossipPort = await freePort();
+    const bindAddr = `127.0.0.1:${gossipPort}`;
+    const first = spawnAgent([...agentArgs(join(dir, 'first')), '--bind-addr', bindAddr]);
+    await first.address;
+    const second = spawnAgent([...agentArgs(join(dir, 'second')), '--bind-addr', bindAddr]);
+    assert.equal((await second.exited).code, 1);
+    const last = second.stderrLines[second.stderrLines.length - 1]!;
+    assert.match(last, new RegExp(`^annal agent: cannot start gossip on ${bindAddr.replace(/\./g, '\\.')} \\(choose another with --bind-addr\\): .*EADDRINUSE`));
+    assert.ok(!second.stderrLines.some((line) => line.includes('serving log.v1.Log')), second.stderrLines.join('\n'));
+    first.child.kill('SIGTERM');
+    assert.equal((await first.exited).code, 0);
+  });
+
   it('rejects bad invocations with one line and the right exit code', async () => {
     const file = join(dir, 'file');
     writeFileSync(file, 'not a directory');

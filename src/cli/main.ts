@@ -2,7 +2,8 @@
 /**
  * The `annal` command. Exit codes: 0 success (and after a graceful shutdown on SIGINT/SIGTERM),
  * 1 runtime failure (unusable data dir, node unreachable, a rejected record), 2 usage error
- * (unknown flag, bad value, no TLS files and no --insecure). Errors are one line on stderr, except
+ * (unknown flag, bad value, no TLS files and no --insecure), 141 (128 + SIGPIPE) when whatever
+ * reads stdout goes away (`annal consume | head -1`), silently, as a Unix tool killed by SIGPIPE. Errors are one line on stderr, except
  * the agent's refusal to start without security, which prints the commands to make certificates.
  */
 import { format } from 'node:util';
@@ -16,6 +17,7 @@ import { UsageError } from './usage-error.js';
 
 const EXIT_FAILURE = 1;
 const EXIT_USAGE = 2;
+const EXIT_BROKEN_PIPE = 128 + 13;
 
 function program(): Command {
   const root = new Command('annal')
@@ -62,7 +64,21 @@ function quietIpServerNameWarning(): void {
   }) as typeof process.emitWarning;
 }
 
+/**
+ * A reader that closes the pipe makes the next write to stdout fail with EPIPE, which Node
+ * reports as an unhandled 'error' event with a stack trace. Unix tools are killed by SIGPIPE
+ * there without a word; Node ignores SIGPIPE, so exit the same way by hand.
+ */
+function exitQuietlyOnBrokenPipe(): void {
+  process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code === 'EPIPE') process.exit(EXIT_BROKEN_PIPE);
+    process.stderr.write(`annal: cannot write to stdout: ${error.message}\n`);
+    process.exit(EXIT_FAILURE);
+  });
+}
+
 async function main(argv: string[]): Promise<number> {
+  exitQuietlyOnBrokenPipe();
   quietGrpcLog();
   quietIpServerNameWarning();
   const root = program();
