@@ -8,7 +8,7 @@
  * accepting, end streams and finish in-flight calls (the server), then close the log, which
  * flushes and fsyncs what it has. Raft joins here later, through gossip.ts's ClusterHooks.
  *
- * Security (issue 3): with `security` of type 'mtls' the ACL interceptor joins the server's chain
+ * Security: with `security` of type 'mtls' the ACL interceptor joins the server's chain
  * (after the caller's interceptors, so telemetry also sees denied calls) and auth's mTLS listener
  * serves the port instead of a grpc-js bind; `reloadSecurity()` re-reads the certificate and ACL
  * files (SIGHUP), which are also watched. Shutdown stops that listener before the server drains.

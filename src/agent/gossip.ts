@@ -43,7 +43,7 @@ export interface GossipLogger {
 }
 
 /**
- * Where cluster changes reach the rest of the node. Raft (issue 5) plugs in here: on the leader,
+ * Where cluster changes reach the rest of the node. Raft plugs in here: on the leader,
  * `join` adds the member as a voter at `member.tags.rpc_addr` and `leave` (a graceful leave or a
  * failure) removes it. Until then the hook only records what it would act on, at debug level.
  * Never called about this node itself.

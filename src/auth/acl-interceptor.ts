@@ -30,7 +30,7 @@ import { RateLimitedLog, type AuthLogger } from './logger.js';
 import { subjectOfAuthContext } from './subject.js';
 
 /**
- * The actions `log.v1.Log` needs (ARCHITECTURE.md, Authorization), and `annal.admin.v1.Admin`'s:
+ * The actions `log.v1.Log` needs (docs/security.md, Authorization), and `annal.admin.v1.Admin`'s:
  * GetMembers reveals the topology that GetServers reveals too, so it needs `consume` as well.
  */
 export const LOG_METHOD_ACTIONS: ReadonlyMap<string, Action> = new Map([
