@@ -196,7 +196,7 @@ describe('annal CLI end to end', () => {
     }
   });
 
-  it('consume exits quietly when its reader goes away (| head -1), as Unix tools do', async () => {
+  it('consume exits quietly when its reader goes away (| head -1), as Unix tools do, and a slow reader gets every line', async () => {
     const agent = spawnAgent(agentArgs(join(dir, 'data')));
     const addr = await agent.address;
     const client = new AnnalClient({ address: addr, security: { insecure: true } });
@@ -214,6 +214,18 @@ describe('annal CLI end to end', () => {
       assert.equal(await exited, 141, `max-batch ${maxBatch}: ${stderr}`);
       assert.equal(stderr, '', 'no stack trace, no message');
     }
+    // A slow reader gets every line: writes to a pipe are asynchronous, and the command must
+    // neither exit with output still queued nor pile the whole log up in memory.
+    const slow = spawn(process.execPath, [CLI, 'consume', '--insecure', '--addr', addr], { stdio: ['ignore', 'pipe', 'pipe'] });
+    slow.stdout.pause();
+    const slowExited = new Promise<number | null>((resolve) => slow.on('exit', (code) => resolve(code)));
+    await new Promise((resolve) => setTimeout(resolve, 500)); // long enough to have read the whole log
+    let lineCount = 0;
+    const counted = new Promise<void>((resolve) => createInterface({ input: slow.stdout }).on('line', () => lineCount++).on('close', resolve));
+    slow.stdout.resume();
+    assert.equal(await slowExited, 0);
+    await counted;
+    assert.equal(lineCount, 20_000);
     agent.child.kill('SIGTERM');
     assert.equal((await agent.exited).code, 0);
   });

@@ -4,6 +4,7 @@
  * `valueBase64` for a value that is not UTF-8). Security is explicit: `--insecure` for a plaintext
  * node, or `--ca-file` (and `--cert-file`/`--key-file` for mutual TLS).
  */
+import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import type { Command } from 'commander';
@@ -104,7 +105,7 @@ async function produce(client: AnnalClient, values: string[], flags: ClientFlags
   const pending: Promise<void>[] = [];
   const sendOne = (value: string): void => {
     const bytes = Buffer.from(value, 'utf8');
-    const printed = stream.send(bytes).then((offset) => printRecord({ offset, value: bytes, term: 0, type: 0 }, flags));
+    const printed = stream.send(bytes).then((offset) => void printRecord({ offset, value: bytes, term: 0, type: 0 }, flags));
     printed.catch(() => {}); // awaited below; this only keeps a failure after the first from being "unhandled"
     pending.push(printed);
   };
@@ -142,7 +143,10 @@ async function consume(client: AnnalClient, flags: ConsumeFlags): Promise<void> 
     while (true) {
       try {
         for await (const batch of client.consumeBatches(next, options)) {
-          for (const record of batch) printRecord(record, flags);
+          let writable = true;
+          for (const record of batch) writable = printRecord(record, flags);
+          // A slow reader (a pipe) holds the stream back instead of the output piling up in memory.
+          if (!writable) await once(process.stdout, 'drain', { signal: controller.signal });
           if (batch.length > 0) next = batch[batch.length - 1]!.offset + 1;
           retryMs = FOLLOW_RETRY_MS_MIN;
         }
@@ -207,7 +211,8 @@ function formatTags(member: MemberInfo): string {
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
-function printRecord(record: ConsumedRecord, flags: ClientFlags): void {
+/** Writes one record to stdout; false when stdout's buffer is full (wait for 'drain'). */
+function printRecord(record: ConsumedRecord, flags: ClientFlags): boolean {
   let text: string | undefined;
   try {
     text = utf8.decode(record.value);
@@ -216,8 +221,7 @@ function printRecord(record: ConsumedRecord, flags: ClientFlags): void {
   }
   if (flags.json === true) {
     const fields = text === undefined ? { valueBase64: record.value.toString('base64') } : { value: text };
-    process.stdout.write(`${JSON.stringify({ offset: record.offset, ...fields })}\n`);
-  } else {
-    process.stdout.write(`${record.offset}\t${text ?? `base64:${record.value.toString('base64')}`}\n`);
+    return process.stdout.write(`${JSON.stringify({ offset: record.offset, ...fields })}\n`);
   }
+  return process.stdout.write(`${record.offset}\t${text ?? `base64:${record.value.toString('base64')}`}\n`);
 }

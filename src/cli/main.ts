@@ -67,8 +67,24 @@ function quietIpServerNameWarning(): void {
 /**
  * A reader that closes the pipe makes the next write to stdout fail with EPIPE, which Node
  * reports as an unhandled 'error' event with a stack trace. Unix tools are killed by SIGPIPE
- * there without a word; Node ignores SIGPIPE, so exit the same way by hand.
+ * there without a word; Node ignores SIGPIPE, so exit the same way by hand: on the 'error'
+ * event, or at the end when the command finished before that event (it comes a tick after the
+ * failed write, and a command whose remaining output was already in memory ends sooner).
  */
+/**
+ * Resolves once everything written to stdout has gone to the OS. Writes to a pipe are
+ * asynchronous, and process.exit drops what is still queued: `annal consume | slow-reader`
+ * would lose the end of its output.
+ */
+function flushStdout(): Promise<void> {
+  if (process.stdout.writableLength === 0 || process.stdout.destroyed) return Promise.resolve();
+  return new Promise((resolve) => process.stdout.write('', () => resolve()));
+}
+
+function stdoutBroken(): boolean {
+  return (process.stdout.errored as NodeJS.ErrnoException | null)?.code === 'EPIPE';
+}
+
 function exitQuietlyOnBrokenPipe(): void {
   process.stdout.on('error', (error: NodeJS.ErrnoException) => {
     if (error.code === 'EPIPE') process.exit(EXIT_BROKEN_PIPE);
@@ -101,5 +117,11 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-// Exit explicitly: a finished command must not linger on a handle (a gRPC channel, stdin).
-main(process.argv).then((code) => process.exit(code));
+// Exit explicitly, once stdout is flushed: a finished command must not linger on a handle (a
+// gRPC channel, stdin).
+main(process.argv)
+  .then(async (code) => {
+    await flushStdout();
+    return code;
+  })
+  .then((code) => process.exit(stdoutBroken() ? EXIT_BROKEN_PIPE : code));
