@@ -62,6 +62,14 @@ describe('annal CLI end to end', () => {
     const past = await runCli(['consume', '--insecure', '--addr', addr, '--offset', '9']);
     assert.equal(past.code, 1);
     assert.match(past.stderr, /^annal consume: offset 9 is out of range: the log holds offsets 0\.\.4\n$/);
+    for (const follow of [[], ['--follow']]) {
+      const top = await runCli(['consume', '--insecure', '--addr', addr, '--offset', '18446744073709551615', ...follow]);
+      assert.equal(top.code, 1, top.stderr);
+      assert.equal(top.stderr, 'annal consume: offset 18446744073709551615 is out of range: the log holds offsets 0..4\n');
+    }
+    const beyond = await runCli(['consume', '--insecure', '--addr', addr, '--offset', '18446744073709551616']);
+    assert.equal(beyond.code, 2);
+    assert.match(beyond.stderr, /expected an offset from 0 to 18446744073709551615/);
     const empty = await runCli(['produce', '--insecure', '--addr', addr], { input: 'x\n\ny\n' });
     assert.equal(empty.code, 1);
     assert.match(empty.stderr, /record value is empty/);
@@ -186,6 +194,54 @@ describe('annal CLI end to end', () => {
     } finally {
       follower.kill('SIGKILL');
     }
+  });
+
+  it('consume exits quietly when its reader goes away (| head -1), as Unix tools do, and a slow reader gets every line', async () => {
+    const agent = spawnAgent(agentArgs(join(dir, 'data')));
+    const addr = await agent.address;
+    const client = new AnnalClient({ address: addr, security: { insecure: true } });
+    const values = Array.from({ length: 1000 }, (_, i) => Buffer.from(`record-${i}`));
+    for (let i = 0; i < 20; i++) await client.produceBatch(values);
+    client.close();
+    for (const maxBatch of ['0', '256']) {
+      const child = spawn(process.execPath, [CLI, 'consume', '--insecure', '--addr', addr, '--max-batch', maxBatch], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let stderr = '';
+      child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+      const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+      const firstLine = await new Promise<string>((resolve) => createInterface({ input: child.stdout }).once('line', resolve));
+      assert.equal(firstLine, '0\trecord-0');
+      child.stdout.destroy(); // the reader goes away, as head does after one line
+      assert.equal(await exited, 141, `max-batch ${maxBatch}: ${stderr}`);
+      assert.equal(stderr, '', 'no stack trace, no message');
+    }
+    // A slow reader gets every line: writes to a pipe are asynchronous, and the command must
+    // neither exit with output still queued nor pile the whole log up in memory.
+    const slow = spawn(process.execPath, [CLI, 'consume', '--insecure', '--addr', addr], { stdio: ['ignore', 'pipe', 'pipe'] });
+    slow.stdout.pause();
+    const slowExited = new Promise<number | null>((resolve) => slow.on('exit', (code) => resolve(code)));
+    await new Promise((resolve) => setTimeout(resolve, 500)); // long enough to have read the whole log
+    let lineCount = 0;
+    const counted = new Promise<void>((resolve) => createInterface({ input: slow.stdout }).on('line', () => lineCount++).on('close', resolve));
+    slow.stdout.resume();
+    assert.equal(await slowExited, 0);
+    await counted;
+    assert.equal(lineCount, 20_000);
+    agent.child.kill('SIGTERM');
+    assert.equal((await agent.exited).code, 0);
+  });
+
+  it('a second agent on a taken gossip address fails before it reports serving, naming --bind-addr', async () => {
+    const gossipPort = await freePort();
+    const bindAddr = `127.0.0.1:${gossipPort}`;
+    const first = spawnAgent([...agentArgs(join(dir, 'first')), '--bind-addr', bindAddr]);
+    await first.address;
+    const second = spawnAgent([...agentArgs(join(dir, 'second')), '--bind-addr', bindAddr]);
+    assert.equal((await second.exited).code, 1);
+    const last = second.stderrLines[second.stderrLines.length - 1]!;
+    assert.match(last, new RegExp(`^annal agent: cannot start gossip on ${bindAddr.replace(/\./g, '\\.')} \\(choose another with --bind-addr\\): .*EADDRINUSE`));
+    assert.ok(!second.stderrLines.some((line) => line.includes('serving log.v1.Log')), second.stderrLines.join('\n'));
+    first.child.kill('SIGTERM');
+    assert.equal((await first.exited).code, 0);
   });
 
   it('rejects bad invocations with one line and the right exit code', async () => {

@@ -15,7 +15,7 @@ after(killAllAgents);
 const seed = Number(process.env.SEED ?? 6);
 
 const fromHex = (hex: string): Buffer => Buffer.from(hex, 'hex');
-// Captured between real agents (docs/serf-wire-protocol.md §15): alive gossip with CRC, and a ping.
+// Captured between two real serf 0.9.4 agents: alive gossip with CRC, and a ping.
 const capturedAlive = fromHex('0c09b8454a0702004a00440486a441646472a47f000001ab496e6361726e6174696f6e01a44d657461b1ff82a26463a36f6e65a4726f6c65a26462a44e6f6465a161a4506f7274cd1f0aa356736ea60105020205050486a441646472a47f000001ab496e6361726e6174696f6e01a44d657461abff81a4726f6c65a3776562a44e6f6465a162a4506f7274cd1f0ba356736ea6010502020505');
 
 /** msgpack map of short-string keys to values, by hand (the attacker doesn't use our encoder). */

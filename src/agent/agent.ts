@@ -2,10 +2,11 @@
  * An annal node: config → Raft storage on the commit log → replicated log → gRPC server (the
  * Log and Admin services and the Raft peer service on one port) → gossip membership. Start-up
  * order: check the data dir, open and recover the Raft storage (logging what recovery did, and
- * bootstrapping a one-voter cluster if asked on a new data dir), bind the RPC port, report SERVING,
- * start Raft, then join the gossip cluster on `bindAddr` with the `rpc_addr` and `raft_id` tags
- * (so nobody learns of a node that cannot serve yet); gossip drives the Raft configuration from
- * then on (replication/cluster-membership.ts). Shutdown order is the reverse: a leader first hands
+ * bootstrapping a one-voter cluster if asked on a new data dir), bind the RPC port, start Raft,
+ * join the gossip cluster on `bindAddr` with the `rpc_addr`, `raft_id` and `cluster_id` tags, then
+ * report SERVING: a port that cannot be bound fails start-up before health or the log says the
+ * node serves. Gossip drives the Raft configuration from then on
+ * (replication/cluster-membership.ts). Shutdown order is the reverse: a leader first hands
  * leadership to an up-to-date follower (so clients see no election timeout), then the node leaves
  * gossip (the leader removes it from the configuration), health NOT_SERVING and stop accepting,
  * end streams and finish in-flight calls (the server), then close Raft and the log, which flushes
@@ -22,12 +23,12 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { credentials as grpcCredentials, type ServerCredentials, type ServerInterceptor } from '@grpc/grpc-js';
 import { NodeSecurityRuntime, type NodeSecurity } from '../auth/index.js';
-import type { Member, Membership } from '../membership/index.js';
+import { JoinFailedError, type Member, type Membership } from '../membership/index.js';
 import { CLUSTER_ID_TAG, RAFT_ID_TAG, RAFT_METHOD_ACTIONS, RaftPeerService, Replica, type RaftTiming, type RetentionPolicy } from '../replication/index.js';
 import { LogServer, MeteredLog, type ServedLog, type ServiceLogger } from '../server/index.js';
 import { DEFAULT_LOG_CONFIG, FRAME_HEADER_BYTES, formatFsyncPolicy, type LogConfig } from '../storage/index.js';
 import type { Telemetry } from '../telemetry/index.js';
-import { AnnalError, InvalidArgumentError } from '../util/index.js';
+import { AnnalError, InvalidArgumentError, UnavailableError } from '../util/index.js';
 import { adminMembers, memberAddr, startGossip, type GossipConfig, type GossipLogger } from './gossip.js';
 import { exportRaftMetrics } from './raft-metrics.js';
 
@@ -183,7 +184,6 @@ export class Agent {
       await undo();
       throw error;
     });
-    logger.info({ rpcAddress, nodeName: config.nodeName }, 'serving log.v1.Log');
     replica.start(advertisedRpcAddress(host, rpcAddress));
     if (config.gossip !== undefined) {
       const onMembers = (members: Member[]): void =>
@@ -207,6 +207,8 @@ export class Agent {
         membership.join(known).catch((error: unknown) => logger.warn({ err: String(error), addresses: known }, 'could not rejoin known peers by gossip'));
       }
     }
+    server.setServing(true);
+    logger.info({ rpcAddress, nodeName: config.nodeName }, 'serving log.v1.Log');
     return new Agent(config, replica, server, rpcAddress, security, membership);
   }
 
@@ -245,18 +247,18 @@ export class Agent {
   }
 }
 
-/** Serves `server` on `host:port` (through the mTLS listener when secure); returns the bound address. */
+/** Binds `server` on `host:port` (through the mTLS listener when secure); returns the bound address. */
 async function listenRpc(server: LogServer, security: NodeSecurityRuntime | undefined, host: string, port: number): Promise<string> {
   try {
-    if (security === undefined) return await server.start(host, port);
+    if (security === undefined) return await server.listen(host, port);
     const boundPort = await security.listen(server.grpc, host, port);
     const address = `${host.includes(':') ? `[${host}]` : host}:${boundPort}`;
-    server.serving(address);
+    server.useAddress(address);
     return address;
   } catch (error) {
     // Bad TLS files already say which file and why; anything else is the port.
     if (error instanceof AnnalError) throw error;
-    throw new InvalidArgumentError(`cannot listen on ${host}:${port}: ${(error as Error).message}`, { cause: error });
+    throw new InvalidArgumentError(`cannot listen on ${host}:${port} (choose another with --rpc-port): ${(error as Error).message}`, { cause: error });
   }
 }
 
@@ -280,9 +282,10 @@ async function joinCluster(
       telemetry: config.telemetry,
     });
   } catch (error) {
-    // JoinFailedError names every address and why; a bind failure gets the address here.
-    if (error instanceof AnnalError) throw error;
-    throw new InvalidArgumentError(`cannot start gossip on ${config.bindAddr}: ${(error as Error).message}`, { cause: error });
+    // JoinFailedError names every address and why, a bad setting names its flag; a bind failure
+    // (UnavailableError) gets the address and the flag to change here.
+    if (error instanceof JoinFailedError || (error instanceof AnnalError && !(error instanceof UnavailableError))) throw error;
+    throw new InvalidArgumentError(`cannot start gossip on ${config.bindAddr} (choose another with --bind-addr): ${(error as Error).message}`, { cause: error });
   }
 }
 

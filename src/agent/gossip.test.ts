@@ -182,12 +182,16 @@ describe('Agent gossip', () => {
     assert.deepEqual(self, { name: 'wild', addr: `${ipv4}:${port}`, status: 'alive', tags: { rpc_addr: `${hostname()}:${agent.server.port}` } });
   });
 
-  it('refuses a gossip bind address that is taken, naming it', async () => {
+  it('refuses a gossip bind address that is taken, naming it and the flag, before it reports serving', async () => {
     const first = await start('taken-1', []);
-    await assert.rejects(Agent.start(config('taken-2', [], { bindAddr: gossipAddr(first) })), (error: unknown) => {
+    const messages: string[] = [];
+    const recording = { ...quiet, info: (_fields: object, message: string) => messages.push(message) };
+    await assert.rejects(Agent.start(config('taken-2', [], { bindAddr: gossipAddr(first), logger: recording })), (error: unknown) => {
       assert.ok(error instanceof AnnalError, String(error));
-      assert.match(error.message, new RegExp(`${gossipAddr(first)}.*EADDRINUSE`));
+      assert.match(error.message, new RegExp(`^cannot start gossip on ${gossipAddr(first)} \\(choose another with --bind-addr\\): .*EADDRINUSE`));
       return true;
     });
+    assert.ok(messages.includes('log opened'), 'the second agent got as far as its log');
+    assert.ok(!messages.includes('serving log.v1.Log'), `it never said it serves: ${messages.join(', ')}`);
   });
 });

@@ -3,9 +3,16 @@
  *
  * The decision is made when the call's metadata arrives, which is before the handler is invoked
  * for every kind of RPC, so a denied unary call never reaches the service and a denied stream is
- * refused at open (later messages on an allowed stream are not re-checked). A denied call is
- * answered with PERMISSION_DENIED naming the subject and the action; a call without a verified
- * client certificate (possible only if the listener were misconfigured) with UNAUTHENTICATED.
+ * refused at open. A denied call is answered with PERMISSION_DENIED naming the subject and the
+ * action; a call without a verified client certificate (possible only if the listener were
+ * misconfigured) with UNAUTHENTICATED.
+ *
+ * Streams are re-checked when the policy changes (Authorizer.onReplace): an open stream whose
+ * subject lost its action ends at once with PERMISSION_DENIED, messages it sends after that are
+ * dropped before the handler, and the handler sees the call cancelled. Requests the handler
+ * received before the change may still complete (an append already started is not undone),
+ * but their answers are not sent. Unary calls already running finish under the policy they
+ * started with.
  *
  * Fail closed: a method that is neither in the action table nor in an open service is denied, so
  * an RPC added later without an ACL entry cannot slip through.
@@ -23,7 +30,7 @@ import { RateLimitedLog, type AuthLogger } from './logger.js';
 import { subjectOfAuthContext } from './subject.js';
 
 /**
- * The actions `log.v1.Log` needs (ARCHITECTURE.md, Authorization), and `annal.admin.v1.Admin`'s:
+ * The actions `log.v1.Log` needs (docs/security.md, Authorization), and `annal.admin.v1.Admin`'s:
  * GetMembers reveals the topology that GetServers reveals too, so it needs `consume` as well.
  */
 export const LOG_METHOD_ACTIONS: ReadonlyMap<string, Action> = new Map([
@@ -54,28 +61,78 @@ export interface AclInterceptorOptions {
   logger: AuthLogger;
 }
 
+/** An allowed stream that is still open, re-checked on every policy change. */
+type OutgoingStatus = Parameters<ServerInterceptingCallInterface['sendStatus']>[0];
+
+interface OpenStream {
+  subject: string;
+  action: Action;
+  /** Ends the stream with PERMISSION_DENIED (the policy no longer allows it). */
+  revoke(): void;
+}
+
 export function createAclInterceptor(options: AclInterceptorOptions): ServerInterceptor {
   const methodActions = options.methodActions ?? LOG_METHOD_ACTIONS;
   const openServices = options.openServices ?? OPEN_SERVICES;
   const deniedLog = new RateLimitedLog(options.logger, { linesPerWindowMax: 20, windowMs: 10_000 });
+  const openStreams = new Set<OpenStream>();
+  options.authorizer.onReplace(() => {
+    for (const stream of openStreams) {
+      if (!options.authorizer.isAllowed(stream.subject, ANY_OBJECT, stream.action)) stream.revoke();
+    }
+  });
   return (method: ServerMethodDefinition<unknown, unknown>, call: ServerInterceptingCallInterface) => {
     const path = method.path;
     const service = serviceOf(path);
     if (openServices.has(service)) return new ServerInterceptingCall(call);
     const action = methodActions.get(path) ?? methodActions.get(`/${service}/*`);
+    const streaming = method.requestStream || method.responseStream;
+    let open: OpenStream | undefined;
+    let revoked = false;
+    const close = (): void => {
+      if (open !== undefined) openStreams.delete(open);
+    };
     return new ServerInterceptingCall(call, {
       start: (next) => {
         next({
           onReceiveMetadata: (metadata: Metadata, nextMetadata: (metadata: Metadata) => void) => {
             const refusal = decide(options.authorizer, call, action);
             if (refusal === undefined) {
+              if (streaming) {
+                const subject = subjectOfAuthContext(call.getAuthContext())!;
+                open = {
+                  subject,
+                  action: action!,
+                  revoke: () => {
+                    revoked = true;
+                    close();
+                    const details = `subject "${subject}" is no longer permitted to ${action} on "${ANY_OBJECT}": the ACL changed while the stream was open`;
+                    deniedLog.warn({ method: path, peer: call.getPeer(), subject, action }, `ended an open stream: ${details}`);
+                    call.sendStatus({ code: Status.PERMISSION_DENIED, details, metadata: new Metadata() });
+                  },
+                };
+                openStreams.add(open);
+              }
               nextMetadata(metadata);
               return;
             }
             deniedLog.warn({ method: path, peer: call.getPeer(), ...refusal.fields }, refusal.details);
             call.sendStatus({ code: refusal.code, details: refusal.details, metadata: new Metadata() });
           },
+          // Nothing a revoked stream sends reaches the handler.
+          onReceiveMessage: (message: unknown, nextMessage: (message: unknown) => void) => {
+            if (!revoked) nextMessage(message);
+          },
+          onCancel: close,
         });
+      },
+      // The handler's answers after a revocation are dropped: the call has its status.
+      sendMessage: (message: unknown, nextMessage: (message: unknown) => void) => {
+        if (!revoked) nextMessage(message);
+      },
+      sendStatus: (status: OutgoingStatus, nextStatus: (status: OutgoingStatus) => void) => {
+        close();
+        if (!revoked) nextStatus(status);
       },
     });
   };

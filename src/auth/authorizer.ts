@@ -6,6 +6,7 @@
  * `replace` swaps in a new enforcer atomically, so a policy reload never leaves a moment with a
  * half-loaded policy. Decisions are cached per (subject, object, action) until the next replace:
  * the set of subjects is small and a cache hit keeps authorization off the per-call profile.
+ * `onReplace` listeners run right after a replace (the ACL interceptor re-checks open streams).
  */
 import { readFile } from 'node:fs/promises';
 import { newEnforcer, newModelFromString, StringAdapter, type Enforcer } from 'casbin';
@@ -32,6 +33,7 @@ const DECISION_CACHE_ENTRIES_MAX = 4096;
 export class Authorizer {
   private enforcer: Enforcer;
   private readonly decisions = new Map<string, boolean>();
+  private readonly replaceListeners = new Set<() => void>();
 
   constructor(enforcer: Enforcer) {
     this.enforcer = enforcer;
@@ -45,6 +47,13 @@ export class Authorizer {
   replace(enforcer: Enforcer): void {
     this.enforcer = enforcer;
     this.decisions.clear();
+    for (const listener of this.replaceListeners) listener();
+  }
+
+  /** Calls `listener` after every replace, until the returned function is called. */
+  onReplace(listener: () => void): () => void {
+    this.replaceListeners.add(listener);
+    return () => this.replaceListeners.delete(listener);
   }
 
   isAllowed(subject: string, object: string, action: Action): boolean {

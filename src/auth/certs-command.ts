@@ -4,7 +4,7 @@
  *
  * An existing CA in the output dir (ca.pem + ca-key.pem) is reused, so running the command again
  * rotates the leaf certificates without invalidating every client: that is how certificates are
- * renewed on a running cluster (servers pick the new files up; see tls-watcher.ts). `newCa`
+ * renewed on a running cluster (servers pick the new files up; see file-reloader.ts). `newCa`
  * replaces the CA too. Every file is written to a temporary name and renamed into place, so a
  * watcher never reads half a file; keys are created with mode 0600.
  */

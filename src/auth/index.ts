@@ -10,6 +10,8 @@ export { parseCsr, parseSigningConfig, profileFor, readCsrFile, readSigningConfi
 export type { CsrSpec, SigningConfig, SigningProfile } from './csr-config.js';
 export { FileReloader } from './file-reloader.js';
 export type { ReloadOutcome } from './file-reloader.js';
+export { ConnectionGate, DEFAULT_CONNECTION_LIMITS, prefaceState } from './connection-gate.js';
+export type { ConnectionGateOptions, ConnectionLimits, PrefaceState } from './connection-gate.js';
 export { RateLimitedLog } from './logger.js';
 export type { AuthLogger } from './logger.js';
 export { MtlsListener } from './mtls-listener.js';

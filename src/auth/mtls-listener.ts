@@ -10,8 +10,13 @@
  *   from another CA, expired or not yet valid, plaintext, an old TLS version, a handshake that
  *   never finishes), rate-limited so a retrying client cannot flood the log;
  * - certificate rotation for new connections with `setMaterial` (tls.Server.setSecureContext);
- *   connections already open keep their session, so no call is dropped;
- * - TLS 1.2 minimum, TLS 1.3 preferred (Node negotiates the highest both sides support).
+ *   connections already open keep their session, so no call is dropped, unless the new CA no
+ *   longer vouches for their client certificate: those are closed, one log line each;
+ * - TLS 1.2 minimum, TLS 1.3 preferred (Node negotiates the highest both sides support);
+ * - the connection bounds of connection-gate.ts: a cap on open connections (in total and per
+ *   remote address) and a deadline for the TLS handshake plus the HTTP/2 preface. The TCP
+ *   listener is a plain net.Server that hands admitted sockets to the TLS server, so a refused
+ *   connection costs no TLS work.
  *
  * Verification: `requestCert: true` with `rejectUnauthorized: false`, then `socket.authorized` is
  * checked on 'secureConnection' and a socket that fails is destroyed before grpc-js sees a byte.
@@ -19,12 +24,14 @@
  * runs after the handshake, in JavaScript); doing it here keeps `authorizationError`, which says
  * *why* (CERT_HAS_EXPIRED, UNABLE_TO_VERIFY_LEAF_SIGNATURE, ...), for the log.
  */
-import type { AddressInfo } from 'node:net';
+import { createServer as createTcpServer, type AddressInfo, type Server as TcpServer, type Socket } from 'node:net';
+import type { X509Certificate } from 'node:crypto';
 import { createServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
 import { ServerCredentials, experimental, type Server as GrpcServer, type ServerInterceptor } from '@grpc/grpc-js';
 import { assert } from '../util/index.js';
+import { ConnectionGate, DEFAULT_CONNECTION_LIMITS, type ConnectionLimits } from './connection-gate.js';
 import { RateLimitedLog, type AuthLogger } from './logger.js';
-import type { TlsMaterial } from './tls-material.js';
+import { caCertificatesOf, type TlsMaterial } from './tls-material.js';
 
 type ConnectionInjector = ReturnType<GrpcServer['createConnectionInjector']>;
 
@@ -38,14 +45,23 @@ export interface MtlsListenerOptions {
   /** Run on every call of this listener before the handler (the ACL). */
   interceptors?: ServerInterceptor[];
   logger: AuthLogger;
-  /** A connection that has not finished its TLS handshake by then is closed. Default 10 s. */
+  /**
+   * A connection that has not finished its TLS handshake and sent the HTTP/2 preface by then
+   * (counted from the TCP accept) is closed. Default: DEFAULT_CONNECTION_LIMITS.prefaceTimeoutMs.
+   */
   handshakeTimeoutMs?: number;
+  /** Caps on open connections; defaults in DEFAULT_CONNECTION_LIMITS. */
+  connectionLimits?: Partial<Pick<ConnectionLimits, 'connectionsMax' | 'connectionsPerAddressMax'>>;
   /** Refusal log lines per 10 s before they are summarised. Default 20. */
   refusalLogLinesMax?: number;
 }
 
 export class MtlsListener {
+  private readonly tcpServer: TcpServer;
   private readonly tlsServer: TlsServer;
+  private readonly gate: ConnectionGate;
+  /** Verified connections handed to grpc-js and still open. */
+  private readonly sessions = new Set<TLSSocket>();
   private readonly injector: ConnectionInjector;
   private readonly refusalLog: RateLimitedLog;
   private boundPort = 0;
@@ -62,13 +78,23 @@ export class MtlsListener {
       options.interceptors ?? [],
     );
     this.injector = options.grpcServer.createConnectionInjector(credentials);
+    const limits: ConnectionLimits = {
+      ...DEFAULT_CONNECTION_LIMITS,
+      ...options.connectionLimits,
+      ...(options.handshakeTimeoutMs === undefined ? {} : { prefaceTimeoutMs: options.handshakeTimeoutMs }),
+    };
+    this.gate = new ConnectionGate({ limits, log: this.refusalLog, tls: true });
+    this.tcpServer = createTcpServer();
+    this.tcpServer.on('connection', (socket: Socket) => this.onConnection(socket));
     this.tlsServer = createServer({
       ...secureContextOptions(options.material),
       requestCert: true,
       rejectUnauthorized: false,
       minVersion: 'TLSv1.2',
       ALPNProtocols: ['h2'],
-      handshakeTimeout: options.handshakeTimeoutMs ?? 10_000,
+      // Node's is an idle timer, reset by every byte, and cannot be turned off: a backstop that
+      // fires after the gate's absolute deadline (which logs the one line for the connection).
+      handshakeTimeout: Math.min(2_147_483_647, limits.prefaceTimeoutMs + 1_000),
     });
     this.tlsServer.on('secureConnection', (socket: TLSSocket) => this.onSecureConnection(socket));
     this.tlsServer.on('tlsClientError', (error: Error & { code?: string }, socket: TLSSocket) => this.onTlsClientError(error, socket));
@@ -78,14 +104,14 @@ export class MtlsListener {
   static async listen(options: MtlsListenerOptions): Promise<MtlsListener> {
     const listener = new MtlsListener(options);
     await new Promise<void>((resolve, reject) => {
-      listener.tlsServer.once('error', reject);
-      listener.tlsServer.listen(options.port, options.host, () => {
-        listener.tlsServer.off('error', reject);
+      listener.tcpServer.once('error', reject);
+      listener.tcpServer.listen(options.port, options.host, () => {
+        listener.tcpServer.off('error', reject);
         resolve();
       });
     });
-    listener.boundPort = (listener.tlsServer.address() as AddressInfo).port;
-    listener.tlsServer.on('error', (error) => options.logger.error({ error: error.message }, 'TLS listener error'));
+    listener.boundPort = (listener.tcpServer.address() as AddressInfo).port;
+    listener.tcpServer.on('error', (error) => options.logger.error({ error: error.message }, 'TLS listener error'));
     return listener;
   }
 
@@ -94,25 +120,57 @@ export class MtlsListener {
     return this.boundPort;
   }
 
-  /** Puts new certificate, key and CA in force for connections accepted from now on. */
+  /** Connections accepted and not yet closed (in the handshake, awaiting the preface, or serving). */
+  get openConnectionCount(): number {
+    return this.gate.openCount;
+  }
+
+  /**
+   * Puts new certificate, key and CA in force for connections accepted from now on, and closes
+   * open connections whose client certificate the new CA does not vouch for (a CA rotation
+   * revokes the old identities; a renewal under the same CA closes nothing).
+   */
   setMaterial(material: TlsMaterial): void {
     this.tlsServer.setSecureContext(secureContextOptions(material));
+    const caCertificates = caCertificatesOf(material);
+    for (const socket of this.sessions) {
+      if (chainsToCa(socket, caCertificates)) continue;
+      const certificate = socket.getPeerCertificate();
+      const subject = typeof certificate.subject?.CN === 'string' ? certificate.subject.CN : undefined;
+      this.refusalLog.warn(
+        { remoteAddress: socket.remoteAddress, remotePort: socket.remotePort, subject },
+        'closed connection: its client certificate is not signed by the new CA',
+      );
+      socket.destroy();
+    }
   }
 
   /**
    * Stops accepting connections. Sessions already handed to grpc-js end with the grpc-js server's
-   * `tryShutdown`/`forceShutdown`; a connection still in its handshake is refused when it
-   * completes (or times out after `handshakeTimeoutMs`).
+   * `tryShutdown`/`forceShutdown`; a connection still in its handshake or before its preface is
+   * closed now.
    */
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    this.tlsServer.close();
+    this.tcpServer.close();
+    this.gate.closePending();
   }
 
   /** Ends the grpc-js sessions of this listener now (tests; the agent uses the server's shutdown). */
   destroySessions(): void {
     this.injector.destroy();
+  }
+
+  private onConnection(socket: Socket): void {
+    socket.on('error', () => {
+      // The TLS socket on top reports errors (tlsClientError); this keeps a reset from throwing.
+    });
+    if (this.closed || !this.gate.accept(socket)) {
+      socket.destroy();
+      return;
+    }
+    this.tlsServer.emit('connection', socket);
   }
 
   private onSecureConnection(socket: TLSSocket): void {
@@ -131,7 +189,11 @@ export class MtlsListener {
       socket.destroy();
       return;
     }
-    this.injector.injectConnection(socket);
+    this.gate.awaitPreface(socket, () => {
+      this.sessions.add(socket);
+      socket.once('close', () => this.sessions.delete(socket));
+      this.injector.injectConnection(socket);
+    });
   }
 
   private onTlsClientError(error: Error & { code?: string }, socket: TLSSocket): void {
@@ -145,6 +207,18 @@ export class MtlsListener {
       `refused connection: ${reason}`,
     );
   }
+}
+
+/** Whether the client's certificate, or an intermediate it presented, is signed by one of `caCertificates`. */
+function chainsToCa(socket: TLSSocket, caCertificates: readonly X509Certificate[]): boolean {
+  let certificate = socket.getPeerX509Certificate();
+  for (let depth = 0; certificate !== undefined && depth < 8; depth++) {
+    const current = certificate;
+    if (caCertificates.some((ca) => ca.fingerprint256 === current.fingerprint256)) return true;
+    if (caCertificates.some((ca) => current.checkIssued(ca) && current.verify(ca.publicKey))) return true;
+    certificate = current.issuerCertificate;
+  }
+  return false;
 }
 
 function secureContextOptions(material: TlsMaterial) {

@@ -1,7 +1,8 @@
 // Goal: replacing the server's certificate, key and CA files, or the ACL policy, takes effect for
-// new connections and calls without a restart and without dropping an open stream; a bad new
-// file is rejected with a log line and the files in force stay; reload() (the SIGHUP hook)
-// re-reads on demand.
+// new connections and calls without a restart; an open stream keeps going through a renewal
+// under the same CA, and its connection is closed (one log line) when the new CA no longer
+// vouches for its client certificate; a bad new file is rejected with a log line and the files
+// in force stay; reload() (the SIGHUP hook) re-reads on demand.
 // Method: SecureServing watches copies of the files in a temp dir; the test replaces them the
 // way `annal certs` does (write to a temporary name, rename) and waits for the reloader's log
 // line (an event, not a sleep) before checking with fresh connections.
@@ -73,6 +74,8 @@ function openEchoStream(client: Client) {
         call.on('error', reject);
         call.end();
       }),
+    /** Resolves with the error that ends the call. */
+    failed: new Promise<unknown>((resolve) => call.on('error', resolve)),
   };
 }
 
@@ -119,7 +122,7 @@ describe('rotation without restart', { timeout: 120_000 }, () => {
     await rm(root, { recursive: true, force: true });
   });
 
-  it('puts a new certificate, key and CA in force for new connections; an open stream keeps going', async () => {
+  it('puts a new certificate, key and CA in force for new connections, closing those of the old CA', async () => {
     const firstRoot = await pemsFor(first, 'root');
     const secondRoot = await pemsFor(second, 'root');
     await expectProduce(serving.port, firstRoot);
@@ -135,9 +138,29 @@ describe('rotation without restart', { timeout: 120_000 }, () => {
       // Partial states (new key, old certificate) may be seen and rejected on the way; wait until
       // the complete new set is in force.
       await waitForTls(serving, logger, mark);
+      assert.equal(statusOf(await stream.failed), Status.UNAVAILABLE, 'the stream of a client the new CA does not vouch for ends');
+      const line = await logger.waitFor(/^closed connection: its client certificate is not signed by the new CA$/, { fromIndex: mark });
+      assert.equal((line.object as { subject?: string }).subject, 'root');
       await expectProduce(serving.port, secondRoot);
       await expectRefused(serving.port, firstRoot);
-      assert.deepEqual(await stream.roundTrip('after'), Buffer.from('after'), 'the stream opened before rotation still works');
+    } finally {
+      openClient.close();
+    }
+  });
+
+  it('keeps open streams through a renewal of the server certificate under the same CA', async () => {
+    const secondRoot = await pemsFor(second, 'root');
+    const openClient = rawClient(serving.port, secondRoot);
+    const stream = openEchoStream(openClient);
+    try {
+      assert.deepEqual(await stream.roundTrip('before'), Buffer.from('before'));
+      const renewed = await makeCertificates(join(root, 'second')); // `annal certs` again: same CA, new certificates
+      const mark = logger.lines.length;
+      await writeAtomically(liveTls().keyFile, await readFile(renewed.serverKey, 'utf8'), 0o600);
+      await writeAtomically(liveTls().certFile, await readFile(renewed.serverCert, 'utf8'), 0o644);
+      await waitForTls(serving, logger, mark);
+      assert.deepEqual(await stream.roundTrip('after'), Buffer.from('after'), 'the stream opened before the renewal still works');
+      assert.equal(logger.matching(/not signed by the new CA/).length, 1, 'only the first rotation closed a connection');
       await stream.end();
     } finally {
       openClient.close();

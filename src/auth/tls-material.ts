@@ -98,6 +98,11 @@ function parseCertificate(pem: Buffer, path: string): X509Certificate {
   }
 }
 
+/** The certificates of a CA bundle that loadTlsMaterial accepted. */
+export function caCertificatesOf(material: TlsMaterial): X509Certificate[] {
+  return parseCaBundle(material.caPem, 'the CA bundle');
+}
+
 function parseCaBundle(pem: Buffer, path: string): X509Certificate[] {
   const blocks = pem.toString('utf8').match(PEM_CERTIFICATE) ?? [];
   if (blocks.length === 0) throw new InvalidArgumentError(`${path}: no CERTIFICATE block`);

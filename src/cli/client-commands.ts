@@ -4,13 +4,14 @@
  * `valueBase64` for a value that is not UTF-8). Security is explicit: `--insecure` for a plaintext
  * node, or `--ca-file` (and `--cert-file`/`--key-file` for mutual TLS).
  */
+import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import type { Command } from 'commander';
 import { AnnalClient, type ClientSecurity, type ConsumedRecord, type MemberInfo } from '../client/index.js';
 import { OffsetOutOfRangeError, UnavailableError } from '../util/index.js';
 import { DEFAULT_PROFILE, profileFor, type ClientProfile } from './client-profile.js';
-import { parseAddress, parseUint } from './options.js';
+import { parseAddress, parseOffset, parseUint } from './options.js';
 import { UsageError } from './usage-error.js';
 
 interface ClientFlags {
@@ -22,6 +23,12 @@ interface ClientFlags {
   certFile?: string;
   keyFile?: string;
   json?: boolean;
+}
+
+interface ConsumeFlags extends ClientFlags {
+  offset?: number | bigint;
+  follow?: boolean;
+  maxBatch: number;
 }
 
 /** Records sent on a ProduceStream and not yet acknowledged, at most. */
@@ -46,10 +53,10 @@ export function addClientCommands(program: Command): void {
 
   clientOptions(program.command('consume'))
     .description('print records from an offset; --follow keeps waiting for new ones')
-    .option('--offset <offset>', 'first offset to read (default: the lowest in the log)', parseUint)
+    .option('--offset <offset>', 'first offset to read (default: the lowest in the log)', parseOffset)
     .option('--follow', 'keep waiting for new records (Ctrl-C to stop)')
     .option('--max-batch <records>', 'records per server message (throughput; 0 = one per message)', parseUint, 256)
-    .action(async (flags: ClientFlags & { offset?: number; follow?: boolean; maxBatch: number }) =>
+    .action(async (flags: ConsumeFlags) =>
       withClient(flags, (client) => consume(client, flags)),
     );
 
@@ -131,7 +138,7 @@ async function produce(client: AnnalClient, values: string[], flags: ClientFlags
   const pending: Promise<void>[] = [];
   const sendOne = (value: string): void => {
     const bytes = Buffer.from(value, 'utf8');
-    const printed = stream.send(bytes).then((offset) => printRecord({ offset, value: bytes, term: 0, type: 0 }, flags));
+    const printed = stream.send(bytes).then((offset) => void printRecord({ offset, value: bytes, term: 0, type: 0 }, flags));
     printed.catch(() => {}); // awaited below; this only keeps a failure after the first from being "unhandled"
     pending.push(printed);
   };
@@ -156,20 +163,23 @@ async function produce(client: AnnalClient, values: string[], flags: ClientFlags
 const FOLLOW_RETRY_MS_MIN = 250;
 const FOLLOW_RETRY_MS_MAX = 5_000;
 
-async function consume(client: AnnalClient, flags: ClientFlags & { offset?: number; follow?: boolean; maxBatch: number }): Promise<void> {
+async function consume(client: AnnalClient, flags: ConsumeFlags): Promise<void> {
   const controller = new AbortController();
   const stop = (): void => controller.abort();
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
   const follow = flags.follow === true;
   const options = { signal: controller.signal, maxBatch: flags.maxBatch, follow };
-  let next = flags.offset ?? 0;
+  let next: number | bigint = flags.offset ?? 0;
   let retryMs = FOLLOW_RETRY_MS_MIN;
   try {
     while (true) {
       try {
         for await (const batch of client.consumeBatches(next, options)) {
-          for (const record of batch) printRecord(record, flags);
+          let writable = true;
+          for (const record of batch) writable = printRecord(record, flags);
+          // A slow reader (a pipe) holds the stream back instead of the output piling up in memory.
+          if (!writable) await once(process.stdout, 'drain', { signal: controller.signal });
           if (batch.length > 0) next = batch[batch.length - 1]!.offset + 1;
           retryMs = FOLLOW_RETRY_MS_MIN;
         }
@@ -234,7 +244,8 @@ function formatTags(member: MemberInfo): string {
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
-function printRecord(record: ConsumedRecord, flags: ClientFlags): void {
+/** Writes one record to stdout; false when stdout's buffer is full (wait for 'drain'). */
+function printRecord(record: ConsumedRecord, flags: ClientFlags): boolean {
   recordsPrinted++;
   let text: string | undefined;
   try {
@@ -244,8 +255,7 @@ function printRecord(record: ConsumedRecord, flags: ClientFlags): void {
   }
   if (flags.json === true) {
     const fields = text === undefined ? { valueBase64: record.value.toString('base64') } : { value: text };
-    process.stdout.write(`${JSON.stringify({ offset: record.offset, ...fields })}\n`);
-  } else {
-    process.stdout.write(`${record.offset}\t${text ?? `base64:${record.value.toString('base64')}`}\n`);
+    return process.stdout.write(`${JSON.stringify({ offset: record.offset, ...fields })}\n`);
   }
+  return process.stdout.write(`${record.offset}\t${text ?? `base64:${record.value.toString('base64')}`}\n`);
 }

@@ -2,7 +2,8 @@
 /**
  * The `annal` command. Exit codes: 0 success (and after a graceful shutdown on SIGINT/SIGTERM),
  * 1 runtime failure (unusable data dir, node unreachable, a rejected record), 2 usage error
- * (unknown flag, bad value, no TLS files and no --insecure). Errors are one line on stderr, except
+ * (unknown flag, bad value, no TLS files and no --insecure), 141 (128 + SIGPIPE) when whatever
+ * reads stdout goes away (`annal consume | head -1`), silently, as a Unix tool killed by SIGPIPE. Errors are one line on stderr, except
  * the agent's refusal to start without security, which prints the commands to make certificates.
  */
 import { format } from 'node:util';
@@ -17,6 +18,7 @@ import { UsageError } from './usage-error.js';
 
 const EXIT_FAILURE = 1;
 const EXIT_USAGE = 2;
+const EXIT_BROKEN_PIPE = 128 + 13;
 
 function program(): Command {
   const root = new Command('annal')
@@ -64,7 +66,37 @@ function quietIpServerNameWarning(): void {
   }) as typeof process.emitWarning;
 }
 
+/**
+ * A reader that closes the pipe makes the next write to stdout fail with EPIPE, which Node
+ * reports as an unhandled 'error' event with a stack trace. Unix tools are killed by SIGPIPE
+ * there without a word; Node ignores SIGPIPE, so exit the same way by hand: on the 'error'
+ * event, or at the end when the command finished before that event (it comes a tick after the
+ * failed write, and a command whose remaining output was already in memory ends sooner).
+ */
+/**
+ * Resolves once everything written to stdout has gone to the OS. Writes to a pipe are
+ * asynchronous, and process.exit drops what is still queued: `annal consume | slow-reader`
+ * would lose the end of its output.
+ */
+function flushStdout(): Promise<void> {
+  if (process.stdout.writableLength === 0 || process.stdout.destroyed) return Promise.resolve();
+  return new Promise((resolve) => process.stdout.write('', () => resolve()));
+}
+
+function stdoutBroken(): boolean {
+  return (process.stdout.errored as NodeJS.ErrnoException | null)?.code === 'EPIPE';
+}
+
+function exitQuietlyOnBrokenPipe(): void {
+  process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code === 'EPIPE') process.exit(EXIT_BROKEN_PIPE);
+    process.stderr.write(`annal: cannot write to stdout: ${error.message}\n`);
+    process.exit(EXIT_FAILURE);
+  });
+}
+
 async function main(argv: string[]): Promise<number> {
+  exitQuietlyOnBrokenPipe();
   quietGrpcLog();
   quietIpServerNameWarning();
   const root = program();
@@ -87,5 +119,11 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-// Exit explicitly: a finished command must not linger on a handle (a gRPC channel, stdin).
-main(process.argv).then((code) => process.exit(code));
+// Exit explicitly, once stdout is flushed: a finished command must not linger on a handle (a
+// gRPC channel, stdin).
+main(process.argv)
+  .then(async (code) => {
+    await flushStdout();
+    return code;
+  })
+  .then((code) => process.exit(stdoutBroken() ? EXIT_BROKEN_PIPE : code));

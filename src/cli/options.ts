@@ -18,6 +18,18 @@ export function parseUint(text: string): number {
   return value;
 }
 
+const UINT64_MAX = 2n ** 64n - 1n;
+
+/**
+ * `--offset`: any uint64, as on the wire. A number when it is a safe integer, the exact bigint
+ * above 2^53 - 1 (the node then answers that it is out of range, naming the log's range).
+ */
+export function parseOffset(text: string): number | bigint {
+  if (!/^\d+$/.test(text) || BigInt(text) > UINT64_MAX) throw new InvalidArgumentError(`expected an offset from 0 to ${UINT64_MAX}`);
+  const value = Number(text);
+  return Number.isSafeInteger(value) ? value : BigInt(text);
+}
+
 const BYTE_UNITS: Record<string, number> = { '': 1, b: 1, kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3, kb: 1000, mb: 1000 ** 2, gb: 1000 ** 3 };
 
 /** Bytes as an integer with an optional unit: 1048576, 1MiB, 64mib, 512KiB, 1GB. */

@@ -101,6 +101,15 @@ export interface ProduceBatchResult {
   lastOffset: number;
 }
 
+/**
+ * An offset for the generated ConsumeRequest encoder. Its field is typed number, but the encoder
+ * writes it with BinaryWriter.uint64, which takes a bigint exactly; a number above 2^53 - 1 would
+ * already have lost its low digits.
+ */
+function wireOffset(offset: number | bigint): number {
+  return offset as number;
+}
+
 function decodeProduceResponse(bytes: Buffer): ProduceResponse {
   return decodeProduceResponseFast(bytes) ?? ProduceResponse.decode(bytes);
 }
@@ -180,12 +189,15 @@ export class AnnalClient {
   }
 
   /**
-   * Reads the record at `offset`; OffsetOutOfRangeError outside the log's range. With
-   * `linearizable`, the read reflects every record acknowledged before the call (ReadIndex).
+   * Reads the record at `offset`; OffsetOutOfRangeError outside the log's range. Offsets are
+   * uint64 on the wire: a bigint reaches the server exactly (no log reaches 2^53 - 1, so one
+   * above it is always out of range). With `linearizable`, the read reflects every record
+   * acknowledged before the call (ReadIndex through the leader).
    */
-  consume(offset: number, options: { linearizable?: boolean } = {}): Promise<ConsumedRecord> {
+  consume(offset: number | bigint, options: { linearizable?: boolean } = {}): Promise<ConsumedRecord> {
     return new Promise((resolve, reject) => {
-      this.raw.consume({ offset, maxBatch: 0, stopAtEnd: false, linearizable: options.linearizable ?? false }, new Metadata(), this.unaryOptions(), (error, response) => {
+      const request = { offset: wireOffset(offset), maxBatch: 0, stopAtEnd: false, linearizable: options.linearizable ?? false };
+      this.raw.consume(request, new Metadata(), this.unaryOptions(), (error, response) => {
         if (error) reject(mapError(error));
         else if (response.record === undefined) reject(mapError({ code: Status.INTERNAL, details: 'Consume response has no record' }));
         else resolve(response.record);
@@ -194,15 +206,15 @@ export class AnnalClient {
   }
 
   /** Records from `from` on, one at a time; tails the log unless `follow` is false. */
-  async *consumeStream(from: number, options: ConsumeStreamOptions = {}): AsyncGenerator<ConsumedRecord> {
+  async *consumeStream(from: number | bigint, options: ConsumeStreamOptions = {}): AsyncGenerator<ConsumedRecord> {
     for await (const batch of this.consumeBatches(from, options)) yield* batch;
   }
 
   /** Like consumeStream, but yields each response's records together (cheaper per record). */
-  async *consumeBatches(from: number, options: ConsumeStreamOptions = {}): AsyncGenerator<ConsumedRecord[]> {
+  async *consumeBatches(from: number | bigint, options: ConsumeStreamOptions = {}): AsyncGenerator<ConsumedRecord[]> {
     const { signal, maxBatch = 0, follow = true, linearizable = false } = options;
     signal?.throwIfAborted();
-    const call = this.raw.consumeStream({ offset: from, maxBatch, stopAtEnd: !follow, linearizable });
+    const call = this.raw.consumeStream({ offset: wireOffset(from), maxBatch, stopAtEnd: !follow, linearizable });
     const onAbort = (): void => call.cancel();
     signal?.addEventListener('abort', onAbort, { once: true });
     try {

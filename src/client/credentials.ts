@@ -1,7 +1,7 @@
 /**
  * How a client secures its channel. Plaintext must be asked for explicitly (`{ insecure: true }`),
  * mirroring the agent's `--insecure`; TLS takes PEM bytes (a CA to verify the server, and a client
- * certificate and key for mutual TLS, which issue 3's servers will require).
+ * certificate and key for mutual TLS, which a node serving mTLS requires).
  */
 import { credentials as grpcCredentials, type ChannelCredentials } from '@grpc/grpc-js';
 import { InvalidArgumentError } from '../util/index.js';

@@ -1,5 +1,5 @@
 // Goal: our memberlist/serf codec reads what real serf 0.9.4 agents send and writes byte-identical
-// messages. Method: the packets captured between real agents (docs/serf-wire-protocol.md §15) are
+// messages. Method: packets captured between two real serf 0.9.4 agents (kept below as hex) are
 // decoded through every layer (crc, LZW, compound, push/pull, serf state) and our encoder's output
 // is compared byte for byte with the captured form.
 import { test } from 'node:test';

@@ -1,7 +1,7 @@
 /**
  * How a Raft node exchanges messages with its peers. Delivery is best effort: messages may be
- * lost, duplicated or reordered, and the core copes with all of it. The network transport comes
- * with the replicated-log issue; `InMemoryNetwork` serves tests and single-process clusters.
+ * lost, duplicated or reordered, and the core copes with all of it. The network transport belongs
+ * to the replicated log (src/replication); `InMemoryNetwork` serves tests and single-process clusters.
  */
 import { assert } from '../util/index.js';
 import type { Message, NodeId } from './types.js';

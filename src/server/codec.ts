@@ -9,10 +9,11 @@
  *   copies; the writer's output is fresh, so wrapping it is safe), and ConsumeResponse, the
  *   consumer's hot path, and ProduceResponse with the single-buffer encoders of wire-encode.ts.
  * - ProduceRequests in the canonical shape take the fast path of wire-decode.ts.
+ * - ConsumeRequests keep an offset above 2^53 - 1 exact (a bigint) instead of failing to decode,
+ *   so that it is answered OUT_OF_RANGE like any other offset past the log's end.
  */
 import type { MessageFns } from '../gen/log/v1/log.js';
 import {
-  ConsumeRequest,
   GetServersRequest,
   GetServersResponse,
   LogService,
@@ -20,7 +21,7 @@ import {
   ProduceBatchResponse,
   ProduceRequest,
 } from '../gen/log/v1/log.js';
-import { decodeProduceRequestFast } from './wire-decode.js';
+import { decodeConsumeRequest, decodeProduceRequestFast } from './wire-decode.js';
 import { encodeConsumeResponse, encodeProduceResponse } from './wire-encode.js';
 
 /** A request whose bytes are not a valid protobuf encoding of the expected message. */
@@ -31,7 +32,7 @@ export class DecodeFailure {
   ) {}
 }
 
-export function safeDecoder<T>(codec: MessageFns<T>, messageName: string): (bytes: Buffer) => T | DecodeFailure {
+export function safeDecoder<T>(codec: Pick<MessageFns<T>, 'decode'>, messageName: string): (bytes: Buffer) => T | DecodeFailure {
   return (bytes) => {
     try {
       return codec.decode(bytes);
@@ -49,6 +50,8 @@ export function wrappingEncoder<T>(codec: MessageFns<T>): (message: T) => Buffer
 }
 
 /** The canonical ProduceRequest through the fast path, anything else through ts-proto. */
+const consumeRequestCodec = { decode: decodeConsumeRequest };
+
 const decodeProduceRequest = ((safe) => (bytes: Buffer) => decodeProduceRequestFast(bytes) ?? safe(bytes))(
   safeDecoder(ProduceRequest, 'log.v1.ProduceRequest'),
 );
@@ -62,12 +65,12 @@ export const ServedLogService = {
   },
   consume: {
     ...LogService.consume,
-    requestDeserialize: safeDecoder(ConsumeRequest, 'log.v1.ConsumeRequest'),
+    requestDeserialize: safeDecoder(consumeRequestCodec, 'log.v1.ConsumeRequest'),
     responseSerialize: encodeConsumeResponse,
   },
   consumeStream: {
     ...LogService.consumeStream,
-    requestDeserialize: safeDecoder(ConsumeRequest, 'log.v1.ConsumeRequest'),
+    requestDeserialize: safeDecoder(consumeRequestCodec, 'log.v1.ConsumeRequest'),
     responseSerialize: encodeConsumeResponse,
   },
   produceStream: {

@@ -7,17 +7,23 @@
  * (A grpc-js client that does not read keeps accepting data into its own memory, so the server
  * is held back only once the connection itself backs up; server.test.ts stalls it with a proxy.)
  *
- * Offsets: below the log's lowest offset is OUT_OF_RANGE. At or past the next offset the stream
- * waits for that offset to be written, as proglog's ConsumeStream does. With `stop_at_end` the
- * stream instead ends OK once it has caught up with the log's end, and an offset past the end
- * is OUT_OF_RANGE.
+ * Offsets: the stream may start anywhere in [lowestOffset, nextOffset]; outside that it ends at
+ * once with OUT_OF_RANGE naming the log's range (as Consume does). Starting at exactly the next
+ * offset tails: the stream waits for that offset to be written. proglog's ConsumeStream also waits
+ * for an offset far beyond the end, which leaves a client with a wrong offset waiting silently
+ * forever, so annal refuses it. With `stop_at_end` the stream instead ends OK once it has caught
+ * up with the log's end.
+ *
+ * A damaged record ends the stream with DATA_LOSS naming its offset, file and byte, after every
+ * intact record before it has been sent (storage fails a whole batch read; see readIntact).
  */
 import { once } from 'node:events';
 import { status as Status, type ServerWritableStream } from '@grpc/grpc-js';
 import type { ConsumeRequest, ConsumeResponse, Record as WireRecord } from '../gen/log/v1/log.js';
-import type { StoredRecord } from '../storage/types.js';
-import { assert, OffsetOutOfRangeError } from '../util/index.js';
+import type { ReadLimits, StoredRecord } from '../storage/types.js';
+import { assert, CorruptionError, OffsetOutOfRangeError } from '../util/index.js';
 import type { ServedLog } from './served-log.js';
+import type { WideConsumeRequest } from './wire-decode.js';
 
 export interface ConsumeStreamLimits {
   /** Records read from the log per step in one-record-per-message mode. */
@@ -40,33 +46,77 @@ export class ShutdownSignal extends Error {
 export async function pumpConsumeStream(
   log: ServedLog,
   call: ServerWritableStream<ConsumeRequest, ConsumeResponse>,
-  request: ConsumeRequest,
+  request: WideConsumeRequest,
   limits: ConsumeStreamLimits,
   signal: AbortSignal,
 ): Promise<void> {
-  let next = request.offset;
-  if (next < log.lowestOffset()) throw new OffsetOutOfRangeError(next, log.lowestOffset(), log.nextOffset());
-  // A stream that ends at the end has nothing to wait for past it: that offset is a mistake.
-  if (request.stopAtEnd && next > log.nextOffset()) throw new OffsetOutOfRangeError(next, log.lowestOffset(), log.nextOffset());
+  let next = offsetWithinNumbers(request.offset, log);
+  if (next < log.lowestOffset() || next > log.nextOffset()) throw new OffsetOutOfRangeError(next, log.lowestOffset(), log.nextOffset());
   const batchRecords = Math.min(request.maxBatch, limits.maxBatchRecords);
   const readLimits =
     batchRecords > 0
       ? { maxCount: batchRecords, maxBytes: limits.maxResponseBytes }
       : { maxCount: limits.readChunkRecords, maxBytes: limits.maxResponseBytes };
+  const write = batchRecords > 0 ? writeBatch : writeEach;
   while (!signal.aborted) {
     if (next >= log.nextOffset()) {
       if (request.stopAtEnd) return;
       await log.waitForAppend(next, signal);
       continue;
     }
-    const records = log.readBatch(next, readLimits);
+    const { records, corruption } = readIntact(log, next, readLimits);
+    if (corruption !== undefined) {
+      // The intact records before the damaged one go out first, then DATA_LOSS names it.
+      if (records.length > 0) write(call, records);
+      throw corruption;
+    }
     // readBatch returns at least one record below nextOffset(), checked just above (same tick).
     assert(records.length > 0, `readBatch(${next}) returned nothing below nextOffset ${log.nextOffset()}`);
     assert(records[0]!.offset === next, `readBatch(${next}) started at ${records[0]!.offset}`);
     next = records[records.length - 1]!.offset + 1;
-    const writable = batchRecords > 0 ? writeBatch(call, records) : writeEach(call, records);
-    if (!writable) await waitForDrain(call, signal);
+    if (!write(call, records)) await waitForDrain(call, signal);
   }
+}
+
+/**
+ * A batch read from `offset`, or, when the batch holds a damaged record (storage fails the whole
+ * batch), the intact records before it and the CorruptionError of the first damaged one. The
+ * re-read goes record by record within the same limits, so it costs one read per record only on
+ * the step that meets the damage.
+ */
+export function readIntact(log: ServedLog, offset: number, limits: ReadLimits): { records: StoredRecord[]; corruption?: CorruptionError } {
+  try {
+    return { records: log.readBatch(offset, limits) };
+  } catch (error) {
+    if (!(error instanceof CorruptionError)) throw error;
+  }
+  const records: StoredRecord[] = [];
+  let valueBytes = 0;
+  const end = Math.min(log.nextOffset(), offset + limits.maxCount);
+  for (let at = offset; at < end; at++) {
+    let record: StoredRecord;
+    try {
+      record = log.read(at);
+    } catch (error) {
+      if (error instanceof CorruptionError) return { records, corruption: error };
+      throw error;
+    }
+    if (records.length > 0 && valueBytes + record.value.length > limits.maxBytes) break;
+    records.push(record);
+    valueBytes += record.value.length;
+  }
+  // Every record read on its own: the batch failed on a record past the limits (or the damage
+  // was repaired in between); what was read is intact.
+  return { records };
+}
+
+/**
+ * The requested offset as a number, or OffsetOutOfRangeError with the log's range for a wire
+ * offset above 2^53 - 1, which no log reaches.
+ */
+export function offsetWithinNumbers(offset: number | bigint, log: ServedLog): number {
+  if (typeof offset === 'number') return offset;
+  throw new OffsetOutOfRangeError(offset, log.lowestOffset(), log.nextOffset());
 }
 
 function writeBatch(call: ServerWritableStream<ConsumeRequest, ConsumeResponse>, records: StoredRecord[]): boolean {

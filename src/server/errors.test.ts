@@ -28,6 +28,7 @@ describe('error table', () => {
   it('round-trips every annal error with its gRPC code and fields', () => {
     const cases = [
       { error: new OffsetOutOfRangeError(9, 2, 5), code: Status.OUT_OF_RANGE },
+      { error: new OffsetOutOfRangeError(2n ** 64n - 1n, 2, 5), code: Status.OUT_OF_RANGE },
       { error: new RecordTooLargeError(2000, 1024), code: Status.INVALID_ARGUMENT },
       { error: new InvalidArgumentError('bad'), code: Status.INVALID_ARGUMENT },
       { error: new CorruptionError('/d/0.store', 4096, 'checksum mismatch'), code: Status.DATA_LOSS },

@@ -122,7 +122,7 @@ export function errorFromStatus(status: StatusLike, cause?: unknown): AnnalError
   const details = status.details;
   switch (get(ErrorMetadataKey.code)) {
     case ErrorCode.OffsetOutOfRange:
-      return withCause(new OffsetOutOfRangeError(num(ErrorMetadataKey.offset), num(ErrorMetadataKey.lowestOffset), num(ErrorMetadataKey.nextOffset)), options.cause);
+      return withCause(new OffsetOutOfRangeError(wideOffset(get(ErrorMetadataKey.offset)), num(ErrorMetadataKey.lowestOffset), num(ErrorMetadataKey.nextOffset)), options.cause);
     case ErrorCode.RecordTooLarge:
       return withCause(new RecordTooLargeError(num(ErrorMetadataKey.sizeBytes), num(ErrorMetadataKey.maxRecordBytes)), options.cause);
     case ErrorCode.Corruption:
@@ -172,6 +172,13 @@ function errorFromGrpcCode(code: number, details: string, options: ErrorOptions)
     default:
       return new InternalError(`${Status[code] ?? code}: ${details}`, options);
   }
+}
+
+/** A decimal offset from metadata: a number when exact, a bigint above 2^53 - 1, NaN if absent. */
+function wideOffset(text: string | undefined): number | bigint {
+  if (text === undefined || !/^-?\d+$/.test(text)) return NaN;
+  const value = Number(text);
+  return Number.isSafeInteger(value) ? value : BigInt(text);
 }
 
 function withCause<E extends Error>(error: E, cause: unknown): E {

@@ -32,10 +32,11 @@ import { subjectOfCall } from '../auth/index.js';
 import { injectTraceContext, rpcScope, withSpan } from '../telemetry/index.js';
 import { InvalidArgumentError, OffsetOutOfRangeError, RecordTooLargeError } from '../util/index.js';
 import { DecodeFailure } from './codec.js';
-import { pumpConsumeStream, SHUTDOWN_STATUS, ShutdownSignal, type ConsumeStreamLimits } from './consume-stream.js';
+import { offsetWithinNumbers, pumpConsumeStream, SHUTDOWN_STATUS, ShutdownSignal, type ConsumeStreamLimits } from './consume-stream.js';
 import { statusFromError } from './errors.js';
 import { Pipeline } from './pipeline.js';
 import type { AppendContext, ServedLog } from './served-log.js';
+import type { WideConsumeRequest } from './wire-decode.js';
 
 /** The few logger methods the service uses (pino's Logger has them). */
 export interface ServiceLogger {
@@ -91,9 +92,9 @@ export class LogServiceHandlers {
     return {
       produce: (call: ServerUnaryCall<Req<ProduceRequest>, ProduceResponse>, callback: sendUnaryData<ProduceResponse>) =>
         this.produce(call, callback),
-      consume: (call: ServerUnaryCall<Req<ConsumeRequest>, ConsumeResponse>, callback: sendUnaryData<ConsumeResponse>) =>
+      consume: (call: ServerUnaryCall<Req<WideConsumeRequest>, ConsumeResponse>, callback: sendUnaryData<ConsumeResponse>) =>
         this.consume(call, callback),
-      consumeStream: (call: ServerWritableStream<Req<ConsumeRequest>, ConsumeResponse>) => this.consumeStream(call),
+      consumeStream: (call: ServerWritableStream<Req<WideConsumeRequest>, ConsumeResponse>) => this.consumeStream(call),
       produceStream: (call: ServerDuplexStream<Req<ProduceRequest>, ProduceResponse>) => this.produceStream(call),
       produceBatch: (call: ServerDuplexStream<Req<ProduceBatchRequest>, ProduceBatchResponse>) => this.produceBatch(call),
       getServers: (_call: ServerUnaryCall<Req<GetServersRequest>, GetServersResponse>, callback: sendUnaryData<GetServersResponse>) =>
@@ -117,17 +118,20 @@ export class LogServiceHandlers {
     );
   }
 
-  private consume(call: ServerUnaryCall<Req<ConsumeRequest>, ConsumeResponse>, callback: sendUnaryData<ConsumeResponse>): void {
-    let request: ConsumeRequest;
+  private consume(call: ServerUnaryCall<Req<WideConsumeRequest>, ConsumeResponse>, callback: sendUnaryData<ConsumeResponse>): void {
+    const log = this.options.log;
+    let request: WideConsumeRequest;
+    let offset: number;
     try {
       request = decoded(call.request);
+      offset = offsetWithinNumbers(request.offset, log);
     } catch (error) {
       callback(this.status(error));
       return;
     }
     const read = (retryAfterCatchUp = true): void => {
       try {
-        const record = this.options.log.read(request.offset);
+        const record = log.read(offset);
         callback(null, { record: record as WireRecord, records: [] });
       } catch (error) {
         // Past the end on a replica that just restarted: the record may be committed already.
@@ -143,8 +147,8 @@ export class LogServiceHandlers {
     this.options.log.linearizableBarrier().then(() => read(), (error: unknown) => callback(this.status(error)));
   }
 
-  private consumeStream(call: ServerWritableStream<Req<ConsumeRequest>, ConsumeResponse>): void {
-    const typedCall = call as ServerWritableStream<ConsumeRequest, ConsumeResponse>;
+  private consumeStream(call: ServerWritableStream<Req<WideConsumeRequest>, ConsumeResponse>): void {
+    const typedCall = call as unknown as ServerWritableStream<ConsumeRequest, ConsumeResponse>;
     if (this.draining) {
       call.emit('error', SHUTDOWN_STATUS);
       return;
@@ -161,7 +165,7 @@ export class LogServiceHandlers {
       else if (error === undefined) call.end();
       else call.emit('error', this.status(error));
     };
-    let request: ConsumeRequest;
+    let request: WideConsumeRequest;
     try {
       request = decoded(call.request);
     } catch (error) {

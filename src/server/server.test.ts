@@ -29,7 +29,7 @@ import { loadSync } from '@grpc/proto-loader';
 import { service as healthService } from 'grpc-health-check';
 import { AnnalClient } from '../client/index.js';
 import type { AdminMember } from './admin-service.js';
-import { LogClient, type ProduceResponse } from '../gen/log/v1/log.js';
+import { LogClient, type ConsumeResponse, type ProduceResponse } from '../gen/log/v1/log.js';
 import { FRAME_HEADER_BYTES, segmentFileName } from '../storage/index.js';
 import { ClosedError, CorruptionError, InvalidArgumentError, OffsetOutOfRangeError, RecordTooLargeError, UnavailableError } from '../util/index.js';
 import { startTestNode, waitUntil, type TestNode } from './test-node.js';
@@ -84,6 +84,51 @@ describe('Produce and Consume', () => {
       assert.equal(error.nextOffset, 2);
       return true;
     });
+  });
+
+  it('answers OUT_OF_RANGE for wire offsets above 2^53 - 1, naming them exactly and the range', async () => {
+    await node.client.produce(value(0));
+    const raw = rawClient();
+    for (const offset of [2n ** 53n, 2n ** 53n + 1n, 2n ** 64n - 1n]) {
+      const request = { offset: offset as unknown as number, maxBatch: 0, stopAtEnd: false, linearizable: false };
+      await assert.rejects(unary((cb) => raw.consume(request, cb)), (error: ServiceError) => {
+        assert.equal(error.code, Status.OUT_OF_RANGE);
+        assert.equal(error.details, `offset ${offset} is out of range: the log holds offsets 0..0`);
+        return true;
+      });
+      for (const stopAtEnd of [false, true]) {
+        const call = raw.consumeStream({ ...request, stopAtEnd });
+        const ended = new Promise<ServiceError>((resolve) => call.on('error', resolve));
+        call.on('data', () => assert.fail('no record is sent'));
+        const error = await ended;
+        assert.equal(error.code, Status.OUT_OF_RANGE);
+        assert.equal(error.details, `offset ${offset} is out of range: the log holds offsets 0..0`);
+      }
+      await assert.rejects(node.client.consume(offset), (error: unknown) => {
+        assert.ok(error instanceof OffsetOutOfRangeError);
+        assert.equal(error.offset, offset, 'the client keeps the offset exact');
+        assert.equal(error.nextOffset, 1);
+        return true;
+      });
+    }
+    raw.close();
+    await assert.rejects(node.client.consume(Number.MAX_SAFE_INTEGER), (error: unknown) => error instanceof OffsetOutOfRangeError && error.offset === Number.MAX_SAFE_INTEGER);
+  });
+
+  it('refuses appends past 2^53 - 1 with INVALID_ARGUMENT, never two records at one offset', async () => {
+    await node.stop();
+    const last = Number.MAX_SAFE_INTEGER - 1;
+    node = await startTestNode({ log: { initialOffset: last - 2 } });
+    await assert.rejects(node.client.produceBatch([0, 1, 2, 3].map(value)), (error: unknown) => error instanceof InvalidArgumentError && /the log is full/.test(error.message));
+    const producer = node.client.produceStream();
+    const results = await Promise.allSettled([0, 1, 2, 3].map((i) => producer.send(value(i))));
+    await producer.close().catch(() => {});
+    assert.deepEqual(results.slice(0, 3).map((r) => (r.status === 'fulfilled' ? r.value : r.reason)), [last - 2, last - 1, last]);
+    assert.equal(results[3]!.status, 'rejected');
+    assert.ok((results[3] as PromiseRejectedResult).reason instanceof InvalidArgumentError);
+    const consumed: number[] = [];
+    for await (const record of node.client.consumeStream(last - 2, { follow: false })) consumed.push(record.offset);
+    assert.deepEqual(consumed, [last - 2, last - 1, last]);
   });
 
   it('answers OUT_OF_RANGE below the lowest offset, for Consume and ConsumeStream', async () => {
@@ -141,10 +186,18 @@ describe('ConsumeStream', () => {
     await waitUntil(() => node.log.waiterCount() === 0 && node.server.openStreamCount === 0, 'the server to release the stream');
   });
 
-  it('waits for an offset past the end (as proglog does) and delivers it once written', async () => {
+  it('answers OUT_OF_RANGE for an offset past the next one, and tails from exactly the next offset', async () => {
+    for (let i = 0; i < 3; i++) await node.client.produce(value(i));
+    await assert.rejects(node.client.consumeStream(4).next(), (error: unknown) => {
+      assert.ok(error instanceof OffsetOutOfRangeError);
+      assert.equal(error.message, 'offset 4 is out of range: the log holds offsets 0..2');
+      return true;
+    });
+    await waitUntil(() => node.server.openStreamCount === 0, 'the server to release the refused stream');
     const stream = node.client.consumeStream(3);
     const first = stream.next();
-    for (let i = 0; i < 4; i++) await node.client.produce(value(i));
+    await waitUntil(() => node.log.waiterCount() === 1, 'the stream to wait at the next offset');
+    await node.client.produce(value(3));
     assert.equal((await first).value?.offset, 3);
     await stream.return(undefined);
     await waitUntil(() => node.server.openStreamCount === 0, 'the server to release the stream');
@@ -235,6 +288,43 @@ describe('ConsumeStream backpressure and corruption', () => {
     assert.equal(received, total);
     proxied.close();
     await new Promise((resolve) => proxy.close(resolve));
+  });
+
+  it('streams every intact record before a corrupt one, then DATA_LOSS naming its offset, file and byte', async () => {
+    const producer = node.client.produceStream();
+    await Promise.all(Array.from({ length: 30 }, (_, i) => producer.send(value(i))));
+    await producer.close();
+    const store = join(node.dir, segmentFileName(0, '.store'));
+    let recordAt = 0;
+    for (let i = 0; i < 12; i++) recordAt += FRAME_HEADER_BYTES + value(i).length;
+    const fd = openSync(store, 'r+');
+    const byte = Buffer.alloc(1);
+    readSync(fd, byte, 0, 1, recordAt + FRAME_HEADER_BYTES);
+    byte[0] = byte[0]! ^ 0xff;
+    writeSync(fd, byte, 0, 1, recordAt + FRAME_HEADER_BYTES);
+    closeSync(fd);
+    const raw = rawClient();
+    for (const maxBatch of [0, 1, 5, 100]) {
+      for (const stopAtEnd of [false, true]) {
+        const call = raw.consumeStream({ offset: 3, maxBatch, stopAtEnd, linearizable: false });
+        const offsets: number[] = [];
+        call.on('data', (response: ConsumeResponse) => {
+          for (const record of response.record ? [response.record] : response.records) offsets.push(record.offset);
+        });
+        const error = await new Promise<ServiceError>((resolve) => call.on('error', resolve));
+        const what = `max_batch ${maxBatch}, stop_at_end ${stopAtEnd}`;
+        assert.deepEqual(offsets, Array.from({ length: 9 }, (_, i) => 3 + i), what);
+        assert.equal(error.code, Status.DATA_LOSS, what);
+        assert.equal(error.details, `corrupt data in ${store} at byte ${recordAt}: record for offset 12: checksum mismatch`, what);
+      }
+    }
+    raw.close();
+    const seen: number[] = [];
+    await assert.rejects(async () => {
+      for await (const batch of node.client.consumeBatches(0, { maxBatch: 8, follow: false })) for (const record of batch) seen.push(record.offset);
+    }, (error: unknown) => error instanceof CorruptionError && error.file === store && error.positionBytes === recordAt);
+    assert.deepEqual(seen, Array.from({ length: 12 }, (_, i) => i));
+    assert.deepEqual((await node.client.consume(13)).value, value(13), 'records after the damaged one are still served by Consume');
   });
 
   it('answers DATA_LOSS for a corrupted record, naming the file and position, and serves the others', async () => {
@@ -542,12 +632,15 @@ describe('bad bytes on the wire', () => {
 describe('shutdown', () => {
   it('ends tailing streams with UNAVAILABLE, answers in-flight produces, and finishes promptly', async () => {
     await node.client.produce(value(0));
-    const tail = node.client.consumeStream(2);
-    const tailResult = tail.next();
+    const tail = node.client.consumeStream(1);
+    const tailFirst = tail.next();
     await waitUntil(() => node.log.waiterCount() === 1, 'the tail to wait');
     const producer = node.client.produceStream();
     const acknowledged = await producer.send(value(1));
     assert.equal(acknowledged, 1);
+    assert.equal((await tailFirst).value?.offset, 1);
+    const tailResult = tail.next();
+    await waitUntil(() => node.log.waiterCount() === 1, 'the tail to wait again');
     const started = Date.now();
     const [tailOutcome] = await Promise.allSettled([tailResult, node.server.shutdown()]);
     assert.ok(Date.now() - started < 5000, 'shutdown did not wait for the shutdown timeout');

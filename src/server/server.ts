@@ -5,16 +5,25 @@
  * reflection (v1 and v1alpha, from the committed descriptor set proto/descriptor.binpb, which
  * holds both annal services).
  *
+ * Plaintext serving (`start` without `credentials`) goes through auth's ConnectionGate: a net.Server
+ * accepts the connections, caps them (in total and per remote address), closes any that has not
+ * sent the HTTP/2 preface within `connectionLimits.prefaceTimeoutMs`, and hands the rest to
+ * grpc-js (`createConnectionInjector`); grpc-js's own bind has no such bounds. The mTLS listener
+ * in auth applies the same gate. HTTP/2 connections without calls for `idleConnectionTimeoutMs`
+ * are closed with a GOAWAY (clients reconnect on their next call).
+ *
  * Shutdown order: health NOT_SERVING → stop accepting connections and calls (HTTP/2 GOAWAY) →
  * end tailing ConsumeStreams and stop produce streams after answering their in-flight appends →
  * wait for the remaining calls up to `shutdownTimeoutMs`, then cancel what is left. The log is
  * not closed here: its owner (the agent) closes it after the server has stopped.
  */
 import { readFileSync } from 'node:fs';
+import { createServer as createTcpServer, type AddressInfo, type Server as TcpServer, type Socket } from 'node:net';
 import { Server, ServerCredentials, type ChannelOptions, type ServerInterceptor, type ServerOptions } from '@grpc/grpc-js';
 import { loadFileDescriptorSetFromBuffer } from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation } from 'grpc-health-check';
+import { ConnectionGate, DEFAULT_CONNECTION_LIMITS, RateLimitedLog, type ConnectionLimits } from '../auth/index.js';
 import { AdminService } from '../gen/annal/admin/v1/admin.js';
 import type { Server as WireServer } from '../gen/log/v1/log.js';
 import { measureMessageSizes, spanAround, type Telemetry } from '../telemetry/index.js';
@@ -67,8 +76,15 @@ export interface LogServerOptions {
   servers?: () => WireServer[];
   /** The gossip members Admin.GetMembers reports (the agent's membership); none when absent. */
   members?: () => readonly AdminMember[];
-  /** Plaintext unless given (issue 3 plugs mTLS in here). */
+  /**
+   * Credentials for grpc-js's own bind (benchmarks, tests). Without them `start` serves
+   * plaintext through the connection gate (see the top of this file).
+   */
   credentials?: ServerCredentials;
+  /** Bounds on plaintext connections; defaults in auth's DEFAULT_CONNECTION_LIMITS. */
+  connectionLimits?: Partial<ConnectionLimits>;
+  /** An HTTP/2 connection with no call open for this long is closed (GOAWAY). Default 5 min. */
+  idleConnectionTimeoutMs?: number;
   /** grpc-js server interceptors run on every call (access control), first to last, after telemetry's. */
   interceptors?: ServerInterceptor[];
   logger: ServiceLogger;
@@ -81,6 +97,8 @@ export class LogServer {
   private readonly healthWatches = new HealthWatches();
   private boundAddress: string | undefined;
   private stopping: Promise<void> | undefined;
+  /** The plaintext listener and its gate, when `start` serves without credentials. */
+  private plaintext: { tcpServer: TcpServer; gate: ConnectionGate } | undefined;
 
   constructor(private readonly options: LogServerOptions) {
     const maxRecordBytes = options.maxRecordBytes ?? MIB;
@@ -100,6 +118,7 @@ export class LogServer {
       // caps a produce stream at about one window per event-loop round trip; grpc-node PR #3058
       // adds support for it on servers. The client sets the same window for consumers.
       'grpc-node.flow_control_window': 8 * MIB,
+      'grpc.max_connection_idle_ms': options.idleConnectionTimeoutMs ?? 5 * 60_000,
     };
     this.grpcServer = new Server(channelOptions);
     this.service = new LogServiceHandlers({
@@ -125,16 +144,60 @@ export class LogServer {
 
   /** Binds `host:port` (port 0 picks a free one), then reports SERVING. Returns the bound address. */
   async start(host: string, port: number): Promise<string> {
-    assert(this.boundAddress === undefined, 'LogServer.start called twice');
-    const credentials = this.options.credentials ?? ServerCredentials.createInsecure();
-    const boundPort = await new Promise<number>((resolve, reject) => {
-      this.grpcServer.bindAsync(`${formatHost(host)}:${port}`, credentials, (error, actualPort) =>
-        error ? reject(error) : resolve(actualPort),
-      );
-    });
-    this.boundAddress = `${formatHost(host)}:${boundPort}`;
+    const address = await this.listen(host, port);
     this.setServing(true);
+    return address;
+  }
+
+  /**
+   * Binds `host:port` and answers calls, but health stays NOT_SERVING until `setServing(true)`:
+   * for an owner that has more ports to bind before the node counts as up. Returns the address.
+   */
+  async listen(host: string, port: number): Promise<string> {
+    assert(this.boundAddress === undefined, 'LogServer is already listening');
+    const credentials = this.options.credentials;
+    const boundPort =
+      credentials === undefined
+        ? await this.listenPlaintext(host, port)
+        : await new Promise<number>((resolve, reject) => {
+            this.grpcServer.bindAsync(`${formatHost(host)}:${port}`, credentials, (error, actualPort) =>
+              error ? reject(error) : resolve(actualPort),
+            );
+          });
+    this.boundAddress = `${formatHost(host)}:${boundPort}`;
     return this.boundAddress;
+  }
+
+  /** Connections the plaintext listener has open (tests of the connection bounds). */
+  get openConnectionCount(): number {
+    return this.plaintext?.gate.openCount ?? 0;
+  }
+
+  private async listenPlaintext(host: string, port: number): Promise<number> {
+    const injector = this.grpcServer.createConnectionInjector(ServerCredentials.createInsecure());
+    const log = new RateLimitedLog(this.options.logger, { linesPerWindowMax: 20, windowMs: 10_000 });
+    const gate = new ConnectionGate({ limits: { ...DEFAULT_CONNECTION_LIMITS, ...this.options.connectionLimits }, log, tls: false });
+    const tcpServer = createTcpServer();
+    tcpServer.on('connection', (socket: Socket) => {
+      socket.on('error', () => {
+        // grpc-js's session reports errors; without this handler an ECONNRESET would be thrown.
+      });
+      if (this.stopping !== undefined || !gate.accept(socket)) {
+        socket.destroy();
+        return;
+      }
+      gate.awaitPreface(socket, () => injector.injectConnection(socket));
+    });
+    await new Promise<void>((resolve, reject) => {
+      tcpServer.once('error', reject);
+      tcpServer.listen(port, host, () => {
+        tcpServer.off('error', reject);
+        resolve();
+      });
+    });
+    tcpServer.on('error', (error) => this.options.logger.error({ error: error.message }, 'RPC listener error'));
+    this.plaintext = { tcpServer, gate };
+    return (tcpServer.address() as AddressInfo).port;
   }
 
   /**
@@ -147,9 +210,14 @@ export class LogServer {
 
   /** Records the address an external listener serves on, and reports SERVING. */
   serving(address: string): void {
-    assert(this.boundAddress === undefined, 'LogServer is already serving');
-    this.boundAddress = address;
+    this.useAddress(address);
     this.setServing(true);
+  }
+
+  /** Records the address an external listener serves on; health stays as it is (see `listen`). */
+  useAddress(address: string): void {
+    assert(this.boundAddress === undefined, 'LogServer is already listening');
+    this.boundAddress = address;
   }
 
   /** The bound `host:port`; throws before `start`. */
@@ -184,6 +252,8 @@ export class LogServer {
     // that they do not hold the graceful shutdown open.
     this.setServing(false);
     this.healthWatches.endAll();
+    this.plaintext?.tcpServer.close();
+    this.plaintext?.gate.closePending();
     const graceful = new Promise<void>((resolve) => this.grpcServer.tryShutdown(() => resolve()));
     this.service.drain();
     const timeoutMs = this.options.shutdownTimeoutMs ?? 10_000;

@@ -13,7 +13,8 @@
  * copied, as the generated code does, so that a consumer keeping one record does not keep its
  * whole batch's buffer alive.
  */
-import type { ConsumeResponse, ProduceRequest, ProduceResponse, Record as WireRecord } from '../gen/log/v1/log.js';
+import { BinaryReader } from '@bufbuild/protobuf/wire';
+import type { ConsumeRequest, ConsumeResponse, ProduceRequest, ProduceResponse, Record as WireRecord } from '../gen/log/v1/log.js';
 
 /** Varints longer than this are left to the generated decoder (2^53 needs 8 bytes). */
 const VARINT_BYTES_MAX = 8;
@@ -94,6 +95,44 @@ export function decodeConsumeResponseFast(bytes: Buffer): ConsumeResponse | unde
     if (tag === 0x12) message.record = record;
     else message.records.push(record);
     position = length[1] + length[0];
+  }
+  return message;
+}
+
+/**
+ * A ConsumeRequest as the server reads it: `offset` is a number when it is a safe integer and
+ * the exact bigint above 2^53 - 1, where the generated decoder throws. Offsets are uint64 on the
+ * wire; no log reaches 2^53 - 1, so such a request is answered OUT_OF_RANGE with the log's range
+ * rather than INVALID_ARGUMENT.
+ */
+export interface WideConsumeRequest extends Omit<ConsumeRequest, 'offset'> {
+  offset: number | bigint;
+}
+
+/**
+ * Decodes a ConsumeRequest like the generated decoder (same fields, wire types and skipping of
+ * unknown fields) except for offsets above 2^53 - 1 (see WideConsumeRequest). Throws on bytes
+ * that are not a protobuf encoding.
+ */
+export function decodeConsumeRequest(bytes: Uint8Array): WideConsumeRequest {
+  const reader = new BinaryReader(bytes);
+  const message: WideConsumeRequest = { offset: 0, maxBatch: 0, stopAtEnd: false, linearizable: false };
+  while (reader.pos < reader.len) {
+    const tag = reader.uint32();
+    if (tag === 0x08) {
+      const offset = BigInt(reader.uint64());
+      message.offset = offset <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(offset) : offset;
+    } else if (tag === 0x10) {
+      message.maxBatch = reader.uint32();
+    } else if (tag === 0x18) {
+      message.stopAtEnd = reader.bool();
+    } else if (tag === 0x20) {
+      message.linearizable = reader.bool();
+    } else if ((tag & 7) === 4 || tag === 0) {
+      break;
+    } else {
+      reader.skip(tag & 7);
+    }
   }
   return message;
 }

@@ -59,6 +59,23 @@ describe('CommitLog', () => {
     await log.close();
   });
 
+  it('refuses offsets past 2^53 - 1 instead of giving two records one offset', async () => {
+    const last = Number.MAX_SAFE_INTEGER - 1; // the last offset whose next offset is still exact
+    await assert.rejects(CommitLog.open(dir, { initialOffset: Number.MAX_SAFE_INTEGER }), /initialOffset must be below 9007199254740991/);
+    let log = await CommitLog.open(dir, { initialOffset: last - 2 });
+    await assert.rejects(log.appendBatch([0, 1, 2, 3].map((i) => ({ value: value(i) }))), (e: unknown) => e instanceof InvalidArgumentError && /log is full/.test(e.message));
+    assert.deepEqual(await log.appendBatch([0, 1].map((i) => ({ value: value(i) }))), { firstOffset: last - 2, lastOffset: last - 1 });
+    assert.equal(await log.append({ value: value(2) }), last);
+    await assert.rejects(log.append({ value: value(3) }), (e: unknown) => e instanceof InvalidArgumentError && /log is full/.test(e.message));
+    assert.equal(log.nextOffset(), Number.MAX_SAFE_INTEGER);
+    await log.close();
+    log = await CommitLog.open(dir);
+    const records = log.readBatch(last - 2, { maxCount: 10, maxBytes: 1 << 20 });
+    assert.deepEqual(records.map((r) => [r.offset, r.value.toString()]), [[last - 2, 'record-0'], [last - 1, 'record-1'], [last, 'record-2']]);
+    await assert.rejects(log.append({ value: value(4) }), InvalidArgumentError);
+    await log.close();
+  });
+
   it('rejects records over maxRecordBytes and appends nothing of that batch', async () => {
     const log = await CommitLog.open(dir, { maxRecordBytes: 8 });
     await assert.rejects(log.appendBatch([{ value: value(1) }, { value: Buffer.alloc(9) }]), RecordTooLargeError);

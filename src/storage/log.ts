@@ -33,6 +33,13 @@ export const DEFAULT_LOG_CONFIG: LogConfig = Object.freeze({
   maxOpenSegments: 256,
 });
 
+/**
+ * The largest nextOffset a log reaches: offsets are JavaScript numbers, exact only up to
+ * 2^53 - 1, so the last record a log can hold sits at 2^53 - 2. Appends beyond are refused
+ * rather than given an offset that rounds onto an existing one.
+ */
+export const NEXT_OFFSET_MAX = Number.MAX_SAFE_INTEGER;
+
 /** Parses `always`, `never`, `interval:<ms>` (or `interval:<n>ms`). */
 export function parseFsyncPolicy(text: string): FsyncPolicy {
   if (text === 'always') return { kind: 'always' };
@@ -59,6 +66,7 @@ function validateConfig(config: LogConfig): void {
     `maxIndexBytes must be a positive multiple of ${INDEX_ENTRY_BYTES}`,
   );
   check(Number.isSafeInteger(config.initialOffset) && config.initialOffset >= 0, 'initialOffset must be a non-negative integer');
+  check(config.initialOffset < NEXT_OFFSET_MAX, `initialOffset must be below ${NEXT_OFFSET_MAX} (2^53 - 1, the largest exact offset)`);
   check(Number.isSafeInteger(config.maxRecordBytes) && config.maxRecordBytes >= 0, 'maxRecordBytes must be a non-negative integer');
   check(
     config.maxRecordBytes + FRAME_HEADER_BYTES <= config.maxStoreBytes,
@@ -266,7 +274,7 @@ export class CommitLog {
 
   /** Appends one record; resolves with its offset once acknowledged under the fsync policy. */
   append(record: RecordInput): Promise<number> {
-    const refused = this.refusal(record);
+    const refused = this.refusal(record) ?? this.offsetsExhausted(1);
     if (refused) return Promise.reject(refused);
     let offset: number;
     try {
@@ -295,11 +303,22 @@ export class CommitLog {
     return undefined;
   }
 
+  /** Why `count` more records cannot get offsets, if nextOffset would pass NEXT_OFFSET_MAX. */
+  private offsetsExhausted(count: number): Error | undefined {
+    const assigned = this.active.nextOffset;
+    if (assigned + count <= NEXT_OFFSET_MAX) return undefined;
+    return new InvalidArgumentError(
+      `the log is full: ${count === 1 ? 'a record' : `${count} records`} at offset ${assigned} would pass the largest offset ${NEXT_OFFSET_MAX - 1} (offsets are exact up to 2^53 - 1)`,
+    );
+  }
+
   /** Encodes a validated record into the active segment (rolling first if it is full). */
   private encode(record: RecordInput): number {
     const frameBytes = FRAME_HEADER_BYTES + record.value.length;
     if (this.active.isFull(frameBytes, this.config.maxStoreBytes, this.config.maxIndexBytes)) this.roll();
-    return this.active.appendFrame({ term: record.term ?? 0, type: record.type ?? 0, value: record.value });
+    const offset = this.active.appendFrame({ term: record.term ?? 0, type: record.type ?? 0, value: record.value });
+    assert(offset < NEXT_OFFSET_MAX, `offset ${offset} assigned at or past NEXT_OFFSET_MAX`);
+    return offset;
   }
 
   /** Frames already encoded would be written: poison the log rather than acknowledge part of a batch. */
@@ -319,6 +338,8 @@ export class CommitLog {
       const refused = this.refusal(record);
       if (refused) return Promise.reject(refused);
     }
+    const exhausted = this.offsetsExhausted(records.length);
+    if (exhausted) return Promise.reject(exhausted);
     let firstOffset = -1;
     let lastOffset = -1;
     try {

@@ -2,8 +2,6 @@ export { Telemetry } from './telemetry.js';
 export type { TelemetryOptions } from './telemetry.js';
 export { createLogger, componentLogger, silentLogger, parseLogLevel, LOG_LEVELS } from './logger.js';
 export type { Logger, LogLevel, LoggerOptions } from './logger.js';
-export { testLogger, debugLogsEnabled } from './test-logger.js';
-export type { NamedTest } from './test-logger.js';
 export { Metrics, NoopMetrics, DURATION_BUCKETS_SECONDS } from './metrics.js';
 export type { MeterSource } from './metrics.js';
 export { startMetricsServer, parseHostPort } from './metrics-server.js';

@@ -32,7 +32,11 @@ export abstract class AnnalError extends Error {
 export class OffsetOutOfRangeError extends AnnalError {
   readonly code = ErrorCode.OffsetOutOfRange;
   constructor(
-    readonly offset: number,
+    /**
+     * The offset asked for: a bigint when it is above 2^53 - 1 (offsets are uint64 on the wire,
+     * but no log reaches 2^53 - 1), so that the message names it exactly.
+     */
+    readonly offset: number | bigint,
     readonly lowestOffset: number,
     /** One past the highest readable offset: the log holds [lowestOffset, nextOffset). */
     readonly nextOffset: number,
