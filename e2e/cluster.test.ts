@@ -13,7 +13,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { PermissionDeniedError } from '../src/util/index.js';
+import { NotLeaderError, PermissionDeniedError } from '../src/util/index.js';
 import { killAll, runCli } from './cli-harness.js';
 import {
   client,
@@ -223,6 +223,55 @@ describe('a three-node cluster', () => {
       assert.deepEqual(servers.map((s) => s.id).sort(), ['d1', 'd2', 'd3']);
       await waitForRecords(nodes[2]!, certs.root, 50);
       assert.equal((await readAll(nodes[2]!, certs.root)).length, 50);
+    } finally {
+      await stopAll(nodes);
+    }
+  });
+});
+
+describe('observing a cluster and losing its quorum', () => {
+  it('reports Raft metrics, goes quiet once followers caught up, and without a quorum refuses writes and appends nothing', async () => {
+    const first = await startNode({ name: 'm1', dataDir: join(dir, 'm1'), certs, bootstrap: true, extra: ['--metrics-addr', '127.0.0.1:0'] });
+    const nodes = [first];
+    for (const name of ['m2', 'm3']) nodes.push(await startNode({ name, dataDir: join(dir, name), certs, join: [first.gossipAddr] }));
+    try {
+      await waitForServers(first, certs.root, (servers) => votersWithLeader(3)(servers) && leaderOf(servers).rpcAddr === first.rpcAddr);
+      const url = await logField(first.process, 'serving Prometheus metrics', 'url');
+      const c = client(first, certs.root);
+      const stream = c.produceStream();
+      await Promise.all(Array.from({ length: 100 }, (_, i) => stream.send(Buffer.from(`m${i}`))));
+      await stream.close();
+      c.close();
+      const scrape = async (): Promise<string> => (await fetch(url)).text();
+      const value = (text: string, pattern: RegExp): number => Number(pattern.exec(text)?.[1] ?? NaN);
+      let text = await scrape();
+      const deadline = Date.now() + 20_000;
+      while (!/annal_raft_follower_lag_entries\{[^}]*peer="m2"[^}]*\} 0\n/.test(text) || !/annal_raft_follower_lag_entries\{[^}]*peer="m3"[^}]*\} 0\n/.test(text)) {
+        if (Date.now() > deadline) assert.fail(`followers never caught up:\n${text}`);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        text = await scrape();
+      }
+      assert.match(text, /annal_raft_role\{[^}]*role="leader"[^}]*\} 1/);
+      assert.ok(value(text, /annal_raft_proposals_total\{[^}]*outcome="committed"[^}]*\} (\d+)/) >= 100, text);
+      assert.equal(value(text, /annal_raft_members\{[^}]*suffrage="voter"[^}]*\} (\d+)/), 3);
+      // Caught up and idle: heartbeats only, no append sent over and over (no replication loop).
+      const appendsBefore = value(text, /annal_raft_peer_messages_sent_total\{[^}]*type="append"[^}]*\} (\d+)/);
+      assert.ok(appendsBefore > 0);
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      const later = await scrape();
+      assert.equal(value(later, /annal_raft_peer_messages_sent_total\{[^}]*type="append"[^}]*\} (\d+)/), appendsBefore, 'no appends while idle');
+      assert.ok(value(later, /annal_raft_peer_messages_sent_total\{[^}]*type="heartbeat"[^}]*\} (\d+)/) > value(text, /annal_raft_peer_messages_sent_total\{[^}]*type="heartbeat"[^}]*\} (\d+)/));
+      // Without a quorum the leader steps down (CheckQuorum) and a write fails fast, appending nothing.
+      for (const node of nodes.slice(1)) node.process.child.kill('SIGKILL');
+      await Promise.all(nodes.slice(1).map((node) => node.process.exited));
+      await waitForServers(first, certs.root, (servers) => servers.every((s) => !s.isLeader));
+      const lone = client(first, certs.root);
+      try {
+        await assert.rejects(lone.produce(Buffer.from('no quorum')), NotLeaderError);
+        assert.equal((await readAll(first, certs.root)).length, 100);
+      } finally {
+        lone.close();
+      }
     } finally {
       await stopAll(nodes);
     }

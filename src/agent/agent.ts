@@ -30,7 +30,7 @@ import { DEFAULT_LOG_CONFIG, FRAME_HEADER_BYTES, formatFsyncPolicy, type LogConf
 import type { Telemetry } from '../telemetry/index.js';
 import { AnnalError, InvalidArgumentError, UnavailableError } from '../util/index.js';
 import { adminMembers, memberAddr, startGossip, type GossipConfig, type GossipLogger } from './gossip.js';
-import { exportRaftMetrics } from './raft-metrics.js';
+import { exportRaftMetrics, replicaInstruments } from './raft-metrics.js';
 
 export interface AgentLogger extends ServiceLogger {
   debug(object: object, message: string): void;
@@ -134,6 +134,7 @@ export class Agent {
       ...(config.removeFailedAfterMs !== undefined ? { removeFailedAfterMs: config.removeFailedAfterMs } : {}),
       ...(config.raftTiming !== undefined ? { timing: config.raftTiming } : {}),
       ...(config.retention !== undefined ? { retention: config.retention } : {}),
+      ...(config.telemetry?.metricsEnabled === true ? { metrics: replicaInstruments(config.telemetry) } : {}),
       logger: config.logger.child?.({ component: 'replication' }) ?? config.logger,
     }).catch((error: unknown) => {
       security?.close();

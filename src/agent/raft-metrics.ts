@@ -3,7 +3,7 @@
  * term, role, commit/applied/last index, configuration size, leader changes, elections,
  * configuration changes, and on the leader each follower's replication lag in entries.
  */
-import type { Replica } from '../replication/index.js';
+import type { PeerMetrics, Replica } from '../replication/index.js';
 import type { Telemetry } from '../telemetry/index.js';
 
 const ROLES = ['follower', 'preCandidate', 'candidate', 'leader'] as const;
@@ -39,4 +39,41 @@ export function exportRaftMetrics(telemetry: Telemetry, replica: Replica): void 
     },
     [term, role, commit, applied, last, members, lag, leaderChanges, elections, configChanges],
   );
+}
+
+/** Hooks for the replica's hot paths, counted into OpenTelemetry instruments. */
+export interface ReplicaInstruments {
+  peer: PeerMetrics;
+  proposal(outcome: string, records: number): void;
+}
+
+/**
+ * Counters for what the peer transport and service see (messages and bytes by type, drops by
+ * reason, gateway rejections; InstallSnapshot chunks are the `snapshot` type) and for proposals
+ * by outcome.
+ */
+export function replicaInstruments(telemetry: Telemetry): ReplicaInstruments {
+  const meter = telemetry.meter('raft');
+  const sent = meter.createCounter('annal_raft_peer_messages_sent', { description: 'Raft messages sent to peers, by type.' });
+  const sentBytes = meter.createCounter('annal_raft_peer_sent_bytes', { description: 'Estimated bytes of Raft messages sent to peers, by type.', unit: 'By' });
+  const batches = meter.createCounter('annal_raft_peer_batches_sent', { description: 'Message batches written to peer streams (messages per batch show batching).' });
+  const dropped = meter.createCounter('annal_raft_peer_messages_dropped', { description: 'Outgoing Raft messages dropped (Raft resends), by type and reason.' });
+  const received = meter.createCounter('annal_raft_peer_messages_received', { description: 'Raft messages received from peers and delivered, by type.' });
+  const rejected = meter.createCounter('annal_raft_peer_messages_rejected', { description: 'Incoming peer messages dropped at the gateway as malformed or hostile, by reason.' });
+  const streamFailures = meter.createCounter('annal_raft_peer_stream_failures', { description: 'Peer streams that ended other than by close, by gRPC code.' });
+  const proposals = meter.createCounter('annal_raft_proposals', { description: 'Records proposed on this node as leader, by outcome.' });
+  return {
+    peer: {
+      messageSent: (_to, type, sizeBytes) => {
+        sent.add(1, { type });
+        sentBytes.add(sizeBytes, { type });
+      },
+      batchSent: () => batches.add(1),
+      messageDropped: (_to, type, reason) => dropped.add(1, { type, reason }),
+      messageReceived: (_from, type) => received.add(1, { type }),
+      messageRejected: (_from, reason) => rejected.add(1, { reason }),
+      streamFailed: (_to, code) => streamFailures.add(1, { code: String(code) }),
+    },
+    proposal: (outcome, records) => proposals.add(records, { outcome }),
+  };
 }

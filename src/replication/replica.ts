@@ -26,6 +26,7 @@ import { InvalidArgumentError } from '../util/index.js';
 import { foreign, nextChange, nodeNameOf, type GossipStatus, type MemberView } from './cluster-membership.js';
 import { readJsonFile, writeJsonAtomic } from './durable-file.js';
 import { PeerTransport } from './peer-transport.js';
+import type { PeerMetrics } from './peer-metrics.js';
 import { PeerService } from './peer-service.js';
 import { RaftLogStorage } from './raft-storage.js';
 import { encodeControl, retainFrom, type RetentionPolicy } from './retention.js';
@@ -58,6 +59,8 @@ export interface ReplicaOptions {
   /** Remove a voter that gossip reports failed for this long (never below 3 voters). Off unless set. */
   removeFailedAfterMs?: number;
   timing?: Partial<RaftTiming>;
+  /** Metric hooks (the agent's telemetry): peer traffic, and proposals by outcome. */
+  metrics?: { peer?: PeerMetrics; proposal?: (outcome: string, records: number) => void };
   /** How much of the log the cluster keeps (the leader decides; every replica applies it). */
   retention?: RetentionPolicy;
   logger: ReplicaLogger;
@@ -147,8 +150,13 @@ export class Replica {
       credentials: options.peerCredentials,
       addressOf: (id) => this.rpcAddrOf(id),
       logger,
+      ...(options.metrics?.peer !== undefined ? { metrics: options.metrics.peer } : {}),
     });
-    this.log = new ReplicatedLog({ storage, peers: this.transport });
+    this.log = new ReplicatedLog({
+      storage,
+      peers: this.transport,
+      ...(options.metrics?.proposal !== undefined ? { onProposal: options.metrics.proposal } : {}),
+    });
     this.node = new RaftNode<number>({
       id: raftId,
       storage,
@@ -224,6 +232,7 @@ export class Replica {
       },
       readIndex: () => this.log.readIndexForPeer(),
       logger,
+      ...(this.options.metrics?.peer !== undefined ? { metrics: this.options.metrics.peer } : {}),
     });
     return this.peerService.handlers();
   }

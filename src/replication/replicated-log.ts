@@ -60,6 +60,8 @@ export interface ReplicatedLogOptions {
   forwardTimeoutMs?: number;
   /** Deadline of a local proposal (the outcome is then unknown). Default 10000 ms. */
   proposeTimeoutMs?: number;
+  /** Called with each local proposal's outcome (`committed` or the error's class) and its record count. */
+  onProposal?: (outcome: string, records: number) => void;
 }
 
 interface AppendWaiter {
@@ -202,7 +204,14 @@ export class ReplicatedLog implements StateMachine<number> {
   }
 
   private async proposeHere(values: Uint8Array[]): Promise<{ firstOffset: number; lastOffset: number }> {
-    const { results } = await this.raft.proposeBatch(values, { timeoutMs: this.options.proposeTimeoutMs ?? 10_000 });
+    let results: number[];
+    try {
+      ({ results } = await this.raft.proposeBatch(values, { timeoutMs: this.options.proposeTimeoutMs ?? 10_000 }));
+    } catch (error) {
+      this.options.onProposal?.(error instanceof Error ? error.name : 'unknown', values.length);
+      throw error;
+    }
+    this.options.onProposal?.('committed', values.length);
     const firstOffset = results[0]!;
     const lastOffset = results[results.length - 1]!;
     assert(lastOffset - firstOffset === values.length - 1, `batch of ${values.length} applied at offsets ${firstOffset}..${lastOffset}`);
