@@ -22,6 +22,9 @@ export function exportRaftMetrics(telemetry: Telemetry, replica: Replica): void 
   const leaderChanges = meter.createObservableCounter('annal_raft_leader_changes', { description: 'Times the known leader changed.' });
   const elections = meter.createObservableCounter('annal_raft_elections', { description: 'Elections this node started (became candidate).' });
   const configChanges = meter.createObservableCounter('annal_raft_config_changes', { description: 'Configuration changes this node has seen take effect.' });
+  const stopped = meter.createObservableGauge('annal_raft_stopped', {
+    description: '1 when Raft stopped on this node after a failed storage write (restart it once the cause is fixed).',
+  });
   meter.addBatchObservableCallback(
     (result) => {
       const stats = replica.stats();
@@ -36,8 +39,9 @@ export function exportRaftMetrics(telemetry: Telemetry, replica: Replica): void 
       result.observe(leaderChanges, stats.leaderChanges);
       result.observe(elections, stats.elections);
       result.observe(configChanges, stats.configChanges);
+      result.observe(stopped, stats.stopped ? 1 : 0);
     },
-    [term, role, commit, applied, last, members, lag, leaderChanges, elections, configChanges],
+    [term, role, commit, applied, last, members, lag, leaderChanges, elections, configChanges, stopped],
   );
 }
 

@@ -40,7 +40,12 @@ export interface StateMachine<Result> {
    * normal ones. Optional: without it control entries are only replicated.
    */
   applyControl?(entry: { readonly index: number; readonly data: Uint8Array }): Result;
-  /** Serialises the state as of the last applied entry. */
+  /**
+   * Serialises the state as of the last applied entry. A snapshot travels whole in a follower's
+   * memory (at most RaftOptions.snapshotBytesMax), so it must be small: a state machine whose
+   * state is large keeps it durable beside the log and returns a descriptor of it (annal's state
+   * is the log itself, and its snapshot says where the log begins).
+   */
   snapshot(): Uint8Array;
   /** Replaces the state with a snapshot's (an empty array means the initial state). */
   restore(data: Uint8Array): void;
@@ -68,6 +73,8 @@ export interface RaftNodeOptions<Result> extends Omit<RaftOptions, 'storage' | '
   readonly pendingProposalsMax?: number;
   /** Maps a node id to the address clients should use, for NotLeaderError hints. */
   readonly addressOf?: (id: NodeId) => string | undefined;
+  /** Called once if the node stops itself because a storage write failed (it then takes no input). */
+  readonly onStopped?: (error: unknown) => void;
   /** Election jitter source; defaults to one seeded from the OS. */
   readonly prng?: Prng;
 }
@@ -357,6 +364,7 @@ export class RaftNode<Result> {
     } catch (error) {
       // A failed write leaves the durable state unknown: stop rather than send promises we
       // cannot keep. Broken invariants propagate and crash the process.
+      if (!this.closed) this.options.onStopped?.(error);
       this.close(error);
       if (error instanceof AssertionError) throw error;
     } finally {

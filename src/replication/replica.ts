@@ -108,6 +108,8 @@ export interface ReplicaStats {
   learners: number;
   /** Per follower (on the leader): entries behind the leader's last index. */
   lagByPeer: ReadonlyMap<string, number>;
+  /** Raft stopped after a failed storage write (a restart is needed). */
+  stopped: boolean;
 }
 
 const RECONCILE_INTERVAL_MS = 250;
@@ -128,6 +130,8 @@ export class Replica {
   private lastConfigText = '';
   private counters = { leaderChanges: 0, elections: 0, configChanges: 0 };
   private closed = false;
+  /** Raft stopped itself after a failed storage write. */
+  stopped = false;
   private peerService: PeerService | undefined;
   private readonly foreignWarned = new Set<NodeId>();
   /** Called when this node adopts a cluster id (the agent republishes its gossip tags). */
@@ -167,6 +171,13 @@ export class Replica {
       electionTicks: timing.electionTicks,
       heartbeatTicks: timing.heartbeatTicks,
       addressOf: (id) => this.rpcAddrOf(id),
+      onStopped: (error) => {
+        this.stopped = true;
+        logger.error(
+          { err: String(error) },
+          'raft stopped: a storage write failed (a full disk?); this node no longer takes part in replication and serves only what it applied; restart it once the cause is fixed',
+        );
+      },
     });
     this.log.attach(this.node);
     let previous: Status | undefined;
@@ -345,6 +356,7 @@ export class Replica {
       voters: status.config.voters.length,
       learners: status.config.learners.length,
       lagByPeer,
+      stopped: this.stopped,
     };
   }
 
