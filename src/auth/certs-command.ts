@@ -70,13 +70,20 @@ export function certificateFiles(dir: string): CertificateFiles {
 
 export async function runCertsCommand(options: CertsCommandOptions): Promise<CertsCommandResult> {
   const config = (name: string) => join(options.configDir, name);
-  const [signing, caCsr, serverCsr, clientCsr, peerCsr] = await Promise.all([
+  // Read in parallel, but report the first failure in this order, so the error does not depend
+  // on which read lost the race.
+  const reads = await Promise.allSettled([
     readSigningConfigFile(config('ca-config.json')),
     readCsrFile(config('ca-csr.json')),
     readCsrFile(config('server-csr.json')),
     readCsrFile(config('client-csr.json')),
     readCsrFile(config('peer-csr.json')),
-  ]);
+  ] as const);
+  for (const read of reads) if (read.status === 'rejected') throw read.reason;
+  const [signing, caCsr, serverCsr, clientCsr, peerCsr] = reads.map((read) => (read as PromiseFulfilledResult<unknown>).value) as [
+    Awaited<ReturnType<typeof readSigningConfigFile>>,
+    ...Awaited<ReturnType<typeof readCsrFile>>[],
+  ];
   const profiles = {
     server: profileFor(signing, 'server'),
     client: profileFor(signing, 'client'),
