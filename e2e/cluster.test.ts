@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { NotLeaderError, PermissionDeniedError } from '../src/util/index.js';
-import { killAll, runCli } from './cli-harness.js';
+import { killAll, runCli, spawnAgent } from './cli-harness.js';
 import {
   client,
   leaderOf,
@@ -22,6 +22,7 @@ import {
   makeCerts,
   readAll,
   startNode,
+  tlsArgs,
   votersWithLeader,
   waitForRecords,
   waitForServers,
@@ -279,6 +280,20 @@ describe('observing a cluster and losing its quorum', () => {
 });
 
 describe('clusters that must not merge', () => {
+  it('refuses to start a node whose name a member already uses, naming it', async () => {
+    const first = await startNode({ name: 'g1', dataDir: join(dir, 'g1'), certs, bootstrap: true });
+    const second = await startNode({ name: 'g2', dataDir: join(dir, 'g2'), certs, join: [first.gossipAddr] });
+    try {
+      await waitForServers(first, certs.root, votersWithLeader(2));
+      const clash = spawnAgent(['agent', '--node-name', 'g2', '--data-dir', join(dir, 'g2-clash'), '--rpc-port', '0', '--bind-addr', '127.0.0.1:0', '--gossip-profile', 'local', '--start-join-addrs', first.gossipAddr, ...tlsArgs(certs.files)]);
+      assert.equal((await clash.exited).code, 1);
+      assert.ok(clash.stderrLines.some((line) => line.includes(`node name "g2" is already used by the member at ${second.gossipAddr}`)), clash.stderrLines.join('\n'));
+      assert.deepEqual((await waitForServers(first, certs.root, votersWithLeader(2))).map((s) => s.id).sort(), ['g1', 'g2']);
+    } finally {
+      await stopAll([first, second]);
+    }
+  });
+
   it('keeps two nodes started with --bootstrap against each other apart, and says why', async () => {
     const first = await startNode({ name: 'f1', dataDir: join(dir, 'f1'), certs, bootstrap: true });
     const second = await startNode({ name: 'f2', dataDir: join(dir, 'f2'), certs, bootstrap: true, join: [first.gossipAddr] });

@@ -201,6 +201,15 @@ export class Agent {
         },
       );
       const joined = membership;
+      // The join's state exchange has run: another member already using our name shows now.
+      const clash = joined.nameClaimedFrom();
+      if (clash !== undefined) {
+        await joined.shutdown().catch(() => {});
+        await undo();
+        throw new InvalidArgumentError(
+          `node name "${config.nodeName}" is already used by the member at ${clash}: give this node another --node-name (names identify Raft members)`,
+        );
+      }
       replica.onClusterId = () => joined.setTags({ ...tags(), rpc_addr: rpcAddr });
       // After a restart, peers known from before rejoin gossip even without --start-join-addrs.
       const known = replica.knownGossipAddrs().filter((address) => !config.gossip!.startJoinAddrs.includes(address));

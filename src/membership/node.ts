@@ -218,6 +218,11 @@ export class Membership {
     };
   }
 
+  /** The gossip address of another member that uses our node name, if one was heard (a clash). */
+  nameClaimedFrom(): string | undefined {
+    return this.serf.nameClaimedFrom;
+  }
+
   stats(): MembershipStats {
     return {
       counters: Object.fromEntries(this.serf.counters),

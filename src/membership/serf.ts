@@ -118,6 +118,11 @@ export class Serf implements SwimDelegate {
     return this.swim.counters;
   }
 
+  /** Another member's address that claims our node name, once one was heard. */
+  get nameClaimedFrom(): string | undefined {
+    return this.swim.nameClaimedFrom;
+  }
+
   members(): Member[] {
     return [...this.memberStates.values()].map((state) => state.member);
   }

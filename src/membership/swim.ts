@@ -109,6 +109,8 @@ export class Swim {
   readonly name: string;
   /** Counters for dropped input and notable events, by reason. */
   readonly counters = new Map<string, number>();
+  /** The address of another node heard claiming our own name (the first one), if any. */
+  nameClaimedFrom: string | undefined;
   private readonly timings: MembershipTimings;
   private readonly prng: Prng;
   private readonly nodes = new Map<string, NodeRecord>();
@@ -470,6 +472,7 @@ export class Swim {
     } else if (node.host !== host || node.port !== alive.port) {
       if (node.status !== 'left' || alive.node === this.name) {
         // Someone claims a known name from another address: a conflict. The known node stays.
+        if (alive.node === this.name) this.nameClaimedFrom ??= `${host}:${alive.port}`;
         return this.count('drop: alive claiming a known name from another address');
       }
     }
