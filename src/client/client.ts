@@ -1,6 +1,6 @@
 /**
  * A typed client for `log.v1.Log`. Every failure is one of util/errors' classes (mapped from the
- * gRPC status by server/errors.ts), e.g. OffsetOutOfRangeError with the log's range.
+ * gRPC status by wire/status.ts), e.g. OffsetOutOfRangeError with the log's range.
  *
  * - `produce(value)`: one unary call per record (simplest; one round trip and one fsync wait each).
  * - `produceStream()`: a pipelined ProduceStream; many records in flight share fsyncs.
@@ -28,9 +28,9 @@ import {
   type ProduceBatchRequest,
   type ProduceBatchResponse, type Record as WireRecord, type Server as WireServer } from '../gen/log/v1/log.js';
 import { AdminClient } from '../gen/annal/admin/v1/admin.js';
-import { errorFromStatus } from '../server/errors.js';
-import { decodeConsumeResponseFast, decodeProduceResponseFast } from '../server/wire-decode.js';
-import { encodeProduceBatchRequest, encodeProduceRequest } from '../server/wire-encode.js';
+import { errorFromStatus } from '../wire/index.js';
+import { decodeConsumeResponseFast, decodeProduceResponseFast } from '../wire/index.js';
+import { encodeProduceBatchRequest, encodeProduceRequest } from '../wire/index.js';
 import { createClientInterceptor } from '../telemetry/client.js';
 import { assert } from '../util/index.js';
 import { BatchingProducer, type BatchingProducerOptions } from './batching-producer.js';

@@ -5,7 +5,7 @@
  * with the same error.
  */
 import type { ClientDuplexStream, ServiceError } from '@grpc/grpc-js';
-import { errorFromStatus } from '../server/errors.js';
+import { errorFromStatus } from '../wire/index.js';
 import { UnavailableError, type AnnalError } from '../util/index.js';
 
 interface Waiter<Result> {

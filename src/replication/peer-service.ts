@@ -35,7 +35,7 @@ import type {
   MessageBatch as WireMessageBatch,
 } from '../gen/annal/raft/v1/raft.js';
 import type { Message, NodeId } from '../raft/index.js';
-import { statusFromError } from '../server/errors.js';
+import { statusFromError } from '../wire/index.js';
 import { AnnalError, assert } from '../util/index.js';
 import { KeyedLogLimit } from './log-limit.js';
 import { DEFAULT_PEER_LIMITS, InvalidReason, isValidNodeId, messageFromWire, SnapshotSizes, type PeerLimits } from './peer-codec.js';

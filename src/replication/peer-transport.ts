@@ -14,7 +14,7 @@
 import { Metadata, type ChannelCredentials, type ChannelOptions, type Client, type ServiceError } from '@grpc/grpc-js';
 import { RateLimitedLog } from '../auth/index.js';
 import type { Message, NodeId, Transport } from '../raft/index.js';
-import { errorFromStatus } from '../server/errors.js';
+import { errorFromStatus } from '../wire/index.js';
 import { assert, AssertionError, ClosedError, UnavailableError } from '../util/index.js';
 import { KeyedLogLimit } from './log-limit.js';
 import { PeerLink } from './peer-link.js';

@@ -7,8 +7,8 @@
  *   the client's fault, so handlers answer INVALID_ARGUMENT with the decoder's reason instead.
  * - Responses are serialized without the generated code's extra copy (`Buffer.from(Uint8Array)`
  *   copies; the writer's output is fresh, so wrapping it is safe), and ConsumeResponse, the
- *   consumer's hot path, and ProduceResponse with the single-buffer encoders of wire-encode.ts.
- * - ProduceRequests in the canonical shape take the fast path of wire-decode.ts.
+ *   consumer's hot path, and ProduceResponse with the single-buffer encoders of wire/encode.ts.
+ * - ProduceRequests in the canonical shape take the fast path of wire/decode.ts.
  * - ConsumeRequests keep an offset above 2^53 - 1 exact (a bigint) instead of failing to decode,
  *   so that it is answered OUT_OF_RANGE like any other offset past the log's end.
  */
@@ -21,8 +21,8 @@ import {
   ProduceBatchResponse,
   ProduceRequest,
 } from '../gen/log/v1/log.js';
-import { decodeConsumeRequest, decodeProduceRequestFast } from './wire-decode.js';
-import { encodeConsumeResponse, encodeProduceResponse } from './wire-encode.js';
+import { decodeConsumeRequest, decodeProduceRequestFast } from '../wire/index.js';
+import { encodeConsumeResponse, encodeProduceResponse } from '../wire/index.js';
 
 /** A request whose bytes are not a valid protobuf encoding of the expected message. */
 export class DecodeFailure {

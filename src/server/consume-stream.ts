@@ -23,7 +23,7 @@ import type { ConsumeRequest, ConsumeResponse, Record as WireRecord } from '../g
 import type { ReadLimits, StoredRecord } from '../storage/types.js';
 import { assert, CorruptionError, OffsetOutOfRangeError } from '../util/index.js';
 import type { ServedLog } from './served-log.js';
-import type { WideConsumeRequest } from './wire-decode.js';
+import type { WideConsumeRequest } from '../wire/index.js';
 
 export interface ConsumeStreamLimits {
   /** Records read from the log per step in one-record-per-message mode. */

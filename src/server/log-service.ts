@@ -33,10 +33,10 @@ import { injectTraceContext, rpcScope, withSpan } from '../telemetry/index.js';
 import { InvalidArgumentError, OffsetOutOfRangeError, RecordTooLargeError } from '../util/index.js';
 import { DecodeFailure } from './codec.js';
 import { offsetWithinNumbers, pumpConsumeStream, SHUTDOWN_STATUS, ShutdownSignal, type ConsumeStreamLimits } from './consume-stream.js';
-import { statusFromError } from './errors.js';
+import { statusFromError } from '../wire/index.js';
 import { Pipeline } from './pipeline.js';
 import type { AppendContext, ServedLog } from './served-log.js';
-import type { WideConsumeRequest } from './wire-decode.js';
+import type { WideConsumeRequest } from '../wire/index.js';
 
 /** The few logger methods the service uses (pino's Logger has them). */
 export interface ServiceLogger {

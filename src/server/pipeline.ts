@@ -15,7 +15,7 @@
  */
 import { Metadata, status as Status, type ServerDuplexStream, type StatusObject } from '@grpc/grpc-js';
 import { assert } from '../util/index.js';
-import { statusFromError } from './errors.js';
+import { statusFromError } from '../wire/index.js';
 
 export interface PipelineOptions<Request, Response> {
   /** Upper bound on operations started but not yet answered (>= 1). */

@@ -1,6 +1,6 @@
 /**
  * annal's typed errors. Each failure has its own class with a stable `code`; callers branch on the
- * class or the code, never on the message. `server/errors.ts` maps codes to gRPC status codes and
+ * class or the code, never on the message. `wire/status.ts` maps codes to gRPC status codes and
  * `client/` maps gRPC status back into these classes.
  */
 export const ErrorCode = {

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ConsumeResponse, ProduceBatchRequest, ProduceRequest, ProduceResponse, type Record as WireRecord } from '../gen/log/v1/log.js';
 import { Prng } from '../util/index.js';
-import { encodeConsumeResponse, encodeProduceBatchRequest, encodeProduceRequest, encodeProduceResponse } from './wire-encode.js';
+import { encodeConsumeResponse, encodeProduceBatchRequest, encodeProduceRequest, encodeProduceResponse } from './encode.js';
 
 const EDGE_NUMBERS = [0, 1, 127, 128, 16383, 16384, 2 ** 31 - 1, 2 ** 31, 2 ** 32 - 1, 2 ** 32, 2 ** 53 - 1];
 const EDGE_LENGTHS = [0, 1, 127, 128, 300, 16383, 16384, 70_000];

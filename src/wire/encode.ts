@@ -1,7 +1,7 @@
 /**
  * Encoders for the messages on the hot paths (ProduceRequest and ProduceBatchRequest on the
  * client, ProduceResponse and ConsumeResponse on the server). They write the same bytes as the generated ts-proto
- * encoders (wire-encode.test.ts checks that on random messages), but size the message first and
+ * encoders (encode.test.ts checks that on random messages), but size the message first and
  * write it into one buffer, instead of growing a BinaryWriter with a fork/join per nested record.
  * Decoding stays with the generated code, which also validates.
  */

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ConsumeRequest, ConsumeResponse, ProduceRequest, ProduceResponse } from '../gen/log/v1/log.js';
 import { Prng } from '../util/index.js';
-import { decodeConsumeRequest, decodeConsumeResponseFast, decodeProduceRequestFast, decodeProduceResponseFast } from './wire-decode.js';
+import { decodeConsumeRequest, decodeConsumeResponseFast, decodeProduceRequestFast, decodeProduceResponseFast } from './decode.js';
 
 function agree<T>(bytes: Buffer, fast: (b: Buffer) => T | undefined, slow: (b: Buffer) => T, what: string): void {
   let expected: T | undefined;

@@ -22,7 +22,7 @@ import {
   UnauthenticatedError,
   UnavailableError,
 } from '../util/index.js';
-import { errorFromStatus, statusFromError } from './errors.js';
+import { errorFromStatus, statusFromError } from './status.js';
 
 describe('error table', () => {
   it('round-trips every annal error with its gRPC code and fields', () => {

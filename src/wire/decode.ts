@@ -4,7 +4,7 @@
  * sends and returns undefined for anything else (unknown fields, values that do not fit), which
  * then goes through the generated ts-proto decoder with its full validation. The main saving is
  * the generated code's uint64 path (BigInt, then a string, then a number, per field).
- * wire-decode.test.ts checks on random and mutated input that a fast result always equals the
+ * decode.test.ts checks on random and mutated input that a fast result always equals the
  * generated decoder's.
  *
  * A ProduceRequest's value is a view into the message buffer, not a copy: grpc-js assembles each

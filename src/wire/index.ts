@@ -1,0 +1,7 @@
+/**
+ * Protocol code that client and server share: the status <-> error table (one gRPC status per
+ * error class, both directions) and the fast encoders and decoders of the hot-path messages.
+ */
+export { statusFromError, errorFromStatus, grpcCodeFor, ErrorMetadataKey, type StatusLike } from './status.js';
+export { decodeConsumeRequest, decodeConsumeResponseFast, decodeProduceRequestFast, decodeProduceResponseFast, type WideConsumeRequest } from './decode.js';
+export { encodeConsumeResponse, encodeProduceBatchRequest, encodeProduceRequest, encodeProduceResponse } from './encode.js';
