@@ -157,12 +157,15 @@ export async function readAll(node: { rpcAddr: string }, security: ClientSecurit
       for await (const record of c.consumeStream(from, { follow: false, maxBatch: 1024 })) out.push({ offset: record.offset, value: record.value.toString() });
       return out;
     };
-    try {
-      return await read(0);
-    } catch (error) {
-      // Retention dropped the start: read from the lowest retained offset.
-      if (error instanceof OffsetOutOfRangeError && error.lowestOffset > 0) return await read(error.lowestOffset);
-      throw error;
+    let from = 0;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await read(from);
+      } catch (error) {
+        // Retention dropped the start (maybe again while reading): read from the lowest retained offset.
+        if (!(error instanceof OffsetOutOfRangeError) || error.lowestOffset <= from || attempt >= 20) throw error;
+        from = error.lowestOffset;
+      }
     }
   } finally {
     c.close();
