@@ -190,14 +190,16 @@ describe('a three-node cluster', () => {
         let stop = false;
         let longestMs = 0;
         let failures = 0;
+        const failureMessages: string[] = [];
         const producing = (async () => {
           for (let n = 0; !stop; n++) {
             const startedMs = performance.now();
             try {
               await writer.produce(Buffer.from(`r${round}-${n}`));
               acknowledged++;
-            } catch {
+            } catch (error) {
               failures++;
+              failureMessages.push(String(error));
             }
             longestMs = Math.max(longestMs, performance.now() - startedMs);
           }
@@ -212,7 +214,7 @@ describe('a three-node cluster', () => {
         stop = true;
         await producing;
         writer.close();
-        t.diagnostic(`rolling restart of ${node.name}: longest produce ${Math.round(longestMs)} ms, ${failures} failed calls`);
+        t.diagnostic(`rolling restart of ${node.name}: longest produce ${Math.round(longestMs)} ms, ${failures} failed calls ${failureMessages.join('; ')}`);
         failed += failures;
         assert.ok(failures <= 1, `${failures} failed produces while ${node.name} restarted`);
       }

@@ -29,7 +29,7 @@ import type { RequestResult } from './raft.js';
 import { RawNode, type Ready, type Status } from './raw-node.js';
 import type { Storage } from './storage.js';
 import type { Transport } from './transport.js';
-import { EntryType, Role, type ClusterConfig, type ConfigChange, type Entry, type HardState, type NodeId, type Snapshot } from './types.js';
+import { EntryType, Role, type ClusterConfig, type ConfigChange, type Entry, type HardState, type Message, type NodeId, type Snapshot } from './types.js';
 
 /** The application's replicated state machine. */
 export interface StateMachine<Result> {
@@ -374,15 +374,21 @@ export class RaftNode<Result> {
 
   private async handleReady(ready: Ready): Promise<void> {
     const { storage, transport } = this.options;
-    // Persist-before-send: what the messages promise must be durable first.
+    // A leader's appends and heartbeats promise nothing about its own disk, so they go out before
+    // its write (thesis §10.2.1: the leader writes in parallel with its followers): its own match
+    // index advances only once its entries are durable (Raft.onPersisted), so nothing commits on
+    // the strength of an unwritten leader log, and its term was made durable when it campaigned.
+    // Everything else waits (persist-before-send): a vote or an acknowledgement promises state.
+    const early = ready.messages.filter(sendableBeforePersist);
+    if (early.length > 0) transport.send(early);
     // Entries before the hard state: a crash in between must not leave a persisted commit index
-    // beyond the durable log. (Entries of a term whose hard state was lost are harmless: nothing
-    // was sent on their behalf.)
+    // beyond the durable log. (Entries of a term whose hard state was lost are harmless: only a
+    // leader's messages, which promise nothing, went out on their behalf.)
     if (ready.snapshot !== null) await storage.applySnapshot(ready.snapshot);
     if (ready.entries.length > 0) await storage.append(ready.entries);
     if (ready.hardState !== null) await storage.setHardState(ready.hardState);
     if (this.closed) return;
-    transport.send(ready.messages);
+    transport.send(early.length === 0 ? ready.messages : ready.messages.filter((message) => !sendableBeforePersist(message)));
     if (ready.snapshot !== null) this.installSnapshot(ready.snapshot);
     for (const entry of ready.committedEntries) this.applyEntry(entry);
     for (const readState of ready.readStates) {
@@ -485,3 +491,8 @@ export class RaftNode<Result> {
   }
 }
 
+
+/** Messages a leader sends that depend on nothing of the Ready being durable. */
+function sendableBeforePersist(message: Message): boolean {
+  return message.type === 'append' || message.type === 'heartbeat';
+}

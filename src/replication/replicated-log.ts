@@ -19,7 +19,7 @@
  */
 import type { Metadata } from '@grpc/grpc-js';
 import type { RaftNode, StateMachine } from '../raft/index.js';
-import { Role, type ClusterConfig, type NodeId, type Snapshot } from '../raft/index.js';
+import { RaftBusyError, Role, type ClusterConfig, type NodeId, type Snapshot } from '../raft/index.js';
 import type { ReadLimits, RecordInput, StoredRecord } from '../storage/types.js';
 import { decodeControl } from './retention.js';
 import { assert, ClosedError, NotLeaderError, OffsetOutOfRangeError, type AnnalError } from '../util/index.js';
@@ -185,16 +185,16 @@ export class ReplicatedLog implements StateMachine<number> {
     if (this.closed) throw new ClosedError('the replicated log is closed');
     assert(records.length > 0, 'appendBatch of no records');
     const values = records.map((record) => record.value);
-    const status = this.raft.status();
-    if (status.role === Role.Leader) {
+    // The common case, a write on the leader, proposes at once.
+    if (this.raft.status().role === Role.Leader) {
       try {
         return await this.proposeHere(values);
       } catch (error) {
-        // Leadership moved between the check and the proposal: nothing was appended.
-        if (!(error instanceof NotLeaderError)) throw error;
+        if (!refusedBeforeAppending(error)) throw error;
+        return this.forward(values, context.subject ?? '', context.trace, this.raft.id);
       }
     }
-    return this.forward(values, context.subject ?? '', context.trace);
+    return this.forward(values, context.subject ?? '', context.trace, undefined);
   }
 
   /** Appends forwarded records on the leader (the peer service's Forward handler). */
@@ -218,17 +218,27 @@ export class ReplicatedLog implements StateMachine<number> {
     return { firstOffset, lastOffset };
   }
 
-  private async forward(values: Uint8Array[], subject: string, trace: Metadata | undefined): Promise<{ firstOffset: number; lastOffset: number }> {
+  /**
+   * Sends the write to the leader (ourselves included, once we lead), following new leaders when
+   * one refuses before appending anything (not the leader, or handing leadership over: a rolling
+   * restart then costs the caller a short wait, not an error). Any other failure is the caller's.
+   */
+  private async forward(
+    values: Uint8Array[],
+    subject: string,
+    trace: Metadata | undefined,
+    avoid: NodeId | undefined,
+  ): Promise<{ firstOffset: number; lastOffset: number }> {
     const deadlineMs = Date.now() + (this.options.forwardTimeoutMs ?? 10_000);
-    let leader = await this.leader();
+    let refused = avoid;
     for (let attempt = 0; ; attempt++) {
-      if (leader === this.raft.id) return this.proposeHere(values);
+      const leader = await this.leader(refused);
       try {
+        if (leader === this.raft.id) return await this.proposeHere(values);
         return await this.options.peers.forward(leader, { values, subject }, { deadlineMs, ...(trace !== undefined ? { metadata: trace } : {}) });
       } catch (error) {
-        // A stale leader hint refuses before appending anything: follow the newer hint once.
-        if (!(error instanceof NotLeaderError) || attempt > 0) throw error;
-        leader = await this.leader(leader);
+        if (!refusedBeforeAppending(error) || attempt >= 3) throw error;
+        refused = leader;
       }
     }
   }
@@ -371,4 +381,9 @@ export class ReplicatedLog implements StateMachine<number> {
     this.waiters.clear();
     for (const wake of this.caughtUpWaiters.splice(0)) wake();
   }
+}
+
+/** A refusal that guarantees nothing was appended: safe to send the write elsewhere. */
+function refusedBeforeAppending(error: unknown): boolean {
+  return error instanceof NotLeaderError || error instanceof RaftBusyError;
 }
