@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, it } from 'node:test';
 import { killAll } from './cli-harness.js';
-import { client, leaderOf, logField, makeCerts, readAll, startNode, votersWithLeader, waitForServers, type ClusterCerts, type ClusterNode } from './cluster-harness.js';
+import { client, leaderOf, logField, makeCerts, readAll, startNode, votersWithLeader, waitForRecords, waitForServers, type ClusterCerts, type ClusterNode } from './cluster-harness.js';
 
 let dir: string;
 let certs: ClusterCerts;
@@ -73,6 +73,35 @@ it('a follower whose disk fills stops replicating loudly; the others keep every 
     for (const node of nodes.slice(0, 2)) {
       const records = await readAll(node, certs.root);
       for (const [offset, value] of acknowledged) assert.equal(records[offset]?.value, value, `${node.name} offset ${offset}`);
+    }
+  } finally {
+    for (const node of nodes) node.process.child.kill('SIGKILL');
+    await Promise.all(nodes.map((node) => node.process.exited));
+  }
+});
+
+it('a leader paused past its peers\' keepalive (SIGSTOP, then SIGCONT) survives, and the cluster goes on', async () => {
+  const nodes: ClusterNode[] = [await startNode({ name: 'p1', dataDir: join(dir, 'p1'), certs, bootstrap: true })];
+  for (const name of ['p2', 'p3']) nodes.push(await startNode({ name, dataDir: join(dir, name), certs, join: [nodes[0]!.gossipAddr] }));
+  try {
+    const leader = leaderOf(await waitForServers(nodes[0]!, certs.root, votersWithLeader(3)));
+    const paused = nodes.find((node) => node.rpcAddr === leader.rpcAddr)!;
+    const others = nodes.filter((node) => node !== paused);
+    paused.process.child.kill('SIGSTOP');
+    // The others elect a new leader and take writes while it sleeps.
+    await waitForServers(others[0]!, certs.root, (servers) => servers.some((s) => s.isLeader && s.rpcAddr !== paused.rpcAddr));
+    const writer = client(others[0]!, certs.root);
+    try {
+      await writer.produce(Buffer.from('while paused'));
+      await new Promise((resolve) => setTimeout(resolve, 3000));
+      paused.process.child.kill('SIGCONT');
+      // Its calls end on connections its peers dropped meanwhile: it must not crash on them.
+      await writer.produce(Buffer.from('after'));
+      await waitForRecords(paused, certs.root, 2);
+      assert.equal(paused.process.child.exitCode, null, paused.process.stderrLines.slice(-20).join('\n'));
+      assert.deepEqual((await readAll(paused, certs.root)).map((r) => r.value), ['while paused', 'after']);
+    } finally {
+      writer.close();
     }
   } finally {
     for (const node of nodes) node.process.child.kill('SIGKILL');

@@ -27,7 +27,7 @@ import {
 } from '@grpc/grpc-js';
 import { Action, ANY_OBJECT, type Authorizer } from './authorizer.js';
 import { RateLimitedLog, type AuthLogger } from './logger.js';
-import { subjectOfAuthContext } from './subject.js';
+import { subjectOfCall } from './subject.js';
 
 /**
  * The actions `log.v1.Log` needs (docs/security.md, Authorization), and `annal.admin.v1.Admin`'s:
@@ -99,7 +99,7 @@ export function createAclInterceptor(options: AclInterceptorOptions): ServerInte
             const refusal = decide(options.authorizer, call, action);
             if (refusal === undefined) {
               if (streaming) {
-                const subject = subjectOfAuthContext(call.getAuthContext())!;
+                const subject = subjectOfCall(call)!;
                 open = {
                   subject,
                   action: action!,
@@ -145,7 +145,7 @@ interface Refusal {
 }
 
 function decide(authorizer: Authorizer, call: ServerInterceptingCallInterface, action: Action | undefined): Refusal | undefined {
-  const subject = subjectOfAuthContext(call.getAuthContext());
+  const subject = subjectOfCall(call);
   if (subject === undefined) {
     return { code: Status.UNAUTHENTICATED, details: 'no verified client certificate with a Common Name', fields: {} };
   }

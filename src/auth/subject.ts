@@ -20,5 +20,12 @@ export function subjectOfAuthContext(context: CallAuthContext | null | undefined
 
 /** The subject of a grpc-js server call (unary, streaming, or an intercepting call). */
 export function subjectOfCall(call: { getAuthContext(): CallAuthContext | null }): string | undefined {
-  return subjectOfAuthContext(call.getAuthContext());
+  // grpc-js throws here for a TLS socket destroyed meanwhile (it reads a null peer certificate).
+  let context: CallAuthContext | null;
+  try {
+    context = call.getAuthContext();
+  } catch {
+    return undefined;
+  }
+  return subjectOfAuthContext(context);
 }

@@ -113,6 +113,7 @@ export interface ReplicaStats {
 }
 
 const RECONCILE_INTERVAL_MS = 250;
+const INFLIGHT_BYTES_MAX = 8 * 1024 * 1024;
 const RETENTION_CHECK_INTERVAL_MS = 1000;
 
 export class Replica {
@@ -170,6 +171,10 @@ export class Replica {
       tickIntervalMs: timing.tickIntervalMs,
       electionTicks: timing.electionTicks,
       heartbeatTicks: timing.heartbeatTicks,
+      // A far-behind follower is fed at most this much per round trip: every append is read from
+      // disk synchronously, and 256 messages of 1 MiB in one task stalled the event loop past an
+      // election timeout. It also stays well under the peer queue (64 MiB), so nothing is dropped.
+      inflightBytesMax: INFLIGHT_BYTES_MAX,
       addressOf: (id) => this.rpcAddrOf(id),
       onStopped: (error) => {
         this.stopped = true;

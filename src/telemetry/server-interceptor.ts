@@ -129,6 +129,8 @@ class CallRecord implements RpcScope {
   ) {
     this.streaming = method.requestStream || method.responseStream;
     this.childSpansLeft = childSpansMax;
+    // Read while the connection is surely open: at the end of a call its socket may be gone.
+    this.subject = peerCertificateSubject(call);
   }
 
   private get unrecordedChild(): Span {
@@ -202,7 +204,6 @@ class CallRecord implements RpcScope {
     assert(this.stats.inFlightCalls > 0, 'a finishing call must have been counted in flight');
     this.stats.inFlightCalls--;
     if (this.streaming) this.stats.openStreams--;
-    this.subject ??= peerCertificateSubject(this.call);
     this.endSpan(code, details);
     this.options.accessLogger.info(
       {
@@ -240,9 +241,19 @@ function splitPeer(peer: string): { address: string; port: number | undefined } 
   return match ? { address: match[1]!, port: Number(match[2]) } : { address: peer, port: undefined };
 }
 
-/** The CN of a verified TLS client certificate, which annal's ACL uses as the subject. */
+/**
+ * The CN of a verified TLS client certificate, which annal's ACL uses as the subject. grpc-js's
+ * getAuthContext throws on a TLS socket that was already destroyed (it reads the certificate of
+ * a closed connection): that call has no subject to report, and must not take the process down.
+ */
 function peerCertificateSubject(call: ServerInterceptingCallInterface): string | undefined {
-  const subject = call.getAuthContext().sslPeerCertificate?.subject as { CN?: string | string[] } | undefined;
+  let context;
+  try {
+    context = call.getAuthContext();
+  } catch {
+    return undefined;
+  }
+  const subject = context.sslPeerCertificate?.subject as { CN?: string | string[] } | undefined;
   const commonName = subject?.CN;
   return Array.isArray(commonName) ? commonName[0] : commonName;
 }
