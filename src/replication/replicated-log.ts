@@ -80,6 +80,14 @@ export class ReplicatedLog implements StateMachine<number> {
   private readonly waiters = new Set<AppendWaiter>();
   private closed = false;
   private caughtUp = false;
+  private readonly forwardQueue: {
+    values: Uint8Array[];
+    subject: string;
+    trace: Metadata | undefined;
+    resolve: (offsets: { firstOffset: number; lastOffset: number }) => void;
+    reject: (error: unknown) => void;
+  }[] = [];
+  private forwarding = false;
   private caughtUpWaiters: (() => void)[] = [];
 
   constructor(private readonly options: ReplicatedLogOptions) {
@@ -194,7 +202,54 @@ export class ReplicatedLog implements StateMachine<number> {
         return this.forward(values, context.subject ?? '', context.trace, this.raft.id);
       }
     }
-    return this.forward(values, context.subject ?? '', context.trace, undefined);
+    return this.forwardBatched(values, context.subject ?? '', context.trace);
+  }
+
+  /**
+   * A follower's writes go to the leader in order, one Forward call at a time, each carrying every
+   * write that queued up while the previous one was out (with the same subject): a call per
+   * record cost a few hundred microseconds of CPU on both nodes. Each write gets its own offsets
+   * back; a failed call fails every write it carried, none of which was then acknowledged.
+   */
+  private forwardBatched(values: Uint8Array[], subject: string, trace: Metadata | undefined): Promise<{ firstOffset: number; lastOffset: number }> {
+    return new Promise((resolve, reject) => {
+      this.forwardQueue.push({ values, subject, trace, resolve, reject });
+      if (!this.forwarding) void this.pumpForwards();
+    });
+  }
+
+  private async pumpForwards(): Promise<void> {
+    this.forwarding = true;
+    try {
+      while (this.forwardQueue.length > 0) {
+        const first = this.forwardQueue[0]!;
+        let count = 0;
+        let records = 0;
+        let sizeBytes = 0;
+        for (const queued of this.forwardQueue) {
+          const bytes = queued.values.reduce((sum, value) => sum + value.length, 0);
+          if (count > 0 && (queued.subject !== first.subject || sizeBytes + bytes > FORWARD_BATCH_BYTES_MAX || records + queued.values.length > FORWARD_BATCH_RECORDS_MAX)) break;
+          count++;
+          records += queued.values.length;
+          sizeBytes += bytes;
+        }
+        const batch = this.forwardQueue.splice(0, count);
+        const values = batch.length === 1 ? first.values : batch.flatMap((queued) => queued.values);
+        try {
+          const { firstOffset, lastOffset } = await this.forward(values, first.subject, first.trace, undefined);
+          assert(lastOffset - firstOffset === values.length - 1, `forwarded ${values.length} records, got offsets ${firstOffset}..${lastOffset}`);
+          let next = firstOffset;
+          for (const queued of batch) {
+            queued.resolve({ firstOffset: next, lastOffset: next + queued.values.length - 1 });
+            next += queued.values.length;
+          }
+        } catch (error) {
+          for (const queued of batch) queued.reject(error);
+        }
+      }
+    } finally {
+      this.forwarding = false;
+    }
   }
 
   /** Appends forwarded records on the leader (the peer service's Forward handler). */
@@ -382,6 +437,10 @@ export class ReplicatedLog implements StateMachine<number> {
     for (const wake of this.caughtUpWaiters.splice(0)) wake();
   }
 }
+
+/** One forwarded call carries at most this much (the peer service takes up to 16 MiB of payload). */
+const FORWARD_BATCH_BYTES_MAX = 4 * 1024 * 1024;
+const FORWARD_BATCH_RECORDS_MAX = 65_536;
 
 /** A refusal that guarantees nothing was appended: safe to send the write elsewhere. */
 function refusedBeforeAppending(error: unknown): boolean {
