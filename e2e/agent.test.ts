@@ -137,7 +137,7 @@ describe('annal CLI end to end', () => {
     assert.deepEqual(await again.exited, { code: 0, signal: null });
   });
 
-  it('annal dev serves on the embedded default and prints how to produce and consume', async () => {
+  it('annal dev runs a 3-node cluster, prints how to produce and consume, and writes a client profile the CLI reads', async () => {
     const agent = spawnAgent(['dev', '--insecure', '--rpc-port', '18400'], { cwd: dir });
     let banner = '';
     agent.child.stdout!.on('data', (chunk: Buffer) => (banner += chunk.toString()));
@@ -151,10 +151,22 @@ describe('annal CLI end to end', () => {
     assert.match(banner, /produce: .* produce --insecure --addr/);
     assert.match(banner, /follow: .* consume --insecure --addr \S+ --offset 0 --follow/);
     assert.ok(banner.includes(join(dir, 'annal-data')), banner);
+    assert.equal(addr.split(',').length, 3, 'three nodes');
     const produced = await runCli(['produce', '--insecure', '--addr', addr, 'hi']);
     assert.equal(produced.stdout, '0\thi\n');
+    // From the directory that holds annal-data/client.yaml, no flags are needed, on any node.
+    const withProfile = await runCli(['produce', 'again'], { cwd: dir });
+    assert.equal(withProfile.stdout, '1\tagain\n', withProfile.stderr);
+    const servers = await runCli(['servers'], { cwd: dir });
+    assert.equal(servers.stdout.trim().split('\n').length, 3, servers.stdout);
+    assert.equal(servers.stdout.split('\n').filter((line) => line.endsWith('\tleader')).length, 1, servers.stdout);
+    for (const node of addr.split(',')) {
+      const read = await runCli(['consume', '--insecure', '--addr', node, '--offset', '1', '--linearizable']);
+      assert.equal(read.stdout, '1\tagain\n', `${node}: ${read.stderr}`);
+    }
     agent.child.kill('SIGINT');
     assert.deepEqual(await agent.exited, { code: 0, signal: null });
+    assert.equal(agent.stderrLines.filter((line) => /exited \(code/.test(line)).length, 0, 'every node stopped cleanly');
   });
 
   it('consume --follow waits through an agent restart and resumes at the next offset', async () => {

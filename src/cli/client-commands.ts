@@ -28,6 +28,7 @@ interface ClientFlags {
 interface ConsumeFlags extends ClientFlags {
   offset?: number | bigint;
   follow?: boolean;
+  linearizable?: boolean;
   maxBatch: number;
 }
 
@@ -55,6 +56,7 @@ export function addClientCommands(program: Command): void {
     .description('print records from an offset; --follow keeps waiting for new ones')
     .option('--offset <offset>', 'first offset to read (default: the lowest in the log)', parseOffset)
     .option('--follow', 'keep waiting for new records (Ctrl-C to stop)')
+    .option('--linearizable', 'first confirm with the leader that every acknowledged record is visible (any node)')
     .option('--max-batch <records>', 'records per server message (throughput; 0 = one per message)', parseUint, 256)
     .action(async (flags: ConsumeFlags) =>
       withClient(flags, (client) => consume(client, flags)),
@@ -169,7 +171,7 @@ async function consume(client: AnnalClient, flags: ConsumeFlags): Promise<void> 
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
   const follow = flags.follow === true;
-  const options = { signal: controller.signal, maxBatch: flags.maxBatch, follow };
+  const options = { signal: controller.signal, maxBatch: flags.maxBatch, follow, linearizable: flags.linearizable === true };
   let next: number | bigint = flags.offset ?? 0;
   let retryMs = FOLLOW_RETRY_MS_MIN;
   try {
