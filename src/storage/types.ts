@@ -34,6 +34,11 @@ export interface LogConfig {
    * Default: none.
    */
   onSync?: (event: { durationMs: number; fileCount: number }) => void;
+  /**
+   * Called once when a write or fsync fails and the log stops taking appends (until recover()),
+   * with the error; for an error log line and a metric. Must not throw. Default: none.
+   */
+  onFailure?: (error: Error) => void;
 }
 
 /** What a caller appends: the log assigns the offset. */
