@@ -39,6 +39,13 @@ export interface LogConfig {
    * with the error; for an error log line and a metric. Must not throw. Default: none.
    */
   onFailure?: (error: Error) => void;
+  /**
+   * Open a log even when damage makes acknowledged records undelimitable (a flipped length field
+   * with valid records after it, several indexed records lost at the tail): the damaged range is
+   * kept, its offsets read as DATA_LOSS, and each such range is reported in recovery.actions.
+   * Without it such a log refuses to open. Default false; see docs/storage.md.
+   */
+  quarantineDamaged?: boolean;
 }
 
 /** What a caller appends: the log assigns the offset. */
