@@ -123,13 +123,22 @@ export class Agent {
     if (config.security?.type === 'mtls' && security?.peerCredentials === undefined) {
       logger.warn({}, 'no --peer-tls-* files: this node cannot call other nodes (replication and forwarding need a certificate holding `replicate`)');
     }
-    // Storage metrics exist only once the log is open; fsync timings reach them through this slot.
+    // Storage metrics exist only once the log is open; fsync timings and failures reach them through these slots.
     let recordSync: ((event: { durationMs: number }) => void) | undefined;
+    let countFailure: (() => void) | undefined;
+    let storageFailed = false;
+    let markUnhealthy: (() => void) | undefined;
+    const onFailure = (error: Error): void => {
+      logger.error({ err: error.message, dataDir: config.dataDir }, 'storage failed: the log takes no appends until its storage is recovered');
+      storageFailed = true;
+      countFailure?.();
+      markUnhealthy?.();
+    };
     const replica = await Replica.open({
       dataDir: config.dataDir,
       nodeName: config.nodeName,
       bootstrap: config.bootstrap ?? (config.gossip?.startJoinAddrs.length ?? 0) === 0,
-      log: { maxRecordBytes: config.maxRecordBytes, onSync: (event) => recordSync?.(event), ...config.log },
+      log: { maxRecordBytes: config.maxRecordBytes, onSync: (event) => recordSync?.(event), onFailure, ...config.log },
       peerCredentials: security?.peerCredentials ?? grpcCredentials.createInsecure(),
       ...(config.removeFailedAfterMs !== undefined ? { removeFailedAfterMs: config.removeFailedAfterMs } : {}),
       ...(config.raftTiming !== undefined ? { timing: config.raftTiming } : {}),
@@ -158,7 +167,10 @@ export class Agent {
     let membership: Membership | undefined;
     const stats = replica.storageStats();
     const storageMetrics = telemetry?.metricsEnabled ? telemetry.storageMetrics(() => stats) : undefined;
-    if (storageMetrics) recordSync = (event) => storageMetrics.fsyncDurationSeconds.record(event.durationMs / 1000);
+    if (storageMetrics) {
+      recordSync = (event) => storageMetrics.fsyncDurationSeconds.record(event.durationMs / 1000);
+      countFailure = () => storageMetrics.failures++;
+    }
     if (telemetry?.metricsEnabled) exportRaftMetrics(telemetry, replica);
     const served: ServedLog = storageMetrics ? new MeteredLog(log, storageMetrics) : log;
     const server = new LogServer({
@@ -176,6 +188,8 @@ export class Agent {
       ...(interceptors.length > 0 ? { interceptors } : {}),
     });
     server.grpc.addService(RaftPeerService, replica.peerHandlers());
+    markUnhealthy = () => server.setStorageFailed(true);
+    if (storageFailed) markUnhealthy();
     const undo = async (): Promise<void> => {
       security?.close();
       await server.shutdown();

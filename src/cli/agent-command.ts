@@ -52,6 +52,7 @@ interface AgentFlags {
   maxStoreBytes: number;
   maxIndexBytes: number;
   initialOffset: number;
+  quarantineDamaged?: boolean;
   maxRecordBytes: number;
   logLevel: string;
   insecure?: boolean;
@@ -97,6 +98,7 @@ export function addAgentCommands(program: Command): void {
     .addOption(new Option('--max-store-bytes <bytes>', 'segment store file limit').argParser(parseBytes).default(64 * MIB, '64MiB'))
     .addOption(new Option('--max-index-bytes <bytes>', 'segment index file limit').argParser(parseBytes).default(12 * MIB, '12MiB'))
     .option('--initial-offset <offset>', 'offset of the first record of a new log', parseUint, 0)
+    .option('--quarantine-damaged', 'start even when damaged records cannot be delimited: keep the damaged range and serve its offsets as DATA_LOSS (see docs/storage.md)')
     .addOption(new Option('--max-record-bytes <bytes>', 'largest record accepted').argParser(parseBytes).default(MIB, '1MiB'))
     .option('--log-level <level>', 'fatal | error | warn | info | debug | trace | silent', parseLogLevel, 'info')
     .option('--server-tls-cert-file <path>', "this node's TLS certificate (PEM), watched for replacement", parseNonEmpty)
@@ -192,6 +194,7 @@ function agentConfig(flags: AgentFlags & { dataDir: string }, logger: AgentConfi
       maxStoreBytes: flags.maxStoreBytes,
       maxIndexBytes: flags.maxIndexBytes,
       initialOffset: flags.initialOffset,
+      ...(flags.quarantineDamaged === true ? { quarantineDamaged: true } : {}),
     },
     maxRecordBytes: flags.maxRecordBytes,
     logger,

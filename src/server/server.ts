@@ -95,6 +95,8 @@ export class LogServer {
   private readonly service: LogServiceHandlers;
   private readonly health = new HealthImplementation({ '': 'NOT_SERVING', [LOG_SERVICE_NAME]: 'NOT_SERVING' });
   private readonly healthWatches = new HealthWatches();
+  private healthServing = false;
+  private storageFailed = false;
   private boundAddress: string | undefined;
   private stopping: Promise<void> | undefined;
   /** The plaintext listener and its gate, when `start` serves without credentials. */
@@ -236,9 +238,20 @@ export class LogServer {
   }
 
   setServing(serving: boolean): void {
+    this.healthServing = serving;
     const status = serving ? 'SERVING' : 'NOT_SERVING';
     this.health.setStatus('', status);
-    this.health.setStatus(LOG_SERVICE_NAME, status);
+    this.health.setStatus(LOG_SERVICE_NAME, serving && !this.storageFailed ? 'SERVING' : 'NOT_SERVING');
+  }
+
+  /**
+   * Marks the log's storage as failed (it takes no appends) or recovered: while failed, health
+   * answers NOT_SERVING for `log.v1.Log`, so load balancers send produces elsewhere; `""` keeps
+   * following setServing, since the process still answers reads of what it holds.
+   */
+  setStorageFailed(failed: boolean): void {
+    this.storageFailed = failed;
+    this.health.setStatus(LOG_SERVICE_NAME, this.healthServing && !failed ? 'SERVING' : 'NOT_SERVING');
   }
 
   /** Graceful shutdown (see the top of this file). Idempotent. */

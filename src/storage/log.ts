@@ -160,7 +160,8 @@ interface AppendWaiter {
 
 export class CommitLog {
   readonly config: LogConfig;
-  readonly recovery: RecoveryReport;
+  /** What recovery found and did at open, or at the last successful recover(). */
+  recovery: RecoveryReport;
 
   // Invariant: segments is non-empty, sorted, contiguous; the last one is the only unsealed one.
   private segments: Segment[];
@@ -178,6 +179,8 @@ export class CommitLog {
   private dirDirty = false;
   private intervalTimer: NodeJS.Timeout | undefined;
   private failure: Error | undefined;
+  /** Cutting the files back to the acknowledged boundary after a failure; pending answers wait for it. */
+  private cutInFlight: Promise<void> | undefined;
   private closed = false;
   private idleWaiters: (() => void)[] = [];
 
@@ -471,17 +474,70 @@ export class CommitLog {
   /**
    * A write or fsync failed. After a failed fsync the page cache may have dropped the dirty pages
    * (so a retry could "succeed" without the data), so nothing pending is acknowledged and the log
-   * refuses appends until reopened, when recovery checks the tail.
+   * refuses appends until recover() (or a reopen) re-validates the tail.
+   *
+   * Before the pending appends are answered, the files are cut back to the acknowledged boundary
+   * and the cut is fsynced, so an append reported as failed cannot reappear after a restart. A
+   * sync already running settles first: what it covers was written and is acknowledged if it
+   * succeeds. If the cut itself fails, the answer says the outcome is unknown.
    */
   private fail(error: Error): void {
-    if (!this.failure) this.failure = error;
-    this.acknowledgements.rejectAll(
-      new StorageFailedError(`write or fsync failed, append not acknowledged: ${error.message}`, { cause: error }),
-    );
+    if (this.failure === undefined) {
+      this.failure = error;
+      try {
+        this.config.onFailure?.(error);
+      } catch {
+        // a hook must not stop the log from answering
+      }
+    }
+    if (this.cutInFlight !== undefined) return;
+    const settled = this.syncInFlight ?? Promise.resolve();
+    this.cutInFlight = settled.then(() => {
+      let answer: Error;
+      try {
+        this.cutToAcknowledged();
+        answer = new StorageFailedError(
+          `write or fsync failed, append not acknowledged (cut from the log): ${error.message}`, { cause: error },
+        );
+      } catch (cutError) {
+        answer = new StorageFailedError(
+          `write or fsync failed and cutting the unacknowledged tail failed too (${(cutError as Error).message}): ` +
+            `outcome unknown, the append may reappear after recovery: ${error.message}`,
+          { cause: error },
+        );
+      }
+      this.acknowledgements.rejectAll(answer);
+      this.cutInFlight = undefined;
+      this.notifyIdle();
+    });
+  }
+
+  /**
+   * Truncates the store and index files to the acknowledged boundary (dropping whole segments
+   * above it) and fsyncs the cut. Idempotent; the caller has no sync in flight.
+   */
+  private cutToAcknowledged(): void {
+    const boundary = this.ackedNext;
+    for (const segment of this.segments) segment.discardUnwritten();
+    let removed = false;
+    while (this.segments.length > 1 && this.active.baseOffset >= boundary) {
+      const segment = this.segments.pop()!;
+      this.openSealed.delete(segment);
+      segment.close();
+      segment.removeFiles();
+      removed = true;
+    }
+    const last = this.active;
+    this.openSealed.delete(last);
+    last.truncateEntries(boundary - last.baseOffset);
+    last.syncFilesSync();
+    if (removed || this.dirDirty) fsyncSync(this.dirFd);
+    this.dirDirty = false;
+    this.writtenNext = boundary;
   }
 
   private isIdle(): boolean {
-    return !this.flushScheduled && this.syncInFlight === undefined && this.acknowledgements.length === 0;
+    return !this.flushScheduled && this.syncInFlight === undefined && this.cutInFlight === undefined && this.acknowledgements.length === 0;
   }
 
   private notifyIdle(): void {
@@ -492,9 +548,49 @@ export class CommitLog {
 
   /** Resolves once every append so far is written and acknowledged (or failed). */
   private async drain(): Promise<void> {
-    while (!this.isIdle() && !(this.failure && !this.flushScheduled && !this.syncInFlight)) {
+    while (!this.isIdle() && !(this.failure && !this.flushScheduled && !this.syncInFlight && !this.cutInFlight)) {
       await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
     }
+  }
+
+  /** The failure that stopped appends, if the log is failed (for health and metrics). */
+  failedWith(): Error | undefined {
+    return this.failure;
+  }
+
+  /**
+   * Brings a failed log back in place once the cause is gone (space freed, device back): finishes
+   * the cut to the acknowledged boundary, writes again and fsyncs any bytes whose fsync failed
+   * (never trusting the page cache after a failed fsync), then re-runs open's recovery on the
+   * files (re-validating the tail) and swaps in the result. Resolves at once when the log has not
+   * failed; rejects, leaving the log failed, when any step fails (call again later). On success
+   * `recovery` holds the new report and appends are taken again.
+   */
+  async recover(): Promise<void> {
+    this.ensureOpen();
+    if (this.failure === undefined) return;
+    await this.drain();
+    this.ensureOpen();
+    const boundary = this.ackedNext;
+    this.cutToAcknowledged();
+    for (const segment of this.segments) if (segment.needsSync()) segment.rewriteUnsynced();
+    fsyncSync(this.dirFd);
+    const { segments, report } = recoverSegments(this.dir, this.config);
+    const next = segments.length === 0 ? undefined : segments[segments.length - 1]!.nextOffset;
+    if (next !== boundary || segments[0]!.baseOffset !== this.lowestOffset()) {
+      for (const segment of segments) segment.close();
+      throw new StorageFailedError(
+        `recovery of ${this.dir} found offsets [${segments[0]?.baseOffset ?? '?'}, ${next ?? '?'}) where the log held ` +
+          `[${this.lowestOffset()}, ${boundary}); the log stays failed`,
+      );
+    }
+    for (const segment of this.segments) segment.close();
+    this.segments = segments;
+    this.openSealed.clear();
+    for (const segment of segments) if (segment.sealed) this.touch(segment);
+    this.ackedNext = this.writtenNext = boundary;
+    this.recovery = report;
+    this.failure = undefined;
   }
 
   /** Reads the record at `offset`. Synchronous: a page-cache hit costs less than a thread-pool hop. */

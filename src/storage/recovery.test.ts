@@ -56,6 +56,7 @@ describe('recovery', () => {
       await writeLog(5);
       const store = files('store')[0]!;
       truncateSync(store, statSync(store).size - cut);
+      truncateSync(files('index')[0]!, 12 * 4); // a torn write: its index entry was never written
       const { values, log } = await readAll();
       assert.deepEqual(values, expected(4), `cut ${cut}`);
       if (cut < FRAME) {
@@ -104,17 +105,72 @@ describe('recovery', () => {
     await log.close();
   });
 
-  it('a flipped bit in the last record is cut as a torn tail and reported', async () => {
+  it('a flipped bit in the last, unindexed record is cut as a torn tail and reported', async () => {
     for (let position = 0; position < FRAME; position += 3) {
       rmSync(dir, { recursive: true, force: true });
       await writeLog(5);
       const store = files('store')[0]!;
       flipBit(store, 4 * FRAME + position, position % 8);
+      truncateSync(files('index')[0]!, 12 * 4);
       const { values, log } = await readAll();
       assert.deepEqual(values, expected(4), `flip at ${position}`);
       assert.equal(log.recovery.droppedTailBytes, FRAME, `flip at ${position}`);
       await log.close();
     }
+  });
+
+  /** Reads every offset; a damaged one yields `DATA_LOSS <file>@<byte>`. */
+  function readEach(log: CommitLog): string[] {
+    const out: string[] = [];
+    for (let offset = log.lowestOffset(); offset < log.nextOffset(); offset++) {
+      try {
+        out.push(log.read(offset).value.toString());
+      } catch (error) {
+        assert.ok(error instanceof CorruptionError, String(error));
+        out.push(`DATA_LOSS ${error.file}@${error.positionBytes}`);
+      }
+    }
+    return out;
+  }
+
+  it('a flipped bit or a cut in the last, indexed record of the active segment keeps it as DATA_LOSS, never cuts it', async () => {
+    const damage = [
+      ...Array.from({ length: Math.ceil(FRAME / 3) }, (_, k) => ({ name: `flip at ${k * 3}`, at: k * 3, cut: 0 })),
+      { name: 'cut 3 bytes', at: -1, cut: 3 },
+    ];
+    for (const { name, at, cut } of damage) {
+      rmSync(dir, { recursive: true, force: true });
+      await writeLog(5);
+      const store = files('store')[0]!;
+      if (at >= 0) flipBit(store, 4 * FRAME + at, at % 8);
+      if (cut > 0) truncateSync(store, 5 * FRAME - cut);
+      const log = await CommitLog.open(dir);
+      assert.deepEqual(readEach(log), [...expected(4), `DATA_LOSS ${store}@${4 * FRAME}`], name);
+      assert.equal(log.recovery.droppedTailBytes, 0, name);
+      assert.match(log.recovery.actions.join('\n'), new RegExp(`CORRUPT: record for offset 4 in ${store} at byte ${4 * FRAME}`), name);
+      assert.equal(await log.append({ value: Buffer.from('after') }), 5, name);
+      assert.equal(log.read(5).value.toString(), 'after', name);
+      await log.close();
+      const again = await CommitLog.open(dir);
+      assert.deepEqual(readEach(again), [...expected(4), `DATA_LOSS ${store}@${4 * FRAME}`, 'after'], `${name}, reopened`);
+      await again.close();
+    }
+  });
+
+  it('several damaged indexed records at the tail refuse to open unless quarantined', async () => {
+    await writeLog(5);
+    const store = files('store')[0]!;
+    flipBit(store, 3 * FRAME + 2, 3); // offset 3's length field: offsets 3 and 4 can no longer be delimited by a scan
+    flipBit(store, 4 * FRAME + FRAME_HEADER_BYTES);
+    await assert.rejects(
+      CommitLog.open(dir),
+      (e: unknown) => e instanceof CorruptionError && e.file === store && e.positionBytes === 3 * FRAME && /--quarantine-damaged/.test(e.message),
+    );
+    assert.equal(statSync(store).size, 5 * FRAME, 'nothing was cut');
+    const log = await CommitLog.open(dir, { quarantineDamaged: true });
+    assert.deepEqual(readEach(log), [...expected(3), `DATA_LOSS ${store}@${3 * FRAME}`, `DATA_LOSS ${store}@${4 * FRAME}`]);
+    assert.match(log.recovery.actions.join('\n'), /QUARANTINED: records for offsets 3 to 4/);
+    await log.close();
   });
 
   it('a flipped bit in an indexed middle record is reported on read with file and position', async () => {
@@ -156,16 +212,39 @@ describe('recovery', () => {
     );
     // Nothing was modified: the file is as it was.
     assert.equal(statSync(store).size, 5 * FRAME);
+    // An operator can start it anyway: the damaged range is served as DATA_LOSS.
+    const log = await CommitLog.open(dir, { quarantineDamaged: true });
+    assert.deepEqual(readEach(log), [...expected(2), `DATA_LOSS ${store}@${2 * FRAME}`, ...expected(5).slice(3)]);
+    assert.match(log.recovery.actions.join('\n'), new RegExp(`QUARANTINED: records for offsets 2 to 2 in ${store} at bytes ${2 * FRAME} to ${3 * FRAME}`));
+    await log.close();
   });
 
-  it('a sealed segment whose last record is corrupt is reported on open', async () => {
+  it('a sealed segment whose last record is corrupt opens, reports it and serves it as DATA_LOSS', async () => {
+    for (const at of [2, 8, FRAME_HEADER_BYTES]) {
+      rmSync(dir, { recursive: true, force: true });
+      await writeLog(10, { maxIndexBytes: 12 * 4 });
+      const sealed = files('store')[0]!;
+      flipBit(sealed, 3 * FRAME + at, 3);
+      const log = await CommitLog.open(dir, { maxIndexBytes: 12 * 4 });
+      const values = readEach(log);
+      assert.deepEqual(values, [...expected(3), `DATA_LOSS ${sealed}@${3 * FRAME}`, ...expected(10).slice(4)], `flip at ${at}`);
+      assert.match(log.recovery.actions.join('\n'), new RegExp(`CORRUPT: record for offset 3 in ${sealed} at byte ${3 * FRAME}`));
+      await log.close();
+    }
+  });
+
+  it('a sealed segment with several undelimitable records at its end opens only when quarantined', async () => {
     await writeLog(10, { maxIndexBytes: 12 * 4 });
     const sealed = files('store')[0]!;
+    flipBit(sealed, 2 * FRAME + 2, 3); // offset 2's length field: the scan cannot delimit offsets 2 and 3
     flipBit(sealed, 3 * FRAME + FRAME_HEADER_BYTES);
     await assert.rejects(
       CommitLog.open(dir, { maxIndexBytes: 12 * 4 }),
-      (e: unknown) => e instanceof CorruptionError && e.file === sealed,
+      (e: unknown) => e instanceof CorruptionError && e.file === sealed && e.positionBytes === 2 * FRAME && /offsets 2 to 3 were acknowledged/.test(e.message),
     );
+    const log = await CommitLog.open(dir, { maxIndexBytes: 12 * 4, quarantineDamaged: true });
+    assert.deepEqual(readEach(log), [...expected(2), `DATA_LOSS ${sealed}@${2 * FRAME}`, `DATA_LOSS ${sealed}@${2 * FRAME + 1}`, ...expected(10).slice(4)]);
+    await log.close();
   });
 
   it('a missing segment in the middle is reported as a gap', async () => {

@@ -7,7 +7,10 @@
  * acknowledged, or a partial frame), index entries missing (the active index is written after the
  * store and not fsynced per append), an index file missing, or an empty segment created by a roll.
  * What is corruption instead, reported and never dropped: a bad frame with valid frames after
- * it, a sealed segment whose last record fails, a gap between segments.
+ * it, a sealed segment whose last record fails, an indexed record of the active segment that
+ * fails, a gap between segments. A damaged record whose extent is known is kept in place (reads
+ * of it fail with CorruptionError); damage that cannot be delimited fails the open unless
+ * `quarantineDamaged` keeps the whole range in place as unreadable offsets.
  */
 import { closeSync, fstatSync, fsyncSync, ftruncateSync, openSync, readdirSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
@@ -16,7 +19,7 @@ import {
   decodeIndexEntry, encodeIndexEntry, INDEX_ENTRY_BYTES, INDEX_SUFFIX, parseSegmentFileName, segmentFileName,
   STORE_SUFFIX,
 } from './format.js';
-import { FileWindow, frameValidAt, readFully, scanFrames } from './scan.js';
+import { FileWindow, frameValidAt, readFully, scanFrames, type ScanResult } from './scan.js';
 import { Segment } from './segment.js';
 import type { LogConfig, RecoveryReport } from './types.js';
 
@@ -50,7 +53,7 @@ export function recoverSegments(dir: string, config: LogConfig): { segments: Seg
     for (let i = 0; i < bases.length; i++) {
       const base = bases[i]!;
       const isLast = i === bases.length - 1;
-      const segment = isLast ? openActive(dir, base, config, report) : openSealed(dir, base, config, report);
+      const segment = isLast ? openActive(dir, base, config, report) : openSealed(dir, base, bases[i + 1]!, config, report);
       const previous = segments[segments.length - 1];
       if (previous && previous.nextOffset !== base) {
         segment.close();
@@ -97,7 +100,7 @@ function openFiles(dir: string, base: number): { storeFd: number; indexFd: numbe
  * the last entry, and the last frame valid and ending exactly at the end of the store. If the
  * index fails these, it is rebuilt from the store (which then must scan cleanly to its end).
  */
-function openSealed(dir: string, base: number, config: LogConfig, report: RecoveryReport): Segment {
+function openSealed(dir: string, base: number, nextBase: number, config: LogConfig, report: RecoveryReport): Segment {
   const files = openFiles(dir, base);
   try {
     const storeSizeBytes = fstatSync(files.storeFd).size;
@@ -117,11 +120,32 @@ function openSealed(dir: string, base: number, config: LogConfig, report: Recove
     } else if (indexBytes === 0 && storeSizeBytes === 0) {
       return Segment.fromRecovered(dir, base, { ...files, entryCount: 0, storeSizeBytes: 0 });
     }
-    const scan = scanFrames({ window, fileName: files.storePath, startBytes: 0, startOffset: base, maxValueBytes: config.maxRecordBytes });
-    if (scan.validEndBytes !== storeSizeBytes) {
-      throw new CorruptionError(files.storePath, scan.validEndBytes, 'a sealed segment ends in bytes that are not a valid record');
-    }
+    const scan = scanFrames({
+      window, fileName: files.storePath, startBytes: 0, startOffset: base, maxValueBytes: config.maxRecordBytes,
+      quarantine: config.quarantineDamaged === true,
+    });
     reportCorruptFrames(scan.corruptFrames, files.storePath, report);
+    reportQuarantined(scan.quarantined, files.storePath, report);
+    if (scan.validEndBytes !== storeSizeBytes) {
+      // Every record of a sealed segment was acknowledged (records follow in the next segment), so
+      // the damaged end is kept: the next segment's base says how many records it holds.
+      const firstOffset = base + scan.positions.length;
+      const missing = nextBase - firstOffset;
+      const damaged = { firstOffset, endOffset: nextBase, positionBytes: scan.validEndBytes, endBytes: storeSizeBytes };
+      if (missing === 1) {
+        scan.positions.push(scan.validEndBytes);
+        reportCorruptFrames([{ offset: firstOffset, positionBytes: scan.validEndBytes }], files.storePath, report);
+      } else if (missing > 1 && config.quarantineDamaged === true && storeSizeBytes - scan.validEndBytes >= missing) {
+        for (let i = 0; i < missing; i++) scan.positions.push(scan.validEndBytes + i);
+        reportQuarantined([damaged], files.storePath, report);
+      } else {
+        throw new CorruptionError(
+          files.storePath, scan.validEndBytes,
+          `a sealed segment ends in bytes that are not a valid record (offsets ${firstOffset} to ${nextBase - 1} were acknowledged); ` +
+            'restore this segment from a replica or backup, or start with --quarantine-damaged to serve them as DATA_LOSS',
+        );
+      }
+    }
     writeIndex(files.indexFd, scan.positions);
     report.rebuiltIndexEntries += scan.positions.length;
     report.actions.push(`rebuilt ${files.indexPath} from its store: ${scan.positions.length} entries`);
@@ -147,7 +171,8 @@ function openActive(dir: string, base: number, config: LogConfig, report: Recove
     const capacityBytes = Math.max(64 * 1024, config.maxIndexBytes, fileEntries * INDEX_ENTRY_BYTES);
     const index = Buffer.alloc(capacityBytes);
     if (fileEntries > 0) readFully(files.indexFd, index.subarray(0, fileEntries * INDEX_ENTRY_BYTES), 0);
-    let trusted = soundPrefix(index, fileEntries, storeSizeBytes);
+    const indexed = soundPrefix(index, fileEntries, storeSizeBytes);
+    let trusted = indexed;
     // Step back over trailing entries whose frames fail (torn writes); usually none.
     let resumeBytes = 0;
     while (trusted > 0) {
@@ -162,8 +187,37 @@ function openActive(dir: string, base: number, config: LogConfig, report: Recove
     const scan = scanFrames({
       window, fileName: files.storePath, startBytes: resumeBytes, startOffset: base + trusted,
       maxValueBytes: config.maxRecordBytes, maxFrames: Math.floor(capacityBytes / INDEX_ENTRY_BYTES) - trusted,
+      quarantine: config.quarantineDamaged === true,
     });
     reportCorruptFrames(scan.corruptFrames, files.storePath, report);
+    reportQuarantined(scan.quarantined, files.storePath, report);
+    // Index entries are saved after their frames, so an indexed record that fails to verify was
+    // written whole (and likely acknowledged): it is damage, never a torn tail to cut.
+    const scannedEnd = trusted + scan.positions.length;
+    if (scan.validEndBytes < storeSizeBytes && scannedEnd < indexed) {
+      const firstOffset = base + scannedEnd;
+      const missing = indexed - scannedEnd;
+      const indexedAt = (i: number): number => decodeIndexEntry(index, i).positionBytes;
+      const aligned = indexedAt(scannedEnd) === scan.validEndBytes;
+      if (missing === 1 && aligned) {
+        scan.positions.push(scan.validEndBytes);
+        reportCorruptFrames([{ offset: firstOffset, positionBytes: scan.validEndBytes }], files.storePath, report);
+      } else if (config.quarantineDamaged === true && storeSizeBytes - scan.validEndBytes >= missing) {
+        for (let i = 0; i < missing; i++) scan.positions.push(aligned ? indexedAt(scannedEnd + i) : scan.validEndBytes + i);
+        reportQuarantined(
+          [{ firstOffset, endOffset: firstOffset + missing, positionBytes: scan.validEndBytes, endBytes: storeSizeBytes }],
+          files.storePath, report,
+        );
+      } else {
+        throw new CorruptionError(
+          files.storePath, scan.validEndBytes,
+          `records for offsets ${firstOffset} to ${firstOffset + missing - 1} are indexed (written whole, and acknowledged unless the ` +
+            'process died before their fsync) but fail to verify; refusing to cut them: restore from a replica or backup, ' +
+            'or start with --quarantine-damaged to serve them as DATA_LOSS',
+        );
+      }
+      scan.validEndBytes = storeSizeBytes;
+    }
     for (let i = 0; i < scan.positions.length; i++) encodeIndexEntry(index, trusted + i, scan.positions[i]!);
     const entryCount = trusted + scan.positions.length;
     const rebuilt = scan.positions.length;
@@ -222,6 +276,16 @@ function writeIndex(fd: number, positions: number[]): void {
   ftruncateSync(fd, 0);
   if (buffer.length > 0) writeSync(fd, buffer, 0, buffer.length, 0);
   fsyncSync(fd);
+}
+
+function reportQuarantined(ranges: ScanResult['quarantined'], path: string, report: RecoveryReport): void {
+  for (const range of ranges) {
+    report.actions.push(
+      `CORRUPT, QUARANTINED: records for offsets ${range.firstOffset} to ${range.endOffset - 1} in ${path} at bytes ` +
+        `${range.positionBytes} to ${range.endBytes} cannot be delimited; kept in place as a damaged range (reads of it fail ` +
+        'with DATA_LOSS) because quarantineDamaged is set',
+    );
+  }
 }
 
 function reportCorruptFrames(frames: { offset: number; positionBytes: number }[], path: string, report: RecoveryReport): void {

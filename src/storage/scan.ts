@@ -74,6 +74,12 @@ export interface ScanResult {
   validEndBytes: number;
   /** Frames whose checksum fails but that are delimited by valid frames: kept, reported, unreadable. */
   corruptFrames: { offset: number; positionBytes: number }[];
+  /**
+   * Damaged ranges whose records cannot be delimited, kept under `quarantine`: offsets
+   * [firstOffset, endOffset) get index positions inside [positionBytes, endBytes), so each reads
+   * as DATA_LOSS and the valid records after the range stay readable.
+   */
+  quarantined: { firstOffset: number; endOffset: number; positionBytes: number; endBytes: number }[];
 }
 
 /**
@@ -89,10 +95,13 @@ export function scanFrames(options: {
   maxValueBytes: number;
   /** Stop after this many frames (the index capacity); the rest is left for the caller to judge. */
   maxFrames?: number;
+  /** Keep an undelimitable damaged range followed by valid records (see ScanResult.quarantined) instead of throwing. */
+  quarantine?: boolean;
 }): ScanResult {
   const { window, fileName, maxValueBytes } = options;
   const positions: number[] = [];
   const corruptFrames: ScanResult['corruptFrames'] = [];
+  const quarantined: ScanResult['quarantined'] = [];
   let position = options.startBytes;
   let offset = options.startOffset;
   const maxFrames = options.maxFrames ?? Number.MAX_SAFE_INTEGER;
@@ -117,16 +126,27 @@ export function scanFrames(options: {
     }
     const later = findLaterValidFrame(window, position + 1, offset, maxValueBytes);
     if (later !== undefined) {
+      const head = window.view(later, FRAME_HEADER_BYTES);
+      const laterOffset = head.buffer.readUInt32LE(head.at + 8) + head.buffer.readUInt32LE(head.at + 12) * TWO_POW_32;
+      const count = laterOffset - offset;
+      if (options.quarantine === true && count >= 1 && later - position >= count && positions.length + count <= maxFrames) {
+        quarantined.push({ firstOffset: offset, endOffset: laterOffset, positionBytes: position, endBytes: later });
+        for (let i = 0; i < count; i++) positions.push(position + i);
+        position = later;
+        offset = laterOffset;
+        continue;
+      }
       throw new CorruptionError(
         fileName,
         position,
         `record for offset ${offset} is unreadable and valid records follow at byte ${later}; ` +
-          'refusing to cut acknowledged records (restore this segment from a replica or backup)',
+          'refusing to cut acknowledged records (restore this segment from a replica or backup, ' +
+          'or start with --quarantine-damaged to serve the damaged range as DATA_LOSS)',
       );
     }
-    return { positions, validEndBytes: position, corruptFrames };
+    return { positions, validEndBytes: position, corruptFrames, quarantined };
   }
-  return { positions, validEndBytes: position, corruptFrames };
+  return { positions, validEndBytes: position, corruptFrames, quarantined };
 }
 
 function delimitedFrameEnd(window: FileWindow, position: number, maxValueBytes: number): number | undefined {

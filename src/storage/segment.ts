@@ -7,7 +7,7 @@
  * flusher writes the arena with one pwritev per segment, then the index entries with one pwrite.
  */
 import {
-  closeSync, fdatasync, fstatSync, ftruncateSync, openSync, readSync, unlinkSync, writeSync, writevSync,
+  closeSync, fdatasync, fstatSync, fsyncSync, ftruncateSync, openSync, readSync, unlinkSync, writeSync, writevSync,
 } from 'node:fs';
 import { join } from 'node:path';
 import { assert, CorruptionError } from '../util/index.js';
@@ -307,6 +307,45 @@ export class Segment {
     this.storeSizeBytes = this.writtenStoreBytes = storeBytes;
     this.syncedStoreBytes = Math.min(this.syncedStoreBytes, storeBytes);
     this.syncedIndexEntryCount = Math.min(this.syncedIndexEntryCount, relative);
+  }
+
+  /**
+   * Forgets entries assigned but not written (their frames sit in the arena): after a failed
+   * write nothing past the written boundary may reach the files.
+   */
+  discardUnwritten(): void {
+    this.fullArenas = [];
+    this.arenaUsedBytes = 0;
+    this.entryCount = this.writtenEntryCount;
+    this.storeSizeBytes = this.writtenStoreBytes;
+    if (this.sealed && this.index !== undefined) this.index = undefined;
+  }
+
+  /** fsyncs both files now (a truncation's new size included). */
+  syncFilesSync(): void {
+    this.files();
+    fsyncSync(this.storeFd);
+    fsyncSync(this.indexFd);
+    this.syncedStoreBytes = this.writtenStoreBytes;
+    if (this.sealed) this.syncedIndexEntryCount = this.writtenEntryCount;
+  }
+
+  /**
+   * Makes bytes written since the last good fdatasync durable without trusting the page cache's
+   * dirty state: after a failed fsync the kernel may have marked those pages clean (they would
+   * never be written again), so they are read back and written again before an fsync. Recovery
+   * then validates every frame of the range.
+   */
+  rewriteUnsynced(): void {
+    this.files();
+    const chunkBytes = 1024 * 1024;
+    for (let position = this.syncedStoreBytes; position < this.writtenStoreBytes; position += chunkBytes) {
+      const chunk = Buffer.allocUnsafe(Math.min(chunkBytes, this.writtenStoreBytes - position));
+      readFully(this.storeFd, chunk, position);
+      const written = writeSync(this.storeFd, chunk, 0, chunk.length, position);
+      assert(written === chunk.length, `short write to ${this.storePath}: ${written} of ${chunk.length} bytes`);
+    }
+    this.syncFilesSync();
   }
 
   /** Reads raw store bytes [position, position + target.length). */

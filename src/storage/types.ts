@@ -34,6 +34,18 @@ export interface LogConfig {
    * Default: none.
    */
   onSync?: (event: { durationMs: number; fileCount: number }) => void;
+  /**
+   * Called once when a write or fsync fails and the log stops taking appends (until recover()),
+   * with the error; for an error log line and a metric. Must not throw. Default: none.
+   */
+  onFailure?: (error: Error) => void;
+  /**
+   * Open a log even when damage makes acknowledged records undelimitable (a flipped length field
+   * with valid records after it, several indexed records lost at the tail): the damaged range is
+   * kept, its offsets read as DATA_LOSS, and each such range is reported in recovery.actions.
+   * Without it such a log refuses to open. Default false; see docs/storage.md.
+   */
+  quarantineDamaged?: boolean;
 }
 
 /** What a caller appends: the log assigns the offset. */

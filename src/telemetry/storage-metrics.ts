@@ -33,6 +33,8 @@ export class StorageMetrics {
   appendedRecords = 0;
   /** One fdatasync round of the log (all dirty segments and, after a roll, the directory). */
   readonly fsyncDurationSeconds: Histogram;
+  /** Times the log failed a write or fsync and stopped taking appends (see LogConfig.onFailure). */
+  failures = 0;
 
   constructor(source: MeterSource, stats: () => StorageStats | undefined) {
     const meter = source.meter('storage');
@@ -52,12 +54,16 @@ export class StorageMetrics {
     const appendedRecords = meter.createObservableCounter('annal_storage_appended_records', {
       description: 'Records appended, counted exactly.',
     });
+    const failures = meter.createObservableCounter('annal_storage_failures', {
+      description: 'Write or fsync failures that stopped the log taking appends (an error line is logged for each).',
+    });
     meter.addBatchObservableCallback(
       (result) => {
         result.observe(appendCalls, this.appendCalls);
         result.observe(appendedRecords, this.appendedRecords);
+        result.observe(failures, this.failures);
       },
-      [appendCalls, appendedRecords],
+      [appendCalls, appendedRecords, failures],
     );
     const sizeBytes = meter.createObservableGauge('annal_storage_size_bytes', {
       description: 'Bytes of all store files of the log.',

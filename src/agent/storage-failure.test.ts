@@ -1,0 +1,90 @@
+/**
+ * Goal: a node whose disk fills says so: an error line in its log, the failure counter
+ * `annal_storage_failures_total` in its metrics, and health NOT_SERVING for `log.v1.Log` (while
+ * `""` stays SERVING: the node still answers reads).
+ * Method: a real agent whose data dir is a real 8 MiB tmpfs (mount needs root; skipped with the
+ * reason otherwise), filled to a few hundred KiB; unary produces of 4 KiB until one fails.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmdirSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { AnnalClient } from '../client/index.js';
+import { credentials, makeGenericClientConstructor, type Client } from '@grpc/grpc-js';
+import { service as healthService } from 'grpc-health-check';
+import { Telemetry } from '../telemetry/index.js';
+import { parseSamples, sampleValue } from '../telemetry/testdata/prom-text.js';
+import { Agent } from './agent.js';
+
+let mountDir = '';
+let skipReason: string | undefined;
+
+before(() => {
+  mountDir = mkdtempSync(join(tmpdir(), 'annal-agent-tmpfs-'));
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=8m', 'tmpfs', mountDir], { stdio: 'pipe' });
+  } catch (error) {
+    skipReason = `cannot mount a tmpfs (needs root): ${String((error as Error).message).split('\n')[0]}`;
+  }
+});
+after(() => {
+  if (skipReason === undefined) execFileSync('umount', ['-l', mountDir]); // lazy: a failed test may leave files open
+  rmdirSync(mountDir);
+});
+
+describe('Agent on a full disk', () => {
+  it('logs an error line, counts the storage failure and reports log.v1.Log NOT_SERVING', async (t) => {
+    if (skipReason !== undefined) return t.skip(skipReason);
+    const errors: { object: object; message: string }[] = [];
+    const logger = {
+      error: (object: object, message: string) => errors.push({ object, message }),
+      warn: () => {},
+      info: () => {},
+      debug: () => {},
+    };
+    const telemetry = await Telemetry.start({ metrics: true });
+    const agent = await Agent.start({
+      dataDir: join(mountDir, 'data'),
+      nodeName: 'full-disk',
+      bindAddr: '127.0.0.1:0',
+      rpcPort: 0,
+      log: { maxStoreBytes: 256 * 1024 },
+      maxRecordBytes: 64 * 1024,
+      logger,
+      telemetry,
+    });
+    const filler = join(mountDir, 'filler');
+    const client = new AnnalClient({ address: agent.rpcAddress, security: { insecure: true } });
+    const Health = makeGenericClientConstructor(healthService, 'grpc.health.v1.Health');
+    const health = new Health(agent.rpcAddress, credentials.createInsecure()) as unknown as Client & {
+      check(request: { service: string }, callback: (error: Error | null, response: { status: string }) => void): void;
+    };
+    const check = (service: string): Promise<string> =>
+      new Promise((resolve, reject) => health.check({ service }, (error, response) => (error ? reject(error) : resolve(response.status))));
+    try {
+      assert.equal(await check('log.v1.Log'), 'SERVING');
+      const stat = statfsSync(mountDir);
+      writeFileSync(filler, Buffer.alloc(Math.max(0, stat.bavail * stat.bsize - 400 * 1024)));
+      let failure: Error | undefined;
+      for (let i = 0; i < 1000 && failure === undefined; i++) {
+        await client.produce(Buffer.alloc(4096, i)).catch((error: Error) => (failure = error));
+      }
+      assert.ok(failure !== undefined, 'a produce failed once the disk was full');
+      const line = errors.find((e) => /storage failed/.test(e.message));
+      assert.ok(line, `an error line names the storage failure (got ${JSON.stringify(errors)})`);
+      assert.match(JSON.stringify(line.object), /ENOSPC|short write/);
+      const samples = parseSamples(await telemetry.scrape());
+      assert.equal(sampleValue(samples, 'annal_storage_failures_total'), 1);
+      assert.equal(await check('log.v1.Log'), 'NOT_SERVING');
+      assert.equal(await check(''), 'SERVING');
+    } finally {
+      health.close();
+      client.close();
+      await agent.shutdown().catch(() => {});
+      await telemetry.shutdown();
+      rmSync(filler, { force: true });
+    }
+  });
+});
