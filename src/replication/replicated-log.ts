@@ -22,7 +22,7 @@ import type { RaftNode, StateMachine } from '../raft/index.js';
 import { RaftBusyError, Role, type ClusterConfig, type NodeId, type Snapshot } from '../raft/index.js';
 import type { ReadLimits, RecordInput, StoredRecord } from '../storage/types.js';
 import { decodeControl } from './retention.js';
-import { assert, ClosedError, NotLeaderError, OffsetOutOfRangeError, type AnnalError } from '../util/index.js';
+import { assert, ClosedError, NotLeaderError, OffsetOutOfRangeError, OffsetWaiters, type AnnalError } from '../util/index.js';
 
 /** What the replicated log needs of its storage besides the Raft contract (RaftLogStorage). */
 export interface ReplicaStorage {
@@ -64,12 +64,6 @@ export interface ReplicatedLogOptions {
   onProposal?: (outcome: string, records: number) => void;
 }
 
-interface AppendWaiter {
-  readonly offset: number;
-  readonly resolve: () => void;
-  readonly reject: (error: unknown) => void;
-}
-
 export class ReplicatedLog implements StateMachine<number> {
   private node: RaftNode<number> | undefined;
   private readonly storage: ReplicaStorage;
@@ -77,7 +71,7 @@ export class ReplicatedLog implements StateMachine<number> {
   private visibleIndex: number;
   /** One past the last consumer-visible offset. */
   private visibleNext: number;
-  private readonly waiters = new Set<AppendWaiter>();
+  private readonly waiters = new OffsetWaiters();
   private closed = false;
   private caughtUp = false;
   private readonly forwardQueue: {
@@ -153,7 +147,7 @@ export class ReplicatedLog implements StateMachine<number> {
     assert(offset === this.visibleNext, `entry ${entry.index} has offset ${offset}; expected ${this.visibleNext}`);
     this.visibleIndex = entry.index;
     this.visibleNext = offset + 1;
-    if (this.waiters.size > 0) this.wake();
+    this.waiters.wake(this.visibleNext);
     return offset;
   }
 
@@ -180,7 +174,7 @@ export class ReplicatedLog implements StateMachine<number> {
     const index = this.storage.snapshot().meta.index;
     this.visibleIndex = index;
     this.visibleNext = this.storage.offsetOfIndex(index + 1);
-    if (this.waiters.size > 0) this.wake();
+    this.waiters.wake(this.visibleNext);
   }
 
   // ---- ServedLog ----
@@ -344,26 +338,7 @@ export class ReplicatedLog implements StateMachine<number> {
   waitForAppend(offset: number, signal?: AbortSignal): Promise<void> {
     if (offset < this.visibleNext) return Promise.resolve();
     if (this.closed) return Promise.reject(new ClosedError('the replicated log is closed'));
-    if (signal?.aborted) return Promise.reject(signal.reason);
-    return new Promise<void>((resolve, reject) => {
-      const onAbort = (): void => {
-        this.waiters.delete(waiter);
-        reject(signal!.reason);
-      };
-      const waiter: AppendWaiter = {
-        offset,
-        resolve: () => {
-          signal?.removeEventListener('abort', onAbort);
-          resolve();
-        },
-        reject: (error) => {
-          signal?.removeEventListener('abort', onAbort);
-          reject(error);
-        },
-      };
-      this.waiters.add(waiter);
-      signal?.addEventListener('abort', onAbort, { once: true });
-    });
+    return this.waiters.wait(offset, signal);
   }
 
   /**
@@ -414,15 +389,6 @@ export class ReplicatedLog implements StateMachine<number> {
     return this.raft.status().config;
   }
 
-  private wake(): void {
-    for (const waiter of this.waiters) {
-      if (waiter.offset < this.visibleNext) {
-        this.waiters.delete(waiter);
-        waiter.resolve();
-      }
-    }
-  }
-
   private outOfRange(offset: number): AnnalError {
     return new OffsetOutOfRangeError(offset, this.storage.lowestOffset(), this.visibleNext);
   }
@@ -432,8 +398,7 @@ export class ReplicatedLog implements StateMachine<number> {
     if (this.closed) return;
     this.closed = true;
     const error = new ClosedError('the replicated log closed');
-    for (const waiter of this.waiters) waiter.reject(error);
-    this.waiters.clear();
+    this.waiters.rejectAll(error);
     for (const wake of this.caughtUpWaiters.splice(0)) wake();
   }
 }

@@ -15,6 +15,7 @@ import { Readable } from 'node:stream';
 import {
   assert, assertUint, ClosedError, InvalidArgumentError, OffsetOutOfRangeError, RecordTooLargeError,
   StorageFailedError,
+  OffsetWaiters,
 } from '../util/index.js';
 import { FRAME_HEADER_BYTES, INDEX_ENTRY_BYTES } from './format.js';
 import { lockDirectory } from './dir-lock.js';
@@ -152,11 +153,6 @@ class AcknowledgementQueue {
   }
 }
 
-interface AppendWaiter {
-  offset: number;
-  resolve: () => void;
-  reject: (error: Error) => void;
-}
 
 export class CommitLog {
   readonly config: LogConfig;
@@ -173,7 +169,7 @@ export class CommitLog {
   private ackedNext: number;
   private writtenNext: number;
   private acknowledgements = new AcknowledgementQueue();
-  private appendWaiters = new Set<AppendWaiter>();
+  private readonly appendWaiters = new OffsetWaiters();
   private flushScheduled = false;
   private syncInFlight: Promise<void> | undefined;
   private dirDirty = false;
@@ -459,12 +455,7 @@ export class CommitLog {
     assert(next <= this.writtenNext, `acknowledging offset ${next - 1} before it was written`);
     this.ackedNext = next;
     this.resolveAcknowledgements(next);
-    for (const waiter of this.appendWaiters) {
-      if (waiter.offset < next) {
-        this.appendWaiters.delete(waiter);
-        waiter.resolve();
-      }
-    }
+    this.appendWaiters.wake(next);
   }
 
   private resolveAcknowledgements(next: number): void {
@@ -637,26 +628,7 @@ export class CommitLog {
   waitForAppend(offset: number, signal?: AbortSignal): Promise<void> {
     if (offset < this.ackedNext) return Promise.resolve();
     if (this.closed) return Promise.reject(new ClosedError('the log is closed'));
-    if (signal?.aborted) return Promise.reject(signal.reason);
-    return new Promise<void>((resolve, reject) => {
-      const onAbort = (): void => {
-        this.appendWaiters.delete(waiter);
-        reject(signal!.reason);
-      };
-      const waiter: AppendWaiter = {
-        offset,
-        resolve: () => {
-          signal?.removeEventListener('abort', onAbort);
-          resolve();
-        },
-        reject: (error) => {
-          signal?.removeEventListener('abort', onAbort);
-          reject(error);
-        },
-      };
-      this.appendWaiters.add(waiter);
-      signal?.addEventListener('abort', onAbort, { once: true });
-    });
+    return this.appendWaiters.wait(offset, signal);
   }
 
   /** Number of callers blocked in waitForAppend (for tests and metrics). */
@@ -740,8 +712,7 @@ export class CommitLog {
     await this.drain();
     if (this.intervalTimer) clearInterval(this.intervalTimer);
     const closing = new ClosedError('the log closed');
-    for (const waiter of this.appendWaiters) waiter.reject(closing);
-    this.appendWaiters.clear();
+    this.appendWaiters.rejectAll(closing);
     if (!this.failure) {
       this.active.seal();
       await Promise.all(this.segments.filter((s) => s.needsSync()).map((s) => s.sync()));

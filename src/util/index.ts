@@ -17,3 +17,4 @@ export {
   UnavailableError,
   InternalError,
 } from './errors.js';
+export { OffsetWaiters } from './offset-waiters.js';
