@@ -49,14 +49,18 @@ it('follows a produce forwarded by a follower to the leader in one trace', async
     const produceOf = () => receiver.spans.filter((span) => span.kind === CLIENT && span.name === 'log.v1.Log/Produce').at(-1);
     const forwardIn = (traceId: string) =>
       receiver.spans.find((span) => span.kind === SERVER && span.name === 'annal.raft.v1.Raft/Forward' && span.traceId === traceId);
+    const serverProduceOf = (client: { spanId: string }) => receiver.spans.find((span) => span.kind === SERVER && span.parentSpanId === client.spanId);
+    const appendOf = (server: { spanId: string }) => receiver.spans.find((span) => span.parentSpanId === server.spanId && span.name === 'storage.append');
+    // Each process exports in its own batches: wait for all four spans.
     await receiver.waitFor(() => {
       const produce = produceOf();
-      return produce !== undefined && forwardIn(produce.traceId) !== undefined;
+      const server = produce === undefined ? undefined : serverProduceOf(produce);
+      return server !== undefined && appendOf(server) !== undefined && forwardIn(produce!.traceId) !== undefined;
     }, 20_000);
     const produce = produceOf()!;
-    const serverProduce = receiver.spans.find((span) => span.kind === SERVER && span.parentSpanId === produce.spanId);
+    const serverProduce = serverProduceOf(produce);
     assert.ok(serverProduce, 'the follower continued the client span');
-    const append = receiver.spans.find((span) => span.parentSpanId === serverProduce.spanId && span.name === 'storage.append');
+    const append = appendOf(serverProduce);
     assert.ok(append, 'the follower recorded the append it forwarded');
     const forward = forwardIn(produce.traceId)!;
     assert.equal(forward.parentSpanId, append.spanId, "the leader's Forward span is a child of the follower's append");

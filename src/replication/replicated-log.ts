@@ -247,9 +247,16 @@ export class ReplicatedLog implements StateMachine<number> {
   }
 
   /** Appends forwarded records on the leader (the peer service's Forward handler). */
-  appendForwarded(values: Uint8Array[]): Promise<{ firstOffset: number; lastOffset: number }> {
-    if (this.closed) return Promise.reject(new ClosedError('the replicated log is closed'));
-    return this.proposeHere(values);
+  async appendForwarded(values: Uint8Array[]): Promise<{ firstOffset: number; lastOffset: number }> {
+    if (this.closed) throw new ClosedError('the replicated log is closed');
+    try {
+      return await this.proposeHere(values);
+    } catch (error) {
+      // Handing leadership over: nothing was appended, and the follower should wait for the next
+      // leader, which is what it does on "not the leader" (a busy leader is a plain UNAVAILABLE).
+      if (error instanceof RaftBusyError) throw new NotLeaderError(undefined, undefined);
+      throw error;
+    }
   }
 
   private async proposeHere(values: Uint8Array[]): Promise<{ firstOffset: number; lastOffset: number }> {
