@@ -93,8 +93,13 @@ async function runDev(flags: DevFlags): Promise<void> {
       ...securityArgs,
       ...(i === 0 ? ['--bootstrap'] : ['--start-join-addrs', seed]),
     ];
-    // stdin stays a pipe the node watches: it closes when this process dies, however it dies.
-    const child = spawn(process.execPath, args, { stdio: ['pipe', 'ignore', 'pipe'], env: { ...process.env, [STOP_ON_STDIN_EOF]: '1' } });
+    // stdin stays a pipe the node watches: it closes when this process dies, however it dies. Its
+    // own process group keeps a terminal's Ctrl-C to this process, which stops the nodes once.
+    const child = spawn(process.execPath, args, {
+      stdio: ['pipe', 'ignore', 'pipe'],
+      env: { ...process.env, [STOP_ON_STDIN_EOF]: '1' },
+      detached: true,
+    });
     const exited = new Promise<number | null>((resolveExit) => child.on('exit', (code) => resolveExit(code)));
     void exited.then((code) => {
       if (!stopping) process.stderr.write(`[${node.name}] exited (code ${code}); the others keep running\n`);
@@ -122,8 +127,10 @@ async function runDev(flags: DevFlags): Promise<void> {
     if (ready) process.stdout.write(banner(nodes, dataDir, profilePath, certs, plan[0]!.metricsPort));
     await stop;
   } finally {
+    // A signal already asked every node to stop (one SIGTERM each: a second one aborts a node's
+    // graceful shutdown); after a failed start, ask the ones still running.
+    if (!stopping) for (const node of nodes) if (node.child.exitCode === null && node.child.signalCode === null) node.child.kill('SIGTERM');
     stopping = true;
-    for (const node of nodes) if (node.child.exitCode === null && node.child.signalCode === null) node.child.kill('SIGTERM');
     await Promise.all(nodes.map((node) => node.exited));
   }
 }
