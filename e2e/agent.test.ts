@@ -138,7 +138,7 @@ describe('annal CLI end to end', () => {
   });
 
   it('annal dev runs a 3-node cluster, prints how to produce and consume, and writes a client profile the CLI reads', async () => {
-    const agent = spawnAgent(['dev', '--insecure', '--rpc-port', '18400'], { cwd: dir });
+    const agent = spawnAgent(['dev', '--insecure', '--rpc-port', '18400', '--metrics-port', '19400'], { cwd: dir });
     let banner = '';
     agent.child.stdout!.on('data', (chunk: Buffer) => (banner += chunk.toString()));
     const addr = await new Promise<string>((resolve, reject) => {

@@ -182,7 +182,7 @@ describe('security end to end', { timeout: 180_000 }, () => {
   });
 
   it('annal dev makes certificates on first run, serves mTLS and prints client flags that work', async () => {
-    const agent = spawnAgent(['dev', '--rpc-port', '18450'], { cwd: dir });
+    const agent = spawnAgent(['dev', '--rpc-port', '18450', '--metrics-port', '19450'], { cwd: dir });
     let banner = '';
     agent.child.stdout!.on('data', (chunk: Buffer) => (banner += chunk.toString()));
     await new Promise<void>((resolve, reject) => {
