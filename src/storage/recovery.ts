@@ -55,6 +55,19 @@ export function recoverSegments(dir: string, config: LogConfig): { segments: Seg
       const isLast = i === bases.length - 1;
       const segment = isLast ? openActive(dir, base, config, report) : openSealed(dir, base, bases[i + 1]!, config, report);
       const previous = segments[segments.length - 1];
+      if (previous && isLast && segment.entryCount === 0 && previous.nextOffset < base) {
+        // A roll creates the next segment's files when a record no longer fits, before the
+        // previous segment's last records are written (they are flushed at the end of the event
+        // loop turn): a crash in between leaves an empty last segment after a gap. Those records
+        // were never written, so never acknowledged: the previous segment is the active one again.
+        segment.close();
+        segment.removeFiles();
+        const reopened = segments.pop()!;
+        reopened.close();
+        segments.push(openActive(dir, reopened.baseOffset, config, report));
+        report.actions.push(`removed empty segment ${segment.storePath}: a roll interrupted before offsets ${previous.nextOffset}..${base - 1} were written`);
+        continue;
+      }
       if (previous && previous.nextOffset !== base) {
         segment.close();
         throw new CorruptionError(
