@@ -17,7 +17,13 @@ import { test } from 'node:test';
 import { runSeed } from './run.js';
 import { BROKEN_VARIANTS, type BrokenVariantName } from './variants.js';
 
-const EXPECTED: Record<BrokenVariantName, { seedBudget: number; violation: RegExp }> = {
+interface Expected {
+  readonly seedBudget: number;
+  readonly violation: RegExp;
+}
+
+// Variants missing here are pinned by scenario scripts instead (script.test.ts).
+const EXPECTED: Partial<Record<BrokenVariantName, Expected>> = {
   voteWithoutLogCheck: { seedBudget: 50, violation: /leader completeness|committed|state machine|log matching/ },
   commitPreviousTermByCount: { seedBudget: 2000, violation: /committed entry at risk|leader completeness|committed|state machine/ },
   forgetVotePersist: { seedBudget: 600, violation: /election safety/ },
@@ -26,7 +32,7 @@ const EXPECTED: Record<BrokenVariantName, { seedBudget: number; violation: RegEx
   readWithoutQuorum: { seedBudget: 100, violation: /linearizability/ },
 };
 
-for (const [name, expected] of Object.entries(EXPECTED) as [BrokenVariantName, (typeof EXPECTED)[BrokenVariantName]][]) {
+for (const [name, expected] of Object.entries(EXPECTED) as [BrokenVariantName, Expected][]) {
   test(`the simulator catches the broken variant ${name}`, (t) => {
     for (let seed = 1; seed <= expected.seedBudget; seed++) {
       const nodeCount = [3, 5, 7][seed % 3] as number;
