@@ -629,7 +629,9 @@ export class Raft {
     }
     const quorum = quorumSize(this.config.voters.length);
     if (this.options.faults.readAckAnyRound === true) {
-      for (const context of this.readOnly.contexts()) for (const read of this.readOnly.ack(context, message.from, this.config.voters, quorum)) this.readStates.push(read);
+      for (const context of this.readOnly.contexts()) {
+        for (const read of this.readOnly.ack(context, message.from, this.config.voters, quorum)) this.readStates.push(read);
+      }
       return;
     }
     if (message.context === null) return;
