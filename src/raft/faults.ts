@@ -15,6 +15,14 @@ export interface Faults {
   readonly keepConflictingSuffix?: boolean;
   /** Answer ReadIndex from the local commit index at once, on any node, without a quorum round. */
   readonly readWithoutQuorum?: boolean;
+  /** Let a new leader change the configuration before its term's no-op commits (Ongaro, 2015). */
+  readonly configChangeBeforeNoopCommit?: boolean;
+  /** Treat a granted pre-vote like a term change and forget the vote already cast in this term. */
+  readonly preVoteClearsVote?: boolean;
+  /** Count a heartbeat response of any round (any context, or none) as an ack of every pending read. */
+  readonly readAckAnyRound?: boolean;
+  /** Send heartbeats with the leader's commit index, not clamped to what the follower matches. */
+  readonly heartbeatCommitUnclamped?: boolean;
 }
 
 export const NO_FAULTS: Faults = {};

@@ -167,7 +167,8 @@ export class Raft {
     if (this.leadTransferee !== null) return this.refuse('transferring');
     // One change at a time, and only after this term's no-op committed (the single-server
     // change fix: a new leader must not reconfigure before its first commit).
-    if (this.pendingConfigIndex > this.log.committed || this.termStartIndex > this.log.committed) {
+    const noopCommitted = this.termStartIndex <= this.log.committed || this.options.faults.configChangeBeforeNoopCommit === true;
+    if (this.pendingConfigIndex > this.log.committed || !noopCommitted) {
       return this.refuse('configChangePending');
     }
     const next = applyConfigChange(this.config, change);
@@ -411,6 +412,8 @@ export class Raft {
       if (message.type === 'vote') {
         this.electionElapsed = 0;
         this.vote = message.from;
+      } else if (this.options.faults.preVoteClearsVote === true) {
+        this.vote = null;
       }
     } else {
       this.send({ type: responseType, to: message.from, reject: true });
@@ -624,8 +627,14 @@ export class Raft {
     } else if (progress.match < this.log.lastIndex()) {
       this.sendAppend(message.from, true);
     }
-    if (message.context === null) return;
     const quorum = quorumSize(this.config.voters.length);
+    if (this.options.faults.readAckAnyRound === true) {
+      for (const context of this.readOnly.contexts()) {
+        for (const read of this.readOnly.ack(context, message.from, this.config.voters, quorum)) this.readStates.push(read);
+      }
+      return;
+    }
+    if (message.context === null) return;
     for (const read of this.readOnly.ack(message.context, message.from, this.config.voters, quorum)) this.readStates.push(read);
   }
 
@@ -728,7 +737,7 @@ export class Raft {
   private broadcastHeartbeat(context: string | null): void {
     for (const [id, progress] of this.progress) {
       if (id === this.id) continue;
-      const commit = Math.min(progress.match, this.log.committed);
+      const commit = this.options.faults.heartbeatCommitUnclamped === true ? this.log.committed : Math.min(progress.match, this.log.committed);
       this.send({ type: 'heartbeat', to: id, commit, context });
     }
   }

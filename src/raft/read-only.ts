@@ -34,6 +34,11 @@ export class ReadOnly {
     return this.reads.splice(0, position + 1).map(({ context: released, index }) => ({ context: released, index }));
   }
 
+  /** Contexts of the pending reads, oldest first. */
+  contexts(): string[] {
+    return this.reads.map((read) => read.context);
+  }
+
   pendingCount(): number {
     return this.reads.length;
   }

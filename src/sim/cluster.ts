@@ -111,6 +111,8 @@ export class SimCluster {
   private readonly queue = new EventQueue<SimEvent>(EVENT_QUEUE_SIZE_MAX);
   private nextReadContext = 0;
   private logicalClock = 0;
+  /** The logical time at which each index was first known committed anywhere. */
+  private readonly commitLogicalTimes: number[] = [];
   /** Sent messages awaiting delivery (scripted mode only). */
   pendingMessages: Message[] = [];
 
@@ -275,7 +277,11 @@ export class SimCluster {
     node.storage.setHardState(ready.hardState);
     const committedBefore = this.checker.committedIndex();
     this.checker.onCommit(node.id, node.chain, ready.hardState.commit, (index) => readEntry(node.storage, index));
-    if (this.checker.committedIndex() > committedBefore) this.checkCommitDurable(raw);
+    if (this.checker.committedIndex() > committedBefore) {
+      const at = this.logicalTime();
+      for (let index = committedBefore + 1; index <= this.checker.committedIndex(); index++) this.commitLogicalTimes[index] = at;
+      this.checkCommitDurable(raw);
+    }
   }
 
   private checkCommitDurable(raw: RawNode): void {
@@ -451,6 +457,11 @@ export class SimCluster {
   /** A strictly increasing clock for client histories (virtual ms do not order same-ms events). */
   logicalTime(): number {
     return ++this.logicalClock;
+  }
+
+  /** When `index` first committed on the client histories' clock (undefined if it never did). */
+  commitLogicalTime(index: number): number | undefined {
+    return this.commitLogicalTimes[index];
   }
 
   // ---- observation ----

@@ -1,7 +1,9 @@
 /**
  * A seeded, lossy network between simulated nodes: each message gets a random one-way delay (so
  * messages reorder), may be dropped or duplicated, and never crosses a cut link. Links are
- * directed, so a partition can be asymmetric.
+ * directed, so a partition can be asymmetric. A small share of messages is held for several
+ * election timeouts, so vote requests, vote and heartbeat responses and appends of old terms and
+ * rounds arrive after the cluster moved on.
  */
 import type { Message, NodeId } from '../raft/index.js';
 import { assert, type Prng } from '../util/index.js';
@@ -11,6 +13,10 @@ export interface NetworkOptions {
   oneWayDelayMsMax: number;
   packetLossProbability: number;
   packetDuplicateProbability: number;
+  /** Probability that a message is held for a long delay in [lateDelayMsMin, lateDelayMsMax]. */
+  lateProbability?: number;
+  lateDelayMsMin?: number;
+  lateDelayMsMax?: number;
 }
 
 export type Deliver = (deliverAtMs: number, message: Message) => void;
@@ -25,6 +31,7 @@ export class SimNetwork {
     private readonly deliver: Deliver,
   ) {
     assert(options.oneWayDelayMsMin <= options.oneWayDelayMsMax, 'delay range');
+    assert((options.lateDelayMsMin ?? 0) <= (options.lateDelayMsMax ?? 0), 'late delay range');
     this.options = options;
   }
 
@@ -33,9 +40,14 @@ export class SimNetwork {
     if (this.prng.chance(this.options.packetLossProbability)) return;
     const copies = this.prng.chance(this.options.packetDuplicateProbability) ? 2 : 1;
     for (let copy = 0; copy < copies; copy++) {
-      const delayMs = this.prng.int(this.options.oneWayDelayMsMin, this.options.oneWayDelayMsMax);
-      this.deliver(nowMs + delayMs, message);
+      this.deliver(nowMs + this.delayMs(), message);
     }
+  }
+
+  private delayMs(): number {
+    const { lateProbability = 0, lateDelayMsMin = 0, lateDelayMsMax = 0 } = this.options;
+    if (lateProbability > 0 && this.prng.chance(lateProbability)) return this.prng.int(lateDelayMsMin, lateDelayMsMax);
+    return this.prng.int(this.options.oneWayDelayMsMin, this.options.oneWayDelayMsMax);
   }
 
   /** Whether a message sent now from `from` could reach `to` (used at delivery time too). */

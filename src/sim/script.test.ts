@@ -1,8 +1,10 @@
 // Goal: the classic Raft traps, each as a short readable script in src/sim/testdata/*.txt (Figure
 // 8, stale-log candidate, PreVote on rejoin, CheckQuorum, snapshot catch-up, membership changes
-// with crashes, leadership transfer, proposals across a change of leader). Method: run each script
-// through ScriptEnv with the safety checker on; then run Figure 8 against the broken variant that
-// commits old-term entries by counting replicas and assert the checker catches it.
+// with crashes, leadership transfer, proposals across a change of leader, Ongaro's single-server
+// change bug, a double vote across a pre-vote, ReadIndex confirmed by an old round, a follower
+// committing an unverified entry). Method: run each script through ScriptEnv with the safety
+// checker on; then run each bug's script against the broken variant that has the bug (Figure 8
+// against counting replicas of old-term entries, and so on) and assert it fails where expected.
 import assert from 'node:assert/strict';
 import { readFileSync, readdirSync } from 'node:fs';
 import { test } from 'node:test';
@@ -37,3 +39,26 @@ test('the stale-log script catches votes granted without the log check', () => {
   const script = readFileSync(`${testdata}stale-log-candidate.txt`, 'utf8');
   assert.throws(() => new ScriptEnv(BROKEN_VARIANTS.voteWithoutLogCheck).run(script), ScriptError);
 });
+
+// Each classic bug pinned by name: the script passes on the real core and fails on the variant
+// that has the bug, at the step where the damage happens.
+const PINNED: { script: string; variant: keyof typeof BROKEN_VARIANTS; failure: RegExp }[] = [
+  {
+    script: 'single-server-change-noop.txt',
+    variant: 'configChangeBeforeNoopCommit',
+    failure: /SafetyViolation: leader completeness: n1 leads term 3 without the committed entry/,
+  },
+  { script: 'prevote-double-vote.txt', variant: 'preVoteClearsVote', failure: /SafetyViolation: election safety: b and a are both leaders of term 1/ },
+  { script: 'read-index-old-round.txt', variant: 'readAckAnyRound', failure: /\(expect no-read a r1\): ScriptError: expected no-read of a to be none, got 2/ },
+  { script: 'follower-commit-verified.txt', variant: 'heartbeatCommitUnclamped', failure: /SafetyViolation: committed prefix diverges: c committed a different entry/ },
+];
+
+for (const { script, variant, failure } of PINNED) {
+  test(`${script} fails on the broken variant ${variant}`, () => {
+    const text = readFileSync(`${testdata}${script}`, 'utf8');
+    assert.throws(
+      () => new ScriptEnv(BROKEN_VARIANTS[variant]).run(text),
+      (error: unknown) => error instanceof ScriptError && failure.test(error.message),
+    );
+  });
+}

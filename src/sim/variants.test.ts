@@ -4,29 +4,39 @@
 // of violation. The seeds found are recorded in NOTES below; a change that makes a variant
 // undetectable fails this test.
 //
-// Seeds that caught each variant when this was written (steps=600, nodes = [3,5,7][seed % 3]):
-//   voteWithoutLogCheck       seed 1  (leader completeness)
-//   commitPreviousTermByCount seed 38 (committed entry at risk: a voter lacking it could win)
-//   forgetVotePersist         seed 28 (election safety: two leaders in term 9)
-//   applyBeforeCommit         seed 1  (state machine safety: applied beyond commit)
-//   keepConflictingSuffix     seed 1  (log matching)
-//   readWithoutQuorum         seed 1  (linearizability, log model)
+// Seeds that caught each variant with the current schedule (steps=600, nodes = [3,5,7][seed % 3]):
+//   voteWithoutLogCheck       seed 2   (leader completeness)
+//   commitPreviousTermByCount seed 370 (committed entry at risk: a voter lacking it could win)
+//   forgetVotePersist         seed 113 (election safety: two leaders in term 7)
+//   applyBeforeCommit         seed 1   (state machine safety: applied beyond commit)
+//   keepConflictingSuffix     seed 4   (log matching)
+//   readWithoutQuorum         seed 2   (linearizability, log model)
+//   preVoteClearsVote         seed 85  (election safety: two leaders in term 1)
+// configChangeBeforeNoopCommit, readAckAnyRound and heartbeatCommitUnclamped are pinned by
+// scenario scripts (script.test.ts): random runs rarely or never build their exact interleaving.
 // The budgets below leave room for changes to the simulator's schedule.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { runSeed } from './run.js';
 import { BROKEN_VARIANTS, type BrokenVariantName } from './variants.js';
 
-const EXPECTED: Record<BrokenVariantName, { seedBudget: number; violation: RegExp }> = {
+interface Expected {
+  readonly seedBudget: number;
+  readonly violation: RegExp;
+}
+
+// Variants missing here are pinned by scenario scripts instead (script.test.ts).
+const EXPECTED: Partial<Record<BrokenVariantName, Expected>> = {
   voteWithoutLogCheck: { seedBudget: 50, violation: /leader completeness|committed|state machine|log matching/ },
   commitPreviousTermByCount: { seedBudget: 2000, violation: /committed entry at risk|leader completeness|committed|state machine/ },
   forgetVotePersist: { seedBudget: 600, violation: /election safety/ },
   applyBeforeCommit: { seedBudget: 50, violation: /state machine safety/ },
   keepConflictingSuffix: { seedBudget: 50, violation: /log matching|committed/ },
   readWithoutQuorum: { seedBudget: 100, violation: /linearizability/ },
+  preVoteClearsVote: { seedBudget: 400, violation: /election safety/ },
 };
 
-for (const [name, expected] of Object.entries(EXPECTED) as [BrokenVariantName, (typeof EXPECTED)[BrokenVariantName]][]) {
+for (const [name, expected] of Object.entries(EXPECTED) as [BrokenVariantName, Expected][]) {
   test(`the simulator catches the broken variant ${name}`, (t) => {
     for (let seed = 1; seed <= expected.seedBudget; seed++) {
       const nodeCount = [3, 5, 7][seed % 3] as number;

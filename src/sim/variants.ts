@@ -8,5 +8,9 @@ export const BROKEN_VARIANTS = {
   applyBeforeCommit: { applyBeforeCommit: true },
   keepConflictingSuffix: { keepConflictingSuffix: true },
   readWithoutQuorum: { readWithoutQuorum: true },
+  configChangeBeforeNoopCommit: { configChangeBeforeNoopCommit: true },
+  preVoteClearsVote: { preVoteClearsVote: true },
+  readAckAnyRound: { readAckAnyRound: true },
+  heartbeatCommitUnclamped: { heartbeatCommitUnclamped: true },
 } as const satisfies Record<string, Faults>;
 export type BrokenVariantName = keyof typeof BROKEN_VARIANTS;

@@ -38,13 +38,19 @@ export class Workload {
   readonly appends: AppendRecord[] = [];
   readonly reads: ReadRecord[] = [];
   private ackedCount = 0;
+  /** Virtual call times (ms) of operations that have not returned yet. */
+  private readonly openCalls = new Set<{ readonly callMs: number }>();
+  private finalReadTime: number | null = null;
 
   constructor(private readonly cluster: SimCluster) {}
 
   append(target: NodeId, prefix: string, onOk?: (index: number) => void): void {
     const record: AppendRecord = { value: `${prefix}${this.appends.length}`, callTime: this.cluster.logicalTime(), returnTime: Infinity, outcome: null };
     this.appends.push(record);
+    const open = { callMs: this.cluster.nowMs };
+    this.openCalls.add(open);
     this.cluster.propose(target, record.value, (outcome) => {
+      this.openCalls.delete(open);
       if (record.outcome !== null) throw new SafetyViolation(`proposal ${record.value} resolved twice`);
       record.outcome = outcome;
       record.returnTime = this.cluster.logicalTime();
@@ -57,7 +63,10 @@ export class Workload {
 
   read(target: NodeId, offset: number): void {
     const callTime = this.cluster.logicalTime();
+    const open = { callMs: this.cluster.nowMs };
+    this.openCalls.add(open);
     this.cluster.read(target, (stateMachine) => {
+      this.openCalls.delete(open);
       if (stateMachine === null) return;
       this.reads.push({
         offset,
@@ -79,12 +88,26 @@ export class Workload {
     this.cluster.read(target, (stateMachine) => {
       if (stateMachine === null) return;
       const returnTime = this.cluster.logicalTime();
+      this.finalReadTime = callTime;
       const lastValue = stateMachine.values[stateMachine.values.length - 1] ?? null;
       for (let offset = 0; offset <= stateMachine.values.length; offset++) {
         this.reads.push({ offset, callTime, returnTime, valueAtOffset: stateMachine.values[offset] ?? null, lastValue });
       }
       onDone();
     });
+  }
+
+  /**
+   * Operations in flight: called, not returned, and called less than `abandonAfterMs` ago (a
+   * client gives up waiting then, but the operation stays open in the history).
+   */
+  inFlight(abandonAfterMs: number): number {
+    let count = 0;
+    for (const open of this.openCalls) {
+      if (this.cluster.nowMs - open.callMs < abandonAfterMs) count++;
+      else this.openCalls.delete(open);
+    }
+    return count;
   }
 
   /** An offset worth reading: mostly ones acknowledged so far, sometimes just beyond. */
@@ -106,18 +129,29 @@ export class Workload {
     }
   }
 
-  /** Checks both models; returns how many checks were inconclusive (search budget exhausted). */
-  checkLinearizability(stepsMax: number): number {
-    let unknown = 0;
+  /**
+   * Checks both models; returns which checks were inconclusive (search budget exhausted).
+   * `committedValues` (value to log index) bounds appends that never returned: one that committed
+   * took effect no later than its entry first committed, so it is not left open-ended (an open
+   * write overlaps every later operation, which is what exhausts the register model's search).
+   */
+  checkLinearizability(stepsMax: number, committedValues: ReadonlyMap<string, number> = new Map()): { logUnknown: boolean; registerUnknown: boolean } {
+    this.committedValues = committedValues;
     const logVerdict = checkLinearizable(logModel, this.logHistory(), stepsMax);
     if (logVerdict.result === 'illegal') throw new SafetyViolation('linearizability: the client history is not linearizable (log model)');
-    if (logVerdict.result === 'unknown') unknown++;
     const registerVerdict = checkLinearizable(registerModel, this.registerHistory(), stepsMax);
     if (registerVerdict.result === 'illegal') {
       throw new SafetyViolation('linearizability: the client history is not linearizable (register model)');
     }
-    if (registerVerdict.result === 'unknown') unknown++;
-    return unknown;
+    return { logUnknown: logVerdict.result === 'unknown', registerUnknown: registerVerdict.result === 'unknown' };
+  }
+
+  private committedValues: ReadonlyMap<string, number> = new Map();
+
+  private returnTime(record: AppendRecord): number {
+    if (record.returnTime !== Infinity) return record.returnTime;
+    const index = this.committedValues.get(record.value);
+    return (index === undefined ? undefined : this.cluster.commitLogicalTime(index)) ?? Infinity;
   }
 
   private definiteAppends(): AppendRecord[] {
@@ -139,7 +173,7 @@ export class Workload {
       input: { kind: 'append', value: record.value },
       output: record.outcome?.type === 'ok' ? { offset: record.outcome.offset } : undefined,
       callTime: record.callTime,
-      returnTime: record.returnTime,
+      returnTime: this.returnTime(record),
     }));
     for (const read of this.reads) {
       history.push({ input: { kind: 'read', offset: read.offset }, output: { value: read.valueAtOffset }, callTime: read.callTime, returnTime: read.returnTime });
@@ -152,9 +186,15 @@ export class Workload {
       input: { kind: 'write', value: record.value },
       output: record.outcome?.type === 'ok' ? null : undefined,
       callTime: record.callTime,
-      returnTime: record.returnTime,
+      returnTime: this.returnTime(record),
     }));
+    let finalReadAdded = false;
     for (const read of this.reads) {
+      // The final read records one read per offset; the register needs its last value once.
+      if (read.callTime === this.finalReadTime) {
+        if (finalReadAdded) continue;
+        finalReadAdded = true;
+      }
       history.push({ input: { kind: 'read' }, output: { value: read.lastValue }, callTime: read.callTime, returnTime: read.returnTime });
     }
     return history;
