@@ -261,6 +261,9 @@ export class PeerLink {
     if (error !== null && REFUSALS.has(error.code)) {
       if (this.settings.peerErrorLog.allow(this.id)) this.settings.logger.error(fields, text);
       else this.settings.logger.debug(fields, text);
+    } else if (error !== null && error.code === Status.UNAVAILABLE && / is shutting down$/.test(error.details)) {
+      // The peer stopping gracefully (its service says so): expected, e.g. in a rolling restart.
+      this.settings.logger.info(fields, text);
     } else if (!this.failing) {
       this.settings.warnLog.warn(fields, text);
     } else {
