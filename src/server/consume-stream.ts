@@ -11,8 +11,9 @@
  * once with OUT_OF_RANGE naming the log's range (as Consume does). Starting at exactly the next
  * offset tails: the stream waits for that offset to be written. proglog's ConsumeStream also waits
  * for an offset far beyond the end, which leaves a client with a wrong offset waiting silently
- * forever, so annal refuses it. With `stop_at_end` the stream instead ends OK once it has caught
- * up with the log's end.
+ * forever, so annal refuses it. A replicated log's follower may lag the leader by a heartbeat, so
+ * there an offset past the end is first waited for, up to PAST_END_WAIT_MS. With `stop_at_end`
+ * the stream instead ends OK once it has caught up with the log's end.
  *
  * A damaged record ends the stream with DATA_LOSS naming its offset, file and byte, after every
  * intact record before it has been sent (storage fails a whole batch read; see readIntact).
@@ -39,6 +40,25 @@ export class ShutdownSignal extends Error {
   override readonly name = 'ShutdownSignal';
 }
 
+/** How long a replicated log's stream waits for an offset past its end before OUT_OF_RANGE. */
+const PAST_END_WAIT_MS = 1000;
+
+/** Resolves once `log` holds offsets up to `offset` (exclusive), or after `waitMs`. */
+async function waitForOffset(log: ServedLog, offset: number, waitMs: number, signal: AbortSignal): Promise<void> {
+  const controller = new AbortController();
+  const onAbort = (): void => controller.abort(signal.reason);
+  signal.addEventListener('abort', onAbort, { once: true });
+  const timer = setTimeout(() => controller.abort(new Error('past-end wait over')), waitMs);
+  try {
+    await log.waitForAppend(offset - 1, controller.signal);
+  } catch {
+    // Timed out (answered below by the range check) or aborted (the loop sees the signal).
+  } finally {
+    clearTimeout(timer);
+    signal.removeEventListener('abort', onAbort);
+  }
+}
+
 /**
  * Pumps records into `call` until the client cancels, `signal` aborts (server shutdown), or an
  * error occurs. Rejects with the error to send as status; resolves when the call should end OK.
@@ -51,6 +71,8 @@ export async function pumpConsumeStream(
   signal: AbortSignal,
 ): Promise<void> {
   let next = offsetWithinNumbers(request.offset, log);
+  // A replica may lag the leader by a heartbeat: an offset just past its end may exist already.
+  if (next > log.nextOffset() && log.whenCaughtUp !== undefined) await waitForOffset(log, next, PAST_END_WAIT_MS, signal);
   if (next < log.lowestOffset() || next > log.nextOffset()) throw new OffsetOutOfRangeError(next, log.lowestOffset(), log.nextOffset());
   const batchRecords = Math.min(request.maxBatch, limits.maxBatchRecords);
   const readLimits =
