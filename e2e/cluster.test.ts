@@ -214,7 +214,9 @@ describe('a three-node cluster', () => {
         stop = true;
         await producing;
         writer.close();
-        t.diagnostic(`rolling restart of ${node.name}: longest produce ${Math.round(longestMs)} ms, ${failures} failed calls ${failureMessages.join('; ')}`);
+        t.diagnostic(
+          `rolling restart of ${node.name} (${node.rpcAddr}), producing on ${other.name} (${other.rpcAddr}): longest produce ${Math.round(longestMs)} ms, ${failures} failed calls ${[...new Set(failureMessages)].join('; ')}`,
+        );
         failed += failures;
         assert.ok(failures <= 1, `${failures} failed produces while ${node.name} restarted`);
       }

@@ -22,7 +22,7 @@ import type { RaftNode, StateMachine } from '../raft/index.js';
 import { RaftBusyError, Role, type ClusterConfig, type NodeId, type Snapshot } from '../raft/index.js';
 import type { ReadLimits, RecordInput, StoredRecord } from '../storage/types.js';
 import { decodeControl } from './retention.js';
-import { assert, ClosedError, NotLeaderError, OffsetOutOfRangeError, OffsetWaiters, type AnnalError } from '../util/index.js';
+import { assert, ClosedError, NotLeaderError, OffsetOutOfRangeError, OffsetWaiters, UnavailableError, type AnnalError } from '../util/index.js';
 
 /** What the replicated log needs of its storage besides the Raft contract (RaftLogStorage). */
 export interface ReplicaStorage {
@@ -414,7 +414,13 @@ export class ReplicatedLog implements StateMachine<number> {
 const FORWARD_BATCH_BYTES_MAX = 4 * 1024 * 1024;
 const FORWARD_BATCH_RECORDS_MAX = 65_536;
 
-/** A refusal that guarantees nothing was appended: safe to send the write elsewhere. */
+/**
+ * A refusal that guarantees nothing was appended: safe to send the write elsewhere. Besides the
+ * leader's own refusals, two transport failures mean the call never reached the leader's handler:
+ * no connection could be made (a leader that just stopped), and HTTP/2's REFUSED_STREAM (a server
+ * shutting down refuses new streams unprocessed). Any other UNAVAILABLE may have committed.
+ */
 function refusedBeforeAppending(error: unknown): boolean {
-  return error instanceof NotLeaderError || error instanceof RaftBusyError;
+  if (error instanceof NotLeaderError || error instanceof RaftBusyError) return true;
+  return error instanceof UnavailableError && /^(No connection established|Stream refused by server)/.test(error.message);
 }
