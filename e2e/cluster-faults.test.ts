@@ -4,18 +4,17 @@
 // processes with mTLS, one follower's data dir on an 8 MiB tmpfs this test mounts (as root; the
 // test is skipped, saying why, where mounting is not allowed) and unmounts at the end.
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, it } from 'node:test';
+import { mountTmpfs, type Tmpfs } from '../src/storage/testdata/tmpfs.js';
 import { killAll } from './cli-harness.js';
 import { client, leaderOf, logField, makeCerts, readAll, startNode, votersWithLeader, waitForRecords, waitForServers, type ClusterCerts, type ClusterNode } from './cluster-harness.js';
 
 let dir: string;
 let certs: ClusterCerts;
-let mounted: string | undefined;
+let mounted: Tmpfs | undefined;
 
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'annal-e2e-faults-'));
@@ -24,28 +23,19 @@ before(async () => {
 
 after(async () => {
   killAll();
-  if (mounted !== undefined) execFileSync('umount', ['-l', mounted]);
+  mounted?.remove();
   await rm(dir, { recursive: true, force: true });
 });
 
-function mountTmpfs(path: string, size: string): string | undefined {
-  mkdirSync(path, { recursive: true });
-  try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', path], { stdio: 'pipe' });
-    return path;
-  } catch (error) {
-    return `cannot mount a tmpfs here (${String((error as { stderr?: Buffer }).stderr ?? error).trim()})`;
-  }
-}
-
 it('a follower whose disk fills stops replicating loudly; the others keep every acknowledged record', async (t) => {
-  const small = join(dir, 'small');
-  const outcome = mountTmpfs(small, '8m');
-  if (outcome !== small) {
-    t.skip(outcome);
+  const tmpfs = mountTmpfs('annal-e2e-small-');
+  if (tmpfs.skipReason !== undefined) {
+    tmpfs.remove();
+    t.skip(tmpfs.skipReason);
     return;
   }
-  mounted = small;
+  mounted = tmpfs;
+  const small = tmpfs.dir;
   const storage = ['--max-store-bytes', '1MiB', '--max-record-bytes', '64KiB'];
   const nodes: ClusterNode[] = [await startNode({ name: 'x1', dataDir: join(dir, 'x1'), certs, bootstrap: true, extra: storage })];
   nodes.push(await startNode({ name: 'x2', dataDir: join(dir, 'x2'), certs, join: [nodes[0]!.gossipAddr], extra: storage }));

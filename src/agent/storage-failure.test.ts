@@ -6,9 +6,7 @@
  * reason otherwise), filled to a few hundred KiB; unary produces of 4 KiB until one fails.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmdirSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync, statfsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { AnnalClient } from '../client/index.js';
@@ -17,22 +15,17 @@ import { service as healthService } from 'grpc-health-check';
 import { Telemetry } from '../telemetry/index.js';
 import { parseSamples, sampleValue } from '../telemetry/testdata/prom-text.js';
 import { Agent } from './agent.js';
+import { mountTmpfs, type Tmpfs } from '../storage/testdata/tmpfs.js';
 
+let tmpfs: Tmpfs;
 let mountDir = '';
 let skipReason: string | undefined;
 
 before(() => {
-  mountDir = mkdtempSync(join(tmpdir(), 'annal-agent-tmpfs-'));
-  try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=8m', 'tmpfs', mountDir], { stdio: 'pipe' });
-  } catch (error) {
-    skipReason = `cannot mount a tmpfs (needs root): ${String((error as Error).message).split('\n')[0]}`;
-  }
+  tmpfs = mountTmpfs('annal-agent-tmpfs-');
+  ({ dir: mountDir, skipReason } = tmpfs);
 });
-after(() => {
-  if (skipReason === undefined) execFileSync('umount', ['-l', mountDir]); // lazy: a failed test may leave files open
-  rmdirSync(mountDir);
-});
+after(() => tmpfs.remove());
 
 describe('Agent on a full disk', () => {
   it('logs an error line, counts the storage failure and reports log.v1.Log NOT_SERVING', async (t) => {

@@ -45,10 +45,10 @@ export interface LeaderCalls {
   readIndex(to: NodeId, options: { deadlineMs: number }): Promise<number>;
 }
 
-/** Who is asking (the certificate subject authorized at this node) and the call's trace, for forwarded writes. */
+/** Who is asking (the certificate subject authorized at this node) and the call's trace, read only when forwarding. */
 export interface AppendContext {
-  subject?: string;
-  trace?: Metadata;
+  subject?: () => string | undefined;
+  trace?: () => Metadata | undefined;
 }
 
 export interface ReplicatedLogOptions {
@@ -193,10 +193,10 @@ export class ReplicatedLog implements StateMachine<number> {
         return await this.proposeHere(values);
       } catch (error) {
         if (!refusedBeforeAppending(error)) throw error;
-        return this.forward(values, context.subject ?? '', context.trace, this.raft.id);
+        return this.forward(values, context.subject?.() ?? '', context.trace?.(), this.raft.id);
       }
     }
-    return this.forwardBatched(values, context.subject ?? '', context.trace);
+    return this.forwardBatched(values, context.subject?.() ?? '', context.trace?.());
   }
 
   /**

@@ -274,18 +274,23 @@ export class LogServiceHandlers {
   }
 }
 
-/** The certificate subject the ACL authorized (none on a plaintext node). */
+/** The certificate subject the ACL authorized (none on a plaintext node), read once if asked for. */
 function appendContext(call: { getAuthContext(): ReturnType<ServerUnaryCall<unknown, unknown>['getAuthContext']> }): AppendContext {
-  const subject = subjectOfCall(call);
-  return subject === undefined ? {} : { subject };
+  let subject: { value: string | undefined } | undefined;
+  return { subject: () => (subject ??= { value: subjectOfCall(call) }).value };
 }
 
 /** The context with the span's trace, so that a replicated log forwarding the write continues it. */
 function traced(context: AppendContext, span: Span): AppendContext {
   if (!span.isRecording()) return context;
-  const metadata = new Metadata();
-  injectTraceContext(trace.setSpan(ROOT_CONTEXT, span), metadata);
-  return { ...context, trace: metadata };
+  return {
+    ...context,
+    trace: () => {
+      const metadata = new Metadata();
+      injectTraceContext(trace.setSpan(ROOT_CONTEXT, span), metadata);
+      return metadata;
+    },
+  };
 }
 
 function toProduceResponse(offset: number): ProduceResponse {

@@ -32,9 +32,14 @@ export interface ServedLog {
   whenCaughtUp?(): Promise<void> | null;
 }
 
-/** Who appends: the authorized certificate subject, which a replicated log forwards to its leader. */
+/**
+ * Who appends and the call's trace, for a replicated log that forwards the write to its leader.
+ * Lazy: reading the certificate subject and writing trace metadata cost microseconds per call,
+ * and only a forwarded write uses them.
+ */
 export interface AppendContext {
-  subject?: string;
-  /** The trace of the call (W3C traceparent metadata), to continue on the node the write is forwarded to. */
-  trace?: Metadata;
+  /** The certificate subject the ACL authorized. */
+  subject?: () => string | undefined;
+  /** The call's trace (W3C traceparent metadata), to continue on the node the write goes to. */
+  trace?: () => Metadata | undefined;
 }

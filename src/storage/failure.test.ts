@@ -7,29 +7,22 @@
  * pwritev, the case that used to leave whole frames of failed appends in the store.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, rmdirSync, statfsSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync, statfsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ClosedError, StorageFailedError } from '../util/index.js';
 import { CommitLog } from './log.js';
+import { mountTmpfs, type Tmpfs } from './testdata/tmpfs.js';
 
+let tmpfs: Tmpfs;
 let mountDir = '';
 let skipReason: string | undefined;
 
 before(() => {
-  mountDir = mkdtempSync(join(tmpdir(), 'annal-tmpfs-'));
-  try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=8m', 'tmpfs', mountDir], { stdio: 'pipe' });
-  } catch (error) {
-    skipReason = `cannot mount a tmpfs (needs root): ${String((error as Error).message).split('\n')[0]}`;
-  }
+  tmpfs = mountTmpfs('annal-tmpfs-');
+  ({ dir: mountDir, skipReason } = tmpfs);
 });
-after(() => {
-  if (skipReason === undefined) execFileSync('umount', ['-l', mountDir]); // lazy: a failed test may leave files open
-  rmdirSync(mountDir);
-});
+after(() => tmpfs.remove());
 
 /** Leaves about `freeBytes` free on the tmpfs with a filler file; returns its path. */
 function fill(freeBytes: number): string {
