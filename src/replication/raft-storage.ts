@@ -810,35 +810,15 @@ export class RaftLogStorage implements RaftStorage {
   }
 
   /**
-   * Reads every record once (checksums: the commit log's open checks only the tail, a flipped
-   * bit in an older segment shows only on read) and cuts the log before the first that fails,
-   * keeping the affected segment files in `<log dir>.damaged/<time>/`. Sequential, about a second
-   * per GB here; a replica can repair what it finds from the others.
+   * Verifies every record once (the commit log's open checks only the tail, a flipped bit in an
+   * older segment shows only on read) and cuts the log before the first that fails, keeping the
+   * affected segment files in `<log dir>.damaged/<time>/`. A sequential read of the log; a
+   * replica can repair what it finds from the others.
    */
   private async cutAtFirstDamagedRecord(actions: string[]): Promise<{ evidenceEndOffset: number } | undefined> {
     const log = this.log;
     const end = log.nextOffset();
-    const limits = { maxCount: 4096, maxBytes: 4 << 20 };
-    let offset = log.lowestOffset();
-    let damagedAt: number | undefined;
-    let detail = '';
-    while (offset < end && damagedAt === undefined) {
-      try {
-        offset += log.readBatch(offset, limits).length;
-      } catch (error) {
-        if (!(error instanceof CorruptionError)) throw error;
-        for (let at = offset; ; at++) {
-          try {
-            log.read(at);
-          } catch (readError) {
-            if (!(readError instanceof CorruptionError)) throw readError;
-            damagedAt = at;
-            detail = readError.message;
-            break;
-          }
-        }
-      }
-    }
+    const damagedAt = log.verify();
     if (damagedAt === undefined) return undefined;
     const keepDir = join(`${this.dir}/${logDirName(this.state.generation)}.damaged`, new Date().toISOString().replace(/[:.]/g, '-'));
     mkdirSync(keepDir, { recursive: true });
@@ -848,7 +828,8 @@ export class RaftLogStorage implements RaftStorage {
     }
     await log.removeFrom(damagedAt);
     actions.push(
-      `CUT AT DAMAGE: ${detail}; the log is cut before offset ${damagedAt} (it held up to offset ${end - 1}), the affected ` +
+      `CUT AT DAMAGE: the record for offset ${damagedAt} fails verification (its frame, checksum or index entry); ` +
+        `the log is cut before it (it held up to offset ${end - 1}), the affected ` +
         `segment files as they were are kept in ${keepDir}`,
     );
     return { evidenceEndOffset: end - 1 };

@@ -353,3 +353,23 @@ describe('cutAtDamage (a replica, which fetches what it drops from the others)',
     await log.close();
   });
 });
+
+describe('verify', () => {
+  it('finds what open does not check: a flipped bit in an older record, a wrong index entry; nothing on a clean log', async () => {
+    const config = { maxIndexBytes: 12 * 4 };
+    await writeLog(12, config);
+    let log = await CommitLog.open(dir, config);
+    assert.equal(log.verify(), undefined);
+    await log.close();
+    flipBit(files('store')[1]!, FRAME + FRAME_HEADER_BYTES + 2); // offset 5, in the middle of a sealed segment
+    log = await CommitLog.open(dir, config);
+    assert.deepEqual(log.recovery.actions, [], 'open checks sealed segments in O(1) reads');
+    assert.equal(log.verify(), 5);
+    await log.close();
+    flipBit(files('store')[1]!, FRAME + FRAME_HEADER_BYTES + 2); // repaired
+    flipBit(files('index')[0]!, 2 * 12 + 4, 1); // offset 2's index entry points elsewhere
+    log = await CommitLog.open(dir, config);
+    assert.equal(log.verify(), 1, "the entry also ends offset 1's frame, which no longer verifies");
+    await log.close();
+  });
+});
