@@ -59,6 +59,8 @@ export interface NodeOptions {
   rpcPort?: number;
   gossipPort?: number;
   extra?: string[];
+  /** The process's environment (default: this one's). */
+  env?: NodeJS.ProcessEnv;
 }
 
 export async function startNode(options: NodeOptions): Promise<ClusterNode> {
@@ -75,7 +77,7 @@ export async function startNode(options: NodeOptions): Promise<ClusterNode> {
     ...(options.join !== undefined && options.join.length > 0 ? ['--start-join-addrs', options.join.join(',')] : []),
     ...(options.extra ?? []),
   ];
-  const process = spawnAgent(args);
+  const process = spawnAgent(args, options.env !== undefined ? { env: options.env } : {});
   const rpcAddr = await process.address;
   const gossipAddr = await logField(process, 'gossip membership started', 'gossipAddr');
   return { name: options.name, dataDir: options.dataDir, process, rpcAddr, gossipAddr };

@@ -1,0 +1,254 @@
+/**
+ * The nemeses: each injects one fault, holds it, and heals it, recording the window in the
+ * history. Targets are chosen with the step's own PRNG (or are the current leader).
+ */
+import { existsSync, readdirSync, readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Prng } from '../../src/util/index.js';
+import type { NemesisCluster, NodeSlot } from './cluster.js';
+import type { HistoryRecorder } from './workload.js';
+
+export interface FaultContext {
+  readonly cluster: NemesisCluster;
+  readonly history: HistoryRecorder;
+  readonly prng: Prng;
+  readonly holdMs: number;
+  readonly log: (line: string) => void;
+}
+
+export interface Fault {
+  readonly name: string;
+  /** Run in the CI schedule (known to pass); the others only when asked for. */
+  readonly ci: boolean;
+  readonly describe: string;
+  run(context: FaultContext): Promise<void>;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function pickTarget(context: FaultContext, leader: boolean): Promise<NodeSlot> {
+  const up = context.cluster.up();
+  if (leader) {
+    const found = await context.cluster.leader();
+    if (found !== undefined && found.state === 'up') return found;
+  }
+  return context.prng.pick(up.length > 0 ? up : context.cluster.slots);
+}
+
+/** Records the fault's window around `hold` (between inject and heal). */
+async function window(context: FaultContext, fault: string, targets: NodeSlot[], majority: boolean, inject: () => Promise<void> | void, heal: () => Promise<void>): Promise<void> {
+  const names = targets.map((t) => t.name);
+  context.log(`${fault} ${names.join(',')}`);
+  context.history.nemesis({ phase: 'start', fault, targets: names, majority });
+  try {
+    await inject();
+    await sleep(context.holdMs);
+    await heal();
+  } finally {
+    context.history.nemesis({ phase: 'stop', fault, targets: names });
+  }
+}
+
+function kill(leader: boolean): Fault {
+  return {
+    name: leader ? 'kill-leader' : 'kill',
+    ci: true,
+    describe: `kill -9 ${leader ? 'the leader' : 'a random node'}, restart it after the hold`,
+    async run(context) {
+      const target = await pickTarget(context, leader);
+      await window(context, this.name, [target], true, () => context.cluster.kill(target), () => context.cluster.boot(target));
+    },
+  };
+}
+
+function pause(leader: boolean): Fault {
+  return {
+    name: leader ? 'pause-leader' : 'pause',
+    ci: true,
+    describe: `SIGSTOP ${leader ? 'the leader' : 'a random node'}, SIGCONT after the hold (past its lease: it must not serve a stale read on waking)`,
+    async run(context) {
+      const target = await pickTarget(context, leader);
+      await window(context, this.name, [target], true, () => context.cluster.pause(target), async () => context.cluster.resume(target));
+    },
+  };
+}
+
+const leaveRejoin: Fault = {
+  name: 'leave-rejoin',
+  ci: true,
+  describe: 'SIGTERM a random node (it hands over leadership, leaves and is removed), restart it with its data (it rejoins as a learner and is promoted)',
+  async run(context) {
+    const target = await pickTarget(context, false);
+    await window(context, this.name, [target], true, () => context.cluster.stop(target), () => context.cluster.boot(target));
+  },
+};
+
+const replace: Fault = {
+  name: 'replace',
+  ci: true,
+  describe: 'kill -9 a random node and start a new member in its place with an empty data dir (the old incarnation is removed)',
+  async run(context) {
+    const target = await pickTarget(context, false);
+    await window(
+      context,
+      this.name,
+      [target],
+      true,
+      async () => {
+        await context.cluster.kill(target);
+        context.cluster.wipe(target);
+      },
+      () => context.cluster.boot(target),
+    );
+  },
+};
+
+function disk(name: string, failpoints: (prng: Prng) => string, describe: string): Fault {
+  return {
+    name,
+    ci: true,
+    describe,
+    async run(context) {
+      const target = await pickTarget(context, context.prng.chance(0.5));
+      const points = failpoints(context.prng);
+      await window(
+        context,
+        `${this.name}`,
+        [target],
+        true,
+        async () => {
+          await context.cluster.kill(target);
+          await context.cluster.boot(target, { failpoints: points });
+        },
+        async () => {
+          await context.cluster.kill(target);
+          await context.cluster.boot(target);
+        },
+      );
+    },
+  };
+}
+
+const powerLoss: Fault = {
+  name: 'power-loss',
+  ci: true,
+  describe: 'kill -9 a random node and drop every byte it wrote but did not fsync, restart it after the hold',
+  async run(context) {
+    const target = await pickTarget(context, context.prng.chance(0.5));
+    await window(
+      context,
+      this.name,
+      [target],
+      true,
+      async () => {
+        await context.cluster.kill(target);
+        context.log(`  ${target.name}: ${context.cluster.dropUnsynced(target)} unsynced bytes dropped`);
+      },
+      () => context.cluster.boot(target),
+    );
+  },
+};
+
+const powerLossAll: Fault = {
+  name: 'power-loss-all',
+  ci: true,
+  describe: 'a coordinated power failure: kill -9 every node at once, drop their unsynced bytes, restart them all',
+  async run(context) {
+    const targets = [...context.cluster.slots];
+    await window(
+      context,
+      this.name,
+      targets,
+      false,
+      async () => {
+        await Promise.all(targets.map((t) => context.cluster.kill(t)));
+        for (const t of targets) context.log(`  ${t.name}: ${context.cluster.dropUnsynced(t)} unsynced bytes dropped`);
+      },
+      async () => {
+        for (const t of targets) await context.cluster.boot(t);
+      },
+    );
+  },
+};
+
+/** Files of a data dir: segment store files and the hard-state file. */
+function dataFiles(dataDir: string): { stores: string[]; hardState: string | undefined } {
+  const stores: string[] = [];
+  const walk = (dir: string): void => {
+    for (const name of readdirSync(dir)) {
+      const path = join(dir, name);
+      if (statSync(path).isDirectory()) walk(path);
+      else if (name.endsWith('.store') && statSync(path).size > 0) stores.push(path);
+    }
+  };
+  if (existsSync(dataDir)) walk(dataDir);
+  const hardState = join(dataDir, 'raft', 'hard-state.json');
+  return { stores: stores.sort(), hardState: existsSync(hardState) ? hardState : undefined };
+}
+
+/** Damages one file of a down node; returns what it did. */
+export function corrupt(dataDir: string, prng: Prng): string {
+  const { stores, hardState } = dataFiles(dataDir);
+  const kinds = [...(stores.length > 0 ? ['flip-bit', 'truncate-segment'] : []), ...(hardState !== undefined ? ['truncate-hard-state'] : [])];
+  if (kinds.length === 0) return 'nothing to corrupt';
+  const kind = prng.pick(kinds);
+  if (kind === 'truncate-hard-state') {
+    truncateSync(hardState!, 0);
+    return `truncated ${hardState} to 0 bytes`;
+  }
+  const store = prng.pick(stores);
+  const size = statSync(store).size;
+  if (kind === 'truncate-segment') {
+    const keep = prng.int(0, size - 1);
+    truncateSync(store, keep);
+    return `truncated ${store} from ${size} to ${keep} bytes`;
+  }
+  const bytes = readFileSync(store);
+  const at = prng.int(0, size - 1);
+  const bit = prng.int(0, 7);
+  bytes[at] = bytes[at]! ^ (1 << bit);
+  writeFileSync(store, bytes);
+  return `flipped bit ${bit} of byte ${at} of ${store}`;
+}
+
+const corruption: Fault = {
+  name: 'corrupt',
+  ci: false,
+  describe: 'kill -9 a random node, damage one of its files (flip a bit in a segment, truncate a segment or the hard state), restart it; a node that refuses to start is replaced by a new member',
+  async run(context) {
+    const target = await pickTarget(context, false);
+    await window(
+      context,
+      this.name,
+      [target],
+      true,
+      async () => {
+        await context.cluster.kill(target);
+        context.log(`  ${target.name}: ${corrupt(target.dataDir, context.prng)}`);
+      },
+      async () => {
+        try {
+          await context.cluster.boot(target);
+        } catch (error) {
+          context.log(`  ${target.name} refused to start on its damaged data (${String(error).split('\n').slice(-3).join(' | ').slice(0, 400)}); replacing it`);
+          context.cluster.wipe(target);
+          await context.cluster.boot(target);
+        }
+      },
+    );
+  },
+};
+
+export const FAULTS: readonly Fault[] = [
+  kill(false),
+  kill(true),
+  pause(false),
+  pause(true),
+  leaveRejoin,
+  replace,
+  disk('slow-disk', (prng) => `fsync-delay=${prng.int(50, 300)}ms`, 'restart a node (often the leader) with every fsync delayed 50-300 ms, then restart it normally'),
+  disk('failing-disk', (prng) => `fsync-error=${prng.int(5, 30)}%,seed=${prng.nextUint32()}`, 'restart a node (often the leader) with 5-30% of fsyncs failing with EIO (its Raft stops), then restart it normally'),
+  powerLoss,
+  powerLossAll,
+  corruption,
+];
