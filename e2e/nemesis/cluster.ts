@@ -162,8 +162,11 @@ export class NemesisCluster {
 
   /** Every node a voter, one leader, as every node reports it. */
   async waitHealthy(timeoutMs: number): Promise<ServerInfo[]> {
+    const deadlineMs = Date.now() + timeoutMs;
     let servers: ServerInfo[] = [];
-    for (const slot of this.up()) servers = await waitForServers(slot.node!, this.certs.root, (s) => votersWithLeader(this.slots.length)(s) && s.every((x) => x.rpcAddr !== '') , timeoutMs);
+    for (const slot of this.up()) {
+      servers = await waitForServers(slot.node!, this.certs.root, votersWithLeader(this.slots.length), Math.max(1, deadlineMs - Date.now()));
+    }
     return servers;
   }
 
