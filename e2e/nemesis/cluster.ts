@@ -7,12 +7,15 @@
 import { existsSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ServerInfo } from '../../src/client/index.js';
+import type { NetnsNetwork } from './network.js';
 import { client, startNode, votersWithLeader, waitForServers, type ClusterCerts, type ClusterNode } from '../cluster-harness.js';
 
 export type NodeState = 'up' | 'down' | 'paused';
 
 export interface NodeSlot {
   readonly name: string;
+  /** 0-based position: the node's address in the test network. */
+  readonly index: number;
   /** Changes when the node's data is wiped (it comes back as a new member). */
   dataDir: string;
   rpcPort: number;
@@ -29,6 +32,8 @@ export interface ClusterOptions {
   readonly size: number;
   /** Failpoints every node runs with, besides sync-report (e.g. unsafe-skip-fsync). */
   readonly failpoints?: string;
+  /** Nodes in network namespaces whose links can be cut; default: all on 127.0.0.1. */
+  readonly network?: NetnsNetwork;
   readonly log?: (line: string) => void;
 }
 
@@ -41,9 +46,13 @@ export class NemesisCluster {
     return this.options.certs;
   }
 
+  get network(): NetnsNetwork | undefined {
+    return this.options.network;
+  }
+
   async start(): Promise<void> {
     for (let i = 1; i <= this.options.size; i++) {
-      this.slots.push({ name: `n${i}`, dataDir: join(this.options.dir, `n${i}`), rpcPort: 0, gossipPort: 0, node: undefined, state: 'down', generation: 0 });
+      this.slots.push({ name: `n${i}`, index: i - 1, dataDir: join(this.options.dir, `n${i}`), rpcPort: 0, gossipPort: 0, node: undefined, state: 'down', generation: 0 });
     }
     await this.boot(this.slots[0]!, { bootstrap: true });
     for (const slot of this.slots.slice(1)) await this.boot(slot);
@@ -84,6 +93,7 @@ export class NemesisCluster {
       rpcPort: slot.rpcPort,
       gossipPort: slot.gossipPort,
       env: { ...process.env, ANNAL_FAILPOINTS: points.join(',') },
+      ...(this.network !== undefined ? { host: this.network.host(slot.index), wrap: this.network.wrap(slot.index) } : {}),
     });
     slot.node = node;
     slot.rpcPort = portOf(node.rpcAddr);
@@ -155,6 +165,7 @@ export class NemesisCluster {
 
   /** Brings every node up (resumes paused ones, restarts down ones) and waits for one leader. */
   async heal(timeoutMs: number): Promise<void> {
+    this.network?.heal();
     for (const slot of this.slots) if (slot.state === 'paused') this.resume(slot);
     for (const slot of this.slots) if (slot.state === 'down') await this.boot(slot);
     await this.waitHealthy(timeoutMs);

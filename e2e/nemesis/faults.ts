@@ -6,6 +6,7 @@ import { existsSync, readdirSync, readFileSync, statSync, truncateSync, writeFil
 import { join } from 'node:path';
 import { Prng } from '../../src/util/index.js';
 import type { NemesisCluster, NodeSlot } from './cluster.js';
+import type { NetnsNetwork } from './network.js';
 import type { HistoryRecorder } from './workload.js';
 
 export interface FaultContext {
@@ -20,6 +21,8 @@ export interface Fault {
   readonly name: string;
   /** Run in the CI schedule (known to pass); the others only when asked for. */
   readonly ci: boolean;
+  /** Needs the namespaced test network (cuts links). */
+  readonly network?: boolean;
   readonly describe: string;
   run(context: FaultContext): Promise<void>;
 }
@@ -239,7 +242,108 @@ const corruption: Fault = {
   },
 };
 
+function shuffled<T>(prng: Prng, items: readonly T[]): T[] {
+  const out = [...items];
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = prng.int(0, i);
+    [out[i], out[j]] = [out[j]!, out[i]!];
+  }
+  return out;
+}
+
+function networkOf(context: FaultContext): NetnsNetwork {
+  const network = context.cluster.network;
+  if (network === undefined) throw new Error('this fault needs the namespaced test network');
+  return network;
+}
+
+/** A fault that cuts links: `groups` returns the sides (slot indexes) and the targets to name. */
+function partition(name: string, describe: string, groups: (context: FaultContext) => Promise<{ sides: number[][]; targets: NodeSlot[] }>): Fault {
+  return {
+    name,
+    ci: true,
+    network: true,
+    describe,
+    async run(context) {
+      const network = networkOf(context);
+      const { sides, targets } = await groups(context);
+      const label = sides.map((side) => side.map((i) => context.cluster.slots[i]!.name).join(',')).join(' | ');
+      await window(
+        context,
+        this.name,
+        targets,
+        true,
+        () => {
+          context.log(`  sides ${label}`);
+          network.partition(sides);
+        },
+        async () => network.heal(),
+      );
+    },
+  };
+}
+
+const majorityMinority = partition('partition', 'cut the cluster into a random majority and minority', async (context) => {
+  const order = shuffled(context.prng, context.cluster.slots.map((s) => s.index));
+  const minority = context.prng.int(1, Math.floor((order.length - 1) / 2));
+  return { sides: [order.slice(0, minority), order.slice(minority)], targets: order.slice(0, minority).map((i) => context.cluster.slots[i]!) };
+});
+
+const isolateLeader = partition('isolate-leader', 'cut the leader off from every other node (it must step down; the rest elect a leader)', async (context) => {
+  const leader = await pickTarget(context, true);
+  return { sides: [[leader.index], context.cluster.slots.filter((s) => s !== leader).map((s) => s.index)], targets: [leader] };
+});
+
+const bridge = partition('bridge', 'two halves that cannot reach each other, and one node that reaches both (A-B-C with A and C cut)', async (context) => {
+  const order = shuffled(context.prng, context.cluster.slots.map((s) => s.index));
+  const [middle, ...rest] = order as [number, ...number[]];
+  const half = Math.ceil(rest.length / 2);
+  const left = rest.slice(0, half);
+  const right = rest.slice(half);
+  return { sides: [left, right], targets: [middle, ...left, ...right].map((i) => context.cluster.slots[i]!) };
+});
+
+const oneWay: Fault = {
+  name: 'one-way',
+  ci: true,
+  network: true,
+  describe: "drop one node's (often the leader's) packets to every other node, in that direction only",
+  async run(context) {
+    const network = networkOf(context);
+    const target = await pickTarget(context, context.prng.chance(0.5));
+    await window(
+      context,
+      this.name,
+      [target],
+      true,
+      () => {
+        for (const other of context.cluster.slots) if (other !== target) network.cut(target.index, other.index);
+      },
+      async () => network.heal(),
+    );
+  },
+};
+
+const slowNetwork: Fault = {
+  name: 'slow-network',
+  ci: true,
+  network: true,
+  describe: "limit one node's (often the leader's) egress to 200-2000 kbit/s with 100-500 ms of queueing (drops beyond it)",
+  async run(context) {
+    const network = networkOf(context);
+    const target = await pickTarget(context, context.prng.chance(0.5));
+    const rateKbit = context.prng.int(200, 2000);
+    const latencyMs = context.prng.int(100, 500);
+    await window(context, this.name, [target], true, () => network.slow(target.index, rateKbit, latencyMs), async () => network.heal());
+  },
+};
+
 export const FAULTS: readonly Fault[] = [
+  majorityMinority,
+  isolateLeader,
+  bridge,
+  oneWay,
+  slowNetwork,
   kill(false),
   kill(true),
   pause(false),

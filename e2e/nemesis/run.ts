@@ -11,6 +11,7 @@ import { killAll } from '../cli-harness.js';
 import { client, makeCerts, waitForRecords } from '../cluster-harness.js';
 import { NemesisCluster, withTimeout, type NodeSlot } from './cluster.js';
 import { FAULTS, type Fault } from './faults.js';
+import { NetnsNetwork } from './network.js';
 import { HistoryRecorder, Workload } from './workload.js';
 
 export interface RunOptions {
@@ -21,6 +22,11 @@ export interface RunOptions {
   readonly faults?: readonly string[];
   /** Failpoints every node runs with (e.g. the broken unsafe-skip-fsync). */
   readonly failpoints?: string;
+  /**
+   * netns: nodes in network namespaces (partition faults available; needs root); loopback: all
+   * on 127.0.0.1 (no partitions); auto (default): netns where possible.
+   */
+  readonly network?: 'netns' | 'loopback' | 'auto';
   /** Where the history, report and node data go (default: a new temp dir). */
   readonly outDir?: string;
   /** Keep the nodes' data dirs after a passing run. */
@@ -44,11 +50,12 @@ export interface RunResult {
   readonly replay: string;
 }
 
-export function faultsByName(names: readonly string[] | undefined): Fault[] {
-  if (names === undefined) return FAULTS.filter((f) => f.ci);
+export function faultsByName(names: readonly string[] | undefined, network: boolean): Fault[] {
+  if (names === undefined) return FAULTS.filter((f) => f.ci && (network || f.network !== true));
   return names.map((name) => {
     const fault = FAULTS.find((f) => f.name === name);
     if (fault === undefined) throw new Error(`unknown fault "${name}" (known: ${FAULTS.map((f) => f.name).join(', ')})`);
+    if (fault.network === true && !network) throw new Error(`fault "${name}" needs the namespaced network (root, iproute2)`);
     return fault;
   });
 }
@@ -57,12 +64,28 @@ export function replayCommand(options: RunOptions): string {
   const parts = ['npm run nemesis --', '--seed', String(options.seed), '--nodes', String(options.nodes), '--seconds', String(options.seconds)];
   if (options.faults !== undefined) parts.push('--faults', options.faults.join(','));
   if (options.failpoints !== undefined) parts.push('--failpoints', options.failpoints);
+  if (options.network !== undefined && options.network !== 'auto') parts.push('--network', options.network);
   return parts.join(' ');
 }
 
 export async function runNemesis(options: RunOptions): Promise<RunResult> {
   const log = options.log ?? ((line: string) => console.log(line));
-  const faults = faultsByName(options.faults);
+  let network: NetnsNetwork | undefined;
+  if (options.network !== 'loopback') {
+    const made = NetnsNetwork.create(options.nodes);
+    if (made instanceof NetnsNetwork) network = made;
+    else if (options.network === 'netns') throw new Error(made.skip);
+    else log(`no partitions in this run: ${made.skip}`);
+  }
+  try {
+    return await runWith(options, log, network);
+  } finally {
+    network?.destroy();
+  }
+}
+
+async function runWith(options: RunOptions, log: (line: string) => void, network: NetnsNetwork | undefined): Promise<RunResult> {
+  const faults = faultsByName(options.faults, network !== undefined);
   const outDir = options.outDir ?? mkdtempSync(join(tmpdir(), 'annal-nemesis-'));
   mkdirSync(outDir, { recursive: true });
   const dataDir = mkdtempSync(join(outDir, 'data-'));
@@ -79,8 +102,16 @@ export async function runNemesis(options: RunOptions): Promise<RunResult> {
   log(`nemesis seed ${options.seed}, ${options.nodes} nodes, ${options.seconds} s; replay: ${replay}`);
   log(formatSchedule(schedule));
 
-  const certs = await makeCerts(join(dataDir, 'certs'));
-  const cluster = new NemesisCluster({ dir: dataDir, certs, size: options.nodes, ...(options.failpoints !== undefined ? { failpoints: options.failpoints } : {}), log });
+  const hosts = network === undefined ? undefined : ['localhost', '127.0.0.1', ...Array.from({ length: options.nodes }, (_, i) => network.host(i))];
+  const certs = await makeCerts(join(dataDir, 'certs'), hosts);
+  const cluster = new NemesisCluster({
+    dir: dataDir,
+    certs,
+    size: options.nodes,
+    ...(options.failpoints !== undefined ? { failpoints: options.failpoints } : {}),
+    ...(network !== undefined ? { network } : {}),
+    log,
+  });
   const history = new HistoryRecorder(historyPath);
   const convergeTimeoutMs = options.convergeTimeoutMs ?? 120_000;
   let stuck: string | undefined;
