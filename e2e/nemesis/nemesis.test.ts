@@ -1,13 +1,13 @@
 // Goal: the whole product keeps its promises under attack, in CI: a 3-node cluster of real
 // `annal agent` processes (mTLS, fsync always) runs a seeded schedule that includes every CI-safe
 // nemesis at least once (kill -9 of a node and of the leader, pauses, leave and rejoin, a new
-// member replacing one, slow and failing disks, power loss of one node and of all, and, where
-// network namespaces can be made (root), partitions: majority/minority, the leader isolated, a
-// bridge, one-way loss and a slow link), under
-// concurrent producers and plain, linearizable and tailing readers; the checker then finds no
-// violation in the history and the final logs. And the run can fail: the same harness with a
-// deliberately broken build (fsync skipped, so writes are acknowledged before any replica made
-// them durable) and a coordinated power loss reports lost acknowledged writes.
+// member replacing one, slow and failing disks, power loss of one node and of all, and where
+// network namespaces can be made (root) partitions: majority/minority, the leader isolated, a
+// bridge, one-way, a slow link) under concurrent producers and plain, linearizable and tailing
+// readers; the checker then finds no violation in the history and the final logs. And the run
+// can fail: the same harness with a deliberately broken build (fsync skipped, so writes are
+// acknowledged before any replica made them durable) and a coordinated power loss reports lost
+// acknowledged writes.
 // Method: runNemesis with a random seed (ANNAL_NEMESIS_SEED pins one), printed with the command
 // that replays it; safety is asserted strictly, availability only loosely (a loaded 2-core
 // machine stretches every recovery).
