@@ -4,7 +4,7 @@
  * with the sync-report failpoint, so that a power loss can be simulated on any of them (its
  * unsynced bytes dropped after kill -9); extra failpoints can be set per start.
  */
-import { existsSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ServerInfo } from '../../src/client/index.js';
 import type { NetnsNetwork } from './network.js';
@@ -82,19 +82,23 @@ export class NemesisCluster {
 
   /** Starts (or restarts) a down node, with `failpoints` added for this incarnation. */
   async boot(slot: NodeSlot, options: { bootstrap?: boolean; failpoints?: string } = {}): Promise<void> {
-    const join = this.slots.filter((s) => s !== slot && s.state === 'up').map((s) => s.node!.gossipAddr);
+    const joinAddrs = this.slots.filter((s) => s !== slot && s.state === 'up').map((s) => s.node!.gossipAddr);
     const points = [`sync-report=${this.syncReportPath(slot)}`, this.options.failpoints, options.failpoints].filter((p) => p !== undefined && p !== '');
     const node = await startNode({
       name: slot.name,
       dataDir: slot.dataDir,
       certs: this.certs,
-      join,
+      join: joinAddrs,
       bootstrap: options.bootstrap === true,
       rpcPort: slot.rpcPort,
       gossipPort: slot.gossipPort,
       env: { ...process.env, ANNAL_FAILPOINTS: points.join(',') },
       ...(this.network !== undefined ? { host: this.network.host(slot.index), wrap: this.network.wrap(slot.index) } : {}),
     });
+    // Each incarnation's log lines, kept with the run's data (a failed run keeps them).
+    const logPath = join(this.options.dir, `${slot.name}.log`);
+    appendFileSync(logPath, `--- start ${slot.dataDir} ${options.failpoints ?? ''}\n`);
+    void node.process.exited.then(({ code, signal }) => appendFileSync(logPath, `${node.process.stderrLines.join('\n')}\n--- exit code ${code} signal ${signal}\n`));
     slot.node = node;
     slot.rpcPort = portOf(node.rpcAddr);
     slot.gossipPort = portOf(node.gossipAddr);
@@ -171,13 +175,17 @@ export class NemesisCluster {
     await this.waitHealthy(timeoutMs);
   }
 
-  /** Every node a voter, one leader, as every node reports it. */
+  /**
+   * Every node's current incarnation a voter (and no other voter: a replaced incarnation has been
+   * removed), one leader, as every node reports it.
+   */
   async waitHealthy(timeoutMs: number): Promise<ServerInfo[]> {
     const deadlineMs = Date.now() + timeoutMs;
+    const expected = this.slots.map((slot) => raftIdOf(slot.dataDir)).sort();
+    const healthy = (servers: ServerInfo[]): boolean =>
+      votersWithLeader(this.slots.length)(servers) && JSON.stringify(servers.filter((s) => s.isVoter).map((s) => s.id).sort()) === JSON.stringify(expected);
     let servers: ServerInfo[] = [];
-    for (const slot of this.up()) {
-      servers = await waitForServers(slot.node!, this.certs.root, votersWithLeader(this.slots.length), Math.max(1, deadlineMs - Date.now()));
-    }
+    for (const slot of this.up()) servers = await waitForServers(slot.node!, this.certs.root, healthy, Math.max(1, deadlineMs - Date.now()));
     return servers;
   }
 
@@ -193,6 +201,11 @@ export class NemesisCluster {
   removeData(): void {
     rmSync(this.options.dir, { recursive: true, force: true });
   }
+}
+
+/** The Raft id a node's data dir was made with (`<name>@<incarnation>`). */
+function raftIdOf(dataDir: string): string {
+  return (JSON.parse(readFileSync(join(dataDir, 'raft', 'member.json'), 'utf8')) as { raftId: string }).raftId;
 }
 
 export function portOf(address: string): number {
