@@ -52,17 +52,73 @@ async function window(context: FaultContext, fault: string, targets: NodeSlot[],
   }
 }
 
-function kill(leader: boolean): Fault {
+
+/**
+ * kill -9 a node (the leader with probability `leaderChance`), do `whileDown` to its files, and
+ * restart it after the hold (`restart`, default a plain boot).
+ */
+function crash(
+  name: string,
+  describe: string,
+  options: {
+    leaderChance: number;
+    ci?: boolean;
+    whileDown?: (context: FaultContext, target: NodeSlot) => void;
+    restart?: (context: FaultContext, target: NodeSlot) => Promise<void>;
+  },
+): Fault {
   return {
-    name: leader ? 'kill-leader' : 'kill',
-    ci: true,
-    describe: `kill -9 ${leader ? 'the leader' : 'a random node'}, restart it after the hold`,
+    name,
+    ci: options.ci ?? true,
+    describe,
     async run(context) {
-      const target = await pickTarget(context, leader);
-      await window(context, this.name, [target], true, () => context.cluster.kill(target), () => context.cluster.boot(target));
+      const target = await pickTarget(context, context.prng.chance(options.leaderChance));
+      await window(
+        context,
+        name,
+        [target],
+        true,
+        async () => {
+          await context.cluster.kill(target);
+          options.whileDown?.(context, target);
+        },
+        () => (options.restart ?? ((c, t) => c.cluster.boot(t)))(context, target),
+      );
     },
   };
 }
+
+const kill = crash('kill', 'kill -9 a random node, restart it after the hold', { leaderChance: 0 });
+const killLeader = crash('kill-leader', 'kill -9 the leader, restart it after the hold', { leaderChance: 1 });
+
+const replace = crash('replace', 'kill -9 a random node and start a new member in its place with an empty data dir (the old incarnation is removed)', {
+  leaderChance: 0,
+  whileDown: (context, target) => context.cluster.wipe(target),
+});
+
+const powerLoss = crash('power-loss', 'kill -9 a node (often the leader) and drop every byte it wrote but did not fsync, restart it after the hold', {
+  leaderChance: 0.5,
+  whileDown: (context, target) => context.log(`  ${target.name}: ${context.cluster.dropUnsynced(target)} unsynced bytes dropped`),
+});
+
+const corruption = crash(
+  'corrupt',
+  'kill -9 a random node, damage one of its files (flip a bit in a segment, truncate a segment or the hard state), restart it; a node that refuses to start is replaced by a new member',
+  {
+    leaderChance: 0,
+    ci: false,
+    whileDown: (context, target) => context.log(`  ${target.name}: ${corrupt(target.dataDir, context.prng)}`),
+    async restart(context, target) {
+      try {
+        await context.cluster.boot(target);
+      } catch (error) {
+        context.log(`  ${target.name} refused to start on its damaged data (${String(error).split('\n').slice(-3).join(' | ').slice(0, 400)}); replacing it`);
+        context.cluster.wipe(target);
+        await context.cluster.boot(target);
+      }
+    },
+  },
+);
 
 function pause(leader: boolean): Fault {
   return {
@@ -86,25 +142,6 @@ const leaveRejoin: Fault = {
   },
 };
 
-const replace: Fault = {
-  name: 'replace',
-  ci: true,
-  describe: 'kill -9 a random node and start a new member in its place with an empty data dir (the old incarnation is removed)',
-  async run(context) {
-    const target = await pickTarget(context, false);
-    await window(
-      context,
-      this.name,
-      [target],
-      true,
-      async () => {
-        await context.cluster.kill(target);
-        context.cluster.wipe(target);
-      },
-      () => context.cluster.boot(target),
-    );
-  },
-};
 
 function disk(name: string, failpoints: (prng: Prng) => string, describe: string): Fault {
   return {
@@ -132,25 +169,6 @@ function disk(name: string, failpoints: (prng: Prng) => string, describe: string
   };
 }
 
-const powerLoss: Fault = {
-  name: 'power-loss',
-  ci: true,
-  describe: 'kill -9 a random node and drop every byte it wrote but did not fsync, restart it after the hold',
-  async run(context) {
-    const target = await pickTarget(context, context.prng.chance(0.5));
-    await window(
-      context,
-      this.name,
-      [target],
-      true,
-      async () => {
-        await context.cluster.kill(target);
-        context.log(`  ${target.name}: ${context.cluster.dropUnsynced(target)} unsynced bytes dropped`);
-      },
-      () => context.cluster.boot(target),
-    );
-  },
-};
 
 const powerLossAll: Fault = {
   name: 'power-loss-all',
@@ -214,33 +232,6 @@ export function corrupt(dataDir: string, prng: Prng): string {
   return `flipped bit ${bit} of byte ${at} of ${store}`;
 }
 
-const corruption: Fault = {
-  name: 'corrupt',
-  ci: false,
-  describe: 'kill -9 a random node, damage one of its files (flip a bit in a segment, truncate a segment or the hard state), restart it; a node that refuses to start is replaced by a new member',
-  async run(context) {
-    const target = await pickTarget(context, false);
-    await window(
-      context,
-      this.name,
-      [target],
-      true,
-      async () => {
-        await context.cluster.kill(target);
-        context.log(`  ${target.name}: ${corrupt(target.dataDir, context.prng)}`);
-      },
-      async () => {
-        try {
-          await context.cluster.boot(target);
-        } catch (error) {
-          context.log(`  ${target.name} refused to start on its damaged data (${String(error).split('\n').slice(-3).join(' | ').slice(0, 400)}); replacing it`);
-          context.cluster.wipe(target);
-          await context.cluster.boot(target);
-        }
-      },
-    );
-  },
-};
 
 function shuffled<T>(prng: Prng, items: readonly T[]): T[] {
   const out = [...items];
@@ -344,8 +335,8 @@ export const FAULTS: readonly Fault[] = [
   bridge,
   oneWay,
   slowNetwork,
-  kill(false),
-  kill(true),
+  kill,
+  killLeader,
   pause(false),
   pause(true),
   leaveRejoin,
