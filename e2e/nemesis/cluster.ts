@@ -82,6 +82,7 @@ export class NemesisCluster {
 
   /** Starts (or restarts) a down node, with `failpoints` added for this incarnation. */
   async boot(slot: NodeSlot, options: { bootstrap?: boolean; failpoints?: string } = {}): Promise<void> {
+    if (slot.state !== 'down') return; // composed faults may both restart one node
     const joinAddrs = this.slots.filter((s) => s !== slot && s.state === 'up').map((s) => s.node!.gossipAddr);
     const points = [`sync-report=${this.syncReportPath(slot)}`, this.options.failpoints, options.failpoints].filter((p) => p !== undefined && p !== '');
     const node = await startNode({

@@ -15,6 +15,8 @@ export interface FaultContext {
   readonly prng: Prng;
   readonly holdMs: number;
   readonly log: (line: string) => void;
+  /** Overrides the fault's own claim that a majority stays connected (composed faults may not). */
+  readonly majority?: boolean;
 }
 
 export interface Fault {
@@ -23,6 +25,8 @@ export interface Fault {
   readonly ci: boolean;
   /** Needs the namespaced test network (cuts links). */
   readonly network?: boolean;
+  /** Several faults at once (left out of the short CI schedule to bound its length). */
+  readonly composed?: boolean;
   readonly describe: string;
   run(context: FaultContext): Promise<void>;
 }
@@ -42,7 +46,7 @@ async function pickTarget(context: FaultContext, leader: boolean): Promise<NodeS
 async function window(context: FaultContext, fault: string, targets: NodeSlot[], majority: boolean, inject: () => Promise<void> | void, heal: () => Promise<void>): Promise<void> {
   const names = targets.map((t) => t.name);
   context.log(`${fault} ${names.join(',')}`);
-  context.history.nemesis({ phase: 'start', fault, targets: names, majority });
+  context.history.nemesis({ phase: 'start', fault, targets: names, majority: context.majority ?? majority });
   try {
     await inject();
     await sleep(context.holdMs);
@@ -329,6 +333,24 @@ const slowNetwork: Fault = {
   },
 };
 
+/**
+ * Faults at once, each with its own seed: e.g. a leader killed while a damaged replica restarts
+ * (the case where a replica that lost acknowledged entries could win an election).
+ */
+function compose(...faults: Fault[]): Fault {
+  return {
+    name: faults.map((f) => f.name).join('+'),
+    ci: faults.every((f) => f.ci),
+    network: faults.some((f) => f.network === true),
+    composed: true,
+    describe: `at once: ${faults.map((f) => f.name).join(', ')}`,
+    async run(context) {
+      const seeds = faults.map(() => context.prng.nextUint32());
+      await Promise.all(faults.map((fault, i) => fault.run({ ...context, prng: new Prng(seeds[i]!), majority: false })));
+    },
+  };
+}
+
 export const FAULTS: readonly Fault[] = [
   majorityMinority,
   isolateLeader,
@@ -346,4 +368,8 @@ export const FAULTS: readonly Fault[] = [
   powerLoss,
   powerLossAll,
   corruption,
+  compose(kill, majorityMinority),
+  compose(pause(true), majorityMinority),
+  compose(powerLoss, killLeader),
+  compose(corruption, killLeader),
 ];

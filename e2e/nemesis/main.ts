@@ -19,20 +19,21 @@ const program = new Command('nemesis')
   .option('--nodes <n>', 'cluster size (3 or 5)', integer, 3)
   .option('--seed <n>', 'seed of the schedule and workload (default: random)', integer)
   .option('--faults <names>', 'comma-separated faults (default: every CI-safe one; see --list)', (text: string) => text.split(',').filter((t) => t !== ''))
+  .option('--no-composed', 'leave out the composed faults (several at once) from the default set')
   .option('--failpoints <spec>', 'ANNAL_FAILPOINTS for every node, e.g. unsafe-skip-fsync (a broken build)')
   .option('--network <mode>', 'netns (partitions; needs root) | loopback (no partitions) | auto', 'auto')
   .option('--out <dir>', 'where the history, report and data go (default: a temp dir)')
   .option('--keep-data', "keep the nodes' data dirs after a passing run")
   .option('--list', 'list the faults and exit');
 program.parse();
-const flags = program.opts<{ seconds: number; nodes: number; seed?: number; faults?: string[]; failpoints?: string; out?: string; keepData?: boolean; list?: boolean; network: string }>();
+const flags = program.opts<{ seconds: number; nodes: number; seed?: number; faults?: string[]; failpoints?: string; out?: string; keepData?: boolean; list?: boolean; network: string; composed: boolean }>();
 if (!['netns', 'loopback', 'auto'].includes(flags.network)) {
   console.error(`--network ${flags.network}: expected netns, loopback or auto`);
   process.exit(2);
 }
 
 if (flags.list === true) {
-  for (const fault of FAULTS) console.log(`${fault.name.padEnd(15)} ${fault.ci ? 'ci ' : '   '}${fault.network === true ? 'net' : '   '} ${fault.describe}`);
+  for (const fault of FAULTS) console.log(`${fault.name.padEnd(23)} ${fault.ci ? 'ci ' : '   '}${fault.network === true ? 'net' : '   '} ${fault.describe}`);
   process.exit(0);
 }
 
@@ -52,6 +53,7 @@ const result = await runNemesis({
   ...(flags.failpoints !== undefined ? { failpoints: flags.failpoints } : {}),
   ...(flags.out !== undefined ? { outDir: flags.out } : {}),
   keepData: flags.keepData === true,
+  composed: flags.composed,
   network: flags.network as 'netns' | 'loopback' | 'auto',
 });
 console.log(result.verdict);

@@ -18,8 +18,9 @@ export interface RunOptions {
   readonly seed: number;
   readonly nodes: number;
   readonly seconds: number;
-  /** Fault names; default: every CI-safe fault. */
+  /** Fault names; default: every CI-safe fault (composed ones unless `composed` is false). */
   readonly faults?: readonly string[];
+  readonly composed?: boolean;
   /** Failpoints every node runs with (e.g. the broken unsafe-skip-fsync). */
   readonly failpoints?: string;
   /**
@@ -50,8 +51,8 @@ export interface RunResult {
   readonly replay: string;
 }
 
-export function faultsByName(names: readonly string[] | undefined, network: boolean): Fault[] {
-  if (names === undefined) return FAULTS.filter((f) => f.ci && (network || f.network !== true));
+export function faultsByName(names: readonly string[] | undefined, network: boolean, composed = true): Fault[] {
+  if (names === undefined) return FAULTS.filter((f) => f.ci && (network || f.network !== true) && (composed || f.composed !== true));
   return names.map((name) => {
     const fault = FAULTS.find((f) => f.name === name);
     if (fault === undefined) throw new Error(`unknown fault "${name}" (known: ${FAULTS.map((f) => f.name).join(', ')})`);
@@ -63,6 +64,7 @@ export function faultsByName(names: readonly string[] | undefined, network: bool
 export function replayCommand(options: RunOptions): string {
   const parts = ['npm run nemesis --', '--seed', String(options.seed), '--nodes', String(options.nodes), '--seconds', String(options.seconds)];
   if (options.faults !== undefined) parts.push('--faults', options.faults.join(','));
+  else if (options.composed === false) parts.push('--no-composed');
   if (options.failpoints !== undefined) parts.push('--failpoints', options.failpoints);
   if (options.network !== undefined && options.network !== 'auto') parts.push('--network', options.network);
   return parts.join(' ');
@@ -85,7 +87,7 @@ export async function runNemesis(options: RunOptions): Promise<RunResult> {
 }
 
 async function runWith(options: RunOptions, log: (line: string) => void, network: NetnsNetwork | undefined): Promise<RunResult> {
-  const faults = faultsByName(options.faults, network !== undefined);
+  const faults = faultsByName(options.faults, network !== undefined, options.composed ?? true);
   const outDir = options.outDir ?? mkdtempSync(join(tmpdir(), 'annal-nemesis-'));
   mkdirSync(outDir, { recursive: true });
   const dataDir = mkdtempSync(join(outDir, 'data-'));
