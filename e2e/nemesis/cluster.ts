@@ -177,17 +177,21 @@ export class NemesisCluster {
   }
 
   /**
-   * Every node's current incarnation a voter (and no other voter: a replaced incarnation has been
-   * removed), one leader, as every node reports it.
+   * Every node's current incarnation a voter and nothing else in the configuration (a replaced
+   * incarnation has been removed), one leader. GetServers names members by node name, so the
+   * incarnations are checked in the configuration each node logs when it changes (raft ids).
    */
   async waitHealthy(timeoutMs: number): Promise<ServerInfo[]> {
     const deadlineMs = Date.now() + timeoutMs;
-    const expected = this.slots.map((slot) => raftIdOf(slot.dataDir)).sort();
-    const healthy = (servers: ServerInfo[]): boolean =>
-      votersWithLeader(this.slots.length)(servers) && JSON.stringify(servers.filter((s) => s.isVoter).map((s) => s.id).sort()) === JSON.stringify(expected);
     let servers: ServerInfo[] = [];
-    for (const slot of this.up()) servers = await waitForServers(slot.node!, this.certs.root, healthy, Math.max(1, deadlineMs - Date.now()));
-    return servers;
+    for (const slot of this.up()) servers = await waitForServers(slot.node!, this.certs.root, votersWithLeader(this.slots.length), Math.max(1, deadlineMs - Date.now()));
+    for (;;) {
+      const expected = JSON.stringify(this.slots.map((slot) => raftIdOf(slot.dataDir)).sort());
+      const views = this.up().map((slot) => loggedConfiguration(slot.node!.process.stderrLines));
+      if (views.every((view) => view !== undefined && view.learners.length === 0 && JSON.stringify([...view.voters].sort()) === expected)) return servers;
+      if (Date.now() > deadlineMs) throw new Error(`the configuration never became ${expected}: ${JSON.stringify(views)}`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
   }
 
   async killAll(): Promise<void> {
@@ -202,6 +206,17 @@ export class NemesisCluster {
   removeData(): void {
     rmSync(this.options.dir, { recursive: true, force: true });
   }
+}
+
+/** The last configuration a node logged ('raft configuration', with raft ids). */
+function loggedConfiguration(lines: readonly string[]): { voters: string[]; learners: string[] } | undefined {
+  for (let i = lines.length - 1; i >= 0; i--) {
+    const line = lines[i]!;
+    if (!line.includes('"raft configuration"')) continue;
+    const entry = JSON.parse(line) as { voters: string[]; learners: string[] };
+    return { voters: entry.voters, learners: entry.learners };
+  }
+  return undefined;
 }
 
 /** The Raft id a node's data dir was made with (`<name>@<incarnation>`). */
