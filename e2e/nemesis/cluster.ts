@@ -24,6 +24,8 @@ export interface NodeSlot {
   state: NodeState;
   /** Data dirs wiped so far (a new one per replacement). */
   generation: number;
+  /** Set while the node is starting. */
+  booting?: Promise<void> | undefined;
 }
 
 export interface ClusterOptions {
@@ -81,8 +83,17 @@ export class NemesisCluster {
   }
 
   /** Starts (or restarts) a down node, with `failpoints` added for this incarnation. */
-  async boot(slot: NodeSlot, options: { bootstrap?: boolean; failpoints?: string } = {}): Promise<void> {
-    if (slot.state !== 'down') return; // composed faults may both restart one node
+  boot(slot: NodeSlot, options: { bootstrap?: boolean; failpoints?: string } = {}): Promise<void> {
+    // Composed faults may both restart one node: the second waits for the first's start.
+    if (slot.booting !== undefined) return slot.booting;
+    if (slot.state !== 'down') return Promise.resolve();
+    slot.booting = this.start1(slot, options).finally(() => {
+      slot.booting = undefined;
+    });
+    return slot.booting;
+  }
+
+  private async start1(slot: NodeSlot, options: { bootstrap?: boolean; failpoints?: string }): Promise<void> {
     const joinAddrs = this.slots.filter((s) => s !== slot && s.state === 'up').map((s) => s.node!.gossipAddr);
     const points = [`sync-report=${this.syncReportPath(slot)}`, this.options.failpoints, options.failpoints].filter((p) => p !== undefined && p !== '');
     const node = await startNode({
@@ -108,6 +119,7 @@ export class NemesisCluster {
   }
 
   async kill(slot: NodeSlot): Promise<void> {
+    if (slot.booting !== undefined) await slot.booting.catch(() => {});
     if (slot.state === 'down' || slot.node === undefined) return;
     slot.node.process.child.kill('SIGKILL');
     await slot.node.process.exited;
