@@ -87,13 +87,13 @@ export class NemesisCluster {
     // Composed faults may both restart one node: the second waits for the first's start.
     if (slot.booting !== undefined) return slot.booting;
     if (slot.state !== 'down') return Promise.resolve();
-    slot.booting = this.start1(slot, options).finally(() => {
+    slot.booting = this.launch(slot, options).finally(() => {
       slot.booting = undefined;
     });
     return slot.booting;
   }
 
-  private async start1(slot: NodeSlot, options: { bootstrap?: boolean; failpoints?: string }): Promise<void> {
+  private async launch(slot: NodeSlot, options: { bootstrap?: boolean; failpoints?: string }): Promise<void> {
     const joinAddrs = this.slots.filter((s) => s !== slot && s.state === 'up').map((s) => s.node!.gossipAddr);
     const points = [`sync-report=${this.syncReportPath(slot)}`, this.options.failpoints, options.failpoints].filter((p) => p !== undefined && p !== '');
     const node = await startNode({

@@ -160,11 +160,13 @@ async function runWith(options: RunOptions, log: (line: string) => void, network
   const valid = check.valid && stuck === undefined;
   const produce = check.counts.produce;
   const reads = check.counts.read.ok + check.counts['lin-read'].ok;
+  const recoveries = check.faults.map((f) => f.recoveryMs).filter((ms): ms is number => ms !== undefined).sort((a, b) => a - b);
+  const recovery = recoveries.length === 0 ? 'no recoveries' : `recovery median ${recoveries[Math.floor(recoveries.length / 2)]!.toFixed(0)} ms, max ${recoveries[recoveries.length - 1]!.toFixed(0)} ms`;
   const verdict =
     `${valid ? 'PASS' : 'FAIL'}: seed ${options.seed}, ${faultsRun} faults, ` +
     `${produce.ok} produces acknowledged (${produce.fail} failed, ${produce.unknown} unknown), ${reads} reads, ${check.counts.tail.ok} records tailed, ` +
     `log ${check.logLength} records on ${finalLogs.length} nodes, linearizability ${check.linearizability}, ` +
-    `availability ${(check.availability * 100).toFixed(1)}%, ${check.violations.length === 0 ? 'no violations' : `violations ${JSON.stringify(check.violationCounts)}`}` +
+    `availability ${(check.availability * 100).toFixed(1)}%, ${recovery}, ${check.violations.length === 0 ? 'no violations' : `violations ${JSON.stringify(check.violationCounts)}`}` +
     (stuck !== undefined ? `; ${stuck.split('\n')[0]}` : '');
   writeFileSync(reportPath, renderReport({ title: `annal nemesis, seed ${options.seed}`, verdict, replay, events: history.events, check }));
   writeFileSync(join(outDir, 'result.json'), JSON.stringify({ verdict, replay, stuck, faultsRun, check }, null, 2));
