@@ -196,13 +196,16 @@ const powerLossAll: Fault = {
   },
 };
 
-/** Files of a data dir: segment store files and the hard-state file. */
+/** Files of a data dir the node uses: segment store files and the hard-state file. */
 function dataFiles(dataDir: string): { stores: string[]; hardState: string | undefined } {
   const stores: string[] = [];
   const walk = (dir: string): void => {
     for (const name of readdirSync(dir)) {
       const path = join(dir, name);
-      if (statSync(path).isDirectory()) walk(path);
+      // Not what the node set aside as damaged (it no longer reads those).
+      if (statSync(path).isDirectory()) {
+        if (!name.includes('.damaged')) walk(path);
+      }
       else if (name.endsWith('.store') && statSync(path).size > 0) stores.push(path);
     }
   };
