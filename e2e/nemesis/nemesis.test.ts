@@ -27,7 +27,7 @@ const quiet = (line: string): void => {
 it('a seeded schedule of every CI-safe nemesis finds no violation', { timeout: 8 * 60_000 }, async () => {
   const seed = process.env.ANNAL_NEMESIS_SEED !== undefined ? Number(process.env.ANNAL_NEMESIS_SEED) : Math.floor(Math.random() * 2 ** 31);
   console.log(`nemesis seed ${seed}`);
-  const result = await runNemesis({ seed, nodes: 3, seconds: 30, composed: false, holdMs: { min: 1000, max: 3000 }, quietMs: { min: 1000, max: 2000 }, log: quiet });
+  const result = await runNemesis({ seed, nodes: 3, seconds: 30, composed: false, holdMs: { min: 500, max: 2500 }, quietMs: { min: 500, max: 1500 }, log: quiet });
   console.log(result.verdict);
   assert.equal(result.stuck, undefined, explain(result));
   assert.deepEqual(result.check.violations, [], explain(result));
@@ -46,7 +46,7 @@ it('catches a broken build that acknowledges writes before they are durable', { 
     failpoints: 'unsafe-skip-fsync',
     holdMs: { min: 500, max: 500 },
     quietMs: { min: 500, max: 500 },
-    convergeTimeoutMs: 20_000,
+    convergeTimeoutMs: 10_000,
     log: quiet,
   });
   assert.ok((result.check.violationCounts['lost-ack'] ?? 0) > 0, explain(result));

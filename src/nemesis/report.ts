@@ -31,7 +31,8 @@ export function renderReport(input: ReportInput): string {
   const shading = (height: number): string =>
     input.check.faults
       .map((f) => `<rect x="${x(f.startMs).toFixed(1)}" y="${MARGIN.top}" width="${Math.max(1, x(f.stopMs) - x(f.startMs)).toFixed(1)}" height="${height - MARGIN.top - MARGIN.bottom}" fill="${colourOf(f.fault)}"><title>${escape(`${f.fault} ${f.targets.join(',')}: ${(f.startMs / 1000).toFixed(1)}-${(f.stopMs / 1000).toFixed(1)} s`)}</title></rect>` +
-          `<text x="${(x(f.startMs) + 2).toFixed(1)}" y="${MARGIN.top + 10}" fill="#555" font-size="9">${escape(f.fault)}</text>`)
+          // Named where the window is wide enough for its name (the legend names the colours).
+          (x(f.stopMs) - x(f.startMs) >= f.fault.length * 5 ? `<text x="${(x(f.startMs) + 2).toFixed(1)}" y="${MARGIN.top + 10}" fill="#555" font-size="9">${escape(f.fault)}</text>` : ''))
       .join('');
   const timeAxis = (height: number): string => {
     const stepS = niceStep(endMs / 1000 / 10);
