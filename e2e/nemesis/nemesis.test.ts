@@ -35,6 +35,7 @@ it('a seeded schedule of every CI-safe nemesis finds no violation', { timeout: 8
   assert.ok(result.check.counts.produce.ok > 50, `too few acknowledged writes to prove anything\n${explain(result)}`);
   assert.ok(result.check.counts['lin-read'].ok > 20 && result.check.counts.tail.ok > 50, explain(result));
   assert.equal(result.check.linearizability, 'ok', explain(result));
+  assert.deepEqual(result.networkLeftovers, [], 'every namespace and link of the test network removed');
 });
 
 it('catches a broken build that acknowledges writes before they are durable', { timeout: 5 * 60_000 }, async () => {

@@ -49,6 +49,8 @@ export interface RunResult {
   readonly reportPath: string;
   readonly verdict: string;
   readonly replay: string;
+  /** Namespaces and links of the test network still present after the run: none. */
+  readonly networkLeftovers?: readonly string[];
 }
 
 export function faultsByName(names: readonly string[] | undefined, network: boolean, composed = true): Fault[] {
@@ -80,7 +82,9 @@ export async function runNemesis(options: RunOptions): Promise<RunResult> {
     else log(`no partitions in this run: ${made.skip}`);
   }
   try {
-    return await runWith(options, log, network);
+    const result = await runWith(options, log, network);
+    network?.destroy();
+    return { ...result, networkLeftovers: network?.leftovers() ?? [] };
   } finally {
     network?.destroy();
   }
