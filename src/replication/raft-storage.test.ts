@@ -11,6 +11,7 @@ import { readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { EntryType, MemoryStorage, type ClusterConfig, type Entry, type HardState, type Snapshot } from '../raft/index.js';
+import { FRAME_HEADER_BYTES } from '../storage/index.js';
 import { CorruptionError, InvalidArgumentError, OffsetOutOfRangeError } from '../util/index.js';
 import { decodeLogSnapshot, encodeLogSnapshot, LOG_SNAPSHOT_MAX_BYTES, RaftLogStorage } from './raft-storage.js';
 import { configEntry, fullView, noop, normal, normals, raftView, tempDir } from './test-support.js';
@@ -329,6 +330,32 @@ test('a commit index beyond the log (a truncated segment) means entries were los
     storage = await RaftLogStorage.open(dir, { log: SMALL_SEGMENTS });
     assert.ok(storage.lastIndex() < 18);
     assert.equal(storage.repairTo(), 18);
+    await storage.close();
+  } finally {
+    remove();
+  }
+});
+
+test('damage to a record that open itself reads (a term\'s no-op) is cut before anything reads it', async () => {
+  const { dir, remove } = tempDir('raft-damage-control');
+  try {
+    let storage = await RaftLogStorage.open(dir, { log: SMALL_SEGMENTS, initialConfig: config });
+    await storage.append([noop(1, 1), ...normals(2, 10, 1), noop(11, 2), ...normals(12, 20, 2)]);
+    await storage.setHardState({ term: 2, vote: 'a', commit: 20 });
+    await storage.close();
+    // Index 11 is offset 10: the third record of the segment holding offsets 8..11.
+    const logDir = join(dir, 'log.0');
+    const store = join(logDir, readdirSync(logDir).filter((name) => name.endsWith('.store')).sort()[2]!);
+    const bytes = readFileSync(store);
+    let position = 0;
+    for (let i = 0; i < 2; i++) position += FRAME_HEADER_BYTES + bytes.readUInt32LE(position);
+    bytes[position + 20]! ^= 0x01; // in the term field (the checksum covers it)
+    writeFileSync(store, bytes);
+    storage = await RaftLogStorage.open(dir, { log: SMALL_SEGMENTS });
+    assert.equal(storage.lastIndex(), 10);
+    assert.equal(storage.repairTo(), 20);
+    await storage.append([noop(11, 3), ...normals(12, 20, 3)]);
+    assert.equal(storage.repairTo(), 0);
     await storage.close();
   } finally {
     remove();

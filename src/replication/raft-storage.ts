@@ -756,25 +756,19 @@ export class RaftLogStorage implements RaftStorage {
     const actions = this.recovery.actions;
     const recorded = readJsonFile(join(this.dir, REPAIR_FILE), parseRepair) ?? 0;
     let evidenceEnd = this.log.recovery.cut?.evidenceEndOffset ?? -1;
-    await this.reconcileLog(actions);
-    await this.loadControl(actions);
     // Only a replica with others to fetch from cuts a damaged record away; a lone voter keeps it
     // in place, served as DATA_LOSS, as a single log does (and refuses undelimitable damage
-    // unless the operator asked for quarantine).
-    if (this.latestConfig().voters.length <= 1) {
-      if (this.log.recovery.quarantinedOffsets.length > 0 && this.logConfig.quarantineDamaged !== true) {
-        const logDir = join(this.dir, logDirName(this.state.generation));
-        await this.log.close();
-        this.log = await CommitLog.open(logDir, { ...this.logConfig, initialOffset: this.state.begin.firstIndex - 1 }); // throws the refusal
-      }
-    } else {
+    // unless the operator asked for quarantine). First, before anything reads the log.
+    if (this.votersBefore(Infinity) > 1) {
       const damaged = await this.cutAtFirstDamagedRecord(actions);
-      if (damaged !== undefined) {
-        evidenceEnd = Math.max(evidenceEnd, damaged.evidenceEndOffset);
-        await this.reconcileLog(actions);
-        await this.loadControl(actions);
-      }
+      if (damaged !== undefined) evidenceEnd = Math.max(evidenceEnd, damaged.evidenceEndOffset);
+    } else if (this.log.recovery.quarantinedOffsets.length > 0 && this.logConfig.quarantineDamaged !== true) {
+      const logDir = join(this.dir, logDirName(this.state.generation));
+      await this.log.close();
+      this.log = await CommitLog.open(logDir, { ...this.logConfig, initialOffset: this.state.begin.firstIndex - 1 }); // throws the refusal
     }
+    await this.reconcileLog(actions);
+    await this.loadControl(actions);
     const target = Math.max(recorded, evidenceEnd + 1, this.hardState.commit);
     if (target > this.lastIdx) {
       // Recorded before the commit index is lowered, so a crash in between cannot forget it.
@@ -803,10 +797,29 @@ export class RaftLogStorage implements RaftStorage {
     }
   }
 
-  private latestConfig(): ClusterConfig {
-    const entries = this.configEntries(this.state.begin.firstIndex);
-    const last = entries[entries.length - 1];
-    return last === undefined ? this.state.snapshot.config : decodeConfig(last.data);
+  /**
+   * Voters of the latest configuration whose entry lies below commit-log offset `endOffset`, read
+   * from the side file as it is on disk (before open checks it). 2 when that entry is unreadable:
+   * damage a replica should look for.
+   */
+  private votersBefore(endOffset: number): number {
+    let bytes: Buffer;
+    try {
+      bytes = readFileSync(this.controlPath());
+    } catch {
+      bytes = Buffer.alloc(0);
+    }
+    const { firstIndex } = this.state.begin;
+    const configs = decodeControlFile(bytes).records.filter(
+      (record) => record.type === EntryType.Config && record.index >= firstIndex && record.index - 1 < Math.min(endOffset, this.log.nextOffset()),
+    );
+    const last = configs[configs.length - 1];
+    if (last === undefined) return this.state.snapshot.config.voters.length;
+    try {
+      return decodeConfig(this.log.read(last.index - 1).value).voters.length;
+    } catch {
+      return 2;
+    }
   }
 
   /**
@@ -819,7 +832,7 @@ export class RaftLogStorage implements RaftStorage {
     const log = this.log;
     const end = log.nextOffset();
     const damagedAt = log.verify();
-    if (damagedAt === undefined) return undefined;
+    if (damagedAt === undefined || this.votersBefore(damagedAt) <= 1) return undefined;
     const keepDir = join(`${this.dir}/${logDirName(this.state.generation)}.damaged`, new Date().toISOString().replace(/[:.]/g, '-'));
     mkdirSync(keepDir, { recursive: true });
     for (const segment of log.segmentSummaries()) {
