@@ -300,7 +300,7 @@ export class ProduceBatchHandle {
 
   send(values: readonly Uint8Array[]): Promise<ProduceBatchResult> {
     assert(values.length > 0, 'a batch needs at least one record');
-    return this.stream.send({ records: values.map(wireRecord) });
+    return this.stream.send({ records: values.map(wireRecord), producerId: 0, firstSequence: 0 });
   }
 
   close(): Promise<void> {

@@ -38,7 +38,7 @@ describe('wire encoders', () => {
       assert.deepEqual(encodeProduceRequest(produce), generated(ProduceRequest.encode(produce).finish()));
       assert.deepEqual(ProduceRequest.decode(encodeProduceRequest(produce)), produce);
       const records = Array.from({ length: prng.int(0, 5) }, () => randomRecord(prng));
-      const batch = { records };
+      const batch = { records, producerId: prng.chance(0.5) ? 0 : prng.pick(EDGE_NUMBERS), firstSequence: prng.chance(0.3) ? 0 : prng.pick(EDGE_NUMBERS) };
       assert.deepEqual(encodeProduceBatchRequest(batch), generated(ProduceBatchRequest.encode(batch).finish()));
       const consume = { record: prng.chance(0.5) ? record : undefined, records };
       assert.deepEqual(encodeConsumeResponse(consume), generated(ConsumeResponse.encode(consume).finish()));

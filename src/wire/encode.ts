@@ -15,6 +15,8 @@ const TAG_FIELD1_MESSAGE = 0x0a; // ProduceRequest.record, ProduceBatchRequest.r
 const TAG_FIELD2_MESSAGE = 0x12; // ConsumeResponse.record
 const TAG_FIELD3_MESSAGE = 0x1a; // ConsumeResponse.records
 const TAG_FIELD1_VARINT = 0x08; // ProduceResponse.offset
+const TAG_FIELD2_VARINT = 0x10; // ProduceBatchRequest.producer_id
+const TAG_FIELD3_VARINT = 0x18; // ProduceBatchRequest.first_sequence
 
 /** Bytes of the varint encoding of a non-negative safe integer. */
 function varintSize(value: number): number {
@@ -97,9 +99,21 @@ export function encodeProduceRequest(message: ProduceRequest): Buffer {
 }
 
 export function encodeProduceBatchRequest(message: ProduceBatchRequest): Buffer {
-  const buffer = Buffer.allocUnsafe(recordsSize(message.records));
+  const { producerId, firstSequence } = message;
+  let size = recordsSize(message.records);
+  if (producerId !== 0) size += 1 + varintSize(producerId);
+  if (firstSequence !== 0) size += 1 + varintSize(firstSequence);
+  const buffer = Buffer.allocUnsafe(size);
   let position = 0;
   for (const record of message.records) position = writeRecordField(buffer, position, TAG_FIELD1_MESSAGE, record);
+  if (producerId !== 0) {
+    buffer[position++] = TAG_FIELD2_VARINT;
+    position = writeVarint(buffer, position, producerId);
+  }
+  if (firstSequence !== 0) {
+    buffer[position++] = TAG_FIELD3_VARINT;
+    position = writeVarint(buffer, position, firstSequence);
+  }
   return finish(buffer, position);
 }
 
