@@ -33,7 +33,7 @@ import {
   LogClient,
   LogService,
   ProduceResponse,
-  type ProduceBatchResponse,
+  ProduceBatchResponse,
   type Record as WireRecord,
   type Server as WireServer,
 } from '../gen/log/v1/log.js';
@@ -42,7 +42,7 @@ import { errorFromStatus } from '../wire/index.js';
 import { clusterSeeds, Discovery, DISCOVERY_OPTION } from './cluster-resolver.js';
 import { DEFAULT_RETRY, IdempotentProducer, type RetryOptions } from './idempotent-producer.js';
 import { routeMetadata, type Route } from './route-balancer.js';
-import { decodeConsumeResponseFast, decodeProduceResponseFast } from '../wire/index.js';
+import { decodeConsumeResponseFast, decodeProduceBatchResponseFast, decodeProduceResponseFast } from '../wire/index.js';
 import { encodeProduceBatchRequest, encodeProduceRequest } from '../wire/index.js';
 import { createClientInterceptor } from '../telemetry/client.js';
 import { assert, ClosedError, LeadershipLostError, NotLeaderError, RaftBusyError, UnavailableError } from '../util/index.js';
@@ -131,6 +131,10 @@ function decodeProduceResponse(bytes: Buffer): ProduceResponse {
   return decodeProduceResponseFast(bytes) ?? ProduceResponse.decode(bytes);
 }
 
+function decodeProduceBatchResponse(bytes: Buffer): ProduceBatchResponse {
+  return decodeProduceBatchResponseFast(bytes) ?? ProduceBatchResponse.decode(bytes);
+}
+
 function decodeConsumeResponse(bytes: Buffer): ConsumeResponse {
   return decodeConsumeResponseFast(bytes) ?? ConsumeResponse.decode(bytes);
 }
@@ -141,7 +145,7 @@ const FastLogClient = makeGenericClientConstructor(
     ...LogService,
     produce: { ...LogService.produce, requestSerialize: encodeProduceRequest, responseDeserialize: decodeProduceResponse },
     produceStream: { ...LogService.produceStream, requestSerialize: encodeProduceRequest, responseDeserialize: decodeProduceResponse },
-    produceBatch: { ...LogService.produceBatch, requestSerialize: encodeProduceBatchRequest },
+    produceBatch: { ...LogService.produceBatch, requestSerialize: encodeProduceBatchRequest, responseDeserialize: decodeProduceBatchResponse },
     consume: { ...LogService.consume, responseDeserialize: decodeConsumeResponse },
     consumeStream: { ...LogService.consumeStream, responseDeserialize: decodeConsumeResponse },
   },

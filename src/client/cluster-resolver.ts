@@ -6,8 +6,8 @@
  * leader. It asks again every `refreshIntervalMs`, whenever grpc-js asks (a member's connection
  * dropped), and whenever the client asks (a call found no leader or the wrong one).
  *
- * GetServers goes over small channels of its own, one per address tried (the last member that
- * answered first, then the other known members, then the seeds), with the client's credentials:
+ * GetServers goes over small channels of its own, one per member and seed (all asked at once),
+ * with the client's credentials:
  * a resolver cannot use the channel it resolves for. grpc-js gives a resolver only the channel
  * options, so the client passes its credentials through a registry keyed by a channel option.
  */
@@ -76,7 +76,6 @@ export class Discovery {
   readonly id = nextDiscoveryId++;
   private readonly clients = new Map<string, LogClient>();
   private last: ClusterView | undefined;
-  private lastGood: string | undefined;
   private readonly resolvers = new Set<AnnalResolver>();
   private closed = false;
 
@@ -94,24 +93,44 @@ export class Discovery {
     for (const resolver of this.resolvers) resolver.updateResolution();
   }
 
-  /** GetServers from the first member that answers; rejects with the last error if none does. */
-  async discover(): Promise<ClusterView> {
+  /**
+   * GetServers from every known member and seed at once: the first answer that names a leader,
+   * else the first answer once all have settled; rejects with the last error if none answers.
+   * Asking all at once keeps a dead member (whose channel may be waiting out its reconnect
+   * backoff) from delaying the answer, at the cost of a few small calls per refresh.
+   */
+  discover(): Promise<ClusterView> {
     const known = (this.last?.servers ?? []).map((server) => server.rpcAddr).filter((addr) => addr.length > 0);
-    const order = [...new Set([...(this.lastGood !== undefined ? [this.lastGood] : []), ...known, ...this.options.seeds])];
-    let lastError: unknown = new Error('no address to ask');
-    for (const address of order) {
-      if (this.closed) break;
-      try {
-        const servers = await this.getServers(address);
-        if (servers.length === 0) throw new Error(`${address} reported no servers`);
-        this.lastGood = address;
-        this.last = { servers, from: address };
-        return this.last;
-      } catch (error) {
-        lastError = error;
+    const addresses = this.closed ? [] : [...new Set([...known, ...this.options.seeds])];
+    return new Promise((resolve, reject) => {
+      let pending = addresses.length;
+      let leaderless: ClusterView | undefined;
+      let lastError: unknown = new Error('no address to ask');
+      let settled = false;
+      const done = (): void => {
+        if (settled || --pending > 0) return;
+        settled = true;
+        if (leaderless !== undefined) resolve((this.last = leaderless));
+        else reject(lastError);
+      };
+      for (const address of addresses) {
+        this.getServers(address).then(
+          (servers) => {
+            if (servers.length === 0) lastError = new Error(`${address} reported no servers`);
+            else if (!settled && servers.some((server) => server.isLeader)) {
+              settled = true;
+              resolve((this.last = { servers, from: address }));
+            } else leaderless ??= { servers, from: address };
+            done();
+          },
+          (error: unknown) => {
+            lastError = error;
+            done();
+          },
+        );
       }
-    }
-    throw lastError;
+      if (addresses.length === 0) reject(lastError);
+    });
   }
 
   private getServers(address: string): Promise<WireServer[]> {

@@ -36,14 +36,14 @@ import {
 export interface RetryOptions {
   /** How long a write may be retried before its outcome is reported unknown, in milliseconds. Default 15000. */
   retryDeadlineMs: number;
-  /** First pause between attempts, doubled up to maxBackoffMs, in milliseconds. Defaults 10 and 250. */
+  /** First pause between attempts, doubled up to maxBackoffMs, in milliseconds. Defaults 10 and 100. */
   initialBackoffMs: number;
   maxBackoffMs: number;
   /** A request unanswered this long ends the attempt (a leader that stopped answering), in milliseconds. Default 5000. */
   attemptTimeoutMs: number;
 }
 
-export const DEFAULT_RETRY: RetryOptions = { retryDeadlineMs: 15_000, initialBackoffMs: 10, maxBackoffMs: 250, attemptTimeoutMs: 5000 };
+export const DEFAULT_RETRY: RetryOptions = { retryDeadlineMs: 15_000, initialBackoffMs: 10, maxBackoffMs: 100, attemptTimeoutMs: 5000 };
 
 export interface IdempotentProducerOptions extends RetryOptions {
   /** Batches written and not yet answered, at most (the leader remembers 1024 per producer). Default 256. */

@@ -40,11 +40,15 @@ export function encodeSequenced(producerId: number, sequence: number, value: Uin
 
 export function decodeProducerHeader(data: Uint8Array): { producerId: number; sequence: number } {
   assert(data.length >= SEQUENCED_HEADER_BYTES, `a Sequenced entry of ${data.length} bytes has no producer header`);
-  const view = Buffer.from(data.buffer, data.byteOffset, SEQUENCED_HEADER_BYTES);
-  return {
-    producerId: view.readUInt32LE(0) + view.readUInt32LE(4) * TWO_POW_32,
-    sequence: view.readUInt32LE(8) + view.readUInt32LE(12) * TWO_POW_32,
-  };
+  return { producerId: readUint64(data, 0), sequence: readUint64(data, 8) };
+}
+
+function readUint32(data: Uint8Array, at: number): number {
+  return (data[at]! | (data[at + 1]! << 8) | (data[at + 2]! << 16)) + data[at + 3]! * 0x100_0000;
+}
+
+function readUint64(data: Uint8Array, at: number): number {
+  return readUint32(data, at) + readUint32(data, at + 4) * TWO_POW_32;
 }
 
 export interface ProducerWindow {

@@ -337,7 +337,8 @@ export class ReplicatedLog implements StateMachine<number> {
   async appendSequenced(records: RecordInput[], producerId: number, firstSequence: number): Promise<SequencedResult> {
     if (this.closed) throw new ClosedError('the replicated log is closed');
     assert(records.length > 0, 'appendSequenced of no records');
-    const term = await this.leaderReady();
+    const status = this.raft.status();
+    const term = status.role === Role.Leader && status.term === this.leaderReadyTerm ? status.term : await this.leaderReady();
     const count = records.length;
     let flight = this.producersInFlight.get(producerId);
     if (flight !== undefined && flight.term !== term) {

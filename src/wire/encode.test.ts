@@ -6,9 +6,9 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ConsumeResponse, ProduceBatchRequest, ProduceRequest, ProduceResponse, type Record as WireRecord } from '../gen/log/v1/log.js';
+import { ConsumeResponse, ProduceBatchRequest, ProduceBatchResponse, ProduceRequest, ProduceResponse, type Record as WireRecord } from '../gen/log/v1/log.js';
 import { Prng } from '../util/index.js';
-import { encodeConsumeResponse, encodeProduceBatchRequest, encodeProduceRequest, encodeProduceResponse } from './encode.js';
+import { encodeConsumeResponse, encodeProduceBatchRequest, encodeProduceBatchResponse, encodeProduceRequest, encodeProduceResponse } from './encode.js';
 
 const EDGE_NUMBERS = [0, 1, 127, 128, 16383, 16384, 2 ** 31 - 1, 2 ** 31, 2 ** 32 - 1, 2 ** 32, 2 ** 53 - 1];
 const EDGE_LENGTHS = [0, 1, 127, 128, 300, 16383, 16384, 70_000];
@@ -43,6 +43,8 @@ describe('wire encoders', () => {
       const consume = { record: prng.chance(0.5) ? record : undefined, records };
       assert.deepEqual(encodeConsumeResponse(consume), generated(ConsumeResponse.encode(consume).finish()));
       assert.deepEqual(ConsumeResponse.decode(encodeConsumeResponse(consume)), consume);
+      const batchAnswer = { firstOffset: record.offset, lastOffset: record.term, count: record.type, duplicate: prng.chance(0.5) };
+      assert.deepEqual(encodeProduceBatchResponse(batchAnswer), generated(ProduceBatchResponse.encode(batchAnswer).finish()));
       const answer = { offset: record.offset };
       assert.deepEqual(encodeProduceResponse(answer), generated(ProduceResponse.encode(answer).finish()));
     }
