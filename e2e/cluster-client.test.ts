@@ -3,8 +3,8 @@
 // with kill -9 twice (and restarted each time): every record is in the log exactly once, in the
 // producer's order, and every acknowledged offset holds its record on every node. Reads spread
 // over the followers (counted by each node's annal_rpc_server_requests_total) and, once a follower
-// is killed, stop going to it. The CLI with `--addr a,b,c` produces and consumes with any one node
-// down. Method: processes on 127.0.0.1 with port 0, waits on the cluster's answers, bounded loops.
+// is killed, stop going to it. The CLI with `--addr a,b,c` produces and consumes with the leader
+// down and with a follower down. Method: processes on 127.0.0.1 with port 0, waits on the cluster's answers, bounded loops.
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -189,13 +189,17 @@ describe('the annal:// client', () => {
     }
   });
 
-  it('CLI produce and consume with --addr a,b,c work with any one node down', async () => {
+  it('CLI produce and consume with --addr a,b,c work with the leader or a follower down', async () => {
     const members = await startCluster('z');
     const tls = ['--ca-file', certs.files.caCert, '--cert-file', certs.files.rootClientCert, '--key-file', certs.files.rootClientKey];
     const addr = members.map((m) => m.rpcAddr).join(',');
     try {
       let produced = 0;
-      for (const down of members) {
+      // The two kinds of member: the leader (writes must find the next one) and a follower.
+      const leaderAddr = leaderOf(await waitForServers(members[0]!, certs.root, votersWithLeader(3))).rpcAddr;
+      const leader = members.find((m) => m.rpcAddr === leaderAddr)!;
+      const follower = members.find((m) => m !== leader)!;
+      for (const down of [leader, follower]) {
         await kill(down);
         const result = await runCli(['produce', '--addr', addr, ...tls], { input: `down-${down.name}-a\ndown-${down.name}-b\n`, timeoutMs: 30_000 });
         assert.equal(result.code, 0, `produce with ${down.name} down: ${result.stderr}`);

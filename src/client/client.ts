@@ -195,7 +195,7 @@ export class AnnalClient {
   /** Appends one record; resolves with its offset once the server acknowledged it. */
   produce(value: Uint8Array): Promise<number> {
     if (this.discovery !== undefined) {
-      this.sharedProducer ??= this.newProducer();
+      this.sharedProducer ??= this.newProducer('independent');
       return this.sharedProducer.send([value]).then(({ firstOffset }) => firstOffset);
     }
     return new Promise((resolve, reject) => {
@@ -260,10 +260,10 @@ export class AnnalClient {
     });
   }
 
-  private newProducer(): IdempotentProducer {
+  private newProducer(onRefusal: 'stream' | 'independent' = 'stream'): IdempotentProducer {
     const producer = new IdempotentProducer(
       () => this.raw.produceBatch(routeMetadata('write')),
-      { ...this.retry, maxInFlightBatches: 256 },
+      { ...this.retry, maxInFlightBatches: 256, onRefusal },
       () => this.discovery?.refresh(),
     );
     this.producers.add(producer);

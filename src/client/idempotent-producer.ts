@@ -10,7 +10,7 @@
  * - Offsets follow send order, each record is appended at most once, and a send resolves only
  *   with offsets the leader acknowledged (committed).
  * - A send rejects with the server's error when the server refused it without appending it
- *   (a bad record, no permission); later batches continue, renumbered.
+ *   (a bad record, no permission); later batches then fail too, or continue renumbered (onRefusal).
  * - When a batch has no answer `retryDeadlineMs` after it was first sent, it rejects with
  *   OutcomeUnknownError, and so does every batch sent after it: each may or may not be in the
  *   log. The producer then continues under a new producer id.
@@ -48,6 +48,13 @@ export const DEFAULT_RETRY: RetryOptions = { retryDeadlineMs: 15_000, initialBac
 export interface IdempotentProducerOptions extends RetryOptions {
   /** Batches written and not yet answered, at most (the leader remembers 1024 per producer). Default 256. */
   maxInFlightBatches: number;
+  /**
+   * What a batch the server refuses for good (a bad record, no permission) does to the others:
+   * `stream` fails the producer, so that every later send rejects with the same error, as a
+   * ProduceStream call does (nothing after a bad record is appended); `independent` rejects that
+   * batch only and the later ones take its sequences (unary produce calls).
+   */
+  onRefusal: 'stream' | 'independent';
 }
 
 interface Batch {
@@ -91,6 +98,8 @@ export class IdempotentProducer {
   private retryTimer: NodeJS.Timeout | undefined;
   private watchdog: NodeJS.Timeout | undefined;
   private closed = false;
+  /** Set when a refusal failed the producer (onRefusal 'stream'): every send rejects with it. */
+  private failure: AnnalError | undefined;
   private idleWaiters: (() => void)[] = [];
   /** Attempts (streams opened) so far; for tests and metrics. */
   attempts = 0;
@@ -112,6 +121,7 @@ export class IdempotentProducer {
 
   send(values: readonly Uint8Array[]): Promise<{ firstOffset: number; lastOffset: number }> {
     assert(values.length > 0, 'a batch needs at least one record');
+    if (this.failure !== undefined) return Promise.reject(this.failure);
     if (this.closed) return Promise.reject(new UnavailableError('the producer is closed'));
     return new Promise((resolve, reject) => {
       this.batches.push({ values, firstSequence: this.nextSequence, deadlineMs: undefined, sentAtMs: 0, resolve, reject });
@@ -207,6 +217,10 @@ export class IdempotentProducer {
     if (head === undefined) return;
     if (error instanceof OutOfOrderSequenceError && error.producerId === this.producerId) {
       this.onOutOfOrder(head, error);
+    } else if (refusedForGood(error) && this.options.onRefusal === 'stream') {
+      this.failure = error;
+      this.failAll(() => error);
+      return;
     } else if (refusedForGood(error)) {
       // The head was refused and nothing after it was started: the later batches take its sequences.
       this.batches.shift();
