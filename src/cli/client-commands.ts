@@ -89,9 +89,6 @@ async function withClient(given: ClientFlags, run: (client: AnnalClient) => Prom
     try {
       await run(client);
       return;
-    } catch (error) {
-      if (error instanceof UnavailableError) throw new UnavailableError(`no member of ${list} is available: ${error.message}`, { cause: error });
-      throw error;
     } finally {
       client.close();
     }

@@ -265,6 +265,7 @@ export class AnnalClient {
       () => this.raw.produceBatch(routeMetadata('write')),
       { ...this.retry, maxInFlightBatches: 256, onRefusal },
       () => this.discovery?.refresh(),
+      () => this.discovery?.refusedBy,
     );
     this.producers.add(producer);
     return producer;
@@ -338,7 +339,10 @@ export class AnnalClient {
         }
         return;
       } catch (error) {
-        if (this.discovery === undefined || options.signal?.aborted === true || !retryable(error) || Date.now() - progressAtMs > this.retry.retryDeadlineMs) throw error;
+        if (this.discovery === undefined || options.signal?.aborted === true) throw error;
+        const refused = error instanceof UnavailableError ? this.discovery.refusedBy : undefined;
+        if (refused !== undefined) throw refused;
+        if (!retryable(error) || Date.now() - progressAtMs > this.retry.retryDeadlineMs) throw error;
         this.discovery.refresh();
         await sleep(backoffMs);
         backoffMs = Math.min(backoffMs * 2, this.retry.maxBackoffMs);
@@ -375,7 +379,11 @@ export class AnnalClient {
   }
 
   /** Every gossip member the node knows (itself included), sorted by name; empty without membership. */
-  async getMembers(): Promise<MemberInfo[]> {
+  getMembers(): Promise<MemberInfo[]> {
+    return this.retried(() => this.getMembersOnce());
+  }
+
+  private async getMembersOnce(): Promise<MemberInfo[]> {
     // The Admin client rides on the Log client's channel (one connection, its credentials; the
     // address and credentials given here are ignored with channelOverride).
     this.admin ??= new AdminClient(this.raw.getChannel().getTarget(), credentials.createInsecure(), { channelOverride: this.raw.getChannel() });
@@ -409,7 +417,10 @@ export class AnnalClient {
       try {
         return await call();
       } catch (error) {
-        if (this.discovery === undefined || !retryable(error) || Date.now() + backoffMs > deadlineMs) throw error;
+        if (this.discovery === undefined) throw error;
+        const refused = error instanceof UnavailableError ? this.discovery.refusedBy : undefined;
+        if (refused !== undefined) throw refused;
+        if (!retryable(error) || Date.now() + backoffMs > deadlineMs) throw error;
         this.discovery.refresh();
         await sleep(backoffMs);
         backoffMs = Math.min(backoffMs * 2, this.retry.maxBackoffMs);

@@ -15,15 +15,14 @@ import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import {
   experimental,
-  Metadata,
   status as Status,
   type ChannelCredentials,
   type ChannelOptions,
 } from '@grpc/grpc-js';
 import { LogClient, type Server as WireServer } from '../gen/log/v1/log.js';
 import { errorFromStatus } from '../wire/index.js';
-import { InvalidArgumentError } from '../util/index.js';
-import { registerRoutePolicy, ROUTE_POLICY, routeMetadata, type RouteConfigJson } from './route-balancer.js';
+import { InvalidArgumentError, PermissionDeniedError, UnauthenticatedError, UnavailableError, type AnnalError } from '../util/index.js';
+import { notSentMetadata, registerRoutePolicy, ROUTE_POLICY, routeMetadata, type RouteConfigJson } from './route-balancer.js';
 
 export const CLUSTER_SCHEME = 'annal';
 /** Channel option naming the Discovery of the channel's client in the registry. */
@@ -78,6 +77,7 @@ export class Discovery {
   private last: ClusterView | undefined;
   private readonly resolvers = new Set<AnnalResolver>();
   private closed = false;
+  private refusal: AnnalError | undefined;
 
   constructor(readonly options: DiscoveryOptions) {
     registerClusterResolver();
@@ -86,6 +86,17 @@ export class Discovery {
 
   get view(): ClusterView | undefined {
     return this.last;
+  }
+
+  /**
+   * Set while the last discovery found no member willing to answer this client (its certificate
+   * is not allowed, or not accepted), or while no member has ever answered (a wrong address, TLS
+   * against a plaintext node or the reverse): the reason its calls fail, which grpc-js can only
+   * report as UNAVAILABLE ("no member answered") at the pick. Calls fail with it at once instead
+   * of being retried. Once a member has answered, an unreachable cluster is waited for (retried).
+   */
+  get refusedBy(): AnnalError | undefined {
+    return this.refusal;
   }
 
   /** Asks every resolver of this client to refresh now (a call found no leader, or the wrong one). */
@@ -110,8 +121,13 @@ export class Discovery {
       const done = (): void => {
         if (settled || --pending > 0) return;
         settled = true;
-        if (leaderless !== undefined) resolve((this.last = leaderless));
-        else reject(lastError);
+        if (leaderless !== undefined) {
+          this.refusal = undefined;
+          resolve((this.last = leaderless));
+        } else {
+          this.refusal = refusalOf(lastError, this.last === undefined, this.options.seeds);
+          reject(lastError);
+        }
       };
       for (const address of addresses) {
         this.getServers(address).then(
@@ -119,6 +135,7 @@ export class Discovery {
             if (servers.length === 0) lastError = new Error(`${address} reported no servers`);
             else if (!settled && servers.some((server) => server.isLeader)) {
               settled = true;
+              this.refusal = undefined;
               resolve((this.last = { servers, from: address }));
             } else leaderless ??= { servers, from: address };
             done();
@@ -160,6 +177,13 @@ export class Discovery {
     for (const client of this.clients.values()) client.close();
     this.clients.clear();
   }
+}
+
+function refusalOf(error: unknown, neverAnswered: boolean, seeds: string[]): AnnalError | undefined {
+  if (error instanceof PermissionDeniedError || error instanceof UnauthenticatedError) return error;
+  if (!neverAnswered) return undefined;
+  const reason = error instanceof Error ? error.message : String(error);
+  return new UnavailableError(`no member of ${seeds.join(',')} answered: ${reason}`, { cause: error });
 }
 
 /** The resolved members: endpoints (IP addresses) and the policy configuration naming the leader. */
@@ -249,7 +273,7 @@ class AnnalResolver implements experimental.Resolver {
   private report(error: unknown): void {
     if (this.destroyed) return;
     const details = `no member of ${experimental.uriToString(this.target)} answered GetServers: ${error instanceof Error ? error.message : String(error)}`;
-    this.listener(experimental.statusOrFromError({ code: Status.UNAVAILABLE, details, metadata: new Metadata() }), {}, null, details);
+    this.listener(experimental.statusOrFromError({ code: Status.UNAVAILABLE, details, metadata: notSentMetadata() }), {}, null, details);
   }
 
   private schedule(): void {

@@ -13,12 +13,15 @@
  *   (a bad record, no permission); later batches then fail too, or continue renumbered (onRefusal).
  * - When a batch has no answer `retryDeadlineMs` after it was first sent, it rejects with
  *   OutcomeUnknownError, and so does every batch sent after it: each may or may not be in the
- *   log. The producer then continues under a new producer id.
+ *   log (a batch whose every attempt failed at the pick, before reaching any server, rejects with
+ *   UnavailableError instead: it was not appended). The producer then continues under a new
+ *   producer id.
  */
 import { randomBytes } from 'node:crypto';
 import type { ClientDuplexStream, ServiceError } from '@grpc/grpc-js';
 import type { ProduceBatchRequest, ProduceBatchResponse, Record as WireRecord } from '../gen/log/v1/log.js';
 import { errorFromStatus } from '../wire/index.js';
+import { neverSent } from './route-balancer.js';
 import {
   AnnalError,
   assert,
@@ -63,6 +66,8 @@ interface Batch {
   /** Set when first written: the batch's outcome must be known by then. */
   deadlineMs: number | undefined;
   sentAtMs: number;
+  /** An attempt that carried it failed in a way that does not prove it never reached a server. */
+  maybeSent: boolean;
   resolve: (offsets: { firstOffset: number; lastOffset: number }) => void;
   reject: (error: Error) => void;
 }
@@ -109,6 +114,8 @@ export class IdempotentProducer {
     private readonly options: IdempotentProducerOptions,
     /** Called before a retry: the cluster view may be stale. */
     private readonly onRetry: () => void,
+    /** Why calls that never left the client failed, when that is for good (the cluster refuses this client). */
+    private readonly refusedBy: () => AnnalError | undefined = () => undefined,
   ) {
     assert(options.maxInFlightBatches >= 1 && options.maxInFlightBatches <= 1024, 'maxInFlightBatches must be in 1..1024');
     this.backoffMs = options.initialBackoffMs;
@@ -124,7 +131,7 @@ export class IdempotentProducer {
     if (this.failure !== undefined) return Promise.reject(this.failure);
     if (this.closed) return Promise.reject(new UnavailableError('the producer is closed'));
     return new Promise((resolve, reject) => {
-      this.batches.push({ values, firstSequence: this.nextSequence, deadlineMs: undefined, sentAtMs: 0, resolve, reject });
+      this.batches.push({ values, firstSequence: this.nextSequence, deadlineMs: undefined, sentAtMs: 0, maybeSent: false, resolve, reject });
       this.nextSequence += values.length;
       this.pump();
     });
@@ -154,7 +161,7 @@ export class IdempotentProducer {
     clearTimeout(this.watchdog);
     this.stream?.cancel();
     this.stream = undefined;
-    this.failAll((batch) => (batch.deadlineMs !== undefined ? new OutcomeUnknownError('the producer was cancelled with the write unanswered') : new UnavailableError('the producer was cancelled')));
+    this.failAll((batch) => (batch.maybeSent || batch.sentAtMs > 0 ? new OutcomeUnknownError('the producer was cancelled with the write unanswered') : new UnavailableError('the producer was cancelled')));
   }
 
   private pump(): void {
@@ -179,7 +186,7 @@ export class IdempotentProducer {
       if (generation === this.generation) this.onResponse(response);
     });
     stream.on('error', (error: ServiceError) => {
-      if (generation === this.generation) this.onFailure(errorFromStatus(error, error));
+      if (generation === this.generation) this.onFailure(errorFromStatus(error, error), neverSent(error));
     });
     stream.on('end', () => {
       if (generation === this.generation && this.written > 0) this.onFailure(new UnavailableError('the server ended the stream before answering every request'));
@@ -206,7 +213,10 @@ export class IdempotentProducer {
   }
 
   /** The stream failed: everything written and unanswered is resent, after what the error says is done. */
-  private onFailure(error: AnnalError): void {
+  private onFailure(failure: AnnalError, notSent = false): void {
+    if (!notSent) for (let i = 0; i < this.written; i++) this.batches[i]!.maybeSent = true;
+    const refusal = notSent ? this.refusedBy() : undefined;
+    const error = refusal ?? failure;
     this.generation++;
     const stream = this.stream;
     this.stream = undefined;
@@ -217,11 +227,11 @@ export class IdempotentProducer {
     if (head === undefined) return;
     if (error instanceof OutOfOrderSequenceError && error.producerId === this.producerId) {
       this.onOutOfOrder(head, error);
-    } else if (refusedForGood(error) && this.options.onRefusal === 'stream') {
+    } else if ((refusal !== undefined || refusedForGood(error)) && this.options.onRefusal === 'stream') {
       this.failure = error;
       this.failAll(() => error);
       return;
-    } else if (refusedForGood(error)) {
+    } else if (refusal !== undefined || refusedForGood(error)) {
       // The head was refused and nothing after it was started: the later batches take its sequences.
       this.batches.shift();
       for (const batch of this.batches) batch.firstSequence -= head.values.length;
@@ -258,9 +268,9 @@ export class IdempotentProducer {
   private giveUp(cause: AnnalError): void {
     const deadline = this.options.retryDeadlineMs;
     this.failAll((batch) =>
-      batch.deadlineMs !== undefined
+      batch.maybeSent
         ? new OutcomeUnknownError(`no answer within ${deadline} ms of retries; the write may or may not be in the log (last error: ${cause.message})`, { cause })
-        : new UnavailableError(`not sent: an earlier write's outcome is unknown (${cause.message})`, { cause }),
+        : new UnavailableError(`not appended: no attempt reached a server within ${deadline} ms (${cause.message})`, { cause }),
     );
     this.producerId = newProducerId();
     this.nextSequence = 0;

@@ -30,6 +30,23 @@ type PickResult = experimental.PickResult;
 export const ROUTE_POLICY = 'annal_route';
 /** Call metadata naming a call's route. */
 export const ROUTE_METADATA_KEY = 'annal-route';
+/** Status metadata of a call this client failed before sending it anywhere (no member to pick). */
+export const NOT_SENT_METADATA_KEY = 'annal-not-sent';
+
+/** Metadata for a status that says the call never left the client. */
+export function notSentMetadata(): Metadata {
+  const metadata = new Metadata();
+  metadata.set(NOT_SENT_METADATA_KEY, '1');
+  return metadata;
+}
+
+/**
+ * Whether a failed call certainly never reached a server: failed at the pick, by this policy or
+ * the resolver (the marker above) or by grpc-js itself (no connection could be made).
+ */
+export function neverSent(status: { details: string; metadata?: Metadata | undefined }): boolean {
+  return (status.metadata?.get(NOT_SENT_METADATA_KEY).length ?? 0) > 0 || /^No connection established/.test(status.details);
+}
 export type Route = 'write' | 'read' | 'any';
 
 /** Metadata for a call on `route` (a fresh object: grpc-js takes ownership of a call's metadata). */
@@ -93,7 +110,7 @@ function failedPick(details: string): PickResult {
   return {
     pickResultType: experimental.PickResultType.TRANSIENT_FAILURE,
     subchannel: null,
-    status: { code: Status.UNAVAILABLE, details, metadata: new Metadata() },
+    status: { code: Status.UNAVAILABLE, details, metadata: notSentMetadata() },
     onCallStarted: null,
     onCallEnded: null,
   };
@@ -170,7 +187,7 @@ class RouteBalancer implements experimental.LoadBalancer {
       this.publish(ConnectivityState.CONNECTING, new experimental.QueuePicker(this), null);
     } else if (children.length > 0) {
       const message = `no member of the cluster is reachable; last error: ${this.lastError ?? 'none'}`;
-      this.publish(ConnectivityState.TRANSIENT_FAILURE, new experimental.UnavailablePicker({ details: message }), message);
+      this.publish(ConnectivityState.TRANSIENT_FAILURE, new experimental.UnavailablePicker({ details: message, metadata: notSentMetadata() }), message);
     } else {
       this.publish(ConnectivityState.IDLE, new experimental.QueuePicker(this), null);
     }

@@ -18,7 +18,6 @@ import {
   GetServersResponse,
   LogService,
   ProduceBatchRequest,
-  ProduceBatchResponse,
   ProduceRequest,
 } from '../gen/log/v1/log.js';
 import { decodeConsumeRequest, decodeProduceBatchRequestFast, decodeProduceRequestFast } from '../wire/index.js';
