@@ -95,7 +95,7 @@ export class IdempotentProducer {
   private nextSequence = 0;
   // Invariant: batches[0..written) are on the current stream (or were, before it failed), in
   // sequence order; batches[written..] wait. Sequences are consecutive over the whole queue.
-  private readonly batches: Batch[] = [];
+  private readonly batches = new Queue<Batch>();
   private written = 0;
   private stream: ClientDuplexStream<ProduceBatchRequest, ProduceBatchResponse> | undefined;
   private generation = 0;
@@ -106,8 +106,6 @@ export class IdempotentProducer {
   /** Set when a refusal failed the producer (onRefusal 'stream'): every send rejects with it. */
   private failure: AnnalError | undefined;
   private idleWaiters: (() => void)[] = [];
-  /** Attempts (streams opened) so far; for tests and metrics. */
-  attempts = 0;
 
   constructor(
     private readonly open: () => ClientDuplexStream<ProduceBatchRequest, ProduceBatchResponse>,
@@ -168,7 +166,7 @@ export class IdempotentProducer {
     if (this.retryTimer !== undefined) return;
     while (this.written < this.batches.length && this.written < this.options.maxInFlightBatches) {
       const stream = this.ensureStream();
-      const batch = this.batches[this.written++]!;
+      const batch = this.batches.at(this.written++)!;
       batch.sentAtMs = Date.now();
       batch.deadlineMs ??= batch.sentAtMs + this.options.retryDeadlineMs;
       stream.write({ records: batch.values.map(wireRecord), producerId: this.producerId, firstSequence: batch.firstSequence });
@@ -179,7 +177,6 @@ export class IdempotentProducer {
   private ensureStream(): ClientDuplexStream<ProduceBatchRequest, ProduceBatchResponse> {
     if (this.stream !== undefined) return this.stream;
     const generation = ++this.generation;
-    this.attempts++;
     const stream = this.open();
     this.stream = stream;
     stream.on('data', (response: ProduceBatchResponse) => {
@@ -195,7 +192,7 @@ export class IdempotentProducer {
   }
 
   private onResponse(response: ProduceBatchResponse): void {
-    const batch = this.batches[0];
+    const batch = this.batches.at(0);
     if (batch === undefined || this.written === 0) {
       this.onFailure(new UnavailableError('the server sent more responses than requests'));
       return;
@@ -214,7 +211,7 @@ export class IdempotentProducer {
 
   /** The stream failed: everything written and unanswered is resent, after what the error says is done. */
   private onFailure(failure: AnnalError, notSent = false): void {
-    if (!notSent) for (let i = 0; i < this.written; i++) this.batches[i]!.maybeSent = true;
+    if (!notSent) for (let i = 0; i < this.written; i++) this.batches.at(i)!.maybeSent = true;
     const refusal = notSent ? this.refusedBy() : undefined;
     const error = refusal ?? failure;
     this.generation++;
@@ -223,7 +220,7 @@ export class IdempotentProducer {
     stream?.cancel();
     clearTimeout(this.watchdog);
     this.written = 0;
-    const head = this.batches[0];
+    const head = this.batches.at(0);
     if (head === undefined) return;
     if (error instanceof OutOfOrderSequenceError && error.producerId === this.producerId) {
       this.onOutOfOrder(head, error);
@@ -234,7 +231,7 @@ export class IdempotentProducer {
     } else if (refusal !== undefined || refusedForGood(error)) {
       // The head was refused and nothing after it was started: the later batches take its sequences.
       this.batches.shift();
-      for (const batch of this.batches) batch.firstSequence -= head.values.length;
+      for (let i = 0; i < this.batches.length; i++) this.batches.at(i)!.firstSequence -= head.values.length;
       this.nextSequence -= head.values.length;
       head.reject(error);
     } else if (head.deadlineMs !== undefined && Date.now() >= head.deadlineMs) {
@@ -257,7 +254,7 @@ export class IdempotentProducer {
       first.reject = head.reject;
       second.resolve = (offsets) => head.resolve({ firstOffset: firstOffset ?? offsets.firstOffset - split, lastOffset: offsets.lastOffset });
       second.reject = head.reject;
-      this.batches.splice(0, 1, first, second);
+      this.batches.replaceFirst(first, second);
       return;
     }
     // The log and this producer disagree about what was acknowledged: nothing can be resent safely.
@@ -278,7 +275,7 @@ export class IdempotentProducer {
   }
 
   private failAll(errorFor: (batch: Batch) => Error): void {
-    const batches = this.batches.splice(0);
+    const batches = this.batches.takeAll();
     this.written = 0;
     for (const batch of batches) batch.reject(errorFor(batch));
     this.wakeIfIdle();
@@ -299,7 +296,7 @@ export class IdempotentProducer {
   private armWatchdog(): void {
     clearTimeout(this.watchdog);
     this.watchdog = undefined;
-    const head = this.batches[0];
+    const head = this.batches.at(0);
     if (head === undefined || this.written === 0) return;
     const generation = this.generation;
     this.watchdog = setTimeout(() => {
@@ -318,4 +315,51 @@ export class IdempotentProducer {
 
 function wireRecord(value: Uint8Array): WireRecord {
   return { value: value as Buffer, offset: 0, term: 0, type: 0 };
+}
+
+/** A FIFO with O(1) removal at the front (a producer may queue many batches behind its window). */
+class Queue<T> {
+  private items: T[] = [];
+  private head = 0;
+
+  get length(): number {
+    return this.items.length - this.head;
+  }
+
+  at(i: number): T | undefined {
+    return this.items[this.head + i];
+  }
+
+  push(item: T): void {
+    this.items.push(item);
+  }
+
+  shift(): T | undefined {
+    if (this.head >= this.items.length) return undefined;
+    const item = this.items[this.head];
+    this.items[this.head++] = undefined as T; // release it
+    if (this.head >= 1024 && this.head * 2 >= this.items.length) {
+      this.items = this.items.slice(this.head);
+      this.head = 0;
+    }
+    return item;
+  }
+
+  /** Replaces the first item with two. */
+  replaceFirst(first: T, second: T): void {
+    assert(this.length > 0, 'replaceFirst on an empty queue');
+    if (this.head > 0) {
+      this.items[this.head] = second;
+      this.items[--this.head] = first;
+    } else {
+      this.items.splice(0, 1, first, second);
+    }
+  }
+
+  takeAll(): T[] {
+    const all = this.items.slice(this.head);
+    this.items = [];
+    this.head = 0;
+    return all;
+  }
 }
