@@ -21,7 +21,7 @@ import {
 } from '@grpc/grpc-js';
 import { LogClient, type Server as WireServer } from '../gen/log/v1/log.js';
 import { errorFromStatus } from '../wire/index.js';
-import { InvalidArgumentError, PermissionDeniedError, UnauthenticatedError, UnavailableError, type AnnalError } from '../util/index.js';
+import { DeadlineExceededError, InvalidArgumentError, PermissionDeniedError, UnauthenticatedError, UnavailableError, type AnnalError } from '../util/index.js';
 import { notSentMetadata, registerRoutePolicy, ROUTE_POLICY, routeMetadata, type RouteConfigJson } from './route-balancer.js';
 
 export const CLUSTER_SCHEME = 'annal';
@@ -67,6 +67,9 @@ export interface ClusterView {
   from: string;
 }
 
+/** Deadline of a GetServers attempt before any member has answered. */
+const FIRST_CONTACT_TIMEOUT_MS = 5000;
+
 const registry = new Map<number, Discovery>();
 let nextDiscoveryId = 1;
 
@@ -93,7 +96,8 @@ export class Discovery {
    * is not allowed, or not accepted), or while no member has ever answered (a wrong address, TLS
    * against a plaintext node or the reverse): the reason its calls fail, which grpc-js can only
    * report as UNAVAILABLE ("no member answered") at the pick. Calls fail with it at once instead
-   * of being retried. Once a member has answered, an unreachable cluster is waited for (retried).
+   * of being retried. A member that timed out does not count as refusing (it may be slow), and
+   * once a member has answered, an unreachable cluster is waited for (retried).
    */
   get refusedBy(): AnnalError | undefined {
     return this.refusal;
@@ -117,6 +121,7 @@ export class Discovery {
       let pending = addresses.length;
       let leaderless: ClusterView | undefined;
       let lastError: unknown = new Error('no address to ask');
+      let timedOut = false;
       let settled = false;
       const done = (): void => {
         if (settled || --pending > 0) return;
@@ -125,7 +130,8 @@ export class Discovery {
           this.refusal = undefined;
           resolve((this.last = leaderless));
         } else {
-          this.refusal = refusalOf(lastError, this.last === undefined, this.options.seeds);
+          // A member that did not answer in time may be slow (a loaded machine, a TLS handshake), not absent.
+          this.refusal = refusalOf(lastError, this.last === undefined && !timedOut, this.options.seeds);
           reject(lastError);
         }
       };
@@ -142,6 +148,7 @@ export class Discovery {
           },
           (error: unknown) => {
             lastError = error;
+            if (error instanceof DeadlineExceededError) timedOut = true;
             done();
           },
         );
@@ -156,7 +163,8 @@ export class Discovery {
       client = new LogClient(address, this.options.credentials, { ...this.options.channelOptions, 'grpc.max_reconnect_backoff_ms': 1000 });
       this.clients.set(address, client);
     }
-    const deadline = Date.now() + (this.options.attemptTimeoutMs ?? 1000);
+    // The first contact includes the connection's TLS handshake: give it longer.
+    const deadline = Date.now() + (this.last === undefined ? FIRST_CONTACT_TIMEOUT_MS : (this.options.attemptTimeoutMs ?? 1000));
     const c = client;
     return new Promise((resolve, reject) => {
       c.getServers({}, routeMetadata('any'), { deadline }, (error, response) => (error ? reject(errorFromStatus(error, error)) : resolve(response.servers)));
