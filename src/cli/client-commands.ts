@@ -15,8 +15,10 @@ import { parseAddress, parseOffset, parseUint } from './options.js';
 import { UsageError } from './usage-error.js';
 
 interface ClientFlags {
-  /** One address or a comma-separated list (tried in order until one answers). */
+  /** One address or a comma-separated list: members of one cluster (any of them will do). */
   addr?: string;
+  /** Talk to the addresses one at a time, as plain nodes (no discovery, no routing, no retries). */
+  direct?: boolean;
   profile?: string;
   insecure?: boolean;
   caFile?: string;
@@ -37,7 +39,8 @@ const PRODUCE_WINDOW_RECORDS = 1024;
 
 function clientOptions(command: Command): Command {
   return command
-    .option('--addr <host:port>', "address of a node, or a comma-separated list tried in order (default 127.0.0.1:8400, or the profile's)", parseAddressCsv)
+    .option('--addr <host:port>', "address of a cluster member, or a comma-separated list of them (default 127.0.0.1:8400, or the profile's); the client finds the leader and the other members itself", parseAddressCsv)
+    .option('--direct', 'talk to the --addr nodes themselves, tried in order, without finding the cluster (no routing, no retries)')
     .option('--profile <file>', `client profile (YAML: addresses and certificate files; default ${DEFAULT_PROFILE} when it exists and no connection flag is given)`)
     .option('--insecure', 'connect without TLS (to a node started with --insecure)')
     .option('--ca-file <path>', 'CA certificate (PEM) to verify the node with')
@@ -78,7 +81,19 @@ async function withClient(given: ClientFlags, run: (client: AnnalClient) => Prom
   const connectionFlagGiven = [given.addr, given.insecure, given.caFile, given.certFile, given.keyFile].some((value) => value !== undefined);
   const profile = profileFor(given.profile, connectionFlagGiven);
   const flags: ClientFlags = profile === undefined ? given : { ...profileFlags(profile), json: given.json };
-  const addresses = (flags.addr ?? '127.0.0.1:8400').split(',');
+  const list = flags.addr ?? '127.0.0.1:8400';
+  if (given.direct !== true) {
+    // The cluster by any of its members: writes go to the leader, reads to a follower, and both
+    // are retried across a leader change or a member that is down (idempotent writes).
+    const client = new AnnalClient({ address: `annal://${list}`, security: security(flags) });
+    try {
+      await run(client);
+      return;
+    } finally {
+      client.close();
+    }
+  }
+  const addresses = list.split(',');
   for (const [i, address] of addresses.entries()) {
     const client = new AnnalClient({ address, security: security(flags) });
     try {

@@ -1,8 +1,8 @@
 /**
  * Goal: the client library's own behaviour: the batching producer sends a lone record after its
  * linger time, splits batches at maxBatchRecords and maxBatchBytes, bounds batches in flight and
- * rejects every record of a failed batch; a produce stream rejects sends after a failure; and an
- * unreachable node is an UnavailableError.
+ * rejects every record of a failed batch; a produce stream rejects sends after a failure; an
+ * unreachable node, or an annal:// cluster none of whose members answers, is an UnavailableError.
  * Method: a real node (test-node.ts) on 127.0.0.1; batch boundaries observed through the offsets
  * and through the server's ProduceBatch requests (counted by wrapping the real log's appendBatch).
  */
@@ -57,6 +57,20 @@ describe('AnnalClient', () => {
     await assert.rejects(client.produce(Buffer.from('x')), UnavailableError);
     await assert.rejects(client.getServers(), UnavailableError);
     client.close();
+  });
+
+  it('reports a cluster none of whose members was ever reached as UnavailableError at once, for writes too (not an unknown outcome)', async () => {
+    const client = new AnnalClient({ address: 'annal://127.0.0.1:1,127.0.0.1:2', security: { insecure: true } });
+    const startMs = Date.now();
+    await assert.rejects(client.produce(Buffer.from('x')), (error: unknown) => error instanceof UnavailableError && /no member of 127\.0\.0\.1:1,127\.0\.0\.1:2 answered/.test(error.message));
+    await assert.rejects(client.getServers(), UnavailableError);
+    assert.ok(Date.now() - startMs < 10_000, 'no retries until the deadline');
+    client.close();
+  });
+
+  it('refuses an annal:// address without a host:port', () => {
+    assert.throws(() => new AnnalClient({ address: 'annal://', security: { insecure: true } }), InvalidArgumentError);
+    assert.throws(() => new AnnalClient({ address: 'annal://host-without-port', security: { insecure: true } }), InvalidArgumentError);
   });
 
   it('rejects sends on a produce stream after it failed', async () => {

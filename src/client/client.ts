@@ -2,6 +2,14 @@
  * A typed client for `log.v1.Log`. Every failure is one of util/errors' classes (mapped from the
  * gRPC status by wire/status.ts), e.g. OffsetOutOfRangeError with the log's range.
  *
+ * Addresses: `annal://host:port[,host:port...]` names a cluster by any of its members. The client
+ * then learns the members and the leader (cluster-resolver.ts), sends writes to the leader and
+ * spreads reads over the followers (route-balancer.ts), and retries: every write goes through an
+ * idempotent producer (idempotent-producer.ts), so a write resent after a leader change or a lost
+ * connection is appended once, in order, and a write whose outcome stays unknown past the retry
+ * deadline fails with OutcomeUnknownError; reads and GetServers are retried on another member. A
+ * plain `host:port` talks to that one node, as proglog's client does, without retries.
+ *
  * - `produce(value)`: one unary call per record (simplest; one round trip and one fsync wait each).
  * - `produceStream()`: a pipelined ProduceStream; many records in flight share fsyncs.
  * - `produceBatch(values)`: many records in one ProduceBatch request (one fsync per batch).
@@ -25,14 +33,19 @@ import {
   LogClient,
   LogService,
   ProduceResponse,
-  type ProduceBatchRequest,
-  type ProduceBatchResponse, type Record as WireRecord, type Server as WireServer } from '../gen/log/v1/log.js';
+  ProduceBatchResponse,
+  type Record as WireRecord,
+  type Server as WireServer,
+} from '../gen/log/v1/log.js';
 import { AdminClient } from '../gen/annal/admin/v1/admin.js';
 import { errorFromStatus } from '../wire/index.js';
-import { decodeConsumeResponseFast, decodeProduceResponseFast } from '../wire/index.js';
+import { clusterSeeds, Discovery, DISCOVERY_OPTION } from './cluster-resolver.js';
+import { DEFAULT_RETRY, IdempotentProducer, type RetryOptions } from './idempotent-producer.js';
+import { routeMetadata, type Route } from './route-balancer.js';
+import { decodeConsumeResponseFast, decodeProduceBatchResponseFast, decodeProduceResponseFast } from '../wire/index.js';
 import { encodeProduceBatchRequest, encodeProduceRequest } from '../wire/index.js';
 import { createClientInterceptor } from '../telemetry/client.js';
-import { assert } from '../util/index.js';
+import { assert, ClosedError, LeadershipLostError, NotLeaderError, RaftBusyError, UnavailableError } from '../util/index.js';
 import { BatchingProducer, type BatchingProducerOptions } from './batching-producer.js';
 import { channelCredentials, type ClientSecurity } from './credentials.js';
 import { PipelinedStream } from './pending.js';
@@ -68,7 +81,7 @@ export interface MemberInfo {
 }
 
 export interface AnnalClientOptions {
-  /** `host:port` of a node. */
+  /** `annal://host:port[,host:port...]` (a cluster, by any of its members) or `host:port` (one node). */
   address: string;
   security: ClientSecurity;
   /** Deadline for unary calls, in milliseconds; 0 means none. Default 30 s. */
@@ -83,6 +96,10 @@ export interface AnnalClientOptions {
    * continue on the server.
    */
   interceptors?: Interceptor[];
+  /** Retries of an `annal://` client (see idempotent-producer.ts for what each bound means). */
+  retry?: Partial<RetryOptions>;
+  /** How often an `annal://` client refreshes its view of the cluster, in milliseconds. Default 2000. */
+  refreshIntervalMs?: number;
 }
 
 export interface ConsumeStreamOptions {
@@ -114,6 +131,10 @@ function decodeProduceResponse(bytes: Buffer): ProduceResponse {
   return decodeProduceResponseFast(bytes) ?? ProduceResponse.decode(bytes);
 }
 
+function decodeProduceBatchResponse(bytes: Buffer): ProduceBatchResponse {
+  return decodeProduceBatchResponseFast(bytes) ?? ProduceBatchResponse.decode(bytes);
+}
+
 function decodeConsumeResponse(bytes: Buffer): ConsumeResponse {
   return decodeConsumeResponseFast(bytes) ?? ConsumeResponse.decode(bytes);
 }
@@ -124,7 +145,7 @@ const FastLogClient = makeGenericClientConstructor(
     ...LogService,
     produce: { ...LogService.produce, requestSerialize: encodeProduceRequest, responseDeserialize: decodeProduceResponse },
     produceStream: { ...LogService.produceStream, requestSerialize: encodeProduceRequest, responseDeserialize: decodeProduceResponse },
-    produceBatch: { ...LogService.produceBatch, requestSerialize: encodeProduceBatchRequest },
+    produceBatch: { ...LogService.produceBatch, requestSerialize: encodeProduceBatchRequest, responseDeserialize: decodeProduceBatchResponse },
     consume: { ...LogService.consume, responseDeserialize: decodeConsumeResponse },
     consumeStream: { ...LogService.consumeStream, responseDeserialize: decodeConsumeResponse },
   },
@@ -135,22 +156,48 @@ export class AnnalClient {
   readonly raw: LogClient;
   private readonly callTimeoutMs: number;
   private admin: AdminClient | undefined;
+  /** Set for an `annal://` address: the cluster view that routes and retries use. */
+  private readonly discovery: Discovery | undefined;
+  private readonly retry: RetryOptions;
+  private sharedProducer: IdempotentProducer | undefined;
+  private readonly producers = new Set<IdempotentProducer>();
 
   constructor(options: AnnalClientOptions) {
     this.callTimeoutMs = options.callTimeoutMs ?? 30_000;
-    this.raw = new FastLogClient(options.address, channelCredentials(options.security), {
+    this.retry = { ...DEFAULT_RETRY, ...options.retry };
+    const credentials = channelCredentials(options.security);
+    const seeds = clusterSeeds(options.address);
+    if (seeds !== undefined) {
+      this.discovery = new Discovery({
+        seeds,
+        credentials,
+        ...(options.refreshIntervalMs !== undefined ? { refreshIntervalMs: options.refreshIntervalMs } : {}),
+        ...(options.channelOptions !== undefined ? { channelOptions: options.channelOptions } : {}),
+      });
+    }
+    this.raw = new FastLogClient(options.address, credentials, {
       'grpc.max_receive_message_length': options.maxResponseBytes ?? 64 * 1024 * 1024,
       'grpc.max_send_message_length': -1,
       // HTTP/2 receive window: the 64 KiB default stalls a ConsumeStream of 1 MiB batches on
       // window updates; 8 MiB keeps several batches on the wire (measured ~1.3x on loopback).
       'grpc-node.flow_control_window': 8 * 1024 * 1024,
       ...options.channelOptions,
+      ...(this.discovery !== undefined ? { [DISCOVERY_OPTION]: this.discovery.id } : {}),
       interceptors: options.interceptors ?? [createClientInterceptor({ tracer: trace.getTracer('annal.client') })],
     });
   }
 
+  /** Whether this client talks to a cluster (`annal://`): routed calls, idempotent retried writes. */
+  get clustered(): boolean {
+    return this.discovery !== undefined;
+  }
+
   /** Appends one record; resolves with its offset once the server acknowledged it. */
   produce(value: Uint8Array): Promise<number> {
+    if (this.discovery !== undefined) {
+      this.sharedProducer ??= this.newProducer('independent');
+      return this.sharedProducer.send([value]).then(({ firstOffset }) => firstOffset);
+    }
     return new Promise((resolve, reject) => {
       this.raw.produce(produceRequest(value), new Metadata(), this.unaryOptions(), (error, response) =>
         error ? reject(mapError(error)) : resolve(response.offset),
@@ -158,19 +205,78 @@ export class AnnalClient {
     });
   }
 
-  /** Opens a ProduceStream: `send(value)` writes immediately and resolves with the offset. */
+  /**
+   * Opens a pipelined produce stream: `send(value)` writes immediately and resolves with the
+   * offset. On an `annal://` client it is an idempotent producer of its own (its records keep
+   * their order across leader changes); on one node, a ProduceStream call.
+   */
   produceStream(): ProduceStreamHandle {
-    return new ProduceStreamHandle(new PipelinedStream(this.raw.produceStream(), (response) => response.offset));
+    if (this.discovery !== undefined) {
+      const producer = this.newProducer();
+      return new ProduceStreamHandle({
+        get inFlight() {
+          return producer.inFlight;
+        },
+        send: (value) => producer.send([value]).then(({ firstOffset }) => firstOffset),
+        close: () => this.closeProducer(producer),
+        cancel: () => producer.cancel(),
+      });
+    }
+    const stream = new PipelinedStream(this.raw.produceStream(), (response: ProduceResponse) => response.offset);
+    return new ProduceStreamHandle({
+      get inFlight() {
+        return stream.inFlight;
+      },
+      send: (value) => stream.send(produceRequest(value)),
+      close: () => stream.close(),
+      cancel: () => stream.cancel(),
+    });
   }
 
-  /** Opens a ProduceBatch stream: `send(values)` resolves with the batch's offsets. */
+  /** Opens a ProduceBatch stream: `send(values)` resolves with the batch's offsets (an idempotent producer on `annal://`). */
   produceBatchStream(): ProduceBatchHandle {
-    return new ProduceBatchHandle(
-      new PipelinedStream(this.raw.produceBatch(), (response) => ({
-        firstOffset: response.firstOffset,
-        lastOffset: response.lastOffset,
-      })),
+    if (this.discovery !== undefined) {
+      const producer = this.newProducer();
+      return new ProduceBatchHandle({
+        get inFlight() {
+          return producer.inFlight;
+        },
+        send: (values) => producer.send(values),
+        close: () => this.closeProducer(producer),
+        cancel: () => producer.cancel(),
+      });
+    }
+    const stream = new PipelinedStream(this.raw.produceBatch(), (response: ProduceBatchResponse) => ({
+      firstOffset: response.firstOffset,
+      lastOffset: response.lastOffset,
+    }));
+    return new ProduceBatchHandle({
+      get inFlight() {
+        return stream.inFlight;
+      },
+      send: (values) => stream.send({ records: values.map(wireRecord), producerId: 0, firstSequence: 0 }),
+      close: () => stream.close(),
+      cancel: () => stream.cancel(),
+    });
+  }
+
+  private newProducer(onRefusal: 'stream' | 'independent' = 'stream'): IdempotentProducer {
+    const producer = new IdempotentProducer(
+      () => this.raw.produceBatch(routeMetadata('write')),
+      { ...this.retry, maxInFlightBatches: 256, onRefusal },
+      () => this.discovery?.refresh(),
+      () => this.discovery?.refusedBy,
     );
+    this.producers.add(producer);
+    return producer;
+  }
+
+  private async closeProducer(producer: IdempotentProducer): Promise<void> {
+    try {
+      await producer.close();
+    } finally {
+      this.producers.delete(producer);
+    }
   }
 
   /** Appends `values` as one batch on a one-shot ProduceBatch call. */
@@ -195,14 +301,15 @@ export class AnnalClient {
    * acknowledged before the call (ReadIndex through the leader).
    */
   consume(offset: number | bigint, options: { linearizable?: boolean } = {}): Promise<ConsumedRecord> {
-    return new Promise((resolve, reject) => {
-      const request = { offset: wireOffset(offset), maxBatch: 0, stopAtEnd: false, linearizable: options.linearizable ?? false };
-      this.raw.consume(request, new Metadata(), this.unaryOptions(), (error, response) => {
+    const linearizable = options.linearizable ?? false;
+    return this.retried(() => new Promise((resolve, reject) => {
+      const request = { offset: wireOffset(offset), maxBatch: 0, stopAtEnd: false, linearizable };
+      this.raw.consume(request, this.metadata(linearizable ? 'any' : 'read'), this.unaryOptions(), (error, response) => {
         if (error) reject(mapError(error));
         else if (response.record === undefined) reject(mapError({ code: Status.INTERNAL, details: 'Consume response has no record' }));
         else resolve(response.record);
       });
-    });
+    }));
   }
 
   /** Records from `from` on, one at a time; tails the log unless `follow` is false. */
@@ -210,11 +317,44 @@ export class AnnalClient {
     for await (const batch of this.consumeBatches(from, options)) yield* batch;
   }
 
-  /** Like consumeStream, but yields each response's records together (cheaper per record). */
+  /**
+   * Like consumeStream, but yields each response's records together (cheaper per record). On an
+   * `annal://` client a stream that fails with a retryable error resumes on another member from
+   * the next offset, as long as it makes progress within the retry deadline.
+   */
   async *consumeBatches(from: number | bigint, options: ConsumeStreamOptions = {}): AsyncGenerator<ConsumedRecord[]> {
+    let next = from;
+    let backoffMs = this.retry.initialBackoffMs;
+    let progressAtMs = Date.now();
+    for (;;) {
+      try {
+        for await (const batch of this.consumeBatchesOnce(next, options)) {
+          const last = batch[batch.length - 1];
+          if (last !== undefined) {
+            next = last.offset + 1;
+            progressAtMs = Date.now();
+            backoffMs = this.retry.initialBackoffMs;
+          }
+          yield batch;
+        }
+        return;
+      } catch (error) {
+        if (this.discovery === undefined || options.signal?.aborted === true) throw error;
+        const refused = error instanceof UnavailableError ? this.discovery.refusedBy : undefined;
+        if (refused !== undefined) throw refused;
+        if (!retryable(error) || Date.now() - progressAtMs > this.retry.retryDeadlineMs) throw error;
+        this.discovery.refresh();
+        await sleep(backoffMs);
+        backoffMs = Math.min(backoffMs * 2, this.retry.maxBackoffMs);
+      }
+    }
+  }
+
+  private async *consumeBatchesOnce(from: number | bigint, options: ConsumeStreamOptions): AsyncGenerator<ConsumedRecord[]> {
     const { signal, maxBatch = 0, follow = true, linearizable = false } = options;
     signal?.throwIfAborted();
-    const call = this.raw.consumeStream({ offset: wireOffset(from), maxBatch, stopAtEnd: !follow, linearizable });
+    const request = { offset: wireOffset(from), maxBatch, stopAtEnd: !follow, linearizable };
+    const call = this.discovery !== undefined ? this.raw.consumeStream(request, this.metadata(linearizable ? 'any' : 'read')) : this.raw.consumeStream(request);
     const onAbort = (): void => call.cancel();
     signal?.addEventListener('abort', onAbort, { once: true });
     try {
@@ -231,28 +371,61 @@ export class AnnalClient {
   }
 
   async getServers(): Promise<ServerInfo[]> {
-    return new Promise((resolve, reject) => {
-      this.raw.getServers({}, new Metadata(), this.unaryOptions(), (error, response) =>
+    return this.retried(() => new Promise((resolve, reject) => {
+      this.raw.getServers({}, this.metadata('any'), this.unaryOptions(), (error, response) =>
         error ? reject(mapError(error)) : resolve(response.servers.map(toServerInfo)),
       );
-    });
+    }));
   }
 
   /** Every gossip member the node knows (itself included), sorted by name; empty without membership. */
-  async getMembers(): Promise<MemberInfo[]> {
+  getMembers(): Promise<MemberInfo[]> {
+    return this.retried(() => this.getMembersOnce());
+  }
+
+  private async getMembersOnce(): Promise<MemberInfo[]> {
     // The Admin client rides on the Log client's channel (one connection, its credentials; the
     // address and credentials given here are ignored with channelOverride).
     this.admin ??= new AdminClient(this.raw.getChannel().getTarget(), credentials.createInsecure(), { channelOverride: this.raw.getChannel() });
     const admin = this.admin;
     return new Promise((resolve, reject) => {
-      admin.getMembers({}, new Metadata(), this.unaryOptions(), (error, response) =>
+      admin.getMembers({}, this.metadata('any'), this.unaryOptions(), (error, response) =>
         error ? reject(mapError(error)) : resolve(response.members.map((m) => ({ name: m.name, addr: m.addr, status: m.status, tags: { ...m.tags } }))),
       );
     });
   }
 
+  /** Closes the channel; producers still open are cancelled (their unanswered writes reject). */
   close(): void {
+    for (const producer of this.producers) producer.cancel();
+    this.producers.clear();
+    this.sharedProducer?.cancel();
+    this.discovery?.close();
     this.raw.close();
+  }
+
+  /** Call metadata: the route on an `annal://` client (the picker reads it), empty otherwise. */
+  private metadata(route: Route): Metadata {
+    return this.discovery !== undefined ? routeMetadata(route) : new Metadata();
+  }
+
+  /** Runs an idempotent call, retrying it on another member (annal:// only) while the error says nothing was done. */
+  private async retried<T>(call: () => Promise<T>): Promise<T> {
+    const deadlineMs = Date.now() + this.retry.retryDeadlineMs;
+    let backoffMs = this.retry.initialBackoffMs;
+    for (;;) {
+      try {
+        return await call();
+      } catch (error) {
+        if (this.discovery === undefined) throw error;
+        const refused = error instanceof UnavailableError ? this.discovery.refusedBy : undefined;
+        if (refused !== undefined) throw refused;
+        if (!retryable(error) || Date.now() + backoffMs > deadlineMs) throw error;
+        this.discovery.refresh();
+        await sleep(backoffMs);
+        backoffMs = Math.min(backoffMs * 2, this.retry.maxBackoffMs);
+      }
+    }
   }
 
   private unaryOptions(): Partial<CallOptions> {
@@ -265,8 +438,16 @@ export class AnnalClient {
  * without bound should keep its own window (e.g. wait for older sends when `inFlight` is large);
  * the server answers in order and pauses reading beyond its own in-flight limit.
  */
+/** What a produce handle writes through: a ProduceStream/ProduceBatch call, or an idempotent producer. */
+interface Sink<Input, Result> {
+  readonly inFlight: number;
+  send(input: Input): Promise<Result>;
+  close(): Promise<void>;
+  cancel(): void;
+}
+
 export class ProduceStreamHandle {
-  constructor(private readonly stream: PipelinedStream<ReturnType<typeof produceRequest>, { offset: number }, number>) {}
+  constructor(private readonly stream: Sink<Uint8Array, number>) {}
 
   /** Records sent and not yet acknowledged. */
   get inFlight(): number {
@@ -275,7 +456,7 @@ export class ProduceStreamHandle {
 
   /** Sends one record without waiting for earlier ones; resolves with its offset. */
   send(value: Uint8Array): Promise<number> {
-    return this.stream.send(produceRequest(value));
+    return this.stream.send(value);
   }
 
   /** Ends the stream after every sent record is acknowledged. */
@@ -290,9 +471,7 @@ export class ProduceStreamHandle {
 
 /** A pipelined ProduceBatch stream. */
 export class ProduceBatchHandle {
-  constructor(
-    private readonly stream: PipelinedStream<ProduceBatchRequest, ProduceBatchResponse, ProduceBatchResult>,
-  ) {}
+  constructor(private readonly stream: Sink<readonly Uint8Array[], ProduceBatchResult>) {}
 
   get inFlight(): number {
     return this.stream.inFlight;
@@ -300,7 +479,7 @@ export class ProduceBatchHandle {
 
   send(values: readonly Uint8Array[]): Promise<ProduceBatchResult> {
     assert(values.length > 0, 'a batch needs at least one record');
-    return this.stream.send({ records: values.map(wireRecord) });
+    return this.stream.send(values);
   }
 
   close(): Promise<void> {
@@ -318,6 +497,15 @@ function wireRecord(value: Uint8Array): WireRecord {
 
 function produceRequest(value: Uint8Array): { record: WireRecord } {
   return { record: wireRecord(value) };
+}
+
+/** Errors after which an idempotent call may be sent again, to this member or another. */
+function retryable(error: unknown): boolean {
+  return error instanceof UnavailableError || error instanceof NotLeaderError || error instanceof LeadershipLostError || error instanceof RaftBusyError || error instanceof ClosedError;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 function recordsOf(response: ConsumeResponse): ConsumedRecord[] {

@@ -29,12 +29,12 @@ import type { RequestResult } from './raft.js';
 import { RawNode, type Ready, type Status } from './raw-node.js';
 import type { Storage } from './storage.js';
 import type { Transport } from './transport.js';
-import { EntryType, Role, type ClusterConfig, type ConfigChange, type Entry, type HardState, type Message, type NodeId, type Snapshot } from './types.js';
+import { EntryType, isUserEntry, Role, type ClusterConfig, type ConfigChange, type Entry, type HardState, type Message, type NodeId, type Snapshot } from './types.js';
 
 /** The application's replicated state machine. */
 export interface StateMachine<Result> {
   /** Applies one committed entry. Must be deterministic: every replica computes the same result. */
-  apply(entry: { readonly index: number; readonly data: Uint8Array }): Result;
+  apply(entry: { readonly index: number; readonly type: EntryType; readonly data: Uint8Array }): Result;
   /**
    * Applies one committed application control entry (EntryType.Control), in log order with the
    * normal ones. Optional: without it control entries are only replicated.
@@ -181,7 +181,7 @@ export class RaftNode<Result> {
    */
   proposeBatch(
     datas: readonly Uint8Array[],
-    options: { timeoutMs?: number } = {},
+    options: { timeoutMs?: number; type?: EntryType } = {},
   ): Promise<{ firstIndex: number; lastIndex: number; results: Result[] }> {
     assert(datas.length > 0, 'proposeBatch of no entries');
     return this.request((resolve, reject) => {
@@ -189,7 +189,7 @@ export class RaftNode<Result> {
         reject(new OverloadedError('too many proposals awaiting their outcome'));
         return;
       }
-      const proposed = this.raw.proposeBatch(datas);
+      const proposed = this.raw.proposeBatch(datas, options.type);
       if (!proposed.ok) {
         reject(this.refusalError(proposed));
         return;
@@ -414,8 +414,8 @@ export class RaftNode<Result> {
   private applyEntry(entry: Entry): void {
     const machine = this.options.stateMachine;
     const result =
-      entry.type === EntryType.Normal ? machine.apply(entry) : entry.type === EntryType.Control ? machine.applyControl?.(entry) : undefined;
-    if (entry.type === EntryType.Normal) this.collectBatchResult(entry, result);
+      isUserEntry(entry.type) ? machine.apply(entry) : entry.type === EntryType.Control ? machine.applyControl?.(entry) : undefined;
+    if (isUserEntry(entry.type)) this.collectBatchResult(entry, result);
     const waiters = (entry.type === EntryType.Config ? this.configChanges : this.proposals) as Map<number, Waiter<unknown>>;
     const waiter = waiters.get(entry.index);
     // A proposal's outcome is decided by the entry that ends up at its index.

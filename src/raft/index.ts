@@ -10,6 +10,7 @@ export { InMemoryNetwork, type Transport } from './transport.js';
 export { LeadershipLostError, ProposalOutcomeUnknownError, RaftBusyError } from './errors.js';
 export {
   EntryType,
+  isUserEntry,
   Role,
   encodeConfig,
   decodeConfig,

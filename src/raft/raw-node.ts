@@ -12,6 +12,7 @@ import type { RaftOptions } from './config.js';
 import { Raft, type RequestResult } from './raft.js';
 import {
   EntryType,
+  isUserEntry,
   type ClusterConfig,
   type ConfigChange,
   type Entry,
@@ -81,9 +82,10 @@ export class RawNode {
   }
 
   /** Appends several user entries as one batch: one persist and one message per follower. */
-  proposeBatch(datas: readonly Uint8Array[]): RequestResult<{ firstIndex: number; term: number }> {
+  proposeBatch(datas: readonly Uint8Array[], type: EntryType = EntryType.Normal): RequestResult<{ firstIndex: number; term: number }> {
     this.assertIdle();
-    return this.raft.propose(datas.map((data) => ({ type: EntryType.Normal, data })));
+    assert(isUserEntry(type), `proposeBatch of entry type ${type}`);
+    return this.raft.propose(datas.map((data) => ({ type, data })));
   }
 
   /** Appends one application control entry (EntryType.Control; leader only). */

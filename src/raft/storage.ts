@@ -4,30 +4,11 @@
  * sends that Ready's messages. `MemoryStorage` is the reference implementation that tests and the
  * simulator use; the durable implementation over annal's segmented log must behave identically.
  */
-import { AnnalError, ErrorCode, assert, assertUint } from '../util/index.js';
+import { CompactedError, LogUnavailableError } from '../util/errors.js';
+import { assert, assertUint } from '../util/index.js';
 import { EntryType, entrySizeBytes, type ClusterConfig, type Entry, type HardState, type Snapshot, type SnapshotMeta } from './types.js';
 
-/** The requested index lies before the first retained entry: it was compacted into a snapshot. */
-export class CompactedError extends AnnalError {
-  readonly code = ErrorCode.OffsetOutOfRange;
-  constructor(
-    readonly index: number,
-    readonly firstIndex: number,
-  ) {
-    super(`raft log index ${index} is compacted (first retained index ${firstIndex})`);
-  }
-}
-
-/** The requested index lies beyond the last entry. */
-export class LogUnavailableError extends AnnalError {
-  readonly code = ErrorCode.OffsetOutOfRange;
-  constructor(
-    readonly index: number,
-    readonly lastIndex: number,
-  ) {
-    super(`raft log index ${index} is not available (last index ${lastIndex})`);
-  }
-}
+export { CompactedError, LogUnavailableError } from '../util/errors.js';
 
 export interface InitialState {
   readonly hardState: HardState;

@@ -23,8 +23,19 @@ export const EntryType = {
    * store can keep it out of the user-visible record space (annal: retention decisions).
    */
   Control: 3,
+  /**
+   * User data like Normal (applied through `apply`, takes a place in the user-visible record
+   * space) whose data starts with an application header (annal: an idempotent producer's id and
+   * sequence), so a store can tell it from a plain Normal entry without looking into the data.
+   */
+  Sequenced: 4,
 } as const;
 export type EntryType = (typeof EntryType)[keyof typeof EntryType];
+
+/** Entries applied through `StateMachine.apply`: the user's records. */
+export function isUserEntry(type: number): boolean {
+  return type === EntryType.Normal || type === EntryType.Sequenced;
+}
 
 export interface Entry {
   readonly index: number;

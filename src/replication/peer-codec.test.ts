@@ -141,7 +141,7 @@ const HOSTILE: [string, Message, InvalidReason, PeerLimits?][] = [
   ['entry term above the message term', append([normal(11, 8)]), InvalidReason.BadTerm],
   ['entry term 0', append([normal(1, 0)], { prevLogIndex: 0, prevLogTerm: 0 }), InvalidReason.BadTerm],
   ['entry term 2^53', append([normal(11, 2 ** 53)], { term: 2 ** 53 }), InvalidReason.BadInteger],
-  ['entry type 4', append([{ ...normal(11, 6), type: 4 }]), InvalidReason.EntryType],
+  ['entry type 5', append([{ ...normal(11, 6), type: 5 }]), InvalidReason.EntryType],
   ['entry type 2^31', append([{ ...normal(11, 6), type: 2 ** 31 }]), InvalidReason.EntryType],
   ['config entry that is not JSON', append([config('{voters')]), InvalidReason.BadConfig],
   ['config entry that is a number', append([config('5')]), InvalidReason.BadConfig],

@@ -18,6 +18,8 @@
 import type { Message as WireMessage } from '../gen/annal/raft/v1/raft.js';
 import { decodeConfig, EntryType, type ClusterConfig, type Entry, type Message, type NodeId } from '../raft/index.js';
 import { unreachable } from '../util/index.js';
+
+const ENTRY_TYPES: ReadonlySet<number> = new Set(Object.values(EntryType));
 import { decodeMessageBatch, DecodeFailure } from './peer-wire.js';
 
 /** Why a received message (or batch: `malformed`) was dropped; also the metric's label. */
@@ -177,7 +179,7 @@ function appendFromWire(base: Base, value: Body<'append'>, limits: PeerLimits): 
     if (entry.term < previousTerm || entry.term > base.term || entry.term === 0) {
       return invalid(InvalidReason.BadTerm, `entry ${entry.index} has term ${entry.term}: not in [${Math.max(previousTerm, 1)}, ${base.term}]`);
     }
-    if (entry.type !== EntryType.Normal && entry.type !== EntryType.Noop && entry.type !== EntryType.Config && entry.type !== EntryType.Control) {
+    if (!ENTRY_TYPES.has(entry.type)) {
       return invalid(InvalidReason.EntryType, `entry ${entry.index} has type ${entry.type}`);
     }
     if (entry.type === EntryType.Config) {

@@ -2,14 +2,16 @@
  * RaftLogStorage: Raft's durable storage on annal's commit log. The replicated log is the log:
  * each Raft entry is one commit-log record (Raft index i at commit-log offset i - 1, record term =
  * entry term, record type = entry type), written once per replica; there is no second Raft log
- * and no state-machine copy. Consumers see only normal entries (type 0), numbered densely.
+ * and no state-machine copy. Consumers see only user entries, numbered densely: Normal (type 0)
+ * and Sequenced (type 4, an idempotent producer's record: its value starts with the producer
+ * header, see producers.ts, which consumers do not see; they get type 0 and the value produced).
  *
  * Files in `dir` (docs/replication.md has the full scheme and the crash argument):
  *   hard-state.json       term, vote, commit (atomic replace)
  *   cluster.json          the cluster id (atomic replace, set once)
  *   log-state.json        generation, snapshot meta + descriptor, and where the log begins
  *   log.<generation>/     the CommitLog
- *   control.<generation>.idx  the sorted list of control entries (type != 0) of that log
+ *   control.<generation>.idx  the sorted list of control entries (types other than 0 and 4) of that log
  *   repair.json           while repairing damage: the index to reach before voting again
  *
  * Damage (a record that fails its checksum, a truncated segment, a commit index beyond the log)
@@ -26,7 +28,7 @@
 import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import {
-  CompactedError, decodeConfig, EntryType, LogUnavailableError, type ClusterConfig, type Entry, type HardState, type InitialState, type RaftStorage,
+  CompactedError, decodeConfig, EntryType, isUserEntry, LogUnavailableError, type ClusterConfig, type Entry, type HardState, type InitialState, type RaftStorage,
   type Snapshot,
 } from '../raft/index.js';
 import { entrySizeBytes } from '../raft/types.js';
@@ -34,6 +36,7 @@ import { CommitLog, lockDirectory, type LogConfig, type ReadLimits, type StoredR
 import {
   assert, assertUint, ClosedError, CorruptionError, InvalidArgumentError, OffsetOutOfRangeError, StorageFailedError,
 } from '../util/index.js';
+import { SEQUENCED_HEADER_BYTES } from './producers.js';
 import { CONTROL_RECORD_BYTES, ControlList, decodeControlFile, encodeControlRecords, type ControlRecord } from './control-index.js';
 import { NODE_FILE_OPS, TEMP_SUFFIX, writeFileAtomic, type FileOps } from './file-ops.js';
 
@@ -379,7 +382,12 @@ export class RaftLogStorage implements RaftStorage {
       });
       for (const record of batch) {
         index++;
-        if (record.type !== EntryType.Normal) continue;
+        if (record.type !== EntryType.Normal) {
+          if (record.type !== EntryType.Sequenced) continue;
+          // The producer header is the log's, not the record's: consumers see the value produced.
+          record.value = record.value.subarray(SEQUENCED_HEADER_BYTES);
+          record.type = EntryType.Normal;
+        }
         if (out.length > 0 && valueBytes + record.value.length > limits.maxBytes) return out;
         valueBytes += record.value.length;
         record.offset = nextOffset++; // a fresh object from readBatch: renumber it in place
@@ -502,7 +510,7 @@ export class RaftLogStorage implements RaftStorage {
           entry.term === previousTerm || entry.type === EntryType.Noop || entry.index === firstIndex,
           `entry ${entry.index} starts term ${entry.term} but is not a no-op`,
         );
-        if (entry.type !== EntryType.Normal) controlCount++;
+        if (!isUserEntry(entry.type)) controlCount++;
         previousTerm = entry.term;
       }
       await this.io(async () => {
@@ -533,7 +541,7 @@ export class RaftLogStorage implements RaftStorage {
         const { firstOffset } = await appended;
         assert(firstOffset === first - 1, `entry ${first} landed at commit-log offset ${firstOffset}`);
         for (const entry of entries) {
-          if (entry.type !== EntryType.Normal) this.control.push(entry.index, entry.term, entry.type);
+          if (!isUserEntry(entry.type)) this.control.push(entry.index, entry.term, entry.type);
           if (this.termValues.length === 0 || this.termValues[this.termValues.length - 1] !== entry.term) {
             this.termStarts.push(entry.index);
             this.termValues.push(entry.term);
@@ -677,7 +685,7 @@ export class RaftLogStorage implements RaftStorage {
     if (cut) this.ops.truncate(this.controlFd, keptRecords * CONTROL_RECORD_BYTES);
     if (controlCount > 0) {
       const records: ControlRecord[] = [];
-      for (const entry of entries) if (entry.type !== EntryType.Normal) records.push({ index: entry.index, term: entry.term, type: entry.type });
+      for (const entry of entries) if (!isUserEntry(entry.type)) records.push({ index: entry.index, term: entry.term, type: entry.type });
       this.ops.write(this.controlFd, encodeControlRecords(records), keptRecords * CONTROL_RECORD_BYTES);
     }
     await this.ops.fsync(this.controlFd);
@@ -975,7 +983,7 @@ export class RaftLogStorage implements RaftStorage {
     this.termValues = [];
     for (let index = firstIndex; index <= this.lastIdx; ) {
       for (const record of this.log.readBatch(index - 1, { maxCount: this.lastIdx - index + 1, maxBytes: 1 << 20 })) {
-        if (record.type !== EntryType.Normal) this.control.push(index, record.term, record.type);
+        if (!isUserEntry(record.type)) this.control.push(index, record.term, record.type);
         if (this.termValues.length === 0 || this.termValues[this.termValues.length - 1] !== record.term) {
           this.termStarts.push(index);
           this.termValues.push(record.term);

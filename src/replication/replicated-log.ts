@@ -19,10 +19,21 @@
  */
 import type { Metadata } from '@grpc/grpc-js';
 import type { RaftNode, StateMachine } from '../raft/index.js';
-import { RaftBusyError, Role, type ClusterConfig, type NodeId, type Snapshot } from '../raft/index.js';
+import { EntryType, LeadershipLostError, RaftBusyError, Role, type ClusterConfig, type Entry, type NodeId, type Snapshot } from '../raft/index.js';
 import type { ReadLimits, RecordInput, StoredRecord } from '../storage/types.js';
 import { decodeControl } from './retention.js';
-import { assert, ClosedError, NotLeaderError, OffsetOutOfRangeError, OffsetWaiters, UnavailableError, type AnnalError } from '../util/index.js';
+import { DEFAULT_PRODUCER_WINDOW, decodeProducerHeader, encodeSequenced, ProducerTable, type ProducerWindow } from './producers.js';
+import {
+  assert,
+  ClosedError,
+  NotLeaderError,
+  OffsetOutOfRangeError,
+  OffsetWaiters,
+  OutOfOrderSequenceError,
+  OverloadedError,
+  UnavailableError,
+  type AnnalError,
+} from '../util/index.js';
 
 /** What the replicated log needs of its storage besides the Raft contract (RaftLogStorage). */
 export interface ReplicaStorage {
@@ -33,6 +44,7 @@ export interface ReplicaStorage {
   firstIndex(): number;
   term(index: number): number;
   initialState(): { hardState: { commit: number } };
+  entries(lo: number, hi: number, maxSizeBytes: number): readonly Entry[];
 }
 
 /** What it needs of the peer transport: calls to the leader (deadlines are absolute, Date.now() based). */
@@ -62,6 +74,23 @@ export interface ReplicatedLogOptions {
   proposeTimeoutMs?: number;
   /** Called with each local proposal's outcome (`committed` or the error's class) and its record count. */
   onProposal?: (outcome: string, records: number) => void;
+  /** How long idempotent producers are remembered (see producers.ts). */
+  producerWindow?: Partial<ProducerWindow>;
+}
+
+/** An idempotent producer's batches proposed by this leader in its current term and not yet settled. */
+interface ProducerInFlight {
+  term: number;
+  /** The sequence after the last one proposed. */
+  nextSequence: number;
+  batches: Map<number, { count: number; result: Promise<{ firstOffset: number; lastOffset: number }> }>;
+}
+
+/** A produce's offsets; `duplicate` when it repeated a batch the log already held. */
+export interface SequencedResult {
+  firstOffset: number;
+  lastOffset: number;
+  duplicate: boolean;
 }
 
 export class ReplicatedLog implements StateMachine<number> {
@@ -83,6 +112,11 @@ export class ReplicatedLog implements StateMachine<number> {
   }[] = [];
   private forwarding = false;
   private caughtUpWaiters: (() => void)[] = [];
+  private readonly producers: ProducerTable;
+  private readonly producerWindow: ProducerWindow;
+  private readonly producersInFlight = new Map<number, ProducerInFlight>();
+  /** The term in which this node, as leader, has applied every entry of its predecessors. */
+  private leaderReadyTerm = 0;
 
   constructor(private readonly options: ReplicatedLogOptions) {
     this.storage = options.storage;
@@ -90,6 +124,30 @@ export class ReplicatedLog implements StateMachine<number> {
     const commit = Math.max(this.storage.initialState().hardState.commit, this.storage.firstIndex() - 1);
     this.visibleIndex = commit;
     this.visibleNext = this.storage.offsetOfIndex(commit + 1);
+    this.producerWindow = { ...DEFAULT_PRODUCER_WINDOW, ...options.producerWindow };
+    this.producers = new ProducerTable(this.producerWindow);
+    this.rebuildProducers(commit);
+  }
+
+  /**
+   * The producer table of the applied log: the Sequenced entries among the last `windowEntries`
+   * retained entries through `through`, read in order (the same table applying them built).
+   */
+  private rebuildProducers(through: number): void {
+    const first = Math.max(this.storage.firstIndex(), through - this.producerWindow.windowEntries + 1);
+    for (let index = first; index <= through; ) {
+      const entries = this.storage.entries(index, through + 1, PRODUCER_SCAN_BYTES);
+      assert(entries.length > 0, `no entries from index ${index}`);
+      for (const entry of entries) {
+        if (entry.type === EntryType.Sequenced) this.recordProducer(entry);
+      }
+      index += entries.length;
+    }
+  }
+
+  private recordProducer(entry: { readonly index: number; readonly data: Uint8Array }): void {
+    const { producerId, sequence } = decodeProducerHeader(entry.data);
+    this.producers.record(producerId, sequence, this.storage.offsetOfIndex(entry.index), entry.index);
   }
 
   /** The index applied at start-up, for RaftNodeOptions.applied. */
@@ -142,9 +200,13 @@ export class ReplicatedLog implements StateMachine<number> {
 
   // ---- StateMachine ----
 
-  apply(entry: { readonly index: number; readonly data: Uint8Array }): number {
+  apply(entry: { readonly index: number; readonly type: EntryType; readonly data: Uint8Array }): number {
     const offset = this.storage.offsetOfIndex(entry.index);
     assert(offset === this.visibleNext, `entry ${entry.index} has offset ${offset}; expected ${this.visibleNext}`);
+    if (entry.type === EntryType.Sequenced) {
+      const { producerId, sequence } = decodeProducerHeader(entry.data);
+      this.producers.record(producerId, sequence, offset, entry.index);
+    }
     this.visibleIndex = entry.index;
     this.visibleNext = offset + 1;
     this.waiters.wake(this.visibleNext);
@@ -161,6 +223,8 @@ export class ReplicatedLog implements StateMachine<number> {
       return this.visibleNext;
     }
     if (control.firstIndex > this.storage.firstIndex()) this.raft.compactTo(Math.min(control.firstIndex, entry.index) - 1);
+    // What retention removes is forgotten on every replica alike (a restart could not rebuild it).
+    this.producers.forgetBefore(Math.min(control.firstIndex, entry.index));
     return this.visibleNext;
   }
 
@@ -172,6 +236,9 @@ export class ReplicatedLog implements StateMachine<number> {
   restore(_data: Uint8Array): void {
     // The storage already holds the installed snapshot's log begin; continue from there.
     const index = this.storage.snapshot().meta.index;
+    // The log now begins after the snapshot: producers are what the entries after it say.
+    this.producers.clear();
+    this.producers.forgetBefore(index + 1);
     this.visibleIndex = index;
     this.visibleNext = this.storage.offsetOfIndex(index + 1);
     this.waiters.wake(this.visibleNext);
@@ -259,10 +326,104 @@ export class ReplicatedLog implements StateMachine<number> {
     }
   }
 
-  private async proposeHere(values: Uint8Array[]): Promise<{ firstOffset: number; lastOffset: number }> {
+  /**
+   * An idempotent producer's batch (records `firstSequence`, `firstSequence + 1`, ...), on the
+   * leader only (a follower answers NotLeaderError: nothing was appended). Each sequence is
+   * appended once: a batch the log holds is answered with its offsets, one proposed and not yet
+   * settled waits for that outcome, and a batch that does not continue the producer's sequence
+   * is refused (OutOfOrderSequenceError). A new leader first applies everything its predecessors
+   * left in its log, so that the table has every sequence that may commit.
+   */
+  async appendSequenced(records: RecordInput[], producerId: number, firstSequence: number): Promise<SequencedResult> {
+    if (this.closed) throw new ClosedError('the replicated log is closed');
+    assert(records.length > 0, 'appendSequenced of no records');
+    const status = this.raft.status();
+    const term = status.role === Role.Leader && status.term === this.leaderReadyTerm ? status.term : await this.leaderReady();
+    const count = records.length;
+    let flight = this.producersInFlight.get(producerId);
+    if (flight !== undefined && flight.term !== term) {
+      this.producersInFlight.delete(producerId);
+      flight = undefined;
+    }
+    const pending = flight?.batches.get(firstSequence);
+    if (pending !== undefined && pending.count === count) return { ...(await pending.result), duplicate: true };
+    const expected = flight?.nextSequence ?? this.producers.nextSequence(producerId);
+    if (expected === undefined || firstSequence === expected) return { ...(await this.proposeSequenced(records, producerId, firstSequence, term)), duplicate: false };
+    if (firstSequence > expected) throw new OutOfOrderSequenceError(producerId, firstSequence, expected);
+    // A retry of something proposed before: once this term's proposals of it settled, the table knows.
+    if (flight !== undefined) await Promise.allSettled([...flight.batches.values()].map((batch) => batch.result));
+    const check = this.producers.check(producerId, firstSequence, count);
+    if (check.kind === 'duplicate') return { firstOffset: check.firstOffset, lastOffset: check.firstOffset + count - 1, duplicate: true };
+    throw new OutOfOrderSequenceError(producerId, firstSequence, check.kind === 'outOfOrder' ? check.expectedSequence : this.producers.nextSequence(producerId) ?? 0);
+  }
+
+  private proposeSequenced(records: RecordInput[], producerId: number, firstSequence: number, term: number): Promise<{ firstOffset: number; lastOffset: number }> {
+    const datas = records.map((record, i) => encodeSequenced(producerId, firstSequence + i, record.value));
+    let flight = this.producersInFlight.get(producerId);
+    if (flight === undefined) {
+      flight = { term, nextSequence: firstSequence, batches: new Map() };
+      this.producersInFlight.set(producerId, flight);
+    }
+    const inFlight = flight;
+    inFlight.nextSequence = firstSequence + records.length;
+    const result = this.proposeHere(datas, EntryType.Sequenced);
+    inFlight.batches.set(firstSequence, { count: records.length, result });
+    const settle = (outcome: 'committed' | 'refused' | 'unknown'): void => {
+      inFlight.batches.delete(firstSequence);
+      // Refused before appending: the sequence is free again, unless a later batch already went out.
+      if (outcome === 'refused' && inFlight.nextSequence === firstSequence + records.length) inFlight.nextSequence = firstSequence;
+      // An unknown outcome keeps the record of what was proposed: those entries may still commit in this term.
+      if (outcome !== 'unknown' && inFlight.batches.size === 0 && this.producersInFlight.get(producerId) === inFlight) this.producersInFlight.delete(producerId);
+    };
+    result.then(
+      () => settle('committed'),
+      (error: unknown) => settle(refusedBeforeAppending(error) || error instanceof OverloadedError || error instanceof LeadershipLostError ? 'refused' : 'unknown'),
+    );
+    return result;
+  }
+
+  /**
+   * This node's term once it leads and has applied an entry of that term (its no-op): everything
+   * its predecessors committed, or left in its log to commit now, is then in the producer table.
+   */
+  private async leaderReady(): Promise<number> {
+    const raft = this.raft;
+    const status = raft.status();
+    if (status.role !== Role.Leader) throw new NotLeaderError(status.leaderId ?? undefined, undefined);
+    if (this.leaderReadyTerm === status.term) return status.term;
+    const ready = (): boolean => {
+      const now = raft.status();
+      if (now.role !== Role.Leader || now.term !== status.term) return true;
+      try {
+        return this.storage.term(now.applied) === now.term;
+      } catch {
+        return false;
+      }
+    };
+    if (!ready()) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(finish, this.options.leaderWaitMs ?? 3000);
+        const stop = raft.onApplied(() => {
+          if (ready()) finish();
+        });
+        function finish(): void {
+          clearTimeout(timer);
+          stop();
+          resolve();
+        }
+      });
+    }
+    const now = raft.status();
+    if (now.role !== Role.Leader || now.term !== status.term) throw new NotLeaderError(now.leaderId ?? undefined, undefined);
+    if (!ready()) throw new RaftBusyError('the new leader is still applying its predecessors\' entries');
+    this.leaderReadyTerm = now.term;
+    return now.term;
+  }
+
+  private async proposeHere(values: Uint8Array[], type: EntryType = EntryType.Normal): Promise<{ firstOffset: number; lastOffset: number }> {
     let results: number[];
     try {
-      ({ results } = await this.raft.proposeBatch(values, { timeoutMs: this.options.proposeTimeoutMs ?? 10_000 }));
+      ({ results } = await this.raft.proposeBatch(values, { timeoutMs: this.options.proposeTimeoutMs ?? 10_000, type }));
     } catch (error) {
       this.options.onProposal?.(error instanceof Error ? error.name : 'unknown', values.length);
       throw error;
@@ -409,6 +570,9 @@ export class ReplicatedLog implements StateMachine<number> {
     for (const wake of this.caughtUpWaiters.splice(0)) wake();
   }
 }
+
+/** Bytes read per step when rebuilding the producer table at start-up. */
+const PRODUCER_SCAN_BYTES = 4 * 1024 * 1024;
 
 /** One forwarded call carries at most this much (the peer service takes up to 16 MiB of payload). */
 const FORWARD_BATCH_BYTES_MAX = 4 * 1024 * 1024;

@@ -18,11 +18,10 @@ import {
   GetServersResponse,
   LogService,
   ProduceBatchRequest,
-  ProduceBatchResponse,
   ProduceRequest,
 } from '../gen/log/v1/log.js';
-import { decodeConsumeRequest, decodeProduceRequestFast } from '../wire/index.js';
-import { encodeConsumeResponse, encodeProduceResponse } from '../wire/index.js';
+import { decodeConsumeRequest, decodeProduceBatchRequestFast, decodeProduceRequestFast } from '../wire/index.js';
+import { encodeConsumeResponse, encodeProduceBatchResponse, encodeProduceResponse } from '../wire/index.js';
 
 /** A request whose bytes are not a valid protobuf encoding of the expected message. */
 export class DecodeFailure {
@@ -56,6 +55,10 @@ const decodeProduceRequest = ((safe) => (bytes: Buffer) => decodeProduceRequestF
   safeDecoder(ProduceRequest, 'log.v1.ProduceRequest'),
 );
 
+const decodeProduceBatchRequest = ((safe) => (bytes: Buffer) => decodeProduceBatchRequestFast(bytes) ?? safe(bytes))(
+  safeDecoder(ProduceBatchRequest, 'log.v1.ProduceBatchRequest'),
+);
+
 /** LogService with safe request decoding and copy-free response encoding. */
 export const ServedLogService = {
   produce: {
@@ -85,7 +88,7 @@ export const ServedLogService = {
   },
   produceBatch: {
     ...LogService.produceBatch,
-    requestDeserialize: safeDecoder(ProduceBatchRequest, 'log.v1.ProduceBatchRequest'),
-    responseSerialize: wrappingEncoder(ProduceBatchResponse),
+    requestDeserialize: decodeProduceBatchRequest,
+    responseSerialize: encodeProduceBatchResponse,
   },
 } as const;

@@ -202,7 +202,7 @@ export class LogServiceHandlers {
     const scope = rpcScope(call.metadata);
     const context = appendContext(call);
     this.servePipeline(call, sizeBytes, (request) => {
-      const records = decoded(request).records;
+      const { records, producerId, firstSequence } = decoded(request);
       if (records.length === 0) throw new InvalidArgumentError('ProduceBatch request has no records');
       if (records.length > this.options.maxBatchRecords) {
         throw new InvalidArgumentError(
@@ -211,13 +211,23 @@ export class LogServiceHandlers {
       }
       const inputs = records.map((record) => this.recordFrom(record));
       const attributes = { 'annal.record_count': inputs.length };
+      if (producerId !== 0) return withSpan(scope, 'storage.append_batch', () => this.appendSequenced(inputs, producerId, firstSequence), attributes);
       const appended = withSpan(scope, 'storage.append_batch', (span) => log.appendBatch(inputs, traced(context, span)), attributes);
       return appended.then(({ firstOffset, lastOffset }) => ({
         firstOffset,
         lastOffset,
         count: lastOffset - firstOffset + 1,
+        duplicate: false,
       }));
     });
+  }
+
+  private async appendSequenced(inputs: RecordInput[], producerId: number, firstSequence: number): Promise<ProduceBatchResponse> {
+    const log = this.options.log;
+    if (log.appendSequenced === undefined) throw new InvalidArgumentError('this node keeps no producer state: produce without producer_id');
+    if (!Number.isSafeInteger(firstSequence + inputs.length)) throw new InvalidArgumentError(`first_sequence ${firstSequence} is too large`);
+    const { firstOffset, lastOffset, duplicate } = await log.appendSequenced(inputs, producerId, firstSequence);
+    return { firstOffset, lastOffset, count: lastOffset - firstOffset + 1, duplicate };
   }
 
   private servePipeline<Request, Response>(

@@ -9,12 +9,15 @@ import type { AppendContext, ServedLog } from './served-log.js';
  */
 export class MeteredLog implements ServedLog {
   private readonly timer: AppendTimer;
+  readonly appendSequenced: ServedLog['appendSequenced'];
 
   constructor(
     private readonly log: ServedLog,
     metrics: StorageMetrics,
   ) {
     this.timer = new AppendTimer(metrics);
+    const appendSequenced = log.appendSequenced?.bind(log);
+    this.appendSequenced = appendSequenced && ((records, producerId, firstSequence) => this.timer.run(records.length, () => appendSequenced(records, producerId, firstSequence)));
   }
 
   append(record: RecordInput, context?: AppendContext): Promise<number> {

@@ -12,6 +12,12 @@ export interface ServedLog {
   append(record: RecordInput, context?: AppendContext): Promise<number>;
   /** Appends all records with one durability wait; offsets are firstOffset..lastOffset inclusive. */
   appendBatch(records: RecordInput[], context?: AppendContext): Promise<{ firstOffset: number; lastOffset: number }>;
+  /**
+   * An idempotent producer's batch: each (producerId, sequence) is appended once; a batch the log
+   * already holds is answered with its offsets and `duplicate`. Absent: the log keeps no producer
+   * state (a single commit log), and such batches are refused.
+   */
+  appendSequenced?(records: RecordInput[], producerId: number, firstSequence: number): Promise<{ firstOffset: number; lastOffset: number; duplicate: boolean }>;
   /** Throws OffsetOutOfRangeError outside [lowestOffset(), nextOffset()). */
   read(offset: number): StoredRecord;
   /** Records from `offset` within the limits (at least one if any); [] when offset === nextOffset(). */

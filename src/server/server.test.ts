@@ -440,7 +440,7 @@ describe('ProduceStream and ProduceBatch', () => {
         call.on('data', () => {});
         call.on('error', resolve);
       });
-      call.write({ records: [...records] });
+      call.write({ records: [...records], producerId: 0, firstSequence: 0 });
       const error = await failure;
       assert.equal(error.code, Status.INVALID_ARGUMENT);
       assert.match(error.details, message);

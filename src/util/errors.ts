@@ -17,6 +17,13 @@ export const ErrorCode = {
   DeadlineExceeded: 'DEADLINE_EXCEEDED',
   Unavailable: 'UNAVAILABLE',
   Internal: 'INTERNAL',
+  LeadershipLost: 'LEADERSHIP_LOST',
+  ProposalOutcomeUnknown: 'PROPOSAL_OUTCOME_UNKNOWN',
+  RaftBusy: 'RAFT_BUSY',
+  Compacted: 'COMPACTED',
+  LogUnavailable: 'LOG_UNAVAILABLE',
+  OutOfOrderSequence: 'OUT_OF_ORDER_SEQUENCE',
+  OutcomeUnknown: 'OUTCOME_UNKNOWN',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -123,4 +130,79 @@ export class UnavailableError extends AnnalError {
 
 export class InternalError extends AnnalError {
   readonly code = ErrorCode.Internal;
+}
+
+/**
+ * The proposal's log position was taken by another leader's entry, so it did NOT commit and never
+ * will (log matching); retrying is safe. Also used for ReadIndex requests cut short by a change of
+ * leader, which are idempotent.
+ */
+export class LeadershipLostError extends AnnalError {
+  readonly code = ErrorCode.LeadershipLost;
+  constructor(readonly index: number) {
+    super(index > 0 ? `leadership lost: log index ${index} was overwritten; the proposal did not commit` : 'leadership lost');
+  }
+}
+
+/**
+ * The outcome of a proposal cannot be known from this node: it installed a snapshot covering the
+ * proposal's index without seeing the entry. It may or may not have committed.
+ */
+export class ProposalOutcomeUnknownError extends AnnalError {
+  readonly code = ErrorCode.ProposalOutcomeUnknown;
+  constructor(readonly index: number) {
+    super(`the outcome of the proposal at log index ${index} is unknown (covered by a snapshot)`);
+  }
+}
+
+/** The leader is handing leadership over or finishing a configuration change; nothing was appended, retry shortly. */
+export class RaftBusyError extends AnnalError {
+  readonly code = ErrorCode.RaftBusy;
+}
+
+/** The requested Raft index lies before the first retained entry: it was compacted into a snapshot. */
+export class CompactedError extends AnnalError {
+  readonly code = ErrorCode.Compacted;
+  constructor(
+    readonly index: number,
+    readonly firstIndex: number,
+  ) {
+    super(`raft log index ${index} is compacted (first retained index ${firstIndex})`);
+  }
+}
+
+/** The requested Raft index lies beyond the last entry. */
+export class LogUnavailableError extends AnnalError {
+  readonly code = ErrorCode.LogUnavailable;
+  constructor(
+    readonly index: number,
+    readonly lastIndex: number,
+  ) {
+    super(`raft log index ${index} is not available (last index ${lastIndex})`);
+  }
+}
+
+/**
+ * An idempotent producer's batch does not continue its sequence: the leader expects
+ * `expectedSequence` next (a gap: an earlier batch is missing, or a retry overlaps a batch the log
+ * holds only in part). Nothing was appended.
+ */
+export class OutOfOrderSequenceError extends AnnalError {
+  readonly code = ErrorCode.OutOfOrderSequence;
+  constructor(
+    readonly producerId: number,
+    readonly sequence: number,
+    readonly expectedSequence: number,
+  ) {
+    super(`producer ${producerId}: sequence ${sequence} is out of order; the log expects ${expectedSequence}`);
+  }
+}
+
+/**
+ * A write was sent and no answer said whether it was appended before the client's retry deadline:
+ * it may or may not be in the log. Raised by the client only; everything else it raises after a
+ * write means "not appended".
+ */
+export class OutcomeUnknownError extends AnnalError {
+  readonly code = ErrorCode.OutcomeUnknown;
 }

@@ -16,5 +16,12 @@ export {
   DeadlineExceededError,
   UnavailableError,
   InternalError,
+  LeadershipLostError,
+  ProposalOutcomeUnknownError,
+  RaftBusyError,
+  CompactedError,
+  LogUnavailableError,
+  OutOfOrderSequenceError,
+  OutcomeUnknownError,
 } from './errors.js';
 export { OffsetWaiters } from './offset-waiters.js';

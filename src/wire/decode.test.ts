@@ -7,9 +7,16 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ConsumeRequest, ConsumeResponse, ProduceRequest, ProduceResponse } from '../gen/log/v1/log.js';
+import { ConsumeRequest, ConsumeResponse, ProduceBatchRequest, ProduceBatchResponse, ProduceRequest, ProduceResponse } from '../gen/log/v1/log.js';
 import { Prng } from '../util/index.js';
-import { decodeConsumeRequest, decodeConsumeResponseFast, decodeProduceRequestFast, decodeProduceResponseFast } from './decode.js';
+import {
+  decodeConsumeRequest,
+  decodeConsumeResponseFast,
+  decodeProduceBatchRequestFast,
+  decodeProduceBatchResponseFast,
+  decodeProduceRequestFast,
+  decodeProduceResponseFast,
+} from './decode.js';
 
 function agree<T>(bytes: Buffer, fast: (b: Buffer) => T | undefined, slow: (b: Buffer) => T, what: string): void {
   let expected: T | undefined;
@@ -126,5 +133,27 @@ describe('fast decoders', () => {
       const bytes = Buffer.from(ConsumeRequest.encode({ offset: offset as unknown as number, maxBatch: 3, stopAtEnd: true, linearizable: true }).finish());
       assert.deepEqual(decodeConsumeRequest(bytes), { offset, maxBatch: 3, stopAtEnd: true, linearizable: true });
     }
+  });
+  it('agree with ts-proto on ProduceBatchRequest and ProduceBatchResponse', () => {
+    const prng = new Prng(11);
+    let fastHits = 0;
+    for (let round = 0; round < 2000; round++) {
+      const records = Array.from({ length: prng.int(0, 4) }, () => ({
+        value: Buffer.from(prng.fill(new Uint8Array(prng.pick([0, 1, 127, 128, prng.int(0, 1500)])))),
+        offset: prng.chance(0.9) ? 0 : prng.int(1, 100),
+        term: 0,
+        type: prng.chance(0.95) ? 0 : 1,
+      }));
+      const request = { records, producerId: prng.pick([0, 1, 2 ** 32, 2 ** 53 - 1]), firstSequence: prng.pick([0, 7, 2 ** 40]) };
+      for (const bytes of variants(prng, Buffer.from(ProduceBatchRequest.encode(request).finish()))) {
+        if (decodeProduceBatchRequestFast(bytes) !== undefined) fastHits++;
+        agree(bytes, decodeProduceBatchRequestFast, (b) => ProduceBatchRequest.decode(b), 'ProduceBatchRequest');
+      }
+      const response = { firstOffset: prng.pick([0, 5, 2 ** 40]), lastOffset: prng.pick([0, 9, 2 ** 53 - 1]), count: prng.pick([0, 1, 2 ** 32 - 1]), duplicate: prng.chance(0.5) };
+      const valid = Buffer.from(ProduceBatchResponse.encode(response).finish());
+      assert.deepEqual(decodeProduceBatchResponseFast(valid), response);
+      for (const bytes of variants(prng, valid)) agree(bytes, decodeProduceBatchResponseFast, (b) => ProduceBatchResponse.decode(b), 'ProduceBatchResponse');
+    }
+    assert.ok(fastHits > 1000, `the fast path took ${fastHits} messages`);
   });
 });

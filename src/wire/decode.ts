@@ -14,7 +14,7 @@
  * whole batch's buffer alive.
  */
 import { BinaryReader } from '@bufbuild/protobuf/wire';
-import type { ConsumeRequest, ConsumeResponse, ProduceRequest, ProduceResponse, Record as WireRecord } from '../gen/log/v1/log.js';
+import type { ConsumeRequest, ConsumeResponse, ProduceBatchRequest, ProduceBatchResponse, ProduceRequest, ProduceResponse, Record as WireRecord } from '../gen/log/v1/log.js';
 
 /** Varints longer than this are left to the generated decoder (2^53 needs 8 bytes). */
 const VARINT_BYTES_MAX = 8;
@@ -133,6 +133,60 @@ export function decodeConsumeRequest(bytes: Uint8Array): WideConsumeRequest {
     } else {
       reader.skip(tag & 7);
     }
+  }
+  return message;
+}
+
+/**
+ * A ProduceBatchRequest of records that carry a value only (`0a <n> 0a <m> <value>` each), then
+ * optionally `producer_id` and `first_sequence`, in that order; otherwise undefined. Values are
+ * views into `bytes`, as in decodeProduceRequestFast.
+ */
+export function decodeProduceBatchRequestFast(bytes: Buffer): ProduceBatchRequest | undefined {
+  const message: ProduceBatchRequest = { records: [], producerId: 0, firstSequence: 0 };
+  let position = 0;
+  while (position < bytes.length && bytes[position] === 0x0a) {
+    const outer = readVarint(bytes, position + 1);
+    if (outer === undefined) return undefined;
+    const end = outer[1] + outer[0];
+    if (end > bytes.length || bytes[outer[1]] !== 0x0a) return undefined;
+    const inner = readVarint(bytes, outer[1] + 1);
+    if (inner === undefined || inner[0] === 0 || inner[1] + inner[0] !== end) return undefined;
+    message.records.push({ value: bytes.subarray(inner[1], end), offset: 0, term: 0, type: 0 });
+    position = end;
+  }
+  if (position < bytes.length && bytes[position] === 0x10) {
+    const field = readVarint(bytes, position + 1);
+    if (field === undefined) return undefined;
+    message.producerId = field[0];
+    position = field[1];
+  }
+  if (position < bytes.length && bytes[position] === 0x18) {
+    const field = readVarint(bytes, position + 1);
+    if (field === undefined) return undefined;
+    message.firstSequence = field[0];
+    position = field[1];
+  }
+  return position === bytes.length ? message : undefined;
+}
+
+/** A ProduceBatchResponse with fields 1-4 in order, each at most once; otherwise undefined. */
+export function decodeProduceBatchResponseFast(bytes: Buffer): ProduceBatchResponse | undefined {
+  const message: ProduceBatchResponse = { firstOffset: 0, lastOffset: 0, count: 0, duplicate: false };
+  let position = 0;
+  let lastTag = 0;
+  while (position < bytes.length) {
+    const tag = bytes[position]!;
+    if (tag <= lastTag || (tag !== 0x08 && tag !== 0x10 && tag !== 0x18 && tag !== 0x20)) return undefined;
+    lastTag = tag;
+    const field = readVarint(bytes, position + 1);
+    if (field === undefined) return undefined;
+    position = field[1];
+    if (tag === 0x08) message.firstOffset = field[0];
+    else if (tag === 0x10) message.lastOffset = field[0];
+    else if (tag === 0x18 && field[0] <= UINT32_MAX) message.count = field[0];
+    else if (tag === 0x20 && field[0] <= 1) message.duplicate = field[0] === 1;
+    else return undefined;
   }
   return message;
 }

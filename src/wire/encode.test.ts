@@ -6,9 +6,9 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ConsumeResponse, ProduceBatchRequest, ProduceRequest, ProduceResponse, type Record as WireRecord } from '../gen/log/v1/log.js';
+import { ConsumeResponse, ProduceBatchRequest, ProduceBatchResponse, ProduceRequest, ProduceResponse, type Record as WireRecord } from '../gen/log/v1/log.js';
 import { Prng } from '../util/index.js';
-import { encodeConsumeResponse, encodeProduceBatchRequest, encodeProduceRequest, encodeProduceResponse } from './encode.js';
+import { encodeConsumeResponse, encodeProduceBatchRequest, encodeProduceBatchResponse, encodeProduceRequest, encodeProduceResponse } from './encode.js';
 
 const EDGE_NUMBERS = [0, 1, 127, 128, 16383, 16384, 2 ** 31 - 1, 2 ** 31, 2 ** 32 - 1, 2 ** 32, 2 ** 53 - 1];
 const EDGE_LENGTHS = [0, 1, 127, 128, 300, 16383, 16384, 70_000];
@@ -38,11 +38,13 @@ describe('wire encoders', () => {
       assert.deepEqual(encodeProduceRequest(produce), generated(ProduceRequest.encode(produce).finish()));
       assert.deepEqual(ProduceRequest.decode(encodeProduceRequest(produce)), produce);
       const records = Array.from({ length: prng.int(0, 5) }, () => randomRecord(prng));
-      const batch = { records };
+      const batch = { records, producerId: prng.chance(0.5) ? 0 : prng.pick(EDGE_NUMBERS), firstSequence: prng.chance(0.3) ? 0 : prng.pick(EDGE_NUMBERS) };
       assert.deepEqual(encodeProduceBatchRequest(batch), generated(ProduceBatchRequest.encode(batch).finish()));
       const consume = { record: prng.chance(0.5) ? record : undefined, records };
       assert.deepEqual(encodeConsumeResponse(consume), generated(ConsumeResponse.encode(consume).finish()));
       assert.deepEqual(ConsumeResponse.decode(encodeConsumeResponse(consume)), consume);
+      const batchAnswer = { firstOffset: record.offset, lastOffset: record.term, count: record.type, duplicate: prng.chance(0.5) };
+      assert.deepEqual(encodeProduceBatchResponse(batchAnswer), generated(ProduceBatchResponse.encode(batchAnswer).finish()));
       const answer = { offset: record.offset };
       assert.deepEqual(encodeProduceResponse(answer), generated(ProduceResponse.encode(answer).finish()));
     }

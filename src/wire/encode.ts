@@ -5,7 +5,7 @@
  * write it into one buffer, instead of growing a BinaryWriter with a fork/join per nested record.
  * Decoding stays with the generated code, which also validates.
  */
-import type { ConsumeResponse, ProduceBatchRequest, ProduceRequest, ProduceResponse, Record as WireRecord } from '../gen/log/v1/log.js';
+import type { ConsumeResponse, ProduceBatchRequest, ProduceBatchResponse, ProduceRequest, ProduceResponse, Record as WireRecord } from '../gen/log/v1/log.js';
 
 const TAG_RECORD_VALUE = 0x0a; // field 1, length-delimited
 const TAG_RECORD_OFFSET = 0x10; // field 2, varint
@@ -14,7 +14,10 @@ const TAG_RECORD_TYPE = 0x20; // field 4, varint
 const TAG_FIELD1_MESSAGE = 0x0a; // ProduceRequest.record, ProduceBatchRequest.records
 const TAG_FIELD2_MESSAGE = 0x12; // ConsumeResponse.record
 const TAG_FIELD3_MESSAGE = 0x1a; // ConsumeResponse.records
-const TAG_FIELD1_VARINT = 0x08; // ProduceResponse.offset
+const TAG_FIELD1_VARINT = 0x08; // ProduceResponse.offset, ProduceBatchResponse.first_offset
+const TAG_FIELD2_VARINT = 0x10; // ProduceBatchRequest.producer_id, ProduceBatchResponse.last_offset
+const TAG_FIELD3_VARINT = 0x18; // ProduceBatchRequest.first_sequence, ProduceBatchResponse.count
+const TAG_FIELD4_VARINT = 0x20; // ProduceBatchResponse.duplicate
 
 /** Bytes of the varint encoding of a non-negative safe integer. */
 function varintSize(value: number): number {
@@ -97,9 +100,21 @@ export function encodeProduceRequest(message: ProduceRequest): Buffer {
 }
 
 export function encodeProduceBatchRequest(message: ProduceBatchRequest): Buffer {
-  const buffer = Buffer.allocUnsafe(recordsSize(message.records));
+  const { producerId, firstSequence } = message;
+  let size = recordsSize(message.records);
+  if (producerId !== 0) size += 1 + varintSize(producerId);
+  if (firstSequence !== 0) size += 1 + varintSize(firstSequence);
+  const buffer = Buffer.allocUnsafe(size);
   let position = 0;
   for (const record of message.records) position = writeRecordField(buffer, position, TAG_FIELD1_MESSAGE, record);
+  if (producerId !== 0) {
+    buffer[position++] = TAG_FIELD2_VARINT;
+    position = writeVarint(buffer, position, producerId);
+  }
+  if (firstSequence !== 0) {
+    buffer[position++] = TAG_FIELD3_VARINT;
+    position = writeVarint(buffer, position, firstSequence);
+  }
   return finish(buffer, position);
 }
 
@@ -117,4 +132,32 @@ export function encodeProduceResponse(message: ProduceResponse): Buffer {
   const buffer = Buffer.allocUnsafe(1 + varintSize(message.offset));
   buffer[0] = TAG_FIELD1_VARINT;
   return finish(buffer, writeVarint(buffer, 1, message.offset));
+}
+
+export function encodeProduceBatchResponse(message: ProduceBatchResponse): Buffer {
+  const { firstOffset, lastOffset, count, duplicate } = message;
+  const size =
+    (firstOffset !== 0 ? 1 + varintSize(firstOffset) : 0) +
+    (lastOffset !== 0 ? 1 + varintSize(lastOffset) : 0) +
+    (count !== 0 ? 1 + varintSize(count) : 0) +
+    (duplicate ? 2 : 0);
+  const buffer = Buffer.allocUnsafe(size);
+  let position = 0;
+  if (firstOffset !== 0) {
+    buffer[position++] = TAG_FIELD1_VARINT;
+    position = writeVarint(buffer, position, firstOffset);
+  }
+  if (lastOffset !== 0) {
+    buffer[position++] = TAG_FIELD2_VARINT;
+    position = writeVarint(buffer, position, lastOffset);
+  }
+  if (count !== 0) {
+    buffer[position++] = TAG_FIELD3_VARINT;
+    position = writeVarint(buffer, position, count);
+  }
+  if (duplicate) {
+    buffer[position++] = TAG_FIELD4_VARINT;
+    buffer[position++] = 1;
+  }
+  return finish(buffer, position);
 }

@@ -9,14 +9,22 @@ import { describe, it } from 'node:test';
 import { Metadata, status as Status } from '@grpc/grpc-js';
 import {
   ClosedError,
+  CompactedError,
   CorruptionError,
   DeadlineExceededError,
+  ErrorCode,
   InternalError,
   InvalidArgumentError,
+  LeadershipLostError,
+  LogUnavailableError,
   NotLeaderError,
   OffsetOutOfRangeError,
+  OutcomeUnknownError,
+  OutOfOrderSequenceError,
   OverloadedError,
   PermissionDeniedError,
+  ProposalOutcomeUnknownError,
+  RaftBusyError,
   RecordTooLargeError,
   StorageFailedError,
   UnauthenticatedError,
@@ -41,7 +49,18 @@ describe('error table', () => {
       { error: new UnauthenticatedError('who'), code: Status.UNAUTHENTICATED },
       { error: new DeadlineExceededError('late'), code: Status.DEADLINE_EXCEEDED },
       { error: new InternalError('bug'), code: Status.INTERNAL },
+      { error: new CompactedError(7, 12), code: Status.OUT_OF_RANGE },
+      { error: new LogUnavailableError(40, 31), code: Status.OUT_OF_RANGE },
+      { error: new LeadershipLostError(17), code: Status.UNAVAILABLE },
+      { error: new RaftBusyError('leadership transfer in progress'), code: Status.UNAVAILABLE },
+      { error: new ProposalOutcomeUnknownError(23), code: Status.DEADLINE_EXCEEDED },
+      { error: new OutcomeUnknownError('no answer within 10000 ms'), code: Status.DEADLINE_EXCEEDED },
+      { error: new OutOfOrderSequenceError(2 ** 52 + 5, 40, 38), code: Status.FAILED_PRECONDITION },
     ];
+    const classes = new Set(cases.map(({ error }) => error.constructor));
+    assert.equal(classes.size, Object.keys(ErrorCode).length, 'one case per error class');
+    const pairs = new Set(cases.map(({ error, code }) => `${code}/${error.code}`));
+    assert.equal(pairs.size, classes.size, 'each class is its own (gRPC code, annal code) pair');
     for (const { error, code } of cases) {
       const status = statusFromError(error);
       assert.equal(status.code, code, error.name);
@@ -49,7 +68,7 @@ describe('error table', () => {
       const back = errorFromStatus(status);
       assert.equal(back.constructor, error.constructor, error.name);
       assert.equal(back.message, error.message);
-      for (const field of ['offset', 'lowestOffset', 'nextOffset', 'sizeBytes', 'maxRecordBytes', 'file', 'positionBytes', 'reason', 'leaderId', 'leaderAddress']) {
+      for (const field of ['offset', 'lowestOffset', 'nextOffset', 'sizeBytes', 'maxRecordBytes', 'file', 'positionBytes', 'reason', 'leaderId', 'leaderAddress', 'index', 'firstIndex', 'lastIndex', 'producerId', 'sequence', 'expectedSequence']) {
         assert.equal((back as unknown as Record<string, unknown>)[field], (error as unknown as Record<string, unknown>)[field], `${error.name}.${field}`);
       }
     }

@@ -10,20 +10,26 @@ import { Metadata, status as Status, type StatusObject } from '@grpc/grpc-js';
 import {
   AnnalError,
   ClosedError,
+  CompactedError,
   CorruptionError,
   DeadlineExceededError,
   ErrorCode,
   InternalError,
   InvalidArgumentError,
+  LeadershipLostError,
+  LogUnavailableError,
   NotLeaderError,
   OffsetOutOfRangeError,
+  OutcomeUnknownError,
+  OutOfOrderSequenceError,
   OverloadedError,
   PermissionDeniedError,
+  ProposalOutcomeUnknownError,
+  RaftBusyError,
   RecordTooLargeError,
   StorageFailedError,
   UnauthenticatedError,
   UnavailableError,
-  unreachable,
 } from '../util/index.js';
 
 /** Trailing-metadata keys carrying an error's class and fields (lower case, as HTTP/2 needs). */
@@ -39,36 +45,98 @@ export const ErrorMetadataKey = {
   reason: 'annal-reason',
   leaderId: 'annal-leader-id',
   leaderAddress: 'annal-leader-addr',
+  index: 'annal-index',
+  firstIndex: 'annal-first-index',
+  lastIndex: 'annal-last-index',
+  producerId: 'annal-producer-id',
+  sequence: 'annal-sequence',
+  expectedSequence: 'annal-expected-sequence',
 } as const;
+
+type FieldName = Exclude<keyof typeof ErrorMetadataKey, 'code'>;
+
+/** How the client rebuilds an error from its message and its metadata fields. */
+interface Fields {
+  text(field: FieldName): string | undefined;
+  num(field: FieldName): number;
+}
+
+interface ErrorKind {
+  grpc: Status;
+  /** The instance fields that travel in metadata (numbers and strings). */
+  fields: readonly FieldName[];
+  make(details: string, fields: Fields, options: ErrorOptions): AnnalError;
+}
+
+/**
+ * The table: one row per error class, naming its gRPC status. UNAVAILABLE means "nothing was
+ * done, retrying is safe" for every class under it except that a transport-level UNAVAILABLE
+ * (no annal code) says nothing about a write already sent; DEADLINE_EXCEEDED means "the outcome is
+ * unknown" (gRPC's own definition: the operation may have completed). Classes that share a gRPC
+ * code are told apart by `annal-error-code`, so each class is exactly one (code, annal code) pair.
+ */
+const KINDS: { readonly [C in ErrorCode]: ErrorKind } = {
+  [ErrorCode.OffsetOutOfRange]: {
+    grpc: Status.OUT_OF_RANGE,
+    fields: ['offset', 'lowestOffset', 'nextOffset'],
+    make: (_d, f, o) => withCause(new OffsetOutOfRangeError(wideOffset(f.text('offset')), f.num('lowestOffset'), f.num('nextOffset')), o.cause),
+  },
+  [ErrorCode.Compacted]: {
+    grpc: Status.OUT_OF_RANGE,
+    fields: ['index', 'firstIndex'],
+    make: (_d, f, o) => withCause(new CompactedError(f.num('index'), f.num('firstIndex')), o.cause),
+  },
+  [ErrorCode.LogUnavailable]: {
+    grpc: Status.OUT_OF_RANGE,
+    fields: ['index', 'lastIndex'],
+    make: (_d, f, o) => withCause(new LogUnavailableError(f.num('index'), f.num('lastIndex')), o.cause),
+  },
+  [ErrorCode.InvalidArgument]: { grpc: Status.INVALID_ARGUMENT, fields: [], make: (d, _f, o) => new InvalidArgumentError(d, o) },
+  [ErrorCode.RecordTooLarge]: {
+    grpc: Status.INVALID_ARGUMENT,
+    fields: ['sizeBytes', 'maxRecordBytes'],
+    make: (_d, f, o) => withCause(new RecordTooLargeError(f.num('sizeBytes'), f.num('maxRecordBytes')), o.cause),
+  },
+  [ErrorCode.Corruption]: {
+    grpc: Status.DATA_LOSS,
+    fields: ['file', 'positionBytes', 'reason'],
+    make: (d, f, o) => withCause(new CorruptionError(f.text('file') ?? '?', f.num('positionBytes'), f.text('reason') ?? d), o.cause),
+  },
+  [ErrorCode.Closed]: { grpc: Status.UNAVAILABLE, fields: [], make: (d, _f, o) => new ClosedError(d, o) },
+  [ErrorCode.StorageFailed]: { grpc: Status.UNAVAILABLE, fields: [], make: (d, _f, o) => new StorageFailedError(d, o) },
+  [ErrorCode.NotLeader]: {
+    grpc: Status.UNAVAILABLE,
+    fields: ['leaderId', 'leaderAddress'],
+    make: (_d, f, o) => withCause(new NotLeaderError(f.text('leaderId'), f.text('leaderAddress')), o.cause),
+  },
+  [ErrorCode.LeadershipLost]: {
+    grpc: Status.UNAVAILABLE,
+    fields: ['index'],
+    make: (_d, f, o) => withCause(new LeadershipLostError(f.num('index')), o.cause),
+  },
+  [ErrorCode.RaftBusy]: { grpc: Status.UNAVAILABLE, fields: [], make: (d, _f, o) => new RaftBusyError(d, o) },
+  [ErrorCode.Unavailable]: { grpc: Status.UNAVAILABLE, fields: [], make: (d, _f, o) => new UnavailableError(d, o) },
+  [ErrorCode.ProposalOutcomeUnknown]: {
+    grpc: Status.DEADLINE_EXCEEDED,
+    fields: ['index'],
+    make: (_d, f, o) => withCause(new ProposalOutcomeUnknownError(f.num('index')), o.cause),
+  },
+  [ErrorCode.DeadlineExceeded]: { grpc: Status.DEADLINE_EXCEEDED, fields: [], make: (d, _f, o) => new DeadlineExceededError(d, o) },
+  [ErrorCode.OutcomeUnknown]: { grpc: Status.DEADLINE_EXCEEDED, fields: [], make: (d, _f, o) => new OutcomeUnknownError(d, o) },
+  [ErrorCode.OutOfOrderSequence]: {
+    grpc: Status.FAILED_PRECONDITION,
+    fields: ['producerId', 'sequence', 'expectedSequence'],
+    make: (_d, f, o) => withCause(new OutOfOrderSequenceError(f.num('producerId'), f.num('sequence'), f.num('expectedSequence')), o.cause),
+  },
+  [ErrorCode.Overloaded]: { grpc: Status.RESOURCE_EXHAUSTED, fields: [], make: (d, _f, o) => new OverloadedError(d, o) },
+  [ErrorCode.PermissionDenied]: { grpc: Status.PERMISSION_DENIED, fields: [], make: (d, _f, o) => new PermissionDeniedError(d, o) },
+  [ErrorCode.Unauthenticated]: { grpc: Status.UNAUTHENTICATED, fields: [], make: (d, _f, o) => new UnauthenticatedError(d, o) },
+  [ErrorCode.Internal]: { grpc: Status.INTERNAL, fields: [], make: (d, _f, o) => new InternalError(d, o) },
+};
 
 /** The gRPC status for each annal error code. */
 export function grpcCodeFor(code: ErrorCode): Status {
-  switch (code) {
-    case ErrorCode.OffsetOutOfRange:
-      return Status.OUT_OF_RANGE;
-    case ErrorCode.InvalidArgument:
-    case ErrorCode.RecordTooLarge:
-      return Status.INVALID_ARGUMENT;
-    case ErrorCode.Corruption:
-      return Status.DATA_LOSS;
-    case ErrorCode.Closed:
-    case ErrorCode.StorageFailed:
-    case ErrorCode.NotLeader:
-    case ErrorCode.Unavailable:
-      return Status.UNAVAILABLE;
-    case ErrorCode.Overloaded:
-      return Status.RESOURCE_EXHAUSTED;
-    case ErrorCode.PermissionDenied:
-      return Status.PERMISSION_DENIED;
-    case ErrorCode.Unauthenticated:
-      return Status.UNAUTHENTICATED;
-    case ErrorCode.DeadlineExceeded:
-      return Status.DEADLINE_EXCEEDED;
-    case ErrorCode.Internal:
-      return Status.INTERNAL;
-    default:
-      return unreachable(code);
-  }
+  return KINDS[code].grpc;
 }
 
 /**
@@ -82,20 +150,10 @@ export function statusFromError(error: unknown): StatusObject {
     return { code: Status.INTERNAL, details: `internal error: ${message}`, metadata };
   }
   metadata.set(ErrorMetadataKey.code, error.code);
-  if (error instanceof OffsetOutOfRangeError) {
-    metadata.set(ErrorMetadataKey.offset, String(error.offset));
-    metadata.set(ErrorMetadataKey.lowestOffset, String(error.lowestOffset));
-    metadata.set(ErrorMetadataKey.nextOffset, String(error.nextOffset));
-  } else if (error instanceof RecordTooLargeError) {
-    metadata.set(ErrorMetadataKey.sizeBytes, String(error.sizeBytes));
-    metadata.set(ErrorMetadataKey.maxRecordBytes, String(error.maxRecordBytes));
-  } else if (error instanceof CorruptionError) {
-    metadata.set(ErrorMetadataKey.file, error.file);
-    metadata.set(ErrorMetadataKey.positionBytes, String(error.positionBytes));
-    metadata.set(ErrorMetadataKey.reason, error.reason);
-  } else if (error instanceof NotLeaderError) {
-    if (error.leaderId !== undefined) metadata.set(ErrorMetadataKey.leaderId, error.leaderId);
-    if (error.leaderAddress !== undefined) metadata.set(ErrorMetadataKey.leaderAddress, error.leaderAddress);
+  const fields = error as unknown as { readonly [field: string]: unknown };
+  for (const field of KINDS[error.code].fields) {
+    const value = fields[field];
+    if (value !== undefined) metadata.set(ErrorMetadataKey[field], String(value));
   }
   return { code: grpcCodeFor(error.code), details: error.message, metadata };
 }
@@ -117,39 +175,11 @@ export function errorFromStatus(status: StatusLike, cause?: unknown): AnnalError
     const value = values?.[0];
     return typeof value === 'string' ? value : undefined;
   };
-  const num = (key: string): number => Number(get(key) ?? NaN);
+  const fields: Fields = { text: (field) => get(ErrorMetadataKey[field]), num: (field) => Number(get(ErrorMetadataKey[field]) ?? NaN) };
   const options = { cause: cause ?? status };
-  const details = status.details;
-  switch (get(ErrorMetadataKey.code)) {
-    case ErrorCode.OffsetOutOfRange:
-      return withCause(new OffsetOutOfRangeError(wideOffset(get(ErrorMetadataKey.offset)), num(ErrorMetadataKey.lowestOffset), num(ErrorMetadataKey.nextOffset)), options.cause);
-    case ErrorCode.RecordTooLarge:
-      return withCause(new RecordTooLargeError(num(ErrorMetadataKey.sizeBytes), num(ErrorMetadataKey.maxRecordBytes)), options.cause);
-    case ErrorCode.Corruption:
-      return withCause(new CorruptionError(get(ErrorMetadataKey.file) ?? '?', num(ErrorMetadataKey.positionBytes), get(ErrorMetadataKey.reason) ?? details), options.cause);
-    case ErrorCode.NotLeader:
-      return withCause(new NotLeaderError(get(ErrorMetadataKey.leaderId), get(ErrorMetadataKey.leaderAddress)), options.cause);
-    case ErrorCode.Closed:
-      return new ClosedError(details, options);
-    case ErrorCode.StorageFailed:
-      return new StorageFailedError(details, options);
-    case ErrorCode.InvalidArgument:
-      return new InvalidArgumentError(details, options);
-    case ErrorCode.Overloaded:
-      return new OverloadedError(details, options);
-    case ErrorCode.PermissionDenied:
-      return new PermissionDeniedError(details, options);
-    case ErrorCode.Unauthenticated:
-      return new UnauthenticatedError(details, options);
-    case ErrorCode.DeadlineExceeded:
-      return new DeadlineExceededError(details, options);
-    case ErrorCode.Unavailable:
-      return new UnavailableError(details, options);
-    case ErrorCode.Internal:
-      return new InternalError(details, options);
-    default:
-      return errorFromGrpcCode(status.code, details, options);
-  }
+  const code = get(ErrorMetadataKey.code);
+  const kind = code !== undefined && Object.hasOwn(KINDS, code) ? KINDS[code as ErrorCode] : undefined;
+  return kind !== undefined ? kind.make(status.details, fields, options) : errorFromGrpcCode(status.code, status.details, options);
 }
 
 function errorFromGrpcCode(code: number, details: string, options: ErrorOptions): AnnalError {

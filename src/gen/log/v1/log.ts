@@ -84,6 +84,16 @@ export interface ConsumeResponse {
 /** Extension: many records in one request, appended together with one durability wait. */
 export interface ProduceBatchRequest {
   records: Record[];
+  /**
+   * Extension (idempotent produce, like Kafka's idempotent producer): when producer_id is not 0,
+   * the records carry the producer's sequence numbers first_sequence, first_sequence + 1, ...
+   * The leader appends a producer's sequences in order, once: a retried batch it already holds is
+   * answered with the offsets it has (duplicate = true), a gap is refused (FAILED_PRECONDITION,
+   * annal-error-code OUT_OF_ORDER_SEQUENCE, with the sequence it expects). Only the leader takes
+   * such batches (a follower answers UNAVAILABLE, NOT_LEADER). See docs/replication.md.
+   */
+  producerId: number;
+  firstSequence: number;
 }
 
 /** Extension: the offsets assigned to a ProduceBatchRequest's records: first..last inclusive. */
@@ -91,6 +101,8 @@ export interface ProduceBatchResponse {
   firstOffset: number;
   lastOffset: number;
   count: number;
+  /** Extension: the batch was a retry of one the log already holds; the offsets are the original ones. */
+  duplicate: boolean;
 }
 
 export interface GetServersRequest {
@@ -579,13 +591,19 @@ export const ConsumeResponse: MessageFns<ConsumeResponse> = {
 };
 
 function createBaseProduceBatchRequest(): ProduceBatchRequest {
-  return { records: [] };
+  return { records: [], producerId: 0, firstSequence: 0 };
 }
 
 export const ProduceBatchRequest: MessageFns<ProduceBatchRequest> = {
   encode(message: ProduceBatchRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     for (const v of message.records) {
       Record.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.producerId !== 0) {
+      writer.uint32(16).uint64(message.producerId);
+    }
+    if (message.firstSequence !== 0) {
+      writer.uint32(24).uint64(message.firstSequence);
     }
     return writer;
   },
@@ -611,6 +629,22 @@ export const ProduceBatchRequest: MessageFns<ProduceBatchRequest> = {
             message.records.push(Record.decode(reader, reader.uint32()));
             continue;
           }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.producerId = longToNumber(reader.uint64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.firstSequence = longToNumber(reader.uint64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -626,6 +660,16 @@ export const ProduceBatchRequest: MessageFns<ProduceBatchRequest> = {
   fromJSON(object: any): ProduceBatchRequest {
     return {
       records: globalThis.Array.isArray(object?.records) ? object.records.map((e: any) => Record.fromJSON(e)) : [],
+      producerId: isSet(object.producerId)
+        ? globalThis.Number(object.producerId)
+        : isSet(object.producer_id)
+        ? globalThis.Number(object.producer_id)
+        : 0,
+      firstSequence: isSet(object.firstSequence)
+        ? globalThis.Number(object.firstSequence)
+        : isSet(object.first_sequence)
+        ? globalThis.Number(object.first_sequence)
+        : 0,
     };
   },
 
@@ -633,6 +677,12 @@ export const ProduceBatchRequest: MessageFns<ProduceBatchRequest> = {
     const obj: any = {};
     if (message.records?.length) {
       obj.records = message.records.map((e) => Record.toJSON(e));
+    }
+    if (message.producerId !== 0) {
+      obj.producerId = Math.round(message.producerId);
+    }
+    if (message.firstSequence !== 0) {
+      obj.firstSequence = Math.round(message.firstSequence);
     }
     return obj;
   },
@@ -643,12 +693,14 @@ export const ProduceBatchRequest: MessageFns<ProduceBatchRequest> = {
   fromPartial<I extends Exact<DeepPartial<ProduceBatchRequest>, I>>(object: I): ProduceBatchRequest {
     const message = createBaseProduceBatchRequest();
     message.records = object.records?.map((e) => Record.fromPartial(e)) || [];
+    message.producerId = object.producerId ?? 0;
+    message.firstSequence = object.firstSequence ?? 0;
     return message;
   },
 };
 
 function createBaseProduceBatchResponse(): ProduceBatchResponse {
-  return { firstOffset: 0, lastOffset: 0, count: 0 };
+  return { firstOffset: 0, lastOffset: 0, count: 0, duplicate: false };
 }
 
 export const ProduceBatchResponse: MessageFns<ProduceBatchResponse> = {
@@ -661,6 +713,9 @@ export const ProduceBatchResponse: MessageFns<ProduceBatchResponse> = {
     }
     if (message.count !== 0) {
       writer.uint32(24).uint32(message.count);
+    }
+    if (message.duplicate !== false) {
+      writer.uint32(32).bool(message.duplicate);
     }
     return writer;
   },
@@ -702,6 +757,14 @@ export const ProduceBatchResponse: MessageFns<ProduceBatchResponse> = {
             message.count = reader.uint32();
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.duplicate = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -727,6 +790,7 @@ export const ProduceBatchResponse: MessageFns<ProduceBatchResponse> = {
         ? globalThis.Number(object.last_offset)
         : 0,
       count: isSet(object.count) ? globalThis.Number(object.count) : 0,
+      duplicate: isSet(object.duplicate) ? globalThis.Boolean(object.duplicate) : false,
     };
   },
 
@@ -741,6 +805,9 @@ export const ProduceBatchResponse: MessageFns<ProduceBatchResponse> = {
     if (message.count !== 0) {
       obj.count = Math.round(message.count);
     }
+    if (message.duplicate !== false) {
+      obj.duplicate = message.duplicate;
+    }
     return obj;
   },
 
@@ -752,6 +819,7 @@ export const ProduceBatchResponse: MessageFns<ProduceBatchResponse> = {
     message.firstOffset = object.firstOffset ?? 0;
     message.lastOffset = object.lastOffset ?? 0;
     message.count = object.count ?? 0;
+    message.duplicate = object.duplicate ?? false;
     return message;
   },
 };
