@@ -31,6 +31,7 @@ import { ServerCredentials, experimental, type Server as GrpcServer, type Server
 import { assert } from '../util/index.js';
 import { ConnectionGate, DEFAULT_CONNECTION_LIMITS, type ConnectionLimits } from './connection-gate.js';
 import { RateLimitedLog, type AuthLogger } from './logger.js';
+import { createWideWindowInjector } from './receive-window.js';
 import { caCertificatesOf, type TlsMaterial } from './tls-material.js';
 
 type ConnectionInjector = ReturnType<GrpcServer['createConnectionInjector']>;
@@ -77,7 +78,7 @@ export class MtlsListener {
       ServerCredentials.createInsecure(),
       options.interceptors ?? [],
     );
-    this.injector = options.grpcServer.createConnectionInjector(credentials);
+    this.injector = createWideWindowInjector(options.grpcServer, credentials);
     const limits: ConnectionLimits = {
       ...DEFAULT_CONNECTION_LIMITS,
       ...options.connectionLimits,
