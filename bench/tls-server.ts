@@ -12,7 +12,7 @@
  * agent: the server interceptor, RPC, storage and runtime metrics (a /metrics endpoint on a free
  * port) and the access log at info (into <dataDir>/access.log); no trace export. The log may be
  * prefilled directly (for the consumer runs). Prints one JSON line `{"address":"127.0.0.1:port"}`
- * when ready; exits on SIGTERM.
+ * when ready, one `{"memory":{...}}` line per SIGUSR2; exits on SIGTERM.
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -74,6 +74,14 @@ async function main(): Promise<void> {
       .then(() => log.close())
       .then(() => telemetry.shutdown())
       .then(() => process.exit(0));
+  });
+  // SIGUSR2: print the memory in use (bench/memory.ts): RSS and V8's figures as they are, then
+  // the live heap after a full collection when the process runs with --expose-gc.
+  process.on('SIGUSR2', () => {
+    const { rss, heapUsed, external, arrayBuffers } = process.memoryUsage();
+    globalThis.gc?.();
+    const liveHeap = globalThis.gc === undefined ? undefined : process.memoryUsage().heapUsed;
+    process.stdout.write(`${JSON.stringify({ memory: { rss, heapUsed, external, arrayBuffers, liveHeap } })}\n`);
   });
   process.stdout.write(`${JSON.stringify({ address })}\n`);
 }
