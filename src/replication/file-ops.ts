@@ -5,6 +5,7 @@
  */
 import { closeSync, fsync, ftruncateSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
+import { failpoints } from '../failpoints/index.js';
 import { assert } from '../util/index.js';
 
 export interface FileOps {
@@ -32,7 +33,7 @@ export const NODE_FILE_OPS: FileOps = Object.freeze({
     }
   },
   truncate: (fd: number, lengthBytes: number) => ftruncateSync(fd, lengthBytes),
-  fsync: (fd: number) => new Promise<void>((resolve, reject) => fsync(fd, (error) => (error ? reject(error) : resolve()))),
+  fsync: (fd: number) => failpoints !== undefined ? failpoints.fsync(fd, fsync) : new Promise<void>((resolve, reject) => fsync(fd, (error) => (error ? reject(error) : resolve()))),
   close: (fd: number) => closeSync(fd),
   rename: (from: string, to: string) => renameSync(from, to),
   remove: (path: string) => rmSync(path, { recursive: true, force: true }),

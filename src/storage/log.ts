@@ -12,6 +12,7 @@
  */
 import { accessSync, constants, closeSync, fsync, fsyncSync, mkdirSync, openSync, rmSync, statSync } from 'node:fs';
 import { Readable } from 'node:stream';
+import { failpoints } from '../failpoints/index.js';
 import {
   assert, assertUint, ClosedError, InvalidArgumentError, OffsetOutOfRangeError, RecordTooLargeError,
   StorageFailedError,
@@ -754,5 +755,6 @@ export class CommitLog {
 
 /** fsync on the thread pool (a directory's, after a segment roll makes a new file). */
 function fsyncAsync(fd: number): Promise<void> {
+  if (failpoints !== undefined) return failpoints.fsync(fd, fsync);
   return new Promise((resolve, reject) => fsync(fd, (error) => (error ? reject(error) : resolve())));
 }

@@ -10,6 +10,7 @@ import {
   closeSync, fdatasync, fstatSync, fsyncSync, ftruncateSync, openSync, readSync, unlinkSync, writeSync, writevSync,
 } from 'node:fs';
 import { join } from 'node:path';
+import { failpoints } from '../failpoints/index.js';
 import { assert, CorruptionError } from '../util/index.js';
 import { crc32 } from './checksum.js';
 import {
@@ -26,6 +27,7 @@ const INITIAL_INDEX_CAPACITY_BYTES = 64 * 1024;
 const READ_ENTRIES_MAX = 4096;
 
 export function fdatasyncAsync(fd: number): Promise<void> {
+  if (failpoints !== undefined) return failpoints.fsync(fd, fdatasync);
   return new Promise((resolve, reject) => fdatasync(fd, (error) => (error ? reject(error) : resolve())));
 }
 
