@@ -14,6 +14,7 @@ import { Server, ServerCredentials, type ServerDuplexStream } from '@grpc/grpc-j
 import { LogServer } from '../src/server/index.js';
 import { CommitLog, parseFsyncPolicy } from '../src/storage/index.js';
 import { ECHO_SERVICE } from './grpc-echo.js';
+import { prefill } from './util.js';
 
 const ACK = Buffer.from([0x08, 0x01, 0, 0, 0, 0, 0, 0]);
 
@@ -37,16 +38,7 @@ async function startEcho(): Promise<{ address: string; stop: () => Promise<void>
 
 async function startAnnal(dataDir: string, fsync: string, prefillRecords: number, prefillValueBytes: number) {
   const log = await CommitLog.open(dataDir, { fsync: parseFsyncPolicy(fsync) });
-  if (prefillRecords > 0) {
-    const value = Buffer.alloc(prefillValueBytes, 0x62);
-    const batch = Array.from({ length: 1024 }, () => ({ value }));
-    let last: Promise<unknown> = Promise.resolve();
-    for (let written = 0; written < prefillRecords; written += batch.length) {
-      last = log.appendBatch(batch.slice(0, Math.min(batch.length, prefillRecords - written)));
-      if ((written / batch.length) % 64 === 63) await last;
-    }
-    await last;
-  }
+  await prefill(log, prefillRecords, prefillValueBytes);
   const quiet = { error: (o: object, m: string) => console.error(m, o), warn: () => {}, info: () => {} };
   const server = new LogServer({ log, nodeName: 'bench', logger: quiet, maxRecordBytes: 1024 * 1024 });
   const address = await server.start('127.0.0.1', 0);

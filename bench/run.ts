@@ -11,7 +11,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const ORDER = ['storage', 'grpc', 'raft', 'membership', 'telemetry', 'tls', 'cluster'];
+const ORDER = ['storage', 'grpc', 'raft', 'membership', 'telemetry', 'tls', 'memory', 'cluster'];
 
 function parseArgs(argv: string[]): { only: string[] | undefined; withPeers: boolean } {
   let only: string[] | undefined;

@@ -1,18 +1,24 @@
 /**
- * What mutual TLS and the ACL cost: the same workloads against two annal servers in the same
- * run, one plaintext (`--insecure`, the baseline) and one behind auth's mTLS listener with the
- * Casbin ACL interceptor, each in its own process. Rounds alternate between the two and the
- * table reports medians, so load from other processes on this shared machine hits both alike.
- * - ProduceStream, 1 KiB records, fsync=always: the durable default.
+ * What mutual TLS and the ACL cost: the same workloads against annal servers in the same run, one
+ * plaintext (`--insecure`, the baseline) and one behind auth's mTLS listener with the Casbin ACL
+ * interceptor, each in its own process with telemetry on (metrics and the access log, as an
+ * agent runs). Rounds alternate between the servers and the table reports medians, so load from
+ * other processes on this shared machine hits both alike.
+ * - ProduceStream, 1 KiB records, fsync=always (the durable default), 1024 in flight; and with
+ *   256 in flight (the JetStream peer benchmark's window) with ack latency p50/p99.
+ * - Unary Produce, 1 KiB, fsync=always, one call at a time: p50/p99, against a floor measured
+ *   in the same rounds: a no-op unary call under mTLS (GetServers through the same interceptors)
+ *   plus one 1 KiB write and fdatasync round trip on the same file system (from this process).
  * - ProduceStream, 100 B records, fsync=never: CPU-bound, where encryption and the per-stream
- *   ACL check weigh most.
- * - Unary Produce, 100 B, fsync=never, one at a time: p50/p99 latency (one ACL check per call).
+ *   ACL check weigh most; unary Produce 100 B, fsync=never.
+ * - ConsumeStream from the start of a prefilled log of 1 KiB records, one record per message
+ *   (what proglog clients use) and with max_batch 1000.
  * A third server, grpc-js's own TLS port (createSsl, client certificates required, no ACL), shows
  * how much of the cost is TLS in grpc-js/Node itself rather than annal's listener or ACL.
  * - New connections: open a channel, one GetServers call, close; the TLS handshake's cost.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { closeSync, fdatasync, openSync, readFileSync, write } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -32,9 +38,16 @@ interface Target {
   stop: () => Promise<void>;
 }
 
-async function startTarget(mode: 'insecure' | 'mtls' | 'grpc-ssl', fsync: string, certsDir: string, security: ClientSecurity): Promise<Target & { dir: { remove: () => void } }> {
+async function startTarget(
+  mode: 'insecure' | 'mtls' | 'grpc-ssl',
+  fsync: string,
+  certsDir: string,
+  security: ClientSecurity,
+  prefillRecords = 0,
+): Promise<Target & { dir: { remove: () => void } }> {
   const dir = tempDir(`annal-bench-tls-${mode}-`);
-  const child: ChildProcess = spawn(process.execPath, [SERVER_SCRIPT, mode, dir.path, fsync, certsDir], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const args = [SERVER_SCRIPT, mode, dir.path, fsync, certsDir, String(prefillRecords), '1024'];
+  const child: ChildProcess = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
   const address = await new Promise<string>((resolve, reject) => {
     createInterface({ input: child.stdout! }).once('line', (line) => resolve((JSON.parse(line) as { address: string }).address));
     child.once('exit', (code) => reject(new Error(`bench server exited with ${code}`)));
@@ -69,18 +82,91 @@ async function produceStreamRate(target: Target, valueBytes: number, count: numb
   }
 }
 
-async function unaryLatencies(target: Target, count: number): Promise<number[]> {
+/** Latencies (ms) of `count` calls of `call`, one at a time, after a warm-up. */
+async function sequentialLatencies(count: number, call: () => Promise<unknown>): Promise<number[]> {
+  for (let i = 0; i < Math.min(200, count); i++) await call();
+  const latencies: number[] = [];
+  for (let i = 0; i < count; i++) {
+    const start = nowMs();
+    await call();
+    latencies.push(nowMs() - start);
+  }
+  return latencies;
+}
+
+async function unaryLatencies(target: Target, valueBytes: number, count: number): Promise<number[]> {
   const client = new AnnalClient({ address: target.address, security: target.security });
   try {
-    const value = Buffer.alloc(100, 0x61);
-    for (let i = 0; i < 200; i++) await client.produce(value);
+    const value = Buffer.alloc(valueBytes, 0x61);
+    return await sequentialLatencies(count, () => client.produce(value));
+  } finally {
+    client.close();
+  }
+}
+
+/** A no-op unary call through the same listener and interceptors: GetServers. */
+async function noopLatencies(target: Target, count: number): Promise<number[]> {
+  const client = new AnnalClient({ address: target.address, security: target.security });
+  try {
+    return await sequentialLatencies(count, () => client.getServers());
+  } finally {
+    client.close();
+  }
+}
+
+/** One 1 KiB write and fdatasync, awaited, `count` times, in a file under the benchmarks' temp dir. */
+async function durableWriteLatencies(count: number): Promise<number[]> {
+  const dir = tempDir('annal-bench-fdatasync-');
+  const fd = openSync(join(dir.path, 'floor'), 'w');
+  const block = Buffer.alloc(1024, 0x61);
+  let position = 0;
+  const once = (): Promise<void> =>
+    new Promise((resolve, reject) => {
+      write(fd, block, 0, block.length, position, (error) => {
+        if (error) return reject(error);
+        position += block.length;
+        fdatasync(fd, (syncError) => (syncError ? reject(syncError) : resolve()));
+      });
+    });
+  try {
+    return await sequentialLatencies(count, once);
+  } finally {
+    closeSync(fd);
+    dir.remove();
+  }
+}
+
+/** ProduceStream with `window` records in flight: records/s and send-to-ack latencies. */
+async function windowedProduce(target: Target, valueBytes: number, window: number, count: number) {
+  const client = new AnnalClient({ address: target.address, security: target.security });
+  try {
+    const value = Buffer.alloc(valueBytes, 0x61);
+    const stream = client.produceStream();
+    await pipelined(window, Math.min(count, 2000), () => stream.send(value));
     const latencies: number[] = [];
-    for (let i = 0; i < count; i++) {
-      const start = nowMs();
-      await client.produce(value);
-      latencies.push(nowMs() - start);
+    const elapsedMs = await pipelined(window, count, () => {
+      const sent = nowMs();
+      return stream.send(value).then(() => latencies.push(nowMs() - sent));
+    });
+    await stream.close();
+    latencies.sort((a, b) => a - b);
+    return { perSecond: (count / elapsedMs) * 1000, p50Ms: percentile(latencies, 50), p99Ms: percentile(latencies, 99) };
+  } finally {
+    client.close();
+  }
+}
+
+/** Reads `count` records from offset 0 (one per message when maxBatch is 0); records/s. */
+async function consumeRate(target: Target, count: number, maxBatch: number): Promise<number> {
+  const client = new AnnalClient({ address: target.address, security: target.security });
+  try {
+    const start = nowMs();
+    let seen = 0;
+    for await (const records of client.consumeBatches(0, { maxBatch, follow: false })) {
+      seen += records.length;
+      if (seen >= count) break;
     }
-    return latencies.sort((a, b) => a - b);
+    return (seen / (nowMs() - start)) * 1000;
   } finally {
     client.close();
   }
@@ -110,6 +196,172 @@ function ratio(value: number, baseline: number): string {
   return `${(value / baseline).toFixed(2)}x`;
 }
 
+type Row = { name: string; value: string; ratio?: string; note?: string };
+
+const p50 = (values: number[]): number => percentile([...values].sort((a, b) => a - b), 50);
+const p99 = (values: number[]): number => percentile([...values].sort((a, b) => a - b), 99);
+const ms = (value: number): string => `${value.toFixed(3)} ms`;
+const runs = (values: number[]): string => `runs ${values.map(formatRate).join(' ')}`;
+
+/** Durable produce, 1 KiB, fsync=always: streams at two windows, and unary calls against their floor. */
+async function durableRows(rounds: number, certsDir: string, mtlsSecurity: ClientSecurity): Promise<Row[]> {
+  const insecure = await startTarget('insecure', 'always', certsDir, { insecure: true });
+  const mtls = await startTarget('mtls', 'always', certsDir, mtlsSecurity);
+  const grpcSsl = await startTarget('grpc-ssl', 'always', certsDir, mtlsSecurity);
+  const stream = { insecure: [] as number[], mtls: [] as number[], grpcSsl: [] as number[] };
+  const windowed = { insecure: [] as { perSecond: number; p50Ms: number; p99Ms: number }[], mtls: [] as { perSecond: number; p50Ms: number; p99Ms: number }[] };
+  const unary = { insecure: [] as number[], mtls: [] as number[], noop: [] as number[], durableWrite: [] as number[] };
+  const streamCount = scaled(60_000);
+  const unaryCount = scaled(1_000);
+  try {
+    for (let round = 0; round < rounds; round++) {
+      stream.insecure.push(await produceStreamRate(insecure, 1024, streamCount));
+      stream.mtls.push(await produceStreamRate(mtls, 1024, streamCount));
+      stream.grpcSsl.push(await produceStreamRate(grpcSsl, 1024, streamCount));
+      windowed.insecure.push(await windowedProduce(insecure, 1024, 256, streamCount));
+      windowed.mtls.push(await windowedProduce(mtls, 1024, 256, streamCount));
+      unary.insecure.push(...(await unaryLatencies(insecure, 1024, unaryCount)));
+      unary.mtls.push(...(await unaryLatencies(mtls, 1024, unaryCount)));
+      unary.noop.push(...(await noopLatencies(mtls, unaryCount)));
+      unary.durableWrite.push(...(await durableWriteLatencies(unaryCount)));
+    }
+  } finally {
+    await insecure.stop();
+    await mtls.stop();
+    await grpcSsl.stop();
+  }
+  const label = 'ProduceStream 1 KiB, fsync=always';
+  const base = median(stream.insecure);
+  const medianRun = (samples: { perSecond: number; p50Ms: number; p99Ms: number }[]) =>
+    [...samples].sort((a, b) => a.perSecond - b.perSecond)[Math.floor(samples.length / 2)]!;
+  const windowedBase = medianRun(windowed.insecure);
+  const windowedMtls = medianRun(windowed.mtls);
+  const floorMs = p50(unary.noop) + p50(unary.durableWrite);
+  const mtlsP50 = p50(unary.mtls);
+  return [
+    { name: `${label}, --insecure`, value: `${formatRate(base)} rec/s`, ratio: '1.00x', note: runs(stream.insecure) },
+    { name: `${label}, mTLS + ACL`, value: `${formatRate(median(stream.mtls))} rec/s`, ratio: ratio(median(stream.mtls), base), note: `target >= 0.85x; ${runs(stream.mtls)}` },
+    {
+      name: `${label}, grpc-js createSsl, no ACL`,
+      value: `${formatRate(median(stream.grpcSsl))} rec/s`,
+      ratio: ratio(median(stream.grpcSsl), base),
+      note: `reference: grpc-js's own TLS port; ${runs(stream.grpcSsl)}`,
+    },
+    {
+      name: `${label}, 256 in flight, --insecure`,
+      value: `${formatRate(windowedBase.perSecond)} rec/s`,
+      ratio: '1.00x',
+      note: `ack p50 ${ms(windowedBase.p50Ms)}, p99 ${ms(windowedBase.p99Ms)} (median run); ${runs(windowed.insecure.map((run) => run.perSecond))}`,
+    },
+    {
+      name: `${label}, 256 in flight, mTLS + ACL`,
+      value: `${formatRate(windowedMtls.perSecond)} rec/s`,
+      ratio: ratio(windowedMtls.perSecond, windowedBase.perSecond),
+      note: `ack p50 ${ms(windowedMtls.p50Ms)}, p99 ${ms(windowedMtls.p99Ms)}; ${runs(windowed.mtls.map((run) => run.perSecond))}; JetStream R1 peer: 256 in flight, no fsync`,
+    },
+    { name: 'unary Produce 1 KiB, fsync=always, --insecure', value: `p50 ${ms(p50(unary.insecure))}`, ratio: '1.00x', note: `p99 ${ms(p99(unary.insecure))}` },
+    {
+      name: 'unary Produce 1 KiB, fsync=always, mTLS + ACL',
+      value: `p50 ${ms(mtlsP50)}`,
+      ratio: ratio(mtlsP50, p50(unary.insecure)),
+      note: `p99 ${ms(p99(unary.mtls))} (${(p99(unary.mtls) / mtlsP50).toFixed(2)}x p50; target <= 3x); ${(mtlsP50 / floorMs).toFixed(2)}x the floor (target <= 1.15x); ratio: of p50 latency vs --insecure, target <= 1.15x`,
+    },
+    {
+      name: 'floor: no-op unary (GetServers) under mTLS + ACL',
+      value: `p50 ${ms(p50(unary.noop))}`,
+      note: `p99 ${ms(p99(unary.noop))}`,
+    },
+    {
+      name: 'floor: one 1 KiB write + fdatasync',
+      value: `p50 ${ms(p50(unary.durableWrite))}`,
+      note: `p99 ${ms(p99(unary.durableWrite))}; floor = the two p50s: ${ms(floorMs)}`,
+    },
+  ];
+}
+
+/** CPU-bound produce, 100 B, fsync=never; unary latency; new connections. */
+async function cpuBoundRows(rounds: number, certsDir: string, mtlsSecurity: ClientSecurity): Promise<Row[]> {
+  const insecure = await startTarget('insecure', 'never', certsDir, { insecure: true });
+  const mtls = await startTarget('mtls', 'never', certsDir, mtlsSecurity);
+  const grpcSsl = await startTarget('grpc-ssl', 'never', certsDir, mtlsSecurity);
+  const samples = { insecure: [] as number[], mtls: [] as number[], grpcSsl: [] as number[] };
+  const rows: Row[] = [];
+  try {
+    for (let round = 0; round < rounds; round++) {
+      samples.insecure.push(await produceStreamRate(insecure, 100, scaled(100_000)));
+      samples.mtls.push(await produceStreamRate(mtls, 100, scaled(100_000)));
+      samples.grpcSsl.push(await produceStreamRate(grpcSsl, 100, scaled(100_000)));
+    }
+    const label = 'ProduceStream 100 B, fsync=never';
+    const base = median(samples.insecure);
+    rows.push({ name: `${label}, --insecure`, value: `${formatRate(base)} rec/s`, ratio: '1.00x', note: runs(samples.insecure) });
+    rows.push({ name: `${label}, mTLS + ACL`, value: `${formatRate(median(samples.mtls))} rec/s`, ratio: ratio(median(samples.mtls), base), note: runs(samples.mtls) });
+    rows.push({
+      name: `${label}, grpc-js createSsl, no ACL`,
+      value: `${formatRate(median(samples.grpcSsl))} rec/s`,
+      ratio: ratio(median(samples.grpcSsl), base),
+      note: `reference: grpc-js's own TLS port; ${runs(samples.grpcSsl)}`,
+    });
+    const insecureLatency = await unaryLatencies(insecure, 100, scaled(3_000));
+    const mtlsLatency = await unaryLatencies(mtls, 100, scaled(3_000));
+    rows.push({ name: 'unary Produce 100 B, fsync=never, --insecure', value: `p50 ${ms(p50(insecureLatency))}`, ratio: '1.00x', note: `p99 ${ms(p99(insecureLatency))}` });
+    rows.push({
+      name: 'unary Produce 100 B, fsync=never, mTLS + ACL',
+      value: `p50 ${ms(p50(mtlsLatency))}`,
+      ratio: ratio(p50(mtlsLatency), p50(insecureLatency)),
+      note: `p99 ${ms(p99(mtlsLatency))} (ratio of p50 latency: higher is slower)`,
+    });
+    const insecureConnections = await connectionRate(insecure, scaled(300));
+    const mtlsConnections = await connectionRate(mtls, scaled(300));
+    rows.push({ name: 'new connection + GetServers, --insecure', value: `${formatRate(insecureConnections)} conn/s`, ratio: '1.00x' });
+    rows.push({ name: 'new connection + GetServers, mTLS + ACL', value: `${formatRate(mtlsConnections)} conn/s`, ratio: ratio(mtlsConnections, insecureConnections), note: 'ECDSA P-256 certificates, TLS 1.3' });
+  } finally {
+    await insecure.stop();
+    await mtls.stop();
+    await grpcSsl.stop();
+  }
+  return rows;
+}
+
+/** ConsumeStream from 0 of a prefilled log of 1 KiB records, per record and batched. */
+async function consumeRows(rounds: number, certsDir: string, mtlsSecurity: ClientSecurity): Promise<Row[]> {
+  const logRecords = scaled(200_000);
+  const insecure = await startTarget('insecure', 'never', certsDir, { insecure: true }, logRecords);
+  const mtls = await startTarget('mtls', 'never', certsDir, mtlsSecurity, logRecords);
+  const perRecord = { insecure: [] as number[], mtls: [] as number[] };
+  const batched = { insecure: [] as number[], mtls: [] as number[] };
+  try {
+    await consumeRate(insecure, Math.min(5_000, logRecords), 0); // warm-up
+    await consumeRate(mtls, Math.min(5_000, logRecords), 0);
+    for (let round = 0; round < rounds; round++) {
+      perRecord.insecure.push(await consumeRate(insecure, logRecords, 0));
+      perRecord.mtls.push(await consumeRate(mtls, logRecords, 0));
+      batched.insecure.push(await consumeRate(insecure, logRecords, 1000));
+      batched.mtls.push(await consumeRate(mtls, logRecords, 1000));
+    }
+  } finally {
+    await insecure.stop();
+    await mtls.stop();
+  }
+  const label = `ConsumeStream 1 KiB from 0 of ${formatRate(logRecords)}`;
+  return [
+    { name: `${label}, 1/msg, --insecure`, value: `${formatRate(median(perRecord.insecure))} rec/s`, ratio: '1.00x', note: runs(perRecord.insecure) },
+    {
+      name: `${label}, 1/msg, mTLS + ACL`,
+      value: `${formatRate(median(perRecord.mtls))} rec/s`,
+      ratio: ratio(median(perRecord.mtls), median(perRecord.insecure)),
+      note: `target >= 0.85x and >= 52k rec/s; ${runs(perRecord.mtls)}`,
+    },
+    { name: `${label}, max_batch 1000, --insecure`, value: `${formatRate(median(batched.insecure))} rec/s`, ratio: '1.00x', note: runs(batched.insecure) },
+    {
+      name: `${label}, max_batch 1000, mTLS + ACL`,
+      value: `${formatRate(median(batched.mtls))} rec/s`,
+      ratio: ratio(median(batched.mtls), median(batched.insecure)),
+      note: `target >= 0.85x and >= 2x JetStream's ordered consumer; ${runs(batched.mtls)}`,
+    },
+  ];
+}
+
 async function main(): Promise<void> {
   const certs = tempDir('annal-bench-certs-');
   await runCertsCommand({ configDir: PACKAGED_CONFIG_DIR, outDir: certs.path });
@@ -120,58 +372,14 @@ async function main(): Promise<void> {
       keyPem: readFileSync(join(certs.path, 'root-client-key.pem')),
     },
   };
-  const rounds = 3;
-  const rows = [];
-  for (const [fsync, valueBytes, count] of [
-    ['always', 1024, scaled(60_000)],
-    ['never', 100, scaled(100_000)],
-  ] as const) {
-    const insecure = await startTarget('insecure', fsync, certs.path, { insecure: true });
-    const mtls = await startTarget('mtls', fsync, certs.path, mtlsSecurity);
-    const grpcSsl = await startTarget('grpc-ssl', fsync, certs.path, mtlsSecurity);
-    const samples = { insecure: [] as number[], mtls: [] as number[], grpcSsl: [] as number[] };
-    try {
-      for (let round = 0; round < rounds; round++) {
-        samples.insecure.push(await produceStreamRate(insecure, valueBytes, count));
-        samples.mtls.push(await produceStreamRate(mtls, valueBytes, count));
-        samples.grpcSsl.push(await produceStreamRate(grpcSsl, valueBytes, count));
-      }
-      const label = `ProduceStream ${valueBytes === 1024 ? '1 KiB' : '100 B'}, fsync=${fsync}`;
-      const base = median(samples.insecure);
-      const secured = median(samples.mtls);
-      rows.push({ name: `${label}, --insecure`, value: `${formatRate(base)} rec/s`, ratio: '1.00x', note: `runs ${samples.insecure.map(formatRate).join(' ')}` });
-      rows.push({ name: `${label}, mTLS + ACL`, value: `${formatRate(secured)} rec/s`, ratio: ratio(secured, base), note: `runs ${samples.mtls.map(formatRate).join(' ')}` });
-      const reference = median(samples.grpcSsl);
-      rows.push({
-        name: `${label}, grpc-js createSsl, no ACL`,
-        value: `${formatRate(reference)} rec/s`,
-        ratio: ratio(reference, base),
-        note: `reference: grpc-js's own TLS port; runs ${samples.grpcSsl.map(formatRate).join(' ')}`,
-      });
-      if (fsync === 'never') {
-        const insecureLatency = await unaryLatencies(insecure, scaled(3_000));
-        const mtlsLatency = await unaryLatencies(mtls, scaled(3_000));
-        const p = (values: number[], q: number) => percentile(values, q).toFixed(3);
-        rows.push({ name: 'unary Produce 100 B, --insecure', value: `p50 ${p(insecureLatency, 50)} ms`, ratio: '1.00x', note: `p99 ${p(insecureLatency, 99)} ms` });
-        rows.push({
-          name: 'unary Produce 100 B, mTLS + ACL',
-          value: `p50 ${p(mtlsLatency, 50)} ms`,
-          ratio: ratio(percentile(mtlsLatency, 50), percentile(insecureLatency, 50)),
-          note: `p99 ${p(mtlsLatency, 99)} ms (ratio of p50 latency: higher is slower)`,
-        });
-        const insecureConnections = await connectionRate(insecure, scaled(300));
-        const mtlsConnections = await connectionRate(mtls, scaled(300));
-        rows.push({ name: 'new connection + GetServers, --insecure', value: `${formatRate(insecureConnections)} conn/s`, ratio: '1.00x' });
-        rows.push({ name: 'new connection + GetServers, mTLS + ACL', value: `${formatRate(mtlsConnections)} conn/s`, ratio: ratio(mtlsConnections, insecureConnections), note: 'ECDSA P-256 certificates, TLS 1.3' });
-      }
-    } finally {
-      await insecure.stop();
-      await mtls.stop();
-      await grpcSsl.stop();
-    }
-  }
+  const rounds = Math.max(1, Number(process.env.ANNAL_BENCH_ROUNDS ?? '3'));
+  const rows = [
+    ...(await durableRows(rounds, certs.path, mtlsSecurity)),
+    ...(await cpuBoundRows(rounds, certs.path, mtlsSecurity)),
+    ...(await consumeRows(rounds, certs.path, mtlsSecurity)),
+  ];
   certs.remove();
-  printTable('mTLS + ACL against --insecure (medians of alternating rounds; ratio vs --insecure)', rows);
+  printTable('mTLS + ACL against --insecure, telemetry on (medians of alternating rounds; ratio vs --insecure)', rows);
 }
 
 void main().catch((error: unknown) => {

@@ -2,6 +2,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { CommitLog } from '../src/storage/index.js';
 
 export function nowMs(): number {
   return Number(process.hrtime.bigint()) / 1e6;
@@ -75,4 +76,17 @@ export async function pipelined(window: number, count: number, send: () => Promi
     fill();
   });
   return nowMs() - start;
+}
+
+/** Appends `records` values of `valueBytes` directly through the log, in batches of 1024. */
+export async function prefill(log: CommitLog, records: number, valueBytes: number): Promise<void> {
+  if (records <= 0) return;
+  const value = Buffer.alloc(valueBytes, 0x62);
+  const batch = Array.from({ length: 1024 }, () => ({ value }));
+  let last: Promise<unknown> = Promise.resolve();
+  for (let written = 0; written < records; written += batch.length) {
+    last = log.appendBatch(batch.slice(0, Math.min(batch.length, records - written)));
+    if ((written / batch.length) % 64 === 63) await last;
+  }
+  await last;
 }

@@ -13,6 +13,7 @@ export type { ReloadOutcome } from './file-reloader.js';
 export { ConnectionGate, DEFAULT_CONNECTION_LIMITS, prefaceState } from './connection-gate.js';
 export type { ConnectionGateOptions, ConnectionLimits, PrefaceState } from './connection-gate.js';
 export { RateLimitedLog } from './logger.js';
+export { createWideWindowInjector, HTTP2_RECEIVE_WINDOW_BYTES } from './receive-window.js';
 export type { AuthLogger } from './logger.js';
 export { MtlsListener } from './mtls-listener.js';
 export type { MtlsListenerOptions } from './mtls-listener.js';

@@ -31,6 +31,7 @@ import { ServerCredentials, experimental, type Server as GrpcServer, type Server
 import { assert } from '../util/index.js';
 import { ConnectionGate, DEFAULT_CONNECTION_LIMITS, type ConnectionLimits } from './connection-gate.js';
 import { RateLimitedLog, type AuthLogger } from './logger.js';
+import { createWideWindowInjector } from './receive-window.js';
 import { caCertificatesOf, type TlsMaterial } from './tls-material.js';
 
 type ConnectionInjector = ReturnType<GrpcServer['createConnectionInjector']>;
@@ -77,7 +78,7 @@ export class MtlsListener {
       ServerCredentials.createInsecure(),
       options.interceptors ?? [],
     );
-    this.injector = options.grpcServer.createConnectionInjector(credentials);
+    this.injector = createWideWindowInjector(options.grpcServer, credentials);
     const limits: ConnectionLimits = {
       ...DEFAULT_CONNECTION_LIMITS,
       ...options.connectionLimits,
@@ -190,6 +191,7 @@ export class MtlsListener {
       return;
     }
     this.gate.awaitPreface(socket, () => {
+      rememberPeerCertificate(socket);
       this.sessions.add(socket);
       socket.once('close', () => this.sessions.delete(socket));
       this.injector.injectConnection(socket);
@@ -207,6 +209,20 @@ export class MtlsListener {
       `refused connection: ${reason}`,
     );
   }
+}
+
+/**
+ * Makes `socket.getPeerCertificate()` return the object it built the first time. Every call on a
+ * connection asks for the peer certificate at least twice (grpc-js's getAuthContext for the
+ * ACL's subject and for telemetry's), and Node builds a new object each time: the subject and
+ * issuer, the raw DER, fingerprints, extensions. A connection's certificate cannot change (HTTP/2
+ * forbids TLS renegotiation, and Node disables it on HTTP/2 sockets), so one is enough. The
+ * detailed form (`getPeerCertificate(true)`, with the issuer chain) is still built on request.
+ */
+function rememberPeerCertificate(socket: TLSSocket): void {
+  const build = socket.getPeerCertificate.bind(socket);
+  const certificate = build();
+  socket.getPeerCertificate = ((detailed?: boolean) => (detailed === true ? build(true) : certificate)) as TLSSocket['getPeerCertificate'];
 }
 
 /** Whether the client's certificate, or an intermediate it presented, is signed by one of `caCertificates`. */

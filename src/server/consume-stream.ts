@@ -147,7 +147,10 @@ function writeBatch(call: ServerWritableStream<ConsumeRequest, ConsumeResponse>,
 
 function writeEach(call: ServerWritableStream<ConsumeRequest, ConsumeResponse>, records: StoredRecord[]): boolean {
   let writable = true;
+  // Corked, the chunk reaches the call as one write (see coalesced-writes.ts).
+  call.cork();
   for (const record of records) writable = call.write({ record: record as WireRecord, records: [] });
+  call.uncork();
   return writable;
 }
 

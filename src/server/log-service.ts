@@ -34,6 +34,7 @@ import { InvalidArgumentError, OffsetOutOfRangeError, RecordTooLargeError } from
 import { DecodeFailure } from './codec.js';
 import { offsetWithinNumbers, pumpConsumeStream, SHUTDOWN_STATUS, ShutdownSignal, type ConsumeStreamLimits } from './consume-stream.js';
 import { statusFromError } from '../wire/index.js';
+import { coalesceWrites } from './coalesced-writes.js';
 import { Pipeline } from './pipeline.js';
 import type { AppendContext, ServedLog } from './served-log.js';
 import type { WideConsumeRequest } from '../wire/index.js';
@@ -153,6 +154,7 @@ export class LogServiceHandlers {
       call.emit('error', SHUTDOWN_STATUS);
       return;
     }
+    coalesceWrites(call);
     const controller = new AbortController();
     const stream: Drainable = { drain: () => controller.abort(new ShutdownSignal('server is shutting down')) };
     this.streams.add(stream);
@@ -239,6 +241,7 @@ export class LogServiceHandlers {
       call.emit('error', SHUTDOWN_STATUS);
       return;
     }
+    coalesceWrites(call);
     const pipeline = new Pipeline(call, {
       maxInFlight: this.options.maxInFlightPerStream,
       maxInFlightBytes: this.options.maxInFlightBytesPerStream,

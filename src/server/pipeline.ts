@@ -126,6 +126,16 @@ export class Pipeline<Request, Response> {
   /** Writes every answer at the front of the queue that is ready, then ends the call if done. */
   private flush(): void {
     if (this.finished) return;
+    // Corked, the answers ready now reach the call as one write (see coalesced-writes.ts).
+    this.call.cork();
+    try {
+      this.writeReady();
+    } finally {
+      this.call.uncork();
+    }
+  }
+
+  private writeReady(): void {
     const queue = this.queue;
     while (this.head < queue.length) {
       const slot = queue[this.head]!;

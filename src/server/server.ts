@@ -23,7 +23,14 @@ import { Server, ServerCredentials, type ChannelOptions, type ServerInterceptor,
 import { loadFileDescriptorSetFromBuffer } from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation } from 'grpc-health-check';
-import { ConnectionGate, DEFAULT_CONNECTION_LIMITS, RateLimitedLog, type ConnectionLimits } from '../auth/index.js';
+import {
+  ConnectionGate,
+  createWideWindowInjector,
+  DEFAULT_CONNECTION_LIMITS,
+  HTTP2_RECEIVE_WINDOW_BYTES,
+  RateLimitedLog,
+  type ConnectionLimits,
+} from '../auth/index.js';
 import { AdminService } from '../gen/annal/admin/v1/admin.js';
 import type { Server as WireServer } from '../gen/log/v1/log.js';
 import { measureMessageSizes, spanAround, type Telemetry } from '../telemetry/index.js';
@@ -116,10 +123,10 @@ export class LogServer {
       ],
       'grpc.max_receive_message_length': maxRequestBytes,
       'grpc.max_send_message_length': -1,
-      // The HTTP/2 receive window. grpc-js 1.14 servers ignore this and keep Node's 64 KiB, which
-      // caps a produce stream at about one window per event-loop round trip; grpc-node PR #3058
-      // adds support for it on servers. The client sets the same window for consumers.
-      'grpc-node.flow_control_window': 8 * MIB,
+      // The HTTP/2 receive window. grpc-js 1.14 servers ignore this (grpc-node PR #3058 adds it),
+      // so both listeners widen their sessions themselves (auth/receive-window.ts). The client
+      // sets the same window for consumers.
+      'grpc-node.flow_control_window': HTTP2_RECEIVE_WINDOW_BYTES,
       'grpc.max_connection_idle_ms': options.idleConnectionTimeoutMs ?? 5 * 60_000,
     };
     this.grpcServer = new Server(channelOptions);
@@ -176,7 +183,7 @@ export class LogServer {
   }
 
   private async listenPlaintext(host: string, port: number): Promise<number> {
-    const injector = this.grpcServer.createConnectionInjector(ServerCredentials.createInsecure());
+    const injector = createWideWindowInjector(this.grpcServer, ServerCredentials.createInsecure());
     const log = new RateLimitedLog(this.options.logger, { linesPerWindowMax: 20, windowMs: 10_000 });
     const gate = new ConnectionGate({ limits: { ...DEFAULT_CONNECTION_LIMITS, ...this.options.connectionLimits }, log, tls: false });
     const tcpServer = createTcpServer();
