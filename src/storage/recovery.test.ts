@@ -282,8 +282,28 @@ describe('a roll interrupted by a crash', () => {
     try {
       assert.deepEqual(values, Array.from({ length: 16 }, (_, i) => value(i).toString()));
       assert.equal(log.nextOffset(), 16);
-      assert.ok(log.recovery.actions.some((action) => action.includes('a roll interrupted before offsets 16..19 were written')), log.recovery.actions.join('\n'));
+      assert.ok(log.recovery.actions.some((action) => action.includes('a roll interrupted before its first record was written')), log.recovery.actions.join('\n'));
       assert.equal(await log.append({ value: value(16) }), 16, 'appends continue at the gap');
+    } finally {
+      await log.close();
+    }
+  });
+
+  it('after a power loss, also when the previous segment tail is torn mid-frame (it was never synced, so never acknowledged)', async () => {
+    const config = { maxStoreBytes: FRAME * 10, maxRecordBytes: value(0).length };
+    await writeLog(25, config);
+    const [, second, third] = files('store');
+    const [, secondIndex, thirdIndex] = files('index');
+    // The disk kept 6 whole frames of segment 10 and part of the seventh, and none of segment 20.
+    truncateSync(second!, FRAME * 6 + 5);
+    truncateSync(secondIndex!, 12 * 6);
+    truncateSync(third!, 0);
+    truncateSync(thirdIndex!, 0);
+    const { values, log } = await readAll(config);
+    try {
+      assert.deepEqual(values, Array.from({ length: 16 }, (_, i) => value(i).toString()));
+      assert.match(log.recovery.actions.join('\n'), /a roll interrupted before its first record was written[\s\S]*cut a torn tail of 5 bytes/);
+      assert.equal(await log.append({ value: value(16) }), 16);
     } finally {
       await log.close();
     }

@@ -12,13 +12,13 @@
  * of it fail with CorruptionError); damage that cannot be delimited fails the open unless
  * `quarantineDamaged` keeps the whole range in place as unreadable offsets.
  */
-import { closeSync, fstatSync, fsyncSync, ftruncateSync, openSync, readdirSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { assert, CorruptionError } from '../util/index.js';
 import {
   decodeIndexEntry, encodeIndexEntry, INDEX_ENTRY_BYTES, INDEX_SUFFIX, parseSegmentFileName, segmentFileName,
   STORE_SUFFIX,
 } from './format.js';
+import type { FileIo } from './file-io.js';
 import { FileWindow, frameValidAt, readFully, scanFrames, type ScanResult } from './scan.js';
 import { Segment } from './segment.js';
 import type { LogConfig, RecoveryReport } from './types.js';
@@ -28,10 +28,10 @@ export function emptyReport(): RecoveryReport {
 }
 
 /** Lists segment base offsets present in `dir`; removes index files that have no store file. */
-function listSegments(dir: string, report: RecoveryReport): number[] {
+function listSegments(io: FileIo, dir: string, report: RecoveryReport): number[] {
   const stores = new Set<number>();
   const indexes = new Set<number>();
-  for (const name of readdirSync(dir)) {
+  for (const name of io.readdir(dir)) {
     const parsed = parseSegmentFileName(name);
     if (!parsed) continue;
     (parsed.kind === 'store' ? stores : indexes).add(parsed.baseOffset);
@@ -39,35 +39,23 @@ function listSegments(dir: string, report: RecoveryReport): number[] {
   for (const base of indexes) {
     if (stores.has(base)) continue;
     const path = join(dir, segmentFileName(base, INDEX_SUFFIX));
-    unlinkSync(path);
+    io.unlink(path);
     report.actions.push(`removed ${path}: an index with no store file`);
   }
   return [...stores].sort((a, b) => a - b);
 }
 
-export function recoverSegments(dir: string, config: LogConfig): { segments: Segment[]; report: RecoveryReport } {
+export function recoverSegments(io: FileIo, dir: string, config: LogConfig): { segments: Segment[]; report: RecoveryReport } {
   const report = emptyReport();
-  const bases = listSegments(dir, report);
+  const bases = listSegments(io, dir, report);
+  removeInterruptedRoll(io, dir, bases, report);
   const segments: Segment[] = [];
   try {
     for (let i = 0; i < bases.length; i++) {
       const base = bases[i]!;
       const isLast = i === bases.length - 1;
-      const segment = isLast ? openActive(dir, base, config, report) : openSealed(dir, base, bases[i + 1]!, config, report);
+      const segment = isLast ? openActive(io, dir, base, config, report) : openSealed(io, dir, base, bases[i + 1]!, config, report);
       const previous = segments[segments.length - 1];
-      if (previous && isLast && segment.entryCount === 0 && previous.nextOffset < base) {
-        // A roll creates the next segment's files when a record no longer fits, before the
-        // previous segment's last records are written (they are flushed at the end of the event
-        // loop turn): a crash in between leaves an empty last segment after a gap. Those records
-        // were never written, so never acknowledged: the previous segment is the active one again.
-        segment.close();
-        segment.removeFiles();
-        const reopened = segments.pop()!;
-        reopened.close();
-        segments.push(openActive(dir, reopened.baseOffset, config, report));
-        report.actions.push(`removed empty segment ${segment.storePath}: a roll interrupted before offsets ${previous.nextOffset}..${base - 1} were written`);
-        continue;
-      }
       if (previous && previous.nextOffset !== base) {
         segment.close();
         throw new CorruptionError(
@@ -92,17 +80,44 @@ export function recoverSegments(dir: string, config: LogConfig): { segments: Seg
   return { segments, report };
 }
 
-function openFiles(dir: string, base: number): { storeFd: number; indexFd: number; storePath: string; indexPath: string } {
+/**
+ * A roll creates the next segment's files when a record no longer fits, before the previous
+ * segment's last records are written and synced (they are flushed at the end of the event-loop
+ * turn, and the previous segment is synced before the next one gets a byte): a crash in between
+ * leaves an empty last segment, and the previous one's tail unwritten or, after a power loss,
+ * torn. None of that tail was acknowledged, so the empty segment goes and the previous one is
+ * recovered as the active segment (a torn tail cut) rather than judged as a sealed one.
+ */
+function removeInterruptedRoll(io: FileIo, dir: string, bases: number[], report: RecoveryReport): void {
+  if (bases.length < 2) return;
+  const base = bases[bases.length - 1]!;
+  const storePath = join(dir, segmentFileName(base, STORE_SUFFIX));
+  const fd = io.open(storePath, 'r');
+  let sizeBytes: number;
+  try {
+    sizeBytes = io.sizeBytes(fd);
+  } finally {
+    io.close(fd);
+  }
+  if (sizeBytes > 0) return;
+  io.unlink(storePath);
+  const indexPath = join(dir, segmentFileName(base, INDEX_SUFFIX));
+  if (io.kind(indexPath) !== 'absent') io.unlink(indexPath);
+  bases.pop();
+  report.actions.push(`removed empty segment ${storePath}: a roll interrupted before its first record was written`);
+}
+
+function openFiles(io: FileIo, dir: string, base: number): { storeFd: number; indexFd: number; storePath: string; indexPath: string } {
   const storePath = join(dir, segmentFileName(base, STORE_SUFFIX));
   const indexPath = join(dir, segmentFileName(base, INDEX_SUFFIX));
-  const storeFd = openSync(storePath, 'r+');
+  const storeFd = io.open(storePath, 'r+');
   let indexFd: number;
   try {
-    indexFd = openSync(indexPath, 'a+');
-    closeSync(indexFd);
-    indexFd = openSync(indexPath, 'r+');
+    indexFd = io.open(indexPath, 'a+');
+    io.close(indexFd);
+    indexFd = io.open(indexPath, 'r+');
   } catch (error) {
-    closeSync(storeFd);
+    io.close(storeFd);
     throw error;
   }
   return { storeFd, indexFd, storePath, indexPath };
@@ -113,25 +128,25 @@ function openFiles(dir: string, base: number): { storeFd: number; indexFd: numbe
  * the last entry, and the last frame valid and ending exactly at the end of the store. If the
  * index fails these, it is rebuilt from the store (which then must scan cleanly to its end).
  */
-function openSealed(dir: string, base: number, nextBase: number, config: LogConfig, report: RecoveryReport): Segment {
-  const files = openFiles(dir, base);
+function openSealed(io: FileIo, dir: string, base: number, nextBase: number, config: LogConfig, report: RecoveryReport): Segment {
+  const files = openFiles(io, dir, base);
   try {
-    const storeSizeBytes = fstatSync(files.storeFd).size;
-    const indexBytes = fstatSync(files.indexFd).size;
-    const window = new FileWindow(files.storeFd, storeSizeBytes);
+    const storeSizeBytes = io.sizeBytes(files.storeFd);
+    const indexBytes = io.sizeBytes(files.indexFd);
+    const window = new FileWindow(io, files.storeFd, storeSizeBytes);
     const entryCount = indexBytes / INDEX_ENTRY_BYTES;
     if (Number.isInteger(entryCount) && entryCount > 0) {
       const last = Buffer.allocUnsafe(INDEX_ENTRY_BYTES);
-      readFully(files.indexFd, last, indexBytes - INDEX_ENTRY_BYTES);
+      readFully(io, files.indexFd, last, indexBytes - INDEX_ENTRY_BYTES);
       const entry = decodeIndexEntry(last, 0);
       const size = entry.relativeOffset === entryCount - 1
         ? frameValidAt(window, entry.positionBytes, base + entryCount - 1, config.maxRecordBytes)
         : undefined;
       if (size !== undefined && entry.positionBytes + size === storeSizeBytes) {
-        return Segment.fromRecovered(dir, base, { ...files, entryCount, storeSizeBytes });
+        return Segment.fromRecovered(io, dir, base, { ...files, entryCount, storeSizeBytes });
       }
     } else if (indexBytes === 0 && storeSizeBytes === 0) {
-      return Segment.fromRecovered(dir, base, { ...files, entryCount: 0, storeSizeBytes: 0 });
+      return Segment.fromRecovered(io, dir, base, { ...files, entryCount: 0, storeSizeBytes: 0 });
     }
     const scan = scanFrames({
       window, fileName: files.storePath, startBytes: 0, startOffset: base, maxValueBytes: config.maxRecordBytes,
@@ -159,13 +174,13 @@ function openSealed(dir: string, base: number, nextBase: number, config: LogConf
         );
       }
     }
-    writeIndex(files.indexFd, scan.positions);
+    writeIndex(io, files.indexFd, scan.positions);
     report.rebuiltIndexEntries += scan.positions.length;
     report.actions.push(`rebuilt ${files.indexPath} from its store: ${scan.positions.length} entries`);
-    return Segment.fromRecovered(dir, base, { ...files, entryCount: scan.positions.length, storeSizeBytes });
+    return Segment.fromRecovered(io, dir, base, { ...files, entryCount: scan.positions.length, storeSizeBytes });
   } catch (error) {
-    closeSync(files.storeFd);
-    closeSync(files.indexFd);
+    io.close(files.storeFd);
+    io.close(files.indexFd);
     throw error;
   }
 }
@@ -174,16 +189,16 @@ function openSealed(dir: string, base: number, nextBase: number, config: LogConf
  * The last segment: keep the index entries that are structurally sound and point at valid frames,
  * then scan the store from there, indexing what the index lacked and cutting a torn tail.
  */
-function openActive(dir: string, base: number, config: LogConfig, report: RecoveryReport): Segment {
-  const files = openFiles(dir, base);
+function openActive(io: FileIo, dir: string, base: number, config: LogConfig, report: RecoveryReport): Segment {
+  const files = openFiles(io, dir, base);
   try {
-    const storeSizeBytes = fstatSync(files.storeFd).size;
-    const window = new FileWindow(files.storeFd, storeSizeBytes);
-    const indexBytes = fstatSync(files.indexFd).size;
+    const storeSizeBytes = io.sizeBytes(files.storeFd);
+    const window = new FileWindow(io, files.storeFd, storeSizeBytes);
+    const indexBytes = io.sizeBytes(files.indexFd);
     const fileEntries = Math.floor(indexBytes / INDEX_ENTRY_BYTES);
     const capacityBytes = Math.max(64 * 1024, config.maxIndexBytes, fileEntries * INDEX_ENTRY_BYTES);
     const index = Buffer.alloc(capacityBytes);
-    if (fileEntries > 0) readFully(files.indexFd, index.subarray(0, fileEntries * INDEX_ENTRY_BYTES), 0);
+    if (fileEntries > 0) readFully(io, files.indexFd, index.subarray(0, fileEntries * INDEX_ENTRY_BYTES), 0);
     const indexed = soundPrefix(index, fileEntries, storeSizeBytes);
     let trusted = indexed;
     // Step back over trailing entries whose frames fail (torn writes); usually none.
@@ -246,26 +261,26 @@ function openActive(dir: string, base: number, config: LogConfig, report: Recove
         `cut a torn tail of ${dropped} bytes from ${files.storePath} at byte ${scan.validEndBytes} ` +
           `(the record for offset ${base + entryCount} was incomplete or failed its checksum; it was never acknowledged unless the disk corrupted it)`,
       );
-      ftruncateSync(files.storeFd, scan.validEndBytes);
+      io.truncate(files.storeFd, scan.validEndBytes);
     }
     if (entryCount !== fileEntries || indexBytes !== entryCount * INDEX_ENTRY_BYTES) {
       // Entries [0, trusted) are in the file as they should be; rewrite the rest.
-      ftruncateSync(files.indexFd, trusted * INDEX_ENTRY_BYTES);
+      io.truncate(files.indexFd, trusted * INDEX_ENTRY_BYTES);
       const bytes = (entryCount - trusted) * INDEX_ENTRY_BYTES;
-      if (bytes > 0) writeSync(files.indexFd, index, trusted * INDEX_ENTRY_BYTES, bytes, trusted * INDEX_ENTRY_BYTES);
+      if (bytes > 0) io.write(files.indexFd, index.subarray(trusted * INDEX_ENTRY_BYTES, entryCount * INDEX_ENTRY_BYTES), trusted * INDEX_ENTRY_BYTES);
       if (fileEntries > entryCount) {
         report.actions.push(`dropped ${fileEntries - entryCount} index entries of ${files.indexPath} that pointed beyond the valid store`);
       }
     }
     if (report.actions.length > 0) {
-      fsyncSync(files.storeFd);
-      fsyncSync(files.indexFd);
+      io.fsyncSync(files.storeFd);
+      io.fsyncSync(files.indexFd);
     }
     assert(entryCount * INDEX_ENTRY_BYTES <= index.length, 'recovered index exceeds its buffer');
-    return Segment.fromRecovered(dir, base, { ...files, entryCount, storeSizeBytes: scan.validEndBytes, index });
+    return Segment.fromRecovered(io, dir, base, { ...files, entryCount, storeSizeBytes: scan.validEndBytes, index });
   } catch (error) {
-    closeSync(files.storeFd);
-    closeSync(files.indexFd);
+    io.close(files.storeFd);
+    io.close(files.indexFd);
     throw error;
   }
 }
@@ -283,12 +298,12 @@ function soundPrefix(index: Buffer, entries: number, storeSizeBytes: number): nu
 }
 
 /** Replaces an index file's contents with entries for `positions`. */
-function writeIndex(fd: number, positions: number[]): void {
+function writeIndex(io: FileIo, fd: number, positions: number[]): void {
   const buffer = Buffer.allocUnsafe(positions.length * INDEX_ENTRY_BYTES);
   for (let i = 0; i < positions.length; i++) encodeIndexEntry(buffer, i, positions[i]!);
-  ftruncateSync(fd, 0);
-  if (buffer.length > 0) writeSync(fd, buffer, 0, buffer.length, 0);
-  fsyncSync(fd);
+  io.truncate(fd, 0);
+  if (buffer.length > 0) io.write(fd, buffer, 0);
+  io.fsyncSync(fd);
 }
 
 function reportQuarantined(ranges: ScanResult['quarantined'], path: string, report: RecoveryReport): void {
