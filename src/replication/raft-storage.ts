@@ -16,19 +16,18 @@
  * old log and state or the new ones. Term boundaries are kept in memory (every term starts with
  * its leader's no-op, which the control list holds), so term(index) needs no read.
  */
-import { existsSync, mkdirSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   CompactedError, EntryType, LogUnavailableError, type ClusterConfig, type Entry, type HardState, type InitialState, type RaftStorage,
   type Snapshot,
 } from '../raft/index.js';
 import { entrySizeBytes } from '../raft/types.js';
-import { CommitLog, lockDirectory, type LogConfig, type ReadLimits, type StoredRecord } from '../storage/index.js';
+import { CommitLog, NODE_FILE_IO, type FileIo, type LogConfig, type ReadLimits, type StoredRecord } from '../storage/index.js';
 import {
   assert, assertUint, ClosedError, CorruptionError, InvalidArgumentError, OffsetOutOfRangeError, StorageFailedError,
 } from '../util/index.js';
 import { CONTROL_RECORD_BYTES, ControlList, decodeControlFile, encodeControlRecords, type ControlRecord } from './control-index.js';
-import { NODE_FILE_OPS, TEMP_SUFFIX, writeFileAtomic, type FileOps } from './file-ops.js';
+import { TEMP_SUFFIX, writeFileAtomic, type FileOps } from './file-ops.js';
 
 export type { FileOps } from './file-ops.js';
 
@@ -92,7 +91,9 @@ export function decodeLogSnapshot(data: Uint8Array): LogSnapshotDescriptor {
 export interface RaftLogStorageOptions {
   /** Commit-log settings (fsync policy, segment sizes, onSync). `initialOffset` is managed here. */
   readonly log?: Partial<LogConfig>;
-  /** File calls for the state files and the side file; tests inject failures (crashes) here. */
+  /** The file system for everything, the commit log included (default node:fs; the simulator passes its disk). */
+  readonly fileIo?: FileIo;
+  /** File calls for the state files and the side file (default fileIo); tests inject failures (crashes) here. */
   readonly fileOps?: FileOps;
   /**
    * The configuration of a new node's empty log, like MemoryStorage's constructor argument. Used
@@ -191,28 +192,30 @@ export class RaftLogStorage implements RaftStorage {
    * log, checks the side file against the log (rebuilding it by a scan if they disagree).
    */
   static async open(dir: string, options: RaftLogStorageOptions = {}): Promise<RaftLogStorage> {
-    const ops = options.fileOps ?? NODE_FILE_OPS;
-    prepareDirectory(dir);
-    const unlock = lockDirectory(dir);
+    const io = options.fileIo ?? NODE_FILE_IO;
+    const ops = options.fileOps ?? io;
+    const logConfig: Partial<LogConfig> = { ...options.log, io: options.log?.io ?? io };
+    prepareDirectory(io, dir);
+    const unlock = io.lock(dir);
     let dirFd = -1;
     let log: CommitLog | undefined;
     let storage: RaftLogStorage | undefined;
     try {
       const actions: string[] = [];
-      for (const name of readdirSync(dir)) {
+      for (const name of io.readdir(dir)) {
         if (!name.endsWith(TEMP_SUFFIX)) continue;
         ops.remove(join(dir, name));
         actions.push(`removed ${join(dir, name)}: an atomic replace that did not finish`);
       }
-      const hardState = readJsonFile(join(dir, HARD_STATE_FILE), parseHardState);
-      const clusterId = readJsonFile(join(dir, CLUSTER_FILE), parseCluster);
-      const logState = readJsonFile(join(dir, LOG_STATE_FILE), parseLogState);
+      const hardState = readJsonFile(io, join(dir, HARD_STATE_FILE), parseHardState);
+      const clusterId = readJsonFile(io, join(dir, CLUSTER_FILE), parseCluster);
+      const logState = readJsonFile(io, join(dir, LOG_STATE_FILE), parseLogState);
       const state: LogState = logState ?? {
         generation: 0,
         snapshot: { index: 0, term: 0, config: EMPTY_CONFIG, nextOffset: 0 },
         begin: { firstIndex: 1, prevTerm: 0, firstOffset: 0 },
       };
-      for (const name of readdirSync(dir)) {
+      for (const name of io.readdir(dir)) {
         const match = GENERATION_PATTERN.exec(name);
         if (match === null || Number(match[1] ?? match[2]) === state.generation) continue;
         ops.remove(join(dir, name));
@@ -220,11 +223,11 @@ export class RaftLogStorage implements RaftStorage {
       }
       dirFd = ops.open(dir, 'r');
       const logDir = join(dir, logDirName(state.generation));
-      const logDirExisted = existsSync(logDir);
-      log = await CommitLog.open(logDir, { ...options.log, initialOffset: state.begin.firstIndex - 1 });
+      const logDirExisted = io.kind(logDir) !== 'absent';
+      log = await CommitLog.open(logDir, { ...logConfig, initialOffset: state.begin.firstIndex - 1 });
       if (!logDirExisted) await ops.fsync(dirFd);
       const isNew = hardState === undefined && logState === undefined && log.nextOffset() === 0;
-      storage = new RaftLogStorage(dir, ops, options.log ?? {}, dirFd, unlock, {
+      storage = new RaftLogStorage(dir, ops, logConfig, dirFd, unlock, {
         log, state, hardState: hardState ?? EMPTY_HARD_STATE, clusterId, isNew, actions: [...log.recovery.actions, ...actions],
       });
     } catch (error) {
@@ -792,7 +795,7 @@ export class RaftLogStorage implements RaftStorage {
     let bytes: Buffer;
     let existed = true;
     try {
-      bytes = readFileSync(path);
+      bytes = (this.logConfig.io ?? NODE_FILE_IO).readFile(path);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
       bytes = Buffer.alloc(0);
@@ -900,20 +903,20 @@ function isUint(value: unknown): value is number {
   return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
 }
 
-function prepareDirectory(dir: string): void {
+function prepareDirectory(io: FileIo, dir: string): void {
   try {
-    mkdirSync(dir, { recursive: true });
+    io.mkdir(dir);
   } catch (error) {
     throw new InvalidArgumentError(`cannot create data dir ${dir}: ${(error as Error).message}`, { cause: error });
   }
-  if (!statSync(dir).isDirectory()) throw new InvalidArgumentError(`data dir ${dir} exists and is not a directory`);
+  if (io.kind(dir) !== 'directory') throw new InvalidArgumentError(`data dir ${dir} exists and is not a directory`);
 }
 
 /** Reads and validates a JSON state file; undefined if it does not exist. */
-function readJsonFile<T>(path: string, parse: (value: Record<string, unknown>) => T | undefined): T | undefined {
+function readJsonFile<T>(io: FileIo, path: string, parse: (value: Record<string, unknown>) => T | undefined): T | undefined {
   let text: string;
   try {
-    text = readFileSync(path, 'utf8');
+    text = io.readFile(path).toString('utf8');
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw error;

@@ -12,7 +12,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { CommitLog, type LogConfig, type StorageFaults } from '../storage/index.js';
 import { CorruptionError, Prng, StorageFailedError } from '../util/index.js';
-import { SimDisk } from './disk.js';
+import { SimDisk, eventLoopTurns as turns } from './disk.js';
 
 const DIR = '/data/log';
 const textDecoder = new TextDecoder();
@@ -28,16 +28,6 @@ interface SeedResult {
    * flipped bit: after a power loss an index entry can be durable while its frame is torn.
    */
   readonly falseAlarms: number;
-}
-
-function turns(count: number): Promise<void> {
-  return new Promise((resolve) => {
-    const step = (left: number): void => {
-      if (left === 0) resolve();
-      else setImmediate(() => step(left - 1));
-    };
-    step(count);
-  });
 }
 
 /** Runs one seed; throws an AssertionError naming the seed when a promise of the log is broken. */

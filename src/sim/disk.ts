@@ -188,22 +188,17 @@ export class SimDisk implements FileIo {
     const descriptor = this.descriptorOf(fd);
     // What the fsync covers is fixed when it starts; later changes wait for the next one.
     const upTo = this.sequence;
-    const turns = this.prng.int(0, this.options.syncDelayTurnsMax ?? 0);
+    const turns = this.prng.int(1, 1 + (this.options.syncDelayTurnsMax ?? 0));
     return new Promise<void>((resolve, reject) => {
-      const step = (left: number): void => {
+      void eventLoopTurns(turns).then(() => {
         if (this.dead) return; // the process died: nothing settles
-        if (left > 0) {
-          setImmediate(() => step(left - 1));
-          return;
-        }
         try {
           this.sync(descriptor, upTo);
           resolve();
         } catch (error) {
           reject(error as Error);
         }
-      };
-      setImmediate(() => step(turns));
+      });
     });
   }
 
@@ -430,4 +425,15 @@ export class SimDisk implements FileIo {
     }
     return changes;
   }
+}
+
+/** Resolves after `count` turns of the event loop (setImmediate), so I/O callbacks interleave. */
+export function eventLoopTurns(count: number): Promise<void> {
+  return new Promise((resolve) => {
+    const step = (left: number): void => {
+      if (left === 0) resolve();
+      else setImmediate(() => step(left - 1));
+    };
+    step(count);
+  });
 }

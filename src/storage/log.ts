@@ -700,7 +700,9 @@ export class CommitLog {
     const last = this.active;
     this.openSealed.delete(last); // active again: always open
     last.truncateEntries(offset - last.baseOffset);
-    await last.sync();
+    // The new size must be durable: sync() only covers bytes written since the last sync, and a
+    // lost truncation brings the removed records back after a power loss.
+    last.syncFilesSync();
     this.io.fsyncSync(this.dirFd);
     this.ackedNext = this.writtenNext = offset;
   }
