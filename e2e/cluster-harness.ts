@@ -81,6 +81,12 @@ export async function startNode(options: NodeOptions): Promise<ClusterNode> {
   return { name: options.name, dataDir: options.dataDir, process, rpcAddr, gossipAddr };
 }
 
+/** Restarts a stopped node on its old ports with its data dir (an operator's restart keeps its addresses). */
+export function restartNode(node: ClusterNode, certs: ClusterCerts, join: string[]): Promise<ClusterNode> {
+  const portOf = (address: string): number => Number(address.slice(address.lastIndexOf(':') + 1));
+  return startNode({ name: node.name, dataDir: node.dataDir, certs, join, rpcPort: portOf(node.rpcAddr), gossipPort: portOf(node.gossipAddr) });
+}
+
 /** Resolves with `field` of the first log line whose msg is `message` (rejects if the process exits first). */
 export function logField(process: AgentProcess, message: string, field: string): Promise<string> {
   return new Promise((resolve, reject) => {

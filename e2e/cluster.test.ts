@@ -21,6 +21,7 @@ import {
   logField,
   makeCerts,
   readAll,
+  restartNode,
   startNode,
   tlsArgs,
   votersWithLeader,
@@ -56,13 +57,9 @@ async function stopAll(nodes: ClusterNode[]): Promise<void> {
   await Promise.all(nodes.map((node) => node.process.exited));
 }
 
-function portOf(address: string): number {
-  return Number(address.slice(address.lastIndexOf(':') + 1));
-}
-
 /** Restarts a stopped node on its old ports with its data dir (or a wiped one). */
 function restart(node: ClusterNode, join: string[]): Promise<ClusterNode> {
-  return startNode({ name: node.name, dataDir: node.dataDir, certs, join, rpcPort: portOf(node.rpcAddr), gossipPort: portOf(node.gossipAddr) });
+  return restartNode(node, certs, join);
 }
 
 describe('a three-node cluster', () => {

@@ -98,7 +98,18 @@ export class Progress {
     }
   }
 
-  becomeProbe(): void {
+  /**
+   * The follower's log now ends at `lastIndex`, before `match`: it lost entries it had
+   * acknowledged (damage, repaired from us). The only place match goes down; commit does not.
+   */
+  lostEntries(lastIndex: number): void {
+    assert(lastIndex < this.match, 'lostEntries: the follower log must end before match');
+    this.match = lastIndex;
+    this.next = lastIndex + 1;
+    this.resetState(ProgressState.Probe);
+  }
+
+    becomeProbe(): void {
     if (this.state === ProgressState.Snapshot && this.snapshot !== null) {
       this.next = Math.max(this.match + 1, this.snapshot.meta.index + 1);
     } else {

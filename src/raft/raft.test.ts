@@ -156,3 +156,44 @@ test('a candidate with a stale log cannot win; an up-to-date one can', () => {
   }
   assert.equal(b.status().role, Role.Leader);
 });
+
+test('a replica repairing damage neither votes nor campaigns until its log is back, so no leader lacks what it lost', () => {
+  // a and c held 1..5 (4 and 5 committed by their quorum); c lost 4..5 to damage; b has 1..3.
+  // With a down, an unrepaired c would help b (or itself) win with 1..3, losing 4 and 5.
+  const build = (repairTo: number | undefined): Harness =>
+    new Harness(['a', 'b', 'c'], (id, storage) => {
+      const last = id === 'a' ? 5 : 3;
+      storage.append(Array.from({ length: last }, (_, i) => ({ index: i + 1, term: 1, type: EntryType.Normal, data: text(`v${i + 1}`) })));
+      storage.setHardState({ term: 1, vote: null, commit: 3 });
+      if (id === 'c' && repairTo !== undefined) {
+        const initial = storage.initialState.bind(storage);
+        storage.initialState = () => ({ ...initial(), repairTo });
+      }
+    });
+  const runWithoutA = (harness: Harness): void => {
+    harness.blocked = new Set(['a']);
+    for (let i = 0; i < 60; i++) {
+      for (const id of ['b', 'c']) harness.node(id).raw.tick();
+      harness.stabilize();
+    }
+  };
+
+  const unprotected = build(undefined);
+  runWithoutA(unprotected);
+  assert.ok(['b', 'c'].some((id) => unprotected.node(id).raw.status().role === Role.Leader), 'without repair a leader lacking 4..5 is elected');
+
+  const harness = build(5);
+  const c = harness.node('c').raw;
+  assert.equal(c.raft.repairing(), true);
+  runWithoutA(harness);
+  for (const id of ['b', 'c']) assert.notEqual(harness.node(id).raw.status().role, Role.Leader, `${id} must not lead without entries 4..5`);
+  assert.ok(!harness.delivered.some((m) => m.from === 'c' && (m.type === 'vote' || m.type === 'preVote')), 'c never campaigns');
+  const answers = harness.delivered.filter((m) => m.from === 'c' && (m.type === 'voteResponse' || m.type === 'preVoteResponse'));
+  assert.ok(answers.length > 0 && answers.every((m) => (m as { reject: boolean }).reject), 'c refuses every vote');
+  // a comes back and leads (b's vote suffices); once c holds 5 again it is an ordinary voter.
+  harness.blocked = new Set();
+  harness.electByTicks('a');
+  assert.ok(harness.node('c').storage.lastIndex() >= 5);
+  assert.equal(c.raft.repairing(), false);
+  assert.equal(new TextDecoder().decode(harness.node('c').storage.entries(5, 6, Infinity)[0]!.data), 'v5');
+});

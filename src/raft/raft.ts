@@ -79,6 +79,8 @@ export class Raft {
   private readonly uncommitted = new UncommittedBytes();
   /** Proposals appended entries that have not been broadcast yet (see flushAppends). */
   private appendsPending = false;
+  /** See InitialState.repairTo; cleared once the log reaches it. */
+  private repairTo: number;
   private stepRole: (message: Message) => void = (message) => this.stepFollower(message);
   private tickRole: () => void = () => this.tickElection();
 
@@ -86,7 +88,8 @@ export class Raft {
     this.options = resolveRaftOptions(options);
     this.id = options.id;
     this.log = new RaftLog(options.storage, this.options.applied);
-    const { hardState, snapshotMeta } = options.storage.initialState();
+    const { hardState, snapshotMeta, repairTo } = options.storage.initialState();
+    this.repairTo = repairTo ?? 0;
     this.configs = [{ index: snapshotMeta.index, config: snapshotMeta.config }];
     for (const entry of options.storage.configEntries(snapshotMeta.index + 1)) {
       this.configs.push({ index: entry.index, config: decodeConfig(entry.data) });
@@ -195,7 +198,7 @@ export class Raft {
 
   /** Starts an election now, as if the election timeout had fired (no-op for non-voters). */
   campaignNow(): void {
-    if (this.role === Role.Leader || !this.promotable()) return;
+    if (this.role === Role.Leader || !this.mayCampaign()) return;
     this.campaign(this.options.preVote ? 'preVote' : 'vote');
   }
 
@@ -320,11 +323,22 @@ export class Raft {
     return this.config.voters.includes(this.id);
   }
 
+  /** Whether this replica still lacks entries that damage cost it (see InitialState.repairTo). */
+  repairing(): boolean {
+    if (this.repairTo > 0 && this.log.lastIndex() >= this.repairTo) this.repairTo = 0;
+    return this.repairTo > 0;
+  }
+
+  /** A voter may start an election unless it is still repairing. */
+  private mayCampaign(): boolean {
+    return this.promotable() && !this.repairing();
+  }
+
   // ---- ticks ----
 
   private tickElection(): void {
     this.electionElapsed++;
-    if (this.promotable() && this.electionElapsed >= this.randomizedElectionTicks) {
+    if (this.mayCampaign() && this.electionElapsed >= this.randomizedElectionTicks) {
       this.electionElapsed = 0;
       this.campaign(this.options.preVote ? 'preVote' : 'vote');
     }
@@ -406,7 +420,7 @@ export class Raft {
       (this.vote === null && this.leaderId === null) ||
       (message.type === 'preVote' && message.term > this.term);
     const upToDate = this.options.faults.voteWithoutLogCheck === true || this.log.isUpToDate(message.lastLogIndex, message.lastLogTerm);
-    if (canVote && upToDate) {
+    if (canVote && upToDate && !this.repairing()) {
       // A granted pre-vote answers in the candidate's future term so it is not dropped as stale.
       this.send({ type: responseType, to: message.from, term: message.term, reject: false });
       if (message.type === 'vote') {
@@ -437,7 +451,7 @@ export class Raft {
         this.handleSnapshotChunk(message);
         return;
       case 'timeoutNow':
-        if (this.promotable()) this.campaign('transfer');
+        if (this.mayCampaign()) this.campaign('transfer');
         return;
       default:
         return;
@@ -512,7 +526,14 @@ export class Raft {
   }
 
   private handleHeartbeat(message: Heartbeat): void {
-    this.log.commitTo(message.commit);
+    if (message.commit > this.log.lastIndex()) {
+      // The leader believes (from our earlier acknowledgements) that we hold entries we no longer
+      // have: damage cost them (InitialState.repairTo). Tell it where our log ends so that it
+      // sends them again; commit advances with those appends.
+      this.send({ type: 'appendResponse', to: message.from, reject: true, index: message.commit, rejectHintIndex: this.log.lastIndex(), rejectHintTerm: 0 });
+    } else {
+      this.log.commitTo(message.commit);
+    }
     this.send({ type: 'heartbeatResponse', to: message.from, context: message.context });
   }
 
@@ -580,6 +601,15 @@ export class Raft {
 
   private handleAppendResponse(message: AppendResponse, progress: Progress): void {
     if (message.reject) {
+      if (message.rejectHintIndex < progress.match) {
+        // A follower's hint is never below what matches us unless its log now ends before what it
+        // acknowledged: it lost entries to damage and is repairing. Start over from where its log
+        // ends (every entry it still holds matches ours). A stale, reordered rejection would only
+        // cost a resend of entries it has.
+        progress.lostEntries(message.rejectHintIndex);
+        this.sendAppend(message.from, true);
+        return;
+      }
       let hintIndex = message.rejectHintIndex;
       if (message.rejectHintTerm > 0) hintIndex = this.log.findConflictByTerm(message.rejectHintIndex, message.rejectHintTerm);
       if (progress.maybeDecrTo(message.index, hintIndex)) {

@@ -32,6 +32,12 @@ export class LogUnavailableError extends AnnalError {
 export interface InitialState {
   readonly hardState: HardState;
   readonly snapshotMeta: SnapshotMeta;
+  /**
+   * Set when damage cost this replica entries it may have acknowledged: the highest index it
+   * held. Until its log reaches it again (from a leader) it grants no votes and never campaigns,
+   * so it cannot help elect a leader that lacks what it lost. 0 or absent: none.
+   */
+  readonly repairTo?: number;
 }
 
 /** Read side of the log as the core sees it. All ranges are half-open [lo, hi). */

@@ -4,7 +4,7 @@
  */
 import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { InvalidArgumentError } from '../util/index.js';
+import { CorruptionError } from '../util/index.js';
 
 export function writeJsonAtomic(path: string, value: unknown): void {
   const temporary = join(dirname(path), `.${basename(path)}.tmp`);
@@ -36,8 +36,6 @@ export function readJsonFile(path: string): unknown {
   try {
     return JSON.parse(text) as unknown;
   } catch (error) {
-    throw new InvalidArgumentError(`${path} is not valid JSON (${(error as Error).message}); it was written atomically, so this is damage, not a torn write`, {
-      cause: error,
-    });
+    throw new CorruptionError(path, 0, `not valid JSON (${(error as Error).message}); it was written atomically, so this is damage, not a torn write`);
   }
 }

@@ -7,7 +7,7 @@
 // is checked against the entries (test-support.ts fullView), the storage is reopened and
 // compared again. Real files in temp dirs.
 import assert from 'node:assert/strict';
-import { readdirSync, statSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { EntryType, MemoryStorage, type ClusterConfig, type Entry, type HardState, type Snapshot } from '../raft/index.js';
@@ -248,6 +248,89 @@ test('the side file is rewritten without stale records once compaction leaves ma
     assert.deepEqual(view.consumer.records.map(([offset, index]) => [offset, index]), [[2, 1103], [3, 1104], [4, 1105]]);
   } finally {
     await storage.close();
+    remove();
+  }
+});
+
+test('damage on a replica of a multi-voter cluster: the log is cut before it and the replica must get it back before it votes', async () => {
+  const { dir, remove } = tempDir('raft-damage');
+  try {
+    let storage = await RaftLogStorage.open(dir, { log: SMALL_SEGMENTS, initialConfig: config });
+    await storage.append([noop(1, 1), ...normals(2, 20, 1)]);
+    await storage.setHardState({ term: 1, vote: 'a', commit: 12 });
+    await storage.close();
+    // A flipped bit in a record of an older, sealed segment: only a full read finds it.
+    const logDir = join(dir, 'log.0');
+    const store = readdirSync(logDir).filter((name) => name.endsWith('.store')).sort()[2]!; // offsets 8..11
+    const bytes = readFileSync(join(logDir, store));
+    bytes[bytes.length - 30]! ^= 0x10;
+    writeFileSync(join(logDir, store), bytes);
+
+    storage = await RaftLogStorage.open(dir, { log: SMALL_SEGMENTS });
+    assert.equal(storage.lastIndex(), 11, 'cut before index 12 (offset 11)');
+    assert.equal(storage.initialState().repairTo, 20);
+    assert.equal(storage.initialState().hardState.commit, 11, 'commit lowered to the log');
+    assert.match(storage.recovery.actions.join('\n'), /CUT AT DAMAGE: the record for offset 11 fails verification.*cut before it \(it held up to offset 19\)/);
+    assert.ok(readdirSync(`${logDir}.damaged`).length === 1, 'the damaged files are kept aside');
+    // Durable across a restart while repairing.
+    await storage.close();
+    storage = await RaftLogStorage.open(dir, { log: SMALL_SEGMENTS });
+    assert.equal(storage.repairTo(), 20);
+    // The leader sends the entries again: repaired once the log reaches 20.
+    await storage.append(normals(12, 19, 1));
+    assert.equal(storage.repairTo(), 20);
+    await storage.append(normals(20, 22, 1));
+    assert.equal(storage.repairTo(), 0);
+    assert.equal(storage.initialState().repairTo, undefined);
+    await storage.close();
+    storage = await RaftLogStorage.open(dir, { log: SMALL_SEGMENTS });
+    assert.equal(storage.repairTo(), 0);
+    assert.deepEqual(storage.recovery.actions, []);
+    await storage.close();
+  } finally {
+    remove();
+  }
+});
+
+test('a lone voter keeps a damaged record in place (nobody could repair it): served as DATA_LOSS, no repair', async () => {
+  const { dir, remove } = tempDir('raft-damage-lone');
+  try {
+    let storage = await RaftLogStorage.open(dir, { log: SMALL_SEGMENTS, initialConfig: { voters: ['a'], learners: [] } });
+    await storage.append([noop(1, 1), ...normals(2, 20, 1)]);
+    await storage.close();
+    const logDir = join(dir, 'log.0');
+    const store = readdirSync(logDir).filter((name) => name.endsWith('.store')).sort()[2]!;
+    const bytes = readFileSync(join(logDir, store));
+    bytes[bytes.length - 30]! ^= 0x10;
+    writeFileSync(join(logDir, store), bytes);
+    storage = await RaftLogStorage.open(dir, { log: SMALL_SEGMENTS });
+    assert.equal(storage.lastIndex(), 20);
+    assert.equal(storage.repairTo(), 0);
+    assert.throws(() => storage.entries(12, 13, Infinity), CorruptionError);
+    await storage.close();
+  } finally {
+    remove();
+  }
+});
+
+test('a commit index beyond the log (a truncated segment) means entries were lost: repair to it', async () => {
+  const { dir, remove } = tempDir('raft-truncated');
+  try {
+    let storage = await RaftLogStorage.open(dir, { log: SMALL_SEGMENTS, initialConfig: config });
+    await storage.append([noop(1, 1), ...normals(2, 20, 1)]);
+    await storage.setHardState({ term: 1, vote: null, commit: 18 });
+    await storage.close();
+    const logDir = join(dir, 'log.0');
+    const stores = readdirSync(logDir).filter((name) => name.endsWith('.store')).sort();
+    for (const name of stores.slice(-2)) {
+      rmSync(join(logDir, name));
+      rmSync(join(logDir, name.replace('.store', '.index')));
+    }
+    storage = await RaftLogStorage.open(dir, { log: SMALL_SEGMENTS });
+    assert.ok(storage.lastIndex() < 18);
+    assert.equal(storage.repairTo(), 18);
+    await storage.close();
+  } finally {
     remove();
   }
 });

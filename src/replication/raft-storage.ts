@@ -10,15 +10,22 @@
  *   log-state.json        generation, snapshot meta + descriptor, and where the log begins
  *   log.<generation>/     the CommitLog
  *   control.<generation>.idx  the sorted list of control entries (type != 0) of that log
+ *   repair.json           while repairing damage: the index to reach before voting again
+ *
+ * Damage (a record that fails its checksum, a truncated segment, a commit index beyond the log)
+ * is repaired from the other replicas: the log is cut before the first damaged record (the
+ * damaged files are kept aside, see CommitLog's cutAtDamage), and until the log again reaches the
+ * highest index it showed evidence of holding, the replica neither votes nor campaigns
+ * (InitialState.repairTo): it may have acknowledged what it lost.
  *
  * Applying a leader's snapshot starts a new generation: an empty CommitLog whose first offset is
  * the snapshot index, made durable before log-state.json names it, so a crash leaves either the
  * old log and state or the new ones. Term boundaries are kept in memory (every term starts with
  * its leader's no-op, which the control list holds), so term(index) needs no read.
  */
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import {
-  CompactedError, EntryType, LogUnavailableError, type ClusterConfig, type Entry, type HardState, type InitialState, type RaftStorage,
+  CompactedError, decodeConfig, EntryType, LogUnavailableError, type ClusterConfig, type Entry, type HardState, type InitialState, type RaftStorage,
   type Snapshot,
 } from '../raft/index.js';
 import { entrySizeBytes } from '../raft/types.js';
@@ -36,6 +43,8 @@ const HARD_STATE_FILE = 'hard-state.json';
 const COMMIT_PERSIST_DELAY_MS = 1000;
 const CLUSTER_FILE = 'cluster.json';
 const LOG_STATE_FILE = 'log-state.json';
+/** Present while the replica is repairing damage: the index its log must reach before it votes again. */
+const REPAIR_FILE = 'repair.json';
 const logDirName = (generation: number): string => `log.${generation}`;
 const controlFileName = (generation: number): string => `control.${generation}.idx`;
 const GENERATION_PATTERN = /^(?:log\.(\d+)|control\.(\d+)\.idx)$/;
@@ -147,6 +156,8 @@ export class RaftLogStorage implements RaftStorage {
   private persistedCommit: number;
   private commitTimer: NodeJS.Timeout | undefined;
   private cluster: string | undefined;
+  /** InitialState.repairTo, durable in repair.json while > lastIdx; 0 once reached. */
+  private repairTarget = 0;
   // Invariant: lastIdx >= state.begin.firstIndex - 1, and commit-log offsets [firstIndex - 1,
   // lastIdx) hold the retained entries (the commit log may hold more: older whole segments, and
   // while an append is being acknowledged, the new records).
@@ -224,7 +235,7 @@ export class RaftLogStorage implements RaftStorage {
       dirFd = ops.open(dir, 'r');
       const logDir = join(dir, logDirName(state.generation));
       const logDirExisted = io.kind(logDir) !== 'absent';
-      log = await CommitLog.open(logDir, { ...logConfig, initialOffset: state.begin.firstIndex - 1 });
+      log = await openReplicaLog(logDir, { ...logConfig, initialOffset: state.begin.firstIndex - 1 });
       if (!logDirExisted) await ops.fsync(dirFd);
       const isNew = hardState === undefined && logState === undefined && log.nextOffset() === 0;
       storage = new RaftLogStorage(dir, ops, logConfig, dirFd, unlock, {
@@ -248,7 +259,12 @@ export class RaftLogStorage implements RaftStorage {
   // ---- raft Storage (reads are synchronous) ----
 
   initialState(): InitialState {
-    return { hardState: this.hardState, snapshotMeta: this.snapshotValue.meta };
+    return { hardState: this.hardState, snapshotMeta: this.snapshotValue.meta, ...(this.repairTarget > 0 ? { repairTo: this.repairTarget } : {}) };
+  }
+
+  /** The index this replica must hold again before it votes (0: not repairing). */
+  repairTo(): number {
+    return this.repairTarget;
   }
 
   entries(lo: number, hi: number, maxSizeBytes: number): readonly Entry[] {
@@ -527,8 +543,16 @@ export class RaftLogStorage implements RaftStorage {
           }
         }
         this.lastIdx = entries[entries.length - 1]!.index;
+        if (this.repairTarget > 0 && this.lastIdx >= this.repairTarget) await this.clearRepair();
       });
     });
+  }
+
+  /** The log holds what damage cost it again: voting is safe, repair.json goes. */
+  private async clearRepair(): Promise<void> {
+    this.ops.remove(join(this.dir, REPAIR_FILE));
+    await this.ops.fsync(this.dirFd);
+    this.repairTarget = 0;
   }
 
   /**
@@ -694,6 +718,7 @@ export class RaftLogStorage implements RaftStorage {
     this.state = next;
     this.snapshotValue = snapshotOf(next.snapshot);
     this.lastIdx = next.begin.firstIndex - 1;
+    if (this.repairTarget > 0 && this.lastIdx >= this.repairTarget) await this.clearRepair();
     this.control.clear();
     this.controlStale = 0;
     this.termStarts = [];
@@ -732,8 +757,39 @@ export class RaftLogStorage implements RaftStorage {
 
   private async recover(initialConfig: ClusterConfig | undefined): Promise<void> {
     const actions = this.recovery.actions;
+    const recorded = readJsonFile(this.logConfig.io ?? NODE_FILE_IO, join(this.dir, REPAIR_FILE), parseRepair) ?? 0;
+    let evidenceEnd = this.log.recovery.cut?.evidenceEndOffset ?? -1;
     await this.reconcileLog(actions);
     await this.loadControl(actions);
+    // Only a replica with others to fetch from cuts a damaged record away; a lone voter keeps it
+    // in place, served as DATA_LOSS, as a single log does (and refuses undelimitable damage
+    // unless the operator asked for quarantine).
+    if (this.latestConfig().voters.length <= 1) {
+      if (this.log.recovery.quarantinedOffsets.length > 0 && this.logConfig.quarantineDamaged !== true) {
+        const logDir = join(this.dir, logDirName(this.state.generation));
+        await this.log.close();
+        this.log = await CommitLog.open(logDir, { ...this.logConfig, initialOffset: this.state.begin.firstIndex - 1 }); // throws the refusal
+      }
+    } else {
+      const damaged = await this.cutAtFirstDamagedRecord(actions);
+      if (damaged !== undefined) {
+        evidenceEnd = Math.max(evidenceEnd, damaged.evidenceEndOffset);
+        await this.reconcileLog(actions);
+        await this.loadControl(actions);
+      }
+    }
+    const target = Math.max(recorded, evidenceEnd + 1, this.hardState.commit);
+    if (target > this.lastIdx) {
+      // Recorded before the commit index is lowered, so a crash in between cannot forget it.
+      if (target !== recorded) await this.writeState(REPAIR_FILE, { version: 1, repairTo: target });
+      this.repairTarget = target;
+      actions.push(
+        `this replica lost entries it may have acknowledged (its log ends at index ${this.lastIdx}, it held up to ${target}): ` +
+          'it neither votes nor campaigns until a leader has sent them again',
+      );
+    } else if (recorded > 0) {
+      await this.clearRepair();
+    }
     if (this.hardState.commit > this.lastIdx) {
       // Only an fsync policy other than `always` (or a lost disk) can lose entries it covered.
       actions.push(`the persisted commit index ${this.hardState.commit} is beyond the last index ${this.lastIdx}: lowered to it (committed entries were lost here and come back from the leader)`);
@@ -748,6 +804,39 @@ export class RaftLogStorage implements RaftStorage {
       this.state = next;
       this.snapshotValue = snapshotOf(next.snapshot);
     }
+  }
+
+  private latestConfig(): ClusterConfig {
+    const entries = this.configEntries(this.state.begin.firstIndex);
+    const last = entries[entries.length - 1];
+    return last === undefined ? this.state.snapshot.config : decodeConfig(last.data);
+  }
+
+  /**
+   * Verifies every record once (the commit log's open checks only the tail, a flipped bit in an
+   * older segment shows only on read) and cuts the log before the first that fails, keeping the
+   * affected segment files in `<log dir>.damaged/<time>/`. A sequential read of the log; a
+   * replica can repair what it finds from the others.
+   */
+  private async cutAtFirstDamagedRecord(actions: string[]): Promise<{ evidenceEndOffset: number } | undefined> {
+    const log = this.log;
+    const end = log.nextOffset();
+    const damagedAt = log.verify();
+    if (damagedAt === undefined) return undefined;
+    const keepDir = join(`${this.dir}/${logDirName(this.state.generation)}.damaged`, new Date().toISOString().replace(/[:.]/g, '-'));
+    const io = this.logConfig.io ?? NODE_FILE_IO;
+    io.mkdir(keepDir);
+    for (const segment of log.segmentSummaries()) {
+      if (segment.nextOffset <= damagedAt) continue;
+      for (const path of [segment.storePath, segment.storePath.replace(/\.store$/, '.index')]) io.copyFile(path, join(keepDir, basename(path)));
+    }
+    await log.removeFrom(damagedAt);
+    actions.push(
+      `CUT AT DAMAGE: the record for offset ${damagedAt} fails verification (its frame, checksum or index entry); ` +
+        `the log is cut before it (it held up to offset ${end - 1}), the affected ` +
+        `segment files as they were are kept in ${keepDir}`,
+    );
+    return { evidenceEndOffset: end - 1 };
   }
 
   /**
@@ -792,6 +881,8 @@ export class RaftLogStorage implements RaftStorage {
       this.ops.close(this.controlFd); // a replacement during reconcileLog opened it
       this.controlFd = -1;
     }
+    this.control.clear();
+    this.controlStale = 0;
     let bytes: Buffer;
     let existed = true;
     try {
@@ -890,6 +981,20 @@ export class RaftLogStorage implements RaftStorage {
   }
 }
 
+/**
+ * Opens a replica's commit log keeping any damage in place (so the configuration can be read to
+ * decide what to do with it, see recover); damage that cannot even be kept (a missing segment, a
+ * truncated sealed one) is cut at once, as only a replica with others to fetch from can afford.
+ */
+async function openReplicaLog(logDir: string, config: Partial<LogConfig>): Promise<CommitLog> {
+  try {
+    return await CommitLog.open(logDir, { ...config, quarantineDamaged: true });
+  } catch (error) {
+    if (!(error instanceof CorruptionError) || error.damage === undefined) throw error;
+    return CommitLog.open(logDir, { ...config, cutAtDamage: true });
+  }
+}
+
 function snapshotOf(record: SnapshotRecord): Snapshot {
   const meta = { index: record.index, term: record.term, config: record.config };
   return { meta, data: record.index === 0 && record.nextOffset === 0 ? EMPTY_BYTES : encodeLogSnapshot({ nextOffset: record.nextOffset }) };
@@ -936,6 +1041,10 @@ function parseHardState(value: Record<string, unknown>): HardState | undefined {
   const { term, vote, commit } = value;
   if (!isUint(term) || !isUint(commit) || !(vote === null || (typeof vote === 'string' && vote.length > 0))) return undefined;
   return { term, vote, commit };
+}
+
+function parseRepair(value: Record<string, unknown>): number | undefined {
+  return isUint(value.repairTo) ? value.repairTo : undefined;
 }
 
 function parseCluster(value: Record<string, unknown>): string | undefined {

@@ -17,12 +17,12 @@
  * refused by the peer service.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
-import { mkdirSync, statSync } from 'node:fs';
+import { copyFileSync, mkdirSync, renameSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ChannelCredentials } from '@grpc/grpc-js';
 import { EntryType, RaftNode, Role, encodeConfig, type NodeId, type Status } from '../raft/index.js';
 import type { LogConfig } from '../storage/index.js';
-import { InvalidArgumentError } from '../util/index.js';
+import { CorruptionError, InvalidArgumentError } from '../util/index.js';
 import { foreign, nextChange, nodeNameOf, type GossipStatus, type MemberView } from './cluster-membership.js';
 import { readJsonFile, writeJsonAtomic } from './durable-file.js';
 import { PeerTransport } from './peer-transport.js';
@@ -196,17 +196,64 @@ export class Replica {
     });
   }
 
-  /** Opens (bootstrapping if asked and new) the node's Raft state in `<dataDir>/raft`. */
+  /**
+   * Opens (bootstrapping if asked and new) the node's Raft state in `<dataDir>/raft`. Damaged
+   * Raft state files (hard state, log state, identity) mean this member no longer knows what it
+   * promised (its term and vote): the directory is moved aside and the node rejoins as a new
+   * incarnation that catches up from the leader, never bootstrapping.
+   */
   static async open(options: ReplicaOptions): Promise<Replica> {
     const raftDir = join(options.dataDir, 'raft');
     mkdirSync(raftDir, { recursive: true });
     const identityFile = join(raftDir, 'member.json');
-    const storage = await RaftLogStorage.open(raftDir, { log: options.log });
+    const { logger } = options;
+    let storage: RaftLogStorage;
+    let raftId: NodeId;
+    let joinOnly: boolean;
     try {
-      const raftId = identity(identityFile, options.nodeName, storage.isNew);
-      const { logger } = options;
+      storage = await RaftLogStorage.open(raftDir, { log: options.log });
+      try {
+        ({ raftId, joinOnly } = identity(identityFile, options.nodeName, storage.isNew));
+      } catch (error) {
+        await storage.close();
+        throw error;
+      }
+    } catch (error) {
+      if (!(error instanceof CorruptionError) || !STATE_FILES.has(error.file.slice(raftDir.length + 1))) throw error;
+      const clusterId = readClusterIdQuietly(raftDir);
+      const aside = `${raftDir}.damaged-${new Date().toISOString().replace(/[:.]/g, '-')}`;
+      renameSync(raftDir, aside);
+      mkdirSync(raftDir);
+      try {
+        copyFileSync(join(aside, 'peers.json'), join(raftDir, 'peers.json')); // the address book, to find the cluster again
+      } catch {
+        // none saved
+      }
+      logger.error(
+        { err: error.message, movedTo: aside, clusterId },
+        'raft state damaged: moved it aside; this node rejoins as a new member and catches up from the leader',
+      );
+      storage = await RaftLogStorage.open(raftDir, { log: options.log });
+      try {
+        ({ raftId, joinOnly } = identity(identityFile, options.nodeName, true, { joinOnly: true }));
+        if (clusterId !== undefined) await storage.setClusterId(clusterId);
+      } catch (error) {
+        await storage.close();
+        throw error;
+      }
+    }
+    try {
       for (const action of storage.recovery.actions) logger.warn({ action }, 'raft storage recovery');
-      if (options.bootstrap && storage.clusterId() === undefined && storage.lastIndex() === 0) {
+      if (storage.repairTo() > 0) {
+        logger.error(
+          { lastIndex: storage.lastIndex(), repairTo: storage.repairTo() },
+          'raft log damaged: cut before the damage; this node neither votes nor campaigns until the leader has sent the lost entries ' +
+            'again (if no other replica holds them, restore the files kept aside, or remove raft/repair.json to accept the loss)',
+        );
+      }
+      if (options.bootstrap && joinOnly) {
+        logger.info({ raftId }, '--bootstrap ignored: this node replaces a damaged member and joins its cluster');
+      } else if (options.bootstrap && storage.clusterId() === undefined && storage.lastIndex() === 0) {
         const clusterId = randomUUID();
         // The one-voter configuration is committed by construction: nobody else can hold a log.
         await storage.append([{ index: 1, term: 1, type: EntryType.Config, data: encodeConfig({ voters: [raftId], learners: [] }) }]);
@@ -488,21 +535,38 @@ export class Replica {
   }
 }
 
-/** The Raft id recorded in the data dir, made on first use; a data dir of another node is refused. */
-function identity(file: string, nodeName: string, storageIsNew: boolean): NodeId {
+/** The small state files of `<dataDir>/raft` whose damage makes the node rejoin as a new member. */
+const STATE_FILES = new Set(['hard-state.json', 'log-state.json', 'cluster.json', 'member.json']);
+
+/**
+ * The Raft id recorded in the data dir, made on first use; a data dir of another node is refused.
+ * `joinOnly` marks an identity that replaces a damaged member: it never bootstraps.
+ */
+function identity(file: string, nodeName: string, storageIsNew: boolean, made: { joinOnly?: boolean } = {}): { raftId: NodeId; joinOnly: boolean } {
   if (nodeName.includes('@')) throw new InvalidArgumentError(`node name "${nodeName}" must not contain "@"`);
-  const recorded = readJsonFile(file) as { nodeName?: unknown; raftId?: unknown } | undefined;
+  const recorded = readJsonFile(file) as { nodeName?: unknown; raftId?: unknown; joinOnly?: unknown } | undefined;
   if (recorded !== undefined) {
-    if (typeof recorded.raftId !== 'string' || typeof recorded.nodeName !== 'string') throw new InvalidArgumentError(`${file} is not a member identity`);
+    if (typeof recorded.raftId !== 'string' || typeof recorded.nodeName !== 'string') throw new CorruptionError(file, 0, 'not a member identity');
     if (recorded.nodeName !== nodeName) {
       throw new InvalidArgumentError(`data dir belongs to node "${recorded.nodeName}", not "${nodeName}": start it with --node-name ${recorded.nodeName} or use another --data-dir`);
     }
-    return recorded.raftId;
+    return { raftId: recorded.raftId, joinOnly: recorded.joinOnly === true };
   }
-  if (!storageIsNew) throw new InvalidArgumentError(`${file} is missing but the data dir holds Raft state: it was damaged; move the data dir away to rejoin as a new member`);
+  if (!storageIsNew) throw new CorruptionError(file, 0, 'missing, but the data dir holds Raft state');
   const raftId = `${nodeName}@${randomBytes(4).toString('hex')}`;
-  writeJsonAtomic(file, { nodeName, raftId });
-  return raftId;
+  const joinOnly = made.joinOnly === true;
+  writeJsonAtomic(file, joinOnly ? { nodeName, raftId, joinOnly } : { nodeName, raftId });
+  return { raftId, joinOnly };
+}
+
+/** The cluster id of a damaged Raft dir, if its cluster.json can still be read. */
+function readClusterIdQuietly(raftDir: string): string | undefined {
+  try {
+    const value = readJsonFile(join(raftDir, 'cluster.json')) as { clusterId?: unknown } | undefined;
+    return typeof value?.clusterId === 'string' && value.clusterId.length > 0 ? value.clusterId : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** A store file's modification time (its newest record's), or now if it cannot be read. */
@@ -515,7 +579,12 @@ function modifiedMs(path: string): number {
 }
 
 function loadPeers(file: string): Map<NodeId, PeerEntry> {
-  const parsed = readJsonFile(file);
+  let parsed: unknown;
+  try {
+    parsed = readJsonFile(file);
+  } catch {
+    return new Map(); // an address book only: gossip refills it
+  }
   const peers = new Map<NodeId, PeerEntry>();
   if (parsed === undefined || typeof parsed !== 'object' || parsed === null) return peers;
   for (const [id, value] of Object.entries(parsed as Record<string, Partial<PeerEntry>>)) {

@@ -221,6 +221,15 @@ export class SimDisk implements FileIo {
     this.link(to, inode);
   }
 
+  copyFile(from: string, to: string): void {
+    this.alive();
+    const inode = this.names.get(from);
+    if (inode === undefined) throw ioError('ENOENT', `no file ${from}`);
+    const copy = new Inode();
+    this.link(to, copy);
+    this.change(copy, { kind: 'write', position: 0, bytes: Buffer.from(inode.contents()) });
+  }
+
   unlink(path: string): void {
     this.alive();
     if (!this.names.has(path)) throw ioError('ENOENT', `no file ${path}`);

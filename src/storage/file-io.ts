@@ -6,7 +6,7 @@
  * run on the thread pool) so the production path costs one indirection.
  */
 import {
-  accessSync, closeSync, constants, fdatasync, fstatSync, fsync, fsyncSync, ftruncateSync, mkdirSync, openSync, readdirSync,
+  accessSync, closeSync, constants, copyFileSync, fdatasync, fstatSync, fsync, fsyncSync, ftruncateSync, mkdirSync, openSync, readdirSync,
   readFileSync, readSync, renameSync, rmSync, statSync, unlinkSync, writeSync, writevSync,
 } from 'node:fs';
 import { assert } from '../util/index.js';
@@ -34,6 +34,7 @@ export interface FileIo {
   fdatasync(fd: number): Promise<void>;
   readFile(path: string): Buffer;
   rename(from: string, to: string): void;
+  copyFile(from: string, to: string): void;
   unlink(path: string): void;
   /** Removes a file or a directory tree; nothing if it is absent. */
   remove(path: string): void;
@@ -77,6 +78,7 @@ export const NODE_FILE_IO: FileIo = Object.freeze({
   fdatasync: (fd: number) => new Promise<void>((resolve, reject) => fdatasync(fd, (error) => (error ? reject(error) : resolve()))),
   readFile: (path: string) => readFileSync(path),
   rename: (from: string, to: string) => renameSync(from, to),
+  copyFile: (from: string, to: string) => copyFileSync(from, to),
   unlink: (path: string) => unlinkSync(path),
   remove: (path: string) => rmSync(path, { recursive: true, force: true }),
   readdir: (dir: string) => readdirSync(dir),

@@ -49,6 +49,20 @@ function flipBit(path: string, positionBytes: number, bit = 0): void {
   writeFileSync(path, bytes);
 }
 
+/** Reads every offset; a damaged one yields `DATA_LOSS <file>@<byte>`. */
+function readEach(log: CommitLog): string[] {
+  const out: string[] = [];
+  for (let offset = log.lowestOffset(); offset < log.nextOffset(); offset++) {
+    try {
+      out.push(log.read(offset).value.toString());
+    } catch (error) {
+      assert.ok(error instanceof CorruptionError, String(error));
+      out.push(`DATA_LOSS ${error.file}@${error.positionBytes}`);
+    }
+  }
+  return out;
+}
+
 describe('recovery', () => {
   it('cut at every byte of the last record: keeps the rest and reports the torn tail', async () => {
     for (let cut = 1; cut <= FRAME; cut++) {
@@ -119,19 +133,6 @@ describe('recovery', () => {
     }
   });
 
-  /** Reads every offset; a damaged one yields `DATA_LOSS <file>@<byte>`. */
-  function readEach(log: CommitLog): string[] {
-    const out: string[] = [];
-    for (let offset = log.lowestOffset(); offset < log.nextOffset(); offset++) {
-      try {
-        out.push(log.read(offset).value.toString());
-      } catch (error) {
-        assert.ok(error instanceof CorruptionError, String(error));
-        out.push(`DATA_LOSS ${error.file}@${error.positionBytes}`);
-      }
-    }
-    return out;
-  }
 
   it('a flipped bit or a cut in the last, indexed record of the active segment keeps it as DATA_LOSS, never cuts it', async () => {
     const damage = [
@@ -307,5 +308,88 @@ describe('a roll interrupted by a crash', () => {
     } finally {
       await log.close();
     }
+  });
+});
+
+describe('cutAtDamage (a replica, which fetches what it drops from the others)', () => {
+  const damagedCopies = (): string[] => {
+    try {
+      return readdirSync(`${dir}.damaged`).flatMap((stamp) => readdirSync(join(`${dir}.damaged`, stamp)));
+    } catch {
+      return [];
+    }
+  };
+  afterEach(() => rmSync(`${dir}.damaged`, { recursive: true, force: true }));
+
+  it('cuts before undelimitable damage in a sealed segment, keeps the files as they were aside, and appends there again', async () => {
+    const config = { maxIndexBytes: 12 * 4 };
+    await writeLog(10, config);
+    const sealed = files('store')[0]!;
+    flipBit(sealed, 2 * FRAME + 2, 3); // offset 2's length field: the scan cannot delimit offsets 2 and 3
+    flipBit(sealed, 3 * FRAME + FRAME_HEADER_BYTES); // and the sealed segment's last record fails: refuses to open without a mode
+    await assert.rejects(CommitLog.open(dir, config), CorruptionError);
+    const log = await CommitLog.open(dir, { ...config, cutAtDamage: true });
+    assert.equal(log.nextOffset(), 2);
+    assert.deepEqual(log.recovery.cut, { fromOffset: 2, evidenceEndOffset: 9 });
+    assert.match(log.recovery.actions.join('\n'), /CUT AT DAMAGE: truncated .*\(before offset 2\)/);
+    assert.deepEqual(readEach(log), expected(2));
+    assert.equal(await log.append({ value: value(2) }), 2);
+    await log.close();
+    // The damaged segment and the two after it, as they were.
+    assert.equal(damagedCopies().filter((name) => name.endsWith('.store')).length, 3);
+  });
+
+  it('cuts before a delimited corrupt record (kept in place without the mode)', async () => {
+    await writeLog(5);
+    unlinkSync(files('index')[0]!);
+    flipBit(files('store')[0]!, 2 * FRAME + FRAME_HEADER_BYTES + 1);
+    const log = await CommitLog.open(dir, { cutAtDamage: true });
+    assert.equal(log.nextOffset(), 2);
+    assert.deepEqual(log.recovery.cut, { fromOffset: 2, evidenceEndOffset: 4 });
+    await log.close();
+  });
+
+  it('cuts at a missing segment in the middle', async () => {
+    const config = { maxIndexBytes: 12 * 4 };
+    await writeLog(12, config);
+    unlinkSync(files('store')[1]!);
+    unlinkSync(files('index')[1]!);
+    const log = await CommitLog.open(dir, { ...config, cutAtDamage: true });
+    assert.equal(log.nextOffset(), 4);
+    assert.deepEqual(log.recovery.cut, { fromOffset: 4, evidenceEndOffset: 11 });
+    assert.deepEqual(readEach(log), expected(4));
+    await log.close();
+  });
+
+  it('leaves an undamaged log and a torn tail alone', async () => {
+    await writeLog(5);
+    const store = files('store')[0]!;
+    truncateSync(store, statSync(store).size - 3);
+    truncateSync(files('index')[0]!, 12 * 4);
+    const log = await CommitLog.open(dir, { cutAtDamage: true });
+    assert.equal(log.nextOffset(), 4);
+    assert.equal(log.recovery.cut, undefined);
+    assert.deepEqual(damagedCopies(), []);
+    await log.close();
+  });
+});
+
+describe('verify', () => {
+  it('finds what open does not check: a flipped bit in an older record, a wrong index entry; nothing on a clean log', async () => {
+    const config = { maxIndexBytes: 12 * 4 };
+    await writeLog(12, config);
+    let log = await CommitLog.open(dir, config);
+    assert.equal(log.verify(), undefined);
+    await log.close();
+    flipBit(files('store')[1]!, FRAME + FRAME_HEADER_BYTES + 2); // offset 5, in the middle of a sealed segment
+    log = await CommitLog.open(dir, config);
+    assert.deepEqual(log.recovery.actions, [], 'open checks sealed segments in O(1) reads');
+    assert.equal(log.verify(), 5);
+    await log.close();
+    flipBit(files('store')[1]!, FRAME + FRAME_HEADER_BYTES + 2); // repaired
+    flipBit(files('index')[0]!, 2 * 12 + 4, 1); // offset 2's index entry points elsewhere
+    log = await CommitLog.open(dir, config);
+    assert.equal(log.verify(), 1, "the entry also ends offset 1's frame, which no longer verifies");
+    await log.close();
   });
 });

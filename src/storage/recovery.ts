@@ -15,7 +15,7 @@
 import { join } from 'node:path';
 import { assert, CorruptionError } from '../util/index.js';
 import {
-  decodeIndexEntry, encodeIndexEntry, INDEX_ENTRY_BYTES, INDEX_SUFFIX, parseSegmentFileName, segmentFileName,
+  decodeIndexEntry, encodeIndexEntry, FRAME_HEADER_BYTES, INDEX_ENTRY_BYTES, INDEX_SUFFIX, parseSegmentFileName, segmentFileName,
   STORE_SUFFIX,
 } from './format.js';
 import type { FileIo } from './file-io.js';
@@ -24,7 +24,7 @@ import { Segment } from './segment.js';
 import type { LogConfig, RecoveryReport } from './types.js';
 
 export function emptyReport(): RecoveryReport {
-  return { segmentCount: 0, droppedTailRecords: 0, droppedTailBytes: 0, rebuiltIndexEntries: 0, actions: [] };
+  return { segmentCount: 0, droppedTailRecords: 0, droppedTailBytes: 0, rebuiltIndexEntries: 0, actions: [], damagedOffsets: [], quarantinedOffsets: [] };
 }
 
 /** Lists segment base offsets present in `dir`; removes index files that have no store file. */
@@ -46,6 +46,111 @@ function listSegments(io: FileIo, dir: string, report: RecoveryReport): number[]
 }
 
 export function recoverSegments(io: FileIo, dir: string, config: LogConfig): { segments: Segment[]; report: RecoveryReport } {
+  if (config.cutAtDamage !== true) return recoverOnce(io, dir, config);
+  // Recover keeping damage in place (quarantined) to learn where it is and how far the log went,
+  // cut just before the first damaged record, and recover again; each round ends the log earlier.
+  const quarantining: LogConfig = { ...config, quarantineDamaged: true };
+  const actions: string[] = [];
+  let cut: { fromOffset: number; evidenceEndOffset: number } | undefined;
+  for (let round = 0; ; round++) {
+    assert(round < 64, 'cutting a damaged log did not converge');
+    let damage: { firstOffset: number; evidenceEndOffset: number };
+    try {
+      const result = recoverOnce(io, dir, quarantining);
+      const { segments, report } = result;
+      const damagedOffsets = [...report.damagedOffsets, ...report.quarantinedOffsets];
+      if (damagedOffsets.length === 0) {
+        report.actions.unshift(...actions);
+        if (cut !== undefined) report.cut = cut;
+        return result;
+      }
+      const end = segments[segments.length - 1]!.nextOffset - 1;
+      for (const segment of segments) segment.close();
+      damage = { firstOffset: Math.min(...damagedOffsets), evidenceEndOffset: end };
+      actions.push(...report.actions);
+    } catch (error) {
+      if (!(error instanceof CorruptionError) || error.damage === undefined) throw error;
+      damage = error.damage;
+      actions.push(error.message);
+    }
+    actions.push(cutLogAt(io, dir, damage.firstOffset));
+    cut = {
+      fromOffset: Math.min(damage.firstOffset, cut?.fromOffset ?? Infinity),
+      evidenceEndOffset: Math.max(damage.evidenceEndOffset, cut?.evidenceEndOffset ?? -1),
+    };
+  }
+}
+
+/**
+ * Drops the records from `firstOffset` on: the segment holding it is truncated just before its
+ * frame (found through the index, or by a scan when the index does not reach it) and every later
+ * segment is removed. Nothing is destroyed: the files as they were are kept in
+ * `<dir>.damaged/<time>/` for the operator. Returns the action line.
+ */
+function cutLogAt(io: FileIo, dir: string, firstOffset: number): string {
+  const report = emptyReport();
+  const bases = listSegments(io, dir, report);
+  let holder: number | undefined;
+  for (const base of bases) if (base <= firstOffset) holder = base;
+  const keepDir = join(`${dir}.damaged`, new Date().toISOString().replace(/[:.]/g, '-'));
+  io.mkdir(keepDir);
+  let moved = 0;
+  for (const base of bases) {
+    const later = holder === undefined || base > holder;
+    for (const suffix of [STORE_SUFFIX, INDEX_SUFFIX]) {
+      const name = segmentFileName(base, suffix);
+      if (later) io.rename(join(dir, name), join(keepDir, name));
+      else if (base === holder) io.copyFile(join(dir, name), join(keepDir, name));
+    }
+    if (later) moved++;
+  }
+  let truncated = '';
+  if (holder !== undefined) {
+    const files = openFiles(io, dir, holder);
+    try {
+      const keep = firstOffset - holder;
+      const storeSizeBytes = io.sizeBytes(files.storeFd);
+      const positionBytes = positionOf(io, files, keep, storeSizeBytes);
+      io.truncate(files.storeFd, positionBytes);
+      io.truncate(files.indexFd, Math.min(io.sizeBytes(files.indexFd), keep * INDEX_ENTRY_BYTES));
+      io.fsyncSync(files.storeFd);
+      io.fsyncSync(files.indexFd);
+      truncated = `truncated ${files.storePath} at byte ${positionBytes} (before offset ${firstOffset}) `;
+    } finally {
+      io.close(files.storeFd);
+      io.close(files.indexFd);
+    }
+  }
+  const dirFd = io.open(dir, 'r');
+  try {
+    io.fsyncSync(dirFd);
+  } finally {
+    io.close(dirFd);
+  }
+  return `CUT AT DAMAGE: ${truncated}and removed ${moved} later segments: records from offset ${firstOffset} on are dropped ` +
+    `(cutAtDamage); the files as they were are kept in ${keepDir}`;
+}
+
+/** Store position of the `count`-th record of a segment: its index entry if sound, else by scanning frames. */
+function positionOf(io: FileIo, files: { storeFd: number; indexFd: number }, count: number, storeSizeBytes: number): number {
+  const indexBytes = io.sizeBytes(files.indexFd);
+  if (count < indexBytes / INDEX_ENTRY_BYTES) {
+    const entry = Buffer.allocUnsafe(INDEX_ENTRY_BYTES);
+    readFully(io, files.indexFd, entry, count * INDEX_ENTRY_BYTES);
+    const decoded = decodeIndexEntry(entry, 0);
+    if (decoded.relativeOffset === count && decoded.positionBytes <= storeSizeBytes) return decoded.positionBytes;
+  }
+  // Walk the frame lengths (checksums aside: frames before the damage were verified by recovery).
+  const window = new FileWindow(io, files.storeFd, storeSizeBytes);
+  let position = 0;
+  for (let i = 0; i < count && position + FRAME_HEADER_BYTES <= storeSizeBytes; i++) {
+    const head = window.view(position, 4);
+    position += FRAME_HEADER_BYTES + head.buffer.readUInt32LE(head.at);
+  }
+  return Math.min(position, storeSizeBytes);
+}
+
+function recoverOnce(io: FileIo, dir: string, config: LogConfig): { segments: Segment[]; report: RecoveryReport } {
   const report = emptyReport();
   const bases = listSegments(io, dir, report);
   removeInterruptedRoll(io, dir, bases, report);
@@ -61,6 +166,7 @@ export function recoverSegments(io: FileIo, dir: string, config: LogConfig): { s
         throw new CorruptionError(
           segment.storePath, 0,
           `segment starts at offset ${base} but the previous segment ends before offset ${previous.nextOffset}: records are missing`,
+          { firstOffset: previous.nextOffset, evidenceEndOffset: Math.max(base, segment.nextOffset - 1) },
         );
       }
       // An empty sealed segment (a roll interrupted before its first write) carries nothing.
@@ -171,6 +277,7 @@ function openSealed(io: FileIo, dir: string, base: number, nextBase: number, con
           files.storePath, scan.validEndBytes,
           `a sealed segment ends in bytes that are not a valid record (offsets ${firstOffset} to ${nextBase - 1} were acknowledged); ` +
             'restore this segment from a replica or backup, or start with --quarantine-damaged to serve them as DATA_LOSS',
+          { firstOffset, evidenceEndOffset: nextBase - 1 },
         );
       }
     }
@@ -242,6 +349,7 @@ function openActive(io: FileIo, dir: string, base: number, config: LogConfig, re
           `records for offsets ${firstOffset} to ${firstOffset + missing - 1} are indexed (written whole, and acknowledged unless the ` +
             'process died before their fsync) but fail to verify; refusing to cut them: restore from a replica or backup, ' +
             'or start with --quarantine-damaged to serve them as DATA_LOSS',
+          { firstOffset, evidenceEndOffset: firstOffset + missing - 1 },
         );
       }
       scan.validEndBytes = storeSizeBytes;
@@ -308,6 +416,7 @@ function writeIndex(io: FileIo, fd: number, positions: number[]): void {
 
 function reportQuarantined(ranges: ScanResult['quarantined'], path: string, report: RecoveryReport): void {
   for (const range of ranges) {
+    report.quarantinedOffsets.push(range.firstOffset);
     report.actions.push(
       `CORRUPT, QUARANTINED: records for offsets ${range.firstOffset} to ${range.endOffset - 1} in ${path} at bytes ` +
         `${range.positionBytes} to ${range.endBytes} cannot be delimited; kept in place as a damaged range (reads of it fail ` +
@@ -318,6 +427,7 @@ function reportQuarantined(ranges: ScanResult['quarantined'], path: string, repo
 
 function reportCorruptFrames(frames: { offset: number; positionBytes: number }[], path: string, report: RecoveryReport): void {
   for (const frame of frames) {
+    report.damagedOffsets.push(frame.offset);
     report.actions.push(
       `CORRUPT: record for offset ${frame.offset} in ${path} at byte ${frame.positionBytes} fails its checksum; ` +
         'kept in place (reads of it fail with DATA_LOSS) so the records after it stay readable',

@@ -143,6 +143,7 @@ export function scanFrames(options: {
         `record for offset ${offset} is unreadable and valid records follow at byte ${later}; ` +
           'refusing to cut acknowledged records (restore this segment from a replica or backup, ' +
           'or start with --quarantine-damaged to serve the damaged range as DATA_LOSS)',
+        { firstOffset: offset, evidenceEndOffset: Math.max(offset, laterOffset) },
       );
     }
     return { positions, validEndBytes: position, corruptFrames, quarantined };

@@ -11,8 +11,8 @@ import { assert, CorruptionError } from '../util/index.js';
 import { crc32 } from './checksum.js';
 import type { FileIo } from './file-io.js';
 import {
-  decodeIndexEntry, encodeFrame, encodeIndexEntry, FRAME_HEADER_BYTES, INDEX_ENTRY_BYTES, INDEX_SUFFIX,
-  segmentFileName, STORE_SUFFIX,
+  decodeFrameHeader, decodeIndexEntry, encodeFrame, encodeIndexEntry, FRAME_HEADER_BYTES, INDEX_ENTRY_BYTES, INDEX_SUFFIX,
+  frameChecksumMatches, segmentFileName, STORE_SUFFIX,
 } from './format.js';
 import { readFully } from './scan.js';
 import type { StoredRecord } from './types.js';
@@ -228,6 +228,48 @@ export class Segment {
     }
     if (!withNext) out[count] = this.writtenStoreBytes;
     return out;
+  }
+
+  /**
+   * Checks every written record against its index entry and checksum, reading the store
+   * sequentially in `chunk`-sized pieces; returns the first damaged offset, or undefined.
+   */
+  verify(chunk: Buffer): number | undefined {
+    const batch = 16_384;
+    let chunkStart = 0;
+    let chunkBytes = 0;
+    for (let first = 0; first < this.writtenEntryCount; first += batch) {
+      const count = Math.min(batch, this.writtenEntryCount - first);
+      let positions: number[];
+      try {
+        positions = this.positions(first, count);
+      } catch (error) {
+        if (error instanceof CorruptionError) return this.baseOffset + first;
+        throw error;
+      }
+      for (let i = 0; i < count; i++) {
+        const offset = this.baseOffset + first + i;
+        const position = positions[i]!;
+        const end = positions[i + 1]!;
+        if (end - position < FRAME_HEADER_BYTES) return offset;
+        let source = chunk;
+        let at = position - chunkStart;
+        if (end - position > chunk.length) {
+          source = Buffer.allocUnsafe(end - position);
+          if (this.readStore(source, position) !== source.length) return offset;
+          at = 0;
+        } else if (position < chunkStart || end > chunkStart + chunkBytes) {
+          chunkStart = position;
+          chunkBytes = this.readStore(chunk.subarray(0, Math.min(chunk.length, this.writtenStoreBytes - position)), position);
+          at = 0;
+          if (end > chunkStart + chunkBytes) return offset;
+        }
+        const header = decodeFrameHeader(source, at);
+        if (header.offset !== offset || FRAME_HEADER_BYTES + header.valueLength !== end - position) return offset;
+        if (!frameChecksumMatches(source.subarray(0, at + end - position), at, header)) return offset;
+      }
+    }
+    return undefined;
   }
 
   /**

@@ -47,6 +47,13 @@ export interface LogConfig {
    * Without it such a log refuses to open. Default false; see docs/storage.md.
    */
   quarantineDamaged?: boolean;
+  /**
+   * For a replica, which can fetch records again from the others: instead of refusing to open or
+   * quarantining, recovery cuts the log just before its first damaged record (that segment is
+   * truncated there and every later segment removed) and says so in `recovery.cut`. Overrides
+   * `quarantineDamaged`. Default false.
+   */
+  cutAtDamage?: boolean;
   /** The file system (default node:fs; the simulator passes its disk). */
   io?: FileIo;
   /** Deliberately broken variants for the simulator's tests; never set in production. */
@@ -95,4 +102,13 @@ export interface RecoveryReport {
   rebuiltIndexEntries: number;
   /** One human-readable line per action taken, naming the file and byte position. */
   actions: string[];
+  /** First offset of each damaged record that was kept in place (reads of it fail with DATA_LOSS). */
+  damagedOffsets: number[];
+  /** First offset of each undelimitable damaged range kept under `quarantineDamaged`. */
+  quarantinedOffsets: number[];
+  /**
+   * Set when `cutAtDamage` cut the log: the first offset dropped, and the highest offset the
+   * damaged log showed evidence of holding (records after the damage, a later segment).
+   */
+  cut?: { fromOffset: number; evidenceEndOffset: number };
 }

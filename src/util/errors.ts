@@ -70,6 +70,8 @@ export class CorruptionError extends AnnalError {
     readonly file: string,
     readonly positionBytes: number,
     readonly reason: string,
+    /** For damage found in a commit log: its first damaged offset and the highest offset known to have followed it. */
+    readonly damage?: { readonly firstOffset: number; readonly evidenceEndOffset: number },
   ) {
     super(`corrupt data in ${file} at byte ${positionBytes}: ${reason}`);
   }
