@@ -97,6 +97,12 @@ export function decodeLogSnapshot(data: Uint8Array): LogSnapshotDescriptor {
   return { nextOffset: value!.nextOffset as number };
 }
 
+/** Bugs the simulated disk must catch, each read at the one place it lives (all off by default). */
+export interface RaftStorageFaults {
+  /** Replace log-state.json without fsyncs: a snapshot applied or taken is not persisted. */
+  readonly logStateUnsynced?: boolean;
+}
+
 export interface RaftLogStorageOptions {
   /** Commit-log settings (fsync policy, segment sizes, onSync). `initialOffset` is managed here. */
   readonly log?: Partial<LogConfig>;
@@ -104,6 +110,8 @@ export interface RaftLogStorageOptions {
   readonly fileIo?: FileIo;
   /** File calls for the state files and the side file (default fileIo); tests inject failures (crashes) here. */
   readonly fileOps?: FileOps;
+  /** Deliberately broken variants for the simulator's tests; never set in production. */
+  readonly faults?: RaftStorageFaults;
   /**
    * The configuration of a new node's empty log, like MemoryStorage's constructor argument. Used
    * (and recorded durably) only when the directory holds no Raft state (`isNew`); ignored after.
@@ -148,6 +156,7 @@ export class RaftLogStorage implements RaftStorage {
   /** What recovery did (the commit log's report plus side-file and state repairs), for logging. */
   readonly recovery: { actions: string[] };
 
+  private readonly faults: RaftStorageFaults;
   private log: CommitLog;
   private state: LogState;
   private snapshotValue: Snapshot;
@@ -185,8 +194,9 @@ export class RaftLogStorage implements RaftStorage {
     private readonly logConfig: Partial<LogConfig>,
     private readonly dirFd: number,
     private readonly unlock: () => void,
-    init: { log: CommitLog; state: LogState; hardState: HardState; clusterId: string | undefined; isNew: boolean; actions: string[] },
+    init: { log: CommitLog; state: LogState; hardState: HardState; clusterId: string | undefined; isNew: boolean; actions: string[]; faults: RaftStorageFaults },
   ) {
+    this.faults = init.faults;
     this.log = init.log;
     this.state = init.state;
     this.snapshotValue = snapshotOf(init.state.snapshot);
@@ -239,7 +249,7 @@ export class RaftLogStorage implements RaftStorage {
       if (!logDirExisted) await ops.fsync(dirFd);
       const isNew = hardState === undefined && logState === undefined && log.nextOffset() === 0;
       storage = new RaftLogStorage(dir, ops, logConfig, dirFd, unlock, {
-        log, state, hardState: hardState ?? EMPTY_HARD_STATE, clusterId, isNew, actions: [...log.recovery.actions, ...actions],
+        log, state, hardState: hardState ?? EMPTY_HARD_STATE, clusterId, isNew, actions: [...log.recovery.actions, ...actions], faults: options.faults ?? {},
       });
     } catch (error) {
       await log?.close();
@@ -663,6 +673,15 @@ export class RaftLogStorage implements RaftStorage {
   }
 
   private writeLogState(state: LogState): Promise<void> {
+    if (this.faults.logStateUnsynced === true) {
+      // Broken variant: the new file is renamed into place, but nothing is fsynced.
+      const temp = join(this.dir, LOG_STATE_FILE + TEMP_SUFFIX);
+      const fd = this.ops.open(temp, 'w');
+      this.ops.write(fd, textEncoder.encode(JSON.stringify({ version: 1, ...state }) + '\n'), 0);
+      this.ops.close(fd);
+      this.ops.rename(temp, join(this.dir, LOG_STATE_FILE));
+      return Promise.resolve();
+    }
     return this.writeState(LOG_STATE_FILE, { version: 1, ...state });
   }
 

@@ -12,7 +12,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { isDeepStrictEqual } from 'node:util';
 import type { ClusterConfig, Entry } from '../raft/index.js';
-import { encodeLogSnapshot, RaftLogStorage } from '../replication/raft-storage.js';
+import { encodeLogSnapshot, RaftLogStorage, type RaftStorageFaults } from '../replication/raft-storage.js';
 import { configEntry, fullView, noop, normal, normals, truncatedView, type FullView } from '../replication/test-support.js';
 import { Prng } from '../util/index.js';
 import { SimDisk, eventLoopTurns as turns } from './disk.js';
@@ -52,7 +52,7 @@ async function prepared(seed: number, scenario: Scenario): Promise<SimDisk> {
   return disk;
 }
 
-async function powerLossRuns(scenario: Scenario, seeds: number): Promise<{ resolvedBeforeCrash: number; interrupted: number }> {
+async function powerLossRuns(scenario: Scenario, seeds: number, faults: RaftStorageFaults = {}): Promise<{ resolvedBeforeCrash: number; interrupted: number }> {
   let resolvedBeforeCrash = 0;
   let interrupted = 0;
   for (let seed = 1; seed <= seeds; seed++) {
@@ -73,7 +73,7 @@ async function powerLossRuns(scenario: Scenario, seeds: number): Promise<{ resol
     }
 
     const disk = await prepared(seed, scenario);
-    const storage = await RaftLogStorage.open(DIR, { fileIo: disk, log: LOG });
+    const storage = await RaftLogStorage.open(DIR, { fileIo: disk, log: LOG, faults });
     let resolved = false;
     void scenario.action(storage).then(
       () => (resolved = true),
@@ -133,3 +133,8 @@ for (const scenario of SCENARIOS) {
     assert.ok(resolvedBeforeCrash > 0 && interrupted > 0, 'crashes land both mid-write and after it');
   });
 }
+
+test('the power-loss runs catch the broken variant logStateUnsynced (a snapshot applied without persisting it)', async () => {
+  const applySnapshot = SCENARIOS.find((scenario) => scenario.name === 'applySnapshot') as Scenario;
+  await assert.rejects(powerLossRuns(applySnapshot, 10, { logStateUnsynced: true }), /applySnapshot, seed \d+ \(after the write resolved\): a resolved write is lost/);
+});

@@ -267,19 +267,23 @@ describe('recovery', () => {
 });
 
 describe('a roll interrupted by a crash', () => {
-  it('drops an empty last segment that starts after a gap (the previous segment tail was never written) and resumes there', async () => {
-    // Ten records per segment: 25 records make segments at 0, 10 and 20.
-    const config = { maxStoreBytes: FRAME * 10, maxRecordBytes: value(0).length };
+  // Ten records per segment: 25 records make segments at 0, 10 and 20. What a crash after the
+  // roll to 20 and before the flush of 16..19 leaves: segment 10 holds `secondStoreBytes` (6
+  // whole frames, perhaps part of the seventh) and segment 20 exists, empty.
+  const config = { maxStoreBytes: FRAME * 10, maxRecordBytes: value(0).length };
+  async function interruptedRoll(secondStoreBytes: number): Promise<{ values: string[]; log: CommitLog }> {
     await writeLog(25, config);
     const [, second, third] = files('store');
     const [, secondIndex, thirdIndex] = files('index');
-    // What a crash after the roll to 20 and before the flush of 16..19 leaves: segment 10 ends
-    // at 16 and segment 20 exists, empty.
-    truncateSync(second!, FRAME * 6);
+    truncateSync(second!, secondStoreBytes);
     truncateSync(secondIndex!, 12 * 6);
     truncateSync(third!, 0);
     truncateSync(thirdIndex!, 0);
-    const { values, log } = await readAll(config);
+    return readAll(config);
+  }
+
+  it('drops an empty last segment that starts after a gap (the previous segment tail was never written) and resumes there', async () => {
+    const { values, log } = await interruptedRoll(FRAME * 6);
     try {
       assert.deepEqual(values, Array.from({ length: 16 }, (_, i) => value(i).toString()));
       assert.equal(log.nextOffset(), 16);
@@ -291,16 +295,7 @@ describe('a roll interrupted by a crash', () => {
   });
 
   it('after a power loss, also when the previous segment tail is torn mid-frame (it was never synced, so never acknowledged)', async () => {
-    const config = { maxStoreBytes: FRAME * 10, maxRecordBytes: value(0).length };
-    await writeLog(25, config);
-    const [, second, third] = files('store');
-    const [, secondIndex, thirdIndex] = files('index');
-    // The disk kept 6 whole frames of segment 10 and part of the seventh, and none of segment 20.
-    truncateSync(second!, FRAME * 6 + 5);
-    truncateSync(secondIndex!, 12 * 6);
-    truncateSync(third!, 0);
-    truncateSync(thirdIndex!, 0);
-    const { values, log } = await readAll(config);
+    const { values, log } = await interruptedRoll(FRAME * 6 + 5);
     try {
       assert.deepEqual(values, Array.from({ length: 16 }, (_, i) => value(i).toString()));
       assert.match(log.recovery.actions.join('\n'), /a roll interrupted before its first record was written[\s\S]*cut a torn tail of 5 bytes/);
