@@ -1,6 +1,7 @@
 // Goal: a full disk on one follower costs the cluster nothing it promised: the follower's Raft
 // stops with one clear error line and a metric, the other two keep acknowledging writes, and
-// every acknowledged record is on both of them at its offset. Method: three `annal agent`
+// every acknowledged record is on both of them at its offset; once it has space again, the same
+// process reopens its replica in place and catches up. Method: three `annal agent`
 // processes with mTLS, one follower's data dir on an 8 MiB tmpfs this test mounts (as root; the
 // test is skipped, saying why, where mounting is not allowed) and unmounts at the end.
 import assert from 'node:assert/strict';
@@ -59,11 +60,20 @@ it('a follower whose disk fills stops replicating loudly; the others keep every 
       c.close();
     }
     assert.equal(acknowledged.size, 1024, 'every write was acknowledged by the two healthy nodes');
-    await logField(nodes[2]!.process, 'raft stopped: a storage write failed (a full disk?); this node no longer takes part in replication and serves only what it applied; restart it once the cause is fixed', 'err');
+    await logField(nodes[2]!.process, 'raft stopped: a storage write failed (a full disk?); this node no longer takes part in replication and serves only what it applied until its replica is reopened', 'err');
     for (const node of nodes.slice(0, 2)) {
       const records = await readAll(node, certs.root);
       for (const [offset, value] of acknowledged) assert.equal(records[offset]?.value, value, `${node.name} offset ${offset}`);
     }
+    // Space again: the same process reopens its replica in place and catches up.
+    const pid = nodes[2]!.process.child.pid;
+    tmpfs.resize('64m');
+    await logField(nodes[2]!.process, 'replica reopened in place: raft runs again', 'msg').catch(() => undefined);
+    await waitForRecords(nodes[2]!, certs.root, acknowledged.size, 60_000);
+    const recovered = await readAll(nodes[2]!, certs.root);
+    for (const [offset, value] of acknowledged) assert.equal(recovered[offset]?.value, value, `x3 offset ${offset} after recovering in place`);
+    assert.equal(nodes[2]!.process.child.pid, pid);
+    assert.equal(nodes[2]!.process.child.exitCode, null, 'no restart');
   } finally {
     for (const node of nodes) node.process.child.kill('SIGKILL');
     await Promise.all(nodes.map((node) => node.process.exited));

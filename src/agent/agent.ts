@@ -12,6 +12,11 @@
  * end streams and finish in-flight calls (the server), then close Raft and the log, which flushes
  * and fsyncs what it has.
  *
+ * A replica whose Raft stopped (a storage write failed: a full disk, an I/O error) is reopened in
+ * place once that works again: the agent closes it, opens the data dir afresh (recovery re-validates
+ * the files as after a crash, and no page whose fsync failed was acknowledged: a failed append
+ * cuts the log back to its acknowledged end) and serves the new replica, retrying with backoff.
+ *
  * Security: with `security` of type 'mtls' the ACL interceptor joins the server's chain (after the
  * caller's interceptors, so telemetry also sees denied calls; the Raft service needs `replicate`)
  * and auth's mTLS listener serves the port instead of a grpc-js bind; peers are called with the
@@ -88,12 +93,22 @@ export interface AgentConfig {
   logger: AgentLogger;
 }
 
+/** How long a stopped replica waits before the first attempt to reopen it in place, and at most between attempts. */
+const REOPEN_FIRST_DELAY_MS = 1000;
+const REOPEN_MAX_DELAY_MS = 30_000;
+
+/** The replica the agent serves now: replaced when a stopped one is reopened in place. */
+interface ReplicaSlot {
+  current: Replica;
+  stopping: boolean;
+}
+
 export class Agent {
   private stopping: Promise<void> | undefined;
 
   private constructor(
     readonly config: AgentConfig,
-    readonly replica: Replica,
+    private readonly slot: ReplicaSlot,
     readonly server: LogServer,
     /** The RPC address clients use, `host:port`. */
     readonly rpcAddress: string,
@@ -134,7 +149,7 @@ export class Agent {
       countFailure?.();
       markUnhealthy?.();
     };
-    const replica = await Replica.open({
+    const replicaOptions: Parameters<typeof Replica.open>[0] = {
       dataDir: config.dataDir,
       nodeName: config.nodeName,
       bootstrap: config.bootstrap ?? (config.gossip?.startJoinAddrs.length ?? 0) === 0,
@@ -145,10 +160,12 @@ export class Agent {
       ...(config.retention !== undefined ? { retention: config.retention } : {}),
       ...(config.telemetry?.metricsEnabled === true ? { metrics: replicaInstruments(config.telemetry) } : {}),
       logger: config.logger.child?.({ component: 'replication' }) ?? config.logger,
-    }).catch((error: unknown) => {
+    };
+    const replica = await Replica.open(replicaOptions).catch((error: unknown) => {
       security?.close();
       throw error;
     });
+    const slot: ReplicaSlot = { current: replica, stopping: false };
     const log = replica.log;
     logger.info(
       {
@@ -165,14 +182,14 @@ export class Agent {
     const { telemetry } = config;
     // Admin.GetMembers reads the membership, which starts only after the server listens.
     let membership: Membership | undefined;
-    const stats = replica.storageStats();
-    const storageMetrics = telemetry?.metricsEnabled ? telemetry.storageMetrics(() => stats) : undefined;
+    const storageMetrics = telemetry?.metricsEnabled ? telemetry.storageMetrics(() => slot.current.storageStats()) : undefined;
     if (storageMetrics) {
       recordSync = (event) => storageMetrics.fsyncDurationSeconds.record(event.durationMs / 1000);
       countFailure = () => storageMetrics.failures++;
     }
-    if (telemetry?.metricsEnabled) exportRaftMetrics(telemetry, replica);
-    const served: ServedLog = storageMetrics ? new MeteredLog(log, storageMetrics) : log;
+    if (telemetry?.metricsEnabled) exportRaftMetrics(telemetry, () => slot.current);
+    const live = currentOf<ServedLog>(() => slot.current.log);
+    const served: ServedLog = storageMetrics ? new MeteredLog(live, storageMetrics) : live;
     const server = new LogServer({
       log: served,
       ...(telemetry !== undefined ? { telemetry } : {}),
@@ -181,32 +198,74 @@ export class Agent {
       ...(isWildcard(host) ? { advertiseHost: hostname() } : {}),
       maxRecordBytes: config.maxRecordBytes,
       logger,
-      servers: () => replica.servers(),
+      servers: () => slot.current.servers(),
       members: () => (membership === undefined ? [] : adminMembers(membership)),
       ...(config.shutdownTimeoutMs !== undefined ? { shutdownTimeoutMs: config.shutdownTimeoutMs } : {}),
       ...(config.credentials !== undefined ? { credentials: config.credentials } : {}),
       ...(interceptors.length > 0 ? { interceptors } : {}),
     });
-    server.grpc.addService(RaftPeerService, replica.peerHandlers());
+    // grpc-js keeps the handler functions it is given: each looks up the current replica per call.
+    const peerHandlers = replica.peerHandlers();
+    type Handler = (...args: unknown[]) => unknown;
+    const liveHandlers = Object.fromEntries(
+      Object.keys(peerHandlers).map((name) => [name, (...args: unknown[]) => (slot.current.peerHandlers() as unknown as Record<string, Handler>)[name]!(...args)]),
+    ) as unknown as typeof peerHandlers;
+    server.grpc.addService(RaftPeerService, liveHandlers);
     markUnhealthy = () => server.setStorageFailed(true);
     if (storageFailed) markUnhealthy();
     const undo = async (): Promise<void> => {
+      slot.stopping = true;
       security?.close();
       await server.shutdown();
-      await replica.close();
+      await slot.current.close();
     };
     const rpcAddress = await listenRpc(server, security, host, config.rpcPort).catch(async (error: unknown) => {
       await undo();
       throw error;
     });
     replica.start(advertisedRpcAddress(host, rpcAddress));
+    let lastMembers: Member[] | undefined;
+    const reopenInPlace = async (): Promise<void> => {
+      const stopped = slot.current;
+      logger.warn({ inMs: REOPEN_FIRST_DELAY_MS }, 'raft stopped: closing the replica to reopen it in place');
+      stopped.drainPeers();
+      await stopped.close().catch((error: unknown) => logger.warn({ err: String(error) }, 'closing the stopped replica failed'));
+      for (let delayMs = REOPEN_FIRST_DELAY_MS; !slot.stopping; delayMs = Math.min(delayMs * 2, REOPEN_MAX_DELAY_MS)) {
+        await new Promise((resolve) => setTimeout(resolve, delayMs).unref());
+        if (slot.stopping) return;
+        let next: Replica;
+        try {
+          next = await Replica.open(replicaOptions);
+        } catch (error) {
+          logger.warn({ err: String(error), retryInMs: Math.min(delayMs * 2, REOPEN_MAX_DELAY_MS) }, 'could not reopen the replica yet');
+          continue;
+        }
+        if (slot.stopping) {
+          await next.close();
+          return;
+        }
+        next.onStopped = () => void reopenInPlace();
+        next.onClusterId = stopped.onClusterId;
+        slot.current = next;
+        next.start(advertisedRpcAddress(host, rpcAddress));
+        if (lastMembers !== undefined) onMembers(lastMembers);
+        if (next.raftId !== stopped.raftId) next.onClusterId?.(next.clusterId ?? ""); // rejoined as a new member: new gossip tags
+        storageFailed = false;
+        server.setStorageFailed(false);
+        logger.info({ lowestOffset: next.log.lowestOffset(), nextOffset: next.log.nextOffset() }, 'replica reopened in place: raft runs again');
+        return;
+      }
+    };
+    replica.onStopped = () => void reopenInPlace();
+    const onMembers = (members: Member[]): void => {
+      lastMembers = members;
+      slot.current.updateMembers(members.map((member) => ({ name: member.name, status: member.status, gossipAddr: memberAddr(member), tags: member.tags })));
+    };
     if (config.gossip !== undefined) {
-      const onMembers = (members: Member[]): void =>
-        replica.updateMembers(members.map((member) => ({ name: member.name, status: member.status, gossipAddr: memberAddr(member), tags: member.tags })));
       const rpcAddr = advertisedRpcAddress(host, rpcAddress);
       const tags = (): Record<string, string> => ({
-        [RAFT_ID_TAG]: replica.raftId,
-        ...(replica.clusterId !== undefined ? { [CLUSTER_ID_TAG]: replica.clusterId } : {}),
+        [RAFT_ID_TAG]: slot.current.raftId,
+        ...(slot.current.clusterId !== undefined ? { [CLUSTER_ID_TAG]: slot.current.clusterId } : {}),
       });
       membership = await joinCluster(config, config.gossip, rpcAddr, tags(), onMembers).catch(
         async (error: unknown) => {
@@ -233,7 +292,12 @@ export class Agent {
     }
     server.setServing(true);
     logger.info({ rpcAddress, nodeName: config.nodeName }, 'serving log.v1.Log');
-    return new Agent(config, replica, server, rpcAddress, security, membership);
+    return new Agent(config, slot, server, rpcAddress, security, membership);
+  }
+
+  /** The replica the node serves (a new one after a stopped replica was reopened in place). */
+  get replica(): Replica {
+    return this.slot.current;
   }
 
   /** The log the node serves (the replicated log). */
@@ -263,12 +327,33 @@ export class Agent {
     }
     logger.info({}, 'shutting down: no new calls; ending streams');
     this.security?.close();
+    this.slot.stopping = true;
     this.replica.drainPeers();
     await this.server.shutdown();
     const nextOffset = this.log.nextOffset();
     await this.replica.close();
     logger.info({ nextOffset }, 'log closed; shutdown complete');
   }
+}
+
+/**
+ * An object whose every property is read from `current()` at the time of use (methods bound to
+ * it): the server and the peer service keep one reference while the replica behind it changes.
+ */
+function currentOf<T extends object>(current: () => T): T {
+  return new Proxy({} as T, {
+    get(_target, property) {
+      const target = current();
+      const value: unknown = Reflect.get(target, property, target);
+      return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+    },
+    has: (_target, property) => Reflect.has(current(), property),
+    ownKeys: () => Reflect.ownKeys(current()),
+    getOwnPropertyDescriptor: (_target, property) => {
+      const descriptor = Reflect.getOwnPropertyDescriptor(current(), property);
+      return descriptor === undefined ? undefined : { ...descriptor, configurable: true };
+    },
+  });
 }
 
 /** Binds `server` on `host:port` (through the mTLS listener when secure); returns the bound address. */

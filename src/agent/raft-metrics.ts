@@ -8,7 +8,7 @@ import type { Telemetry } from '../telemetry/index.js';
 
 const ROLES = ['follower', 'preCandidate', 'candidate', 'leader'] as const;
 
-export function exportRaftMetrics(telemetry: Telemetry, replica: Replica): void {
+export function exportRaftMetrics(telemetry: Telemetry, current: () => Replica): void {
   const meter = telemetry.meter('raft');
   const term = meter.createObservableGauge('annal_raft_term', { description: 'Current Raft term.' });
   const role = meter.createObservableGauge('annal_raft_role', { description: 'Raft role of this node: 1 for the role it has, 0 for the others.' });
@@ -23,10 +23,11 @@ export function exportRaftMetrics(telemetry: Telemetry, replica: Replica): void 
   const elections = meter.createObservableCounter('annal_raft_elections', { description: 'Elections this node started (became candidate).' });
   const configChanges = meter.createObservableCounter('annal_raft_config_changes', { description: 'Configuration changes this node has seen take effect.' });
   const stopped = meter.createObservableGauge('annal_raft_stopped', {
-    description: '1 when Raft stopped on this node after a failed storage write (restart it once the cause is fixed).',
+    description: '1 while Raft is stopped on this node after a failed storage write (the agent reopens the replica in place once it can).',
   });
   meter.addBatchObservableCallback(
     (result) => {
+      const replica = current();
       const stats = replica.stats();
       result.observe(term, stats.term);
       for (const name of ROLES) result.observe(role, stats.role === name ? 1 : 0, { role: name });

@@ -67,7 +67,7 @@ async function startMember(id: string, dir: string, network: InMemoryNetwork, ex
     transport: network.connect(id),
     stateMachine: machine,
     tickIntervalMs: 5,
-    electionTicks: 10,
+    electionTicks: 40, // 200 ms: a loaded CI machine stalls fsyncs past a shorter timeout and re-elects mid-test
     heartbeatTicks: 2,
     prng: new Prng(ids.indexOf(id) + 100),
     ...extra,

@@ -133,6 +133,8 @@ export class Replica {
   private closed = false;
   /** Raft stopped itself after a failed storage write. */
   stopped = false;
+  /** Called once when Raft stops itself (after the error line); the agent reopens the replica. */
+  onStopped: ((error: Error) => void) | undefined;
   private peerService: PeerService | undefined;
   private readonly foreignWarned = new Set<NodeId>();
   /** Called when this node adopts a cluster id (the agent republishes its gossip tags). */
@@ -180,8 +182,9 @@ export class Replica {
         this.stopped = true;
         logger.error(
           { err: String(error) },
-          'raft stopped: a storage write failed (a full disk?); this node no longer takes part in replication and serves only what it applied; restart it once the cause is fixed',
+          'raft stopped: a storage write failed (a full disk?); this node no longer takes part in replication and serves only what it applied until its replica is reopened',
         );
+        this.onStopped?.(error instanceof Error ? error : new Error(String(error)));
       },
     });
     this.log.attach(this.node);

@@ -13,6 +13,8 @@ export interface Tmpfs {
   readonly dir: string;
   /** Why there is no tmpfs, or undefined when it is mounted. */
   readonly skipReason: string | undefined;
+  /** Changes the size in place (a full disk gets space again); only when mounted. */
+  resize(size: string): void;
   /** Unmounts (lazily: a failed test may leave files open) and removes the mount point. */
   remove(): void;
 }
@@ -28,6 +30,9 @@ export function mountTmpfs(prefix: string, size = '8m'): Tmpfs {
   return {
     dir,
     skipReason,
+    resize: (next: string) => {
+      execFileSync('mount', ['-o', `remount,size=${next}`, dir], { stdio: 'pipe' });
+    },
     remove: () => {
       if (skipReason === undefined) execFileSync('umount', ['-l', dir]);
       rmdirSync(dir);
