@@ -25,9 +25,11 @@ const children = new Set<ChildProcess>();
  * Starts `annal <args>`. An `agent` without `--bind-addr` gossips on 127.0.0.1 port 0, so that
  * agents of tests running in parallel don't contend for the default 8401.
  */
-export function spawnAgent(args: string[], options: { cwd?: string } = {}): AgentProcess {
+export function spawnAgent(args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv; wrap?: readonly string[] } = {}): AgentProcess {
   const fullArgs = args[0] === 'agent' && !args.includes('--bind-addr') ? [...args, '--bind-addr', '127.0.0.1:0'] : args;
-  const child = spawn(process.execPath, [CLI, ...fullArgs], { cwd: options.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+  // `wrap` runs the agent through a command that execs it (e.g. `ip netns exec <ns>`): same pid.
+  const [command, ...prefix] = [...(options.wrap ?? []), process.execPath];
+  const child = spawn(command!, [...prefix, CLI, ...fullArgs], { cwd: options.cwd, env: options.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
   children.add(child);
   const stderrLines: string[] = [];
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {

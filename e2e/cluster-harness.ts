@@ -19,8 +19,9 @@ export interface ClusterCerts {
   nobody: ClientSecurity;
 }
 
-export async function makeCerts(dir: string): Promise<ClusterCerts> {
-  const { files } = await runCertsCommand({ configDir: CONFIG_DIR, outDir: dir });
+/** `hosts`: the addresses the node certificates are valid for (default: the config's, loopback). */
+export async function makeCerts(dir: string, hosts?: string[]): Promise<ClusterCerts> {
+  const { files } = await runCertsCommand({ configDir: CONFIG_DIR, outDir: dir, ...(hosts !== undefined ? { hosts } : {}) });
   const read = (path: string) => readFile(path);
   const [ca, rootCert, rootKey, nobodyCert, nobodyKey] = await Promise.all(
     [files.caCert, files.rootClientCert, files.rootClientKey, files.nobodyClientCert, files.nobodyClientKey].map(read),
@@ -59,6 +60,12 @@ export interface NodeOptions {
   rpcPort?: number;
   gossipPort?: number;
   extra?: string[];
+  /** The process's environment (default: this one's). */
+  env?: NodeJS.ProcessEnv;
+  /** The address to bind gossip and RPC on (default 127.0.0.1). */
+  host?: string;
+  /** A command prefix that execs the agent, e.g. `ip netns exec <ns>`. */
+  wrap?: readonly string[];
 }
 
 export async function startNode(options: NodeOptions): Promise<ClusterNode> {
@@ -67,7 +74,7 @@ export async function startNode(options: NodeOptions): Promise<ClusterNode> {
     '--node-name', options.name,
     '--data-dir', options.dataDir,
     '--rpc-port', String(options.rpcPort ?? 0),
-    '--bind-addr', `127.0.0.1:${options.gossipPort ?? 0}`,
+    '--bind-addr', `${options.host ?? '127.0.0.1'}:${options.gossipPort ?? 0}`,
     '--gossip-profile', 'local',
     '--log-level', 'info',
     ...tlsArgs(options.certs.files),
@@ -75,7 +82,7 @@ export async function startNode(options: NodeOptions): Promise<ClusterNode> {
     ...(options.join !== undefined && options.join.length > 0 ? ['--start-join-addrs', options.join.join(',')] : []),
     ...(options.extra ?? []),
   ];
-  const process = spawnAgent(args);
+  const process = spawnAgent(args, { ...(options.env !== undefined ? { env: options.env } : {}), ...(options.wrap !== undefined ? { wrap: options.wrap } : {}) });
   const rpcAddr = await process.address;
   const gossipAddr = await logField(process, 'gossip membership started', 'gossipAddr');
   return { name: options.name, dataDir: options.dataDir, process, rpcAddr, gossipAddr };

@@ -9,6 +9,7 @@ import {
   accessSync, closeSync, constants, copyFileSync, fdatasync, fstatSync, fsync, fsyncSync, ftruncateSync, mkdirSync, openSync, readdirSync,
   readFileSync, readSync, renameSync, rmSync, statSync, unlinkSync, writeSync, writevSync,
 } from 'node:fs';
+import { failpoints } from '../failpoints/index.js';
 import { assert } from '../util/index.js';
 import { lockDirectory } from './dir-lock.js';
 
@@ -74,8 +75,10 @@ export const NODE_FILE_IO: FileIo = Object.freeze({
   truncate: (fd: number, lengthBytes: number) => ftruncateSync(fd, lengthBytes),
   sizeBytes: (fd: number) => fstatSync(fd).size,
   fsyncSync: (fd: number) => fsyncSync(fd),
-  fsync: (fd: number) => new Promise<void>((resolve, reject) => fsync(fd, (error) => (error ? reject(error) : resolve()))),
-  fdatasync: (fd: number) => new Promise<void>((resolve, reject) => fdatasync(fd, (error) => (error ? reject(error) : resolve()))),
+  fsync: (fd: number) =>
+    failpoints !== undefined ? failpoints.fsync(fd, fsync) : new Promise<void>((resolve, reject) => fsync(fd, (error) => (error ? reject(error) : resolve()))),
+  fdatasync: (fd: number) =>
+    failpoints !== undefined ? failpoints.fsync(fd, fdatasync) : new Promise<void>((resolve, reject) => fdatasync(fd, (error) => (error ? reject(error) : resolve()))),
   readFile: (path: string) => readFileSync(path),
   rename: (from: string, to: string) => renameSync(from, to),
   copyFile: (from: string, to: string) => copyFileSync(from, to),

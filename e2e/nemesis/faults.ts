@@ -1,0 +1,378 @@
+/**
+ * The nemeses: each injects one fault, holds it, and heals it, recording the window in the
+ * history. Targets are chosen with the step's own PRNG (or are the current leader).
+ */
+import { existsSync, readdirSync, readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Prng } from '../../src/util/index.js';
+import type { NemesisCluster, NodeSlot } from './cluster.js';
+import type { NetnsNetwork } from './network.js';
+import type { HistoryRecorder } from './workload.js';
+
+export interface FaultContext {
+  readonly cluster: NemesisCluster;
+  readonly history: HistoryRecorder;
+  readonly prng: Prng;
+  readonly holdMs: number;
+  readonly log: (line: string) => void;
+  /** Overrides the fault's own claim that a majority stays connected (composed faults may not). */
+  readonly majority?: boolean;
+}
+
+export interface Fault {
+  readonly name: string;
+  /** Run in the CI schedule (known to pass); the others only when asked for. */
+  readonly ci: boolean;
+  /** Needs the namespaced test network (cuts links). */
+  readonly network?: boolean;
+  /** Several faults at once (left out of the short CI schedule to bound its length). */
+  readonly composed?: boolean;
+  readonly describe: string;
+  run(context: FaultContext): Promise<void>;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function pickTarget(context: FaultContext, leader: boolean): Promise<NodeSlot> {
+  const up = context.cluster.up();
+  if (leader) {
+    const found = await context.cluster.leader();
+    if (found !== undefined && found.state === 'up') return found;
+  }
+  return context.prng.pick(up.length > 0 ? up : context.cluster.slots);
+}
+
+/** Records the fault's window around `hold` (between inject and heal). */
+async function window(context: FaultContext, fault: string, targets: NodeSlot[], majority: boolean, inject: () => Promise<void> | void, heal: () => Promise<void>): Promise<void> {
+  const names = targets.map((t) => t.name);
+  context.log(`${fault} ${names.join(',')}`);
+  context.history.nemesis({ phase: 'start', fault, targets: names, majority: context.majority ?? majority });
+  try {
+    await inject();
+    await sleep(context.holdMs);
+    await heal();
+  } finally {
+    context.history.nemesis({ phase: 'stop', fault, targets: names });
+  }
+}
+
+
+/**
+ * kill -9 a node (the leader with probability `leaderChance`), do `whileDown` to its files, and
+ * restart it after the hold (`restart`, default a plain boot).
+ */
+function crash(
+  name: string,
+  describe: string,
+  options: {
+    leaderChance: number;
+    ci?: boolean;
+    whileDown?: (context: FaultContext, target: NodeSlot) => void;
+    restart?: (context: FaultContext, target: NodeSlot) => Promise<void>;
+  },
+): Fault {
+  return {
+    name,
+    ci: options.ci ?? true,
+    describe,
+    async run(context) {
+      const target = await pickTarget(context, context.prng.chance(options.leaderChance));
+      await window(
+        context,
+        name,
+        [target],
+        true,
+        async () => {
+          await context.cluster.kill(target);
+          options.whileDown?.(context, target);
+        },
+        () => (options.restart ?? ((c, t) => c.cluster.boot(t)))(context, target),
+      );
+    },
+  };
+}
+
+const kill = crash('kill', 'kill -9 a random node, restart it after the hold', { leaderChance: 0 });
+const killLeader = crash('kill-leader', 'kill -9 the leader, restart it after the hold', { leaderChance: 1 });
+
+const replace = crash('replace', 'kill -9 a random node and start a new member in its place with an empty data dir (the old incarnation is removed)', {
+  leaderChance: 0,
+  whileDown: (context, target) => context.cluster.wipe(target),
+});
+
+const powerLoss = crash('power-loss', 'kill -9 a node (often the leader) and drop every byte it wrote but did not fsync, restart it after the hold', {
+  leaderChance: 0.5,
+  whileDown: (context, target) => context.log(`  ${target.name}: ${context.cluster.dropUnsynced(target)} unsynced bytes dropped`),
+});
+
+const corruption = crash(
+  'corrupt',
+  'kill -9 a random node, damage one of its files (flip a bit in a segment, truncate a segment or the hard state), restart it; a node that refuses to start is replaced by a new member',
+  {
+    leaderChance: 0,
+    ci: false,
+    whileDown: (context, target) => context.log(`  ${target.name}: ${corrupt(target.dataDir, context.prng)}`),
+    async restart(context, target) {
+      try {
+        await context.cluster.boot(target);
+      } catch (error) {
+        context.log(`  ${target.name} refused to start on its damaged data (${String(error).split('\n').slice(-3).join(' | ').slice(0, 400)}); replacing it`);
+        context.cluster.wipe(target);
+        await context.cluster.boot(target);
+      }
+    },
+  },
+);
+
+function pause(leader: boolean): Fault {
+  return {
+    name: leader ? 'pause-leader' : 'pause',
+    ci: true,
+    describe: `SIGSTOP ${leader ? 'the leader' : 'a random node'}, SIGCONT after the hold (past its lease: it must not serve a stale read on waking)`,
+    async run(context) {
+      const target = await pickTarget(context, leader);
+      await window(context, this.name, [target], true, () => context.cluster.pause(target), async () => context.cluster.resume(target));
+    },
+  };
+}
+
+const leaveRejoin: Fault = {
+  name: 'leave-rejoin',
+  ci: true,
+  describe: 'SIGTERM a random node (it hands over leadership, leaves and is removed), restart it with its data (it rejoins as a learner and is promoted)',
+  async run(context) {
+    const target = await pickTarget(context, false);
+    await window(context, this.name, [target], true, () => context.cluster.stop(target), () => context.cluster.boot(target));
+  },
+};
+
+
+function disk(name: string, failpoints: (prng: Prng) => string, describe: string): Fault {
+  return {
+    name,
+    ci: true,
+    describe,
+    async run(context) {
+      const target = await pickTarget(context, context.prng.chance(0.5));
+      const points = failpoints(context.prng);
+      await window(
+        context,
+        `${this.name}`,
+        [target],
+        true,
+        async () => {
+          await context.cluster.kill(target);
+          await context.cluster.boot(target, { failpoints: points });
+        },
+        async () => {
+          await context.cluster.kill(target);
+          await context.cluster.boot(target);
+        },
+      );
+    },
+  };
+}
+
+
+const powerLossAll: Fault = {
+  name: 'power-loss-all',
+  ci: true,
+  describe: 'a coordinated power failure: kill -9 every node at once, drop their unsynced bytes, restart them all',
+  async run(context) {
+    const targets = [...context.cluster.slots];
+    await window(
+      context,
+      this.name,
+      targets,
+      false,
+      async () => {
+        await Promise.all(targets.map((t) => context.cluster.kill(t)));
+        for (const t of targets) context.log(`  ${t.name}: ${context.cluster.dropUnsynced(t)} unsynced bytes dropped`);
+      },
+      async () => {
+        for (const t of targets) await context.cluster.boot(t);
+      },
+    );
+  },
+};
+
+/** Files of a data dir the node uses: segment store files and the hard-state file. */
+function dataFiles(dataDir: string): { stores: string[]; hardState: string | undefined } {
+  const stores: string[] = [];
+  const walk = (dir: string): void => {
+    for (const name of readdirSync(dir)) {
+      const path = join(dir, name);
+      // Not what the node set aside as damaged (it no longer reads those).
+      if (statSync(path).isDirectory()) {
+        if (!name.includes('.damaged')) walk(path);
+      }
+      else if (name.endsWith('.store') && statSync(path).size > 0) stores.push(path);
+    }
+  };
+  if (existsSync(dataDir)) walk(dataDir);
+  const hardState = join(dataDir, 'raft', 'hard-state.json');
+  return { stores: stores.sort(), hardState: existsSync(hardState) ? hardState : undefined };
+}
+
+/** Damages one file of a down node; returns what it did. */
+export function corrupt(dataDir: string, prng: Prng): string {
+  const { stores, hardState } = dataFiles(dataDir);
+  const kinds = [...(stores.length > 0 ? ['flip-bit', 'truncate-segment'] : []), ...(hardState !== undefined ? ['truncate-hard-state'] : [])];
+  if (kinds.length === 0) return 'nothing to corrupt';
+  const kind = prng.pick(kinds);
+  if (kind === 'truncate-hard-state') {
+    truncateSync(hardState!, 0);
+    return `truncated ${hardState} to 0 bytes`;
+  }
+  const store = prng.pick(stores);
+  const size = statSync(store).size;
+  if (kind === 'truncate-segment') {
+    const keep = prng.int(0, size - 1);
+    truncateSync(store, keep);
+    return `truncated ${store} from ${size} to ${keep} bytes`;
+  }
+  const bytes = readFileSync(store);
+  const at = prng.int(0, size - 1);
+  const bit = prng.int(0, 7);
+  bytes[at] = bytes[at]! ^ (1 << bit);
+  writeFileSync(store, bytes);
+  return `flipped bit ${bit} of byte ${at} of ${store}`;
+}
+
+
+function shuffled<T>(prng: Prng, items: readonly T[]): T[] {
+  const out = [...items];
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = prng.int(0, i);
+    [out[i], out[j]] = [out[j]!, out[i]!];
+  }
+  return out;
+}
+
+function networkOf(context: FaultContext): NetnsNetwork {
+  const network = context.cluster.network;
+  if (network === undefined) throw new Error('this fault needs the namespaced test network');
+  return network;
+}
+
+/** A fault that cuts links: `groups` returns the sides (slot indexes) and the targets to name. */
+function partition(name: string, describe: string, groups: (context: FaultContext) => Promise<{ sides: number[][]; targets: NodeSlot[] }>): Fault {
+  return {
+    name,
+    ci: true,
+    network: true,
+    describe,
+    async run(context) {
+      const network = networkOf(context);
+      const { sides, targets } = await groups(context);
+      const label = sides.map((side) => side.map((i) => context.cluster.slots[i]!.name).join(',')).join(' | ');
+      await window(
+        context,
+        this.name,
+        targets,
+        true,
+        () => {
+          context.log(`  sides ${label}`);
+          network.partition(sides);
+        },
+        async () => network.heal(),
+      );
+    },
+  };
+}
+
+const majorityMinority = partition('partition', 'cut the cluster into a random majority and minority', async (context) => {
+  const order = shuffled(context.prng, context.cluster.slots.map((s) => s.index));
+  const minority = context.prng.int(1, Math.floor((order.length - 1) / 2));
+  return { sides: [order.slice(0, minority), order.slice(minority)], targets: order.slice(0, minority).map((i) => context.cluster.slots[i]!) };
+});
+
+const isolateLeader = partition('isolate-leader', 'cut the leader off from every other node (it must step down; the rest elect a leader)', async (context) => {
+  const leader = await pickTarget(context, true);
+  return { sides: [[leader.index], context.cluster.slots.filter((s) => s !== leader).map((s) => s.index)], targets: [leader] };
+});
+
+const bridge = partition('bridge', 'two halves that cannot reach each other, and one node that reaches both (A-B-C with A and C cut)', async (context) => {
+  const order = shuffled(context.prng, context.cluster.slots.map((s) => s.index));
+  const [middle, ...rest] = order as [number, ...number[]];
+  const half = Math.ceil(rest.length / 2);
+  const left = rest.slice(0, half);
+  const right = rest.slice(half);
+  return { sides: [left, right], targets: [middle, ...left, ...right].map((i) => context.cluster.slots[i]!) };
+});
+
+const oneWay: Fault = {
+  name: 'one-way',
+  ci: true,
+  network: true,
+  describe: "drop one node's (often the leader's) packets to every other node, in that direction only",
+  async run(context) {
+    const network = networkOf(context);
+    const target = await pickTarget(context, context.prng.chance(0.5));
+    await window(
+      context,
+      this.name,
+      [target],
+      true,
+      () => {
+        for (const other of context.cluster.slots) if (other !== target) network.cut(target.index, other.index);
+      },
+      async () => network.heal(),
+    );
+  },
+};
+
+const slowNetwork: Fault = {
+  name: 'slow-network',
+  ci: true,
+  network: true,
+  describe: "limit one node's (often the leader's) egress to 200-2000 kbit/s with 100-500 ms of queueing (drops beyond it)",
+  async run(context) {
+    const network = networkOf(context);
+    const target = await pickTarget(context, context.prng.chance(0.5));
+    const rateKbit = context.prng.int(200, 2000);
+    const latencyMs = context.prng.int(100, 500);
+    await window(context, this.name, [target], true, () => network.slow(target.index, rateKbit, latencyMs), async () => network.heal());
+  },
+};
+
+/**
+ * Faults at once, each with its own seed: e.g. a leader killed while a damaged replica restarts
+ * (the case where a replica that lost acknowledged entries could win an election).
+ */
+function compose(...faults: Fault[]): Fault {
+  return {
+    name: faults.map((f) => f.name).join('+'),
+    ci: faults.every((f) => f.ci),
+    network: faults.some((f) => f.network === true),
+    composed: true,
+    describe: `at once: ${faults.map((f) => f.name).join(', ')}`,
+    async run(context) {
+      const seeds = faults.map(() => context.prng.nextUint32());
+      await Promise.all(faults.map((fault, i) => fault.run({ ...context, prng: new Prng(seeds[i]!), majority: false })));
+    },
+  };
+}
+
+export const FAULTS: readonly Fault[] = [
+  majorityMinority,
+  isolateLeader,
+  bridge,
+  oneWay,
+  slowNetwork,
+  kill,
+  killLeader,
+  pause(false),
+  pause(true),
+  leaveRejoin,
+  replace,
+  disk('slow-disk', (prng) => `fsync-delay=${prng.int(50, 300)}ms`, 'restart a node (often the leader) with every fsync delayed 50-300 ms, then restart it normally'),
+  disk('failing-disk', (prng) => `fsync-error=${prng.int(5, 30)}%,seed=${prng.nextUint32()}`, 'restart a node (often the leader) with 5-30% of fsyncs failing with EIO (its Raft stops), then restart it normally'),
+  powerLoss,
+  powerLossAll,
+  corruption,
+  compose(kill, majorityMinority),
+  compose(pause(true), majorityMinority),
+  compose(powerLoss, killLeader),
+  compose(corruption, killLeader),
+];
