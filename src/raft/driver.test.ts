@@ -334,3 +334,55 @@ test('with `applied` at start-up a restarted node does not replay what its state
     skipping.node.close();
   }
 });
+
+test('with injected timers and synchronous storage the node runs synchronously: ticks elect it, outcomes settle within the call, deadlines follow the injected clock', () => {
+  // A lone voter whose clock is a list of callbacks: nothing happens until the test fires them.
+  const ticks: (() => void)[] = [];
+  const deadlines: { delayMs: number; callback: () => void; cancelled: boolean }[] = [];
+  const timers = {
+    every(_intervalMs: number, callback: () => void) {
+      ticks.push(callback);
+      return () => ticks.splice(ticks.indexOf(callback), 1);
+    },
+    after(delayMs: number, callback: () => void) {
+      const deadline = { delayMs, callback, cancelled: false };
+      deadlines.push(deadline);
+      return () => {
+        deadline.cancelled = true;
+      };
+    },
+  };
+  const sent: Message[] = [];
+  const machine = new ListMachine();
+  const node = new RaftNode({
+    id: 'a',
+    storage: new MemoryStorage({ voters: ['a'], learners: [] }),
+    transport: { send: (messages) => sent.push(...messages), onMessage: () => {}, close: () => {} },
+    stateMachine: machine,
+    timers,
+    electionTicks: 10,
+    prng: new Prng(7),
+  });
+  node.start();
+  assert.equal(ticks.length, 1, 'start() schedules the tick on the injected timers');
+  for (let i = 0; i < 20 && node.status().role !== Role.Leader; i++) (ticks[0] as () => void)();
+  assert.equal(node.status().role, Role.Leader, 'ticks alone elect a lone voter, with no real time passing');
+
+  const settled: string[] = [];
+  node.submitProposal([new TextEncoder().encode('x')], {
+    resolve: ({ lastIndex, results }) => settled.push(`ok ${lastIndex} ${String(results[0])}`),
+    reject: (error) => settled.push(`error ${error.name}`),
+  }, { timeoutMs: 50 });
+  assert.deepEqual(settled, ['ok 2 0'], 'committed and applied before submitProposal returned');
+  assert.deepEqual(deadlines.map(({ delayMs, cancelled }) => ({ delayMs, cancelled })), [{ delayMs: 50, cancelled: true }], 'the deadline ran on the injected timers and was cancelled by the outcome');
+  assert.deepEqual(machine.values, ['x']);
+
+  // A refusal reaches `refuse` (no error object is built) when the caller handles it.
+  const refusals: string[] = [];
+  node.submitConfigChange({ type: 'remove', nodeId: 'zz' }, { resolve: () => refusals.push('accepted'), reject: () => refusals.push('rejected'), refuse: (reason) => refusals.push(reason) });
+  assert.deepEqual(refusals, ['invalidConfigChange']);
+
+  node.close();
+  assert.equal(ticks.length, 0, 'close() cancels the tick');
+  assert.equal(sent.length, 0, 'a lone voter sends nothing');
+});

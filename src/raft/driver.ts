@@ -10,6 +10,10 @@
  * - ProposalOutcomeUnknownError if a snapshot covered the index before the entry was seen here;
  * - DeadlineExceededError when the caller's timeoutMs passes first (the outcome is unknown);
  * - ClosedError when the node shuts down first (the outcome is then unknown).
+ *
+ * Each request also has a callback form (`submitProposal`, ...) that settles an `Outcome`; the
+ * promise methods wrap it. With storage whose writes complete synchronously and injected timers,
+ * the whole node runs synchronously, which is how the simulator drives this same code.
  */
 import { randomInt } from 'node:crypto';
 import {
@@ -25,9 +29,10 @@ import {
 } from '../util/index.js';
 import type { RaftOptions } from './config.js';
 import { LeadershipLostError, ProposalOutcomeUnknownError, RaftBusyError } from './errors.js';
-import type { RequestResult } from './raft.js';
+import type { RefusalReason, RequestResult } from './raft.js';
 import { RawNode, type Ready, type Status } from './raw-node.js';
 import type { Storage } from './storage.js';
+import { SYSTEM_TIMERS, type Cancel, type Timers } from './timers.js';
 import type { Transport } from './transport.js';
 import { EntryType, isUserEntry, Role, type ClusterConfig, type ConfigChange, type Entry, type HardState, type Message, type NodeId, type Snapshot } from './types.js';
 
@@ -51,12 +56,26 @@ export interface StateMachine<Result> {
   restore(data: Uint8Array): void;
 }
 
-/** Storage the driver writes; each write may be asynchronous and must be durable on resolve. */
+/** A storage write: done when it returns nothing, else durable once the returned promise resolves. */
+export type Written = void | PromiseLike<void>;
+
+/** Storage the driver writes; each write may be asynchronous and must be durable when done. */
 export interface RaftStorage extends Storage {
-  setHardState(hardState: HardState): void | Promise<void>;
-  append(entries: readonly Entry[]): void | Promise<void>;
-  applySnapshot(snapshot: Snapshot): void | Promise<void>;
-  createSnapshot(options: { index: number; config: ClusterConfig; data: Uint8Array; trailingEntryCount: number }): void | Promise<void>;
+  setHardState(hardState: HardState): Written;
+  append(entries: readonly Entry[]): Written;
+  applySnapshot(snapshot: Snapshot): Written;
+  createSnapshot(options: { index: number; config: ClusterConfig; data: Uint8Array; trailingEntryCount: number }): Written;
+}
+
+/** How a request made through a callback form ends (exactly one call). */
+export interface Outcome<T> {
+  resolve(value: T): void;
+  reject(error: AnnalError): void;
+  /**
+   * Called instead of `reject` when the node refused the request up front (nothing was appended);
+   * without it, `reject` gets the matching error (NotLeaderError, RaftBusyError, ...).
+   */
+  refuse?(reason: RefusalReason, leaderId: NodeId | null): void;
 }
 
 export interface RaftNodeOptions<Result> extends Omit<RaftOptions, 'storage' | 'prng'> {
@@ -77,23 +96,24 @@ export interface RaftNodeOptions<Result> extends Omit<RaftOptions, 'storage' | '
   readonly onStopped?: (error: unknown) => void;
   /** Election jitter source; defaults to one seeded from the OS. */
   readonly prng?: Prng;
+  /** Ticks and request deadlines; defaults to the system's timers. */
+  readonly timers?: Timers;
 }
 
-interface Waiter<T> {
+interface Waiter<T> extends Outcome<T> {
   readonly term: number;
   /** For a batch proposal: its first index, and the results of its entries applied so far. */
   readonly firstIndex?: number;
   readonly results?: unknown[];
-  readonly resolve: (value: T) => void;
-  readonly reject: (error: AnnalError) => void;
 }
 
-interface PendingRead {
+interface PendingRead extends Outcome<number> {
   readonly context: string;
   index: number | null;
-  readonly resolve: (index: number) => void;
-  readonly reject: (error: AnnalError) => void;
 }
+
+/** One storage write (or other work) of the loop; the loop waits for a pending result. */
+type Step = () => Written;
 
 export class RaftNode<Result> {
   readonly id: NodeId;
@@ -104,9 +124,10 @@ export class RaftNode<Result> {
   private reads: PendingRead[] = [];
   private readonly inbox: (() => void)[] = [];
   private readonly listeners = new Set<(status: Status) => void>();
+  private readonly timers: Timers;
   private running = false;
   private closed = false;
-  private timer: NodeJS.Timeout | null = null;
+  private cancelTicks: Cancel | null = null;
   private nextReadContext = 0;
   private snapshotIndex: number;
   /** Highest index compactTo asked for (compacted once applied). */
@@ -121,6 +142,7 @@ export class RaftNode<Result> {
     this.id = options.id;
     const prng = options.prng ?? new Prng(randomInt(0x7fff_ffff));
     this.raw = new RawNode({ ...options, prng });
+    this.timers = options.timers ?? SYSTEM_TIMERS;
     const snapshot = options.storage.snapshot();
     this.snapshotIndex = snapshot.meta.index;
     if (snapshot.meta.index > 0) options.stateMachine.restore(snapshot.data);
@@ -128,10 +150,10 @@ export class RaftNode<Result> {
   }
 
   start(): void {
-    assert(this.timer === null && !this.closed, 'start once');
+    assert(this.cancelTicks === null && !this.closed, 'start once');
     const tickIntervalMs = this.options.tickIntervalMs ?? 100;
     assert(tickIntervalMs >= 1 && tickIntervalMs <= 2_147_483_647, 'tickIntervalMs must fit a timer');
-    this.timer = setInterval(() => this.enqueue(() => this.raw.tick()), tickIntervalMs);
+    this.cancelTicks = this.timers.every(tickIntervalMs, () => this.enqueue(() => this.raw.tick()));
   }
 
   status(): Status {
@@ -145,6 +167,11 @@ export class RaftNode<Result> {
   onApplied(listener: (applied: number) => void): () => void {
     this.appliedListeners.add(listener);
     return () => this.appliedListeners.delete(listener);
+  }
+
+  /** The configuration in effect at `index` (at most the last index; not below the snapshot's). */
+  configAt(index: number): ClusterConfig {
+    return this.raw.configAt(index);
   }
 
   /** Replication progress of each member as the leader tracks it (empty on a follower). */
@@ -183,42 +210,52 @@ export class RaftNode<Result> {
     datas: readonly Uint8Array[],
     options: { timeoutMs?: number; type?: EntryType } = {},
   ): Promise<{ firstIndex: number; lastIndex: number; results: Result[] }> {
+    return promised((outcome) => this.submitProposal(datas, outcome, options));
+  }
+
+  /** proposeBatch's callback form. */
+  submitProposal(
+    datas: readonly Uint8Array[],
+    outcome: Outcome<{ firstIndex: number; lastIndex: number; results: Result[] }>,
+    options: { timeoutMs?: number } = {},
+  ): void {
     assert(datas.length > 0, 'proposeBatch of no entries');
-    return this.request((resolve, reject) => {
+    this.request(outcome, () => {
       if (this.proposals.size >= (this.options.pendingProposalsMax ?? 10_000)) {
-        reject(new OverloadedError('too many proposals awaiting their outcome'));
+        if (outcome.refuse !== undefined) outcome.refuse('overloaded', null);
+        else outcome.reject(new OverloadedError('too many proposals awaiting their outcome'));
         return;
       }
       const proposed = this.raw.proposeBatch(datas, options.type);
       if (!proposed.ok) {
-        reject(this.refusalError(proposed));
+        this.refuse(outcome, proposed);
         return;
       }
       const firstIndex = proposed.value.firstIndex;
       const lastIndex = firstIndex + datas.length - 1;
       const results: Result[] = [];
       const timeoutMs = options.timeoutMs;
-      let timer: NodeJS.Timeout | undefined;
+      let cancelDeadline: Cancel | undefined;
       const waiter: Waiter<{ index: number; result: Result }> = {
         term: proposed.value.term,
         firstIndex,
         results,
         resolve: () => {
-          clearTimeout(timer);
-          resolve({ firstIndex, lastIndex, results });
+          cancelDeadline?.();
+          outcome.resolve({ firstIndex, lastIndex, results });
         },
         reject: (error) => {
-          clearTimeout(timer);
-          reject(error);
+          cancelDeadline?.();
+          outcome.reject(error);
         },
       };
       if (timeoutMs !== undefined) {
         assert(timeoutMs >= 0 && timeoutMs <= 2_147_483_647, 'timeoutMs must fit a timer');
-        timer = setTimeout(() => {
+        cancelDeadline = this.timers.after(timeoutMs, () => {
           if (this.proposals.get(lastIndex) !== waiter) return;
           this.proposals.delete(lastIndex);
-          reject(new DeadlineExceededError(`no outcome for the proposal at log index ${lastIndex} within ${timeoutMs} ms; it may still commit`));
-        }, timeoutMs);
+          outcome.reject(new DeadlineExceededError(`no outcome for the proposal at log index ${lastIndex} within ${timeoutMs} ms; it may still commit`));
+        });
       }
       this.proposals.set(lastIndex, waiter);
       if (lastIndex > firstIndex) this.batchStarts.set(firstIndex, lastIndex);
@@ -227,15 +264,17 @@ export class RaftNode<Result> {
 
   /** Replicates an application control entry; resolves with applyControl's result once applied here. */
   proposeControl(data: Uint8Array): Promise<{ index: number; result: Result }> {
-    return this.request((resolve, reject) => {
-      const proposed = this.raw.proposeControl(data);
-      if (!proposed.ok) {
-        reject(this.refusalError(proposed));
-        return;
-      }
-      const index = proposed.value.firstIndex;
-      this.proposals.set(index, { term: proposed.value.term, resolve, reject });
-    });
+    return promised((outcome) =>
+      this.request(outcome, () => {
+        const proposed = this.raw.proposeControl(data);
+        if (!proposed.ok) {
+          this.refuse(outcome, proposed);
+          return;
+        }
+        const index = proposed.value.firstIndex;
+        this.proposals.set(index, { term: proposed.value.term, resolve: outcome.resolve, reject: outcome.reject });
+      }),
+    );
   }
 
   /**
@@ -252,13 +291,18 @@ export class RaftNode<Result> {
 
   /** Proposes a single-server change; resolves once the configuration entry is applied here. */
   changeConfig(change: ConfigChange): Promise<{ index: number }> {
-    return this.request((resolve, reject) => {
+    return promised((outcome) => this.submitConfigChange(change, outcome));
+  }
+
+  /** changeConfig's callback form. */
+  submitConfigChange(change: ConfigChange, outcome: Outcome<{ index: number }>): void {
+    this.request(outcome, () => {
       const result = this.raw.proposeConfigChange(change);
       if (!result.ok) {
-        reject(this.refusalError(result));
+        this.refuse(outcome, result);
         return;
       }
-      this.configChanges.set(result.value.index, { term: result.value.term, resolve, reject });
+      this.configChanges.set(result.value.index, { term: result.value.term, resolve: outcome.resolve, reject: outcome.reject });
     });
   }
 
@@ -269,10 +313,15 @@ export class RaftNode<Result> {
 
   /** Asks the leader to hand over to `target` (TimeoutNow once it is up to date). */
   transferLeadership(target: NodeId): Promise<void> {
-    return this.request((resolve, reject) => {
+    return promised((outcome) => this.submitTransfer(target, outcome));
+  }
+
+  /** transferLeadership's callback form. */
+  submitTransfer(target: NodeId, outcome: Outcome<void>): void {
+    this.request(outcome, () => {
       const result = this.raw.transferLeadership(target);
-      if (result.ok) resolve();
-      else reject(this.refusalError(result));
+      if (result.ok) outcome.resolve();
+      else this.refuse(outcome, result);
     });
   }
 
@@ -281,25 +330,31 @@ export class RaftNode<Result> {
    * still leads and has applied through that index, so reading local state is linearizable.
    */
   readBarrier(): Promise<number> {
-    return this.request((resolve, reject) => {
+    return promised((outcome) => this.submitRead(outcome));
+  }
+
+  /** readBarrier's callback form. */
+  submitRead(outcome: Outcome<number>): void {
+    this.request(outcome, () => {
       const context = `${this.id}:${this.nextReadContext++}`;
       const result = this.raw.readIndex(context);
       if (!result.ok) {
-        reject(this.refusalError(result));
+        this.refuse(outcome, result);
         return;
       }
-      this.reads.push({ context, index: null, resolve, reject });
+      this.reads.push({ context, index: null, resolve: outcome.resolve, reject: outcome.reject });
     });
   }
 
   /**
    * Stops the timer and the transport and fails every pending request with ClosedError (whose
-   * cause is the storage error when a write failed).
+   * cause is the storage error when a write failed). A storage write in progress is not waited
+   * for; nothing runs when it completes.
    */
   close(cause?: unknown): void {
     if (this.closed) return;
     this.closed = true;
-    if (this.timer !== null) clearInterval(this.timer);
+    this.cancelTicks?.();
     this.options.transport.close();
     const error = new ClosedError('raft node is shutting down', cause === undefined ? undefined : { cause });
     for (const waiter of [...this.proposals.values(), ...this.configChanges.values()]) waiter.reject(error);
@@ -312,14 +367,14 @@ export class RaftNode<Result> {
     this.batchStarts.clear();
   }
 
-  private request<T>(start: (resolve: (value: T) => void, reject: (error: AnnalError) => void) => void): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      if (this.closed) {
-        reject(new ClosedError('raft node is shut down'));
-        return;
-      }
-      this.enqueue(() => start(resolve, reject));
-    });
+  private request<T>(outcome: Outcome<T>, start: () => void): void {
+    if (this.closed) outcome.reject(new ClosedError('raft node is shut down'));
+    else this.enqueue(start);
+  }
+
+  private refuse(outcome: Outcome<never>, result: Extract<RequestResult<unknown>, { ok: false }>): void {
+    if (outcome.refuse !== undefined) outcome.refuse(result.reason, result.leaderId);
+    else outcome.reject(this.refusalError(result));
   }
 
   private refusalError(result: Extract<RequestResult<unknown>, { ok: false }>): AnnalError {
@@ -342,53 +397,95 @@ export class RaftNode<Result> {
   private enqueue(input: () => void): void {
     if (this.closed) return;
     this.inbox.push(input);
-    void this.run();
-  }
-
-  /** Drains inputs and Readies one at a time; the core is never touched while a Ready is out. */
-  private async run(): Promise<void> {
     if (this.running) return;
     this.running = true;
+    this.loop();
+  }
+
+  /**
+   * Drains inputs and Readies one at a time; the core is never touched while a Ready is out. Runs
+   * synchronously until idle or until a storage write is pending, whose completion resumes it.
+   */
+  private loop(): void {
     try {
       while (!this.closed) {
         for (let input = this.inbox.shift(); input !== undefined; input = this.inbox.shift()) input();
-        if (!this.raw.hasReady()) break;
-        const ready = this.raw.ready();
-        await this.handleReady(ready);
-        if (this.closed) return;
-        this.raw.advance(ready);
-        if (ready.committedEntries.length > 0 || ready.snapshot !== null) this.notifyApplied();
-        this.serveReads();
-        await this.maybeSnapshot();
+        if (this.raw.hasReady()) {
+          if (!this.runSteps(this.readySteps(this.raw.ready()), 0)) return;
+        } else if (this.snapshotDue()) {
+          if (!this.runSteps(this.snapshotSteps, 0)) return;
+        } else {
+          break;
+        }
       }
-    } catch (error) {
-      // A failed write leaves the durable state unknown: stop rather than send promises we
-      // cannot keep. Broken invariants propagate and crash the process.
-      if (!this.closed) this.options.onStopped?.(error);
-      this.close(error);
-      if (error instanceof AssertionError) throw error;
-    } finally {
       this.running = false;
+    } catch (error) {
+      this.fail(error);
     }
   }
 
-  private async handleReady(ready: Ready): Promise<void> {
+  /** Runs steps in order; false when one is pending (its completion runs the rest and the loop). */
+  private runSteps(steps: readonly Step[], from: number): boolean {
+    for (let i = from; i < steps.length && !this.closed; i++) {
+      const written = (steps[i] as Step)();
+      if (!isPending(written)) continue;
+      written.then(
+        () => {
+          try {
+            if (this.runSteps(steps, i + 1)) this.loop();
+          } catch (error) {
+            this.fail(error);
+          }
+        },
+        (error: unknown) => this.fail(error),
+      );
+      return false;
+    }
+    return true;
+  }
+
+  /**
+   * A failed write leaves the durable state unknown: stop rather than send promises we cannot
+   * keep. Broken invariants propagate and crash the process.
+   */
+  private fail(error: unknown): void {
+    this.running = false;
+    if (!this.closed) this.options.onStopped?.(error);
+    this.close(error);
+    if (error instanceof AssertionError) throw error;
+  }
+
+  /**
+   * One Ready's steps. A leader's appends and heartbeats promise nothing about its own disk, so
+   * they go out before its write (thesis §10.2.1: the leader writes in parallel with its
+   * followers): its own match index advances only once its entries are durable
+   * (Raft.onPersisted), so nothing commits on the strength of an unwritten leader log, and its
+   * term was made durable when it campaigned. Everything else waits (persist-before-send): a vote
+   * or an acknowledgement promises state. Entries go before the hard state: a crash in between
+   * must not leave a persisted commit index beyond the durable log. (Entries of a term whose hard
+   * state was lost are harmless: only a leader's messages, which promise nothing, went out on
+   * their behalf.)
+   */
+  private readySteps(ready: Ready): Step[] {
     const { storage, transport } = this.options;
-    // A leader's appends and heartbeats promise nothing about its own disk, so they go out before
-    // its write (thesis §10.2.1: the leader writes in parallel with its followers): its own match
-    // index advances only once its entries are durable (Raft.onPersisted), so nothing commits on
-    // the strength of an unwritten leader log, and its term was made durable when it campaigned.
-    // Everything else waits (persist-before-send): a vote or an acknowledgement promises state.
-    const early = ready.messages.filter(sendableBeforePersist);
+    // Broken variant: everything goes out before the write.
+    const early = this.options.faults?.sendBeforePersist === true ? ready.messages : ready.messages.filter(sendableBeforePersist);
+    const late =
+      early.length === 0 ? ready.messages : early.length === ready.messages.length ? [] : ready.messages.filter((message) => !sendableBeforePersist(message));
     if (early.length > 0) transport.send(early);
-    // Entries before the hard state: a crash in between must not leave a persisted commit index
-    // beyond the durable log. (Entries of a term whose hard state was lost are harmless: only a
-    // leader's messages, which promise nothing, went out on their behalf.)
-    if (ready.snapshot !== null) await storage.applySnapshot(ready.snapshot);
-    if (ready.entries.length > 0) await storage.append(ready.entries);
-    if (ready.hardState !== null) await storage.setHardState(ready.hardState);
-    if (this.closed) return;
-    transport.send(early.length === 0 ? ready.messages : ready.messages.filter((message) => !sendableBeforePersist(message)));
+    const steps: Step[] = [];
+    const { snapshot, entries, hardState } = ready;
+    if (snapshot !== null) steps.push(() => storage.applySnapshot(snapshot));
+    if (entries.length > 0) steps.push(() => storage.append(entries));
+    if (hardState !== null) steps.push(() => storage.setHardState(hardState));
+    steps.push(() => this.finishReady(ready, late));
+    steps.push(...this.snapshotSteps);
+    return steps;
+  }
+
+  /** After a Ready is durable: send the rest, apply, settle reads, advance. */
+  private finishReady(ready: Ready, messages: readonly Message[]): void {
+    if (messages.length > 0) this.options.transport.send(messages);
     if (ready.snapshot !== null) this.installSnapshot(ready.snapshot);
     for (const entry of ready.committedEntries) this.applyEntry(entry);
     for (const readState of ready.readStates) {
@@ -396,6 +493,11 @@ export class RaftNode<Result> {
       if (read !== undefined) read.index = readState.index;
     }
     if (ready.softState !== null) this.onSoftState(ready.softState.role);
+    // A listener may have closed the node: the Ready is then abandoned with the core.
+    if (this.closed) return;
+    this.raw.advance(ready);
+    if (ready.committedEntries.length > 0 || ready.snapshot !== null) this.notifyApplied();
+    this.serveReads();
   }
 
   private installSnapshot(snapshot: Snapshot): void {
@@ -467,22 +569,33 @@ export class RaftNode<Result> {
     for (const read of served) read.resolve(read.index as number);
   }
 
-  private async maybeSnapshot(): Promise<void> {
-    const applied = this.raw.status().applied;
-    const compaction = Math.min(this.pendingCompaction, applied);
-    if (compaction > this.snapshotIndex) {
-      this.snapshotIndex = compaction;
-      await this.options.storage.createSnapshot({
-        index: compaction,
-        config: this.raw.configAt(compaction),
-        data: this.options.stateMachine.snapshot(),
-        trailingEntryCount: 0,
-      });
-    }
+  /** Snapshot writes due after a Ready or a compaction request (each step checks again). */
+  private readonly snapshotSteps: readonly Step[] = [() => this.compactIfDue(), () => this.snapshotIfDue()];
+
+  private snapshotDue(): boolean {
+    const applied = this.raw.raft.log.applied;
+    const every = this.options.snapshotEveryEntries ?? 0;
+    return Math.min(this.pendingCompaction, applied) > this.snapshotIndex || (every > 0 && applied - this.snapshotIndex >= every);
+  }
+
+  private compactIfDue(): Written {
+    const compaction = Math.min(this.pendingCompaction, this.raw.raft.log.applied);
+    if (compaction <= this.snapshotIndex) return;
+    this.snapshotIndex = compaction;
+    return this.options.storage.createSnapshot({
+      index: compaction,
+      config: this.raw.configAt(compaction),
+      data: this.options.stateMachine.snapshot(),
+      trailingEntryCount: 0,
+    });
+  }
+
+  private snapshotIfDue(): Written {
+    const applied = this.raw.raft.log.applied;
     const every = this.options.snapshotEveryEntries ?? 0;
     if (every === 0 || applied - this.snapshotIndex < every) return;
     this.snapshotIndex = applied;
-    await this.options.storage.createSnapshot({
+    return this.options.storage.createSnapshot({
       index: applied,
       config: this.raw.configAt(applied),
       data: this.options.stateMachine.snapshot(),
@@ -491,6 +604,14 @@ export class RaftNode<Result> {
   }
 }
 
+function isPending(written: Written): written is PromiseLike<void> {
+  return typeof (written as PromiseLike<void> | undefined)?.then === 'function';
+}
+
+/** A promise settled by a callback-form request. */
+function promised<T>(submit: (outcome: Outcome<T>) => void): Promise<T> {
+  return new Promise<T>((resolve, reject) => submit({ resolve, reject }));
+}
 
 /** Messages a leader sends that depend on nothing of the Ready being durable. */
 function sendableBeforePersist(message: Message): boolean {

@@ -23,6 +23,8 @@ export interface Faults {
   readonly readAckAnyRound?: boolean;
   /** Send heartbeats with the leader's commit index, not clamped to what the follower matches. */
   readonly heartbeatCommitUnclamped?: boolean;
+  /** Driver: send every message of a Ready before its writes are durable (votes and acks included). */
+  readonly sendBeforePersist?: boolean;
 }
 
 export const NO_FAULTS: Faults = {};

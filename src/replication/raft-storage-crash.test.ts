@@ -17,7 +17,7 @@ import type { ClusterConfig, Entry } from '../raft/index.js';
 import type { LogConfig } from '../storage/index.js';
 import { NODE_FILE_OPS, type FileOps } from './file-ops.js';
 import { encodeLogSnapshot, RaftLogStorage } from './raft-storage.js';
-import { configEntry, fullView, noop, normal, normals, tempDir, type FullView } from './test-support.js';
+import { configEntry, fullView, noop, normal, normals, tempDir, truncatedView, type FullView } from './test-support.js';
 
 const config: ClusterConfig = { voters: ['a', 'b', 'c'], learners: [] };
 const LOG = { maxIndexBytes: 12 * 4 };
@@ -81,19 +81,6 @@ async function viewOf(dir: string, log: Partial<LogConfig> = LOG): Promise<{ vie
   } finally {
     await storage.close();
   }
-}
-
-/** `view` cut after `lastIndex` (what removing a suffix leaves). */
-function truncatedView(view: FullView, lastIndex: number): FullView {
-  const records = view.consumer.records.filter(([, index]) => index <= lastIndex);
-  return {
-    ...view,
-    lastIndex,
-    terms: view.terms.slice(0, lastIndex - view.firstIndex + 2),
-    entries: view.entries.filter((entry) => entry.index <= lastIndex),
-    configEntries: view.configEntries.filter((entry) => entry.index <= lastIndex),
-    consumer: { lowestOffset: view.consumer.lowestOffset, nextOffset: view.consumer.lowestOffset + records.length, records },
-  };
 }
 
 async function crashEverywhere(options: {

@@ -25,20 +25,19 @@
  * old log and state or the new ones. Term boundaries are kept in memory (every term starts with
  * its leader's no-op, which the control list holds), so term(index) needs no read.
  */
-import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import {
   CompactedError, decodeConfig, EntryType, isUserEntry, LogUnavailableError, type ClusterConfig, type Entry, type HardState, type InitialState, type RaftStorage,
   type Snapshot,
 } from '../raft/index.js';
 import { entrySizeBytes } from '../raft/types.js';
-import { CommitLog, lockDirectory, type LogConfig, type ReadLimits, type StoredRecord } from '../storage/index.js';
+import { CommitLog, NODE_FILE_IO, type FileIo, type LogConfig, type ReadLimits, type StoredRecord } from '../storage/index.js';
 import {
   assert, assertUint, ClosedError, CorruptionError, InvalidArgumentError, OffsetOutOfRangeError, StorageFailedError,
 } from '../util/index.js';
 import { SEQUENCED_HEADER_BYTES } from './producers.js';
 import { CONTROL_RECORD_BYTES, ControlList, decodeControlFile, encodeControlRecords, type ControlRecord } from './control-index.js';
-import { NODE_FILE_OPS, TEMP_SUFFIX, writeFileAtomic, type FileOps } from './file-ops.js';
+import { TEMP_SUFFIX, writeFileAtomic, type FileOps } from './file-ops.js';
 
 export type { FileOps } from './file-ops.js';
 
@@ -101,11 +100,21 @@ export function decodeLogSnapshot(data: Uint8Array): LogSnapshotDescriptor {
   return { nextOffset: value!.nextOffset as number };
 }
 
+/** Bugs the simulated disk must catch, each read at the one place it lives (all off by default). */
+export interface RaftStorageFaults {
+  /** Replace log-state.json without fsyncs: a snapshot applied or taken is not persisted. */
+  readonly logStateUnsynced?: boolean;
+}
+
 export interface RaftLogStorageOptions {
   /** Commit-log settings (fsync policy, segment sizes, onSync). `initialOffset` is managed here. */
   readonly log?: Partial<LogConfig>;
-  /** File calls for the state files and the side file; tests inject failures (crashes) here. */
+  /** The file system for everything, the commit log included (default node:fs; the simulator passes its disk). */
+  readonly fileIo?: FileIo;
+  /** File calls for the state files and the side file (default fileIo); tests inject failures (crashes) here. */
   readonly fileOps?: FileOps;
+  /** Deliberately broken variants for the simulator's tests; never set in production. */
+  readonly faults?: RaftStorageFaults;
   /**
    * The configuration of a new node's empty log, like MemoryStorage's constructor argument. Used
    * (and recorded durably) only when the directory holds no Raft state (`isNew`); ignored after.
@@ -150,6 +159,7 @@ export class RaftLogStorage implements RaftStorage {
   /** What recovery did (the commit log's report plus side-file and state repairs), for logging. */
   readonly recovery: { actions: string[] };
 
+  private readonly faults: RaftStorageFaults;
   private log: CommitLog;
   private state: LogState;
   private snapshotValue: Snapshot;
@@ -187,8 +197,9 @@ export class RaftLogStorage implements RaftStorage {
     private readonly logConfig: Partial<LogConfig>,
     private readonly dirFd: number,
     private readonly unlock: () => void,
-    init: { log: CommitLog; state: LogState; hardState: HardState; clusterId: string | undefined; isNew: boolean; actions: string[] },
+    init: { log: CommitLog; state: LogState; hardState: HardState; clusterId: string | undefined; isNew: boolean; actions: string[]; faults: RaftStorageFaults },
   ) {
+    this.faults = init.faults;
     this.log = init.log;
     this.state = init.state;
     this.snapshotValue = snapshotOf(init.state.snapshot);
@@ -205,28 +216,30 @@ export class RaftLogStorage implements RaftStorage {
    * log, checks the side file against the log (rebuilding it by a scan if they disagree).
    */
   static async open(dir: string, options: RaftLogStorageOptions = {}): Promise<RaftLogStorage> {
-    const ops = options.fileOps ?? NODE_FILE_OPS;
-    prepareDirectory(dir);
-    const unlock = lockDirectory(dir);
+    const io = options.fileIo ?? NODE_FILE_IO;
+    const ops = options.fileOps ?? io;
+    const logConfig: Partial<LogConfig> = { ...options.log, io: options.log?.io ?? io };
+    prepareDirectory(io, dir);
+    const unlock = io.lock(dir);
     let dirFd = -1;
     let log: CommitLog | undefined;
     let storage: RaftLogStorage | undefined;
     try {
       const actions: string[] = [];
-      for (const name of readdirSync(dir)) {
+      for (const name of io.readdir(dir)) {
         if (!name.endsWith(TEMP_SUFFIX)) continue;
         ops.remove(join(dir, name));
         actions.push(`removed ${join(dir, name)}: an atomic replace that did not finish`);
       }
-      const hardState = readJsonFile(join(dir, HARD_STATE_FILE), parseHardState);
-      const clusterId = readJsonFile(join(dir, CLUSTER_FILE), parseCluster);
-      const logState = readJsonFile(join(dir, LOG_STATE_FILE), parseLogState);
+      const hardState = readJsonFile(io, join(dir, HARD_STATE_FILE), parseHardState);
+      const clusterId = readJsonFile(io, join(dir, CLUSTER_FILE), parseCluster);
+      const logState = readJsonFile(io, join(dir, LOG_STATE_FILE), parseLogState);
       const state: LogState = logState ?? {
         generation: 0,
         snapshot: { index: 0, term: 0, config: EMPTY_CONFIG, nextOffset: 0 },
         begin: { firstIndex: 1, prevTerm: 0, firstOffset: 0 },
       };
-      for (const name of readdirSync(dir)) {
+      for (const name of io.readdir(dir)) {
         const match = GENERATION_PATTERN.exec(name);
         if (match === null || Number(match[1] ?? match[2]) === state.generation) continue;
         ops.remove(join(dir, name));
@@ -234,12 +247,12 @@ export class RaftLogStorage implements RaftStorage {
       }
       dirFd = ops.open(dir, 'r');
       const logDir = join(dir, logDirName(state.generation));
-      const logDirExisted = existsSync(logDir);
-      log = await openReplicaLog(logDir, { ...options.log, initialOffset: state.begin.firstIndex - 1 });
+      const logDirExisted = io.kind(logDir) !== 'absent';
+      log = await openReplicaLog(logDir, { ...logConfig, initialOffset: state.begin.firstIndex - 1 });
       if (!logDirExisted) await ops.fsync(dirFd);
       const isNew = hardState === undefined && logState === undefined && log.nextOffset() === 0;
-      storage = new RaftLogStorage(dir, ops, options.log ?? {}, dirFd, unlock, {
-        log, state, hardState: hardState ?? EMPTY_HARD_STATE, clusterId, isNew, actions: [...log.recovery.actions, ...actions],
+      storage = new RaftLogStorage(dir, ops, logConfig, dirFd, unlock, {
+        log, state, hardState: hardState ?? EMPTY_HARD_STATE, clusterId, isNew, actions: [...log.recovery.actions, ...actions], faults: options.faults ?? {},
       });
     } catch (error) {
       await log?.close();
@@ -668,6 +681,15 @@ export class RaftLogStorage implements RaftStorage {
   }
 
   private writeLogState(state: LogState): Promise<void> {
+    if (this.faults.logStateUnsynced === true) {
+      // Broken variant: the new file is renamed into place, but nothing is fsynced.
+      const temp = join(this.dir, LOG_STATE_FILE + TEMP_SUFFIX);
+      const fd = this.ops.open(temp, 'w');
+      this.ops.write(fd, textEncoder.encode(JSON.stringify({ version: 1, ...state }) + '\n'), 0);
+      this.ops.close(fd);
+      this.ops.rename(temp, join(this.dir, LOG_STATE_FILE));
+      return Promise.resolve();
+    }
     return this.writeState(LOG_STATE_FILE, { version: 1, ...state });
   }
 
@@ -762,7 +784,7 @@ export class RaftLogStorage implements RaftStorage {
 
   private async recover(initialConfig: ClusterConfig | undefined): Promise<void> {
     const actions = this.recovery.actions;
-    const recorded = readJsonFile(join(this.dir, REPAIR_FILE), parseRepair) ?? 0;
+    const recorded = readJsonFile(this.logConfig.io ?? NODE_FILE_IO, join(this.dir, REPAIR_FILE), parseRepair) ?? 0;
     let evidenceEnd = this.log.recovery.cut?.evidenceEndOffset ?? -1;
     // Only a replica with others to fetch from cuts a damaged record away; a lone voter keeps it
     // in place, served as DATA_LOSS, as a single log does (and refuses undelimitable damage
@@ -842,10 +864,11 @@ export class RaftLogStorage implements RaftStorage {
     const damagedAt = log.verify();
     if (damagedAt === undefined || this.votersBefore(damagedAt) <= 1) return undefined;
     const keepDir = join(`${this.dir}/${logDirName(this.state.generation)}.damaged`, new Date().toISOString().replace(/[:.]/g, '-'));
-    mkdirSync(keepDir, { recursive: true });
+    const io = this.logConfig.io ?? NODE_FILE_IO;
+    io.mkdir(keepDir);
     for (const segment of log.segmentSummaries()) {
       if (segment.nextOffset <= damagedAt) continue;
-      for (const path of [segment.storePath, segment.storePath.replace(/\.store$/, '.index')]) copyFileSync(path, join(keepDir, basename(path)));
+      for (const path of [segment.storePath, segment.storePath.replace(/\.store$/, '.index')]) io.copyFile(path, join(keepDir, basename(path)));
     }
     await log.removeFrom(damagedAt);
     actions.push(
@@ -903,7 +926,7 @@ export class RaftLogStorage implements RaftStorage {
     let bytes: Buffer;
     let existed = true;
     try {
-      bytes = readFileSync(path);
+      bytes = (this.logConfig.io ?? NODE_FILE_IO).readFile(path);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
       bytes = Buffer.alloc(0);
@@ -1025,20 +1048,20 @@ function isUint(value: unknown): value is number {
   return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
 }
 
-function prepareDirectory(dir: string): void {
+function prepareDirectory(io: FileIo, dir: string): void {
   try {
-    mkdirSync(dir, { recursive: true });
+    io.mkdir(dir);
   } catch (error) {
     throw new InvalidArgumentError(`cannot create data dir ${dir}: ${(error as Error).message}`, { cause: error });
   }
-  if (!statSync(dir).isDirectory()) throw new InvalidArgumentError(`data dir ${dir} exists and is not a directory`);
+  if (io.kind(dir) !== 'directory') throw new InvalidArgumentError(`data dir ${dir} exists and is not a directory`);
 }
 
 /** Reads and validates a JSON state file; undefined if it does not exist. */
-function readJsonFile<T>(path: string, parse: (value: Record<string, unknown>) => T | undefined): T | undefined {
+function readJsonFile<T>(io: FileIo, path: string, parse: (value: Record<string, unknown>) => T | undefined): T | undefined {
   let text: string;
   try {
-    text = readFileSync(path, 'utf8');
+    text = io.readFile(path).toString('utf8');
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw error;

@@ -156,3 +156,16 @@ export function fullView(storage: RaftLogStorage): FullView {
   }
   return { ...view, consumer: { lowestOffset, nextOffset, records } };
 }
+
+/** `view` cut after `lastIndex` (what removing a suffix leaves). */
+export function truncatedView(view: FullView, lastIndex: number): FullView {
+  const records = view.consumer.records.filter(([, index]) => index <= lastIndex);
+  return {
+    ...view,
+    lastIndex,
+    terms: view.terms.slice(0, lastIndex - view.firstIndex + 2),
+    entries: view.entries.filter((entry) => entry.index <= lastIndex),
+    configEntries: view.configEntries.filter((entry) => entry.index <= lastIndex),
+    consumer: { lowestOffset: view.consumer.lowestOffset, nextOffset: view.consumer.lowestOffset + records.length, records },
+  };
+}

@@ -12,9 +12,14 @@
  *   one index, and a node's applied index only grows (within one incarnation).
  */
 import { EntryType, type Entry, type NodeId } from '../raft/index.js';
+import { AssertionError } from '../util/index.js';
 import { HASH_SEED, mixBytes, mixUint } from './hash.js';
 
-export class SafetyViolation extends Error {
+/**
+ * A broken safety property. An assertion failure to the driver, so a violation found inside a
+ * storage write or an apply stops the run instead of looking like a failed disk.
+ */
+export class SafetyViolation extends AssertionError {
   override readonly name = 'SafetyViolation';
 }
 

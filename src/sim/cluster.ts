@@ -1,25 +1,37 @@
 /**
- * A simulated Raft cluster on a virtual clock. Every node runs the real core (RawNode) over a
- * MemoryStorage that plays the disk; the network, the clocks and the disks are simulated and all
+ * A simulated Raft cluster on a virtual clock. Every node is the production driver (RaftNode)
+ * around the real core, with its timers on the virtual clock, its transport on the simulated
+ * network and its storage on a simulated disk (a MemoryStorage holding what is durable); all
  * randomness comes from one seed. The safety checker sees every durable write, commit, apply and
  * election as it happens.
  *
- * A crash discards everything that was not yet durable: the Ready being written by a slow disk,
- * queued inputs, the state machine and the in-memory core. A restart rebuilds the core from
- * storage and the state machine from the latest snapshot.
+ * A slow disk completes each write after a random delay; a crash discards what was not yet
+ * durable (the write in progress, half the time after the disk got through part of it), queued
+ * input, the state machine and the in-memory core. A restart builds a new RaftNode from what the
+ * disk holds.
  */
 import {
+  EntryType,
+  LeadershipLostError,
   MemoryStorage,
-  RawNode,
+  RaftNode,
   Role,
   type ClusterConfig,
   type ConfigChange,
   type Entry,
   type Faults,
+  type HardState,
   type Message,
   type NodeId,
+  type Outcome,
   type RaftOptions,
-  type Ready,
+  type RaftStorage,
+  type RefusalReason,
+  type Snapshot,
+  type StateMachine,
+  type Timers,
+  type Transport,
+  type Written,
 } from '../raft/index.js';
 import { Prng, assert } from '../util/index.js';
 import { LogChain, SafetyChecker, SafetyViolation } from './checker.js';
@@ -54,35 +66,57 @@ export type ProposeOutcome =
   | { readonly type: 'ok'; readonly index: number; readonly offset: number }
   | { readonly type: 'failed'; readonly reason: string };
 
-interface PendingProposal {
-  readonly term: number;
-  readonly callback: (outcome: ProposeOutcome) => void;
+/** One write to a node's simulated disk. */
+type DiskWrite =
+  | { readonly kind: 'snapshot'; readonly snapshot: Snapshot }
+  | { readonly kind: 'entries'; readonly entries: readonly Entry[] }
+  | { readonly kind: 'hardState'; readonly hardState: HardState }
+  | { readonly kind: 'createSnapshot'; readonly options: Parameters<MemoryStorage['createSnapshot']>[0] };
+
+/** A write a slow disk has not finished: the driver waits on it like on a promise. */
+class PendingWrite implements PromiseLike<void> {
+  private onDone: (() => void) | null = null;
+
+  constructor(readonly write: DiskWrite) {}
+
+  then<A = void, B = never>(onDone?: ((value: void) => A | PromiseLike<A>) | null): PromiseLike<A | B> {
+    assert(this.onDone === null, 'one waiter per simulated write');
+    this.onDone = () => void onDone?.(undefined);
+    return this as unknown as PromiseLike<A | B>;
+  }
+
+  /** Runs the waiter synchronously: the simulation has no microtask queue to wait for. */
+  complete(): void {
+    this.onDone?.();
+  }
 }
 
-interface PendingRead {
-  readonly context: string;
-  index: number | null;
-  readonly callback: (stateMachine: SimStateMachine) => void;
+interface TickTimer {
+  readonly intervalMs: number;
+  readonly callback: () => void;
+  cancelled: boolean;
 }
 
 type SimEvent =
-  | { readonly kind: 'tick'; readonly node: SimNode; readonly incarnation: number }
+  | { readonly kind: 'tick'; readonly node: SimNode; readonly timer: TickTimer }
   | { readonly kind: 'deliver'; readonly message: Message }
-  | { readonly kind: 'diskDone'; readonly node: SimNode; readonly incarnation: number }
+  | { readonly kind: 'diskDone'; readonly node: SimNode; readonly write: PendingWrite }
   | { readonly kind: 'call'; readonly label: string; readonly action: () => void };
 
 export class SimNode {
+  /** What the disk holds. */
   readonly storage: MemoryStorage;
   readonly chain = new LogChain();
-  raw: RawNode | null = null;
+  driver: RaftNode<number | null> | null = null;
   incarnation = 0;
   stateMachine = new SimStateMachine();
-  pendingReady: Ready | null = null;
-  backlog: (() => void)[] = [];
   /** Durable writes take a random time in [0, diskLatencyMsMax] (0: instantaneous). */
   diskLatencyMsMax = 0;
-  proposals = new Map<number, PendingProposal>();
-  reads: PendingRead[] = [];
+  pendingWrite: PendingWrite | null = null;
+  /** The driver's message handler for this incarnation. */
+  receive: ((message: Message) => void) | null = null;
+  /** The driver's tick callback (scripted mode ticks it by hand). */
+  tick: (() => void) | null = null;
 
   constructor(
     readonly id: NodeId,
@@ -93,12 +127,19 @@ export class SimNode {
   }
 
   get up(): boolean {
-    return this.raw !== null;
+    return this.driver !== null;
+  }
+
+  /** The node's driver (it must be up). */
+  get raft(): RaftNode<number | null> {
+    assert(this.driver !== null, `node ${this.id} is down`);
+    return this.driver;
   }
 }
 
 const EVENT_QUEUE_SIZE_MAX = 1_000_000;
-const PUMP_ITERATIONS_MAX = 100_000;
+const textEncoder = new TextEncoder();
+const IGNORED: Outcome<unknown> = { resolve: () => {}, reject: () => {} };
 
 export class SimCluster {
   readonly prng: Prng;
@@ -109,7 +150,6 @@ export class SimCluster {
   traceHash = 0x12345678;
   eventCount = 0;
   private readonly queue = new EventQueue<SimEvent>(EVENT_QUEUE_SIZE_MAX);
-  private nextReadContext = 0;
   private logicalClock = 0;
   /** The logical time at which each index was first known committed anywhere. */
   private readonly commitLogicalTimes: number[] = [];
@@ -134,7 +174,7 @@ export class SimCluster {
 
   node(id: NodeId): SimNode {
     const node = this.nodes.get(id);
-    assert(node !== undefined, `no node ${id}`);
+    assert(node !== undefined, `unknown node ${id}`);
     return node;
   }
 
@@ -168,29 +208,25 @@ export class SimCluster {
   private dispatch(event: SimEvent): void {
     switch (event.kind) {
       case 'tick': {
-        const { node } = event;
-        if (!node.up || node.incarnation !== event.incarnation) return;
-        this.queue.push(this.nowMs + node.tickMs, event);
+        const { node, timer } = event;
+        if (timer.cancelled) return;
+        this.queue.push(this.nowMs + timer.intervalMs, event);
         this.record(`tick ${node.id}`);
-        this.input(node, (raw) => raw.tick());
+        timer.callback();
+        this.checkRole(node);
         return;
       }
-      case 'deliver': {
-        const { message } = event;
-        const node = this.nodes.get(message.to);
-        if (node === undefined || !node.up || !this.network.connected(message.from, message.to)) return;
-        this.record(describeMessage(message));
-        this.input(node, (raw) => raw.step(message));
+      case 'deliver':
+        this.deliver(event.message);
         return;
-      }
       case 'diskDone': {
-        const { node } = event;
-        if (!node.up || node.incarnation !== event.incarnation || node.pendingReady === null) return;
-        const ready = node.pendingReady;
-        node.pendingReady = null;
-        this.record(`disk ${node.id}`);
-        this.complete(node, ready);
-        this.pump(node);
+        const { node, write } = event;
+        if (node.pendingWrite !== write) return;
+        node.pendingWrite = null;
+        this.record(`disk ${node.id} ${write.write.kind}`);
+        this.persist(node, write.write);
+        write.complete();
+        this.checkRole(node);
         return;
       }
       case 'call':
@@ -200,94 +236,90 @@ export class SimCluster {
     }
   }
 
+  /** Hands `message` to its destination if that node is up and the link is not cut. */
+  deliver(message: Message): void {
+    const node = this.nodes.get(message.to);
+    if (node?.receive == null || !this.network.connected(message.from, message.to)) return;
+    this.record(describeMessage(message));
+    node.receive(message);
+    this.checkRole(node);
+  }
+
   private record(line: string): void {
     this.traceHash = mixUint(mixString(this.traceHash, line), this.nowMs);
     this.options.trace?.(`${String(this.nowMs).padStart(7)}ms ${line}`);
   }
 
-  /** Runs `action` on the node's core now, or after its in-progress disk write. */
-  input(node: SimNode, action: (raw: RawNode) => void): void {
-    if (!node.up) return;
-    node.backlog.push(() => action(node.raw as RawNode));
-    this.pump(node);
-  }
-
-  private pump(node: SimNode): void {
-    for (let iteration = 0; iteration < PUMP_ITERATIONS_MAX; iteration++) {
-      const raw = node.raw;
-      if (raw === null || node.pendingReady !== null) return;
-      if (raw.hasReady()) {
-        const ready = raw.ready();
-        const needsDisk = ready.hardState !== null || ready.entries.length > 0 || ready.snapshot !== null;
-        if (needsDisk && node.diskLatencyMsMax > 0) {
-          node.pendingReady = ready;
-          const latencyMs = this.prng.int(0, node.diskLatencyMsMax);
-          this.queue.push(this.nowMs + latencyMs, { kind: 'diskDone', node, incarnation: node.incarnation });
-          return;
-        }
-        this.complete(node, ready);
-        continue;
-      }
-      const next = node.backlog.shift();
-      if (next === undefined) return;
-      next();
-      this.checkRole(node);
-    }
-    throw new SafetyViolation(`node ${node.id} did not settle after ${PUMP_ITERATIONS_MAX} iterations`);
-  }
-
+  /** After any input: a node that leads must be the only leader of its term and hold every committed entry. */
   private checkRole(node: SimNode): void {
-    const raft = (node.raw as RawNode).raft;
-    if (raft.role === Role.Leader) this.checker.onLeader(node.id, raft.term, node.chain);
+    const status = node.driver?.status();
+    if (status?.role === Role.Leader) this.checker.onLeader(node.id, status.term, node.chain);
   }
 
-  /** Persists, sends, applies and advances one Ready (persist strictly before send and apply). */
-  private complete(node: SimNode, ready: Ready): void {
-    const raw = node.raw as RawNode;
-    this.persist(node, ready, raw, ready.entries.length, true);
-    for (const message of ready.messages) {
-      if (this.options.manualNetwork === true) this.pendingMessages.push(message);
-      else this.network.send(this.nowMs, message);
-    }
-    if (ready.snapshot !== null) this.restoreStateMachine(node, ready.snapshot.data, ready.snapshot.meta.index);
-    for (const entry of ready.committedEntries) this.applyEntry(node, entry);
-    for (const readState of ready.readStates) {
-      const read = node.reads.find((pending) => pending.context === readState.context);
-      if (read !== undefined) read.index = readState.index;
-    }
-    raw.advance(ready);
-    this.serveReads(node);
-    this.maybeSnapshot(node);
+  // ---- the simulated disk ----
+
+  private storageFor(node: SimNode): RaftStorage {
+    const disk = node.storage;
+    return {
+      initialState: () => disk.initialState(),
+      entries: (lo, hi, maxSizeBytes) => disk.entries(lo, hi, maxSizeBytes),
+      configEntries: (lo) => disk.configEntries(lo),
+      term: (index) => disk.term(index),
+      firstIndex: () => disk.firstIndex(),
+      lastIndex: () => disk.lastIndex(),
+      snapshot: () => disk.snapshot(),
+      applySnapshot: (snapshot) => this.write(node, { kind: 'snapshot', snapshot }),
+      append: (entries) => this.write(node, { kind: 'entries', entries }),
+      setHardState: (hardState) => this.write(node, { kind: 'hardState', hardState }),
+      createSnapshot: (options) => this.write(node, { kind: 'createSnapshot', options }),
+    };
   }
 
-  /**
-   * Writes a Ready in the driver's order: snapshot, entries, then hard state (so a persisted
-   * commit never points past the durable log). A crash may stop after any prefix of the entries.
-   */
-  private persist(node: SimNode, ready: Ready, raw: RawNode, entryCount: number, withHardState: boolean): void {
-    if (ready.snapshot !== null) {
-      node.storage.applySnapshot(ready.snapshot);
-      const { index, term } = ready.snapshot.meta;
-      const hash = this.checker.committedHash(index);
-      assert(hash !== undefined, `snapshot at ${index} is not known committed`);
-      node.chain.resetTo(index, term, hash);
+  /** Writes now on a fast disk; on a slow one, after a random delay (the driver waits). */
+  private write(node: SimNode, write: DiskWrite): Written {
+    if (node.diskLatencyMsMax === 0) {
+      this.persist(node, write);
+      return;
     }
-    if (entryCount > 0) this.persistEntries(node, ready.entries.slice(0, entryCount));
-    if (!withHardState || ready.hardState === null) return;
-    node.storage.setHardState(ready.hardState);
+    assert(node.pendingWrite === null, `${node.id} writes while a write is in progress`);
+    const pending = new PendingWrite(write);
+    node.pendingWrite = pending;
+    this.queue.push(this.nowMs + this.prng.int(0, node.diskLatencyMsMax), { kind: 'diskDone', node, write: pending });
+    return pending;
+  }
+
+  /** Makes a write durable and tells the checker. */
+  private persist(node: SimNode, write: DiskWrite): void {
+    switch (write.kind) {
+      case 'snapshot': {
+        node.storage.applySnapshot(write.snapshot);
+        const { index, term } = write.snapshot.meta;
+        const hash = this.checker.committedHash(index);
+        assert(hash !== undefined, `snapshot at ${index} is not known committed`);
+        node.chain.resetTo(index, term, hash);
+        return;
+      }
+      case 'entries':
+        return this.persistEntries(node, write.entries);
+      case 'hardState':
+        return this.persistHardState(node, write.hardState);
+      case 'createSnapshot':
+        node.storage.createSnapshot(write.options);
+        return;
+    }
+  }
+
+  private persistHardState(node: SimNode, hardState: HardState): void {
+    node.storage.setHardState(hardState);
     const committedBefore = this.checker.committedIndex();
-    this.checker.onCommit(node.id, node.chain, ready.hardState.commit, (index) => readEntry(node.storage, index));
+    this.checker.onCommit(node.id, node.chain, hardState.commit, (index) => readEntry(node.storage, index));
     if (this.checker.committedIndex() > committedBefore) {
       const at = this.logicalTime();
       for (let index = committedBefore + 1; index <= this.checker.committedIndex(); index++) this.commitLogicalTimes[index] = at;
-      this.checkCommitDurable(raw);
+      const chains = new Map<NodeId, LogChain>();
+      for (const [id, other] of this.nodes) chains.set(id, other.chain);
+      this.checker.checkCommitDurable(node.raft.status().config.voters, chains);
     }
-  }
-
-  private checkCommitDurable(raw: RawNode): void {
-    const chains = new Map<NodeId, LogChain>();
-    for (const [id, node] of this.nodes) chains.set(id, node.chain);
-    this.checker.checkCommitDurable(raw.raft.config.voters, chains);
   }
 
   private persistEntries(node: SimNode, entries: readonly Entry[]): void {
@@ -300,61 +332,53 @@ export class SimCluster {
     this.checker.onAppend(node.id, node.chain, entries);
   }
 
-  private applyEntry(node: SimNode, entry: Entry): void {
+  // ---- the state machine ----
+
+  private stateMachineFor(node: SimNode): StateMachine<number | null> {
+    return {
+      apply: (entry) => this.applyEntry(node, entry.index, entry.data),
+      snapshot: () => node.stateMachine.snapshot(),
+      restore: (data) => this.restoreStateMachine(node, data),
+    };
+  }
+
+  private applyEntry(node: SimNode, index: number, data: Uint8Array): number {
     const stateMachine = node.stateMachine;
-    if (entry.index !== stateMachine.appliedIndex + 1) {
-      throw new SafetyViolation(`${node.id} applied ${entry.index} after ${stateMachine.appliedIndex}: applied must grow by one`);
-    }
-    const commit = (node.raw as RawNode).raft.log.committed;
-    if (entry.index > commit) throw new SafetyViolation(`state machine safety: ${node.id} applied ${entry.index} beyond its commit index ${commit}`);
-    const offset = stateMachine.apply(entry);
-    const entryHash = node.chain.hashAt(entry.index);
-    assert(entryHash !== undefined, `${node.id} applies ${entry.index} that is not in its durable log`);
-    this.checker.onApply(node.id, entry.index, entryHash, stateMachine.hash);
-    const proposal = node.proposals.get(entry.index);
-    if (proposal === undefined) return;
-    node.proposals.delete(entry.index);
-    if (proposal.term === entry.term && offset !== null) {
-      proposal.callback({ type: 'ok', index: entry.index, offset });
-    } else {
-      // Another entry took this index: ours can never commit (log matching).
-      proposal.callback({ type: 'failed', reason: 'leadershipLost' });
+    if (index <= stateMachine.appliedIndex) throw new SafetyViolation(`${node.id} applied ${index} after ${stateMachine.appliedIndex}: applied must grow`);
+    this.checkSkippedNothing(node, index - 1);
+    const commit = node.raft.status().commit;
+    if (index > commit) throw new SafetyViolation(`state machine safety: ${node.id} applied ${index} beyond its commit index ${commit}`);
+    const offset = stateMachine.apply(index, data);
+    const entryHash = node.chain.hashAt(index);
+    assert(entryHash !== undefined, `${node.id} applies ${index} that is not in its durable log`);
+    this.checker.onApply(node.id, index, entryHash, stateMachine.hash);
+    return offset;
+  }
+
+  /** The driver applies only normal entries: between two of them, the log holds none it skipped. */
+  private checkSkippedNothing(node: SimNode, throughIndex: number): void {
+    const from = node.stateMachine.appliedIndex + 1;
+    if (from > throughIndex) return;
+    for (const entry of node.storage.entries(from, throughIndex + 1, Infinity)) {
+      if (entry.type === EntryType.Normal) throw new SafetyViolation(`${node.id} skipped applying ${entry.index}: applied must grow by one`);
     }
   }
 
-  private restoreStateMachine(node: SimNode, data: Uint8Array, index: number): void {
+  private onApplied(node: SimNode, applied: number): void {
+    this.checkSkippedNothing(node, applied);
+    node.stateMachine.appliedIndex = Math.max(node.stateMachine.appliedIndex, applied);
+  }
+
+  private restoreStateMachine(node: SimNode, data: Uint8Array): void {
+    const index = SimStateMachine.snapshotIndex(data);
     assert(index >= node.stateMachine.appliedIndex, 'a snapshot must not move the state machine back');
-    node.stateMachine.restore(data, index);
-    // Proposals the snapshot jumped over have an unknown outcome: leave them open.
-    for (const proposalIndex of [...node.proposals.keys()]) if (proposalIndex <= index) node.proposals.delete(proposalIndex);
-  }
-
-  private serveReads(node: SimNode): void {
-    const ready = node.reads.filter((read) => read.index !== null && read.index <= node.stateMachine.appliedIndex);
-    if (ready.length === 0) return;
-    node.reads = node.reads.filter((read) => !ready.includes(read));
-    for (const read of ready) read.callback(node.stateMachine);
-  }
-
-  private maybeSnapshot(node: SimNode): void {
-    const every = this.options.snapshotEveryEntries ?? 0;
-    const applied = node.stateMachine.appliedIndex;
-    if (every === 0 || applied - node.storage.snapshot().meta.index < every) return;
-    this.snapshotNow(node.id);
+    node.stateMachine.restore(data);
   }
 
   /** Snapshots `id`'s state machine at its applied index and compacts its log. */
   snapshotNow(id: NodeId): void {
-    const node = this.node(id);
-    const raw = node.raw as RawNode;
-    const applied = node.stateMachine.appliedIndex;
-    if (applied <= node.storage.snapshot().meta.index) return;
-    node.storage.createSnapshot({
-      index: applied,
-      config: raw.raft.configAt(applied),
-      data: node.stateMachine.snapshot(),
-      trailingEntryCount: this.options.trailingEntryCount ?? 0,
-    });
+    const raft = this.node(id).raft;
+    raft.compactTo(raft.status().applied);
   }
 
   // ---- faults ----
@@ -363,18 +387,20 @@ export class SimCluster {
     const node = this.node(id);
     if (!node.up) return;
     this.record(`crash ${id}`);
-    const pending = node.pendingReady;
+    const pending = node.pendingWrite;
     if (pending !== null && this.prng.chance(0.5)) {
-      // A torn Ready: the disk got through part of it before the crash.
-      const entryCount = this.prng.int(0, pending.entries.length);
-      const withHardState = entryCount === pending.entries.length && this.prng.chance(0.5);
-      this.persist(node, pending, node.raw as RawNode, entryCount, withHardState);
+      // A torn write: the disk got through part of it before the crash (a prefix of the entries).
+      const write = pending.write;
+      if (write.kind !== 'entries') this.persist(node, write);
+      else {
+        const count = this.prng.int(0, write.entries.length);
+        if (count > 0) this.persistEntries(node, write.entries.slice(0, count));
+      }
     }
-    node.raw = null;
-    node.pendingReady = null;
-    node.backlog = [];
-    node.proposals.clear();
-    node.reads = [];
+    node.pendingWrite = null;
+    const driver = node.raft;
+    node.driver = null;
+    driver.close();
     node.stateMachine = new SimStateMachine();
   }
 
@@ -387,20 +413,81 @@ export class SimCluster {
 
   private start(node: SimNode): void {
     node.incarnation++;
-    node.raw = new RawNode({
+    const driver = new RaftNode<number | null>({
       electionTicks: 10,
       heartbeatTicks: 2,
       ...this.options.raft,
       id: node.id,
-      storage: node.storage,
+      storage: this.storageFor(node),
+      transport: this.transportFor(node),
+      stateMachine: this.stateMachineFor(node),
+      timers: this.timersFor(node),
+      tickIntervalMs: node.tickMs,
       prng: new Prng(this.prng.nextUint32()),
       faults: this.options.faults ?? {},
+      snapshotEveryEntries: this.options.snapshotEveryEntries ?? 0,
+      trailingEntryCount: this.options.trailingEntryCount ?? 0,
     });
-    const snapshot = node.storage.snapshot();
-    node.stateMachine.restore(snapshot.data, snapshot.meta.index);
-    if (this.options.manualNetwork === true) return;
-    const tickOffsetMs = this.prng.int(0, node.tickMs - 1);
-    this.queue.push(this.nowMs + tickOffsetMs, { kind: 'tick', node, incarnation: node.incarnation });
+    node.stateMachine.appliedIndex = node.storage.snapshot().meta.index;
+    driver.onApplied((applied) => this.onApplied(node, applied));
+    node.driver = driver;
+    driver.start();
+  }
+
+  private transportFor(node: SimNode): Transport {
+    let closed = false;
+    return {
+      send: (messages) => {
+        if (closed) return;
+        for (const message of messages) {
+          if (this.options.manualNetwork === true) this.pendingMessages.push(message);
+          else this.network.send(this.nowMs, message);
+        }
+      },
+      onMessage: (handler) => {
+        node.receive = handler;
+      },
+      close: () => {
+        closed = true;
+        node.receive = null;
+      },
+    };
+  }
+
+  /** The node's timers on the virtual clock; in scripted mode ticks wait for the script. */
+  private timersFor(node: SimNode): Timers {
+    return {
+      after: (delayMs, callback) => {
+        let cancelled = false;
+        this.schedule(delayMs, `timer ${node.id}`, () => {
+          if (!cancelled) callback();
+        });
+        return () => {
+          cancelled = true;
+        };
+      },
+      every: (intervalMs, callback) => {
+        if (this.options.manualNetwork === true) {
+          node.tick = callback;
+          return () => {
+            if (node.tick === callback) node.tick = null;
+          };
+        }
+        const timer: TickTimer = { intervalMs, callback, cancelled: false };
+        // Nodes start at different phases of their tick.
+        this.queue.push(this.nowMs + this.prng.int(0, intervalMs - 1), { kind: 'tick', node, timer });
+        return () => {
+          timer.cancelled = true;
+        };
+      },
+    };
+  }
+
+  /** Scripted mode: one tick of `id`. */
+  tickNode(id: NodeId): void {
+    const node = this.node(id);
+    node.tick?.();
+    this.checkRole(node);
   }
 
   // ---- clients ----
@@ -412,46 +499,53 @@ export class SimCluster {
       callback({ type: 'failed', reason: 'down' });
       return;
     }
-    this.input(node, (raw) => {
-      const result = raw.propose(new TextEncoder().encode(value));
-      if (!result.ok) {
-        callback({ type: 'failed', reason: result.reason });
-        return;
-      }
-      node.proposals.set(result.value.firstIndex, { term: result.value.term, callback });
+    node.raft.submitProposal([textEncoder.encode(value)], {
+      resolve: ({ firstIndex, results }) => callback({ type: 'ok', index: firstIndex, offset: results[0] as number }),
+      // Refused, or another entry took its index: it never commits. Anything else (a crash, a
+      // snapshot covering the index) leaves the outcome unknown.
+      refuse: (reason) => callback({ type: 'failed', reason }),
+      reject: (error) => {
+        if (error instanceof LeadershipLostError) callback({ type: 'failed', reason: 'leadershipLost' });
+      },
     });
+    this.checkRole(node);
   }
 
-  /** A linearizable read at `id` through ReadIndex; the callback sees the state machine. */
+  /** A linearizable read at `id` through ReadIndex; the callback sees the state machine, or null if it failed. */
   read(id: NodeId, callback: (stateMachine: SimStateMachine | null) => void): void {
     const node = this.node(id);
     if (!node.up) {
       callback(null);
       return;
     }
-    const context = `r${this.nextReadContext++}`;
-    this.input(node, (raw) => {
-      const result = raw.readIndex(context);
-      if (!result.ok) {
-        callback(null);
-        return;
-      }
-      node.reads.push({ context, index: null, callback });
-    });
+    node.raft.submitRead({ resolve: () => callback(node.stateMachine), reject: () => callback(null), refuse: () => callback(null) });
+    this.checkRole(node);
   }
 
-  /** Asks `id` (if leader) to change the configuration; refusals are ignored. */
-  changeConfig(id: NodeId, change: ConfigChange): void {
-    this.input(this.node(id), (raw) => {
-      raw.proposeConfigChange(change);
-    });
+  /** Asks `id` (if leader) to change the configuration; returns the refusal if it refused at once. */
+  changeConfig(id: NodeId, change: ConfigChange): RefusalReason | undefined {
+    return this.request(id, (raft, outcome) => raft.submitConfigChange(change, outcome));
   }
 
-  /** Asks `id` (if leader) to hand leadership to `target`; refusals are ignored. */
-  transferLeadership(id: NodeId, target: NodeId): void {
-    this.input(this.node(id), (raw) => {
-      raw.transferLeadership(target);
-    });
+  /** Asks `id` (if leader) to hand leadership to `target`; returns the refusal if it refused at once. */
+  transferLeadership(id: NodeId, target: NodeId): RefusalReason | undefined {
+    return this.request(id, (raft, outcome) => raft.submitTransfer(target, outcome));
+  }
+
+  /** Campaigns at `id` now. */
+  campaign(id: NodeId): void {
+    const node = this.node(id);
+    node.driver?.campaign();
+    this.checkRole(node);
+  }
+
+  private request(id: NodeId, submit: (raft: RaftNode<number | null>, outcome: Outcome<never>) => void): RefusalReason | undefined {
+    const node = this.node(id);
+    if (!node.up) return undefined;
+    let refusal: RefusalReason | undefined;
+    submit(node.raft, { resolve: IGNORED.resolve, reject: IGNORED.reject, refuse: (reason) => (refusal = reason) });
+    this.checkRole(node);
+    return refusal;
   }
 
   /** A strictly increasing clock for client histories (virtual ms do not order same-ms events). */
@@ -468,11 +562,11 @@ export class SimCluster {
 
   /** The up node that is leader in the highest term, or null. */
   leader(): NodeId | null {
-    let best: SimNode | null = null;
+    let best: { id: NodeId; term: number } | null = null;
     for (const node of this.nodes.values()) {
-      const raft = node.raw?.raft;
-      if (raft === undefined || raft.role !== Role.Leader) continue;
-      if (best === null || raft.term > (best.raw as RawNode).raft.term) best = node;
+      const status = node.driver?.status();
+      if (status === undefined || status.role !== Role.Leader) continue;
+      if (best === null || status.term > best.term) best = { id: node.id, term: status.term };
     }
     return best?.id ?? null;
   }
@@ -480,7 +574,7 @@ export class SimCluster {
   /** Every up node that believes it leads (a partitioned one may lead a stale term). */
   leaders(): NodeId[] {
     return this.upNodes()
-      .filter((node) => node.raw?.raft.role === Role.Leader)
+      .filter((node) => node.raft.status().role === Role.Leader)
       .map((node) => node.id);
   }
 

@@ -10,7 +10,7 @@
 import type { ConfigChange, Faults, NodeId } from '../raft/index.js';
 import { Prng } from '../util/index.js';
 import { SafetyViolation } from './checker.js';
-import { SimCluster } from './cluster.js';
+import { SimCluster, type SimNode } from './cluster.js';
 import { Workload } from './workload.js';
 
 export interface RunOptions {
@@ -221,7 +221,7 @@ function nemesisAction(cluster: SimCluster, scenario: Prng, ids: readonly NodeId
  * learner, remove a learner or a voter, or remove the leader itself.
  */
 function changeMembership(cluster: SimCluster, scenario: Prng, ids: readonly NodeId[], leader: NodeId, removalsAllowed: boolean): void {
-  const config = (cluster.node(leader).raw as NonNullable<ReturnType<SimCluster['node']>['raw']>).raft.config;
+  const config = cluster.node(leader).raft.status().config;
   const missing = ids.filter((id) => !config.voters.includes(id) && !config.learners.includes(id));
   const changes: ConfigChange[] = [];
   for (const id of missing) changes.push({ type: 'addVoter', nodeId: id }, { type: 'addLearner', nodeId: id });
@@ -291,13 +291,12 @@ function runHeal(cluster: SimCluster, ids: readonly NodeId[], workload: Workload
  * by the node with the highest commit index (a node removed by either is not replicated to).
  */
 function memberIds(cluster: SimCluster): NodeId[] {
-  let best: NonNullable<ReturnType<SimCluster['node']>['raw']> | null = null;
+  let best: SimNode['raft'] | null = null;
   for (const node of cluster.upNodes()) {
-    const raw = node.raw as NonNullable<typeof node.raw>;
-    if (best === null || raw.status().commit > best.status().commit) best = raw;
+    if (best === null || node.raft.status().commit > best.status().commit) best = node.raft;
   }
   if (best === null) return [];
-  const latest = best.raft.config;
+  const latest = best.status().config;
   const committed = best.configAt(best.status().commit);
   const all = (config: typeof latest): NodeId[] => [...config.voters, ...config.learners];
   return all(latest).filter((id) => all(committed).includes(id));

@@ -16,7 +16,7 @@
  *   expect voters a b c d | expect outcome value ok|pending|<failure reason> | expect one-leader a b
  * Lines starting with # are comments.
  */
-import { Role, type Faults, type NodeId, type RawNode } from '../raft/index.js';
+import { Role, type Faults, type NodeId, type RaftNode } from '../raft/index.js';
 import { assert } from '../util/index.js';
 import { SimCluster } from './cluster.js';
 
@@ -52,10 +52,10 @@ export class ScriptEnv {
     return this.cluster;
   }
 
-  private raw(id: NodeId): RawNode {
-    const raw = this.sim.node(id).raw;
-    if (raw === null) throw new ScriptError(`node ${id} is down`);
-    return raw;
+  private raft(id: NodeId): RaftNode<number | null> {
+    const raft = this.sim.node(id).driver;
+    if (raft === null) throw new ScriptError(`node ${id} is down`);
+    return raft;
   }
 
   private execute(words: string[]): void {
@@ -67,9 +67,9 @@ export class ScriptEnv {
         this.sim.addNode(need(args[0], 'node'));
         return;
       case 'campaign':
-        return this.sim.input(this.sim.node(need(args[0], 'node')), (raw) => raw.campaign());
+        return this.sim.campaign(need(args[0], 'node'));
       case 'tick':
-        for (let i = 0; i < Number(args[1] ?? 1); i++) this.sim.input(this.sim.node(need(args[0], 'node')), (raw) => raw.tick());
+        for (let i = 0; i < Number(args[1] ?? 1); i++) this.sim.tickNode(need(args[0], 'node'));
         return;
       case 'tick-all':
         for (let i = 0; i < Number(args[0] ?? 1); i++) this.tickAll();
@@ -138,17 +138,18 @@ export class ScriptEnv {
       case 'config': {
         const type = need(args[1], 'change type');
         assert(type === 'addVoter' || type === 'addLearner' || type === 'remove', `unknown config change ${type}`);
-        const result = this.request(id, (raw) => raw.proposeConfigChange({ type, nodeId: need(args[2], 'node') }));
+        this.raft(id);
+        const refusal = this.sim.changeConfig(id, { type, nodeId: need(args[2], 'node') });
         const expectedRefusal = args[3] === '=>' ? args[4] : undefined;
         // `=> any`: the script goes on either way (a broken variant may accept what must be refused).
         if (expectedRefusal === 'any') return;
-        const refusal = result.ok ? undefined : result.reason;
         if (expectedRefusal !== refusal) throw new ScriptError(`config: expected ${expectedRefusal ?? 'acceptance'}, got ${refusal ?? 'acceptance'}`);
         return;
       }
       case 'transfer': {
-        const result = this.request(id, (raw) => raw.transferLeadership(need(args[1], 'target')));
-        if (!result.ok) throw new ScriptError(`transfer refused: ${result.reason}`);
+        this.raft(id);
+        const refusal = this.sim.transferLeadership(id, need(args[1], 'target'));
+        if (refusal !== undefined) throw new ScriptError(`transfer refused: ${refusal}`);
         return;
       }
       case 'read': {
@@ -169,17 +170,6 @@ export class ScriptEnv {
       default:
         throw new ScriptError(`unknown command ${command}`);
     }
-  }
-
-  /** Runs a request on a node through the cluster, so its Ready is handled like any input. */
-  private request<T>(id: NodeId, call: (raw: RawNode) => T): T {
-    this.raw(id);
-    let result: T | undefined;
-    this.sim.input(this.sim.node(id), (raw) => {
-      result = call(raw);
-    });
-    assert(result !== undefined, 'scripted nodes handle input synchronously');
-    return result;
   }
 
   private createNodes(args: string[]): void {
@@ -207,7 +197,7 @@ export class ScriptEnv {
   }
 
   private tickAll(): void {
-    for (const node of this.sim.upNodes()) this.sim.input(node, (raw) => raw.tick());
+    for (const node of this.sim.upNodes()) this.sim.tickNode(node.id);
   }
 
   /** Delivers the currently pending messages that match (one hop: replies wait for the next). */
@@ -216,11 +206,7 @@ export class ScriptEnv {
     const matches = matcher(pattern, type);
     const batch = sim.pendingMessages.filter(matches);
     sim.pendingMessages = sim.pendingMessages.filter((message) => !matches(message));
-    for (const message of batch) {
-      const target = sim.nodes.get(message.to);
-      if (target === undefined || !target.up || !sim.network.connected(message.from, message.to)) continue;
-      sim.input(target, (raw) => raw.step(message));
-    }
+    for (const message of batch) sim.deliver(message);
   }
 
   private drop(pattern: string, type?: string): void {
@@ -238,7 +224,7 @@ export class ScriptEnv {
 
   private expect(args: string[]): void {
     const [what = '', id = '', ...rest] = args;
-    const status = (): ReturnType<RawNode['status']> => this.raw(id).status();
+    const status = (): ReturnType<RaftNode<unknown>['status']> => this.raft(id).status();
     const equal = (actual: unknown, expected: unknown): void => {
       if (String(actual) !== String(expected)) throw new ScriptError(`expected ${what} of ${id} to be ${String(expected)}, got ${String(actual)}`);
     };
@@ -263,7 +249,7 @@ export class ScriptEnv {
       case 'read':
         return equal(this.readResults.get(`${id}/${rest[0]}`) ?? 'none', rest[1]);
       case 'one-leader': {
-        const leaders = [id, ...rest].filter((node) => this.sim.node(node).raw?.status().role === Role.Leader);
+        const leaders = [id, ...rest].filter((node) => this.sim.node(node).driver?.status().role === Role.Leader);
         return equal(leaders.length, 1);
       }
       case 'outcome':

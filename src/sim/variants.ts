@@ -12,5 +12,6 @@ export const BROKEN_VARIANTS = {
   preVoteClearsVote: { preVoteClearsVote: true },
   readAckAnyRound: { readAckAnyRound: true },
   heartbeatCommitUnclamped: { heartbeatCommitUnclamped: true },
+  sendBeforePersist: { sendBeforePersist: true },
 } as const satisfies Record<string, Faults>;
 export type BrokenVariantName = keyof typeof BROKEN_VARIANTS;

@@ -10,16 +10,14 @@
  *
  * Readers see only acknowledged records: [lowestOffset, nextOffset).
  */
-import { accessSync, constants, closeSync, fsync, fsyncSync, mkdirSync, openSync, rmSync, statSync } from 'node:fs';
 import { Readable } from 'node:stream';
-import { failpoints } from '../failpoints/index.js';
 import {
   assert, assertUint, ClosedError, InvalidArgumentError, OffsetOutOfRangeError, RecordTooLargeError,
   StorageFailedError,
   OffsetWaiters,
 } from '../util/index.js';
 import { FRAME_HEADER_BYTES, INDEX_ENTRY_BYTES } from './format.js';
-import { lockDirectory } from './dir-lock.js';
+import { NODE_FILE_IO, type FileIo } from './file-io.js';
 import { recoverSegments } from './recovery.js';
 import { Segment } from './segment.js';
 import type { FsyncPolicy, LogConfig, ReadLimits, RecordInput, RecoveryReport, StoredRecord } from './types.js';
@@ -79,21 +77,24 @@ function validateConfig(config: LogConfig): void {
 }
 
 /** Checks that `dir` is (or can be made) a writable directory, with a one-line reason if not. */
-function prepareDirectory(dir: string): void {
-  let stat;
+function prepareDirectory(io: FileIo, dir: string): void {
+  let kind;
   try {
-    stat = statSync(dir);
+    kind = io.kind(dir);
   } catch {
+    kind = 'absent';
+  }
+  if (kind === 'absent') {
     try {
-      mkdirSync(dir, { recursive: true });
+      io.mkdir(dir);
     } catch (error) {
       throw new InvalidArgumentError(`cannot create data dir ${dir}: ${(error as Error).message}`, { cause: error });
     }
     return;
   }
-  if (!stat.isDirectory()) throw new InvalidArgumentError(`data dir ${dir} exists and is not a directory`);
+  if (kind !== 'directory') throw new InvalidArgumentError(`data dir ${dir} exists and is not a directory`);
   try {
-    accessSync(dir, constants.W_OK | constants.R_OK | constants.X_OK);
+    io.checkWritable(dir);
   } catch (error) {
     throw new InvalidArgumentError(`data dir ${dir} is not writable: ${(error as Error).message}`, { cause: error });
   }
@@ -165,6 +166,7 @@ export class CommitLog {
   /** Sealed segments with open files, least recently used first (see touch). */
   private openSealed = new Set<Segment>();
   private dirFd: number;
+  private readonly io: FileIo;
 
   // Invariant: ackedNext <= writtenNext <= active.nextOffset (acknowledged <= written <= assigned).
   private ackedNext: number;
@@ -190,6 +192,7 @@ export class CommitLog {
     private readonly unlock: () => void,
   ) {
     this.config = config;
+    this.io = config.io ?? NODE_FILE_IO;
     this.segments = segments;
     this.dirFd = dirFd;
     this.recovery = recovery;
@@ -212,14 +215,15 @@ export class CommitLog {
       full.maxRecordBytes = Math.max(0, Math.min(full.maxRecordBytes, full.maxStoreBytes - FRAME_HEADER_BYTES));
     }
     validateConfig(full);
-    prepareDirectory(dir);
-    const unlock = lockDirectory(dir);
+    const io = full.io ?? NODE_FILE_IO;
+    prepareDirectory(io, dir);
+    const unlock = io.lock(dir);
     try {
-      const { segments, report } = recoverSegments(dir, full);
-      const dirFd = openSync(dir, 'r');
+      const { segments, report } = recoverSegments(io, dir, full);
+      const dirFd = io.open(dir, 'r');
       if (segments.length === 0) {
-        segments.push(Segment.create(dir, full.initialOffset));
-        fsyncSync(dirFd);
+        segments.push(Segment.create(io, dir, full.initialOffset));
+        io.fsyncSync(dirFd);
         report.segmentCount = 1;
       }
       return new CommitLog(dir, full, segments, dirFd, report, unlock);
@@ -357,8 +361,8 @@ export class CommitLog {
   private roll(): void {
     const previous = this.active;
     previous.seal();
-    this.segments.push(Segment.create(this.dir, previous.nextOffset));
-    this.dirDirty = true;
+    this.segments.push(Segment.create(this.io, this.dir, previous.nextOffset));
+    this.dirDirty = this.config.faults?.skipDirSyncAfterRoll !== true;
     this.touch(previous);
   }
 
@@ -394,15 +398,35 @@ export class CommitLog {
     this.flushScheduled = false;
     if (this.failure) return;
     try {
-      for (const segment of this.unwrittenSegments()) segment.writePending();
+      for (const segment of this.unwrittenSegments()) {
+        if (this.config.fsync.kind === 'always') this.syncSealedBefore(segment);
+        segment.writePending();
+      }
     } catch (error) {
       this.fail(error as Error);
       return;
     }
     this.writtenNext = this.active.nextOffset;
-    if (this.config.fsync.kind === 'always') this.startSync();
+    if (this.config.fsync.kind === 'always' && this.config.faults?.acknowledgeBeforeSync !== true) this.startSync();
     else this.acknowledge(this.writtenNext);
     this.notifyIdle();
+  }
+
+  /**
+   * Under fsync=always, makes the sealed segments before `segment` durable before it gets a byte
+   * (once per roll; their tail's fdatasync is usually in flight already, so this waits for it).
+   * Otherwise a power loss can keep a segment's bytes and lose its predecessor's tail (the
+   * kernel writes files back in no order), and recovery, which must take a damaged sealed
+   * segment followed by records for damage to acknowledged records, refuses to open. Under the
+   * other policies a power loss may lose acknowledged appends anyway, and a synchronous fsync of
+   * a whole unsynced segment would stall the event loop.
+   */
+  private syncSealedBefore(segment: Segment): void {
+    for (let i = this.segments.indexOf(segment) - 1; i >= 0; i--) {
+      const sealed = this.segments[i]!;
+      if (!sealed.needsSync()) break;
+      sealed.syncFilesSync();
+    }
   }
 
   private unwrittenSegments(): Segment[] {
@@ -431,12 +455,15 @@ export class CommitLog {
     this.dirDirty = false;
     const startedMs = performance.now();
     const work = dirty.map((segment) => segment.sync());
-    if (syncDir) work.push(fsyncAsync(this.dirFd));
+    if (syncDir) work.push(this.io.fsync(this.dirFd));
     this.syncInFlight = Promise.all(work).then(
       () => {
         this.config.onSync?.({ durationMs: performance.now() - startedMs, fileCount: work.length });
         this.syncInFlight = undefined;
-        this.acknowledge(target);
+        // After a failure nothing more is acknowledged, not even what this sync covered: an
+        // fsync error is reported once per file, so a failed fsync elsewhere (the roll's, on the
+        // same file) may have taken the error this one should have returned.
+        if (this.failure === undefined) this.acknowledge(target);
         if (this.writtenNext > target || this.dirDirty) this.startSync();
         this.notifyIdle();
       },
@@ -470,8 +497,8 @@ export class CommitLog {
    *
    * Before the pending appends are answered, the files are cut back to the acknowledged boundary
    * and the cut is fsynced, so an append reported as failed cannot reappear after a restart. A
-   * sync already running settles first: what it covers was written and is acknowledged if it
-   * succeeds. If the cut itself fails, the answer says the outcome is unknown.
+   * sync already running settles first, but acknowledges nothing (see startSync). If the cut
+   * itself fails, the answer says the outcome is unknown.
    */
   private fail(error: Error): void {
     if (this.failure === undefined) {
@@ -523,7 +550,7 @@ export class CommitLog {
     this.openSealed.delete(last);
     last.truncateEntries(boundary - last.baseOffset);
     last.syncFilesSync();
-    if (removed || this.dirDirty) fsyncSync(this.dirFd);
+    if (removed || this.dirDirty) this.io.fsyncSync(this.dirFd);
     this.dirDirty = false;
     this.writtenNext = boundary;
   }
@@ -566,8 +593,8 @@ export class CommitLog {
     const boundary = this.ackedNext;
     this.cutToAcknowledged();
     for (const segment of this.segments) if (segment.needsSync()) segment.rewriteUnsynced();
-    fsyncSync(this.dirFd);
-    const { segments, report } = recoverSegments(this.dir, this.config);
+    this.io.fsyncSync(this.dirFd);
+    const { segments, report } = recoverSegments(this.io, this.dir, this.config);
     const next = segments.length === 0 ? undefined : segments[segments.length - 1]!.nextOffset;
     if (next !== boundary || segments[0]!.baseOffset !== this.lowestOffset()) {
       for (const segment of segments) segment.close();
@@ -667,7 +694,7 @@ export class CommitLog {
       segment.close();
       segment.removeFiles();
     }
-    fsyncSync(this.dirFd);
+    this.io.fsyncSync(this.dirFd);
   }
 
   /**
@@ -689,8 +716,10 @@ export class CommitLog {
     const last = this.active;
     this.openSealed.delete(last); // active again: always open
     last.truncateEntries(offset - last.baseOffset);
-    await last.sync();
-    fsyncSync(this.dirFd);
+    // The new size must be durable: sync() only covers bytes written since the last sync, and a
+    // lost truncation brings the removed records back after a power loss.
+    last.syncFilesSync();
+    this.io.fsyncSync(this.dirFd);
     this.ackedNext = this.writtenNext = offset;
   }
 
@@ -733,17 +762,17 @@ export class CommitLog {
     if (!this.failure) {
       this.active.seal();
       await Promise.all(this.segments.filter((s) => s.needsSync()).map((s) => s.sync()));
-      fsyncSync(this.dirFd);
+      this.io.fsyncSync(this.dirFd);
     }
     for (const segment of this.segments) segment.close();
-    closeSync(this.dirFd);
+    this.io.close(this.dirFd);
     this.unlock();
   }
 
   /** Closes the log and deletes its directory. */
   async remove(): Promise<void> {
     await this.close();
-    rmSync(this.dir, { recursive: true, force: true });
+    this.io.remove(this.dir);
   }
 
   /** Removes everything and returns a new, empty log in the same directory with the same config. */
@@ -751,10 +780,4 @@ export class CommitLog {
     await this.remove();
     return CommitLog.open(this.dir, this.config);
   }
-}
-
-/** fsync on the thread pool (a directory's, after a segment roll makes a new file). */
-function fsyncAsync(fd: number): Promise<void> {
-  if (failpoints !== undefined) return failpoints.fsync(fd, fsync);
-  return new Promise((resolve, reject) => fsync(fd, (error) => (error ? reject(error) : resolve())));
 }

@@ -267,24 +267,39 @@ describe('recovery', () => {
 });
 
 describe('a roll interrupted by a crash', () => {
-  it('drops an empty last segment that starts after a gap (the previous segment tail was never written) and resumes there', async () => {
-    // Ten records per segment: 25 records make segments at 0, 10 and 20.
-    const config = { maxStoreBytes: FRAME * 10, maxRecordBytes: value(0).length };
+  // Ten records per segment: 25 records make segments at 0, 10 and 20. What a crash after the
+  // roll to 20 and before the flush of 16..19 leaves: segment 10 holds `secondStoreBytes` (6
+  // whole frames, perhaps part of the seventh) and segment 20 exists, empty.
+  const config = { maxStoreBytes: FRAME * 10, maxRecordBytes: value(0).length };
+  async function interruptedRoll(secondStoreBytes: number): Promise<{ values: string[]; log: CommitLog }> {
     await writeLog(25, config);
     const [, second, third] = files('store');
     const [, secondIndex, thirdIndex] = files('index');
-    // What a crash after the roll to 20 and before the flush of 16..19 leaves: segment 10 ends
-    // at 16 and segment 20 exists, empty.
-    truncateSync(second!, FRAME * 6);
+    truncateSync(second!, secondStoreBytes);
     truncateSync(secondIndex!, 12 * 6);
     truncateSync(third!, 0);
     truncateSync(thirdIndex!, 0);
-    const { values, log } = await readAll(config);
+    return readAll(config);
+  }
+
+  it('drops an empty last segment that starts after a gap (the previous segment tail was never written) and resumes there', async () => {
+    const { values, log } = await interruptedRoll(FRAME * 6);
     try {
       assert.deepEqual(values, Array.from({ length: 16 }, (_, i) => value(i).toString()));
       assert.equal(log.nextOffset(), 16);
-      assert.ok(log.recovery.actions.some((action) => action.includes('a roll interrupted before offsets 16..19 were written')), log.recovery.actions.join('\n'));
+      assert.ok(log.recovery.actions.some((action) => action.includes('a roll interrupted before its first record was written')), log.recovery.actions.join('\n'));
       assert.equal(await log.append({ value: value(16) }), 16, 'appends continue at the gap');
+    } finally {
+      await log.close();
+    }
+  });
+
+  it('after a power loss, also when the previous segment tail is torn mid-frame (it was never synced, so never acknowledged)', async () => {
+    const { values, log } = await interruptedRoll(FRAME * 6 + 5);
+    try {
+      assert.deepEqual(values, Array.from({ length: 16 }, (_, i) => value(i).toString()));
+      assert.match(log.recovery.actions.join('\n'), /a roll interrupted before its first record was written[\s\S]*cut a torn tail of 5 bytes/);
+      assert.equal(await log.append({ value: value(16) }), 16);
     } finally {
       await log.close();
     }

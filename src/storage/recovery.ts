@@ -12,15 +12,13 @@
  * of it fail with CorruptionError); damage that cannot be delimited fails the open unless
  * `quarantineDamaged` keeps the whole range in place as unreadable offsets.
  */
-import {
-  closeSync, copyFileSync, fstatSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readdirSync, renameSync, unlinkSync, writeSync,
-} from 'node:fs';
 import { join } from 'node:path';
 import { assert, CorruptionError } from '../util/index.js';
 import {
   decodeIndexEntry, encodeIndexEntry, FRAME_HEADER_BYTES, INDEX_ENTRY_BYTES, INDEX_SUFFIX, parseSegmentFileName, segmentFileName,
   STORE_SUFFIX,
 } from './format.js';
+import type { FileIo } from './file-io.js';
 import { FileWindow, frameValidAt, readFully, scanFrames, type ScanResult } from './scan.js';
 import { Segment } from './segment.js';
 import type { LogConfig, RecoveryReport } from './types.js';
@@ -30,10 +28,10 @@ export function emptyReport(): RecoveryReport {
 }
 
 /** Lists segment base offsets present in `dir`; removes index files that have no store file. */
-function listSegments(dir: string, report: RecoveryReport): number[] {
+function listSegments(io: FileIo, dir: string, report: RecoveryReport): number[] {
   const stores = new Set<number>();
   const indexes = new Set<number>();
-  for (const name of readdirSync(dir)) {
+  for (const name of io.readdir(dir)) {
     const parsed = parseSegmentFileName(name);
     if (!parsed) continue;
     (parsed.kind === 'store' ? stores : indexes).add(parsed.baseOffset);
@@ -41,14 +39,14 @@ function listSegments(dir: string, report: RecoveryReport): number[] {
   for (const base of indexes) {
     if (stores.has(base)) continue;
     const path = join(dir, segmentFileName(base, INDEX_SUFFIX));
-    unlinkSync(path);
+    io.unlink(path);
     report.actions.push(`removed ${path}: an index with no store file`);
   }
   return [...stores].sort((a, b) => a - b);
 }
 
-export function recoverSegments(dir: string, config: LogConfig): { segments: Segment[]; report: RecoveryReport } {
-  if (config.cutAtDamage !== true) return recoverOnce(dir, config);
+export function recoverSegments(io: FileIo, dir: string, config: LogConfig): { segments: Segment[]; report: RecoveryReport } {
+  if (config.cutAtDamage !== true) return recoverOnce(io, dir, config);
   // Recover keeping damage in place (quarantined) to learn where it is and how far the log went,
   // cut just before the first damaged record, and recover again; each round ends the log earlier.
   const quarantining: LogConfig = { ...config, quarantineDamaged: true };
@@ -58,7 +56,7 @@ export function recoverSegments(dir: string, config: LogConfig): { segments: Seg
     assert(round < 64, 'cutting a damaged log did not converge');
     let damage: { firstOffset: number; evidenceEndOffset: number };
     try {
-      const result = recoverOnce(dir, quarantining);
+      const result = recoverOnce(io, dir, quarantining);
       const { segments, report } = result;
       const damagedOffsets = [...report.damagedOffsets, ...report.quarantinedOffsets];
       if (damagedOffsets.length === 0) {
@@ -75,7 +73,7 @@ export function recoverSegments(dir: string, config: LogConfig): { segments: Seg
       damage = error.damage;
       actions.push(error.message);
     }
-    actions.push(cutLogAt(dir, damage.firstOffset));
+    actions.push(cutLogAt(io, dir, damage.firstOffset));
     cut = {
       fromOffset: Math.min(damage.firstOffset, cut?.fromOffset ?? Infinity),
       evidenceEndOffset: Math.max(damage.evidenceEndOffset, cut?.evidenceEndOffset ?? -1),
@@ -89,61 +87,61 @@ export function recoverSegments(dir: string, config: LogConfig): { segments: Seg
  * segment is removed. Nothing is destroyed: the files as they were are kept in
  * `<dir>.damaged/<time>/` for the operator. Returns the action line.
  */
-function cutLogAt(dir: string, firstOffset: number): string {
+function cutLogAt(io: FileIo, dir: string, firstOffset: number): string {
   const report = emptyReport();
-  const bases = listSegments(dir, report);
+  const bases = listSegments(io, dir, report);
   let holder: number | undefined;
   for (const base of bases) if (base <= firstOffset) holder = base;
   const keepDir = join(`${dir}.damaged`, new Date().toISOString().replace(/[:.]/g, '-'));
-  mkdirSync(keepDir, { recursive: true });
+  io.mkdir(keepDir);
   let moved = 0;
   for (const base of bases) {
     const later = holder === undefined || base > holder;
     for (const suffix of [STORE_SUFFIX, INDEX_SUFFIX]) {
       const name = segmentFileName(base, suffix);
-      if (later) renameSync(join(dir, name), join(keepDir, name));
-      else if (base === holder) copyFileSync(join(dir, name), join(keepDir, name));
+      if (later) io.rename(join(dir, name), join(keepDir, name));
+      else if (base === holder) io.copyFile(join(dir, name), join(keepDir, name));
     }
     if (later) moved++;
   }
   let truncated = '';
   if (holder !== undefined) {
-    const files = openFiles(dir, holder);
+    const files = openFiles(io, dir, holder);
     try {
       const keep = firstOffset - holder;
-      const storeSizeBytes = fstatSync(files.storeFd).size;
-      const positionBytes = positionOf(files, keep, storeSizeBytes);
-      ftruncateSync(files.storeFd, positionBytes);
-      ftruncateSync(files.indexFd, Math.min(fstatSync(files.indexFd).size, keep * INDEX_ENTRY_BYTES));
-      fsyncSync(files.storeFd);
-      fsyncSync(files.indexFd);
+      const storeSizeBytes = io.sizeBytes(files.storeFd);
+      const positionBytes = positionOf(io, files, keep, storeSizeBytes);
+      io.truncate(files.storeFd, positionBytes);
+      io.truncate(files.indexFd, Math.min(io.sizeBytes(files.indexFd), keep * INDEX_ENTRY_BYTES));
+      io.fsyncSync(files.storeFd);
+      io.fsyncSync(files.indexFd);
       truncated = `truncated ${files.storePath} at byte ${positionBytes} (before offset ${firstOffset}) `;
     } finally {
-      closeSync(files.storeFd);
-      closeSync(files.indexFd);
+      io.close(files.storeFd);
+      io.close(files.indexFd);
     }
   }
-  const dirFd = openSync(dir, 'r');
+  const dirFd = io.open(dir, 'r');
   try {
-    fsyncSync(dirFd);
+    io.fsyncSync(dirFd);
   } finally {
-    closeSync(dirFd);
+    io.close(dirFd);
   }
   return `CUT AT DAMAGE: ${truncated}and removed ${moved} later segments: records from offset ${firstOffset} on are dropped ` +
     `(cutAtDamage); the files as they were are kept in ${keepDir}`;
 }
 
 /** Store position of the `count`-th record of a segment: its index entry if sound, else by scanning frames. */
-function positionOf(files: { storeFd: number; indexFd: number }, count: number, storeSizeBytes: number): number {
-  const indexBytes = fstatSync(files.indexFd).size;
+function positionOf(io: FileIo, files: { storeFd: number; indexFd: number }, count: number, storeSizeBytes: number): number {
+  const indexBytes = io.sizeBytes(files.indexFd);
   if (count < indexBytes / INDEX_ENTRY_BYTES) {
     const entry = Buffer.allocUnsafe(INDEX_ENTRY_BYTES);
-    readFully(files.indexFd, entry, count * INDEX_ENTRY_BYTES);
+    readFully(io, files.indexFd, entry, count * INDEX_ENTRY_BYTES);
     const decoded = decodeIndexEntry(entry, 0);
     if (decoded.relativeOffset === count && decoded.positionBytes <= storeSizeBytes) return decoded.positionBytes;
   }
   // Walk the frame lengths (checksums aside: frames before the damage were verified by recovery).
-  const window = new FileWindow(files.storeFd, storeSizeBytes);
+  const window = new FileWindow(io, files.storeFd, storeSizeBytes);
   let position = 0;
   for (let i = 0; i < count && position + FRAME_HEADER_BYTES <= storeSizeBytes; i++) {
     const head = window.view(position, 4);
@@ -152,29 +150,17 @@ function positionOf(files: { storeFd: number; indexFd: number }, count: number, 
   return Math.min(position, storeSizeBytes);
 }
 
-function recoverOnce(dir: string, config: LogConfig): { segments: Segment[]; report: RecoveryReport } {
+function recoverOnce(io: FileIo, dir: string, config: LogConfig): { segments: Segment[]; report: RecoveryReport } {
   const report = emptyReport();
-  const bases = listSegments(dir, report);
+  const bases = listSegments(io, dir, report);
+  removeInterruptedRoll(io, dir, bases, report);
   const segments: Segment[] = [];
   try {
     for (let i = 0; i < bases.length; i++) {
       const base = bases[i]!;
       const isLast = i === bases.length - 1;
-      const segment = isLast ? openActive(dir, base, config, report) : openSealed(dir, base, bases[i + 1]!, config, report);
+      const segment = isLast ? openActive(io, dir, base, config, report) : openSealed(io, dir, base, bases[i + 1]!, config, report);
       const previous = segments[segments.length - 1];
-      if (previous && isLast && segment.entryCount === 0 && previous.nextOffset < base) {
-        // A roll creates the next segment's files when a record no longer fits, before the
-        // previous segment's last records are written (they are flushed at the end of the event
-        // loop turn): a crash in between leaves an empty last segment after a gap. Those records
-        // were never written, so never acknowledged: the previous segment is the active one again.
-        segment.close();
-        segment.removeFiles();
-        const reopened = segments.pop()!;
-        reopened.close();
-        segments.push(openActive(dir, reopened.baseOffset, config, report));
-        report.actions.push(`removed empty segment ${segment.storePath}: a roll interrupted before offsets ${previous.nextOffset}..${base - 1} were written`);
-        continue;
-      }
       if (previous && previous.nextOffset !== base) {
         segment.close();
         throw new CorruptionError(
@@ -200,17 +186,44 @@ function recoverOnce(dir: string, config: LogConfig): { segments: Segment[]; rep
   return { segments, report };
 }
 
-function openFiles(dir: string, base: number): { storeFd: number; indexFd: number; storePath: string; indexPath: string } {
+/**
+ * A roll creates the next segment's files when a record no longer fits, before the previous
+ * segment's last records are written and synced (they are flushed at the end of the event-loop
+ * turn, and the previous segment is synced before the next one gets a byte): a crash in between
+ * leaves an empty last segment, and the previous one's tail unwritten or, after a power loss,
+ * torn. None of that tail was acknowledged, so the empty segment goes and the previous one is
+ * recovered as the active segment (a torn tail cut) rather than judged as a sealed one.
+ */
+function removeInterruptedRoll(io: FileIo, dir: string, bases: number[], report: RecoveryReport): void {
+  if (bases.length < 2) return;
+  const base = bases[bases.length - 1]!;
+  const storePath = join(dir, segmentFileName(base, STORE_SUFFIX));
+  const fd = io.open(storePath, 'r');
+  let sizeBytes: number;
+  try {
+    sizeBytes = io.sizeBytes(fd);
+  } finally {
+    io.close(fd);
+  }
+  if (sizeBytes > 0) return;
+  io.unlink(storePath);
+  const indexPath = join(dir, segmentFileName(base, INDEX_SUFFIX));
+  if (io.kind(indexPath) !== 'absent') io.unlink(indexPath);
+  bases.pop();
+  report.actions.push(`removed empty segment ${storePath}: a roll interrupted before its first record was written`);
+}
+
+function openFiles(io: FileIo, dir: string, base: number): { storeFd: number; indexFd: number; storePath: string; indexPath: string } {
   const storePath = join(dir, segmentFileName(base, STORE_SUFFIX));
   const indexPath = join(dir, segmentFileName(base, INDEX_SUFFIX));
-  const storeFd = openSync(storePath, 'r+');
+  const storeFd = io.open(storePath, 'r+');
   let indexFd: number;
   try {
-    indexFd = openSync(indexPath, 'a+');
-    closeSync(indexFd);
-    indexFd = openSync(indexPath, 'r+');
+    indexFd = io.open(indexPath, 'a+');
+    io.close(indexFd);
+    indexFd = io.open(indexPath, 'r+');
   } catch (error) {
-    closeSync(storeFd);
+    io.close(storeFd);
     throw error;
   }
   return { storeFd, indexFd, storePath, indexPath };
@@ -221,25 +234,25 @@ function openFiles(dir: string, base: number): { storeFd: number; indexFd: numbe
  * the last entry, and the last frame valid and ending exactly at the end of the store. If the
  * index fails these, it is rebuilt from the store (which then must scan cleanly to its end).
  */
-function openSealed(dir: string, base: number, nextBase: number, config: LogConfig, report: RecoveryReport): Segment {
-  const files = openFiles(dir, base);
+function openSealed(io: FileIo, dir: string, base: number, nextBase: number, config: LogConfig, report: RecoveryReport): Segment {
+  const files = openFiles(io, dir, base);
   try {
-    const storeSizeBytes = fstatSync(files.storeFd).size;
-    const indexBytes = fstatSync(files.indexFd).size;
-    const window = new FileWindow(files.storeFd, storeSizeBytes);
+    const storeSizeBytes = io.sizeBytes(files.storeFd);
+    const indexBytes = io.sizeBytes(files.indexFd);
+    const window = new FileWindow(io, files.storeFd, storeSizeBytes);
     const entryCount = indexBytes / INDEX_ENTRY_BYTES;
     if (Number.isInteger(entryCount) && entryCount > 0) {
       const last = Buffer.allocUnsafe(INDEX_ENTRY_BYTES);
-      readFully(files.indexFd, last, indexBytes - INDEX_ENTRY_BYTES);
+      readFully(io, files.indexFd, last, indexBytes - INDEX_ENTRY_BYTES);
       const entry = decodeIndexEntry(last, 0);
       const size = entry.relativeOffset === entryCount - 1
         ? frameValidAt(window, entry.positionBytes, base + entryCount - 1, config.maxRecordBytes)
         : undefined;
       if (size !== undefined && entry.positionBytes + size === storeSizeBytes) {
-        return Segment.fromRecovered(dir, base, { ...files, entryCount, storeSizeBytes });
+        return Segment.fromRecovered(io, dir, base, { ...files, entryCount, storeSizeBytes });
       }
     } else if (indexBytes === 0 && storeSizeBytes === 0) {
-      return Segment.fromRecovered(dir, base, { ...files, entryCount: 0, storeSizeBytes: 0 });
+      return Segment.fromRecovered(io, dir, base, { ...files, entryCount: 0, storeSizeBytes: 0 });
     }
     const scan = scanFrames({
       window, fileName: files.storePath, startBytes: 0, startOffset: base, maxValueBytes: config.maxRecordBytes,
@@ -268,13 +281,13 @@ function openSealed(dir: string, base: number, nextBase: number, config: LogConf
         );
       }
     }
-    writeIndex(files.indexFd, scan.positions);
+    writeIndex(io, files.indexFd, scan.positions);
     report.rebuiltIndexEntries += scan.positions.length;
     report.actions.push(`rebuilt ${files.indexPath} from its store: ${scan.positions.length} entries`);
-    return Segment.fromRecovered(dir, base, { ...files, entryCount: scan.positions.length, storeSizeBytes });
+    return Segment.fromRecovered(io, dir, base, { ...files, entryCount: scan.positions.length, storeSizeBytes });
   } catch (error) {
-    closeSync(files.storeFd);
-    closeSync(files.indexFd);
+    io.close(files.storeFd);
+    io.close(files.indexFd);
     throw error;
   }
 }
@@ -283,16 +296,16 @@ function openSealed(dir: string, base: number, nextBase: number, config: LogConf
  * The last segment: keep the index entries that are structurally sound and point at valid frames,
  * then scan the store from there, indexing what the index lacked and cutting a torn tail.
  */
-function openActive(dir: string, base: number, config: LogConfig, report: RecoveryReport): Segment {
-  const files = openFiles(dir, base);
+function openActive(io: FileIo, dir: string, base: number, config: LogConfig, report: RecoveryReport): Segment {
+  const files = openFiles(io, dir, base);
   try {
-    const storeSizeBytes = fstatSync(files.storeFd).size;
-    const window = new FileWindow(files.storeFd, storeSizeBytes);
-    const indexBytes = fstatSync(files.indexFd).size;
+    const storeSizeBytes = io.sizeBytes(files.storeFd);
+    const window = new FileWindow(io, files.storeFd, storeSizeBytes);
+    const indexBytes = io.sizeBytes(files.indexFd);
     const fileEntries = Math.floor(indexBytes / INDEX_ENTRY_BYTES);
     const capacityBytes = Math.max(64 * 1024, config.maxIndexBytes, fileEntries * INDEX_ENTRY_BYTES);
     const index = Buffer.alloc(capacityBytes);
-    if (fileEntries > 0) readFully(files.indexFd, index.subarray(0, fileEntries * INDEX_ENTRY_BYTES), 0);
+    if (fileEntries > 0) readFully(io, files.indexFd, index.subarray(0, fileEntries * INDEX_ENTRY_BYTES), 0);
     const indexed = soundPrefix(index, fileEntries, storeSizeBytes);
     let trusted = indexed;
     // Step back over trailing entries whose frames fail (torn writes); usually none.
@@ -356,26 +369,26 @@ function openActive(dir: string, base: number, config: LogConfig, report: Recove
         `cut a torn tail of ${dropped} bytes from ${files.storePath} at byte ${scan.validEndBytes} ` +
           `(the record for offset ${base + entryCount} was incomplete or failed its checksum; it was never acknowledged unless the disk corrupted it)`,
       );
-      ftruncateSync(files.storeFd, scan.validEndBytes);
+      io.truncate(files.storeFd, scan.validEndBytes);
     }
     if (entryCount !== fileEntries || indexBytes !== entryCount * INDEX_ENTRY_BYTES) {
       // Entries [0, trusted) are in the file as they should be; rewrite the rest.
-      ftruncateSync(files.indexFd, trusted * INDEX_ENTRY_BYTES);
+      io.truncate(files.indexFd, trusted * INDEX_ENTRY_BYTES);
       const bytes = (entryCount - trusted) * INDEX_ENTRY_BYTES;
-      if (bytes > 0) writeSync(files.indexFd, index, trusted * INDEX_ENTRY_BYTES, bytes, trusted * INDEX_ENTRY_BYTES);
+      if (bytes > 0) io.write(files.indexFd, index.subarray(trusted * INDEX_ENTRY_BYTES, entryCount * INDEX_ENTRY_BYTES), trusted * INDEX_ENTRY_BYTES);
       if (fileEntries > entryCount) {
         report.actions.push(`dropped ${fileEntries - entryCount} index entries of ${files.indexPath} that pointed beyond the valid store`);
       }
     }
     if (report.actions.length > 0) {
-      fsyncSync(files.storeFd);
-      fsyncSync(files.indexFd);
+      io.fsyncSync(files.storeFd);
+      io.fsyncSync(files.indexFd);
     }
     assert(entryCount * INDEX_ENTRY_BYTES <= index.length, 'recovered index exceeds its buffer');
-    return Segment.fromRecovered(dir, base, { ...files, entryCount, storeSizeBytes: scan.validEndBytes, index });
+    return Segment.fromRecovered(io, dir, base, { ...files, entryCount, storeSizeBytes: scan.validEndBytes, index });
   } catch (error) {
-    closeSync(files.storeFd);
-    closeSync(files.indexFd);
+    io.close(files.storeFd);
+    io.close(files.indexFd);
     throw error;
   }
 }
@@ -393,12 +406,12 @@ function soundPrefix(index: Buffer, entries: number, storeSizeBytes: number): nu
 }
 
 /** Replaces an index file's contents with entries for `positions`. */
-function writeIndex(fd: number, positions: number[]): void {
+function writeIndex(io: FileIo, fd: number, positions: number[]): void {
   const buffer = Buffer.allocUnsafe(positions.length * INDEX_ENTRY_BYTES);
   for (let i = 0; i < positions.length; i++) encodeIndexEntry(buffer, i, positions[i]!);
-  ftruncateSync(fd, 0);
-  if (buffer.length > 0) writeSync(fd, buffer, 0, buffer.length, 0);
-  fsyncSync(fd);
+  io.truncate(fd, 0);
+  if (buffer.length > 0) io.write(fd, buffer, 0);
+  io.fsyncSync(fd);
 }
 
 function reportQuarantined(ranges: ScanResult['quarantined'], path: string, report: RecoveryReport): void {

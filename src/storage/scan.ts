@@ -3,9 +3,9 @@
  * and at the first frame that fails decides whether it is a torn tail (cut it) or corruption in the
  * middle of the file (report it, never drop what follows).
  */
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { CorruptionError } from '../util/index.js';
 import { crc32 } from './checksum.js';
+import { NODE_FILE_IO, type FileIo } from './file-io.js';
 import { FRAME_HEADER_BYTES } from './format.js';
 
 const TWO_POW_32 = 0x1_0000_0000;
@@ -17,6 +17,7 @@ export class FileWindow {
   private startBytes = 0;
 
   constructor(
+    private readonly io: FileIo,
     readonly fd: number,
     readonly sizeBytes: number,
   ) {}
@@ -26,7 +27,7 @@ export class FileWindow {
     if (position < this.startBytes || position + length > this.startBytes + this.buffer.length) {
       const want = Math.min(Math.max(length, WINDOW_BYTES), this.sizeBytes - position);
       const buffer = Buffer.allocUnsafe(want);
-      readFully(this.fd, buffer, position);
+      readFully(this.io, this.fd, buffer, position);
       this.buffer = buffer;
       this.startBytes = position;
     }
@@ -34,10 +35,10 @@ export class FileWindow {
   }
 }
 
-export function readFully(fd: number, target: Buffer, position: number): void {
+export function readFully(io: FileIo, fd: number, target: Buffer, position: number): void {
   let done = 0;
   while (done < target.length) {
-    const n = readSync(fd, target, done, target.length - done, position + done);
+    const n = io.read(fd, target, done, target.length - done, position + done);
     if (n === 0) throw new Error(`short read at byte ${position + done}: file ended`);
     done += n;
   }
@@ -179,11 +180,11 @@ function findLaterValidFrame(
 }
 
 /** Opens a file read-only just to scan it (used by tests and tools). */
-export function withFileWindow<T>(path: string, body: (window: FileWindow) => T): T {
-  const fd = openSync(path, 'r');
+export function withFileWindow<T>(path: string, body: (window: FileWindow) => T, io: FileIo = NODE_FILE_IO): T {
+  const fd = io.open(path, 'r');
   try {
-    return body(new FileWindow(fd, fstatSync(fd).size));
+    return body(new FileWindow(io, fd, io.sizeBytes(fd)));
   } finally {
-    closeSync(fd);
+    io.close(fd);
   }
 }

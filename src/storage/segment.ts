@@ -6,13 +6,10 @@
  * Writes go through a reusable arena: appends encode frames into it synchronously and the log's
  * flusher writes the arena with one pwritev per segment, then the index entries with one pwrite.
  */
-import {
-  closeSync, fdatasync, fstatSync, fsyncSync, ftruncateSync, openSync, readSync, unlinkSync, writeSync, writevSync,
-} from 'node:fs';
 import { join } from 'node:path';
-import { failpoints } from '../failpoints/index.js';
 import { assert, CorruptionError } from '../util/index.js';
 import { crc32 } from './checksum.js';
+import type { FileIo } from './file-io.js';
 import {
   decodeFrameHeader, decodeIndexEntry, encodeFrame, encodeIndexEntry, FRAME_HEADER_BYTES, INDEX_ENTRY_BYTES, INDEX_SUFFIX,
   frameChecksumMatches, segmentFileName, STORE_SUFFIX,
@@ -25,11 +22,6 @@ const ARENA_BYTES = 512 * 1024;
 const INITIAL_INDEX_CAPACITY_BYTES = 64 * 1024;
 /** Index entries read per call when walking a sealed segment, bounding one read's size. */
 const READ_ENTRIES_MAX = 4096;
-
-export function fdatasyncAsync(fd: number): Promise<void> {
-  if (failpoints !== undefined) return failpoints.fsync(fd, fdatasync);
-  return new Promise((resolve, reject) => fdatasync(fd, (error) => (error ? reject(error) : resolve())));
-}
 
 export class Segment {
   readonly storePath: string;
@@ -62,6 +54,7 @@ export class Segment {
   private fullArenas: Buffer[] = [];
 
   private constructor(
+    private readonly io: FileIo,
     readonly dir: string,
     readonly baseOffset: number,
     options: { storeFd: number; indexFd: number; entryCount: number; storeSizeBytes: number; index?: Buffer },
@@ -81,12 +74,12 @@ export class Segment {
   }
 
   /** Creates a new, empty, active segment. */
-  static create(dir: string, baseOffset: number): Segment {
+  static create(io: FileIo, dir: string, baseOffset: number): Segment {
     const storePath = join(dir, segmentFileName(baseOffset, STORE_SUFFIX));
     const indexPath = join(dir, segmentFileName(baseOffset, INDEX_SUFFIX));
-    const storeFd = openSync(storePath, 'wx+');
-    const indexFd = openSync(indexPath, 'wx+');
-    return new Segment(dir, baseOffset, {
+    const storeFd = io.open(storePath, 'wx+');
+    const indexFd = io.open(indexPath, 'wx+');
+    return new Segment(io, dir, baseOffset, {
       storeFd, indexFd, entryCount: 0, storeSizeBytes: 0, index: Buffer.alloc(INITIAL_INDEX_CAPACITY_BYTES),
     });
   }
@@ -96,11 +89,12 @@ export class Segment {
    * in it, and in the file); sealed segments pass undefined and read their index file.
    */
   static fromRecovered(
+    io: FileIo,
     dir: string,
     baseOffset: number,
     options: { storeFd: number; indexFd: number; entryCount: number; storeSizeBytes: number; index?: Buffer },
   ): Segment {
-    return new Segment(dir, baseOffset, options);
+    return new Segment(io, dir, baseOffset, options);
   }
 
   get nextOffset(): number {
@@ -158,19 +152,15 @@ export class Segment {
     let position = this.writtenStoreBytes;
     for (let i = 0; i < buffers.length; i += 512) {
       const slice = buffers.slice(i, i + 512);
-      let expected = 0;
-      for (const b of slice) expected += b.length;
-      const written = writevSync(this.storeFd, slice, position);
-      assert(written === expected, `short write to ${this.storePath}: ${written} of ${expected} bytes`);
-      position += written;
+      this.io.writev(this.storeFd, slice, position);
+      for (const b of slice) position += b.length;
     }
     assert(position === this.storeSizeBytes, 'store size after write disagrees with assigned size');
     this.fullArenas = [];
     this.arenaUsedBytes = 0;
     const from = this.writtenEntryCount * INDEX_ENTRY_BYTES;
     const to = this.entryCount * INDEX_ENTRY_BYTES;
-    const written = writeSync(this.indexFd, this.index, from, to - from, from);
-    assert(written === to - from, `short write to ${this.indexPath}`);
+    this.io.write(this.indexFd, this.index.subarray(from, to), from);
     this.writtenStoreBytes = this.storeSizeBytes;
     this.writtenEntryCount = this.entryCount;
     if (this.sealed) this.index = undefined; // fully written: reads now use the index file
@@ -191,9 +181,9 @@ export class Segment {
     const entryCount = this.writtenEntryCount;
     const work: Promise<void>[] = [];
     this.files();
-    if (storeBytes > this.syncedStoreBytes) work.push(fdatasyncAsync(this.storeFd));
+    if (storeBytes > this.syncedStoreBytes) work.push(this.io.fdatasync(this.storeFd));
     const syncIndex = this.sealed && entryCount > this.syncedIndexEntryCount;
-    if (syncIndex) work.push(fdatasyncAsync(this.indexFd));
+    if (syncIndex) work.push(this.io.fdatasync(this.indexFd));
     this.syncsInFlight += 1;
     try {
       await Promise.all(work);
@@ -222,13 +212,17 @@ export class Segment {
     } else {
       source = Buffer.allocUnsafe(entries * INDEX_ENTRY_BYTES);
       this.files();
-      readFully(this.indexFd, source, first * INDEX_ENTRY_BYTES);
+      readFully(this.io, this.indexFd, source, first * INDEX_ENTRY_BYTES);
       sourceFirst = first;
     }
     for (let i = 0; i < entries; i++) {
       const entry = decodeIndexEntry(source, first + i, sourceFirst);
       if (entry.relativeOffset !== first + i) {
         throw new CorruptionError(this.indexPath, (first + i) * INDEX_ENTRY_BYTES, `index entry ${first + i} names entry ${entry.relativeOffset}`);
+      }
+      // A damaged position would make the read below fail with a RangeError or a short read.
+      if (entry.positionBytes >= this.writtenStoreBytes || (i > 0 && entry.positionBytes <= out[i - 1]!)) {
+        throw new CorruptionError(this.indexPath, (first + i) * INDEX_ENTRY_BYTES, `index entry ${first + i} points at byte ${entry.positionBytes}, out of order or past the store's end`);
       }
       out[i] = entry.positionBytes;
     }
@@ -300,7 +294,7 @@ export class Segment {
     const start = positions[0]!;
     const chunk = Buffer.allocUnsafe(positions[take]! - start);
     this.files();
-    readFully(this.storeFd, chunk, start);
+    readFully(this.io, this.storeFd, chunk, start);
     const records = new Array<StoredRecord>(take);
     for (let i = 0; i < take; i++) {
       records[i] = this.decodeAt(chunk, positions[i]! - start, positions[i + 1]! - start, offset + i, positions[i]!);
@@ -342,9 +336,9 @@ export class Segment {
     this.files();
     const index = Buffer.alloc(Math.max(INITIAL_INDEX_CAPACITY_BYTES, relative * INDEX_ENTRY_BYTES));
     if (this.index !== undefined) this.index.copy(index, 0, 0, relative * INDEX_ENTRY_BYTES);
-    else if (relative > 0) readFully(this.indexFd, index.subarray(0, relative * INDEX_ENTRY_BYTES), 0);
-    ftruncateSync(this.storeFd, storeBytes);
-    ftruncateSync(this.indexFd, relative * INDEX_ENTRY_BYTES);
+    else if (relative > 0) readFully(this.io, this.indexFd, index.subarray(0, relative * INDEX_ENTRY_BYTES), 0);
+    this.io.truncate(this.storeFd, storeBytes);
+    this.io.truncate(this.indexFd, relative * INDEX_ENTRY_BYTES);
     this.index = index;
     this.sealed = false;
     this.entryCount = this.writtenEntryCount = relative;
@@ -368,8 +362,8 @@ export class Segment {
   /** fsyncs both files now (a truncation's new size included). */
   syncFilesSync(): void {
     this.files();
-    fsyncSync(this.storeFd);
-    fsyncSync(this.indexFd);
+    this.io.fsyncSync(this.storeFd);
+    this.io.fsyncSync(this.indexFd);
     this.syncedStoreBytes = this.writtenStoreBytes;
     if (this.sealed) this.syncedIndexEntryCount = this.writtenEntryCount;
   }
@@ -385,9 +379,8 @@ export class Segment {
     const chunkBytes = 1024 * 1024;
     for (let position = this.syncedStoreBytes; position < this.writtenStoreBytes; position += chunkBytes) {
       const chunk = Buffer.allocUnsafe(Math.min(chunkBytes, this.writtenStoreBytes - position));
-      readFully(this.storeFd, chunk, position);
-      const written = writeSync(this.storeFd, chunk, 0, chunk.length, position);
-      assert(written === chunk.length, `short write to ${this.storePath}: ${written} of ${chunk.length} bytes`);
+      readFully(this.io, this.storeFd, chunk, position);
+      this.io.write(this.storeFd, chunk, position);
     }
     this.syncFilesSync();
   }
@@ -395,7 +388,7 @@ export class Segment {
   /** Reads raw store bytes [position, position + target.length). */
   readStore(target: Buffer, position: number): number {
     this.files();
-    return readSync(this.storeFd, target, 0, target.length, position);
+    return this.io.read(this.storeFd, target, 0, target.length, position);
   }
 
   get filesOpen(): boolean {
@@ -405,11 +398,11 @@ export class Segment {
   /** Reopens a parked segment's files. */
   private files(): void {
     if (this.storeFd >= 0) return;
-    const storeFd = openSync(this.storePath, 'r+');
+    const storeFd = this.io.open(this.storePath, 'r+');
     try {
-      this.indexFd = openSync(this.indexPath, 'r+');
+      this.indexFd = this.io.open(this.indexPath, 'r+');
     } catch (error) {
-      closeSync(storeFd);
+      this.io.close(storeFd);
       throw error;
     }
     this.storeFd = storeFd;
@@ -428,20 +421,20 @@ export class Segment {
 
   close(): void {
     if (this.storeFd < 0) return;
-    closeSync(this.storeFd);
-    closeSync(this.indexFd);
+    this.io.close(this.storeFd);
+    this.io.close(this.indexFd);
     this.storeFd = -1;
     this.indexFd = -1;
   }
 
   removeFiles(): void {
-    unlinkSync(this.storePath);
-    unlinkSync(this.indexPath);
+    this.io.unlink(this.storePath);
+    this.io.unlink(this.indexPath);
   }
 
   /** For tests: the store file's size as the OS sees it. */
   storeFileSizeBytes(): number {
     this.files();
-    return fstatSync(this.storeFd).size;
+    return this.io.sizeBytes(this.storeFd);
   }
 }

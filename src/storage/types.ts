@@ -2,6 +2,7 @@
  * Public types of the segmented commit log. See `log.ts` for the implementation and the on-disk
  * format in `format.ts`.
  */
+import type { FileIo } from './file-io.js';
 
 /**
  * When an append is acknowledged:
@@ -53,6 +54,18 @@ export interface LogConfig {
    * `quarantineDamaged`. Default false.
    */
   cutAtDamage?: boolean;
+  /** The file system (default node:fs; the simulator passes its disk). */
+  io?: FileIo;
+  /** Deliberately broken variants for the simulator's tests; never set in production. */
+  faults?: StorageFaults;
+}
+
+/** Bugs the simulated disk must catch, each read at the one place it lives (all off by default). */
+export interface StorageFaults {
+  /** Do not fsync the directory after a roll created a segment's files. */
+  readonly skipDirSyncAfterRoll?: boolean;
+  /** Under fsync=always, acknowledge appends once written, before their fdatasync. */
+  readonly acknowledgeBeforeSync?: boolean;
 }
 
 /** What a caller appends: the log assigns the offset. */

@@ -4,7 +4,7 @@
  * the process's state can no longer be trusted, and the top level logs it and exits.
  */
 export class AssertionError extends Error {
-  override readonly name = 'AssertionError';
+  override readonly name: string = 'AssertionError';
 }
 
 export function assert(condition: unknown, message: string): asserts condition {

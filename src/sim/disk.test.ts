@@ -1,0 +1,165 @@
+// Goal: the commit log's promises hold on a disk that misbehaves like real ones: every
+// acknowledged record survives a crash intact, an append reported failed never reappears, and a
+// flipped bit is reported (CorruptionError), never returned as other bytes. Recovery reporting
+// damage to records that were never acknowledged (a power loss can keep an index entry and tear
+// its frame) is counted, not failed: `falseAlarms`. Method: per seed, a CommitLog on a
+// seeded SimDisk (small segments so rolls are frequent; some seeds with fsync failures, a full
+// disk, slow fsyncs) takes concurrent appends and batches; the machine crashes at a random
+// event-loop turn, mid-write and mid-fsync; the log reopens on what the disk kept, three
+// crashes per seed. The same harness runs the broken variants of the log (StorageFaults) to
+// show the checks bite.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { CommitLog, type LogConfig, type StorageFaults } from '../storage/index.js';
+import { CorruptionError, Prng, StorageFailedError } from '../util/index.js';
+import { SimDisk, eventLoopTurns as turns } from './disk.js';
+
+const DIR = '/data/log';
+const textDecoder = new TextDecoder();
+
+interface SeedResult {
+  readonly acknowledged: number;
+  readonly failedAppends: number;
+  readonly fsyncFailures: number;
+  /** Acknowledged records a flipped bit made unreadable (CorruptionError) or cut as a torn tail. */
+  readonly damaged: number;
+  /**
+   * Records never acknowledged that recovery kept as damaged, or opens it refused, without a
+   * flipped bit: after a power loss an index entry can be durable while its frame is torn.
+   */
+  readonly falseAlarms: number;
+}
+
+/** Runs one seed; throws an AssertionError naming the seed when a promise of the log is broken. */
+export async function runDiskSeed(seed: number, extra: Partial<LogConfig> = {}): Promise<SeedResult> {
+  const prng = new Prng(seed);
+  let disk = new SimDisk({
+    seed,
+    fsyncFailureProbability: prng.pick([0, 0, 0, 0.02]),
+    capacityBytes: prng.pick([Infinity, Infinity, 6_000]),
+    syncDelayTurnsMax: prng.pick([0, 2, 8]),
+  });
+  const config: Partial<LogConfig> = { maxStoreBytes: prng.pick([128, 512, 4096]), maxIndexBytes: 12 * 64, fsync: { kind: 'always' }, ...extra };
+  /** Value of every acknowledged offset; values are unique. */
+  const acknowledged = new Map<number, string>();
+  const failed = new Set<string>();
+  let damaged = 0;
+  let failedAppends = 0;
+  let fsyncFailures = 0;
+  let falseAlarms = 0;
+  let next = 0;
+  let flipped = false;
+  for (let crash = 0; crash < 3; crash++) {
+    flipped ||= disk.bitFlips.length > 0;
+    let log: CommitLog | undefined;
+    for (let attempt = 0; log === undefined; attempt++) {
+      try {
+        log = await CommitLog.open(DIR, { ...config, io: disk });
+      } catch (error) {
+        // A failed fsync during recovery fails the open; the operator starts it again.
+        if ((error as { code?: string }).code === 'EIO' && attempt < 5) continue;
+        // Damage recovery cannot delimit refuses the open: reported, never hidden. Without a
+        // flipped bit it is a false alarm about records that were never acknowledged.
+        if (error instanceof CorruptionError) return { acknowledged: acknowledged.size, failedAppends, fsyncFailures, damaged: damaged + 1, falseAlarms: flipped ? 0 : 1 };
+        throw error;
+      }
+    }
+    falseAlarms += check(seed, log, acknowledged, failed, flipped, () => damaged++);
+    const value = (): string => `s${seed}v${next++}:${'x'.repeat(prng.int(0, 60))}`;
+    const appendCount = prng.int(1, 40);
+    for (let i = 0; i < appendCount; i++) {
+      // The outcome callbacks run until the crash; after it the log's promises never settle.
+      if (prng.chance(0.2)) {
+        const values = Array.from({ length: prng.int(1, 4) }, value);
+        void log.appendBatch(values.map((v) => ({ value: Buffer.from(v) }))).then(
+          ({ firstOffset }) => values.forEach((v, j) => acknowledged.set(firstOffset + j, v)),
+          (error: unknown) => refused(error, values),
+        );
+      } else {
+        const v = value();
+        void log.append({ value: Buffer.from(v) }).then(
+          (offset) => void acknowledged.set(offset, v),
+          (error: unknown) => refused(error, [v]),
+        );
+      }
+      if (prng.chance(0.3)) await turns(prng.int(0, 3));
+    }
+    await turns(prng.int(0, 30));
+    fsyncFailures += disk.fsyncFailures;
+    // The restarted machine has room again: a full disk is a failure to survive, not to repeat.
+    disk = disk.crash({ bitFlipProbability: 0.1, capacityBytes: Infinity });
+  }
+  function refused(error: unknown, values: readonly string[]): void {
+    // A failed log refuses everything after; only StorageFailedError says "not appended".
+    assert.ok(error instanceof StorageFailedError, `seed ${seed}: unexpected append error ${String(error)}`);
+    if (/outcome unknown/.test(error.message)) return;
+    failedAppends += values.length;
+    for (const value of values) failed.add(value);
+  }
+  return { acknowledged: acknowledged.size, failedAppends, fsyncFailures, damaged, falseAlarms };
+}
+
+/** Checks the reopened log against what was acknowledged and refused; returns the false alarms seen. */
+function check(seed: number, log: CommitLog, acknowledged: ReadonlyMap<number, string>, failed: ReadonlySet<string>, bitFlipped: boolean, onDamage: () => void): number {
+  const where = `seed ${seed}`;
+  let falseAlarms = 0;
+  for (const [offset, value] of acknowledged) {
+    // A flipped bit in the last record looks like a torn write, which recovery cuts: Raft's
+    // replicas repair that, a single log cannot know.
+    if (offset >= log.nextOffset() && bitFlipped) {
+      onDamage();
+      continue;
+    }
+    assert.ok(offset < log.nextOffset(), `${where}: acknowledged offset ${offset} lost (the log ends at ${log.nextOffset()})`);
+    try {
+      const stored = textDecoder.decode(log.read(offset).value);
+      assert.equal(stored, value, `${where}: offset ${offset} holds other bytes than acknowledged`);
+    } catch (error) {
+      if (!(error instanceof CorruptionError) || !bitFlipped) throw error;
+      onDamage();
+    }
+  }
+  for (let offset = log.lowestOffset(); offset < log.nextOffset(); offset++) {
+    let stored: string;
+    try {
+      stored = textDecoder.decode(log.read(offset).value);
+    } catch (error) {
+      if (!(error instanceof CorruptionError)) throw error;
+      if (!bitFlipped) falseAlarms++;
+      continue;
+    }
+    assert.ok(!failed.has(stored), `${where}: ${stored} was reported failed but is in the log at ${offset}`);
+  }
+  return falseAlarms;
+}
+
+test('a commit log on a misbehaving simulated disk keeps every acknowledged record across crashes', async (t) => {
+  const total = { acknowledged: 0, failedAppends: 0, fsyncFailures: 0, damaged: 0, falseAlarms: 0 };
+  for (let seed = 1; seed <= 300; seed++) {
+    const result = await runDiskSeed(seed);
+    for (const key of Object.keys(total) as (keyof typeof total)[]) total[key] += result[key];
+  }
+  t.diagnostic(JSON.stringify(total));
+  // The schedule must exercise what it claims to.
+  assert.ok(total.acknowledged > 3000, `acknowledged ${total.acknowledged}`);
+  assert.ok(total.failedAppends > 0 && total.fsyncFailures > 0 && total.damaged > 0, JSON.stringify(total));
+});
+
+// Broken variants of the log (StorageFaults), each with the seeds it may take to be caught
+// (both are caught at seed 1 today; the budget leaves room for schedule changes).
+const STORAGE_VARIANTS: Record<keyof StorageFaults, number> = { skipDirSyncAfterRoll: 30, acknowledgeBeforeSync: 30 };
+
+for (const [name, seedBudget] of Object.entries(STORAGE_VARIANTS) as [keyof StorageFaults, number][]) {
+  test(`the simulated disk catches the broken log variant ${name}`, async (t) => {
+    for (let seed = 1; seed <= seedBudget; seed++) {
+      try {
+        await runDiskSeed(seed, { faults: { [name]: true } });
+      } catch (error) {
+        t.diagnostic(`${name}: caught at seed ${seed}: ${(error as Error).message}`);
+        assert.match((error as Error).message, /acknowledged offset \d+ lost|holds other bytes/);
+        return;
+      }
+    }
+    assert.fail(`${name} was not caught within ${seedBudget} seeds`);
+  });
+}
