@@ -217,7 +217,7 @@ export class RaftNode<Result> {
   submitProposal(
     datas: readonly Uint8Array[],
     outcome: Outcome<{ firstIndex: number; lastIndex: number; results: Result[] }>,
-    options: { timeoutMs?: number } = {},
+    options: { timeoutMs?: number; type?: EntryType } = {},
   ): void {
     assert(datas.length > 0, 'proposeBatch of no entries');
     this.request(outcome, () => {

@@ -835,7 +835,7 @@ export class RaftLogStorage implements RaftStorage {
   private votersBefore(endOffset: number): number {
     let bytes: Buffer;
     try {
-      bytes = readFileSync(this.controlPath());
+      bytes = (this.logConfig.io ?? NODE_FILE_IO).readFile(this.controlPath());
     } catch {
       bytes = Buffer.alloc(0);
     }
