@@ -118,7 +118,13 @@ describe('the annal:// client', () => {
         if ((i === 2500 || i === 6500) && killed < 2) {
           killed++;
           await Promise.all(restarts); // the second kill finds the first killed node back
-          const leaderAddr = leaderOf(await c.getServers()).rpcAddr;
+          // Any member answers GetServers; one just restarted may not know the leader yet.
+          let servers = await c.getServers();
+          for (let tries = 0; tries < 200 && !servers.some((s) => s.isLeader); tries++) {
+            await new Promise((resolve) => setTimeout(resolve, 50));
+            servers = await c.getServers();
+          }
+          const leaderAddr = leaderOf(servers).rpcAddr;
           const leader = members.find((m) => m.rpcAddr === leaderAddr)!;
           await kill(leader);
           // Restarted while the client keeps producing; it rejoins on its old ports with its data.
