@@ -110,7 +110,7 @@ const corruption = crash(
   'kill -9 a random node, damage one of its files (flip a bit in a segment, truncate a segment or the hard state), restart it; a node that refuses to start is replaced by a new member',
   {
     leaderChance: 0,
-    ci: false,
+    ci: true,
     whileDown: (context, target) => context.log(`  ${target.name}: ${corrupt(target.dataDir, context.prng)}`),
     async restart(context, target) {
       try {

@@ -1,7 +1,8 @@
 // Goal: the whole product keeps its promises under attack, in CI: a 3-node cluster of real
 // `annal agent` processes (mTLS, fsync always) runs a seeded schedule that includes every CI-safe
 // nemesis at least once (kill -9 of a node and of the leader, pauses, leave and rejoin, a new
-// member replacing one, slow and failing disks, power loss of one node and of all, and where
+// member replacing one, slow and failing disks, power loss of one node and of all, a damaged
+// file on a stopped node (flipped bit, truncated segment or hard state), and where
 // network namespaces can be made (root) partitions: majority/minority, the leader isolated, a
 // bridge, one-way, a slow link) under concurrent producers and plain, linearizable and tailing
 // readers; the checker then finds no violation in the history and the final logs. And the run
