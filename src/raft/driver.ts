@@ -32,7 +32,8 @@ import { LeadershipLostError, ProposalOutcomeUnknownError, RaftBusyError } from 
 import type { RefusalReason, RequestResult } from './raft.js';
 import { RawNode, type Ready, type Status } from './raw-node.js';
 import type { Storage } from './storage.js';
-import { SYSTEM_TIMERS, type Cancel, type Timers } from './timers.js';
+import { SYSTEM_TIMERS } from '../util/system-timers.js';
+import type { Cancel, Timers } from './timers.js';
 import type { Transport } from './transport.js';
 import { EntryType, isUserEntry, Role, type ClusterConfig, type ConfigChange, type Entry, type HardState, type Message, type NodeId, type Snapshot } from './types.js';
 

@@ -6,7 +6,7 @@ export { applyConfigChange } from './config-change.js';
 export { type Faults } from './faults.js';
 export { MemoryStorage, CompactedError, LogUnavailableError, type Storage, type InitialState } from './storage.js';
 export { RaftNode, type Outcome, type RaftNodeOptions, type RaftStorage, type StateMachine, type Written } from './driver.js';
-export { SYSTEM_TIMERS, type Cancel, type Timers } from './timers.js';
+export type { Cancel, Timers } from './timers.js';
 export { InMemoryNetwork, type Transport } from './transport.js';
 export { LeadershipLostError, ProposalOutcomeUnknownError, RaftBusyError } from './errors.js';
 export {
