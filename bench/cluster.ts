@@ -32,6 +32,7 @@
  * ANNAL_BENCH_LOG_DIR=<dir> keeps every agent's log there (<node name>.log, appended).
  * ANNAL_BENCH_CPU_PROF=<dir> runs every agent with `node --cpu-prof --cpu-prof-dir=<dir>` (a
  * profile per agent that exits gracefully; kill -9'd agents write none).
+ * ANNAL_BENCH_NODE_ARGS="<flags>" adds node flags to every agent (e.g. `--perf-basic-prof` for `perf`).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { appendFileSync, mkdirSync, readFileSync } from 'node:fs';
@@ -91,6 +92,8 @@ interface StartOptions {
 function startAgent(files: CertificateFiles, options: StartOptions): Promise<Agent> {
   const profileDir = process.env.ANNAL_BENCH_CPU_PROF;
   const nodeArgs = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${options.name}-${Date.now()}.cpuprofile`] : [];
+  const extraArgs = process.env.ANNAL_BENCH_NODE_ARGS;
+  if (extraArgs !== undefined && extraArgs !== '') nodeArgs.push(...extraArgs.split(' '));
   const args = [
     CLI, 'agent',
     '--node-name', options.name,

@@ -386,3 +386,80 @@ test('with injected timers and synchronous storage the node runs synchronously: 
   assert.equal(ticks.length, 0, 'close() cancels the tick');
   assert.equal(sent.length, 0, 'a lone voter sends nothing');
 });
+
+/** Storage whose writes complete in order, one at a time, and only while its gate is open. */
+class GatedStorage extends MemoryStorage {
+  open = true;
+  readonly appendSizes: number[] = [];
+  private readonly queue: { write: () => void; resolve: () => void }[] = [];
+  override setHardState(hardState: HardState): Promise<void> {
+    return this.later(() => super.setHardState(hardState));
+  }
+  override append(entries: readonly Entry[]): Promise<void> {
+    this.appendSizes.push(entries.length);
+    return this.later(() => super.append(entries));
+  }
+  get queued(): number {
+    return this.queue.length;
+  }
+  release(): void {
+    this.open = true;
+    this.drain();
+  }
+  private later(write: () => void): Promise<void> {
+    return new Promise((resolve) => {
+      this.queue.push({ write, resolve });
+      if (this.queue.length === 1) setImmediate(() => this.drain());
+    });
+  }
+  private drain(): void {
+    while (this.open && this.queue.length > 0) {
+      const next = this.queue.shift() as { write: () => void; resolve: () => void };
+      next.write();
+      next.resolve();
+    }
+  }
+}
+
+test('a leader does not wait for its own write: followers\' acknowledgements commit, what it cannot read back waits, and proposals made meanwhile share the next write', async () => {
+  const network = new InMemoryNetwork();
+  const ids = ['a', 'b', 'c'];
+  const storages = new Map<string, GatedStorage>();
+  const members = new Map<string, Member>();
+  for (const [i, id] of ids.entries()) {
+    const storage = new GatedStorage({ voters: ids, learners: [] });
+    storages.set(id, storage);
+    members.set(id, startMember(id, network, storage, i, {}));
+  }
+  try {
+    const leaderId = await waitForLeader(members);
+    const leader = members.get(leaderId) as Member;
+    const disk = storages.get(leaderId) as GatedStorage;
+    const encode = (value: string): Uint8Array => new TextEncoder().encode(value);
+    await leader.node.propose(encode('warm-up'));
+    await waitUntil('the leader idle', () => disk.queued === 0);
+
+    disk.open = false;
+    const writesBefore = disk.appendSizes.length;
+    const first = leader.node.propose(encode('p1'));
+    await waitUntil('p1 handed to the leader\'s disk', () => disk.appendSizes.length === writesBefore + 1);
+    const p1Index = leader.node.status().lastIndex;
+    // Committed on the followers' acknowledgements while the leader's own copy is not durable.
+    await waitUntil('p1 committed without the leader\'s write', () => leader.node.status().commit >= p1Index);
+    const later = [leader.node.propose(encode('p2')), leader.node.propose(encode('p3'))];
+    await waitUntil('p2 and p3 committed on the followers', () => leader.node.status().commit >= p1Index + 2);
+    // Nothing it cannot read back is applied, and no second write starts while the first is out.
+    assert.deepEqual(leader.machine.values, ['warm-up']);
+    assert.equal(disk.appendSizes.length, writesBefore + 1);
+
+    disk.release();
+    assert.equal(await first.then(({ result }) => result), 1);
+    assert.deepEqual(await Promise.all(later.map((proposal) => proposal.then(({ result }) => result))), [2, 3]);
+    assert.deepEqual(leader.machine.values, ['warm-up', 'p1', 'p2', 'p3']);
+    // Everything proposed while the first write was out went to the disk in one write.
+    assert.deepEqual(disk.appendSizes.slice(writesBefore), [1, 2]);
+    await waitUntil('every replica applies', () => [...members.values()].every((m) => m.machine.values.length === 4));
+  } finally {
+    closeAll(members);
+  }
+});

@@ -30,7 +30,7 @@ import {
 import type { RaftOptions } from './config.js';
 import { LeadershipLostError, ProposalOutcomeUnknownError, RaftBusyError } from './errors.js';
 import type { RefusalReason, RequestResult } from './raft.js';
-import { RawNode, type Ready, type Status } from './raw-node.js';
+import { RawNode, type Ready, type ReadyOptions, type Status } from './raw-node.js';
 import type { Storage } from './storage.js';
 import { SYSTEM_TIMERS } from '../util/system-timers.js';
 import type { Cancel, Timers } from './timers.js';
@@ -99,6 +99,11 @@ export interface RaftNodeOptions<Result> extends Omit<RaftOptions, 'storage' | '
   readonly prng?: Prng;
   /** Ticks and request deadlines; defaults to the system's timers. */
   readonly timers?: Timers;
+  /**
+   * A leader writes its entries in the background (Ready.background): it goes on taking
+   * acknowledgements, committing and applying while its own write is out. Default true.
+   */
+  readonly writeInBackground?: boolean;
 }
 
 interface Waiter<T> extends Outcome<T> {
@@ -144,6 +149,7 @@ export class RaftNode<Result> {
     const prng = options.prng ?? new Prng(randomInt(0x7fff_ffff));
     this.raw = new RawNode({ ...options, prng });
     this.timers = options.timers ?? SYSTEM_TIMERS;
+    this.readyOptions = { background: options.writeInBackground ?? true };
     const snapshot = options.storage.snapshot();
     this.snapshotIndex = snapshot.meta.index;
     if (snapshot.meta.index > 0) options.stateMachine.restore(snapshot.data);
@@ -411,8 +417,14 @@ export class RaftNode<Result> {
     try {
       while (!this.closed) {
         for (let input = this.inbox.shift(); input !== undefined; input = this.inbox.shift()) input();
-        if (this.raw.hasReady()) {
-          if (!this.runSteps(this.readySteps(this.raw.ready()), 0)) return;
+        if (this.raw.hasReady(this.readyOptions)) {
+          const ready = this.raw.ready(this.readyOptions);
+          if (ready.background) {
+            this.handleInBackground(ready);
+            if (this.snapshotDue() && !this.runSteps(this.snapshotSteps, 0)) return;
+          } else if (!this.runSteps(this.readySteps(ready), 0)) {
+            return;
+          }
         } else if (this.snapshotDue()) {
           if (!this.runSteps(this.snapshotSteps, 0)) return;
         } else {
@@ -482,6 +494,32 @@ export class RaftNode<Result> {
     steps.push(() => this.finishReady(ready, late));
     steps.push(...this.snapshotSteps);
     return steps;
+  }
+
+  /**
+   * A background Ready: a leader's entries, with no term, vote or snapshot to persist. Nothing in
+   * its messages promises the entries are durable here (the leader counts its own entries only
+   * when `persisted` reports them), so everything goes out at once; its committed entries are
+   * durable here already; the write completes on its own, and the next one waits for it (RawNode
+   * hands out no entries meanwhile), taking everything proposed in between.
+   */
+  private handleInBackground(ready: Ready): void {
+    const { storage } = this.options;
+    const last = ready.entries[ready.entries.length - 1];
+    const written = last === undefined ? undefined : storage.append(ready.entries);
+    // Lazy (commit only) and queued behind the append: a persisted commit never passes the log.
+    const hardStateWritten = ready.hardState === null ? undefined : storage.setHardState(ready.hardState);
+    if (isPending(hardStateWritten)) hardStateWritten.then(undefined, (error: unknown) => this.fail(error));
+    this.finishReady(ready, ready.messages);
+    if (last === undefined) return;
+    if (!isPending(written)) {
+      this.raw.persisted(last.index, last.term);
+      return;
+    }
+    written.then(
+      () => this.enqueue(() => this.raw.persisted(last.index, last.term)),
+      (error: unknown) => this.fail(error),
+    );
   }
 
   /** After a Ready is durable: send the rest, apply, settle reads, advance. */
@@ -571,6 +609,7 @@ export class RaftNode<Result> {
   }
 
   /** Snapshot writes due after a Ready or a compaction request (each step checks again). */
+  private readonly readyOptions: ReadyOptions;
   private readonly snapshotSteps: readonly Step[] = [() => this.compactIfDue(), () => this.snapshotIfDue()];
 
   private snapshotDue(): boolean {

@@ -11,9 +11,31 @@ export class Unstable {
   // Invariant: entries[i].index === offset + i.
   entries: Entry[] = [];
   offset: number;
+  /**
+   * The first entry not yet handed to storage: entries [offset, inProgress) are being written (a
+   * leader writing in the background) and are not handed out again. Invariant: offset <= inProgress
+   * <= offset + entries.length.
+   */
+  inProgress: number;
 
   constructor(offset: number) {
     this.offset = offset;
+    this.inProgress = offset;
+  }
+
+  /** Entries not yet handed to storage. */
+  entriesToWrite(): Entry[] {
+    return this.entries.slice(this.inProgress - this.offset);
+  }
+
+  /** Whether entries are being written, handed out but not yet stable. */
+  writing(): boolean {
+    return this.inProgress > this.offset;
+  }
+
+  /** Every unstable entry has been handed to storage. */
+  acceptInProgress(): void {
+    this.inProgress = this.offset + this.entries.length;
   }
 
   maybeFirstIndex(): number | null {
@@ -38,6 +60,7 @@ export class Unstable {
     if (index < this.offset || this.maybeTerm(index) !== term) return;
     this.entries = this.entries.slice(index + 1 - this.offset);
     this.offset = index + 1;
+    this.inProgress = Math.max(this.inProgress, this.offset);
   }
 
   stableSnapshotTo(index: number): void {
@@ -48,6 +71,7 @@ export class Unstable {
     this.snapshot = snapshot;
     this.entries = [];
     this.offset = snapshot.meta.index + 1;
+    this.inProgress = this.offset;
   }
 
   /** Appends entries, replacing any unstable suffix starting at the first new index. */
@@ -62,6 +86,9 @@ export class Unstable {
     } else {
       this.entries = this.entries.slice(0, first - this.offset).concat(entries);
     }
+    // Entries being written from `first` on are replaced: the storage's later append, queued behind
+    // that write, truncates them, and their completion no longer matches (stableTo checks the term).
+    this.inProgress = Math.min(this.inProgress, first);
     assert((this.entries[0] as Entry).index === this.offset, 'unstable entries must start at offset');
   }
 

@@ -6,6 +6,13 @@
  * of its `messages` is sent (a vote or an acknowledgement promises durable state), and before its
  * `committedEntries` are applied. If the three are not written atomically, write them in the order
  * snapshot, entries, hard state, so that a persisted commit index never points past the log.
+ *
+ * A background Ready (`Ready.background`, a leader with no term, vote or snapshot to persist) is
+ * the exception: a leader's entries promise nothing until it counts them, so its driver writes them
+ * while the node goes on (the leader's disk in parallel with its followers', thesis §10.2.1) and
+ * reports the write with `persisted`. Its messages may go at once, its committed entries are only
+ * ones already durable here (so they can be read back), and while such a write is out no other
+ * entries are handed to storage: the next write takes everything that accumulated meanwhile.
  */
 import { assert } from '../util/index.js';
 import type { RaftOptions } from './config.js';
@@ -20,7 +27,7 @@ import {
   type Message,
   type NodeId,
   type ReadState,
-  type Role,
+  Role,
   type Snapshot,
   type SoftState,
 } from './types.js';
@@ -40,6 +47,16 @@ export interface Ready {
   readonly committedEntries: readonly Entry[];
   /** Completed ReadIndex requests. */
   readonly readStates: readonly ReadState[];
+  /**
+   * The entries may be written in the background: send the messages and apply now, `advance`, and
+   * call `persisted` once the entries are durable.
+   */
+  readonly background: boolean;
+}
+
+export interface ReadyOptions {
+  /** The driver can write a leader's entries in the background (see `Ready.background`). */
+  readonly background?: boolean;
 }
 
 export interface Status {
@@ -119,39 +136,47 @@ export class RawNode {
    * Whether there is a Ready to handle. It first turns proposals made since the last Ready into
    * append messages (deferred so that they share messages), which is its only effect.
    */
-  hasReady(): boolean {
+  hasReady(options?: ReadyOptions): boolean {
     const raft = this.raft;
     raft.flushAppends();
+    const background = this.background(options);
+    const unstable = raft.log.unstable;
     return (
       raft.messages.length > 0 ||
       raft.readStates.length > 0 ||
-      raft.log.unstable.entries.length > 0 ||
-      raft.log.unstable.snapshot !== null ||
-      this.applyUpTo() > raft.log.applied ||
-      !sameHardState(this.hardState(), this.previousHardState) ||
+      (unstable.inProgress < unstable.offset + unstable.entries.length && !(background && unstable.writing())) ||
+      unstable.snapshot !== null ||
+      this.applyUpTo(background) > raft.log.applied ||
+      !sameHardState(this.hardState(background), this.previousHardState) ||
       raft.role !== this.previousSoftState.role ||
       raft.leaderId !== this.previousSoftState.leaderId
     );
   }
 
-  ready(): Ready {
+  ready(options?: ReadyOptions): Ready {
     this.assertIdle();
     const raft = this.raft;
     raft.flushAppends();
-    const hardState = this.hardState();
+    const background = this.background(options);
+    const unstable = raft.log.unstable;
     const softState: SoftState = { role: raft.role, leaderId: raft.leaderId };
-    const snapshot = raft.log.unstable.snapshot;
+    const snapshot = unstable.snapshot;
     // Entries after a snapshot are applied in a later Ready, once the snapshot is installed.
     const committedEntries =
-      snapshot === null ? raft.log.nextEntriesToApply(this.applyUpTo(), raft.options.maxCommittedBytesPerReady) : [];
+      snapshot === null ? raft.log.nextEntriesToApply(this.applyUpTo(background), raft.options.maxCommittedBytesPerReady) : [];
+    const take = !(background && unstable.writing());
+    const entries = take ? unstable.entriesToWrite() : [];
+    if (take) unstable.acceptInProgress();
+    const hardState = this.hardState(background);
     const ready: Ready = {
       softState: sameSoftState(softState, this.previousSoftState) ? null : softState,
       hardState: sameHardState(hardState, this.previousHardState) ? null : hardState,
       snapshot,
-      entries: [...raft.log.unstable.entries],
+      entries,
       messages: raft.messages,
       committedEntries,
       readStates: raft.readStates,
+      background,
     };
     raft.messages = [];
     raft.readStates = [];
@@ -171,9 +196,20 @@ export class RawNode {
       log.appliedTo(ready.snapshot.meta.index);
     }
     const lastEntry = ready.entries[ready.entries.length - 1];
-    if (lastEntry !== undefined) log.unstable.stableTo(lastEntry.index, lastEntry.term);
+    if (lastEntry !== undefined && !ready.background) log.unstable.stableTo(lastEntry.index, lastEntry.term);
     const lastApplied = ready.committedEntries[ready.committedEntries.length - 1];
     if (lastApplied !== undefined) log.appliedTo(lastApplied.index);
+    this.raft.onPersisted(log.storage.lastIndex());
+  }
+
+  /**
+   * A background Ready's entries, through `index` with `term`, are durable. Entries since replaced
+   * (the node stepped down and took another leader's) are not marked stable by it.
+   */
+  persisted(index: number, term: number): void {
+    this.assertIdle();
+    const log = this.raft.log;
+    log.unstable.stableTo(index, term);
     this.raft.onPersisted(log.storage.lastIndex());
   }
 
@@ -197,15 +233,40 @@ export class RawNode {
     };
   }
 
-  private applyUpTo(): number {
-    const log = this.raft.log;
-    // Broken variant: apply whatever is in the log, committed or not.
-    return this.raft.options.faults.applyBeforeCommit === true ? log.lastIndex() : log.committed;
+  /**
+   * Whether this Ready is a background one: the driver allows it, this node leads, and nothing
+   * that promises state to others (term, vote, a snapshot) waits to be persisted.
+   */
+  private background(options: ReadyOptions | undefined): boolean {
+    const raft = this.raft;
+    return (
+      options?.background === true &&
+      raft.role === Role.Leader &&
+      raft.log.unstable.snapshot === null &&
+      raft.term === this.previousHardState.term &&
+      raft.vote === this.previousHardState.vote
+    );
   }
 
-  private hardState(): HardState {
+  private applyUpTo(background: boolean): number {
+    const log = this.raft.log;
+    // Broken variant: apply whatever is in the log, committed or not.
+    if (this.raft.options.faults.applyBeforeCommit === true) return log.lastIndex();
+    // Only what can be read back is applied: committed entries not yet durable here (a leader's,
+    // committed by its followers' acknowledgements alone) wait for their write, which a Ready
+    // finishes before it applies unless it is a background one or such a write is still out.
+    return background || log.unstable.writing() ? Math.min(log.committed, log.unstable.offset - 1) : log.committed;
+  }
+
+  /**
+   * The hard state to persist. A background Ready's commit index is clamped to the entries handed
+   * to storage, so that a persisted commit never points past the log written before it.
+   */
+  private hardState(background: boolean): HardState {
     const raft = this.raft;
-    const hardState = { term: raft.term, vote: raft.vote, commit: raft.log.committed };
+    const unstable = raft.log.unstable;
+    const written = background && unstable.inProgress < unstable.offset + unstable.entries.length ? unstable.inProgress - 1 : Infinity;
+    const hardState = { term: raft.term, vote: raft.vote, commit: Math.min(raft.log.committed, written) };
     if (raft.options.faults.forgetVotePersist === true) {
       // Broken variant: the vote never reaches the disk (the term and commit still do).
       const vote = hardState.term === this.previousHardState.term ? this.previousHardState.vote : null;

@@ -112,7 +112,8 @@ export class SimNode {
   stateMachine = new SimStateMachine();
   /** Durable writes take a random time in [0, diskLatencyMsMax] (0: instantaneous). */
   diskLatencyMsMax = 0;
-  pendingWrite: PendingWrite | null = null;
+  /** Writes the disk has not finished, in order; it works on the first (a leader writing in the background queues more). */
+  pendingWrites: PendingWrite[] = [];
   /** The driver's message handler for this incarnation. */
   receive: ((message: Message) => void) | null = null;
   /** The driver's tick callback (scripted mode ticks it by hand). */
@@ -221,12 +222,13 @@ export class SimCluster {
         return;
       case 'diskDone': {
         const { node, write } = event;
-        if (node.pendingWrite !== write) return;
-        node.pendingWrite = null;
+        if (node.pendingWrites[0] !== write) return;
+        node.pendingWrites.shift();
         this.record(`disk ${node.id} ${write.write.kind}`);
         this.persist(node, write.write);
         write.complete();
         this.checkRole(node);
+        this.startWrite(node);
         return;
       }
       case 'call':
@@ -275,17 +277,22 @@ export class SimCluster {
     };
   }
 
-  /** Writes now on a fast disk; on a slow one, after a random delay (the driver waits). */
+  /** Writes now on a fast, idle disk; else after the writes before it and a random delay (the driver waits). */
   private write(node: SimNode, write: DiskWrite): Written {
-    if (node.diskLatencyMsMax === 0) {
+    if (node.diskLatencyMsMax === 0 && node.pendingWrites.length === 0) {
       this.persist(node, write);
       return;
     }
-    assert(node.pendingWrite === null, `${node.id} writes while a write is in progress`);
     const pending = new PendingWrite(write);
-    node.pendingWrite = pending;
-    this.queue.push(this.nowMs + this.prng.int(0, node.diskLatencyMsMax), { kind: 'diskDone', node, write: pending });
+    node.pendingWrites.push(pending);
+    if (node.pendingWrites.length === 1) this.startWrite(node);
     return pending;
+  }
+
+  /** The disk takes the next queued write, if any (one at a time, in order). */
+  private startWrite(node: SimNode): void {
+    const next = node.pendingWrites[0];
+    if (next !== undefined) this.queue.push(this.nowMs + this.prng.int(0, node.diskLatencyMsMax), { kind: 'diskDone', node, write: next });
   }
 
   /** Makes a write durable and tells the checker. */
@@ -387,8 +394,8 @@ export class SimCluster {
     const node = this.node(id);
     if (!node.up) return;
     this.record(`crash ${id}`);
-    const pending = node.pendingWrite;
-    if (pending !== null && this.prng.chance(0.5)) {
+    const pending = node.pendingWrites[0];
+    if (pending !== undefined && this.prng.chance(0.5)) {
       // A torn write: the disk got through part of it before the crash (a prefix of the entries).
       const write = pending.write;
       if (write.kind !== 'entries') this.persist(node, write);
@@ -397,7 +404,7 @@ export class SimCluster {
         if (count > 0) this.persistEntries(node, write.entries.slice(0, count));
       }
     }
-    node.pendingWrite = null;
+    node.pendingWrites = [];
     const driver = node.raft;
     node.driver = null;
     driver.close();
