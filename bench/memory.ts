@@ -4,7 +4,8 @@
  * records are written in seconds), fed 100 B records through ProduceBatch (1000 per request, 8
  * requests in flight). At each mark the server reports its RSS and V8's heap and external
  * memory, then its live heap after a full collection (it runs with --expose-gc; the collection
- * happens after RSS is read, and later marks are read as they come).
+ * happens after RSS is read, and later marks are read as they come), and RSS again after that
+ * collection (what the process keeps, without the garbage that happened to await collection).
  * Target: RSS after 5M records within 10 MB of RSS after 100k.
  *
  * Usage: node dist/bench/memory.js   (ANNAL_BENCH_SCALE scales the marks)
@@ -28,6 +29,8 @@ interface Memory {
   external: number;
   arrayBuffers: number;
   liveHeap?: number;
+  /** RSS right after the full collection: what the process keeps, without garbage awaiting collection. */
+  rssAfterGc?: number;
 }
 
 async function main(): Promise<void> {
@@ -81,7 +84,11 @@ async function main(): Promise<void> {
         name: `after ${formatRate(mark)} records of 100 B`,
         value: `RSS ${mb(now.rss)}`,
         ratio: `${now.rss >= first.rss ? '+' : ''}${((now.rss - first.rss) / MB).toFixed(1)} MB`,
-        note: `heap ${mb(now.heapUsed)} (live ${now.liveHeap === undefined ? '?' : mb(now.liveHeap)}), external ${mb(now.external)}, array buffers ${mb(now.arrayBuffers)}`,
+        note:
+          `heap ${mb(now.heapUsed)} (live ${now.liveHeap === undefined ? '?' : mb(now.liveHeap)}), external ${mb(now.external)}, array buffers ${mb(now.arrayBuffers)}` +
+          (now.rssAfterGc === undefined || first.rssAfterGc === undefined
+            ? ''
+            : `; after a full collection RSS ${mb(now.rssAfterGc)} (${now.rssAfterGc >= first.rssAfterGc ? '+' : ''}${((now.rssAfterGc - first.rssAfterGc) / MB).toFixed(1)} MB)`),
       });
     }
     await stream.close();

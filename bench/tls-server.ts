@@ -80,8 +80,9 @@ async function main(): Promise<void> {
   process.on('SIGUSR2', () => {
     const { rss, heapUsed, external, arrayBuffers } = process.memoryUsage();
     globalThis.gc?.();
-    const liveHeap = globalThis.gc === undefined ? undefined : process.memoryUsage().heapUsed;
-    process.stdout.write(`${JSON.stringify({ memory: { rss, heapUsed, external, arrayBuffers, liveHeap } })}\n`);
+    const after = globalThis.gc === undefined ? undefined : process.memoryUsage();
+    const memory = { rss, heapUsed, external, arrayBuffers, liveHeap: after?.heapUsed, rssAfterGc: after?.rss };
+    process.stdout.write(`${JSON.stringify({ memory })}\n`);
   });
   process.stdout.write(`${JSON.stringify({ address })}\n`);
 }

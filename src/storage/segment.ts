@@ -19,6 +19,8 @@ import type { StoredRecord } from './types.js';
 
 const TWO_POW_32 = 0x1_0000_0000;
 const ARENA_BYTES = 512 * 1024;
+/** A segment that takes no appends holds no arena: a long log of sealed segments costs no write memory. */
+const NO_ARENA = Buffer.alloc(0);
 const INITIAL_INDEX_CAPACITY_BYTES = 64 * 1024;
 /** Index entries read per call when walking a sealed segment, bounding one read's size. */
 const READ_ENTRIES_MAX = 4096;
@@ -48,7 +50,8 @@ export class Segment {
   private index: Buffer | undefined;
   sealed = false;
 
-  private arena = Buffer.allocUnsafe(ARENA_BYTES);
+  /** Allocated at the first append, released once sealed and written. */
+  private arena = NO_ARENA;
   private arenaUsedBytes = 0;
   /** Arenas filled before the current one; written on the next flush. */
   private fullArenas: Buffer[] = [];
@@ -163,13 +166,18 @@ export class Segment {
     this.io.write(this.indexFd, this.index.subarray(from, to), from);
     this.writtenStoreBytes = this.storeSizeBytes;
     this.writtenEntryCount = this.entryCount;
-    if (this.sealed) this.index = undefined; // fully written: reads now use the index file
+    if (this.sealed) this.releaseWriteMemory(); // fully written: reads now use the index file
+  }
+
+  private releaseWriteMemory(): void {
+    this.index = undefined;
+    this.arena = NO_ARENA;
   }
 
   /** Marks the segment sealed: no more appends; the index leaves memory once written. */
   seal(): void {
     this.sealed = true;
-    if (!this.hasUnwritten()) this.index = undefined;
+    if (!this.hasUnwritten()) this.releaseWriteMemory();
   }
 
   /**
@@ -356,7 +364,7 @@ export class Segment {
     this.arenaUsedBytes = 0;
     this.entryCount = this.writtenEntryCount;
     this.storeSizeBytes = this.writtenStoreBytes;
-    if (this.sealed && this.index !== undefined) this.index = undefined;
+    if (this.sealed) this.releaseWriteMemory();
   }
 
   /** fsyncs both files now (a truncation's new size included). */
