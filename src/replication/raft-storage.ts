@@ -25,7 +25,7 @@
  * old log and state or the new ones. Term boundaries are kept in memory (every term starts with
  * its leader's no-op, which the control list holds), so term(index) needs no read.
  */
-import { basename, join } from 'node:path';
+import { join } from 'node:path';
 import {
   CompactedError, decodeConfig, EntryType, isUserEntry, LogUnavailableError, type ClusterConfig, type Entry, type HardState, type InitialState, type RaftStorage,
   type Snapshot,
@@ -863,14 +863,7 @@ export class RaftLogStorage implements RaftStorage {
     const end = log.nextOffset();
     const damagedAt = log.verify();
     if (damagedAt === undefined || this.votersBefore(damagedAt) <= 1) return undefined;
-    const keepDir = join(`${this.dir}/${logDirName(this.state.generation)}.damaged`, new Date().toISOString().replace(/[:.]/g, '-'));
-    const io = this.logConfig.io ?? NODE_FILE_IO;
-    io.mkdir(keepDir);
-    for (const segment of log.segmentSummaries()) {
-      if (segment.nextOffset <= damagedAt) continue;
-      for (const path of [segment.storePath, segment.storePath.replace(/\.store$/, '.index')]) io.copyFile(path, join(keepDir, basename(path)));
-    }
-    await log.removeFrom(damagedAt);
+    const keepDir = await log.cutAtDamage(damagedAt);
     actions.push(
       `CUT AT DAMAGE: the record for offset ${damagedAt} fails verification (its frame, checksum or index entry); ` +
         `the log is cut before it (it held up to offset ${end - 1}), the affected ` +

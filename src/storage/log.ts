@@ -18,7 +18,7 @@ import {
 } from '../util/index.js';
 import { FRAME_HEADER_BYTES, INDEX_ENTRY_BYTES } from './format.js';
 import { NODE_FILE_IO, type FileIo } from './file-io.js';
-import { recoverSegments } from './recovery.js';
+import { keepSegmentFilesAside, recoverSegments } from './recovery.js';
 import { Segment } from './segment.js';
 import type { FsyncPolicy, LogConfig, ReadLimits, RecordInput, RecoveryReport, StoredRecord } from './types.js';
 
@@ -701,6 +701,19 @@ export class CommitLog {
    * Removes every record at or after `offset` (Raft: a conflicting suffix). `offset` must be in
    * [lowestOffset(), nextOffset()]. Durable when it resolves.
    */
+  /**
+   * removeFrom(offset) for damage found at `offset`, keeping the files of every segment the cut
+   * changes as they were in `<dir>.damaged/<time>/` (see LogConfig.cutAtDamage). Returns that
+   * directory.
+   */
+  async cutAtDamage(offset: number): Promise<string> {
+    this.ensureOpen();
+    const affected = this.segments.filter((segment) => segment.nextOffset > offset).map((segment) => ({ base: segment.baseOffset, move: false }));
+    const keepDir = keepSegmentFilesAside(this.io, this.dir, affected);
+    await this.removeFrom(offset);
+    return keepDir;
+  }
+
   async removeFrom(offset: number): Promise<void> {
     assertUint(offset, 'removeFrom offset');
     this.ensureOpen();

@@ -92,18 +92,9 @@ function cutLogAt(io: FileIo, dir: string, firstOffset: number): string {
   const bases = listSegments(io, dir, report);
   let holder: number | undefined;
   for (const base of bases) if (base <= firstOffset) holder = base;
-  const keepDir = join(`${dir}.damaged`, new Date().toISOString().replace(/[:.]/g, '-'));
-  io.mkdir(keepDir);
-  let moved = 0;
-  for (const base of bases) {
-    const later = holder === undefined || base > holder;
-    for (const suffix of [STORE_SUFFIX, INDEX_SUFFIX]) {
-      const name = segmentFileName(base, suffix);
-      if (later) io.rename(join(dir, name), join(keepDir, name));
-      else if (base === holder) io.copyFile(join(dir, name), join(keepDir, name));
-    }
-    if (later) moved++;
-  }
+  const affected = bases.filter((base) => holder === undefined || base >= holder).map((base) => ({ base, move: base !== holder }));
+  const keepDir = keepSegmentFilesAside(io, dir, affected);
+  const moved = affected.filter((segment) => segment.move).length;
   let truncated = '';
   if (holder !== undefined) {
     const files = openFiles(io, dir, holder);
@@ -129,6 +120,24 @@ function cutLogAt(io: FileIo, dir: string, firstOffset: number): string {
   }
   return `CUT AT DAMAGE: ${truncated}and removed ${moved} later segments: records from offset ${firstOffset} on are dropped ` +
     `(cutAtDamage); the files as they were are kept in ${keepDir}`;
+}
+
+/**
+ * Keeps the files of the given segments as they are now in `<dir>.damaged/<time>/` for the
+ * operator, before a cut changes them: moved when the cut removes the segment, else copied.
+ * Returns that directory.
+ */
+export function keepSegmentFilesAside(io: FileIo, dir: string, segments: readonly { base: number; move: boolean }[]): string {
+  const keepDir = join(`${dir}.damaged`, new Date().toISOString().replace(/[:.]/g, '-'));
+  io.mkdir(keepDir);
+  for (const { base, move } of segments) {
+    for (const suffix of [STORE_SUFFIX, INDEX_SUFFIX]) {
+      const name = segmentFileName(base, suffix);
+      if (move) io.rename(join(dir, name), join(keepDir, name));
+      else io.copyFile(join(dir, name), join(keepDir, name));
+    }
+  }
+  return keepDir;
 }
 
 /** Store position of the `count`-th record of a segment: its index entry if sound, else by scanning frames. */
