@@ -463,3 +463,26 @@ test('a leader does not wait for its own write: followers\' acknowledgements com
     closeAll(members);
   }
 });
+
+test('entries are applied from memory right after they become durable: applying reads nothing back from storage', async () => {
+  class CountingStorage extends GatedStorage {
+    reads = 0;
+    override entries(lo: number, hi: number, maxSizeBytes: number): readonly Entry[] {
+      this.reads++;
+      return super.entries(lo, hi, maxSizeBytes);
+    }
+  }
+  const network = new InMemoryNetwork();
+  const storage = new CountingStorage({ voters: ['a'], learners: [] });
+  const member = startMember('a', network, storage, 0, {});
+  try {
+    member.node.campaign();
+    await waitForLeader(new Map([['a', member]]));
+    const readsBefore = storage.reads;
+    for (let i = 0; i < 50; i++) await member.node.propose(new TextEncoder().encode(`v${i}`));
+    assert.equal(member.machine.values.length, 50);
+    assert.equal(storage.reads - readsBefore, 0);
+  } finally {
+    member.node.close();
+  }
+});

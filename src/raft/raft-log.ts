@@ -7,6 +7,10 @@ import { Unstable } from './log-unstable.js';
 import { CompactedError, LogUnavailableError, type Storage } from './storage.js';
 import { entrySizeBytes, type Entry, type Snapshot } from './types.js';
 
+/** Stable entries kept in memory for applying, at most (older ones are read from storage). */
+const RECENT_ENTRIES_MAX = 8192;
+const RECENT_BYTES_MAX = 8 * 1024 * 1024;
+
 export class RaftLog {
   readonly storage: Storage;
   readonly unstable: Unstable;
@@ -14,6 +18,14 @@ export class RaftLog {
   committed: number;
   /** Highest index handed to the state machine (in a Ready that was advanced). */
   applied: number;
+  /**
+   * Entries that became stable and are not applied yet, as they were handed to storage, so that
+   * applying them (usually right after) reads no disk. Invariant: contiguous from recentOffset,
+   * identical to storage's entries there; bounded by RECENT_ENTRIES_MAX.
+   */
+  private recent: Entry[] = [];
+  private recentOffset = 0;
+  private recentBytes = 0;
 
   constructor(storage: Storage, appliedAtStart = 0) {
     this.storage = storage;
@@ -121,7 +133,49 @@ export class RaftLog {
     assert(first > this.committed, `append at ${first} would overwrite committed ${this.committed}`);
     assert(first <= this.lastIndex() + 1, `append at ${first} leaves a gap after ${this.lastIndex()}`);
     this.unstable.truncateAndAppend(entries);
+    // The storage's copy from `first` on is replaced too.
+    if (first < this.recentOffset + this.recent.length) this.dropRecentFrom(Math.max(0, first - this.recentOffset));
     return this.lastIndex();
+  }
+
+  /** Unstable entries through `index` with `term` are durable (see Unstable.stableTo). */
+  stableTo(index: number, term: number): void {
+    const unstable = this.unstable;
+    if (index < unstable.offset || unstable.maybeTerm(index) !== term) return;
+    const stable = unstable.slice(unstable.offset, index + 1);
+    if (unstable.offset !== this.recentOffset + this.recent.length) this.dropRecentFrom(0);
+    for (const entry of stable) {
+      if (entry.index <= this.applied) continue;
+      this.recent.push(entry);
+      this.recentBytes += entrySizeBytes(entry);
+    }
+    if (this.recent.length === 0) this.recentOffset = index + 1;
+    else this.recentOffset = (this.recent[0] as Entry).index;
+    this.trimRecent();
+    unstable.stableTo(index, term);
+  }
+
+  /** Drops what is applied, then the oldest entries beyond the bounds. */
+  private trimRecent(): void {
+    const recent = this.recent;
+    let drop = Math.min(recent.length, Math.max(0, this.applied + 1 - this.recentOffset, recent.length - RECENT_ENTRIES_MAX));
+    let bytes = this.recentBytes;
+    for (let i = 0; i < drop; i++) bytes -= entrySizeBytes(recent[i] as Entry);
+    while (drop < recent.length && bytes > RECENT_BYTES_MAX) bytes -= entrySizeBytes(recent[drop++] as Entry);
+    if (drop === 0) return;
+    this.recent = recent.slice(drop);
+    this.recentOffset += drop;
+    this.recentBytes = bytes;
+  }
+
+  /** Forgets the cached entries from position `keep` on (their storage copy is being replaced). */
+  private dropRecentFrom(keep: number): void {
+    for (let i = keep; i < this.recent.length; i++) this.recentBytes -= entrySizeBytes(this.recent[i] as Entry);
+    this.recent.length = keep;
+    if (keep === 0) {
+      this.recentBytes = 0;
+      this.recentOffset = this.unstable.offset;
+    }
   }
 
   /** Entries from `lo` to the end, bounded by `maxSizeBytes` (at least one). Throws CompactedError. */
@@ -138,9 +192,13 @@ export class RaftLog {
     const offset = this.unstable.offset;
     let result: readonly Entry[] = [];
     if (lo < offset) {
-      result = this.storage.entries(lo, Math.min(hi, offset), maxSizeBytes);
+      const stableHi = Math.min(hi, offset);
+      result =
+        lo >= this.recentOffset && stableHi <= this.recentOffset + this.recent.length
+          ? limitSize(this.recent.slice(lo - this.recentOffset, stableHi - this.recentOffset), maxSizeBytes)
+          : this.storage.entries(lo, stableHi, maxSizeBytes);
       // Storage stopped early because of the size limit: don't add unstable entries after a gap.
-      if (result.length < Math.min(hi, offset) - lo) return result;
+      if (result.length < stableHi - lo) return result;
     }
     if (hi > offset) {
       const unstable = this.unstable.slice(Math.max(lo, offset), hi);
@@ -167,6 +225,7 @@ export class RaftLog {
   appliedTo(index: number): void {
     assert(index >= this.applied, `applied went back from ${this.applied} to ${index}`);
     this.applied = index;
+    this.trimRecent();
   }
 
   /** Committed entries not yet handed to the state machine; `upTo` overrides commit (broken variant). */
@@ -185,6 +244,7 @@ export class RaftLog {
     assert(snapshot.meta.index > this.committed, 'restore must move commit forward');
     this.committed = snapshot.meta.index;
     this.unstable.restore(snapshot);
+    this.dropRecentFrom(0);
   }
 }
 

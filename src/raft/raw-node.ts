@@ -196,7 +196,7 @@ export class RawNode {
       log.appliedTo(ready.snapshot.meta.index);
     }
     const lastEntry = ready.entries[ready.entries.length - 1];
-    if (lastEntry !== undefined && !ready.background) log.unstable.stableTo(lastEntry.index, lastEntry.term);
+    if (lastEntry !== undefined && !ready.background) log.stableTo(lastEntry.index, lastEntry.term);
     const lastApplied = ready.committedEntries[ready.committedEntries.length - 1];
     if (lastApplied !== undefined) log.appliedTo(lastApplied.index);
     this.raft.onPersisted(log.storage.lastIndex());
@@ -209,7 +209,7 @@ export class RawNode {
   persisted(index: number, term: number): void {
     this.assertIdle();
     const log = this.raft.log;
-    log.unstable.stableTo(index, term);
+    log.stableTo(index, term);
     this.raft.onPersisted(log.storage.lastIndex());
   }
 
