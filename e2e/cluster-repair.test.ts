@@ -4,13 +4,15 @@
 // lost entries again, then serves exactly the leader's records. A truncated hard-state file (its
 // term and vote lost): the Raft dir is moved aside and the node rejoins as a new member that
 // catches up. Method: three `annal agent` processes with mTLS; damage applied between kill -9
-// and restart; waits on the cluster's own answers (GetServers, reads) in bounded loops.
+// and restart; waits on the cluster's own answers (GetServers, reads) in bounded loops. A bit
+// flipped while a replica runs: the read that meets it fails, and the running process repairs it.
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readdirSync, readFileSync, readSync, statSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { CorruptionError } from '../src/util/index.js';
 import { killAll } from './cli-harness.js';
 import {
   client, makeCerts, readAll, restartNode, startNode, votersWithLeader, waitForRecords, waitForServers, type ClusterCerts, type ClusterNode,
@@ -95,6 +97,30 @@ describe('a damaged replica', () => {
       // The cluster takes writes and every node serves them.
       await c.produce(Buffer.from('after repair'));
       for (const node of nodes) await waitForRecords(node, certs.root, values.length + 1);
+      const withLast = await readAll(first, certs.root);
+
+      // A bit flips in r3's log while it runs: the read that meets it fails with DATA_LOSS, and the
+      // same process repairs the record from the others (reopened in place, no restart).
+      const running = nodes[2]!;
+      const pid = running.process.child.pid;
+      const liveLog = join(running.dataDir, 'raft', readdirSync(join(running.dataDir, 'raft')).find((name) => /^log\.\d+$/.test(name))!);
+      const liveStore = join(liveLog, readdirSync(liveLog).find((name) => name.endsWith('.store'))!);
+      const position = Math.floor(statSync(liveStore).size / 3);
+      const fd = openSync(liveStore, 'r+');
+      try {
+        const byte = Buffer.alloc(1);
+        readSync(fd, byte, 0, 1, position);
+        byte[0]! ^= 0x10;
+        writeSync(fd, byte, 0, 1, position);
+      } finally {
+        closeSync(fd);
+      }
+      await assert.rejects(readAll(running, certs.root), (error: unknown) => error instanceof CorruptionError);
+      await until('the repair of the live damage', () => logged(running, 'replica reopened in place'), 60_000);
+      await until('the repaired records', async () => JSON.stringify(await readAll(running, certs.root).catch(() => [])) === JSON.stringify(withLast), 60_000);
+      assert.ok(logged(running, 'raft log damaged while serving'));
+      assert.equal(running.process.child.pid, pid);
+      assert.equal(running.process.child.exitCode, null);
       c.close();
     } finally {
       for (const node of nodes) if (node.process.child.exitCode === null && node.process.child.signalCode === null) node.process.child.kill('SIGKILL');

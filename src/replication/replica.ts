@@ -163,6 +163,7 @@ export class Replica {
       storage,
       peers: this.transport,
       ...(options.metrics?.proposal !== undefined ? { onProposal: options.metrics.proposal } : {}),
+      onDamage: (error) => this.damageFound(error),
     });
     this.node = new RaftNode<number>({
       id: raftId,
@@ -449,6 +450,25 @@ export class Replica {
       logger.warn({ err: String(error) }, 'leadership transfer refused');
     }
     return stepped;
+  }
+
+  /**
+   * A read found a damaged record in the log this replica serves. With other voters to repair
+   * from, the replica stops as on a failed write, so that it is reopened in place, and the open
+   * verifies the log, cuts it before the damage and fetches the rest again (raft-storage.ts). A
+   * lone voter has nowhere to repair from: it goes on serving the damaged range as DATA_LOSS.
+   */
+  private damageFound(error: CorruptionError): void {
+    if (this.closed || this.stopped || this.onStopped === undefined) return;
+    if (this.node.status().config.voters.length <= 1) return;
+    this.stopped = true;
+    this.options.logger.error({ err: error.message }, 'raft log damaged while serving: stopping the replica to repair it from the others');
+    const onStopped = this.onStopped;
+    // After the read that found it has failed with the damage, not with the close that follows.
+    setImmediate(() => {
+      this.node.close(error);
+      onStopped(error);
+    });
   }
 
   /** Stops the loop, the Raft node and the transport, fails waiting reads, closes the storage. */

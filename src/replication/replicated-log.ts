@@ -26,6 +26,7 @@ import { DEFAULT_PRODUCER_WINDOW, decodeProducerHeader, encodeSequenced, Produce
 import {
   assert,
   ClosedError,
+  CorruptionError,
   NotLeaderError,
   OffsetOutOfRangeError,
   OffsetWaiters,
@@ -76,6 +77,8 @@ export interface ReplicatedLogOptions {
   onProposal?: (outcome: string, records: number) => void;
   /** How long idempotent producers are remembered (see producers.ts). */
   producerWindow?: Partial<ProducerWindow>;
+  /** Called when a read finds a damaged record (the read still fails with the CorruptionError). */
+  onDamage?: (error: CorruptionError) => void;
 }
 
 /** An idempotent producer's batches proposed by this leader in its current term and not yet settled. */
@@ -492,7 +495,12 @@ export class ReplicatedLog implements StateMachine<number> {
     if (this.closed) throw new ClosedError('the replicated log is closed');
     if (!Number.isSafeInteger(offset) || offset < this.storage.lowestOffset() || offset > this.visibleNext) throw this.outOfRange(offset);
     if (offset === this.visibleNext) return [];
-    return this.storage.readRecords(offset, this.visibleIndex, limits);
+    try {
+      return this.storage.readRecords(offset, this.visibleIndex, limits);
+    } catch (error) {
+      if (error instanceof CorruptionError) this.options.onDamage?.(error);
+      throw error;
+    }
   }
 
   lowestOffset(): number {
