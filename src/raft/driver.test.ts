@@ -44,7 +44,7 @@ function startMember(
   network: InMemoryNetwork,
   storage: MemoryStorage,
   seed: number,
-  extra: { snapshotEveryEntries?: number; applied?: number },
+  extra: { snapshotEveryEntries?: number; applied?: number; schedule?: (run: () => void) => void },
   wrapTransport: (transport: Transport) => Transport = (transport) => transport,
 ): Member {
   const machine = new ListMachine();
@@ -484,5 +484,40 @@ test('entries are applied from memory right after they become durable: applying 
     assert.equal(storage.reads - readsBefore, 0);
   } finally {
     member.node.close();
+  }
+});
+
+test('with a deferred schedule, proposals made together share one Ready (one append per follower), and close() answers those not yet started', async () => {
+  const network = new InMemoryNetwork();
+  const ids = ['a', 'b', 'c'];
+  const members = new Map<string, Member>();
+  const appendsWithEntries = new Map<string, number>();
+  for (const [i, id] of ids.entries()) {
+    const counting = (transport: Transport): Transport => ({
+      ...transport,
+      send(messages: readonly Message[]) {
+        for (const message of messages) {
+          if (message.type === 'append' && message.entries.length > 0) appendsWithEntries.set(message.to, (appendsWithEntries.get(message.to) ?? 0) + 1);
+        }
+        transport.send(messages);
+      },
+    });
+    members.set(id, startMember(id, network, new MemoryStorage({ voters: ids, learners: [] }), i, { schedule: (run: () => void) => void setImmediate(run) }, counting));
+  }
+  try {
+    const leaderId = await waitForLeader(members);
+    const leader = members.get(leaderId) as Member;
+    await leader.node.propose(new TextEncoder().encode('warm-up'));
+    await waitUntil('every replica applies', () => [...members.values()].every((m) => m.machine.values.length === 1));
+    appendsWithEntries.clear();
+    const proposals = Array.from({ length: 20 }, (_, i) => leader.node.propose(new TextEncoder().encode(`v${i}`)));
+    assert.deepEqual(await Promise.all(proposals.map((p) => p.then(({ result }) => result))), Array.from({ length: 20 }, (_, i) => i + 1));
+    for (const id of ids.filter((id) => id !== leaderId)) assert.equal(appendsWithEntries.get(id), 1, `appends with entries to ${id}`);
+
+    const cut = leader.node.propose(new TextEncoder().encode('never started'));
+    leader.node.close();
+    await assert.rejects(cut, ClosedError);
+  } finally {
+    closeAll(members);
   }
 });

@@ -104,6 +104,13 @@ export interface RaftNodeOptions<Result> extends Omit<RaftOptions, 'storage' | '
    * acknowledgements, committing and applying while its own write is out. Default true.
    */
   readonly writeInBackground?: boolean;
+  /**
+   * Runs the loop after an input arrives. By default at once (synchronously: deterministic, as the
+   * simulator wants); a server passes e.g. setImmediate, so that inputs arriving together (the
+   * records of one socket read, the messages of one peer batch) share one Ready: one append per
+   * follower and one acknowledgement for all of them instead of one each.
+   */
+  readonly schedule?: (run: () => void) => void;
 }
 
 interface Waiter<T> extends Outcome<T> {
@@ -129,6 +136,8 @@ export class RaftNode<Result> {
   private readonly configChanges = new Map<number, Waiter<{ index: number }>>();
   private reads: PendingRead[] = [];
   private readonly inbox: (() => void)[] = [];
+  /** Requests whose input has not run yet. */
+  private readonly unstarted = new Set<Outcome<unknown>>();
   private readonly listeners = new Set<(status: Status) => void>();
   private readonly timers: Timers;
   private running = false;
@@ -366,6 +375,8 @@ export class RaftNode<Result> {
     const error = new ClosedError('raft node is shutting down', cause === undefined ? undefined : { cause });
     for (const waiter of [...this.proposals.values(), ...this.configChanges.values()]) waiter.reject(error);
     for (const read of this.reads) read.reject(error);
+    for (const outcome of this.unstarted) outcome.reject(error);
+    this.unstarted.clear();
     this.proposals.clear();
     this.configChanges.clear();
     this.reads = [];
@@ -375,8 +386,16 @@ export class RaftNode<Result> {
   }
 
   private request<T>(outcome: Outcome<T>, start: () => void): void {
-    if (this.closed) outcome.reject(new ClosedError('raft node is shut down'));
-    else this.enqueue(start);
+    if (this.closed) {
+      outcome.reject(new ClosedError('raft node is shut down'));
+      return;
+    }
+    // Until its input runs (a scheduled loop may run later), close() must still answer it.
+    this.unstarted.add(outcome as Outcome<unknown>);
+    this.enqueue(() => {
+      this.unstarted.delete(outcome as Outcome<unknown>);
+      start();
+    });
   }
 
   private refuse(outcome: Outcome<never>, result: Extract<RequestResult<unknown>, { ok: false }>): void {
@@ -406,8 +425,15 @@ export class RaftNode<Result> {
     this.inbox.push(input);
     if (this.running) return;
     this.running = true;
-    this.loop();
+    const schedule = this.options.schedule;
+    if (schedule === undefined) this.loop();
+    else schedule(this.scheduledLoop);
   }
+
+  private readonly scheduledLoop = (): void => {
+    if (this.closed) this.running = false;
+    else this.loop();
+  };
 
   /**
    * Drains inputs and Readies one at a time; the core is never touched while a Ready is out. Runs

@@ -178,6 +178,8 @@ export class Replica {
       // disk synchronously, and 256 messages of 1 MiB in one task stalled the event loop past an
       // election timeout. It also stays well under the peer queue (64 MiB), so nothing is dropped.
       inflightBytesMax: INFLIGHT_BYTES_MAX,
+      // Records of one socket read and messages of one peer batch share a Ready.
+      schedule: (run) => void setImmediate(run),
       addressOf: (id) => this.rpcAddrOf(id),
       onStopped: (error) => {
         this.stopped = true;
