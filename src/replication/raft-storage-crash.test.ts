@@ -271,6 +271,26 @@ test('a torn, corrupt or missing side file is cut or rebuilt from the log', asyn
   }
 });
 
+test('a damaged last record of the side file is rebuilt from the log, not dropped as a torn tail', async () => {
+  const { dir, remove } = tempDir('raft-side-last');
+  try {
+    // One control record (the no-op at 1), then entries of the same term: no term change betrays its loss.
+    const storage = await RaftLogStorage.open(dir, { log: LOG });
+    await storage.append([noop(1, 1), ...normals(2, 6, 1)]);
+    const before = fullView(storage);
+    await storage.close();
+    const side = join(dir, 'control.0.idx');
+    const bytes = readFileSync(side);
+    bytes[3] = (bytes[3] ?? 0) ^ 0x01; // the index field of the only record
+    writeFileSync(side, bytes);
+    const result = await viewOf(dir);
+    assert.deepEqual(result.view, before, 'consumer offsets still skip the no-op');
+    assert.ok(result.actions.some((action) => action.includes('rebuilt')), result.actions.join('; '));
+  } finally {
+    remove();
+  }
+});
+
 test('a log that no longer holds the snapshot entry restarts empty after the snapshot', async () => {
   const { dir, remove } = tempDir('raft-reconcile');
   try {

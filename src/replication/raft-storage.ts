@@ -939,6 +939,10 @@ export class RaftLogStorage implements RaftStorage {
     if (keptBytes < bytes.length) {
       actions.push(`cut ${bytes.length - keptBytes} bytes from ${path} at byte ${keptBytes}: a torn or corrupt record`);
       if (decoded.strandedRecords.some((record) => record.index <= last)) rebuild ??= `records of ${path} after a bad one describe entries in the log`;
+      // A torn tail describes an entry the log never got (the side file is written first), but a
+      // damaged record may describe one it holds: nothing tells them apart, so the log decides.
+      const lastKept = records[records.length - 1]?.index ?? firstIndex - 1;
+      if (last > lastKept) rebuild ??= `a record of ${path} after index ${lastKept} is torn or damaged, and the log holds entries after it`;
     }
     const beyond = records.findIndex((record) => record.index > last);
     if (beyond >= 0) {
