@@ -314,6 +314,27 @@ test('a lone voter keeps a damaged record in place (nobody could repair it): ser
   }
 });
 
+test('damage in entries written while the node was alone is cut too once the configuration has other voters (they hold the whole log)', async () => {
+  const { dir, remove } = tempDir('raft-damage-grown');
+  try {
+    // Bootstrapped alone, then two voters added at index 21.
+    let storage = await RaftLogStorage.open(dir, { log: SMALL_SEGMENTS, initialConfig: { voters: ['a'], learners: [] } });
+    await storage.append([noop(1, 1), ...normals(2, 20, 1), configEntry(21, 1, config), ...normals(22, 24, 1)]);
+    await storage.close();
+    const logDir = join(dir, 'log.0');
+    const store = readdirSync(logDir).filter((name) => name.endsWith('.store')).sort()[2]!; // offsets 8..11
+    const bytes = readFileSync(join(logDir, store));
+    bytes[bytes.length - 30]! ^= 0x10;
+    writeFileSync(join(logDir, store), bytes);
+    storage = await RaftLogStorage.open(dir, { log: SMALL_SEGMENTS });
+    assert.equal(storage.lastIndex(), 11, 'cut before index 12 (offset 11)');
+    assert.equal(storage.repairTo(), 24);
+    await storage.close();
+  } finally {
+    remove();
+  }
+});
+
 test('a commit index beyond the log (a truncated segment) means entries were lost: repair to it', async () => {
   const { dir, remove } = tempDir('raft-truncated');
   try {

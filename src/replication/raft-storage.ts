@@ -789,7 +789,7 @@ export class RaftLogStorage implements RaftStorage {
     // Only a replica with others to fetch from cuts a damaged record away; a lone voter keeps it
     // in place, served as DATA_LOSS, as a single log does (and refuses undelimitable damage
     // unless the operator asked for quarantine). First, before anything reads the log.
-    if (this.votersBefore(Infinity) > 1) {
+    if (this.latestVoters() > 1) {
       const damaged = await this.cutAtFirstDamagedRecord(actions);
       if (damaged !== undefined) evidenceEnd = Math.max(evidenceEnd, damaged.evidenceEndOffset);
     } else if (this.log.recovery.quarantinedOffsets.length > 0 && this.logConfig.quarantineDamaged !== true) {
@@ -828,11 +828,10 @@ export class RaftLogStorage implements RaftStorage {
   }
 
   /**
-   * Voters of the latest configuration whose entry lies below commit-log offset `endOffset`, read
-   * from the side file as it is on disk (before open checks it). 2 when that entry is unreadable:
-   * damage a replica should look for.
+   * Voters of the latest configuration in the log, read from the side file as it is on disk
+   * (before open checks it). 2 when that entry is unreadable: damage a replica should look for.
    */
-  private votersBefore(endOffset: number): number {
+  private latestVoters(): number {
     let bytes: Buffer;
     try {
       bytes = (this.logConfig.io ?? NODE_FILE_IO).readFile(this.controlPath());
@@ -841,7 +840,7 @@ export class RaftLogStorage implements RaftStorage {
     }
     const { firstIndex } = this.state.begin;
     const configs = decodeControlFile(bytes).records.filter(
-      (record) => record.type === EntryType.Config && record.index >= firstIndex && record.index - 1 < Math.min(endOffset, this.log.nextOffset()),
+      (record) => record.type === EntryType.Config && record.index >= firstIndex && record.index - 1 < this.log.nextOffset(),
     );
     const last = configs[configs.length - 1];
     if (last === undefined) return this.state.snapshot.config.voters.length;
@@ -862,7 +861,10 @@ export class RaftLogStorage implements RaftStorage {
     const log = this.log;
     const end = log.nextOffset();
     const damagedAt = log.verify();
-    if (damagedAt === undefined || this.votersBefore(damagedAt) <= 1) return undefined;
+    // Called for a replica whose latest configuration has other voters. Every one of them holds
+    // the whole retained log (a member catches up from the leader's lowest retained offset), so
+    // damage in entries written while this node was alone is repaired from them too.
+    if (damagedAt === undefined) return undefined;
     const keepDir = await log.cutAtDamage(damagedAt);
     actions.push(
       `CUT AT DAMAGE: the record for offset ${damagedAt} fails verification (its frame, checksum or index entry); ` +
