@@ -1,6 +1,6 @@
 /**
  * One randomized run of the production replica (replica-cluster.ts) from a seed. Chaos: power
- * losses (one node, often the leader, or two at once), restarts, symmetric and one-way
+ * losses (one node, often the leader, two at once, or all of them), restarts, symmetric and one-way
  * partitions, message loss, duplication and delay (a share of messages held for several
  * election timeouts), slow fsyncs; clients produce (plain, and as idempotent producers that retry
  * a batch until it is acknowledged and sometimes resend an acknowledged one), consume at any
@@ -361,12 +361,10 @@ class Run {
     if (roll < 0.3 && up.length > 0) {
       const leader = cluster.leader();
       cluster.crash(leader !== null && prng.chance(0.4) ? leader.id : prng.pick(up).id);
-    } else if (roll < 0.36 && up.length > 1) {
-      // A correlated power loss: two machines at once.
-      const [a, b] = shuffled(prng, up);
-      cluster.crash(a!.id);
-      cluster.crash(b!.id);
-    } else if (roll < 0.65 && down.length > 0) {
+    } else if (roll < 0.38 && up.length > 1) {
+      // A correlated power loss: two machines at once, or the whole cluster (a site power cut).
+      for (const node of prng.chance(0.3) ? up : shuffled(prng, up).slice(0, 2)) cluster.crash(node.id);
+    } else if (roll < 0.66 && down.length > 0) {
       cluster.start(prng.pick(down).id);
     } else if (roll < 0.82) {
       const isolated = shuffled(prng, ids).slice(0, prng.int(1, Math.floor((ids.length - 1) / 2) || 1));
