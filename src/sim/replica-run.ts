@@ -13,6 +13,7 @@ import { LeadershipLostError, RaftBusyError, Role, type NodeId } from '../raft/i
 import type { ReplicatedLog } from '../replication/replicated-log.js';
 import { mixString, mixUint } from './hash.js';
 import { ReplicaCluster, type ReplicaFaults, type ReplicaNode } from './replica-cluster.js';
+import { shuffle } from './run.js';
 import { checkReplicaHistory, type ProduceOp, type ReplicaHistory } from './replica-checker.js';
 
 export interface ReplicaRunOptions {
@@ -363,11 +364,11 @@ class Run {
       cluster.crash(leader !== null && prng.chance(0.4) ? leader.id : prng.pick(up).id);
     } else if (roll < 0.38 && up.length > 1) {
       // A correlated power loss: two machines at once, or the whole cluster (a site power cut).
-      for (const node of prng.chance(0.3) ? up : shuffled(prng, up).slice(0, 2)) cluster.crash(node.id);
+      for (const node of prng.chance(0.3) ? up : shuffle(prng, up).slice(0, 2)) cluster.crash(node.id);
     } else if (roll < 0.66 && down.length > 0) {
       cluster.start(prng.pick(down).id);
     } else if (roll < 0.82) {
-      const isolated = shuffled(prng, ids).slice(0, prng.int(1, Math.floor((ids.length - 1) / 2) || 1));
+      const isolated = shuffle(prng, ids).slice(0, prng.int(1, Math.floor((ids.length - 1) / 2) || 1));
       const rest = ids.filter((id) => !isolated.includes(id));
       const oneWay = prng.chance(0.3);
       cluster.network.partition(isolated, rest, oneWay);
@@ -393,13 +394,4 @@ function readAll(log: ReplicatedLog): string[] {
     offset += records.length;
   }
   return values;
-}
-
-function shuffled<T>(prng: Prng, items: readonly T[]): T[] {
-  const out = [...items];
-  for (let i = out.length - 1; i > 0; i--) {
-    const j = prng.int(0, i);
-    [out[i], out[j]] = [out[j]!, out[i]!];
-  }
-  return out;
 }
