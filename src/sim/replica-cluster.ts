@@ -251,8 +251,7 @@ export class ReplicaCluster {
   private deliver(message: Message): void {
     const node = this.nodes.get(message.to);
     if (node?.receive == null || !this.network.connected(message.from, message.to)) return;
-    if (this.options.trace !== undefined) this.record(`${message.type} ${message.from}->${message.to} t${message.term}`);
-    else this.traceHash = mixString(this.traceHash, message.type);
+    this.record(`${message.type} ${message.from}->${message.to} t${message.term}`);
     node.receive(message);
   }
 

@@ -161,7 +161,7 @@ class Run {
       const leader = cluster.leader();
       if (leader === null || !this.caughtUp(leader)) return false;
       if (probe === null) {
-        probe = this.produce(leader);
+        probe = this.produce(leader).op;
         return false;
       }
       if (probe.outcome.type !== 'ok') {
@@ -255,8 +255,7 @@ class Run {
       if (node === null) continue;
       const roll = prng.next();
       if (roll < 0.55) {
-        const op = this.produce(node);
-        await this.until(() => op.end !== 0);
+        await this.produce(node).settled;
       } else if (roll < 0.85) {
         this.consume(node);
       } else {
@@ -265,29 +264,19 @@ class Run {
     }
   }
 
-  private until(condition: () => boolean): Promise<void> {
-    return new Promise((resolve) => {
-      const check = (): void => {
-        if (condition() || this.cluster.violation !== null) resolve();
-        else this.cluster.schedule(5, null, check);
-      };
-      check();
-    });
-  }
-
   /** A plain produce at `node` (forwarded to the leader by a follower); `end` is set once settled. */
-  private produce(node: ReplicaNode): ProduceOp {
+  private produce(node: ReplicaNode): { op: ProduceOp; settled: Promise<void> } {
     const value = `v${this.valueCount++}`;
     const op: ProduceOp = { value, start: this.now(), end: 0, outcome: { type: 'unknown' } };
     this.history.produces.push(op);
     const log = node.log!;
-    void this.settled(() => log.append({ value: encoder.encode(value) })).then((result) => {
+    const settled = this.settled(() => log.append({ value: encoder.encode(value) })).then((result) => {
       op.end = this.now();
       if (result.type === 'ok') op.outcome = { type: 'ok', offset: result.value };
       else if (result.type === 'error' && refusedBeforeAppending(result.error)) op.outcome = { type: 'failed', reason: (result.error as Error).name };
       this.note(`produce ${value} at ${node.id}: ${op.outcome.type === 'ok' ? op.outcome.offset : op.outcome.type}`);
     });
-    return op;
+    return { op, settled };
   }
 
   /** Reads a few records from a random offset of the node's visible log. */
