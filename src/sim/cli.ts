@@ -2,7 +2,7 @@
  * Runs the Raft simulator from the command line.
  *   npm run sim -- --seed 1234 [--nodes 5] [--steps 600] [--verbose] [--fault NAME]
  *   npm run sim -- --long 60 [--nodes 3|5|7]   (random seeds for 60 s, prints seeds/s)
- *   npm run sim -- --replica [--seed N | --long S] [--nodes 3] [--fault NAME]   (the production replica)
+ *   npm run sim -- --replica [--seed N | --long S] [--nodes 3] [--fault NAME] [--bit-flips P]   (the production replica)
  * Exit status 1 when a run fails; the failure line includes the command that reproduces it.
  */
 import { BROKEN_VARIANTS, REPLICA_VARIANTS, type BrokenVariantName, type ReplicaVariantName } from './variants.js';
@@ -18,10 +18,12 @@ interface CliArgs {
   fault: string | null;
   /** Simulate the production replica (replica-run.ts) instead of the Raft cluster. */
   replica: boolean;
+  /** Replica runs: probability that a power loss flips a bit on the disk. */
+  bitFlips: number;
 }
 
 function parseArgs(argv: readonly string[]): CliArgs {
-  const args: CliArgs = { seed: null, nodeCount: null, steps: 600, verbose: false, longSeconds: null, fault: null, replica: false };
+  const args: CliArgs = { seed: null, nodeCount: null, steps: 600, verbose: false, longSeconds: null, fault: null, replica: false, bitFlips: 0 };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i];
     const value = (): string => {
@@ -36,6 +38,7 @@ function parseArgs(argv: readonly string[]): CliArgs {
     else if (flag === '--verbose') args.verbose = true;
     else if (flag === '--fault') args.fault = value();
     else if (flag === '--replica') args.replica = true;
+    else if (flag === '--bit-flips') args.bitFlips = parseProbability(flag, value());
     else throw new Error(`unknown argument ${flag}`);
   }
   return args;
@@ -44,6 +47,12 @@ function parseArgs(argv: readonly string[]): CliArgs {
 function parseInteger(flag: string | undefined, text: string): number {
   const value = Number(text);
   if (!Number.isSafeInteger(value) || value < 0) throw new Error(`${flag} must be a non-negative integer, got ${text}`);
+  return value;
+}
+
+function parseProbability(flag: string, text: string): number {
+  const value = Number(text);
+  if (!(value >= 0 && value <= 1)) throw new Error(`${flag} must be a probability in [0, 1], got ${text}`);
   return value;
 }
 
@@ -69,6 +78,7 @@ function replicaOptions(args: CliArgs, seed: number, nodeCount: number): Replica
     nodeCount,
     steps: args.steps,
     ...(args.fault === null ? {} : { faults: REPLICA_VARIANTS[args.fault as ReplicaVariantName], faultName: args.fault }),
+    ...(args.bitFlips > 0 ? { bitFlipProbability: args.bitFlips } : {}),
     ...(args.verbose ? { trace: (line: string) => console.log(line) } : {}),
   };
 }
@@ -137,7 +147,7 @@ function runLong(args: CliArgs, seconds: number): number {
   return failures === 0 ? 0 : 1;
 }
 
-const USAGE = 'usage: npm run sim -- [--replica] [--seed N] [--nodes 3|5|7] [--steps N] [--verbose] [--fault NAME] [--long SECONDS]';
+const USAGE = 'usage: npm run sim -- [--replica [--bit-flips P]] [--seed N] [--nodes 3|5|7] [--steps N] [--verbose] [--fault NAME] [--long SECONDS]';
 
 async function main(): Promise<number> {
   let args: CliArgs;

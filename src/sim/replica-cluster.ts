@@ -44,6 +44,8 @@ export interface ReplicaClusterOptions {
   readonly faults?: ReplicaFaults;
   /** Commit-log segment size: small segments make rolls (and their fsync ordering) frequent. */
   readonly maxStoreBytes: number;
+  /** Probability that a power loss flips one bit of one synced byte on the node's disk. Default 0. */
+  readonly bitFlipProbability?: number;
   readonly trace?: (line: string) => void;
 }
 
@@ -67,6 +69,8 @@ export class ReplicaNode {
   starting = false;
   receive: ((message: Message) => void) | null = null;
   crashes = 0;
+  /** Power losses that flipped a bit on this node's disk. */
+  bitFlips = 0;
 
   constructor(
     readonly id: NodeId,
@@ -185,6 +189,8 @@ export class ReplicaCluster {
       (storage) => {
         if (node.incarnation !== incarnation) return; // the machine died while opening
         node.starting = false;
+        // The copy of damaged files is named by the wall clock: left out of the trace, which must depend on the seed only.
+        for (const action of storage.recovery.actions) this.record(`recovery ${id}: ${action.replace(/\d{4}-\d\d-\d\dT[\d-]+Z/g, '<time>')}`);
         this.build(node, incarnation, storage, timers);
       },
       (error: unknown) => {
@@ -241,7 +247,11 @@ export class ReplicaCluster {
     node.raft = null;
     node.log = null;
     node.storage = null;
-    node.disk = node.disk.crash();
+    node.disk = node.disk.crash({ bitFlipProbability: this.options.bitFlipProbability ?? 0 });
+    if (node.disk.bitFlips.length > 0) {
+      node.bitFlips++;
+      this.record(`bit flipped on ${id}`);
+    }
     raft?.close();
     log?.close();
   }

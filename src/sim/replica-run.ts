@@ -8,7 +8,7 @@
  * elect a leader, take a produce and bring every replica to the same log, and the
  * produce/consume checker (replica-checker.ts) then runs on the history and the healed logs.
  */
-import { Prng, NotLeaderError, OverloadedError, OutOfOrderSequenceError, UnavailableError } from '../util/index.js';
+import { Prng, CorruptionError, NotLeaderError, OverloadedError, OutOfOrderSequenceError, UnavailableError } from '../util/index.js';
 import { LeadershipLostError, RaftBusyError, Role, type NodeId } from '../raft/index.js';
 import type { ReplicatedLog } from '../replication/replicated-log.js';
 import { mixString, mixUint } from './hash.js';
@@ -24,6 +24,8 @@ export interface ReplicaRunOptions {
   readonly faults?: ReplicaFaults;
   /** The broken variant's name, for the reproduction command. */
   readonly faultName?: string;
+  /** Probability that a power loss flips a bit of a synced byte on the node's disk (default 0: off in CI, see README). */
+  readonly bitFlipProbability?: number;
   readonly trace?: (line: string) => void;
 }
 
@@ -41,6 +43,8 @@ export interface ReplicaRunResult {
   readonly duplicatesAnswered: number;
   readonly observations: number;
   readonly powerLosses: number;
+  /** Power losses that flipped a bit of a synced byte. */
+  readonly bitFlips: number;
   readonly logLength: number;
 }
 
@@ -74,6 +78,7 @@ export async function runReplicaSeed(options: ReplicaRunOptions): Promise<Replic
     tickMsMax: TICK_MS + 2,
     fsyncMsMax: prng.pick([0, 2, 10, 30]),
     maxStoreBytes: prng.pick([256, 1024, 64 * 1024]),
+    bitFlipProbability: options.bitFlipProbability ?? 0,
     raft: { preVote: true, checkQuorum: true },
     ...(options.faults !== undefined ? { faults: options.faults } : {}),
     ...(options.trace !== undefined ? { trace: options.trace } : {}),
@@ -94,7 +99,7 @@ export async function runReplicaSeed(options: ReplicaRunOptions): Promise<Replic
     ok: failure === null,
     seed: options.seed,
     failure,
-    reproduce: `npm run sim -- --replica --seed ${options.seed} --nodes ${options.nodeCount} --steps ${options.steps}${options.faultName !== undefined ? ` --fault ${options.faultName}` : ''}`,
+    reproduce: `npm run sim -- --replica --seed ${options.seed} --nodes ${options.nodeCount} --steps ${options.steps}${options.faultName !== undefined ? ` --fault ${options.faultName}` : ''}${options.bitFlipProbability ? ` --bit-flips ${options.bitFlipProbability}` : ''}`,
     traceHash: cluster.traceHash,
     historyHash: run.historyHash,
     eventCount: cluster.eventCount,
@@ -104,6 +109,7 @@ export async function runReplicaSeed(options: ReplicaRunOptions): Promise<Replic
     duplicatesAnswered: history.sequenced.filter((ack) => ack.duplicate).length,
     observations: history.observations.length,
     powerLosses: [...cluster.nodes.values()].reduce((sum, node) => sum + node.crashes, 0),
+    bitFlips: [...cluster.nodes.values()].reduce((sum, node) => sum + node.bitFlips, 0),
     logLength,
   };
 }
@@ -176,7 +182,13 @@ class Run {
     if (!done) return { failure: `liveness: ${this.describeState()} ${HEAL_BOUND_MS} ms after healing`, logLength: 0 };
 
     const logs = new Map<NodeId, string[]>();
-    for (const node of cluster.nodes.values()) logs.set(node.id, readAll(node.log!));
+    for (const node of cluster.nodes.values()) {
+      try {
+        logs.set(node.id, readAll(node.log!));
+      } catch (error) {
+        return { failure: `${node.id} cannot serve its healed log: ${error instanceof Error ? `${error.name}: ${error.message}` : String(error)}`, logLength: 0 };
+      }
+    }
     const failure = checkReplicaHistory(this.history, logs);
     return { failure, logLength: logs.get(cluster.nodes.keys().next().value as NodeId)!.length };
   }
@@ -283,7 +295,14 @@ class Run {
   private consume(node: ReplicaNode): void {
     const log = node.log!;
     const offset = this.prng.int(log.lowestOffset(), log.nextOffset());
-    const records = log.readBatch(offset, { maxCount: this.prng.int(1, 16), maxBytes: 1 << 20 });
+    let records;
+    try {
+      records = log.readBatch(offset, { maxCount: this.prng.int(1, 16), maxBytes: 1 << 20 });
+    } catch (error) {
+      // Damage is reported, never served as other bytes; the healed replica must have repaired it (checked at the end).
+      if (error instanceof CorruptionError) return this.note(`consume ${node.id} ${offset}: ${error.name}`);
+      throw error;
+    }
     for (const record of records) this.history.observations.push({ node: node.id, offset: record.offset, value: decoder.decode(record.value) });
     this.note(`consume ${node.id} ${offset}+${records.length}`);
   }

@@ -51,6 +51,12 @@ test('the same seed gives the same replica history; different seeds differ', asy
     hashes.add(`${first.traceHash}/${first.historyHash}`);
   }
   assert.equal(hashes.size, 2);
+  // With bit flips the storage's recovery cuts damaged logs (and names the copy it keeps by the wall clock).
+  const flipped = await runReplicaSeed({ seed: 1, nodeCount: 3, steps: 600, bitFlipProbability: 0.3 });
+  const again = await runReplicaSeed({ seed: 1, nodeCount: 3, steps: 600, bitFlipProbability: 0.3 });
+  assert.ok(flipped.bitFlips > 0);
+  assert.equal(again.traceHash, flipped.traceHash);
+  assert.equal(again.historyHash, flipped.historyHash);
 });
 
 const EXPECTED: Record<ReplicaVariantName, { seedBudget: number; violation: RegExp }> = {
