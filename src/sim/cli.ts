@@ -87,7 +87,7 @@ async function runReplicaOne(args: CliArgs): Promise<number> {
   const result = await runReplicaSeed(replicaOptions(args, args.seed ?? 1, args.nodeCount ?? 3));
   const summary =
     `seed=${result.seed} events=${result.eventCount} acknowledged=${result.acknowledged} sequenced=${result.sequencedAcknowledged} ` +
-    `duplicates=${result.duplicatesAnswered} reads=${result.observations} powerLosses=${result.powerLosses} log=${result.logLength} ` +
+    `duplicates=${result.duplicatesAnswered} reads=${result.observations} powerLosses=${result.powerLosses} kills=${result.kills} log=${result.logLength} ` +
     `virtual=${result.virtualMs}ms trace=${result.traceHash.toString(16)} history=${result.historyHash.toString(16)}`;
   if (result.ok) {
     console.log(`ok ${summary}`);

@@ -320,6 +320,23 @@ export class SimDisk implements FileIo {
     return after;
   }
 
+  /**
+   * The process dies but the machine stays up (kill -9): returns the disk a restarted process
+   * finds. The page cache survives whole (nothing written is lost, nothing more is durable);
+   * descriptors and locks go with the process, and its fsyncs in flight never complete.
+   */
+  restartProcess(): SimDisk {
+    this.alive();
+    this.dead = true;
+    const after = new SimDisk({ ...this.options, seed: this.prng.nextUint32() });
+    for (const directory of this.directories) after.directories.add(directory);
+    for (const [path, inode] of this.names) after.names.set(path, inode);
+    for (const [path, inode] of this.syncedNames) after.syncedNames.set(path, inode);
+    for (const [dir, changes] of this.unsyncedNames) after.unsyncedNames.set(dir, [...changes]);
+    after.sequence = this.sequence;
+    return after;
+  }
+
   /** The synced bytes plus a random prefix of the unsynced changes, the last write torn. */
   private survivingContents(inode: Inode): Buffer {
     const file = new Inode(Buffer.from(inode.synced));

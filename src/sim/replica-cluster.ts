@@ -68,7 +68,10 @@ export class ReplicaNode {
   raft: RaftNode<number> | null = null;
   starting = false;
   receive: ((message: Message) => void) | null = null;
+  /** Power losses of this node's machine. */
   crashes = 0;
+  /** Process kills (the page cache survives). */
+  kills = 0;
   /** Power losses that flipped a bit on this node's disk. */
   bitFlips = 0;
 
@@ -238,22 +241,34 @@ export class ReplicaCluster {
   /** A power loss: the process dies and the disk keeps what was synced plus a torn prefix of the rest. */
   crash(id: NodeId): void {
     const node = this.node(id);
-    if (!node.up && !node.starting) return;
-    this.record(`power loss ${id}`);
-    node.incarnation++;
+    if (!this.stop(node, 'power loss', (disk) => disk.crash({ bitFlipProbability: this.options.bitFlipProbability ?? 0 }))) return;
     node.crashes++;
+    if (node.disk.bitFlips.length > 0) {
+      node.bitFlips++;
+      this.record(`bit flipped on ${id}`);
+    }
+  }
+
+  /** kill -9: the process dies, the machine (and its page cache) stays up. */
+  kill(id: NodeId): void {
+    const node = this.node(id);
+    if (this.stop(node, 'kill', (disk) => disk.restartProcess())) node.kills++;
+  }
+
+  /** Ends the node's process; false if it was not running. */
+  private stop(node: ReplicaNode, label: string, survivingDisk: (disk: SimDisk) => SimDisk): boolean {
+    if (!node.up && !node.starting) return false;
+    this.record(`${label} ${node.id}`);
+    node.incarnation++;
     node.starting = false;
     const { raft, log } = node;
     node.raft = null;
     node.log = null;
     node.storage = null;
-    node.disk = node.disk.crash({ bitFlipProbability: this.options.bitFlipProbability ?? 0 });
-    if (node.disk.bitFlips.length > 0) {
-      node.bitFlips++;
-      this.record(`bit flipped on ${id}`);
-    }
+    node.disk = survivingDisk(node.disk);
     raft?.close();
     log?.close();
+    return true;
   }
 
   // ---- the network ----

@@ -1,6 +1,7 @@
 /**
  * One randomized run of the production replica (replica-cluster.ts) from a seed. Chaos: power
- * losses (one node, often the leader, two at once, or all of them), restarts, symmetric and one-way
+ * losses (one node, often the leader, two at once, or all of them), process kills (the page
+ * cache survives), leadership transfers, restarts, symmetric and one-way
  * partitions, message loss, duplication and delay (a share of messages held for several
  * election timeouts), slow fsyncs; clients produce (plain, and as idempotent producers that retry
  * a batch until it is acknowledged and sometimes resend an acknowledged one), consume at any
@@ -43,6 +44,8 @@ export interface ReplicaRunResult {
   readonly duplicatesAnswered: number;
   readonly observations: number;
   readonly powerLosses: number;
+  /** Processes killed with their machine (page cache) up. */
+  readonly kills: number;
   /** Power losses that flipped a bit of a synced byte. */
   readonly bitFlips: number;
   readonly logLength: number;
@@ -110,6 +113,7 @@ export async function runReplicaSeed(options: ReplicaRunOptions): Promise<Replic
     observations: history.observations.length,
     powerLosses: [...cluster.nodes.values()].reduce((sum, node) => sum + node.crashes, 0),
     bitFlips: [...cluster.nodes.values()].reduce((sum, node) => sum + node.bitFlips, 0),
+    kills: [...cluster.nodes.values()].reduce((sum, node) => sum + node.kills, 0),
     logLength,
   };
 }
@@ -131,6 +135,8 @@ class Run {
   private readonly producers: Producer[] = [];
   private openProducers = 0;
   private valueCount = 0;
+  /** Cut the power of every machine just after the next acknowledgement (set by the nemesis). */
+  private cutAfterNextAck = false;
 
   constructor(
     private readonly cluster: ReplicaCluster,
@@ -284,7 +290,10 @@ class Run {
     const log = node.log!;
     const settled = this.settled(() => log.append({ value: encoder.encode(value) })).then((result) => {
       op.end = this.now();
-      if (result.type === 'ok') op.outcome = { type: 'ok', offset: result.value };
+      if (result.type === 'ok') {
+        op.outcome = { type: 'ok', offset: result.value };
+        this.acknowledged();
+      }
       else if (result.type === 'error' && refusedBeforeAppending(result.error)) op.outcome = { type: 'failed', reason: (result.error as Error).name };
       this.note(`produce ${value} at ${node.id}: ${op.outcome.type === 'ok' ? op.outcome.offset : op.outcome.type}`);
     });
@@ -337,6 +346,7 @@ class Run {
       if (result.type === 'ok') {
         const { firstOffset, duplicate } = result.value;
         this.history.sequenced.push({ producerId: producer.id, sequence, value, offset: firstOffset, duplicate: duplicate || resend, start, end });
+        this.acknowledged();
         if (resend && !duplicate) cluster.fail(`producer ${producer.id} resent acknowledged sequence ${sequence} and it was appended again at offset ${firstOffset}`);
         if (!resend) {
           producer.lastAcked = sequence;
@@ -351,6 +361,19 @@ class Run {
   }
 
   // ---- faults ----
+
+  /**
+   * A produce was just acknowledged: if asked, every machine loses power within a few ms. What a
+   * quorum acknowledged is durable there, so nothing acknowledged may be lost; a replica that
+   * acknowledges before its write is durable is caught here.
+   */
+  private acknowledged(): void {
+    if (!this.cutAfterNextAck || this.chaosOver) return;
+    this.cutAfterNextAck = false;
+    this.cluster.schedule(this.prng.int(0, 3), 'power cut after an acknowledgement', () => {
+      for (const node of this.cluster.upNodes()) this.cluster.crash(node.id);
+    });
+  }
 
   private scheduleNemesis(minMs: number, maxMs: number): void {
     const { cluster, prng } = this;
@@ -369,13 +392,26 @@ class Run {
     const roll = prng.next();
     if (roll < 0.3 && up.length > 0) {
       const leader = cluster.leader();
-      cluster.crash(leader !== null && prng.chance(0.4) ? leader.id : prng.pick(up).id);
+      const victim = leader !== null && prng.chance(0.4) ? leader.id : prng.pick(up).id;
+      if (prng.chance(0.75)) cluster.crash(victim);
+      else cluster.kill(victim);
+    } else if (roll < 0.34) {
+      this.cutAfterNextAck = true;
     } else if (roll < 0.38 && up.length > 1) {
       // A correlated power loss: two machines at once, or the whole cluster (a site power cut).
       for (const node of prng.chance(0.3) ? up : shuffle(prng, up).slice(0, 2)) cluster.crash(node.id);
     } else if (roll < 0.66 && down.length > 0) {
       cluster.start(prng.pick(down).id);
-    } else if (roll < 0.82) {
+    } else if (roll < 0.7) {
+      // A graceful hand-over (the agent's shutdown does one).
+      const leader = cluster.leader();
+      const others = up.filter((node) => node !== leader);
+      if (leader !== null && others.length > 0) {
+        const target = prng.pick(others).id;
+        cluster.record(`transfer ${leader.id} -> ${target}`);
+        leader.raft!.transferLeadership(target).catch(() => undefined);
+      }
+    } else if (roll < 0.85) {
       const isolated = shuffle(prng, ids).slice(0, prng.int(1, Math.floor((ids.length - 1) / 2) || 1));
       const rest = ids.filter((id) => !isolated.includes(id));
       const oneWay = prng.chance(0.3);
