@@ -371,6 +371,7 @@ class Run {
     if (!this.cutAfterNextAck || this.chaosOver) return;
     this.cutAfterNextAck = false;
     this.cluster.schedule(this.prng.int(0, 3), 'power cut after an acknowledgement', () => {
+      if (this.chaosOver) return;
       for (const node of this.cluster.upNodes()) this.cluster.crash(node.id);
     });
   }
