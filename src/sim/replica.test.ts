@@ -9,9 +9,8 @@
 // their seed budgets with the expected kind of violation.
 //
 // First failing seed from 1 (3 nodes, 600 steps), with this schedule:
-//   acknowledgeBeforeQuorumDurable  seed 9 (a producer's retry refused as out of order: the table
-//                                   lost an acknowledged batch), seed 35 (an acknowledged produce
-//                                   lost); 2 in the first 60 seeds
+//   acknowledgeBeforeQuorumDurable  seed 41 (a producer's retry refused as out of order: the table
+//                                   lost an acknowledged batch); 4 in the first 100 seeds
 //   logAcknowledgeBeforeSync        seed 2 (no convergence: every replica lost entries it may have
 //                                   acknowledged and waits for repair), seed 3 (out of order)
 import assert from 'node:assert/strict';
