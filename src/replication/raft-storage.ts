@@ -28,7 +28,7 @@
 import { join } from 'node:path';
 import {
   CompactedError, decodeConfig, EntryType, isUserEntry, LogUnavailableError, type ClusterConfig, type Entry, type HardState, type InitialState, type RaftStorage,
-  type Snapshot,
+  type Snapshot, type Cancel, type Timers,
 } from '../raft/index.js';
 import { entrySizeBytes } from '../raft/types.js';
 import { CommitLog, NODE_FILE_IO, type FileIo, type LogConfig, type ReadLimits, type StoredRecord } from '../storage/index.js';
@@ -120,7 +120,18 @@ export interface RaftLogStorageOptions {
    * (and recorded durably) only when the directory holds no Raft state (`isNew`); ignored after.
    */
   readonly initialConfig?: ClusterConfig;
+  /** Schedules the lazy commit-index write (default: an unref'ed system timer; the simulator passes its virtual clock). */
+  readonly timers?: Pick<Timers, 'after'>;
 }
+
+/** The system timer, unref'ed: a pending lazy commit write must not keep the process alive. */
+const UNREF_TIMERS: Pick<Timers, 'after'> = {
+  after(delayMs, callback) {
+    const timer = setTimeout(callback, delayMs);
+    timer.unref();
+    return () => clearTimeout(timer);
+  },
+};
 
 interface LogBegin {
   /** Raft's firstIndex(): the first retained entry (entries below it are compacted). */
@@ -166,7 +177,8 @@ export class RaftLogStorage implements RaftStorage {
   private hardState: HardState;
   /** The commit index hard-state.json holds (commit-only changes are written lazily). */
   private persistedCommit: number;
-  private commitTimer: NodeJS.Timeout | undefined;
+  private commitTimer: Cancel | undefined;
+  private readonly timers: Pick<Timers, 'after'>;
   private cluster: string | undefined;
   /** InitialState.repairTo, durable in repair.json while > lastIdx; 0 once reached. */
   private repairTarget = 0;
@@ -197,9 +209,13 @@ export class RaftLogStorage implements RaftStorage {
     private readonly logConfig: Partial<LogConfig>,
     private readonly dirFd: number,
     private readonly unlock: () => void,
-    init: { log: CommitLog; state: LogState; hardState: HardState; clusterId: string | undefined; isNew: boolean; actions: string[]; faults: RaftStorageFaults },
+    init: {
+      log: CommitLog; state: LogState; hardState: HardState; clusterId: string | undefined; isNew: boolean; actions: string[]; faults: RaftStorageFaults;
+      timers: Pick<Timers, 'after'>;
+    },
   ) {
     this.faults = init.faults;
+    this.timers = init.timers;
     this.log = init.log;
     this.state = init.state;
     this.snapshotValue = snapshotOf(init.state.snapshot);
@@ -253,6 +269,7 @@ export class RaftLogStorage implements RaftStorage {
       const isNew = hardState === undefined && logState === undefined && log.nextOffset() === 0;
       storage = new RaftLogStorage(dir, ops, logConfig, dirFd, unlock, {
         log, state, hardState: hardState ?? EMPTY_HARD_STATE, clusterId, isNew, actions: [...log.recovery.actions, ...actions], faults: options.faults ?? {},
+        timers: options.timers ?? UNREF_TIMERS,
       });
     } catch (error) {
       await log?.close();
@@ -479,11 +496,10 @@ export class RaftLogStorage implements RaftStorage {
   /** Writes the in-memory hard state once the commit index has been lagging for COMMIT_PERSIST_DELAY_MS. */
   private scheduleCommitPersist(): void {
     if (this.commitTimer !== undefined || this.closed) return;
-    this.commitTimer = setTimeout(() => {
+    this.commitTimer = this.timers.after(COMMIT_PERSIST_DELAY_MS, () => {
       this.commitTimer = undefined;
       void this.persistCommit().catch(() => undefined);
-    }, COMMIT_PERSIST_DELAY_MS);
-    this.commitTimer.unref();
+    });
   }
 
   private persistCommit(): Promise<void> {
@@ -632,7 +648,7 @@ export class RaftLogStorage implements RaftStorage {
   /** Waits for the write in progress, then closes every file. Idempotent. */
   async close(): Promise<void> {
     if (this.closed) return;
-    clearTimeout(this.commitTimer);
+    this.commitTimer?.();
     this.commitTimer = undefined;
     if (this.failure === undefined) await this.persistCommit().catch(() => undefined);
     this.closed = true;

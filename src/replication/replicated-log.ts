@@ -18,7 +18,8 @@
  * is at or below, and waits until this node has applied it.
  */
 import type { Metadata } from '@grpc/grpc-js';
-import type { RaftNode, StateMachine } from '../raft/index.js';
+import type { RaftNode, StateMachine, Timers } from '../raft/index.js';
+import { SYSTEM_TIMERS } from '../util/system-timers.js';
 import { EntryType, LeadershipLostError, RaftBusyError, Role, type ClusterConfig, type Entry, type NodeId, type Snapshot } from '../raft/index.js';
 import type { ReadLimits, RecordInput, StoredRecord } from '../storage/types.js';
 import { decodeControl } from './retention.js';
@@ -48,7 +49,7 @@ export interface ReplicaStorage {
   entries(lo: number, hi: number, maxSizeBytes: number): readonly Entry[];
 }
 
-/** What it needs of the peer transport: calls to the leader (deadlines are absolute, Date.now() based). */
+/** What it needs of the peer transport: calls to the leader (deadlines are absolute, on the `nowMs` clock). */
 export interface LeaderCalls {
   forward(
     to: NodeId,
@@ -79,6 +80,10 @@ export interface ReplicatedLogOptions {
   producerWindow?: Partial<ProducerWindow>;
   /** Called when a read finds a damaged record (the read still fails with the CorruptionError). */
   onDamage?: (error: CorruptionError) => void;
+  /** Waits' timers (default: the system's; the simulator passes its virtual clock). */
+  timers?: Pick<Timers, 'after'>;
+  /** The clock forward and ReadIndex deadlines are taken from (default Date.now). */
+  nowMs?: () => number;
 }
 
 /** An idempotent producer's batches proposed by this leader in its current term and not yet settled. */
@@ -120,9 +125,13 @@ export class ReplicatedLog implements StateMachine<number> {
   private readonly producersInFlight = new Map<number, ProducerInFlight>();
   /** The term in which this node, as leader, has applied every entry of its predecessors. */
   private leaderReadyTerm = 0;
+  private readonly timers: Pick<Timers, 'after'>;
+  private readonly nowMs: () => number;
 
   constructor(private readonly options: ReplicatedLogOptions) {
     this.storage = options.storage;
+    this.timers = options.timers ?? SYSTEM_TIMERS;
+    this.nowMs = options.nowMs ?? Date.now;
     // Everything committed is already in the log (the log is the state): nothing to replay.
     const commit = Math.max(this.storage.initialState().hardState.commit, this.storage.firstIndex() - 1);
     this.visibleIndex = commit;
@@ -405,12 +414,12 @@ export class ReplicatedLog implements StateMachine<number> {
     };
     if (!ready()) {
       await new Promise<void>((resolve) => {
-        const timer = setTimeout(finish, this.options.leaderWaitMs ?? 3000);
+        const cancel = this.timers.after(this.options.leaderWaitMs ?? 3000, finish);
         const stop = raft.onApplied(() => {
           if (ready()) finish();
         });
         function finish(): void {
-          clearTimeout(timer);
+          cancel();
           stop();
           resolve();
         }
@@ -449,7 +458,7 @@ export class ReplicatedLog implements StateMachine<number> {
     trace: Metadata | undefined,
     avoid: NodeId | undefined,
   ): Promise<{ firstOffset: number; lastOffset: number }> {
-    const deadlineMs = Date.now() + (this.options.forwardTimeoutMs ?? 10_000);
+    const deadlineMs = this.nowMs() + (this.options.forwardTimeoutMs ?? 10_000);
     let refused = avoid;
     for (let attempt = 0; ; attempt++) {
       const leader = await this.leader(refused);
@@ -472,13 +481,13 @@ export class ReplicatedLog implements StateMachine<number> {
     const waitMs = this.options.leaderWaitMs ?? 3000;
     return new Promise<NodeId>((resolve, reject) => {
       let unsubscribe: () => void = () => {};
-      const timer = setTimeout(() => {
+      const cancel = this.timers.after(waitMs, () => {
         unsubscribe();
         reject(new NotLeaderError(undefined, undefined));
-      }, waitMs);
+      });
       unsubscribe = raft.subscribe((status) => {
         if (!usable(status.leaderId)) return;
-        clearTimeout(timer);
+        cancel();
         queueMicrotask(() => unsubscribe());
         resolve(status.leaderId);
       });
@@ -533,7 +542,7 @@ export class ReplicatedLog implements StateMachine<number> {
       }
     }
     const leader = await this.leader();
-    const index = leader === raft.id ? await raft.readBarrier() : await this.options.peers.readIndex(leader, { deadlineMs: Date.now() + (this.options.forwardTimeoutMs ?? 10_000) });
+    const index = leader === raft.id ? await raft.readBarrier() : await this.options.peers.readIndex(leader, { deadlineMs: this.nowMs() + (this.options.forwardTimeoutMs ?? 10_000) });
     await this.waitForApplied(index);
   }
 
@@ -546,13 +555,13 @@ export class ReplicatedLog implements StateMachine<number> {
     const raft = this.raft;
     if (raft.status().applied >= index) return Promise.resolve();
     return new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => {
+      const cancel = this.timers.after(this.options.forwardTimeoutMs ?? 10_000, () => {
         stop();
         reject(new NotLeaderError(undefined, undefined));
-      }, this.options.forwardTimeoutMs ?? 10_000);
+      });
       const stop = raft.onApplied((applied) => {
         if (applied < index) return;
-        clearTimeout(timer);
+        cancel();
         stop();
         resolve();
       });

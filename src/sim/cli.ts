@@ -2,10 +2,12 @@
  * Runs the Raft simulator from the command line.
  *   npm run sim -- --seed 1234 [--nodes 5] [--steps 600] [--verbose] [--fault NAME]
  *   npm run sim -- --long 60 [--nodes 3|5|7]   (random seeds for 60 s, prints seeds/s)
+ *   npm run sim -- --replica [--seed N | --long S] [--nodes 3] [--fault NAME] [--bit-flips P]   (the production replica)
  * Exit status 1 when a run fails; the failure line includes the command that reproduces it.
  */
-import { BROKEN_VARIANTS, type BrokenVariantName } from './variants.js';
+import { BROKEN_VARIANTS, REPLICA_VARIANTS, type BrokenVariantName, type ReplicaVariantName } from './variants.js';
 import { runSeed, type RunOptions } from './run.js';
+import { runReplicaSeed, type ReplicaRunOptions } from './replica-run.js';
 
 interface CliArgs {
   seed: number | null;
@@ -13,11 +15,15 @@ interface CliArgs {
   steps: number;
   verbose: boolean;
   longSeconds: number | null;
-  fault: BrokenVariantName | null;
+  fault: string | null;
+  /** Simulate the production replica (replica-run.ts) instead of the Raft cluster. */
+  replica: boolean;
+  /** Replica runs: probability that a power loss flips a bit on the disk. */
+  bitFlips: number;
 }
 
 function parseArgs(argv: readonly string[]): CliArgs {
-  const args: CliArgs = { seed: null, nodeCount: null, steps: 600, verbose: false, longSeconds: null, fault: null };
+  const args: CliArgs = { seed: null, nodeCount: null, steps: 600, verbose: false, longSeconds: null, fault: null, replica: false, bitFlips: 0 };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i];
     const value = (): string => {
@@ -30,7 +36,9 @@ function parseArgs(argv: readonly string[]): CliArgs {
     else if (flag === '--steps') args.steps = parseInteger(flag, value());
     else if (flag === '--long') args.longSeconds = parseInteger(flag, value());
     else if (flag === '--verbose') args.verbose = true;
-    else if (flag === '--fault') args.fault = parseFault(value());
+    else if (flag === '--fault') args.fault = value();
+    else if (flag === '--replica') args.replica = true;
+    else if (flag === '--bit-flips') args.bitFlips = parseProbability(flag, value());
     else throw new Error(`unknown argument ${flag}`);
   }
   return args;
@@ -42,9 +50,16 @@ function parseInteger(flag: string | undefined, text: string): number {
   return value;
 }
 
-function parseFault(name: string): BrokenVariantName {
-  if (!(name in BROKEN_VARIANTS)) throw new Error(`unknown fault ${name}; one of ${Object.keys(BROKEN_VARIANTS).join(', ')}`);
-  return name as BrokenVariantName;
+function parseProbability(flag: string, text: string): number {
+  const value = Number(text);
+  if (!(value >= 0 && value <= 1)) throw new Error(`${flag} must be a probability in [0, 1], got ${text}`);
+  return value;
+}
+
+function checkFault(args: CliArgs): void {
+  if (args.fault === null) return;
+  const variants = args.replica ? REPLICA_VARIANTS : BROKEN_VARIANTS;
+  if (!(args.fault in variants)) throw new Error(`unknown fault ${args.fault}; one of ${Object.keys(variants).join(', ')}`);
 }
 
 function runOptions(args: CliArgs, seed: number, nodeCount: number): RunOptions {
@@ -52,9 +67,53 @@ function runOptions(args: CliArgs, seed: number, nodeCount: number): RunOptions 
     seed,
     nodeCount,
     steps: args.steps,
-    ...(args.fault === null ? {} : { faults: BROKEN_VARIANTS[args.fault], faultName: args.fault }),
+    ...(args.fault === null ? {} : { faults: BROKEN_VARIANTS[args.fault as BrokenVariantName], faultName: args.fault }),
     ...(args.verbose ? { trace: (line: string) => console.log(line) } : {}),
   };
+}
+
+function replicaOptions(args: CliArgs, seed: number, nodeCount: number): ReplicaRunOptions {
+  return {
+    seed,
+    nodeCount,
+    steps: args.steps,
+    ...(args.fault === null ? {} : { faults: REPLICA_VARIANTS[args.fault as ReplicaVariantName], faultName: args.fault }),
+    ...(args.bitFlips > 0 ? { bitFlipProbability: args.bitFlips } : {}),
+    ...(args.verbose ? { trace: (line: string) => console.log(line) } : {}),
+  };
+}
+
+async function runReplicaOne(args: CliArgs): Promise<number> {
+  const result = await runReplicaSeed(replicaOptions(args, args.seed ?? 1, args.nodeCount ?? 3));
+  const summary =
+    `seed=${result.seed} events=${result.eventCount} acknowledged=${result.acknowledged} sequenced=${result.sequencedAcknowledged} ` +
+    `duplicates=${result.duplicatesAnswered} reads=${result.observations} powerLosses=${result.powerLosses} kills=${result.kills} log=${result.logLength} ` +
+    `virtual=${result.virtualMs}ms trace=${result.traceHash.toString(16)} history=${result.historyHash.toString(16)}`;
+  if (result.ok) {
+    console.log(`ok ${summary}`);
+    return 0;
+  }
+  console.log(`FAIL ${summary}\n  ${result.failure}\n  reproduce: ${result.reproduce}`);
+  return 1;
+}
+
+async function runReplicaLong(args: CliArgs, seconds: number): Promise<number> {
+  const startMs = Date.now();
+  let seed = args.seed ?? (Date.now() % 1_000_000_000);
+  let runs = 0;
+  let failures = 0;
+  while (Date.now() - startMs < seconds * 1000) {
+    const result = await runReplicaSeed(replicaOptions({ ...args, verbose: false }, seed, args.nodeCount ?? 3));
+    runs++;
+    if (!result.ok) {
+      failures++;
+      console.log(`FAIL seed=${seed}: ${result.failure}\n  reproduce: ${result.reproduce}`);
+    }
+    seed++;
+  }
+  const elapsedSeconds = (Date.now() - startMs) / 1000;
+  console.log(`${runs} replica seeds in ${elapsedSeconds.toFixed(1)} s: ${(runs / elapsedSeconds).toFixed(1)} seeds/s, ${failures} failed`);
+  return failures === 0 ? 0 : 1;
 }
 
 function runOne(args: CliArgs): number {
@@ -88,18 +147,20 @@ function runLong(args: CliArgs, seconds: number): number {
   return failures === 0 ? 0 : 1;
 }
 
-const USAGE = 'usage: npm run sim -- [--seed N] [--nodes 3|5|7] [--steps N] [--verbose] [--fault NAME] [--long SECONDS]';
+const USAGE = 'usage: npm run sim -- [--replica [--bit-flips P]] [--seed N] [--nodes 3|5|7] [--steps N] [--verbose] [--fault NAME] [--long SECONDS]';
 
-function main(): number {
+async function main(): Promise<number> {
   let args: CliArgs;
   try {
     args = parseArgs(process.argv.slice(2));
     if (args.nodeCount !== null && args.nodeCount < 1) throw new Error('--nodes must be at least 1');
+    checkFault(args);
   } catch (error) {
     console.error(`${error instanceof Error ? error.message : String(error)}\n${USAGE}`);
     return 2;
   }
+  if (args.replica) return args.longSeconds === null ? runReplicaOne(args) : runReplicaLong(args, args.longSeconds);
   return args.longSeconds === null ? runOne(args) : runLong(args, args.longSeconds);
 }
 
-process.exitCode = main();
+process.exitCode = await main();

@@ -26,6 +26,11 @@ export interface SimDiskOptions {
   readonly capacityBytes?: number;
   /** An fsync on the thread pool completes after 0 to this many event-loop turns. Default 0. */
   readonly syncDelayTurnsMax?: number;
+  /**
+   * Completes an fsync in flight: when set (the cluster simulator's event queue at a virtual
+   * time), it replaces the event-loop turns, so when fsyncs finish depends only on the seed.
+   */
+  readonly scheduleSync?: (complete: () => void) => void;
 }
 
 export interface CrashOptions {
@@ -188,9 +193,8 @@ export class SimDisk implements FileIo {
     const descriptor = this.descriptorOf(fd);
     // What the fsync covers is fixed when it starts; later changes wait for the next one.
     const upTo = this.sequence;
-    const turns = this.prng.int(1, 1 + (this.options.syncDelayTurnsMax ?? 0));
     return new Promise<void>((resolve, reject) => {
-      void eventLoopTurns(turns).then(() => {
+      const complete = (): void => {
         if (this.dead) return; // the process died: nothing settles
         try {
           this.sync(descriptor, upTo);
@@ -198,7 +202,9 @@ export class SimDisk implements FileIo {
         } catch (error) {
           reject(error as Error);
         }
-      });
+      };
+      if (this.options.scheduleSync !== undefined) this.options.scheduleSync(complete);
+      else void eventLoopTurns(this.prng.int(1, 1 + (this.options.syncDelayTurnsMax ?? 0))).then(complete);
     });
   }
 
@@ -311,6 +317,23 @@ export class SimDisk implements FileIo {
       after.syncedNames.set(path, survivor);
     }
     if (this.prng.chance(options.bitFlipProbability ?? 0)) after.flipBit();
+    return after;
+  }
+
+  /**
+   * The process dies but the machine stays up (kill -9): returns the disk a restarted process
+   * finds. The page cache survives whole (nothing written is lost, nothing more is durable);
+   * descriptors and locks go with the process, and its fsyncs in flight never complete.
+   */
+  restartProcess(): SimDisk {
+    this.alive();
+    this.dead = true;
+    const after = new SimDisk({ ...this.options, seed: this.prng.nextUint32() });
+    for (const directory of this.directories) after.directories.add(directory);
+    for (const [path, inode] of this.names) after.names.set(path, inode);
+    for (const [path, inode] of this.syncedNames) after.syncedNames.set(path, inode);
+    for (const [dir, changes] of this.unsyncedNames) after.unsyncedNames.set(dir, [...changes]);
+    after.sequence = this.sequence;
     return after;
   }
 

@@ -44,7 +44,8 @@ export class SimNetwork {
     }
   }
 
-  private delayMs(): number {
+  /** A one-way delay drawn as for a message (late ones included). */
+  delayMs(): number {
     const { lateProbability = 0, lateDelayMsMin = 0, lateDelayMsMax = 0 } = this.options;
     if (lateProbability > 0 && this.prng.chance(lateProbability)) return this.prng.int(lateDelayMsMin, lateDelayMsMax);
     return this.prng.int(this.options.oneWayDelayMsMin, this.options.oneWayDelayMsMax);

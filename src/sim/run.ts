@@ -312,7 +312,8 @@ function committedValues(cluster: SimCluster): Map<string, number> {
   return committedAt;
 }
 
-function shuffle<T>(prng: Prng, items: readonly T[]): T[] {
+/** The items in a random order. */
+export function shuffle<T>(prng: Prng, items: readonly T[]): T[] {
   const result = [...items];
   for (let i = result.length - 1; i > 0; i--) {
     const j = prng.int(0, i);

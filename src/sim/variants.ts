@@ -1,5 +1,6 @@
 /** The deliberately broken Raft variants the simulator must catch (see faults.ts in raft/). */
 import type { Faults } from '../raft/index.js';
+import type { ReplicaFaults } from './replica-cluster.js';
 
 export const BROKEN_VARIANTS = {
   voteWithoutLogCheck: { voteWithoutLogCheck: true },
@@ -15,3 +16,19 @@ export const BROKEN_VARIANTS = {
   sendBeforePersist: { sendBeforePersist: true },
 } as const satisfies Record<string, Faults>;
 export type BrokenVariantName = keyof typeof BROKEN_VARIANTS;
+
+/**
+ * Broken variants of the production replica's layers (replica-cluster.ts passes them to the code
+ * that reads them), for `npm run sim -- --replica --fault NAME`.
+ */
+export const REPLICA_VARIANTS = {
+  /**
+   * A produce is acknowledged before it is durable on a quorum: followers acknowledge appends
+   * before their write is durable (the driver's sendBeforePersist), so the leader commits, and
+   * answers the producer, with the entry durable on itself alone.
+   */
+  acknowledgeBeforeQuorumDurable: { raft: { sendBeforePersist: true } },
+  /** Every replica's commit log acknowledges appends before their fdatasync: a produce is durable nowhere. */
+  logAcknowledgeBeforeSync: { log: { acknowledgeBeforeSync: true } },
+} as const satisfies Record<string, ReplicaFaults>;
+export type ReplicaVariantName = keyof typeof REPLICA_VARIANTS;

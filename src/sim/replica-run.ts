@@ -1,0 +1,442 @@
+/**
+ * One randomized run of the production replica (replica-cluster.ts) from a seed. Chaos: power
+ * losses (one node, often the leader, two at once, or all of them), process kills (the page
+ * cache survives), leadership transfers, restarts, symmetric and one-way
+ * partitions, message loss, duplication and delay (a share of messages held for several
+ * election timeouts), slow fsyncs; clients produce (plain, and as idempotent producers that retry
+ * a batch until it is acknowledged and sometimes resend an acknowledged one), consume at any
+ * replica and read linearizably. Heal: network healed, every node started; the cluster must
+ * elect a leader, take a produce and bring every replica to the same log, and the
+ * produce/consume checker (replica-checker.ts) then runs on the history and the healed logs.
+ */
+import { Prng, CorruptionError, NotLeaderError, OverloadedError, OutOfOrderSequenceError, UnavailableError } from '../util/index.js';
+import { LeadershipLostError, RaftBusyError, Role, type NodeId } from '../raft/index.js';
+import type { ReplicatedLog } from '../replication/replicated-log.js';
+import { mixString, mixUint } from './hash.js';
+import { ReplicaCluster, type ReplicaFaults, type ReplicaNode } from './replica-cluster.js';
+import { shuffle } from './run.js';
+import { checkReplicaHistory, type ProduceOp, type ReplicaHistory } from './replica-checker.js';
+
+export interface ReplicaRunOptions {
+  readonly seed: number;
+  readonly nodeCount: number;
+  /** Length of the chaos phase in ticks of 10 virtual ms. */
+  readonly steps: number;
+  readonly faults?: ReplicaFaults;
+  /** The broken variant's name, for the reproduction command. */
+  readonly faultName?: string;
+  /** Probability that a power loss flips a bit of a synced byte on the node's disk (default 0: off in CI, see README). */
+  readonly bitFlipProbability?: number;
+  readonly trace?: (line: string) => void;
+}
+
+export interface ReplicaRunResult {
+  readonly ok: boolean;
+  readonly seed: number;
+  readonly failure: string | null;
+  readonly reproduce: string;
+  readonly traceHash: number;
+  readonly historyHash: number;
+  readonly eventCount: number;
+  readonly virtualMs: number;
+  readonly acknowledged: number;
+  readonly sequencedAcknowledged: number;
+  readonly duplicatesAnswered: number;
+  readonly observations: number;
+  readonly powerLosses: number;
+  /** Processes killed with their machine (page cache) up. */
+  readonly kills: number;
+  /** Power losses that flipped a bit of a synced byte. */
+  readonly bitFlips: number;
+  readonly logLength: number;
+}
+
+const TICK_MS = 10;
+/** After healing, the replicas must agree and take a produce within this long. */
+const HEAL_BOUND_MS = 30_000;
+/** A client gives up waiting for an answer after this long (the outcome stays unknown). */
+const CLIENT_TIMEOUT_MS = 1500;
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+type Settled<T> = { readonly type: 'ok'; readonly value: T } | { readonly type: 'error'; readonly error: unknown } | { readonly type: 'timeout' };
+
+export async function runReplicaSeed(options: ReplicaRunOptions): Promise<ReplicaRunResult> {
+  const prng = new Prng(options.seed ^ 0x5eed_1234);
+  const ids = Array.from({ length: options.nodeCount }, (_, i) => `n${i + 1}`);
+  const lateProbability = prng.chance(0.8) ? prng.next() * 0.05 : 0;
+  const cluster = new ReplicaCluster({
+    seed: options.seed,
+    nodeIds: ids,
+    network: {
+      oneWayDelayMsMin: 1,
+      oneWayDelayMsMax: prng.int(2, 30),
+      packetLossProbability: prng.chance(0.5) ? prng.next() * 0.1 : 0,
+      packetDuplicateProbability: prng.chance(0.3) ? prng.next() * 0.05 : 0,
+      lateProbability,
+      lateDelayMsMin: 250,
+      lateDelayMsMax: 800,
+    },
+    tickMsMin: TICK_MS - 2,
+    tickMsMax: TICK_MS + 2,
+    fsyncMsMax: prng.pick([0, 2, 10, 30]),
+    maxStoreBytes: prng.pick([256, 1024, 64 * 1024]),
+    bitFlipProbability: options.bitFlipProbability ?? 0,
+    raft: { preVote: true, checkQuorum: true },
+    ...(options.faults !== undefined ? { faults: options.faults } : {}),
+    ...(options.trace !== undefined ? { trace: options.trace } : {}),
+  });
+  const run = new Run(cluster, prng, options);
+  const onUnhandled = (reason: unknown): void => cluster.fail(`unhandled rejection: ${reason instanceof Error ? reason.stack ?? reason.message : String(reason)}`);
+  process.on('unhandledRejection', onUnhandled);
+  let failure: string | null = null;
+  let logLength = 0;
+  try {
+    ({ failure, logLength } = await run.execute());
+  } finally {
+    cluster.shutdown();
+    process.off('unhandledRejection', onUnhandled);
+  }
+  const history = run.history;
+  return {
+    ok: failure === null,
+    seed: options.seed,
+    failure,
+    reproduce: `npm run sim -- --replica --seed ${options.seed} --nodes ${options.nodeCount} --steps ${options.steps}${options.faultName !== undefined ? ` --fault ${options.faultName}` : ''}${options.bitFlipProbability ? ` --bit-flips ${options.bitFlipProbability}` : ''}`,
+    traceHash: cluster.traceHash,
+    historyHash: run.historyHash,
+    eventCount: cluster.eventCount,
+    virtualMs: cluster.nowMs,
+    acknowledged: history.produces.filter((op) => op.outcome.type === 'ok').length,
+    sequencedAcknowledged: history.sequenced.filter((ack) => !ack.duplicate).length,
+    duplicatesAnswered: history.sequenced.filter((ack) => ack.duplicate).length,
+    observations: history.observations.length,
+    powerLosses: [...cluster.nodes.values()].reduce((sum, node) => sum + node.crashes, 0),
+    bitFlips: [...cluster.nodes.values()].reduce((sum, node) => sum + node.bitFlips, 0),
+    kills: [...cluster.nodes.values()].reduce((sum, node) => sum + node.kills, 0),
+    logLength,
+  };
+}
+
+/** An idempotent producer: one batch (of one record) in flight, retried until acknowledged. */
+interface Producer {
+  readonly id: number;
+  nextSequence: number;
+  attempts: number;
+  /** The last acknowledged sequence, to resend as a duplicate. */
+  lastAcked: number | null;
+}
+
+class Run {
+  readonly history: ReplicaHistory = { produces: [], sequenced: [], observations: [], barriers: [] };
+  historyHash = 0x13572468;
+  private clock = 0;
+  private chaosOver = false;
+  private readonly producers: Producer[] = [];
+  private openProducers = 0;
+  private valueCount = 0;
+  /** Cut the power of every machine just after the next acknowledgement (set by the nemesis). */
+  private cutAfterNextAck = false;
+
+  constructor(
+    private readonly cluster: ReplicaCluster,
+    private readonly prng: Prng,
+    private readonly options: ReplicaRunOptions,
+  ) {}
+
+  async execute(): Promise<{ failure: string | null; logLength: number }> {
+    const { cluster, prng } = this;
+    for (const id of cluster.nodes.keys()) cluster.start(id);
+    const clientCount = prng.int(1, 4);
+    for (let c = 0; c < clientCount; c++) void this.client(c);
+    const producerCount = prng.int(1, 3);
+    for (let p = 0; p < producerCount; p++) {
+      const producer: Producer = { id: p + 1, nextSequence: 0, attempts: 0, lastAcked: null };
+      this.producers.push(producer);
+      void this.produceSequenced(producer);
+    }
+    const nemesisMsMin = prng.int(50, 200);
+    this.scheduleNemesis(nemesisMsMin, prng.int(nemesisMsMin + 50, 600));
+    const chaosMs = this.options.steps * TICK_MS;
+    await cluster.runFor(chaosMs);
+    if (cluster.violation !== null) return { failure: cluster.violation, logLength: 0 };
+
+    // Heal: no more faults; every producer finishes its batch; the replicas must converge.
+    this.chaosOver = true;
+    cluster.network.heal();
+    cluster.network.options = { ...cluster.network.options, packetLossProbability: 0, packetDuplicateProbability: 0, lateProbability: 0 };
+    for (const id of cluster.nodes.keys()) cluster.start(id);
+    const healedBy = cluster.nowMs + HEAL_BOUND_MS;
+    let probe: ProduceOp | null = null;
+    const converged = (): boolean => {
+      if (this.openProducers > 0) return false;
+      const leader = cluster.leader();
+      if (leader === null || !this.caughtUp(leader)) return false;
+      if (probe === null) {
+        probe = this.produce(leader).op;
+        return false;
+      }
+      if (probe.outcome.type !== 'ok') {
+        if (probe.end !== 0) probe = null; // failed or timed out: try again
+        return false;
+      }
+      const last = probe.outcome.offset;
+      return [...cluster.nodes.values()].every((node) => node.up && node.log!.nextOffset() > last && this.caughtUp(node));
+    };
+    const done = await cluster.runUntil(healedBy, converged);
+    if (cluster.violation !== null) return { failure: cluster.violation, logLength: 0 };
+    if (!done) return { failure: `liveness: ${this.describeState()} ${HEAL_BOUND_MS} ms after healing`, logLength: 0 };
+
+    const logs = new Map<NodeId, string[]>();
+    for (const node of cluster.nodes.values()) {
+      try {
+        logs.set(node.id, readAll(node.log!));
+      } catch (error) {
+        return { failure: `${node.id} cannot serve its healed log: ${error instanceof Error ? `${error.name}: ${error.message}` : String(error)}`, logLength: 0 };
+      }
+    }
+    const failure = checkReplicaHistory(this.history, logs);
+    return { failure, logLength: logs.get(cluster.nodes.keys().next().value as NodeId)!.length };
+  }
+
+  /** The node applied everything its leader committed, and an entry of the leader's term. */
+  private caughtUp(node: ReplicaNode): boolean {
+    const leader = this.cluster.leader();
+    if (!node.up || leader === null) return false;
+    const mine = node.raft!.status();
+    const theirs = leader.raft!.status();
+    return mine.leaderId === leader.id && mine.term === theirs.term && mine.applied === theirs.commit && node.storage!.term(mine.applied) === theirs.term;
+  }
+
+  private describeState(): string {
+    const parts = [...this.cluster.nodes.values()].map((node) => {
+      const status = node.raft?.status();
+      return status === undefined ? `${node.id} down` : `${node.id} ${status.role} t${status.term} commit ${status.commit} applied ${status.applied} next ${node.log!.nextOffset()}`;
+    });
+    return `not converged (${parts.join('; ')}; ${this.openProducers} producers open)`;
+  }
+
+  private now(): number {
+    return ++this.clock;
+  }
+
+  private note(line: string): void {
+    this.historyHash = mixUint(mixString(this.historyHash, line), this.cluster.nowMs);
+    this.cluster.record(line);
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => this.cluster.schedule(ms, null, resolve));
+  }
+
+  /** The call's outcome, or a timeout after CLIENT_TIMEOUT_MS of virtual time (the call may still take effect). */
+  private settled<T>(call: () => Promise<T>): Promise<Settled<T>> {
+    return new Promise((resolve) => {
+      let done = false;
+      const finish = (outcome: Settled<T>): void => {
+        if (done) return;
+        done = true;
+        resolve(outcome);
+      };
+      this.cluster.schedule(CLIENT_TIMEOUT_MS, null, () => finish({ type: 'timeout' }));
+      let promise: Promise<T>;
+      try {
+        promise = call();
+      } catch (error) {
+        finish({ type: 'error', error });
+        return;
+      }
+      promise.then(
+        (value) => finish({ type: 'ok', value }),
+        (error: unknown) => finish({ type: 'error', error }),
+      );
+    });
+  }
+
+  /** A node to send to: usually the leader, else any node that is up. */
+  private target(): ReplicaNode | null {
+    const up = this.cluster.upNodes();
+    if (up.length === 0) return null;
+    const leaders = up.filter((node) => node.raft!.status().role === Role.Leader);
+    if (leaders.length > 0 && this.prng.chance(0.7)) return this.prng.pick(leaders);
+    return this.prng.pick(up);
+  }
+
+  // ---- clients ----
+
+  private async client(index: number): Promise<void> {
+    const { cluster, prng } = this;
+    while (!this.chaosOver && cluster.violation === null) {
+      await this.sleep(prng.int(0, 40));
+      if (this.chaosOver) return;
+      const node = this.target();
+      if (node === null) continue;
+      const roll = prng.next();
+      if (roll < 0.55) {
+        await this.produce(node).settled;
+      } else if (roll < 0.85) {
+        this.consume(node);
+      } else {
+        await this.barrier(node, index);
+      }
+    }
+  }
+
+  /** A plain produce at `node` (forwarded to the leader by a follower); `end` is set once settled. */
+  private produce(node: ReplicaNode): { op: ProduceOp; settled: Promise<void> } {
+    const value = `v${this.valueCount++}`;
+    const op: ProduceOp = { value, start: this.now(), end: 0, outcome: { type: 'unknown' } };
+    this.history.produces.push(op);
+    const log = node.log!;
+    const settled = this.settled(() => log.append({ value: encoder.encode(value) })).then((result) => {
+      op.end = this.now();
+      if (result.type === 'ok') {
+        op.outcome = { type: 'ok', offset: result.value };
+        this.acknowledged();
+      }
+      else if (result.type === 'error' && refusedBeforeAppending(result.error)) op.outcome = { type: 'failed', reason: (result.error as Error).name };
+      this.note(`produce ${value} at ${node.id}: ${op.outcome.type === 'ok' ? op.outcome.offset : op.outcome.type}`);
+    });
+    return { op, settled };
+  }
+
+  /** Reads a few records from a random offset of the node's visible log. */
+  private consume(node: ReplicaNode): void {
+    const log = node.log!;
+    const offset = this.prng.int(log.lowestOffset(), log.nextOffset());
+    let records;
+    try {
+      records = log.readBatch(offset, { maxCount: this.prng.int(1, 16), maxBytes: 1 << 20 });
+    } catch (error) {
+      // Damage is reported, never served as other bytes; the healed replica must have repaired it (checked at the end).
+      if (error instanceof CorruptionError) return this.note(`consume ${node.id} ${offset}: ${error.name}`);
+      throw error;
+    }
+    for (const record of records) this.history.observations.push({ node: node.id, offset: record.offset, value: decoder.decode(record.value) });
+    this.note(`consume ${node.id} ${offset}+${records.length}`);
+  }
+
+  private async barrier(node: ReplicaNode, client: number): Promise<void> {
+    const log = node.log!;
+    const start = this.now();
+    const result = await this.settled(() => log.linearizableBarrier().then(() => log.nextOffset()));
+    const end = this.now();
+    if (result.type === 'ok') this.history.barriers.push({ node: node.id, start, end, next: result.value });
+    this.note(`barrier c${client} ${node.id}: ${result.type === 'ok' ? result.value : result.type}`);
+  }
+
+  /** An idempotent producer: each batch is retried (at any node) until acknowledged, through the heal. */
+  private async produceSequenced(producer: Producer): Promise<void> {
+    const { cluster, prng } = this;
+    for (;;) {
+      await this.sleep(prng.int(0, 60));
+      if (cluster.violation !== null) return;
+      if (this.chaosOver && producer.attempts === 0) return;
+      const node = this.target();
+      if (node === null) continue;
+      const resend = producer.attempts === 0 && producer.lastAcked !== null && prng.chance(0.2);
+      const sequence = resend ? (producer.lastAcked as number) : producer.nextSequence;
+      if (!resend && producer.attempts++ === 0) this.openProducers++;
+      const value = `p${producer.id}s${sequence}`;
+      const log = node.log!;
+      const start = this.now();
+      const result = await this.settled(() => log.appendSequenced([{ value: encoder.encode(value) }], producer.id, sequence));
+      const end = this.now();
+      this.note(`sequenced ${value} at ${node.id}: ${result.type === 'ok' ? `${result.value.firstOffset}${result.value.duplicate ? ' duplicate' : ''}` : result.type === 'error' ? (result.error as Error).name : 'timeout'}`);
+      if (result.type === 'ok') {
+        const { firstOffset, duplicate } = result.value;
+        this.history.sequenced.push({ producerId: producer.id, sequence, value, offset: firstOffset, duplicate: duplicate || resend, start, end });
+        this.acknowledged();
+        if (resend && !duplicate) cluster.fail(`producer ${producer.id} resent acknowledged sequence ${sequence} and it was appended again at offset ${firstOffset}`);
+        if (!resend) {
+          producer.lastAcked = sequence;
+          producer.nextSequence++;
+          producer.attempts = 0;
+          this.openProducers--;
+        }
+      } else if (result.type === 'error' && result.error instanceof OutOfOrderSequenceError) {
+        cluster.fail(`producer ${producer.id} ${resend ? 'resent acknowledged' : 'retried its next'} sequence ${sequence} and was refused: ${result.error.message}`);
+      }
+    }
+  }
+
+  // ---- faults ----
+
+  /**
+   * A produce was just acknowledged: if asked, every machine loses power within a few ms. What a
+   * quorum acknowledged is durable there, so nothing acknowledged may be lost; a replica that
+   * acknowledges before its write is durable is caught here.
+   */
+  private acknowledged(): void {
+    if (!this.cutAfterNextAck || this.chaosOver) return;
+    this.cutAfterNextAck = false;
+    this.cluster.schedule(this.prng.int(0, 3), 'power cut after an acknowledgement', () => {
+      if (this.chaosOver) return;
+      for (const node of this.cluster.upNodes()) this.cluster.crash(node.id);
+    });
+  }
+
+  private scheduleNemesis(minMs: number, maxMs: number): void {
+    const { cluster, prng } = this;
+    cluster.schedule(prng.int(minMs, maxMs), null, () => {
+      if (this.chaosOver) return;
+      this.nemesis();
+      this.scheduleNemesis(minMs, maxMs);
+    });
+  }
+
+  private nemesis(): void {
+    const { cluster, prng } = this;
+    const ids = [...cluster.nodes.keys()];
+    const up = cluster.upNodes();
+    const down = [...cluster.nodes.values()].filter((node) => !node.up && !node.starting);
+    const roll = prng.next();
+    if (roll < 0.3 && up.length > 0) {
+      const leader = cluster.leader();
+      const victim = leader !== null && prng.chance(0.4) ? leader.id : prng.pick(up).id;
+      if (prng.chance(0.75)) cluster.crash(victim);
+      else cluster.kill(victim);
+    } else if (roll < 0.34) {
+      this.cutAfterNextAck = true;
+    } else if (roll < 0.38 && up.length > 1) {
+      // A correlated power loss: two machines at once, or the whole cluster (a site power cut).
+      for (const node of prng.chance(0.3) ? up : shuffle(prng, up).slice(0, 2)) cluster.crash(node.id);
+    } else if (roll < 0.66 && down.length > 0) {
+      cluster.start(prng.pick(down).id);
+    } else if (roll < 0.7) {
+      // A graceful hand-over (the agent's shutdown does one).
+      const leader = cluster.leader();
+      const others = up.filter((node) => node !== leader);
+      if (leader !== null && others.length > 0) {
+        const target = prng.pick(others).id;
+        cluster.record(`transfer ${leader.id} -> ${target}`);
+        leader.raft!.transferLeadership(target).catch(() => undefined);
+      }
+    } else if (roll < 0.85) {
+      const isolated = shuffle(prng, ids).slice(0, prng.int(1, Math.floor((ids.length - 1) / 2) || 1));
+      const rest = ids.filter((id) => !isolated.includes(id));
+      const oneWay = prng.chance(0.3);
+      cluster.network.partition(isolated, rest, oneWay);
+      cluster.record(`partition ${isolated.join(',')} | ${rest.join(',')}${oneWay ? ' one-way' : ''}`);
+    } else {
+      cluster.network.heal();
+      cluster.record('heal');
+    }
+  }
+}
+
+/** Nothing was appended: the same errors the replicated log itself treats as safe to redirect, and its definite refusals. */
+function refusedBeforeAppending(error: unknown): boolean {
+  if (error instanceof NotLeaderError || error instanceof RaftBusyError || error instanceof OverloadedError || error instanceof LeadershipLostError) return true;
+  return error instanceof UnavailableError && /^No connection established/.test(error.message);
+}
+
+function readAll(log: ReplicatedLog): string[] {
+  const values: string[] = [];
+  for (let offset = log.lowestOffset(); offset < log.nextOffset(); ) {
+    const records = log.readBatch(offset, { maxCount: 4096, maxBytes: 1 << 24 });
+    for (const record of records) values[record.offset] = decoder.decode(record.value);
+    offset += records.length;
+  }
+  return values;
+}
