@@ -387,4 +387,17 @@ describe('verify', () => {
     assert.equal(log.verify(), 1, "the entry also ends offset 1's frame, which no longer verifies");
     await log.close();
   });
+
+  it('cuts at a record whose own index entry is damaged (its position found by walking the frames)', async () => {
+    const config = { maxIndexBytes: 12 * 4 };
+    await writeLog(12, config);
+    flipBit(files('index')[1]!, 2 * 12 + 7, 4); // offset 6's index entry: its position far past the store's end
+    const log = await CommitLog.open(dir, config);
+    const damaged = log.verify();
+    assert.ok(damaged !== undefined && damaged <= 6, `verify found ${damaged}`);
+    await log.cutAtDamage(6);
+    assert.equal(log.nextOffset(), 6);
+    assert.deepEqual(readEach(log), expected(6));
+    await log.close();
+  });
 });

@@ -328,9 +328,24 @@ export class Segment {
     };
   }
 
-  /** Position of entry `relative` (for truncation). */
+  /**
+   * Position of entry `relative` (for truncation): from its index entry, or, when that entry is
+   * damaged (a cut at damage), by walking the frame headers from the segment's start.
+   */
   positionOf(relative: number): number {
-    return this.positions(relative, 1)[0]!;
+    try {
+      return this.positions(relative, 1)[0]!;
+    } catch (error) {
+      if (!(error instanceof CorruptionError)) throw error;
+      const header = Buffer.allocUnsafe(FRAME_HEADER_BYTES);
+      let position = 0;
+      for (let k = 0; k < relative; k++) {
+        if (this.readStore(header, position) !== FRAME_HEADER_BYTES || decodeFrameHeader(header, 0).offset !== this.baseOffset + k) throw error;
+        position += FRAME_HEADER_BYTES + decodeFrameHeader(header, 0).valueLength;
+        if (position > this.writtenStoreBytes) throw error;
+      }
+      return position;
+    }
   }
 
   /**
