@@ -7,7 +7,7 @@
 import { appendFileSync, existsSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ServerInfo } from '../../src/client/index.js';
-import type { NetnsNetwork } from './network.js';
+import { NODE_RPC_PORT, type NetnsNetwork } from './network.js';
 import { client, startNode, votersWithLeader, waitForServers, type ClusterCerts, type ClusterNode } from '../cluster-harness.js';
 
 export type NodeState = 'up' | 'down' | 'paused';
@@ -54,7 +54,10 @@ export class NemesisCluster {
 
   async start(): Promise<void> {
     for (let i = 1; i <= this.options.size; i++) {
-      this.slots.push({ name: `n${i}`, index: i - 1, dataDir: join(this.options.dir, `n${i}`), rpcPort: 0, gossipPort: 0, node: undefined, state: 'down', generation: 0 });
+      // In the test network every node has its own address, and the RPC port is fixed so that the
+      // relays' DNAT rules exist before the first connection.
+      const rpcPort = this.network !== undefined ? NODE_RPC_PORT : 0;
+      this.slots.push({ name: `n${i}`, index: i - 1, dataDir: join(this.options.dir, `n${i}`), rpcPort, gossipPort: 0, node: undefined, state: 'down', generation: 0 });
     }
     await this.boot(this.slots[0]!, { bootstrap: true });
     for (const slot of this.slots.slice(1)) await this.boot(slot);

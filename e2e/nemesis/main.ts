@@ -33,7 +33,7 @@ if (!['netns', 'loopback', 'auto'].includes(flags.network)) {
 }
 
 if (flags.list === true) {
-  for (const fault of FAULTS) console.log(`${fault.name.padEnd(23)} ${fault.ci ? 'ci ' : '   '}${fault.network === true ? 'net' : '   '} ${fault.describe}`);
+  for (const fault of FAULTS) console.log(`${fault.name.padEnd(23)} ${fault.ci ? 'ci ' : '   '}${fault.relays === true ? 'rel' : fault.network === true ? 'net' : '   '} ${fault.describe}`);
   process.exit(0);
 }
 

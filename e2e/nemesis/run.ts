@@ -53,12 +53,14 @@ export interface RunResult {
   readonly networkLeftovers?: readonly string[];
 }
 
-export function faultsByName(names: readonly string[] | undefined, network: boolean, composed = true): Fault[] {
-  if (names === undefined) return FAULTS.filter((f) => f.ci && (network || f.network !== true) && (composed || f.composed !== true));
+export function faultsByName(names: readonly string[] | undefined, network: boolean, relays: boolean, composed = true): Fault[] {
+  const possible = (f: Fault): boolean => (network || f.network !== true) && (relays || f.relays !== true);
+  if (names === undefined) return FAULTS.filter((f) => f.ci && possible(f) && (composed || f.composed !== true));
   return names.map((name) => {
     const fault = FAULTS.find((f) => f.name === name);
     if (fault === undefined) throw new Error(`unknown fault "${name}" (known: ${FAULTS.map((f) => f.name).join(', ')})`);
     if (fault.network === true && !network) throw new Error(`fault "${name}" needs the namespaced network (root, iproute2)`);
+    if (fault.relays === true && !relays) throw new Error(`fault "${name}" needs the link relays (nftables)`);
     return fault;
   });
 }
@@ -82,16 +84,20 @@ export async function runNemesis(options: RunOptions): Promise<RunResult> {
     else log(`no partitions in this run: ${made.skip}`);
   }
   try {
+    if (network !== undefined) {
+      const noRelays = await network.startRelays();
+      if (noRelays !== undefined) log(`no link faults in this run: ${noRelays}`);
+    }
     const result = await runWith(options, log, network);
-    network?.destroy();
+    await network?.close();
     return { ...result, networkLeftovers: network?.leftovers() ?? [] };
   } finally {
-    network?.destroy();
+    await network?.close();
   }
 }
 
 async function runWith(options: RunOptions, log: (line: string) => void, network: NetnsNetwork | undefined): Promise<RunResult> {
-  const faults = faultsByName(options.faults, network !== undefined, options.composed ?? true);
+  const faults = faultsByName(options.faults, network !== undefined, network?.relays !== undefined, options.composed ?? true);
   const outDir = options.outDir ?? mkdtempSync(join(tmpdir(), 'annal-nemesis-'));
   mkdirSync(outDir, { recursive: true });
   const dataDir = mkdtempSync(join(outDir, 'data-'));
