@@ -18,6 +18,16 @@ export interface FaultContext {
   readonly log: (line: string) => void;
   /** Overrides the fault's own claim that a majority stays connected (composed faults may not). */
   readonly majority?: boolean;
+  /**
+   * A node that refuses to start on its damaged data is replaced by a new member instead of
+   * failing the run (for runs that study damage the node cannot repair by design).
+   */
+  readonly replaceRefused?: boolean;
+}
+
+/** A node would not start after a fault: the run fails (strict) unless refusals may be replaced. */
+export class NodeRefusedError extends Error {
+  override readonly name = 'NodeRefusedError';
 }
 
 export interface Fault {
@@ -110,7 +120,7 @@ const powerLoss = crash('power-loss', 'kill -9 a node (often the leader) and dro
 
 const corruption = crash(
   'corrupt',
-  'kill -9 a random node, damage one of its files (flip a bit in a segment, truncate a segment or the hard state), restart it; a node that refuses to start is replaced by a new member',
+  'kill -9 a random node, damage one of its files (flip a bit in a segment, truncate a segment or the hard state), restart it: it must detect the damage and repair from the others; refusing to start fails the run (unless --replace-refused)',
   {
     leaderChance: 0,
     ci: true,
@@ -119,7 +129,9 @@ const corruption = crash(
       try {
         await context.cluster.boot(target);
       } catch (error) {
-        context.log(`  ${target.name} refused to start on its damaged data (${String(error).split('\n').slice(-3).join(' | ').slice(0, 400)}); replacing it`);
+        const why = String(error).split('\n').slice(-3).join(' | ').slice(0, 400);
+        if (context.replaceRefused !== true) throw new NodeRefusedError(`${target.name} refused to start on its damaged data: ${why}`, { cause: error });
+        context.log(`  ${target.name} refused to start on its damaged data (${why}); replacing it (--replace-refused)`);
         context.cluster.wipe(target);
         await context.cluster.boot(target);
       }

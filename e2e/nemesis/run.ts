@@ -21,6 +21,11 @@ export interface RunOptions {
   /** Fault names; default: every CI-safe fault (composed ones unless `composed` is false). */
   readonly faults?: readonly string[];
   readonly composed?: boolean;
+  /**
+   * Replace a node that refuses to start on data a fault damaged with a new member, instead of
+   * failing the run (default: fail).
+   */
+  readonly replaceRefused?: boolean;
   /** Failpoints every node runs with (e.g. the broken unsafe-skip-fsync). */
   readonly failpoints?: string;
   /**
@@ -70,6 +75,7 @@ export function replayCommand(options: RunOptions): string {
   if (options.faults !== undefined) parts.push('--faults', options.faults.join(','));
   else if (options.composed === false) parts.push('--no-composed');
   if (options.failpoints !== undefined) parts.push('--failpoints', options.failpoints);
+  if (options.replaceRefused === true) parts.push('--replace-refused');
   if (options.network !== undefined && options.network !== 'auto') parts.push('--network', options.network);
   return parts.join(' ');
 }
@@ -139,7 +145,7 @@ async function runWith(options: RunOptions, log: (line: string) => void, network
         const waitMs = step.atMs - (performance.now() - startMs);
         if (waitMs > 0) await new Promise((resolve) => setTimeout(resolve, waitMs));
         const fault = faults.find((f) => f.name === step.fault)!;
-        await fault.run({ cluster, history, prng: new Prng(step.seed), holdMs: step.holdMs, log });
+        await fault.run({ cluster, history, prng: new Prng(step.seed), holdMs: step.holdMs, log, replaceRefused: options.replaceRefused === true });
         faultsRun++;
         // A fault must heal into a working cluster before the next one starts.
         await cluster.heal(convergeTimeoutMs);
