@@ -137,7 +137,7 @@ async function runWith(options: RunOptions, log: (line: string) => void, network
   let finalLogs: FinalLog[] = [];
   try {
     await cluster.start();
-    const workload = new Workload(cluster, history, { producers: 3, readers: 1, linearizableReaders: 2, tailers: 2, callTimeoutMs: 5000, seed: options.seed ^ 0x5bd1e995 });
+    const workload = new Workload(cluster, history, { producers: 3, readers: 1, linearizableReaders: 2, tailers: 2, callTimeoutMs: 5000, retryDeadlineMs: 10_000, seed: options.seed ^ 0x5bd1e995 });
     workload.start();
     const startMs = performance.now();
     try {
@@ -180,7 +180,7 @@ async function runWith(options: RunOptions, log: (line: string) => void, network
   const recovery = recoveries.length === 0 ? 'no recoveries' : `recovery median ${recoveries[Math.floor(recoveries.length / 2)]!.toFixed(0)} ms, max ${recoveries[recoveries.length - 1]!.toFixed(0)} ms`;
   const verdict =
     `${valid ? 'PASS' : 'FAIL'}: seed ${options.seed}, ${faultsRun} faults, ` +
-    `${produce.ok} produces acknowledged (${produce.fail} failed, ${produce.unknown} unknown), ${reads} reads, ${check.counts.tail.ok} records tailed, ` +
+    `${produce.ok} produces acknowledged (${produce.fail} failed, ${produce.unknown} unknown; ${check.exactlyOnce} idempotent, checked exactly once), ${reads} reads, ${check.counts.tail.ok} records tailed, ` +
     `log ${check.logLength} records on ${finalLogs.length} nodes, linearizability ${check.linearizability}, ` +
     `availability ${(check.availability * 100).toFixed(1)}%, ${recovery}, ${check.violations.length === 0 ? 'no violations' : `violations ${JSON.stringify(check.violationCounts)}`}` +
     (stuck !== undefined ? `; ${stuck.split('\n')[0]}` : '');
