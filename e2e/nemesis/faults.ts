@@ -113,9 +113,14 @@ const replace = crash('replace', 'kill -9 a random node and start a new member i
   whileDown: (context, target) => context.cluster.wipe(target),
 });
 
-const powerLoss = crash('power-loss', 'kill -9 a node (often the leader) and drop every byte it wrote but did not fsync, restart it after the hold', {
+function describeDropped(dropped: { bytes: number; files: string[] }): string {
+  const files = dropped.files.length === 0 ? '' : `, ${dropped.files.length} files whose directory entry was not synced removed (${dropped.files.map((f) => f.slice(f.lastIndexOf('/') + 1)).join(', ')})`;
+  return `${dropped.bytes} unsynced bytes dropped${files}`;
+}
+
+const powerLoss = crash('power-loss', 'kill -9 a node (often the leader), drop every byte it wrote but did not fsync and every file whose directory entry it did not fsync, restart it after the hold', {
   leaderChance: 0.5,
-  whileDown: (context, target) => context.log(`  ${target.name}: ${context.cluster.dropUnsynced(target)} unsynced bytes dropped`),
+  whileDown: (context, target) => context.log(`  ${target.name}: ${describeDropped(context.cluster.dropUnsynced(target))}`),
 });
 
 const corruption = crash(
@@ -202,7 +207,7 @@ const powerLossAll: Fault = {
       false,
       async () => {
         await Promise.all(targets.map((t) => context.cluster.kill(t)));
-        for (const t of targets) context.log(`  ${t.name}: ${context.cluster.dropUnsynced(t)} unsynced bytes dropped`);
+        for (const t of targets) context.log(`  ${t.name}: ${describeDropped(context.cluster.dropUnsynced(t))}`);
       },
       async () => {
         for (const t of targets) await context.cluster.boot(t);
@@ -484,4 +489,5 @@ export const FAULTS: readonly Fault[] = [
   compose(pause(true), majorityMinority),
   compose(powerLoss, killLeader),
   compose(corruption, killLeader),
+  compose(flakyLinks, killLeader),
 ];

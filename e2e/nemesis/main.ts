@@ -22,12 +22,13 @@ const program = new Command('nemesis')
   .option('--no-composed', 'leave out the composed faults (several at once) from the default set')
   .option('--failpoints <spec>', 'ANNAL_FAILPOINTS for every node, e.g. unsafe-skip-fsync (a broken build)')
   .option('--network <mode>', 'netns (partitions; needs root) | loopback (no partitions) | auto', 'auto')
+  .option('--segment-records <n>', "records per segment on every node (through --max-index-bytes; default the agent's 12 MiB index, 1M records)", integer)
   .option('--replace-refused', 'replace a node that refuses to start on damaged data with a new member instead of failing the run')
   .option('--out <dir>', 'where the history, report and data go (default: a temp dir)')
   .option('--keep-data', "keep the nodes' data dirs after a passing run")
   .option('--list', 'list the faults and exit');
 program.parse();
-const flags = program.opts<{ seconds: number; nodes: number; seed?: number; faults?: string[]; failpoints?: string; out?: string; keepData?: boolean; replaceRefused?: boolean; list?: boolean; network: string; composed: boolean }>();
+const flags = program.opts<{ seconds: number; nodes: number; seed?: number; faults?: string[]; failpoints?: string; out?: string; keepData?: boolean; replaceRefused?: boolean; segmentRecords?: number; list?: boolean; network: string; composed: boolean }>();
 if (!['netns', 'loopback', 'auto'].includes(flags.network)) {
   console.error(`--network ${flags.network}: expected netns, loopback or auto`);
   process.exit(2);
@@ -55,6 +56,7 @@ const result = await runNemesis({
   ...(flags.out !== undefined ? { outDir: flags.out } : {}),
   keepData: flags.keepData === true,
   replaceRefused: flags.replaceRefused === true,
+  ...(flags.segmentRecords !== undefined ? { segmentRecords: flags.segmentRecords } : {}),
   composed: flags.composed,
   network: flags.network as 'netns' | 'loopback' | 'auto',
 });

@@ -6,6 +6,7 @@ import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { checkHistory, formatSchedule, makeSchedule, renderReport, type CheckResult, type FinalLog } from '../../src/nemesis/index.js';
+import { INDEX_ENTRY_BYTES } from '../../src/storage/index.js';
 import { Prng } from '../../src/util/index.js';
 import { killAll } from '../cli-harness.js';
 import { client, makeCerts, waitForRecords } from '../cluster-harness.js';
@@ -26,6 +27,8 @@ export interface RunOptions {
    * failing the run (default: fail).
    */
   readonly replaceRefused?: boolean;
+  /** Records per segment on every node (through `--max-index-bytes`): small segments roll often, so power loss meets new ones. */
+  readonly segmentRecords?: number;
   /** Failpoints every node runs with (e.g. the broken unsafe-skip-fsync). */
   readonly failpoints?: string;
   /**
@@ -76,6 +79,7 @@ export function replayCommand(options: RunOptions): string {
   else if (options.composed === false) parts.push('--no-composed');
   if (options.failpoints !== undefined) parts.push('--failpoints', options.failpoints);
   if (options.replaceRefused === true) parts.push('--replace-refused');
+  if (options.segmentRecords !== undefined) parts.push('--segment-records', String(options.segmentRecords));
   if (options.network !== undefined && options.network !== 'auto') parts.push('--network', options.network);
   return parts.join(' ');
 }
@@ -127,6 +131,7 @@ async function runWith(options: RunOptions, log: (line: string) => void, network
     certs,
     size: options.nodes,
     ...(options.failpoints !== undefined ? { failpoints: options.failpoints } : {}),
+    ...(options.segmentRecords !== undefined ? { agentArgs: ['--max-index-bytes', String(options.segmentRecords * INDEX_ENTRY_BYTES)] } : {}),
     ...(network !== undefined ? { network } : {}),
     log,
   });
