@@ -233,11 +233,6 @@ export class LinkProxies {
     for (const pipe of path.pipes) pipe.pump();
   }
 
-  /** Resets every connection between `a` and `b`, either way (both nodes see a dropped connection). */
-  resetConnections(a: number, b: number): void {
-    for (const link of [this.link(a, b), this.link(b, a)]) for (const socket of [...link.sockets]) socket.destroy(new Error('reset by the nemesis'));
-  }
-
   /** Ends every fault; held and delayed bytes are delivered now. */
   heal(): void {
     for (const path of this.paths.values()) {
