@@ -6,6 +6,7 @@ import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { checkHistory, formatSchedule, makeSchedule, renderReport, type CheckResult, type FinalLog } from '../../src/nemesis/index.js';
+import { AnnalClient } from '../../src/client/index.js';
 import { INDEX_ENTRY_BYTES } from '../../src/storage/index.js';
 import { Prng } from '../../src/util/index.js';
 import { killAll } from '../cli-harness.js';
@@ -200,8 +201,13 @@ async function runWith(options: RunOptions, log: (line: string) => void, network
  * everything before it), then reads each node's whole log.
  */
 async function readFinalLogs(cluster: NemesisCluster, timeoutMs: number): Promise<FinalLog[]> {
-  const leader = await cluster.leader();
-  const writer = client((leader ?? cluster.up()[0]!).node!, cluster.certs.root);
+  // A cluster client: on a loaded machine the leadership may still move (an election timeout is
+  // 300-600 ms), and its idempotent producer resends the marker to the next leader.
+  const writer = new AnnalClient({
+    address: `annal://${cluster.slots.map((slot) => slot.node!.rpcAddr).join(',')}`,
+    security: cluster.certs.root,
+    retry: { retryDeadlineMs: timeoutMs },
+  });
   let marker: number;
   try {
     marker = await withTimeout(writer.produce(Buffer.from('final-marker')), timeoutMs);
