@@ -4,11 +4,14 @@
  * with the sync-report failpoint, so that a power loss can be simulated on any of them (its
  * unsynced bytes dropped after kill -9); extra failpoints can be set per start.
  */
-import { appendFileSync, existsSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ServerInfo } from '../../src/client/index.js';
-import type { NetnsNetwork } from './network.js';
+import { NODE_RPC_PORT, type NetnsNetwork } from './network.js';
 import { client, startNode, votersWithLeader, waitForServers, type ClusterCerts, type ClusterNode } from '../cluster-harness.js';
+
+/** A commit log segment's files (`<base offset>.store`, `.index`). */
+const SEGMENT_FILE = /^\d+\.(store|index)$/;
 
 export type NodeState = 'up' | 'down' | 'paused';
 
@@ -32,6 +35,8 @@ export interface ClusterOptions {
   readonly dir: string;
   readonly certs: ClusterCerts;
   readonly size: number;
+  /** Extra `annal agent` flags for every node (e.g. small segments). */
+  readonly agentArgs?: readonly string[];
   /** Failpoints every node runs with, besides sync-report (e.g. unsafe-skip-fsync). */
   readonly failpoints?: string;
   /** Nodes in network namespaces whose links can be cut; default: all on 127.0.0.1. */
@@ -54,7 +59,10 @@ export class NemesisCluster {
 
   async start(): Promise<void> {
     for (let i = 1; i <= this.options.size; i++) {
-      this.slots.push({ name: `n${i}`, index: i - 1, dataDir: join(this.options.dir, `n${i}`), rpcPort: 0, gossipPort: 0, node: undefined, state: 'down', generation: 0 });
+      // In the test network every node has its own address, and the RPC port is fixed so that the
+      // relays' DNAT rules exist before the first connection.
+      const rpcPort = this.network !== undefined ? NODE_RPC_PORT : 0;
+      this.slots.push({ name: `n${i}`, index: i - 1, dataDir: join(this.options.dir, `n${i}`), rpcPort, gossipPort: 0, node: undefined, state: 'down', generation: 0 });
     }
     await this.boot(this.slots[0]!, { bootstrap: true });
     for (const slot of this.slots.slice(1)) await this.boot(slot);
@@ -105,6 +113,7 @@ export class NemesisCluster {
       rpcPort: slot.rpcPort,
       gossipPort: slot.gossipPort,
       env: { ...process.env, ANNAL_FAILPOINTS: points.join(',') },
+      ...(this.options.agentArgs !== undefined ? { extra: [...this.options.agentArgs] } : {}),
       ...(this.network !== undefined ? { host: this.network.host(slot.index), wrap: this.network.wrap(slot.index) } : {}),
     });
     // Each incarnation's log lines, kept with the run's data (a failed run keeps them).
@@ -160,16 +169,33 @@ export class NemesisCluster {
   }
 
   /**
-   * Power loss on a down node: every file it reported is cut to the length it had when its last
-   * successful fsync began, dropping what was written but not synced. Returns the bytes dropped.
+   * Power loss on a down node: in every directory it reported, the segment files created after
+   * its last fsync are removed (their entries were never durable), and every file it reported is cut to
+   * the length it had when its last successful fsync began, dropping what was written but not
+   * synced. Not modelled: a rename over an existing name reverting, directories never fsynced
+   * through the reported I/O (left whole). Returns what was dropped.
    */
-  dropUnsynced(slot: NodeSlot): number {
+  dropUnsynced(slot: NodeSlot): { bytes: number; files: string[] } {
     const report = this.syncReportPath(slot);
-    if (!existsSync(report)) return 0;
-    const durable = JSON.parse(readFileSync(report, 'utf8')) as Record<string, number>;
+    if (!existsSync(report)) return { bytes: 0, files: [] };
+    const durable = JSON.parse(readFileSync(report, 'utf8')) as Record<string, number | string[]>;
+    const files: string[] = [];
+    for (const [dir, names] of Object.entries(durable)) {
+      if (typeof names === 'number' || !existsSync(dir)) continue;
+      const kept = new Set(names);
+      for (const name of readdirSync(dir)) {
+        const path = join(dir, name);
+        // Segment files only: the other files of a reported directory (the Raft state, written
+        // by rename with fsyncs the report does not see) may be durable through an unreported fsync.
+        if (kept.has(name) || !SEGMENT_FILE.test(name) || !statSync(path).isFile()) continue;
+        rmSync(path);
+        delete durable[path];
+        files.push(path);
+      }
+    }
     let dropped = 0;
     for (const [path, lengthBytes] of Object.entries(durable)) {
-      if (!existsSync(path)) continue;
+      if (typeof lengthBytes !== 'number' || !existsSync(path)) continue;
       const size = statSync(path).size;
       if (size > lengthBytes) {
         truncateSync(path, lengthBytes);
@@ -177,7 +203,7 @@ export class NemesisCluster {
       } else if (size < lengthBytes) durable[path] = size;
     }
     writeFileSync(report, JSON.stringify(durable));
-    return dropped;
+    return { bytes: dropped, files };
   }
 
   /** Brings every node up (resumes paused ones, restarts down ones) and waits for one leader. */

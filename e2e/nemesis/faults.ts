@@ -6,6 +6,7 @@ import { existsSync, readdirSync, readFileSync, statSync, truncateSync, writeFil
 import { join } from 'node:path';
 import { Prng } from '../../src/util/index.js';
 import type { NemesisCluster, NodeSlot } from './cluster.js';
+import type { LinkProxies, PathFaults } from './link-proxy.js';
 import type { NetnsNetwork } from './network.js';
 import type { HistoryRecorder } from './workload.js';
 
@@ -17,6 +18,16 @@ export interface FaultContext {
   readonly log: (line: string) => void;
   /** Overrides the fault's own claim that a majority stays connected (composed faults may not). */
   readonly majority?: boolean;
+  /**
+   * A node that refuses to start on its damaged data is replaced by a new member instead of
+   * failing the run (for runs that study damage the node cannot repair by design).
+   */
+  readonly replaceRefused?: boolean;
+}
+
+/** A node would not start after a fault: the run fails (strict) unless refusals may be replaced. */
+export class NodeRefusedError extends Error {
+  override readonly name = 'NodeRefusedError';
 }
 
 export interface Fault {
@@ -25,6 +36,8 @@ export interface Fault {
   readonly ci: boolean;
   /** Needs the namespaced test network (cuts links). */
   readonly network?: boolean;
+  /** Needs the relays on the RPC links of that network (shapes what they carry). */
+  readonly relays?: boolean;
   /** Several faults at once (left out of the short CI schedule to bound its length). */
   readonly composed?: boolean;
   readonly describe: string;
@@ -100,14 +113,19 @@ const replace = crash('replace', 'kill -9 a random node and start a new member i
   whileDown: (context, target) => context.cluster.wipe(target),
 });
 
-const powerLoss = crash('power-loss', 'kill -9 a node (often the leader) and drop every byte it wrote but did not fsync, restart it after the hold', {
+function describeDropped(dropped: { bytes: number; files: string[] }): string {
+  const files = dropped.files.length === 0 ? '' : `, ${dropped.files.length} files whose directory entry was not synced removed (${dropped.files.map((f) => f.slice(f.lastIndexOf('/') + 1)).join(', ')})`;
+  return `${dropped.bytes} unsynced bytes dropped${files}`;
+}
+
+const powerLoss = crash('power-loss', 'kill -9 a node (often the leader), drop every byte it wrote but did not fsync and every file whose directory entry it did not fsync, restart it after the hold', {
   leaderChance: 0.5,
-  whileDown: (context, target) => context.log(`  ${target.name}: ${context.cluster.dropUnsynced(target)} unsynced bytes dropped`),
+  whileDown: (context, target) => context.log(`  ${target.name}: ${describeDropped(context.cluster.dropUnsynced(target))}`),
 });
 
 const corruption = crash(
   'corrupt',
-  'kill -9 a random node, damage one of its files (flip a bit in a segment, truncate a segment or the hard state), restart it; a node that refuses to start is replaced by a new member',
+  'kill -9 a random node, damage one of its files (flip a bit in a segment, truncate a segment or the hard state), restart it: it must detect the damage and repair from the others; refusing to start fails the run (unless --replace-refused)',
   {
     leaderChance: 0,
     ci: true,
@@ -116,7 +134,9 @@ const corruption = crash(
       try {
         await context.cluster.boot(target);
       } catch (error) {
-        context.log(`  ${target.name} refused to start on its damaged data (${String(error).split('\n').slice(-3).join(' | ').slice(0, 400)}); replacing it`);
+        const why = String(error).split('\n').slice(-3).join(' | ').slice(0, 400);
+        if (context.replaceRefused !== true) throw new NodeRefusedError(`${target.name} refused to start on its damaged data: ${why}`, { cause: error });
+        context.log(`  ${target.name} refused to start on its damaged data (${why}); replacing it (--replace-refused)`);
         context.cluster.wipe(target);
         await context.cluster.boot(target);
       }
@@ -187,7 +207,7 @@ const powerLossAll: Fault = {
       false,
       async () => {
         await Promise.all(targets.map((t) => context.cluster.kill(t)));
-        for (const t of targets) context.log(`  ${t.name}: ${context.cluster.dropUnsynced(t)} unsynced bytes dropped`);
+        for (const t of targets) context.log(`  ${t.name}: ${describeDropped(context.cluster.dropUnsynced(t))}`);
       },
       async () => {
         for (const t of targets) await context.cluster.boot(t);
@@ -336,6 +356,95 @@ const slowNetwork: Fault = {
   },
 };
 
+function relaysOf(context: FaultContext): LinkProxies {
+  const relays = networkOf(context).relays;
+  if (relays === undefined) throw new Error('this fault needs the link relays (nftables)');
+  return relays;
+}
+
+/** A fault on what the relays carry: `paths` picks [from, to, faults] and the nodes it names. */
+function linkFault(
+  name: string,
+  describe: string,
+  paths: (context: FaultContext) => Promise<{ targets: NodeSlot[]; paths: [number, number, Partial<PathFaults>][] }>,
+): Fault {
+  return {
+    name,
+    ci: true,
+    network: true,
+    relays: true,
+    describe,
+    async run(context) {
+      const relays = relaysOf(context);
+      const plan = await paths(context);
+      await window(
+        context,
+        this.name,
+        plan.targets,
+        true,
+        () => {
+          for (const [from, to, faults] of plan.paths) relays.setFaults(from, to, faults, new Prng(context.prng.nextUint32()));
+        },
+        async () => {
+          const lost = Object.values(relays.counts()).reduce((sum, c) => sum + c.lost, 0);
+          context.log(`  ${plan.paths.length} paths shaped; chunks held by a loss so far ${lost}`);
+          relays.heal();
+        },
+      );
+    },
+  };
+}
+
+/** Every ordered pair of distinct slot indexes. */
+function allPaths(context: FaultContext): [number, number][] {
+  const n = context.cluster.slots.length;
+  const out: [number, number][] = [];
+  for (let a = 0; a < n; a++) for (let b = 0; b < n; b++) if (a !== b) out.push([a, b]);
+  return out;
+}
+
+const slowLinks = linkFault('slow-links', 'delay every RPC path by 20-150 ms plus up to 100 ms of jitter per chunk (connections overtake each other)', async (context) => {
+  const delayMs = context.prng.int(20, 150);
+  const jitterMs = context.prng.int(0, 100);
+  return { targets: context.cluster.slots, paths: allPaths(context).map(([a, b]) => [a, b, { delayMs, jitterMs }]) };
+});
+
+const lateLeader = linkFault(
+  'late-leader',
+  "delay everything the leader sends to the others by 0.7-2.5 s, longer than an election timeout (they elect another while its old appends and heartbeats still arrive)",
+  async (context) => {
+    const leader = await pickTarget(context, true);
+    const delayMs = context.prng.int(700, 2500);
+    return { targets: [leader], paths: context.cluster.slots.filter((s) => s !== leader).map((s) => [leader.index, s.index, { delayMs, jitterMs: 200 }]) };
+  },
+);
+
+const flakyLinks = linkFault(
+  'flaky-links',
+  "lossy RPC paths to and from a node (often the leader): 2-10% of chunks lost (held 0.2-1 s, as for TCP's retransmission), 0.2-1% resetting their connection",
+  async (context) => {
+    const target = await pickTarget(context, context.prng.chance(0.5));
+    const faults: Partial<PathFaults> = {
+      lossChance: context.prng.int(2, 10) / 100,
+      lossStallMs: { min: 200, max: 1000 },
+      resetChance: context.prng.int(2, 10) / 1000,
+      jitterMs: 20,
+    };
+    const paths = allPaths(context).filter(([a, b]) => a === target.index || b === target.index);
+    return { targets: [target], paths: paths.map(([a, b]) => [a, b, faults]) };
+  },
+);
+
+const stallOneWay = linkFault(
+  'stall-one-way',
+  'hold everything one node (often the leader) sends to one other over RPC, the other way flowing (gossip unaffected)',
+  async (context) => {
+    const from = await pickTarget(context, context.prng.chance(0.5));
+    const to = context.prng.pick(context.cluster.slots.filter((s) => s !== from));
+    return { targets: [from, to], paths: [[from.index, to.index, { stalled: true }]] };
+  },
+);
+
 /**
  * Faults at once, each with its own seed: e.g. a leader killed while a damaged replica restarts
  * (the case where a replica that lost acknowledged entries could win an election).
@@ -345,6 +454,7 @@ function compose(...faults: Fault[]): Fault {
     name: faults.map((f) => f.name).join('+'),
     ci: faults.every((f) => f.ci),
     network: faults.some((f) => f.network === true),
+    relays: faults.some((f) => f.relays === true),
     composed: true,
     describe: `at once: ${faults.map((f) => f.name).join(', ')}`,
     async run(context) {
@@ -360,6 +470,10 @@ export const FAULTS: readonly Fault[] = [
   bridge,
   oneWay,
   slowNetwork,
+  slowLinks,
+  lateLeader,
+  flakyLinks,
+  stallOneWay,
   kill,
   killLeader,
   pause(false),
@@ -375,4 +489,5 @@ export const FAULTS: readonly Fault[] = [
   compose(pause(true), majorityMinority),
   compose(powerLoss, killLeader),
   compose(corruption, killLeader),
+  compose(flakyLinks, killLeader),
 ];

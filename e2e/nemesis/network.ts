@@ -7,15 +7,28 @@
  * A slow node gets a token-bucket filter on its egress (tc tbf: rate limit, queueing delay, drops
  * beyond the queue). Needs root and `ip`; `create` says why not otherwise. `destroy` removes every
  * namespace and link it made, and is safe to call twice.
+ *
+ * With `nft` (nftables) as well, `startRelays` routes every node's RPC connections to the others
+ * through TCP relays in this process (link-proxy.ts): in each node's namespace a DNAT rule sends
+ * a connection to peer B's RPC address to the relay of that directed link, which connects on to B.
+ * The nodes advertise and dial their real addresses (TLS names, gossip tags and GetServers are
+ * unchanged) and the clients, in the root namespace, reach the nodes directly. Since the DNAT
+ * moves RPC traffic off the blackhole routes, a cut also holds what the relays carry on that path.
+ * Gossip (UDP and TCP on the gossip port) is not relayed: cuts reach it through the routes.
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { Prng } from '../../src/util/index.js';
+import { LinkProxies } from './link-proxy.js';
 
 const IP = 'ip';
 
 function run(args: string[]): string {
   return execFileSync(IP, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 }
+
+/** The RPC port of every node: each has its own namespace and address, so one port serves all. */
+export const NODE_RPC_PORT = 7400;
 
 /** Runs, ignoring failure (removing what may not be there). */
 function tryRun(args: string[]): void {
@@ -30,6 +43,8 @@ export class NetnsNetwork {
   private readonly cuts = new Set<string>();
   private readonly slowed = new Set<number>();
   private destroyed = false;
+  /** Set by startRelays: the RPC links between the nodes, whose traffic the link faults shape. */
+  relays: LinkProxies | undefined;
 
   private constructor(
     private readonly id: string,
@@ -104,11 +119,38 @@ export class NetnsNetwork {
     }
   }
 
-  /** Drops node `from`'s packets to node `to`. */
+  /**
+   * Puts a relay on every RPC link between the nodes (see the file comment). Returns why not if
+   * nftables is missing; the network then works as before, without link faults. Call before the
+   * nodes start, so that no connection bypasses the relays.
+   */
+  async startRelays(): Promise<string | undefined> {
+    try {
+      execFileSync('nft', ['--version'], { stdio: 'ignore' });
+    } catch {
+      return 'link faults (delay, loss, stalls) need the nft command (nftables)';
+    }
+    const relays = new LinkProxies(this.size, this.clientHost, (to) => ({ host: this.host(to), port: NODE_RPC_PORT }));
+    this.relays = relays;
+    await relays.listen();
+    for (let from = 0; from < this.size; from++) {
+      const rules: string[] = [];
+      for (let to = 0; to < this.size; to++) {
+        if (to !== from) rules.push(`    ip daddr ${this.host(to)} tcp dport ${NODE_RPC_PORT} dnat to ${this.clientHost}:${relays.port(from, to)}`);
+      }
+      // The table lives in the node's namespace and goes with it.
+      const ruleset = ['table ip annal_nemesis {', '  chain output {', '    type nat hook output priority -100; policy accept;', ...rules, '  }', '}', ''].join('\n');
+      execFileSync(IP, ['netns', 'exec', this.namespace(from), 'nft', '-f', '-'], { input: ruleset, stdio: ['pipe', 'pipe', 'pipe'] });
+    }
+    return undefined;
+  }
+
+  /** Drops node `from`'s packets to node `to` (and holds its RPC bytes to `to` in the relays). */
   cut(from: number, to: number): void {
     const key = `${from}>${to}`;
     if (this.cuts.has(key)) return;
     run(['-n', this.namespace(from), 'route', 'add', 'blackhole', `${this.host(to)}/32`]);
+    this.relays?.setFaults(from, to, { stalled: true }, new Prng(0));
     this.cuts.add(key);
   }
 
@@ -135,8 +177,15 @@ export class NetnsNetwork {
       tryRun(['-n', this.namespace(from), 'route', 'del', 'blackhole', `${this.host(to)}/32`]);
     }
     this.cuts.clear();
+    this.relays?.heal();
     for (const i of this.slowed) tryRun(['netns', 'exec', this.namespace(i), 'tc', 'qdisc', 'del', 'dev', 'eth0', 'root']);
     this.slowed.clear();
+  }
+
+  /** Closes the relays (resetting what they carry), then removes everything as `destroy` does. */
+  async close(): Promise<void> {
+    await this.relays?.close();
+    this.destroy();
   }
 
   /** Removes the namespaces (with their veth ends, which removes the pairs) and the bridge. */
@@ -147,10 +196,10 @@ export class NetnsNetwork {
     tryRun(['link', 'del', this.bridge]);
   }
 
-  /** What is left of this network (namespaces, links): empty once destroyed. */
+  /** What is left of this network (namespaces, links, relay listeners and sockets): empty once closed. */
   leftovers(): string[] {
     const namespaces = run(['netns', 'list']).split('\n').filter((line) => line.includes(`annal-nemesis-${this.id}-`));
     const links = run(['-o', 'link', 'show']).split('\n').filter((line) => line.includes(this.id));
-    return [...namespaces, ...links];
+    return [...namespaces, ...links, ...(this.relays?.openHandles() ?? [])];
   }
 }

@@ -6,6 +6,8 @@ import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { checkHistory, formatSchedule, makeSchedule, renderReport, type CheckResult, type FinalLog } from '../../src/nemesis/index.js';
+import { AnnalClient } from '../../src/client/index.js';
+import { INDEX_ENTRY_BYTES } from '../../src/storage/index.js';
 import { Prng } from '../../src/util/index.js';
 import { killAll } from '../cli-harness.js';
 import { client, makeCerts, waitForRecords } from '../cluster-harness.js';
@@ -21,6 +23,13 @@ export interface RunOptions {
   /** Fault names; default: every CI-safe fault (composed ones unless `composed` is false). */
   readonly faults?: readonly string[];
   readonly composed?: boolean;
+  /**
+   * Replace a node that refuses to start on data a fault damaged with a new member, instead of
+   * failing the run (default: fail).
+   */
+  readonly replaceRefused?: boolean;
+  /** Records per segment on every node (through `--max-index-bytes`): small segments roll often, so power loss meets new ones. */
+  readonly segmentRecords?: number;
   /** Failpoints every node runs with (e.g. the broken unsafe-skip-fsync). */
   readonly failpoints?: string;
   /**
@@ -53,12 +62,14 @@ export interface RunResult {
   readonly networkLeftovers?: readonly string[];
 }
 
-export function faultsByName(names: readonly string[] | undefined, network: boolean, composed = true): Fault[] {
-  if (names === undefined) return FAULTS.filter((f) => f.ci && (network || f.network !== true) && (composed || f.composed !== true));
+export function faultsByName(names: readonly string[] | undefined, network: boolean, relays: boolean, composed = true): Fault[] {
+  const possible = (f: Fault): boolean => (network || f.network !== true) && (relays || f.relays !== true);
+  if (names === undefined) return FAULTS.filter((f) => f.ci && possible(f) && (composed || f.composed !== true));
   return names.map((name) => {
     const fault = FAULTS.find((f) => f.name === name);
     if (fault === undefined) throw new Error(`unknown fault "${name}" (known: ${FAULTS.map((f) => f.name).join(', ')})`);
     if (fault.network === true && !network) throw new Error(`fault "${name}" needs the namespaced network (root, iproute2)`);
+    if (fault.relays === true && !relays) throw new Error(`fault "${name}" needs the link relays (nftables)`);
     return fault;
   });
 }
@@ -68,6 +79,8 @@ export function replayCommand(options: RunOptions): string {
   if (options.faults !== undefined) parts.push('--faults', options.faults.join(','));
   else if (options.composed === false) parts.push('--no-composed');
   if (options.failpoints !== undefined) parts.push('--failpoints', options.failpoints);
+  if (options.replaceRefused === true) parts.push('--replace-refused');
+  if (options.segmentRecords !== undefined) parts.push('--segment-records', String(options.segmentRecords));
   if (options.network !== undefined && options.network !== 'auto') parts.push('--network', options.network);
   return parts.join(' ');
 }
@@ -82,16 +95,20 @@ export async function runNemesis(options: RunOptions): Promise<RunResult> {
     else log(`no partitions in this run: ${made.skip}`);
   }
   try {
+    if (network !== undefined) {
+      const noRelays = await network.startRelays();
+      if (noRelays !== undefined) log(`no link faults in this run: ${noRelays}`);
+    }
     const result = await runWith(options, log, network);
-    network?.destroy();
+    await network?.close();
     return { ...result, networkLeftovers: network?.leftovers() ?? [] };
   } finally {
-    network?.destroy();
+    await network?.close();
   }
 }
 
 async function runWith(options: RunOptions, log: (line: string) => void, network: NetnsNetwork | undefined): Promise<RunResult> {
-  const faults = faultsByName(options.faults, network !== undefined, options.composed ?? true);
+  const faults = faultsByName(options.faults, network !== undefined, network?.relays !== undefined, options.composed ?? true);
   const outDir = options.outDir ?? mkdtempSync(join(tmpdir(), 'annal-nemesis-'));
   mkdirSync(outDir, { recursive: true });
   const dataDir = mkdtempSync(join(outDir, 'data-'));
@@ -115,6 +132,7 @@ async function runWith(options: RunOptions, log: (line: string) => void, network
     certs,
     size: options.nodes,
     ...(options.failpoints !== undefined ? { failpoints: options.failpoints } : {}),
+    ...(options.segmentRecords !== undefined ? { agentArgs: ['--max-index-bytes', String(options.segmentRecords * INDEX_ENTRY_BYTES)] } : {}),
     ...(network !== undefined ? { network } : {}),
     log,
   });
@@ -125,7 +143,7 @@ async function runWith(options: RunOptions, log: (line: string) => void, network
   let finalLogs: FinalLog[] = [];
   try {
     await cluster.start();
-    const workload = new Workload(cluster, history, { producers: 3, readers: 1, linearizableReaders: 2, tailers: 2, callTimeoutMs: 5000, seed: options.seed ^ 0x5bd1e995 });
+    const workload = new Workload(cluster, history, { producers: 3, readers: 1, linearizableReaders: 2, tailers: 2, callTimeoutMs: 5000, retryDeadlineMs: 10_000, seed: options.seed ^ 0x5bd1e995 });
     workload.start();
     const startMs = performance.now();
     try {
@@ -133,7 +151,7 @@ async function runWith(options: RunOptions, log: (line: string) => void, network
         const waitMs = step.atMs - (performance.now() - startMs);
         if (waitMs > 0) await new Promise((resolve) => setTimeout(resolve, waitMs));
         const fault = faults.find((f) => f.name === step.fault)!;
-        await fault.run({ cluster, history, prng: new Prng(step.seed), holdMs: step.holdMs, log });
+        await fault.run({ cluster, history, prng: new Prng(step.seed), holdMs: step.holdMs, log, replaceRefused: options.replaceRefused === true });
         faultsRun++;
         // A fault must heal into a working cluster before the next one starts.
         await cluster.heal(convergeTimeoutMs);
@@ -168,7 +186,7 @@ async function runWith(options: RunOptions, log: (line: string) => void, network
   const recovery = recoveries.length === 0 ? 'no recoveries' : `recovery median ${recoveries[Math.floor(recoveries.length / 2)]!.toFixed(0)} ms, max ${recoveries[recoveries.length - 1]!.toFixed(0)} ms`;
   const verdict =
     `${valid ? 'PASS' : 'FAIL'}: seed ${options.seed}, ${faultsRun} faults, ` +
-    `${produce.ok} produces acknowledged (${produce.fail} failed, ${produce.unknown} unknown), ${reads} reads, ${check.counts.tail.ok} records tailed, ` +
+    `${produce.ok} produces acknowledged (${produce.fail} failed, ${produce.unknown} unknown; ${check.exactlyOnce} idempotent, checked exactly once), ${reads} reads, ${check.counts.tail.ok} records tailed, ` +
     `log ${check.logLength} records on ${finalLogs.length} nodes, linearizability ${check.linearizability}, ` +
     `availability ${(check.availability * 100).toFixed(1)}%, ${recovery}, ${check.violations.length === 0 ? 'no violations' : `violations ${JSON.stringify(check.violationCounts)}`}` +
     (stuck !== undefined ? `; ${stuck.split('\n')[0]}` : '');
@@ -183,8 +201,13 @@ async function runWith(options: RunOptions, log: (line: string) => void, network
  * everything before it), then reads each node's whole log.
  */
 async function readFinalLogs(cluster: NemesisCluster, timeoutMs: number): Promise<FinalLog[]> {
-  const leader = await cluster.leader();
-  const writer = client((leader ?? cluster.up()[0]!).node!, cluster.certs.root);
+  // A cluster client: on a loaded machine the leadership may still move (an election timeout is
+  // 300-600 ms), and its idempotent producer resends the marker to the next leader.
+  const writer = new AnnalClient({
+    address: `annal://${cluster.slots.map((slot) => slot.node!.rpcAddr).join(',')}`,
+    security: cluster.certs.root,
+    retry: { retryDeadlineMs: timeoutMs },
+  });
   let marker: number;
   try {
     marker = await withTimeout(writer.produce(Buffer.from('final-marker')), timeoutMs);

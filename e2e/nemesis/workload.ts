@@ -1,5 +1,5 @@
 /**
- * The workload and its history: concurrent producers writing unique values, plain readers at
+ * The workload and its history: concurrent idempotent producers writing unique values, plain readers at
  * offsets below what was acknowledged, linearizable readers at the newest acknowledged offset and
  * just past it, and tailing consumers that follow the log. Every operation is recorded as an
  * invoke and its completion (ok, fail or unknown) with a monotonic timestamp.
@@ -11,11 +11,13 @@ import {
   InvalidArgumentError,
   NotLeaderError,
   OffsetOutOfRangeError,
+  OutcomeUnknownError,
   OverloadedError,
   PermissionDeniedError,
   Prng,
   RecordTooLargeError,
   UnauthenticatedError,
+  UnavailableError,
 } from '../../src/util/index.js';
 import type { NemesisCluster, NodeSlot } from './cluster.js';
 
@@ -56,8 +58,10 @@ export interface WorkloadOptions {
   readonly readers: number;
   readonly linearizableReaders: number;
   readonly tailers: number;
-  /** Deadline of each call. */
+  /** Deadline of each call (of each attempt, for the producers' retried writes). */
   readonly callTimeoutMs: number;
+  /** How long a producer's write is retried before its outcome is unknown. */
+  readonly retryDeadlineMs: number;
   readonly seed: number;
 }
 
@@ -134,21 +138,36 @@ export class Workload {
     await new Promise((resolve) => setTimeout(resolve, ms));
   }
 
+  /**
+   * A cluster client (`annal://` every node): each write goes to the leader through an idempotent
+   * producer, which resends it after a lost connection, a timed-out attempt or a leader change
+   * with the same (producer id, sequence), so the log holds it once. Only when no attempt was
+   * answered within the retry deadline is the outcome unknown (OutcomeUnknownError); a write that
+   * never reached a server (UnavailableError) or was refused failed.
+   */
+  private clusterClient(): AnnalClient {
+    const addresses = this.cluster.slots.map((s) => `${s.node?.rpcAddr ?? ''}`).filter((a) => a !== '');
+    return new AnnalClient({
+      address: `annal://${addresses.join(',')}`,
+      security: this.cluster.certs.root,
+      callTimeoutMs: this.options.callTimeoutMs,
+      retry: { retryDeadlineMs: this.options.retryDeadlineMs, attemptTimeoutMs: this.options.callTimeoutMs },
+    });
+  }
+
   private async producer(process: number): Promise<void> {
+    const c = this.clusterClient();
+    this.clients.set(`producer ${process}`, c);
     for (let n = 0; !this.stopped; n++) {
-      const slot = this.target();
-      if (slot === undefined) {
-        await this.idle(50);
-        continue;
-      }
       const value = `p${process}-${n}`;
-      this.history.op({ type: 'invoke', process, f: 'produce', node: slot.name, value });
+      this.history.op({ type: 'invoke', process, f: 'produce', idempotent: true, value });
       try {
-        const offset = await this.clientFor(slot, process).produce(Buffer.from(value, 'latin1'));
-        this.history.op({ type: 'ok', process, f: 'produce', node: slot.name, offset });
+        const offset = await c.produce(Buffer.from(value, 'latin1'));
+        this.history.op({ type: 'ok', process, f: 'produce', offset });
         this.highestAcked = Math.max(this.highestAcked, offset);
       } catch (error) {
-        this.history.op({ type: definitelyFailed(error) ? 'fail' : 'unknown', process, f: 'produce', node: slot.name, error: String((error as Error).message ?? error) });
+        const failed = error instanceof UnavailableError || (!(error instanceof OutcomeUnknownError) && definitelyFailed(error));
+        this.history.op({ type: failed ? 'fail' : 'unknown', process, f: 'produce', error: String((error as Error).message ?? error) });
         await this.idle(20);
       }
     }

@@ -4,7 +4,7 @@
 // broken skip that reports nothing durable. Method: Failpoints instances built from specs, on
 // files in a temp dir.
 import assert from 'node:assert/strict';
-import { closeSync, fsync, mkdtempSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, fsync, fsyncSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -58,12 +58,34 @@ describe('failpoints', () => {
       writeSync(fd, Buffer.alloc(50)); // written, never synced
       assert.deepEqual(JSON.parse(readFileSync(report, 'utf8')), { [path]: 100 });
       const again = new Failpoints(parseFailpoints(`sync-report=${report}`));
-      const dirFd = openSync(dir, 'r');
-      await again.fsync(dirFd, fsync); // directories are not reported
-      closeSync(dirFd);
-      assert.deepEqual(JSON.parse(readFileSync(report, 'utf8')), { [path]: 100 });
       await again.fsync(fd, fsync);
       assert.deepEqual(JSON.parse(readFileSync(report, 'utf8')), { [path]: 150 }, 'the earlier instance\'s entries are kept and updated');
+    } finally {
+      closeSync(fd);
+    }
+  });
+
+  it("report the names a directory's last fsync covered, also from a synchronous fsync", async () => {
+    const logDir = mkdtempSync(join(dir, 'log-'));
+    const report = join(dir, 'dirs.json');
+    const points = new Failpoints(parseFailpoints(`sync-report=${report}`));
+    closeSync(openSync(join(logDir, '0.store'), 'w'));
+    const dirFd = openSync(logDir, 'r');
+    try {
+      await points.fsync(dirFd, fsync);
+      // Created after the fsync: not durable until the next one.
+      closeSync(openSync(join(logDir, '1.store'), 'w'));
+      assert.deepEqual(JSON.parse(readFileSync(report, 'utf8')), { [logDir]: ['0.store'] });
+      points.fsyncSync(dirFd, fsyncSync);
+      assert.deepEqual(JSON.parse(readFileSync(report, 'utf8')), { [logDir]: ['0.store', '1.store'] });
+    } finally {
+      closeSync(dirFd);
+    }
+    const fd = openSync(join(logDir, '1.store'), 'r+');
+    try {
+      writeSync(fd, Buffer.alloc(10));
+      points.fsyncSync(fd, fsyncSync);
+      assert.equal(JSON.parse(readFileSync(report, 'utf8'))[join(logDir, '1.store')], 10);
     } finally {
       closeSync(fd);
     }

@@ -10,9 +10,12 @@
  * - `fsync-error=<p>%`: that fraction of fsyncs fail with EIO instead of syncing (a failing disk).
  * - `sync-report=<path>`: after every successful fsync of a regular file, the file's length when
  *   the fsync began (what is now durable) is recorded in the JSON object at `path`
- *   ({"<file>": bytes}), replaced atomically (rename) so that it survives kill -9. A harness
- *   simulates power loss by truncating each file to its recorded length. The object is loaded at
- *   start, so it covers every incarnation of the node.
+ *   ({"<file>": bytes}), and after every successful fsync of a directory, the names it held when
+ *   that fsync began ({"<dir>": ["name", ...]}: the entries now durable); the object is replaced
+ *   atomically (rename) so that it survives kill -9. A harness simulates power loss by removing
+ *   the files created in a reported directory after its last fsync and truncating each file to
+ *   its recorded length. The object is loaded at start, so it covers every incarnation of the
+ *   node. Synchronous fsyncs are reported too (nothing else is injected into them).
  * - `unsafe-skip-fsync`: fsync returns success without syncing, so writes are acknowledged before
  *   they are durable on any replica: a deliberately broken build, for proving that a power-loss
  *   test catches it. With sync-report, the skipped files are recorded with nothing made durable.
@@ -22,7 +25,7 @@
  * storage's files (src/replication/file-ops.ts). Synchronous fsyncs on recovery and truncation
  * paths are not hooked.
  */
-import { fstatSync, readFileSync, readlinkSync, renameSync, writeFileSync } from 'node:fs';
+import { fstatSync, readdirSync, readFileSync, readlinkSync, renameSync, writeFileSync } from 'node:fs';
 import { Prng } from '../util/index.js';
 
 export const FAILPOINTS_ENV = 'ANNAL_FAILPOINTS';
@@ -81,9 +84,12 @@ export function parseFailpoints(text: string): FailpointSpec {
   return { fsyncDelayMs, fsyncErrorRatio, syncReportPath, skipFsync, seed };
 }
 
+/** Durable state per path: a file's synced length, or the names a directory's last fsync covered. */
+export type SyncReport = Record<string, number | string[]>;
+
 export class Failpoints {
   private readonly prng: Prng;
-  private readonly durable: Record<string, number>;
+  private readonly durable: SyncReport;
 
   constructor(readonly spec: FailpointSpec) {
     this.prng = new Prng(spec.seed);
@@ -93,37 +99,46 @@ export class Failpoints {
   /** Runs `sync` (node:fs fsync or fdatasync) on `fd` with the configured faults around it. */
   async fsync(fd: number, sync: (fd: number, callback: (error: Error | null) => void) => void): Promise<void> {
     const report = this.spec.syncReportPath;
-    const file = report === undefined ? undefined : regularFile(fd);
+    const file = report === undefined ? undefined : durableState(fd);
     if (this.spec.fsyncDelayMs > 0) await new Promise((resolve) => setTimeout(resolve, this.spec.fsyncDelayMs));
     if (this.spec.fsyncErrorRatio > 0 && this.prng.chance(this.spec.fsyncErrorRatio)) {
       throw Object.assign(new Error('EIO: i/o error, fsync (failpoint fsync-error)'), { code: 'EIO', errno: -5, syscall: 'fsync' });
     }
     if (this.spec.skipFsync) {
-      if (file !== undefined && !(file.path in this.durable)) this.record(report!, file.path, 0);
+      if (file !== undefined && !(file.path in this.durable)) this.record(report!, file.path, typeof file.state === 'number' ? 0 : []);
       return;
     }
     await new Promise<void>((resolve, reject) => sync(fd, (error) => (error ? reject(error) : resolve())));
-    if (file !== undefined) this.record(report!, file.path, file.sizeBytes);
+    if (file !== undefined) this.record(report!, file.path, file.state);
   }
 
-  private record(report: string, path: string, sizeBytes: number): void {
-    this.durable[path] = sizeBytes;
+  /** A synchronous fsync (recovery, truncation, a segment roll): reported, no fault injected. */
+  fsyncSync(fd: number, sync: (fd: number) => void): void {
+    const report = this.spec.syncReportPath;
+    const file = report === undefined ? undefined : durableState(fd);
+    sync(fd);
+    if (file !== undefined) this.record(report!, file.path, file.state);
+  }
+
+  private record(report: string, path: string, state: number | string[]): void {
+    this.durable[path] = state;
     const temporary = `${report}.tmp`;
     writeFileSync(temporary, JSON.stringify(this.durable));
     renameSync(temporary, report);
   }
 }
 
-/** The path and size of `fd` if it is a regular file (not a directory), read before the fsync. */
-function regularFile(fd: number): { path: string; sizeBytes: number } | undefined {
+/** What an fsync of `fd` makes durable, read before it: a regular file's length, a directory's names. */
+function durableState(fd: number): { path: string; state: number | string[] } | undefined {
   const stat = fstatSync(fd);
-  if (!stat.isFile()) return undefined;
-  return { path: readlinkSync(`/proc/self/fd/${fd}`), sizeBytes: stat.size };
+  if (!stat.isFile() && !stat.isDirectory()) return undefined;
+  const path = readlinkSync(`/proc/self/fd/${fd}`);
+  return { path, state: stat.isFile() ? stat.size : readdirSync(path).sort() };
 }
 
-function loadReport(path: string): Record<string, number> {
+function loadReport(path: string): SyncReport {
   try {
-    return JSON.parse(readFileSync(path, 'utf8')) as Record<string, number>;
+    return JSON.parse(readFileSync(path, 'utf8')) as SyncReport;
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return {};
     throw error;

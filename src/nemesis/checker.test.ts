@@ -20,8 +20,8 @@ class Builder {
     return this;
   }
 
-  produce(process: number, value: string, outcome: number | 'fail' | 'unknown', durationMs = 1): this {
-    this.events.push({ type: 'invoke', process, f: 'produce', value, node: 'n1', timeMs: this.nowMs });
+  produce(process: number, value: string, outcome: number | 'fail' | 'unknown', durationMs = 1, idempotent = false): this {
+    this.events.push({ type: 'invoke', process, f: 'produce', value, node: 'n1', timeMs: this.nowMs, ...(idempotent ? { idempotent } : {}) });
     this.nowMs += durationMs;
     if (outcome === 'fail') this.events.push({ type: 'fail', process, f: 'produce', timeMs: this.nowMs, error: 'not the leader' });
     else if (outcome === 'unknown') this.events.push({ type: 'unknown', process, f: 'produce', timeMs: this.nowMs, error: 'deadline' });
@@ -92,6 +92,26 @@ describe('nemesis checker', () => {
   });
 
   it('catches a duplicate', () => {
+    assert.deepEqual(kinds(good().events, everywhere(log('a', 'b', 'c', 'b'))), ['duplicate']);
+  });
+
+  it("checks exactly-once for idempotent producers: a retry appended again is caught on the node holding it", () => {
+    // p1 wrote a, then b (resent after a lost answer: both attempts carried the same sequence),
+    // then c, whose outcome stayed unknown (it took effect once).
+    const events = new Builder().produce(1, 'a', 0, 1, true).produce(1, 'b', 1, 50, true).produce(1, 'c', 'unknown', 1, true).events;
+    const correct = checkHistory(events, everywhere(log('a', 'b', 'c')));
+    assert.deepEqual(correct.violations, []);
+    assert.equal(correct.exactlyOnce, 3);
+    // The resend of b appended a second copy on every node.
+    const twice = checkHistory(events, everywhere(log('a', 'b', 'b', 'c')));
+    assert.deepEqual([...new Set(twice.violations.map((v) => v.kind))], ['duplicate']);
+    assert.match(twice.violations[0]!.message, /idempotent write "b" \(acknowledged at offset 1\) is in n1's log 2 times, at offsets 1, 2/);
+    // The unknown write c twice, on one node only.
+    const logs = everywhere(log('a', 'b', 'c'));
+    const result = checkHistory(events, [logs[0]!, logs[1]!, { node: 'n3', records: log('a', 'b', 'c', 'c') }]);
+    assert.deepEqual([...new Set(result.violations.map((v) => v.kind))].sort(), ['divergent-log', 'duplicate']);
+    assert.ok(result.violations.some((v) => v.kind === 'duplicate' && v.message.includes("unknown outcome) is in n3's log 2 times")), JSON.stringify(result.violations));
+    // A plain (non-idempotent) value twice is a duplicate too, reported once from the reference log.
     assert.deepEqual(kinds(good().events, everywhere(log('a', 'b', 'c', 'b'))), ['duplicate']);
   });
 

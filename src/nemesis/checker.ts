@@ -5,7 +5,9 @@
  * - divergent-log: every node holds the same records (value and term) at the same offsets.
  * - lost-ack: an acknowledged produce's value is at its acknowledged offset on every node.
  * - wrong-offset: ... and not at some other offset instead.
- * - duplicate: no value is in a log twice (values are unique per produce).
+ * - duplicate: no value is in a log twice (values are unique per produce); for an idempotent
+ *   producer's write, exactly once on every node however often it was resent (ok: exactly once,
+ *   unknown: at most once), since its retries carry the same (producer id, sequence).
  * - failed-visible: a produce that failed (certainly not applied) left nothing in the log.
  * - phantom: every record in the log was produced by someone.
  * - realtime-order: a produce acknowledged before another was invoked has the lower offset.
@@ -71,6 +73,8 @@ export interface CheckResult {
   /** Violations per kind (the list keeps at most `detailsMax` of each). */
   readonly violationCounts: Readonly<Partial<Record<ViolationKind, number>>>;
   readonly counts: Readonly<Record<Operation['f'], Counts>>;
+  /** Idempotent produces whose value was checked to be held exactly (or, unknown, at most) once on every node. */
+  readonly exactlyOnce: number;
   readonly logLength: number;
   readonly linearizability: 'ok' | 'illegal' | 'unknown';
   /** ok / all operations invoked while no fault without a majority was active. */
@@ -98,7 +102,9 @@ export function checkHistory(events: readonly HistoryEvent[], finalLogs: readonl
   const reference = finalLogs[0]?.records ?? [];
 
   checkLogsIdentical(finalLogs, report);
-  const positions = valuePositions(reference, report);
+  const idempotent = new Set(ops.filter((op) => op.f === 'produce' && op.idempotent === true && typeof op.value === 'string').map((op) => op.value as string));
+  const positions = valuePositions(reference, idempotent, report);
+  const exactlyOnce = checkExactlyOnce(ops, finalLogs, report);
   checkProduces(ops, finalLogs, positions, report);
   checkRealTimeOrder(ops, report);
   checkReads(ops, reference, report);
@@ -111,6 +117,7 @@ export function checkHistory(events: readonly HistoryEvent[], finalLogs: readonl
     violations,
     violationCounts,
     counts: countOperations(ops),
+    exactlyOnce,
     logLength: reference.length,
     linearizability,
     availability: availability(ops, faults),
@@ -143,15 +150,40 @@ function describe(record: LogRecord): string {
   return `${JSON.stringify(record.value)} (term ${record.term})`;
 }
 
-/** Offset of each value in the reference log; reports values held twice. */
-function valuePositions(reference: readonly LogRecord[], report: Report): Map<string, number> {
+/** Offset of each value in the reference log; reports values held twice (idempotent ones: checkExactlyOnce, on every node). */
+function valuePositions(reference: readonly LogRecord[], idempotent: ReadonlySet<string>, report: Report): Map<string, number> {
   const positions = new Map<string, number>();
   for (const [offset, record] of reference.entries()) {
     const earlier = positions.get(record.value);
-    if (earlier !== undefined) report('duplicate', `${JSON.stringify(record.value)} is at offsets ${earlier} and ${offset}`);
-    else positions.set(record.value, offset);
+    if (earlier === undefined) positions.set(record.value, offset);
+    else if (!idempotent.has(record.value)) report('duplicate', `${JSON.stringify(record.value)} is at offsets ${earlier} and ${offset}`);
   }
   return positions;
+}
+
+/**
+ * An idempotent producer's write is in every node's log exactly once if acknowledged, at most
+ * once if its outcome is unknown: its resends carry the same (producer id, sequence), so a second
+ * copy means the log appended a retry again. Returns how many writes it checked.
+ */
+function checkExactlyOnce(ops: readonly Operation[], finalLogs: readonly FinalLog[], report: Report): number {
+  const writes = ops.filter((op) => op.f === 'produce' && op.idempotent === true && typeof op.value === 'string' && op.status !== 'fail');
+  if (writes.length === 0) return 0;
+  for (const log of finalLogs) {
+    const offsets = new Map<string, number[]>();
+    for (const [offset, record] of log.records.entries()) {
+      const at = offsets.get(record.value);
+      if (at === undefined) offsets.set(record.value, [offset]);
+      else at.push(offset);
+    }
+    for (const op of writes) {
+      const at = offsets.get(op.value as string) ?? [];
+      if (at.length <= 1) continue;
+      const outcome = op.status === 'ok' ? `acknowledged at offset ${op.offset}` : 'of unknown outcome';
+      report('duplicate', `idempotent write ${JSON.stringify(op.value)} (${outcome}) is in ${log.node}'s log ${at.length} times, at offsets ${at.join(', ')}: a retry was appended again`);
+    }
+  }
+  return writes.length;
 }
 
 function checkProduces(ops: readonly Operation[], finalLogs: readonly FinalLog[], positions: Map<string, number>, report: Report): void {

@@ -26,6 +26,11 @@ export interface OperationEvent {
   readonly offset?: number;
   readonly session?: number;
   readonly error?: string;
+  /**
+   * produce invoke: written by an idempotent producer, whose retries resend the same (producer
+   * id, sequence), so the log must hold the value exactly once however often it was sent.
+   */
+  readonly idempotent?: boolean;
 }
 
 export interface NemesisEvent {
@@ -54,6 +59,7 @@ export interface Operation {
   readonly offset?: number;
   readonly session?: number;
   readonly error?: string;
+  readonly idempotent?: boolean;
 }
 
 export function encodeEvent(event: HistoryEvent): string {
@@ -126,5 +132,6 @@ function completed(invoke: OperationEvent, completion: OperationEvent | undefine
     ...(isRead ? (invoke.offset !== undefined ? { offset: invoke.offset } : {}) : completion?.offset !== undefined ? { offset: completion.offset } : {}),
     ...(invoke.session !== undefined ? { session: invoke.session } : {}),
     ...(completion?.error !== undefined ? { error: completion.error } : {}),
+    ...(invoke.idempotent === true ? { idempotent: true } : {}),
   };
 }

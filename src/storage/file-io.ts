@@ -74,7 +74,7 @@ export const NODE_FILE_IO: FileIo = Object.freeze({
   },
   truncate: (fd: number, lengthBytes: number) => ftruncateSync(fd, lengthBytes),
   sizeBytes: (fd: number) => fstatSync(fd).size,
-  fsyncSync: (fd: number) => fsyncSync(fd),
+  fsyncSync: (fd: number) => (failpoints !== undefined ? failpoints.fsyncSync(fd, fsyncSync) : fsyncSync(fd)),
   fsync: (fd: number) =>
     failpoints !== undefined ? failpoints.fsync(fd, fsync) : new Promise<void>((resolve, reject) => fsync(fd, (error) => (error ? reject(error) : resolve()))),
   fdatasync: (fd: number) =>
