@@ -33,7 +33,8 @@ it('drops whole old segments on every replica at the same offset, and a late joi
   for (const name of ['r2', 'r3']) nodes.push(await startNode({ name, dataDir: join(dir, name), certs, join: [nodes[0]!.gossipAddr], extra: STORAGE }));
   try {
     await waitForServers(nodes[0]!, certs.root, votersWithLeader(3));
-    const writer = client(nodes[0]!, certs.root);
+    // Through the cluster client: an election on a loaded machine resends, exactly once, in order.
+    const writer = client(`annal://${nodes.map((node) => node.rpcAddr).join(',')}`, certs.root);
     const value = Buffer.alloc(1000, 'x');
     const stream = writer.produceStream();
     const sent = Array.from({ length: 1500 }, () => stream.send(value));
