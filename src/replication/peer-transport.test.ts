@@ -13,7 +13,7 @@ import { createServer, type Server as NetServer, type Socket } from 'node:net';
 import { afterEach, describe, it } from 'node:test';
 import { Client, credentials as grpcCredentials, Metadata, Server, ServerCredentials, status as Status, type ServiceError } from '@grpc/grpc-js';
 import { EntryType, type Message } from '../raft/index.js';
-import { AssertionError, ClosedError, DeadlineExceededError, InternalError, NotLeaderError, OverloadedError, UnavailableError } from '../util/index.js';
+import { AssertionError, ClosedError, DeadlineExceededError, InternalError, NotLeaderError, OutcomeUnknownError, OverloadedError, UnavailableError } from '../util/index.js';
 import { InvalidReason } from './peer-codec.js';
 import { SendDropReason } from './peer-metrics.js';
 import { PeerMetadataKey, RaftPeerService } from './peer-protocol.js';
@@ -421,7 +421,7 @@ describe('Forward and ReadIndex', { timeout: 60_000 }, () => {
     await assert.rejects(follower.transport.readIndex('nowhere', deadline()), UnavailableError);
   });
 
-  it('fail with UnavailableError for a dead peer and ClosedError after close()', async () => {
+  it('fail with UnavailableError for a dead peer, ClosedError after close() and OutcomeUnknownError for a write close() cut off', async () => {
     const addresses = new Map<string, string>([['dead', await closedAddress()]]);
     const n1 = await TestPeer.start({ id: 'n1', addresses });
     cleanups.push(() => n1.close());
@@ -430,8 +430,11 @@ describe('Forward and ReadIndex', { timeout: 60_000 }, () => {
     cleanups.push(() => hole.close());
     addresses.set('hung', hole.address);
     const pending = n1.transport.readIndex('hung', { deadlineMs: Date.now() + 30_000 });
+    const forwarded = n1.transport.forward('hung', { values: [Buffer.from('v')], subject: 'root' }, { deadlineMs: Date.now() + 30_000 });
     n1.transport.close();
     await assert.rejects(pending, ClosedError);
+    // The leader may have the forwarded records: their outcome is unknown, not "nothing happened".
+    await assert.rejects(forwarded, OutcomeUnknownError);
     await assert.rejects(n1.transport.readIndex('hung', { deadlineMs: Date.now() + 5000 }), ClosedError);
     n1.transport.send([heartbeat('n1', 'hung', 1)]);
     assert.equal(n1.metrics.dropped.get(SendDropReason.Closed), 1);

@@ -15,7 +15,7 @@ import { Metadata, type ChannelCredentials, type ChannelOptions, type Client, ty
 import { RateLimitedLog } from '../auth/index.js';
 import type { Message, NodeId, Transport } from '../raft/index.js';
 import { errorFromStatus } from '../wire/index.js';
-import { assert, AssertionError, ClosedError, UnavailableError } from '../util/index.js';
+import { assert, AssertionError, ClosedError, OutcomeUnknownError, UnavailableError, type AnnalError } from '../util/index.js';
 import { KeyedLogLimit } from './log-limit.js';
 import { PeerLink } from './peer-link.js';
 import { SendDropReason, type PeerLogger, type PeerMetrics } from './peer-metrics.js';
@@ -157,15 +157,17 @@ export class PeerTransport implements Transport {
    * Sends a client's produce to `to` (the leader). Rejects with the AnnalError the leader's
    * status stands for (errorFromStatus), e.g. NotLeaderError with the leader it knows, so that
    * this node's server answers its client with the same status; with UnavailableError when `to`
-   * has no address, and ClosedError after close().
+   * has no address, and ClosedError when called after close(). A call that close() cuts off
+   * rejects with OutcomeUnknownError: the leader may have appended the records.
    */
   forward(to: NodeId, request: { values: Uint8Array[]; subject: string }, options: ForwardOptions): Promise<{ firstOffset: number; lastOffset: number }> {
-    return this.unary(to, RaftPeerService.forward, request, options).then(({ firstOffset, lastOffset }) => ({ firstOffset, lastOffset }));
+    const cutOff = (cause: unknown): AnnalError => new OutcomeUnknownError('this node stopped while the leader had the forwarded write; it may still commit', { cause });
+    return this.unary(to, RaftPeerService.forward, request, options, cutOff).then(({ firstOffset, lastOffset }) => ({ firstOffset, lastOffset }));
   }
 
-  /** Asks `to` (the leader) for a linearizable read index; errors as for forward(). */
+  /** Asks `to` (the leader) for a linearizable read index; errors as for forward() (a cut-off read is ClosedError). */
   readIndex(to: NodeId, options: ReadIndexOptions): Promise<number> {
-    return this.unary(to, RaftPeerService.readIndex, {}, options).then((response) => response.index);
+    return this.unary(to, RaftPeerService.readIndex, {}, options, (cause) => new ClosedError('the peer transport is closed', { cause })).then((response) => response.index);
   }
 
   private link(id: NodeId): PeerLink {
@@ -195,6 +197,8 @@ export class PeerTransport implements Transport {
     method: { path: string; requestSerialize: (value: Request) => Buffer; responseDeserialize: (bytes: Buffer) => Response },
     request: Request,
     options: { deadlineMs: number; metadata?: Metadata },
+    /** The error for a call close() cuts off. */
+    cutOff: (cause: unknown) => AnnalError,
   ): Promise<Response> {
     if (this.closed) return Promise.reject(new ClosedError('the peer transport is closed'));
     if (!(options.deadlineMs > EPOCH_MS_MIN)) {
@@ -218,7 +222,7 @@ export class PeerTransport implements Transport {
         (error: ServiceError | null, response?: Response) => {
           this.calls.delete(call);
           if (error === null) resolve(response!);
-          else if (this.closed) reject(new ClosedError('the peer transport is closed', { cause: error }));
+          else if (this.closed) reject(cutOff(error));
           else reject(errorFromStatus(error));
         },
       );
