@@ -14,8 +14,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { CONFIG_DIR, makeCertificates } from '../auth/test-fixtures.js';
 import { AnnalClient } from '../client/index.js';
-import type { ProduceBatchResponse } from '../gen/log/v1/log.js';
-import { errorFromStatus } from '../wire/index.js';
+import { sendSequencedBatch as sendBatch } from '../client/test-support.js';
 import { OutOfOrderSequenceError, PermissionDeniedError, type AnnalError } from '../util/index.js';
 import { Agent, type AgentConfig } from './agent.js';
 
@@ -29,19 +28,6 @@ const quiet = { error: () => {}, warn: () => {}, info: () => {}, debug: () => {}
 
 function config(): AgentConfig {
   return { dataDir: join(dir, 'data'), nodeName: 'idem', bindAddr: '127.0.0.1:0', rpcPort: 0, log: {}, maxRecordBytes: 1024 * 1024, logger: quiet };
-}
-
-/** One ProduceBatch call carrying the producer fields; the answer or the error. */
-function sendBatch(client: AnnalClient, producerId: number, firstSequence: number, values: string[]): Promise<ProduceBatchResponse> {
-  return new Promise((resolve, reject) => {
-    const call = client.raw.produceBatch();
-    call.on('data', (response: ProduceBatchResponse) => {
-      resolve(response);
-      call.end();
-    });
-    call.on('error', (error: { code: number; details: string }) => reject(errorFromStatus(error)));
-    call.write({ records: values.map((v) => ({ value: Buffer.from(v), offset: 0, term: 0, type: 0 })), producerId, firstSequence });
-  });
 }
 
 async function records(client: AnnalClient): Promise<{ offset: number; value: string; type: number }[]> {

@@ -363,9 +363,9 @@ describe('hostile peers', { timeout: 60_000 }, () => {
 });
 
 describe('Forward and ReadIndex', { timeout: 60_000 }, () => {
-  it('carry values and subject, and bring back the leader error classes with their fields', async () => {
+  it('carry values, subject and an idempotent producer\'s fields, and bring back the leader error classes with their fields', async () => {
     const addresses = new Map<string, string>();
-    const forwarded: { values: string[]; subject: string }[] = [];
+    const forwarded: { values: string[]; subject: string; producerId: number; firstSequence: number }[] = [];
     let mode: 'ok' | 'notLeader' | 'noLeader' | 'overloaded' | 'hang' | 'bug' = 'ok';
     const leader = await TestPeer.start({
       id: 'n2',
@@ -373,10 +373,11 @@ describe('Forward and ReadIndex', { timeout: 60_000 }, () => {
       clusterId: 'c1',
       service: {
         forward: async (request) => {
-          forwarded.push({ values: request.values.map((value) => Buffer.from(value).toString()), subject: request.subject });
+          const { subject, producerId, firstSequence } = request;
+          forwarded.push({ values: request.values.map((value) => Buffer.from(value).toString()), subject, producerId, firstSequence });
           switch (mode) {
             case 'ok':
-              return { firstOffset: 10, lastOffset: 10 + request.values.length - 1 };
+              return { firstOffset: 10, lastOffset: 10 + request.values.length - 1, duplicate: producerId !== 0 };
             case 'notLeader':
               throw new NotLeaderError('n3', '10.0.0.3:8400');
             case 'noLeader':
@@ -396,8 +397,14 @@ describe('Forward and ReadIndex', { timeout: 60_000 }, () => {
     cleanups.push(() => follower.close(), () => leader.close());
     const request = { values: [Buffer.from('a'), Buffer.from(''), Buffer.from('ccc')], subject: 'root' };
     const deadline = () => ({ deadlineMs: Date.now() + 5000 });
-    assert.deepEqual(await follower.transport.forward('n2', request, deadline()), { firstOffset: 10, lastOffset: 12 });
-    assert.deepEqual(forwarded, [{ values: ['a', '', 'ccc'], subject: 'root' }]);
+    assert.deepEqual(await follower.transport.forward('n2', request, deadline()), { firstOffset: 10, lastOffset: 12, duplicate: false });
+    const producerId = 2 ** 52 + 7;
+    const sequenced = { values: [Buffer.from('p')], subject: 'writer', producerId, firstSequence: 2 ** 40 + 1 };
+    assert.deepEqual(await follower.transport.forward('n2', sequenced, deadline()), { firstOffset: 10, lastOffset: 10, duplicate: true });
+    assert.deepEqual(forwarded, [
+      { values: ['a', '', 'ccc'], subject: 'root', producerId: 0, firstSequence: 0 },
+      { values: ['p'], subject: 'writer', producerId, firstSequence: 2 ** 40 + 1 },
+    ]);
     assert.equal(await follower.transport.readIndex('n2', deadline()), 42);
 
     mode = 'notLeader';

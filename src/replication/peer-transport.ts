@@ -160,9 +160,13 @@ export class PeerTransport implements Transport {
    * has no address, and ClosedError when called after close(). A call that close() cuts off
    * rejects with OutcomeUnknownError: the leader may have appended the records.
    */
-  forward(to: NodeId, request: { values: Uint8Array[]; subject: string }, options: ForwardOptions): Promise<{ firstOffset: number; lastOffset: number }> {
+  forward(
+    to: NodeId,
+    request: { values: Uint8Array[]; subject: string; producerId?: number; firstSequence?: number },
+    options: ForwardOptions,
+  ): Promise<{ firstOffset: number; lastOffset: number; duplicate: boolean }> {
     const cutOff = (cause: unknown): AnnalError => new OutcomeUnknownError('this node stopped while the leader had the forwarded write; it may still commit', { cause });
-    return this.unary(to, RaftPeerService.forward, request, options, cutOff).then(({ firstOffset, lastOffset }) => ({ firstOffset, lastOffset }));
+    return this.unary(to, RaftPeerService.forward, request, options, cutOff).then(({ firstOffset, lastOffset, duplicate }) => ({ firstOffset, lastOffset, duplicate }));
   }
 
   /** Asks `to` (the leader) for a linearizable read index; errors as for forward() (a cut-off read is ClosedError). */
