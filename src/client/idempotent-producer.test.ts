@@ -1,0 +1,82 @@
+/**
+ * Goal: the idempotent producer's attempt watchdog: a batch left unanswered for attemptTimeoutMs
+ * ends the attempt and is resent on a new stream (a leader that stopped answering), while a slow
+ * but answering server never trips it, however long the stream runs (one timer follows the oldest
+ * unanswered batch rather than one set per send).
+ * Method: a real gRPC server on 127.0.0.1 whose log.v1.Log ProduceBatch handler answers each
+ * request after a chosen delay, or not at all on the first stream; the AnnalClient on a plain
+ * address with `idempotent`; the handler counts every (stream, sequence) it receives.
+ */
+import assert from 'node:assert/strict';
+import { afterEach, describe, it } from 'node:test';
+import { Server, ServerCredentials, type ServerDuplexStream } from '@grpc/grpc-js';
+import { LogService, type ProduceBatchRequest, type ProduceBatchResponse } from '../gen/log/v1/log.js';
+import { AnnalClient } from './client.js';
+
+interface StandIn {
+  address: string;
+  /** Per stream opened, the first sequences it carried. */
+  streams: number[][];
+  close(): void;
+}
+
+/** A ProduceBatch server answering each request `delayMs` after it arrives, or never on the streams `silent` names. */
+async function standIn(delayMs: number, silent: (stream: number) => boolean): Promise<StandIn> {
+  const server = new Server();
+  const streams: number[][] = [];
+  server.addService(LogService, {
+    produceBatch: (call: ServerDuplexStream<ProduceBatchRequest, ProduceBatchResponse>) => {
+      const stream = streams.length;
+      const seen: number[] = [];
+      streams.push(seen);
+      call.on('data', (request: ProduceBatchRequest) => {
+        seen.push(request.firstSequence);
+        if (silent(stream)) return;
+        const count = request.records.length;
+        setTimeout(() => call.write({ firstOffset: request.firstSequence, lastOffset: request.firstSequence + count - 1, count, duplicate: false }), delayMs);
+      });
+      call.on('end', () => call.end());
+      call.on('error', () => {});
+    },
+  });
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (error, bound) => (error ? reject(error) : resolve(bound))),
+  );
+  return { address: `127.0.0.1:${port}`, streams, close: () => server.forceShutdown() };
+}
+
+const cleanups: (() => void)[] = [];
+afterEach(() => {
+  for (const cleanup of cleanups.splice(0)) cleanup();
+});
+
+describe('the idempotent producer\'s attempt watchdog', () => {
+  it('never trips while every batch is answered within attemptTimeoutMs, on a stream that lasts several times longer', async () => {
+    const server = await standIn(60, () => false);
+    const client = new AnnalClient({ address: server.address, security: { insecure: true }, idempotent: true, retry: { attemptTimeoutMs: 300 } });
+    cleanups.push(() => client.close(), () => server.close());
+    const stream = client.produceStream();
+    const sends: Promise<number>[] = [];
+    // A batch every 40 ms for about a second: the head keeps changing, each answered in about 60 ms.
+    for (let i = 0; i < 25; i++) {
+      sends.push(stream.send(Buffer.from(`r${i}`)));
+      await new Promise((resolve) => setTimeout(resolve, 40));
+    }
+    assert.deepEqual(await Promise.all(sends), Array.from({ length: 25 }, (_, i) => i));
+    await stream.close();
+    assert.equal(server.streams.length, 1, 'no attempt was ended: one stream');
+    assert.deepEqual(server.streams[0], Array.from({ length: 25 }, (_, i) => i), 'each batch sent once');
+  });
+
+  it('ends an attempt left unanswered for attemptTimeoutMs and resends its batches, in order, on a new stream', async () => {
+    const server = await standIn(0, (stream) => stream === 0);
+    const client = new AnnalClient({ address: server.address, security: { insecure: true }, idempotent: true, retry: { attemptTimeoutMs: 200 } });
+    cleanups.push(() => client.close(), () => server.close());
+    const stream = client.produceStream();
+    const offsets = await Promise.all([stream.send(Buffer.from('a')), stream.send(Buffer.from('b')), stream.send(Buffer.from('c'))]);
+    assert.deepEqual(offsets, [0, 1, 2]);
+    await stream.close();
+    assert.equal(server.streams.length, 2, 'the silent stream was given up for a new one');
+    assert.deepEqual(server.streams, [[0, 1, 2], [0, 1, 2]]);
+  });
+});
