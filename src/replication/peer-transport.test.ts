@@ -428,11 +428,39 @@ describe('Forward and ReadIndex', { timeout: 60_000 }, () => {
     await assert.rejects(follower.transport.readIndex('nowhere', deadline()), UnavailableError);
   });
 
+  it('fail a forwarded write with OutcomeUnknownError when the leader goes away after receiving it', async () => {
+    const addresses = new Map<string, string>();
+    let received!: () => void;
+    const reached = new Promise<void>((resolve) => (received = resolve));
+    const leader = await TestPeer.start({
+      id: 'n2',
+      addresses,
+      service: {
+        forward: () => {
+          received();
+          return new Promise(() => {});
+        },
+      },
+    });
+    const follower = await TestPeer.start({ id: 'n1', addresses });
+    cleanups.push(() => follower.close(), () => leader.close());
+    const forwarded = follower.transport.forward('n2', { values: [Buffer.from('v')], subject: 'root' }, { deadlineMs: Date.now() + 30_000 });
+    await reached;
+    // The leader's handler has the write; the leader shuts down and resets its streams.
+    leader.close();
+    await assert.rejects(forwarded, (error: unknown) => {
+      assert.ok(error instanceof OutcomeUnknownError, String(error));
+      assert.match(error.message, /may still commit/);
+      return true;
+    });
+  });
+
   it('fail with UnavailableError for a dead peer, ClosedError after close() and OutcomeUnknownError for a write close() cut off', async () => {
     const addresses = new Map<string, string>([['dead', await closedAddress()]]);
     const n1 = await TestPeer.start({ id: 'n1', addresses });
     cleanups.push(() => n1.close());
     await assert.rejects(n1.transport.readIndex('dead', { deadlineMs: Date.now() + 5000 }), UnavailableError);
+    await assert.rejects(n1.transport.forward('dead', { values: [Buffer.from('v')], subject: 'root' }, { deadlineMs: Date.now() + 5000 }), UnavailableError, 'never reached a leader: nothing happened');
     const hole = await blackHole();
     cleanups.push(() => hole.close());
     addresses.set('hung', hole.address);
