@@ -44,7 +44,7 @@ function startMember(
   network: InMemoryNetwork,
   storage: MemoryStorage,
   seed: number,
-  extra: { snapshotEveryEntries?: number; applied?: number; schedule?: (run: () => void) => void },
+  extra: { snapshotEveryEntries?: number; applied?: number; schedule?: (run: () => void) => void; writeInBackground?: boolean },
   wrapTransport: (transport: Transport) => Transport = (transport) => transport,
 ): Member {
   const machine = new ListMachine();
@@ -194,7 +194,8 @@ class HeldStorage extends MemoryStorage {
 
 test('close() during a storage write: the proposal being written is of unknown outcome, one still queued behind the write fails with ClosedError (never appended)', async () => {
   const storage = new HeldStorage({ voters: ['solo'], learners: [] });
-  const { node } = startMember('solo', new InMemoryNetwork(), storage, 0, {});
+  // A write the loop waits for (a leader's own appends otherwise go on in the background).
+  const { node } = startMember('solo', new InMemoryNetwork(), storage, 0, { writeInBackground: false });
   try {
     node.campaign();
     await waitUntil('the lone voter leads', () => node.status().role === Role.Leader);
