@@ -11,6 +11,8 @@ import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
 import { Server, ServerCredentials, type ServerDuplexStream } from '@grpc/grpc-js';
 import { LogService, type ProduceBatchRequest, type ProduceBatchResponse } from '../gen/log/v1/log.js';
+import { OutOfOrderSequenceError, type AnnalError } from '../util/index.js';
+import { statusFromError } from '../wire/index.js';
 import { AnnalClient } from './client.js';
 
 interface StandIn {
@@ -20,8 +22,15 @@ interface StandIn {
   close(): void;
 }
 
-/** A ProduceBatch server answering each request `delayMs` after it arrives, or never on the streams `silent` names. */
-async function standIn(delayMs: number, silent: (stream: number) => boolean): Promise<StandIn> {
+/**
+ * A ProduceBatch server answering each request `delayMs` after it arrives, never on the streams
+ * `silent` names, and ending the stream with the error `refuse` gives for a request.
+ */
+async function standIn(
+  delayMs: number,
+  silent: (stream: number) => boolean,
+  refuse: (stream: number, request: ProduceBatchRequest) => AnnalError | undefined = () => undefined,
+): Promise<StandIn> {
   const server = new Server();
   const streams: number[][] = [];
   server.addService(LogService, {
@@ -32,8 +41,16 @@ async function standIn(delayMs: number, silent: (stream: number) => boolean): Pr
       call.on('data', (request: ProduceBatchRequest) => {
         seen.push(request.firstSequence);
         if (silent(stream)) return;
+        const refusal = refuse(stream, request);
+        if (refusal !== undefined) {
+          call.emit('error', statusFromError(refusal));
+          return;
+        }
         const count = request.records.length;
-        setTimeout(() => call.write({ firstOffset: request.firstSequence, lastOffset: request.firstSequence + count - 1, count, duplicate: false }), delayMs);
+        const answer = (): void => void call.write({ firstOffset: request.firstSequence, lastOffset: request.firstSequence + count - 1, count, duplicate: false });
+        // At once when there is no delay: answers (and a refusal) leave in request order, as from annal.
+        if (delayMs === 0) answer();
+        else setTimeout(answer, delayMs);
       });
       call.on('end', () => call.end());
       call.on('error', () => {});
@@ -52,20 +69,22 @@ afterEach(() => {
 
 describe('the idempotent producer\'s attempt watchdog', () => {
   it('never trips while every batch is answered within attemptTimeoutMs, on a stream that lasts several times longer', async () => {
-    const server = await standIn(60, () => false);
-    const client = new AnnalClient({ address: server.address, security: { insecure: true }, idempotent: true, retry: { attemptTimeoutMs: 300 } });
+    const server = await standIn(150, () => false);
+    // A second and a half per attempt: a loaded machine stalls for less than that.
+    const client = new AnnalClient({ address: server.address, security: { insecure: true }, idempotent: true, retry: { attemptTimeoutMs: 1500 } });
     cleanups.push(() => client.close(), () => server.close());
     const stream = client.produceStream();
     const sends: Promise<number>[] = [];
-    // A batch every 40 ms for about a second: the head keeps changing, each answered in about 60 ms.
-    for (let i = 0; i < 25; i++) {
+    // A batch every 50 ms for four seconds, each answered 150 ms after it arrives: batches are
+    // always in flight and the head keeps changing.
+    for (let i = 0; i < 80; i++) {
       sends.push(stream.send(Buffer.from(`r${i}`)));
-      await new Promise((resolve) => setTimeout(resolve, 40));
+      await new Promise((resolve) => setTimeout(resolve, 50));
     }
-    assert.deepEqual(await Promise.all(sends), Array.from({ length: 25 }, (_, i) => i));
+    assert.deepEqual(await Promise.all(sends), Array.from({ length: 80 }, (_, i) => i));
     await stream.close();
     assert.equal(server.streams.length, 1, 'no attempt was ended: one stream');
-    assert.deepEqual(server.streams[0], Array.from({ length: 25 }, (_, i) => i), 'each batch sent once');
+    assert.deepEqual(server.streams[0], Array.from({ length: 80 }, (_, i) => i), 'each batch sent once');
   });
 
   it('ends an attempt left unanswered for attemptTimeoutMs and resends its batches, in order, on a new stream', async () => {
@@ -78,5 +97,22 @@ describe('the idempotent producer\'s attempt watchdog', () => {
     await stream.close();
     assert.equal(server.streams.length, 2, 'the silent stream was given up for a new one');
     assert.deepEqual(server.streams, [[0, 1, 2], [0, 1, 2]]);
+  });
+});
+
+describe('the idempotent producer after an out-of-order refusal', () => {
+  it('resends from its oldest unanswered batch when the leader expected an earlier sequence (a batch overtook those before it)', async () => {
+    // Stream 0 answers sequence 0, then refuses 1 saying it expects 0 (stale: 0 was answered since).
+    const server = await standIn(0, () => false, (stream, request) =>
+      stream === 0 && request.firstSequence === 1 ? new OutOfOrderSequenceError(request.producerId, 1, 0) : undefined,
+    );
+    const client = new AnnalClient({ address: server.address, security: { insecure: true }, idempotent: true });
+    cleanups.push(() => client.close(), () => server.close());
+    const stream = client.produceStream();
+    const offsets = await Promise.all([stream.send(Buffer.from('a')), stream.send(Buffer.from('b')), stream.send(Buffer.from('c'))]);
+    assert.deepEqual(offsets, [0, 1, 2]);
+    await stream.close();
+    assert.equal(server.streams.length, 2);
+    assert.deepEqual(server.streams[1], [1, 2], 'resent from the refused batch, in order');
   });
 });

@@ -257,9 +257,19 @@ export class IdempotentProducer {
       this.batches.replaceFirst(first, second);
       return;
     }
-    // The log and this producer disagree about what was acknowledged: nothing can be resent safely.
+    if (split <= 0) {
+      // The leader expected an earlier sequence when it refused the head: a batch that overtook
+      // the ones before it (a follower forwards each batch as it comes, and a new leader may take
+      // a producer's batches from two nodes), answered since. Nothing of the head was appended:
+      // resend from it, within the head's deadline.
+      if (head.deadlineMs !== undefined && Date.now() >= head.deadlineMs) this.giveUp(error);
+      return;
+    }
+    // The log holds all of the head and more, yet refused it: this producer and the log disagree
+    // about what was acknowledged, and nothing can be resent safely.
     this.giveUp(error);
   }
+
 
   /** Every unanswered batch fails (with an unknown outcome if it was sent); a new producer id starts over. */
   private giveUp(cause: AnnalError): void {

@@ -282,18 +282,16 @@ export class ReplicatedLog implements StateMachine<number> {
         return this.forward({ values, subject: context.subject?.() ?? '' }, context.trace?.(), this.raft.id);
       }
     }
-    return this.forwardInOrder({ values, subject: context.subject?.() ?? '' }, context.trace?.());
+    return this.forwardBatched({ values, subject: context.subject?.() ?? '' }, context.trace?.());
   }
 
   /**
    * A follower's writes go to the leader in order, one Forward call at a time, each carrying every
    * plain write that queued up while the previous one was out (with the same subject): a call per
    * record cost a few hundred microseconds of CPU on both nodes. Each write gets its own offsets
-   * back; a failed call fails every write it carried, none of which was then acknowledged. An
-   * idempotent producer's batch is a call of its own (its answer, duplicate or not, is its own),
-   * and one at a time keeps a producer's pipelined batches in sequence order at the leader.
+   * back; a failed call fails every write it carried, none of which was then acknowledged.
    */
-  private forwardInOrder(write: ForwardedWrite, trace: Metadata | undefined): Promise<SequencedResult> {
+  private forwardBatched(write: ForwardedWrite, trace: Metadata | undefined): Promise<SequencedResult> {
     return new Promise((resolve, reject) => {
       this.forwardQueue.push({ write, trace, resolve, reject });
       if (!this.forwarding) void this.pumpForwards();
@@ -310,8 +308,7 @@ export class ReplicatedLog implements StateMachine<number> {
         let sizeBytes = 0;
         for (const { write } of this.forwardQueue) {
           const bytes = write.values.reduce((sum, value) => sum + value.length, 0);
-          const alone = (write.producerId ?? 0) !== 0 || (first.write.producerId ?? 0) !== 0;
-          if (count > 0 && (alone || write.subject !== first.write.subject || sizeBytes + bytes > FORWARD_BATCH_BYTES_MAX || records + write.values.length > FORWARD_BATCH_RECORDS_MAX)) break;
+          if (count > 0 && (write.subject !== first.write.subject || sizeBytes + bytes > FORWARD_BATCH_BYTES_MAX || records + write.values.length > FORWARD_BATCH_RECORDS_MAX)) break;
           count++;
           records += write.values.length;
           sizeBytes += bytes;
@@ -319,13 +316,8 @@ export class ReplicatedLog implements StateMachine<number> {
         const batch = this.forwardQueue.splice(0, count);
         const write = batch.length === 1 ? first.write : { values: batch.flatMap((queued) => queued.write.values), subject: first.write.subject };
         try {
-          const result = await this.forward(write, first.trace, undefined);
-          const { firstOffset, lastOffset } = result;
+          const { firstOffset, lastOffset } = await this.forward(write, first.trace, undefined);
           assert(lastOffset - firstOffset === write.values.length - 1, `forwarded ${write.values.length} records, got offsets ${firstOffset}..${lastOffset}`);
-          if (batch.length === 1) {
-            first.resolve(result);
-            continue;
-          }
           let next = firstOffset;
           for (const queued of batch) {
             queued.resolve({ firstOffset: next, lastOffset: next + queued.write.values.length - 1, duplicate: false });
@@ -359,21 +351,23 @@ export class ReplicatedLog implements StateMachine<number> {
 
   /**
    * An idempotent producer's batch (records `firstSequence`, `firstSequence + 1`, ...), decided
-   * by the leader: a follower forwards it with its producer id and sequences (in order with its
-   * other forwarded writes), so each sequence is appended once whichever node the client calls.
+   * by the leader: a follower forwards it with its producer id and sequences, so each sequence
+   * is appended once whichever node the client calls.
    */
   async appendSequenced(records: RecordInput[], producerId: number, firstSequence: number, context: AppendContext = {}): Promise<SequencedResult> {
     if (this.closed) throw new ClosedError('the replicated log is closed');
     assert(records.length > 0, 'appendSequenced of no records');
     const write = (): ForwardedWrite => ({ values: records.map((record) => record.value), subject: context.subject?.() ?? '', producerId, firstSequence });
-    // Behind the writes still queued for forwarding, also once this node leads: a producer's
-    // earlier batches may be among them, and a later one proposed first would be out of order.
-    if (this.raft.status().role !== Role.Leader || this.forwarding) return this.forwardInOrder(write(), context.trace?.());
+    // Forwarded at once, not queued: a producer pipelines its batches, and one call at a time
+    // would cap it at one batch per round trip to the leader. Calls on the one connection to the
+    // leader arrive in order; one that overtakes an earlier batch is refused as out of order with
+    // nothing appended, and the producer resends from its oldest unanswered batch.
+    if (this.raft.status().role !== Role.Leader) return this.forward(write(), context.trace?.(), undefined);
     try {
       return await this.appendSequencedHere(records, producerId, firstSequence);
     } catch (error) {
       if (!refusedBeforeAppending(error)) throw error;
-      return this.forwardInOrder(write(), context.trace?.());
+      return this.forward(write(), context.trace?.(), this.raft.id);
     }
   }
 
