@@ -3,7 +3,9 @@
 // with kill -9 twice (and restarted each time): every record is in the log exactly once, in the
 // producer's order, and every acknowledged offset holds its record on every node. Reads spread
 // over the followers (counted by each node's annal_rpc_server_requests_total) and, once a follower
-// is killed, stop going to it. The CLI with `--addr a,b,c` produces and consumes with the leader
+// is killed, stop going to it. A client of one follower alone (plain address, idempotent) gets
+// the same exactly-once answers, the follower forwarding its batches with their sequences, also
+// while the leader is killed. The CLI with `--addr a,b,c` produces and consumes with the leader
 // down and with a follower down. Method: processes on 127.0.0.1 with port 0, waits on the cluster's answers, bounded loops.
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -13,6 +15,8 @@ import { after, before, describe, it } from 'node:test';
 import type { InterceptingCall, Interceptor, InterceptorOptions, NextCall } from '@grpc/grpc-js';
 import { status as Status } from '@grpc/grpc-js';
 import { AnnalClient } from '../src/client/index.js';
+import { sendSequencedBatch as sendBatch } from '../src/client/test-support.js';
+import { OutOfOrderSequenceError } from '../src/util/index.js';
 import { parseSamples, sampleValue } from '../src/telemetry/testdata/prom-text.js';
 import { killAll, runCli } from './cli-harness.js';
 import {
@@ -191,6 +195,52 @@ describe('the annal:// client', () => {
       assert.equal(afterLive[1]! - beforeLive[1]!, 60, 'the remaining follower served every read');
     } finally {
       c.close();
+      await stopAll(members);
+    }
+  });
+
+  it('a follower forwards an idempotent producer\'s batches: a client of that follower alone gets exactly-once, across a kill -9 of the leader', async () => {
+    const members = await startCluster('w');
+    const leaderAddr = leaderOf(await waitForServers(members[0]!, certs.root, votersWithLeader(3))).rpcAddr;
+    const leader = members.find((m) => m.rpcAddr === leaderAddr)!;
+    const follower = members.find((m) => m !== leader)!;
+    const atFollower = new AnnalClient({ address: follower.rpcAddr, security: certs.root, idempotent: true });
+    const atLeader = new AnnalClient({ address: leader.rpcAddr, security: certs.root });
+    try {
+      // Raw batches with producer fields, sent to the follower: the leader's table decides.
+      const producer = 2 ** 45 + 11;
+      assert.deepEqual(await sendBatch(atFollower, producer, 0, ['a', 'b', 'c']), { firstOffset: 0, lastOffset: 2, count: 3, duplicate: false });
+      assert.deepEqual(await sendBatch(atFollower, producer, 0, ['a', 'b', 'c']), { firstOffset: 0, lastOffset: 2, count: 3, duplicate: true });
+      assert.deepEqual(await sendBatch(atLeader, producer, 1, ['b', 'c']), { firstOffset: 1, lastOffset: 2, count: 2, duplicate: true });
+      await assert.rejects(sendBatch(atFollower, producer, 9, ['z']), (error: unknown) => {
+        assert.ok(error instanceof OutOfOrderSequenceError, String(error));
+        assert.equal(error.expectedSequence, 3);
+        return true;
+      });
+      // The client's own idempotent producer, pipelined through the follower while the leader dies.
+      const total = 3000;
+      const stream = atFollower.produceStream();
+      const acked: number[] = new Array(total);
+      const pending: Promise<void>[] = [];
+      for (let i = 0; i < total; i++) {
+        pending.push(stream.send(Buffer.from(`f${i}`)).then((offset) => void (acked[i] = offset)));
+        if (pending.length >= 128) await pending.shift();
+        if (i === 1000) await kill(leader);
+      }
+      await Promise.all(pending);
+      await stream.close();
+      for (let i = 1; i < total; i++) assert.equal(acked[i], acked[i - 1]! + 1, `consecutive offsets in the producer's order at ${i}`);
+      for (const member of members.filter((m) => m !== leader)) {
+        await waitForRecords(member, certs.root, acked[total - 1]! + 1);
+        const records = await readAll(member, certs.root);
+        assert.deepEqual(records.slice(0, 3).map((r) => r.value), ['a', 'b', 'c'], `${member.name}: the raw batch once`);
+        const ours = records.filter((r) => r.value.startsWith('f'));
+        assert.deepEqual(ours.map((r) => r.value), Array.from({ length: total }, (_, i) => `f${i}`), `${member.name}: every record once, in order`);
+        assert.deepEqual(ours.map((r) => r.offset), acked, `${member.name}: at the acknowledged offsets`);
+      }
+    } finally {
+      atFollower.close();
+      atLeader.close();
       await stopAll(members);
     }
   });

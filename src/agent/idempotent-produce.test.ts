@@ -4,17 +4,18 @@
  * sequence to resend from and nothing appended, consumers read the values produced (type 0, no
  * producer header), and after a restart the table rebuilt from the log answers the same.
  * Method: an in-process agent (a one-voter cluster) on 127.0.0.1, raw ProduceBatch calls with
- * producer fields through the client library's generated client; the annal:// client on top.
+ * producer fields through the client library's generated client; the annal:// client on top,
+ * also under mutual TLS as an identity the ACL allows only to produce.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
+import { CONFIG_DIR, makeCertificates } from '../auth/test-fixtures.js';
 import { AnnalClient } from '../client/index.js';
-import type { ProduceBatchResponse } from '../gen/log/v1/log.js';
-import { errorFromStatus } from '../wire/index.js';
-import { OutOfOrderSequenceError, type AnnalError } from '../util/index.js';
+import { sendSequencedBatch as sendBatch } from '../client/test-support.js';
+import { OutOfOrderSequenceError, PermissionDeniedError, type AnnalError } from '../util/index.js';
 import { Agent, type AgentConfig } from './agent.js';
 
 let dir: string;
@@ -27,19 +28,6 @@ const quiet = { error: () => {}, warn: () => {}, info: () => {}, debug: () => {}
 
 function config(): AgentConfig {
   return { dataDir: join(dir, 'data'), nodeName: 'idem', bindAddr: '127.0.0.1:0', rpcPort: 0, log: {}, maxRecordBytes: 1024 * 1024, logger: quiet };
-}
-
-/** One ProduceBatch call carrying the producer fields; the answer or the error. */
-function sendBatch(client: AnnalClient, producerId: number, firstSequence: number, values: string[]): Promise<ProduceBatchResponse> {
-  return new Promise((resolve, reject) => {
-    const call = client.raw.produceBatch();
-    call.on('data', (response: ProduceBatchResponse) => {
-      resolve(response);
-      call.end();
-    });
-    call.on('error', (error: { code: number; details: string }) => reject(errorFromStatus(error)));
-    call.write({ records: values.map((v) => ({ value: Buffer.from(v), offset: 0, term: 0, type: 0 })), producerId, firstSequence });
-  });
 }
 
 async function records(client: AnnalClient): Promise<{ offset: number; value: string; type: number }[]> {
@@ -103,6 +91,42 @@ describe('idempotent produce on a node', () => {
       assert.equal((await client.consume(119)).value.toString(), 'b19');
     } finally {
       client.close();
+      await agent.shutdown();
+    }
+  });
+
+  it('an identity allowed only to produce finds the cluster (GetServers) and produces idempotently through annal://', async () => {
+    const files = await makeCertificates(join(dir, 'certs'));
+    copyFileSync(join(CONFIG_DIR, 'model.conf'), join(dir, 'model.conf'));
+    writeFileSync(join(dir, 'policy.csv'), 'p, nobody, *, produce\np, root, *, consume\n');
+    const agent = await Agent.start({
+      ...config(),
+      security: {
+        type: 'mtls',
+        server: { certFile: files.serverCert, keyFile: files.serverKey, caFile: files.caCert },
+        acl: { modelFile: join(dir, 'model.conf'), policyFile: join(dir, 'policy.csv') },
+        peer: undefined,
+      },
+    });
+    const tls = (cert: string, key: string) => ({ tls: { caPem: readFileSync(files.caCert), certPem: readFileSync(cert), keyPem: readFileSync(key) } });
+    const producer = new AnnalClient({ address: `annal://${agent.rpcAddress}`, security: tls(files.nobodyClientCert, files.nobodyClientKey) });
+    const reader = new AnnalClient({ address: agent.rpcAddress, security: tls(files.rootClientCert, files.rootClientKey) });
+    try {
+      assert.ok(producer.clustered);
+      const servers = await producer.getServers();
+      assert.deepEqual(servers.map((server) => server.isLeader), [true], 'GetServers answers a produce-only subject');
+      const stream = producer.produceStream();
+      const offsets = await Promise.all(Array.from({ length: 50 }, (_, i) => stream.send(Buffer.from(`p${i}`))));
+      await stream.close();
+      assert.deepEqual(offsets, Array.from({ length: 50 }, (_, i) => i));
+      assert.equal(await producer.produce(Buffer.from('unary')), 50);
+      await assert.rejects(producer.consume(0), PermissionDeniedError, 'produce only: reading stays denied');
+      const values: string[] = [];
+      for await (const record of reader.consumeStream(0, { follow: false })) values.push(record.value.toString());
+      assert.deepEqual(values, [...Array.from({ length: 50 }, (_, i) => `p${i}`), 'unary']);
+    } finally {
+      producer.close();
+      reader.close();
       await agent.shutdown();
     }
   });

@@ -29,18 +29,26 @@ import { Action, ANY_OBJECT, type Authorizer } from './authorizer.js';
 import { RateLimitedLog, type AuthLogger } from './logger.js';
 import { subjectOfCall } from './subject.js';
 
+/** What a method needs: one action, or any one of several. */
+export type MethodPermission = Action | readonly Action[];
+
 /**
- * The actions `log.v1.Log` needs (docs/security.md, Authorization), and `annal.admin.v1.Admin`'s:
- * GetMembers reveals the topology that GetServers reveals too, so it needs `consume` as well.
+ * Discovery (GetServers, and the Admin service's GetMembers, which reveals the same topology):
+ * any subject allowed to use the log at all. A client needs the server list to find the leader,
+ * whatever it is allowed to do there, and the list names only addresses that subject can already
+ * reach; a produce-only identity would otherwise be kept off the cluster-aware client.
  */
-export const LOG_METHOD_ACTIONS: ReadonlyMap<string, Action> = new Map([
+export const DISCOVERY: MethodPermission = [Action.Produce, Action.Consume, Action.Replicate];
+
+/** The actions `log.v1.Log` needs (docs/security.md, Authorization), and `annal.admin.v1.Admin`'s. */
+export const LOG_METHOD_ACTIONS: ReadonlyMap<string, MethodPermission> = new Map<string, MethodPermission>([
   ['/log.v1.Log/Produce', Action.Produce],
   ['/log.v1.Log/ProduceStream', Action.Produce],
   ['/log.v1.Log/ProduceBatch', Action.Produce],
   ['/log.v1.Log/Consume', Action.Consume],
   ['/log.v1.Log/ConsumeStream', Action.Consume],
-  ['/log.v1.Log/GetServers', Action.Consume],
-  ['/annal.admin.v1.Admin/GetMembers', Action.Consume],
+  ['/log.v1.Log/GetServers', DISCOVERY],
+  ['/annal.admin.v1.Admin/GetMembers', DISCOVERY],
 ]);
 
 /** Services any authenticated connection may call: probes and tooling. */
@@ -56,7 +64,7 @@ export interface AclInterceptorOptions {
    * Action per method: a full path ("/log.v1.Log/Produce") or a whole service ("/pkg.Service/*").
    * Default LOG_METHOD_ACTIONS.
    */
-  methodActions?: ReadonlyMap<string, Action>;
+  methodActions?: ReadonlyMap<string, MethodPermission>;
   openServices?: ReadonlySet<string>;
   logger: AuthLogger;
 }
@@ -66,7 +74,7 @@ type OutgoingStatus = Parameters<ServerInterceptingCallInterface['sendStatus']>[
 
 interface OpenStream {
   subject: string;
-  action: Action;
+  permission: MethodPermission;
   /** Ends the stream with PERMISSION_DENIED (the policy no longer allows it). */
   revoke(): void;
 }
@@ -78,7 +86,7 @@ export function createAclInterceptor(options: AclInterceptorOptions): ServerInte
   const openStreams = new Set<OpenStream>();
   options.authorizer.onReplace(() => {
     for (const stream of openStreams) {
-      if (!options.authorizer.isAllowed(stream.subject, ANY_OBJECT, stream.action)) stream.revoke();
+      if (!allows(options.authorizer, stream.subject, stream.permission)) stream.revoke();
     }
   });
   return (method: ServerMethodDefinition<unknown, unknown>, call: ServerInterceptingCallInterface) => {
@@ -102,12 +110,12 @@ export function createAclInterceptor(options: AclInterceptorOptions): ServerInte
                 const subject = subjectOfCall(call)!;
                 open = {
                   subject,
-                  action: action!,
+                  permission: action!,
                   revoke: () => {
                     revoked = true;
                     close();
-                    const details = `subject "${subject}" is no longer permitted to ${action} on "${ANY_OBJECT}": the ACL changed while the stream was open`;
-                    deniedLog.warn({ method: path, peer: call.getPeer(), subject, action }, `ended an open stream: ${details}`);
+                    const details = `subject "${subject}" is no longer permitted to ${named(action!)} on "${ANY_OBJECT}": the ACL changed while the stream was open`;
+                    deniedLog.warn({ method: path, peer: call.getPeer(), subject, action: named(action!) }, `ended an open stream: ${details}`);
                     call.sendStatus({ code: Status.PERMISSION_DENIED, details, metadata: new Metadata() });
                   },
                 };
@@ -144,7 +152,7 @@ interface Refusal {
   fields: object;
 }
 
-function decide(authorizer: Authorizer, call: ServerInterceptingCallInterface, action: Action | undefined): Refusal | undefined {
+function decide(authorizer: Authorizer, call: ServerInterceptingCallInterface, action: MethodPermission | undefined): Refusal | undefined {
   const subject = subjectOfCall(call);
   if (subject === undefined) {
     return { code: Status.UNAUTHENTICATED, details: 'no verified client certificate with a Common Name', fields: {} };
@@ -152,12 +160,23 @@ function decide(authorizer: Authorizer, call: ServerInterceptingCallInterface, a
   if (action === undefined) {
     return { code: Status.PERMISSION_DENIED, details: `subject "${subject}": this method has no ACL action, so it is denied`, fields: { subject } };
   }
-  if (authorizer.isAllowed(subject, ANY_OBJECT, action)) return undefined;
+  if (allows(authorizer, subject, action)) return undefined;
   return {
     code: Status.PERMISSION_DENIED,
-    details: `subject "${subject}" is not permitted to ${action} on "${ANY_OBJECT}"`,
-    fields: { subject, action },
+    details: `subject "${subject}" is not permitted to ${named(action)} on "${ANY_OBJECT}"`,
+    fields: { subject, action: named(action) },
   };
+}
+
+function allows(authorizer: Authorizer, subject: string, permission: MethodPermission): boolean {
+  if (typeof permission === 'string') return authorizer.isAllowed(subject, ANY_OBJECT, permission);
+  return permission.some((action) => authorizer.isAllowed(subject, ANY_OBJECT, action));
+}
+
+/** "produce", or "produce, consume or replicate". */
+function named(permission: MethodPermission): string {
+  if (typeof permission === 'string') return permission;
+  return permission.length === 1 ? permission[0]! : `${permission.slice(0, -1).join(', ')} or ${permission[permission.length - 1]}`;
 }
 
 function serviceOf(path: string): string {

@@ -1,6 +1,6 @@
 export { Action, ANY_OBJECT, Authorizer, loadEnforcer } from './authorizer.js';
 export type { AclFiles } from './authorizer.js';
-export { createAclInterceptor, LOG_METHOD_ACTIONS, OPEN_SERVICES } from './acl-interceptor.js';
+export { createAclInterceptor, DISCOVERY, LOG_METHOD_ACTIONS, OPEN_SERVICES, type MethodPermission } from './acl-interceptor.js';
 export type { AclInterceptorOptions } from './acl-interceptor.js';
 export { createCertificateAuthority, issueCertificate, loadCertificateAuthority } from './certs.js';
 export type { CertificateAuthority, IssuedPair, IssueOverrides } from './certs.js';

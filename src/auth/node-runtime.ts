@@ -9,7 +9,7 @@
  */
 import type { ChannelCredentials, Server as GrpcServer, ServerInterceptor } from '@grpc/grpc-js';
 import { assert } from '../util/index.js';
-import type { Action } from './authorizer.js';
+import type { MethodPermission } from './acl-interceptor.js';
 import type { ReloadOutcome } from './file-reloader.js';
 import type { AuthLogger } from './logger.js';
 import type { NodeSecurity } from './node-security.js';
@@ -20,7 +20,7 @@ export interface NodeSecurityRuntimeOptions {
   security: Extract<NodeSecurity, { type: 'mtls' }>;
   logger: AuthLogger;
   /** Extra method → action entries (a Raft or admin service). */
-  methodActions?: ReadonlyMap<string, Action>;
+  methodActions?: ReadonlyMap<string, MethodPermission>;
   /** Stat-polling fallback of the file watchers. Default 2000 ms. */
   pollIntervalMs?: number;
 }

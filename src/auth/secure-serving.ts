@@ -13,8 +13,8 @@
  */
 import type { Server as GrpcServer, ServerInterceptor } from '@grpc/grpc-js';
 import type { Enforcer } from 'casbin';
-import { createAclInterceptor, LOG_METHOD_ACTIONS } from './acl-interceptor.js';
-import { Authorizer, loadEnforcer, type AclFiles, type Action } from './authorizer.js';
+import { createAclInterceptor, LOG_METHOD_ACTIONS, type MethodPermission } from './acl-interceptor.js';
+import { Authorizer, loadEnforcer, type AclFiles } from './authorizer.js';
 import { FileReloader, type ReloadOutcome } from './file-reloader.js';
 import type { AuthLogger } from './logger.js';
 import { MtlsListener } from './mtls-listener.js';
@@ -29,7 +29,7 @@ export interface AclEnforcementOptions extends ReloadTiming {
   files: AclFiles;
   logger: AuthLogger;
   /** Extra method → action entries (e.g. a Raft service needing `replicate`), added to log.v1.Log's. */
-  methodActions?: ReadonlyMap<string, Action>;
+  methodActions?: ReadonlyMap<string, MethodPermission>;
 }
 
 export class AclEnforcement {
@@ -139,7 +139,7 @@ export interface SecureServingOptions extends ReloadTiming {
   tls: TlsFiles;
   acl: AclFiles;
   logger: AuthLogger;
-  methodActions?: ReadonlyMap<string, Action>;
+  methodActions?: ReadonlyMap<string, MethodPermission>;
   handshakeTimeoutMs?: number;
 }
 

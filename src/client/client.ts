@@ -8,7 +8,9 @@
  * idempotent producer (idempotent-producer.ts), so a write resent after a leader change or a lost
  * connection is appended once, in order, and a write whose outcome stays unknown past the retry
  * deadline fails with OutcomeUnknownError; reads and GetServers are retried on another member. A
- * plain `host:port` talks to that one node, as proglog's client does, without retries.
+ * plain `host:port` talks to that one node, as proglog's client does, without retries, unless
+ * `idempotent` is set: its writes then go through an idempotent producer on that node (which
+ * forwards them to the leader when it does not lead), resent there after a lost answer.
  *
  * - `produce(value)`: one unary call per record (simplest; one round trip and one fsync wait each).
  * - `produceStream()`: a pipelined ProduceStream; many records in flight share fsyncs.
@@ -100,6 +102,12 @@ export interface AnnalClientOptions {
   retry?: Partial<RetryOptions>;
   /** How often an `annal://` client refreshes its view of the cluster, in milliseconds. Default 2000. */
   refreshIntervalMs?: number;
+  /**
+   * Writes through an idempotent producer (producer id and sequences; resent after a lost answer
+   * without duplicates). Always so on `annal://`; on a plain `host:port` only when set: an annal
+   * node that does not lead forwards such batches to its leader, a proglog server lacks them.
+   */
+  idempotent?: boolean;
 }
 
 export interface ConsumeStreamOptions {
@@ -159,6 +167,8 @@ export class AnnalClient {
   /** Set for an `annal://` address: the cluster view that routes and retries use. */
   private readonly discovery: Discovery | undefined;
   private readonly retry: RetryOptions;
+  /** Whether writes go through idempotent producers. */
+  private readonly idempotent: boolean;
   private sharedProducer: IdempotentProducer | undefined;
   private readonly producers = new Set<IdempotentProducer>();
 
@@ -185,6 +195,7 @@ export class AnnalClient {
       ...(this.discovery !== undefined ? { [DISCOVERY_OPTION]: this.discovery.id } : {}),
       interceptors: options.interceptors ?? [createClientInterceptor({ tracer: trace.getTracer('annal.client') })],
     });
+    this.idempotent = this.discovery !== undefined || options.idempotent === true;
   }
 
   /** Whether this client talks to a cluster (`annal://`): routed calls, idempotent retried writes. */
@@ -194,7 +205,7 @@ export class AnnalClient {
 
   /** Appends one record; resolves with its offset once the server acknowledged it. */
   produce(value: Uint8Array): Promise<number> {
-    if (this.discovery !== undefined) {
+    if (this.idempotent) {
       this.sharedProducer ??= this.newProducer('independent');
       return this.sharedProducer.send([value]).then(({ firstOffset }) => firstOffset);
     }
@@ -207,11 +218,11 @@ export class AnnalClient {
 
   /**
    * Opens a pipelined produce stream: `send(value)` writes immediately and resolves with the
-   * offset. On an `annal://` client it is an idempotent producer of its own (its records keep
-   * their order across leader changes); on one node, a ProduceStream call.
+   * offset. On an idempotent client (`annal://`) it is an idempotent producer of its own (its
+   * records keep their order across leader changes); otherwise a ProduceStream call.
    */
   produceStream(): ProduceStreamHandle {
-    if (this.discovery !== undefined) {
+    if (this.idempotent) {
       const producer = this.newProducer();
       return new ProduceStreamHandle({
         get inFlight() {
@@ -233,9 +244,9 @@ export class AnnalClient {
     });
   }
 
-  /** Opens a ProduceBatch stream: `send(values)` resolves with the batch's offsets (an idempotent producer on `annal://`). */
+  /** Opens a ProduceBatch stream: `send(values)` resolves with the batch's offsets (an idempotent producer on an idempotent client). */
   produceBatchStream(): ProduceBatchHandle {
-    if (this.discovery !== undefined) {
+    if (this.idempotent) {
       const producer = this.newProducer();
       return new ProduceBatchHandle({
         get inFlight() {
@@ -262,7 +273,7 @@ export class AnnalClient {
 
   private newProducer(onRefusal: 'stream' | 'independent' = 'stream'): IdempotentProducer {
     const producer = new IdempotentProducer(
-      () => this.raw.produceBatch(routeMetadata('write')),
+      () => this.raw.produceBatch(this.metadata('write')),
       { ...this.retry, maxInFlightBatches: 256, onRefusal },
       () => this.discovery?.refresh(),
       () => this.discovery?.refusedBy,

@@ -140,7 +140,7 @@ export class IdempotentProducer {
     this.closed = true;
     if (this.batches.length > 0) await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
     clearTimeout(this.retryTimer);
-    clearTimeout(this.watchdog);
+    this.disarmWatchdog();
     const stream = this.stream;
     this.stream = undefined;
     if (stream !== undefined) {
@@ -156,7 +156,7 @@ export class IdempotentProducer {
   cancel(): void {
     this.closed = true;
     clearTimeout(this.retryTimer);
-    clearTimeout(this.watchdog);
+    this.disarmWatchdog();
     this.stream?.cancel();
     this.stream = undefined;
     this.failAll((batch) => (batch.maybeSent || batch.sentAtMs > 0 ? new OutcomeUnknownError('the producer was cancelled with the write unanswered') : new UnavailableError('the producer was cancelled')));
@@ -218,7 +218,7 @@ export class IdempotentProducer {
     const stream = this.stream;
     this.stream = undefined;
     stream?.cancel();
-    clearTimeout(this.watchdog);
+    this.disarmWatchdog();
     this.written = 0;
     const head = this.batches.at(0);
     if (head === undefined) return;
@@ -257,9 +257,19 @@ export class IdempotentProducer {
       this.batches.replaceFirst(first, second);
       return;
     }
-    // The log and this producer disagree about what was acknowledged: nothing can be resent safely.
+    if (split <= 0) {
+      // The leader expected an earlier sequence when it refused the head: a batch that overtook
+      // the ones before it (a follower forwards each batch as it comes, and a new leader may take
+      // a producer's batches from two nodes), answered since. Nothing of the head was appended:
+      // resend from it, within the head's deadline.
+      if (head.deadlineMs !== undefined && Date.now() >= head.deadlineMs) this.giveUp(error);
+      return;
+    }
+    // The log holds all of the head and more, yet refused it: this producer and the log disagree
+    // about what was acknowledged, and nothing can be resent safely.
     this.giveUp(error);
   }
+
 
   /** Every unanswered batch fails (with an unknown outcome if it was sent); a new producer id starts over. */
   private giveUp(cause: AnnalError): void {
@@ -292,17 +302,29 @@ export class IdempotentProducer {
     }, delayMs);
   }
 
-  /** A written batch unanswered for attemptTimeoutMs ends the attempt: the leader may be gone without a word. */
+  /**
+   * A written batch unanswered for attemptTimeoutMs ends the attempt: the leader may be gone
+   * without a word. One timer at a time, set for the oldest unanswered batch: when it fires with
+   * a newer batch at the head, it is set again for that one (re-arming on every send and answer
+   * cost two timers per record).
+   */
   private armWatchdog(): void {
-    clearTimeout(this.watchdog);
-    this.watchdog = undefined;
+    if (this.watchdog !== undefined) return;
     const head = this.batches.at(0);
     if (head === undefined || this.written === 0) return;
-    const generation = this.generation;
     this.watchdog = setTimeout(() => {
-      if (generation === this.generation) this.onFailure(new UnavailableError(`no answer within ${this.options.attemptTimeoutMs} ms`));
+      this.watchdog = undefined;
+      const oldest = this.batches.at(0);
+      if (oldest === undefined || this.written === 0) return;
+      if (oldest.sentAtMs + this.options.attemptTimeoutMs > Date.now()) this.armWatchdog();
+      else this.onFailure(new UnavailableError(`no answer within ${this.options.attemptTimeoutMs} ms`));
     }, Math.max(0, head.sentAtMs + this.options.attemptTimeoutMs - Date.now()));
     this.watchdog.unref();
+  }
+
+  private disarmWatchdog(): void {
+    clearTimeout(this.watchdog);
+    this.watchdog = undefined;
   }
 
   private wakeIfIdle(): void {

@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
-import { ClosedError, DeadlineExceededError, NotLeaderError, Prng } from '../util/index.js';
+import { ClosedError, DeadlineExceededError, NotLeaderError, Prng, ProposalOutcomeUnknownError } from '../util/index.js';
 import { LeadershipLostError } from './errors.js';
 import { RaftNode, type StateMachine } from './driver.js';
 import { MemoryStorage } from './storage.js';
@@ -44,7 +44,7 @@ function startMember(
   network: InMemoryNetwork,
   storage: MemoryStorage,
   seed: number,
-  extra: { snapshotEveryEntries?: number; applied?: number; schedule?: (run: () => void) => void },
+  extra: { snapshotEveryEntries?: number; applied?: number; schedule?: (run: () => void) => void; writeInBackground?: boolean },
   wrapTransport: (transport: Transport) => Transport = (transport) => transport,
 ): Member {
   const machine = new ListMachine();
@@ -154,7 +154,7 @@ test('a learner added later catches up through a snapshot and is promoted to vot
   }
 });
 
-test('close() fails pending proposals with ClosedError; later calls fail at once', async () => {
+test('close() fails appended proposals with ProposalOutcomeUnknownError (they may still commit); later calls fail at once with ClosedError', async () => {
   const network = new InMemoryNetwork();
   const members = startCluster(['a', 'b', 'c'], network);
   try {
@@ -165,11 +165,54 @@ test('close() fails pending proposals with ClosedError; later calls fail at once
       () => null,
       (error: unknown) => error,
     );
+    // The entry is appended (the proposal was taken) before the node stops.
+    await waitUntil('the proposal is appended', () => leader.status().lastIndex > leader.status().commit);
     leader.close();
-    assert.ok((await pending) instanceof ClosedError);
+    const error = await pending;
+    assert.ok(error instanceof ProposalOutcomeUnknownError, String(error));
+    assert.equal(error.index, leader.status().lastIndex);
     await assert.rejects(leader.propose(new Uint8Array([2])), ClosedError);
   } finally {
     closeAll(members);
+  }
+});
+
+/** Storage whose appends, once `hold` is set, stay in progress until released (a slow disk). */
+class HeldStorage extends MemoryStorage {
+  hold = false;
+  held: (() => void)[] = [];
+  override append(entries: readonly Entry[]): void | Promise<void> {
+    if (!this.hold) return super.append(entries);
+    return new Promise((resolve) =>
+      this.held.push(() => {
+        super.append(entries);
+        resolve();
+      }),
+    );
+  }
+}
+
+test('close() during a storage write: the proposal being written is of unknown outcome, one still queued behind the write fails with ClosedError (never appended)', async () => {
+  const storage = new HeldStorage({ voters: ['solo'], learners: [] });
+  // A write the loop waits for (a leader's own appends otherwise go on in the background).
+  const { node } = startMember('solo', new InMemoryNetwork(), storage, 0, { writeInBackground: false });
+  try {
+    node.campaign();
+    await waitUntil('the lone voter leads', () => node.status().role === Role.Leader);
+    await node.propose(new Uint8Array([0]));
+    storage.hold = true;
+    const settle = (promise: Promise<unknown>): Promise<unknown> => promise.then(() => null, (error: unknown) => error);
+    const appended = settle(node.propose(new Uint8Array([1])));
+    await waitUntil('the append is in progress', () => storage.held.length === 1);
+    const queued = settle(node.propose(new Uint8Array([2])));
+    node.close();
+    const first = await appended;
+    assert.ok(first instanceof ProposalOutcomeUnknownError, String(first));
+    const second = await queued;
+    assert.ok(second instanceof ClosedError, String(second));
+    for (const release of storage.held) release();
+  } finally {
+    node.close();
   }
 });
 

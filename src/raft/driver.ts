@@ -9,7 +9,9 @@
  * - LeadershipLostError once another leader's entry took the proposal's index: it never commits;
  * - ProposalOutcomeUnknownError if a snapshot covered the index before the entry was seen here;
  * - DeadlineExceededError when the caller's timeoutMs passes first (the outcome is unknown);
- * - ClosedError when the node shuts down first (the outcome is then unknown).
+ * - when the node shuts down (or a storage write fails) first: ProposalOutcomeUnknownError for a
+ *   proposal it had appended (its entries may have left for the followers and may still commit),
+ *   ClosedError for a request it had not started yet (nothing was appended).
  *
  * Each request also has a callback form (`submitProposal`, ...) that settles an `Outcome`; the
  * promise methods wrap it. With storage whose writes complete synchronously and injected timers,
@@ -363,17 +365,23 @@ export class RaftNode<Result> {
   }
 
   /**
-   * Stops the timer and the transport and fails every pending request with ClosedError (whose
-   * cause is the storage error when a write failed). A storage write in progress is not waited
-   * for; nothing runs when it completes.
+   * Stops the timer and the transport and fails every pending request (the cause is the storage
+   * error when a write failed). A proposal or configuration change already appended fails with
+   * ProposalOutcomeUnknownError: its entries may be on the followers and commit under a later
+   * leader. Reads, and requests still waiting in the inbox, fail with ClosedError: nothing of them
+   * was appended. A storage write in progress is not waited for; nothing runs when it completes.
    */
   close(cause?: unknown): void {
     if (this.closed) return;
     this.closed = true;
     this.cancelTicks?.();
     this.options.transport.close();
-    const error = new ClosedError('raft node is shutting down', cause === undefined ? undefined : { cause });
-    for (const waiter of [...this.proposals.values(), ...this.configChanges.values()]) waiter.reject(error);
+    const options = cause === undefined ? undefined : { cause };
+    const reason = cause === undefined ? 'the node stopped before it learned the outcome' : 'a storage write failed before the outcome was known';
+    for (const waiters of [this.proposals, this.configChanges] as Map<number, Waiter<never>>[]) {
+      for (const [index, waiter] of waiters) waiter.reject(new ProposalOutcomeUnknownError(index, reason, options));
+    }
+    const error = new ClosedError('raft node is shutting down', options);
     for (const read of this.reads) read.reject(error);
     for (const outcome of this.unstarted) outcome.reject(error);
     this.unstarted.clear();

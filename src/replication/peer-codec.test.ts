@@ -76,11 +76,17 @@ describe('peer codec: round trips', () => {
     assert.equal(emptyContext?.type === 'heartbeat' && emptyContext.context, '');
   });
 
-  it('encodes and decodes ForwardRequest as ts-proto does, values as views', () => {
+  it('encodes and decodes ForwardRequest (plain and an idempotent producer\'s) as ts-proto does, values as views', () => {
     const prng = new Prng(7);
     for (let round = 0; round < 200; round++) {
       const values = Array.from({ length: prng.int(0, 5) }, () => Buffer.from(prng.fill(new Uint8Array(prng.int(0, 300)))));
-      const request = { values, subject: prng.chance(0.3) ? '' : `client-${prng.int(0, 99)}-é` };
+      const sequenced = prng.chance(0.5);
+      const request = {
+        values,
+        subject: prng.chance(0.3) ? '' : `client-${prng.int(0, 99)}-é`,
+        producerId: sequenced ? prng.int(1, 2 ** 21) * 2 ** 32 + prng.int(0, 2 ** 31) : 0,
+        firstSequence: sequenced && prng.chance(0.8) ? prng.int(0, 2 ** 31) * 2 ** 10 : 0,
+      };
       const bytes = encodeForwardRequest(request);
       assert.deepEqual(bytes, Buffer.from(ForwardRequest.encode(request).finish()));
       const decoded = decodeForwardRequest(bytes);

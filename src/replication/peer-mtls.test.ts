@@ -67,7 +67,7 @@ describe('the Raft service over mTLS with the ACL', { timeout: 60_000 }, () => {
       n1.transport.send([heartbeat('n1', 1)]);
       await leader.inbox.waitFor((message) => message.type === 'heartbeat' && message.commit === 1);
       const result = await n1.transport.forward('n2', { values: [Buffer.from('v')], subject: 'root' }, { deadlineMs: Date.now() + 10_000 });
-      assert.deepEqual(result, { firstOffset: 0, lastOffset: 0 });
+      assert.deepEqual(result, { firstOffset: 0, lastOffset: 0, duplicate: false });
       assert.deepEqual(forwarded, ['root']);
     } finally {
       n1.close();
@@ -85,6 +85,8 @@ describe('the Raft service over mTLS with the ACL', { timeout: 60_000 }, () => {
       assert.equal(line.level, 'error');
       assert.match(line.message, /subject "root" is not permitted to replicate/);
       await assert.rejects(intruder.transport.forward('n2', { values: [Buffer.from('v')], subject: 'root' }, { deadlineMs: Date.now() + 10_000 }), PermissionDeniedError);
+      const sequenced = { values: [Buffer.from('v')], subject: 'root', producerId: 9, firstSequence: 0 };
+      await assert.rejects(intruder.transport.forward('n2', sequenced, { deadlineMs: Date.now() + 10_000 }), PermissionDeniedError, 'an idempotent batch needs replicate too');
       const client = rawClient(serving.port, { caPem: ca, certPem: cert, keyPem: key });
       try {
         const status = await new Promise<unknown>((resolve) => {

@@ -51,8 +51,11 @@ export interface PeerServiceOptions {
   adoptClusterId: (id: string) => void | Promise<void>;
   /** Hands a validated message to Raft (PeerTransport.deliver); must not block. */
   deliver: (message: Message) => void;
-  /** Appends a forwarded produce on this node (the leader); resolves with the assigned offsets. */
-  forward: (request: { values: Uint8Array[]; subject: string }) => Promise<{ firstOffset: number; lastOffset: number }>;
+  /**
+   * Appends a forwarded produce on this node (the leader), an idempotent producer's batch when
+   * `producerId` is not 0; resolves with the assigned offsets (the original ones for a duplicate).
+   */
+  forward: (request: { values: Uint8Array[]; subject: string; producerId: number; firstSequence: number }) => Promise<{ firstOffset: number; lastOffset: number; duplicate?: boolean }>;
   /** A linearizable read index from this node (the leader). */
   readIndex: () => Promise<number>;
   logger: PeerLogger;
@@ -251,8 +254,9 @@ export class PeerService {
       return;
     }
     this.unary(call.metadata, callback, 'Forward', async () => {
-      const { firstOffset, lastOffset } = await this.options.forward({ values: request.values, subject: request.subject });
-      return { firstOffset, lastOffset };
+      const { values, subject, producerId, firstSequence } = request;
+      const { firstOffset, lastOffset, duplicate } = await this.options.forward({ values, subject, producerId, firstSequence });
+      return { firstOffset, lastOffset, duplicate: duplicate ?? false };
     });
   }
 

@@ -13,7 +13,7 @@ import { createServer, type Server as NetServer, type Socket } from 'node:net';
 import { afterEach, describe, it } from 'node:test';
 import { Client, credentials as grpcCredentials, Metadata, Server, ServerCredentials, status as Status, type ServiceError } from '@grpc/grpc-js';
 import { EntryType, type Message } from '../raft/index.js';
-import { AssertionError, ClosedError, DeadlineExceededError, InternalError, NotLeaderError, OverloadedError, UnavailableError } from '../util/index.js';
+import { AssertionError, ClosedError, DeadlineExceededError, InternalError, NotLeaderError, OutcomeUnknownError, OverloadedError, UnavailableError } from '../util/index.js';
 import { InvalidReason } from './peer-codec.js';
 import { SendDropReason } from './peer-metrics.js';
 import { PeerMetadataKey, RaftPeerService } from './peer-protocol.js';
@@ -363,9 +363,9 @@ describe('hostile peers', { timeout: 60_000 }, () => {
 });
 
 describe('Forward and ReadIndex', { timeout: 60_000 }, () => {
-  it('carry values and subject, and bring back the leader error classes with their fields', async () => {
+  it('carry values, subject and an idempotent producer\'s fields, and bring back the leader error classes with their fields', async () => {
     const addresses = new Map<string, string>();
-    const forwarded: { values: string[]; subject: string }[] = [];
+    const forwarded: { values: string[]; subject: string; producerId: number; firstSequence: number }[] = [];
     let mode: 'ok' | 'notLeader' | 'noLeader' | 'overloaded' | 'hang' | 'bug' = 'ok';
     const leader = await TestPeer.start({
       id: 'n2',
@@ -373,10 +373,11 @@ describe('Forward and ReadIndex', { timeout: 60_000 }, () => {
       clusterId: 'c1',
       service: {
         forward: async (request) => {
-          forwarded.push({ values: request.values.map((value) => Buffer.from(value).toString()), subject: request.subject });
+          const { subject, producerId, firstSequence } = request;
+          forwarded.push({ values: request.values.map((value) => Buffer.from(value).toString()), subject, producerId, firstSequence });
           switch (mode) {
             case 'ok':
-              return { firstOffset: 10, lastOffset: 10 + request.values.length - 1 };
+              return { firstOffset: 10, lastOffset: 10 + request.values.length - 1, duplicate: producerId !== 0 };
             case 'notLeader':
               throw new NotLeaderError('n3', '10.0.0.3:8400');
             case 'noLeader':
@@ -396,8 +397,14 @@ describe('Forward and ReadIndex', { timeout: 60_000 }, () => {
     cleanups.push(() => follower.close(), () => leader.close());
     const request = { values: [Buffer.from('a'), Buffer.from(''), Buffer.from('ccc')], subject: 'root' };
     const deadline = () => ({ deadlineMs: Date.now() + 5000 });
-    assert.deepEqual(await follower.transport.forward('n2', request, deadline()), { firstOffset: 10, lastOffset: 12 });
-    assert.deepEqual(forwarded, [{ values: ['a', '', 'ccc'], subject: 'root' }]);
+    assert.deepEqual(await follower.transport.forward('n2', request, deadline()), { firstOffset: 10, lastOffset: 12, duplicate: false });
+    const producerId = 2 ** 52 + 7;
+    const sequenced = { values: [Buffer.from('p')], subject: 'writer', producerId, firstSequence: 2 ** 40 + 1 };
+    assert.deepEqual(await follower.transport.forward('n2', sequenced, deadline()), { firstOffset: 10, lastOffset: 10, duplicate: true });
+    assert.deepEqual(forwarded, [
+      { values: ['a', '', 'ccc'], subject: 'root', producerId: 0, firstSequence: 0 },
+      { values: ['p'], subject: 'writer', producerId, firstSequence: 2 ** 40 + 1 },
+    ]);
     assert.equal(await follower.transport.readIndex('n2', deadline()), 42);
 
     mode = 'notLeader';
@@ -421,17 +428,48 @@ describe('Forward and ReadIndex', { timeout: 60_000 }, () => {
     await assert.rejects(follower.transport.readIndex('nowhere', deadline()), UnavailableError);
   });
 
-  it('fail with UnavailableError for a dead peer and ClosedError after close()', async () => {
+  it('fail a forwarded write with OutcomeUnknownError when the leader goes away after receiving it', async () => {
+    const addresses = new Map<string, string>();
+    let received!: () => void;
+    const reached = new Promise<void>((resolve) => (received = resolve));
+    const leader = await TestPeer.start({
+      id: 'n2',
+      addresses,
+      service: {
+        forward: () => {
+          received();
+          return new Promise(() => {});
+        },
+      },
+    });
+    const follower = await TestPeer.start({ id: 'n1', addresses });
+    cleanups.push(() => follower.close(), () => leader.close());
+    const forwarded = follower.transport.forward('n2', { values: [Buffer.from('v')], subject: 'root' }, { deadlineMs: Date.now() + 30_000 });
+    await reached;
+    // The leader's handler has the write; the leader shuts down and resets its streams.
+    leader.close();
+    await assert.rejects(forwarded, (error: unknown) => {
+      assert.ok(error instanceof OutcomeUnknownError, String(error));
+      assert.match(error.message, /may still commit/);
+      return true;
+    });
+  });
+
+  it('fail with UnavailableError for a dead peer, ClosedError after close() and OutcomeUnknownError for a write close() cut off', async () => {
     const addresses = new Map<string, string>([['dead', await closedAddress()]]);
     const n1 = await TestPeer.start({ id: 'n1', addresses });
     cleanups.push(() => n1.close());
     await assert.rejects(n1.transport.readIndex('dead', { deadlineMs: Date.now() + 5000 }), UnavailableError);
+    await assert.rejects(n1.transport.forward('dead', { values: [Buffer.from('v')], subject: 'root' }, { deadlineMs: Date.now() + 5000 }), UnavailableError, 'never reached a leader: nothing happened');
     const hole = await blackHole();
     cleanups.push(() => hole.close());
     addresses.set('hung', hole.address);
     const pending = n1.transport.readIndex('hung', { deadlineMs: Date.now() + 30_000 });
+    const forwarded = n1.transport.forward('hung', { values: [Buffer.from('v')], subject: 'root' }, { deadlineMs: Date.now() + 30_000 });
     n1.transport.close();
     await assert.rejects(pending, ClosedError);
+    // The leader may have the forwarded records: their outcome is unknown, not "nothing happened".
+    await assert.rejects(forwarded, OutcomeUnknownError);
     await assert.rejects(n1.transport.readIndex('hung', { deadlineMs: Date.now() + 5000 }), ClosedError);
     n1.transport.send([heartbeat('n1', 'hung', 1)]);
     assert.equal(n1.metrics.dropped.get(SendDropReason.Closed), 1);

@@ -11,11 +11,11 @@
  * peer's stream fails within about two seconds instead of waiting for TCP, and reconnect after
  * at most a second; both suit peers on one LAN.
  */
-import { Metadata, type ChannelCredentials, type ChannelOptions, type Client, type ServiceError } from '@grpc/grpc-js';
+import { Metadata, status as Status, type ChannelCredentials, type ChannelOptions, type Client, type ServiceError } from '@grpc/grpc-js';
 import { RateLimitedLog } from '../auth/index.js';
 import type { Message, NodeId, Transport } from '../raft/index.js';
-import { errorFromStatus } from '../wire/index.js';
-import { assert, AssertionError, ClosedError, UnavailableError } from '../util/index.js';
+import { errorFromStatus, ErrorMetadataKey } from '../wire/index.js';
+import { assert, AssertionError, ClosedError, OutcomeUnknownError, UnavailableError, type AnnalError } from '../util/index.js';
 import { KeyedLogLimit } from './log-limit.js';
 import { PeerLink } from './peer-link.js';
 import { SendDropReason, type PeerLogger, type PeerMetrics } from './peer-metrics.js';
@@ -157,15 +157,27 @@ export class PeerTransport implements Transport {
    * Sends a client's produce to `to` (the leader). Rejects with the AnnalError the leader's
    * status stands for (errorFromStatus), e.g. NotLeaderError with the leader it knows, so that
    * this node's server answers its client with the same status; with UnavailableError when `to`
-   * has no address, and ClosedError after close().
+   * has no address, and ClosedError when called after close(). A call cut off after it was sent
+   * (close() here, or the connection failing without an answer from the leader, e.g. the leader
+   * killed) rejects with OutcomeUnknownError: the leader may have appended the records. A call that
+   * never reached the leader (no connection, stream refused) stays UnavailableError.
    */
-  forward(to: NodeId, request: { values: Uint8Array[]; subject: string }, options: ForwardOptions): Promise<{ firstOffset: number; lastOffset: number }> {
-    return this.unary(to, RaftPeerService.forward, request, options).then(({ firstOffset, lastOffset }) => ({ firstOffset, lastOffset }));
+  forward(
+    to: NodeId,
+    request: { values: Uint8Array[]; subject: string; producerId?: number; firstSequence?: number },
+    options: ForwardOptions,
+  ): Promise<{ firstOffset: number; lastOffset: number; duplicate: boolean }> {
+    const cutOff = (cause: unknown): AnnalError => new OutcomeUnknownError('this node stopped while the leader had the forwarded write; it may still commit', { cause });
+    return this.unary(to, RaftPeerService.forward, request, options, cutOff, lostAfterSending).then(({ firstOffset, lastOffset, duplicate }) => ({
+      firstOffset,
+      lastOffset,
+      duplicate,
+    }));
   }
 
-  /** Asks `to` (the leader) for a linearizable read index; errors as for forward(). */
+  /** Asks `to` (the leader) for a linearizable read index; errors as for forward() (a cut-off read is ClosedError). */
   readIndex(to: NodeId, options: ReadIndexOptions): Promise<number> {
-    return this.unary(to, RaftPeerService.readIndex, {}, options).then((response) => response.index);
+    return this.unary(to, RaftPeerService.readIndex, {}, options, (cause) => new ClosedError('the peer transport is closed', { cause })).then((response) => response.index);
   }
 
   private link(id: NodeId): PeerLink {
@@ -195,6 +207,10 @@ export class PeerTransport implements Transport {
     method: { path: string; requestSerialize: (value: Request) => Buffer; responseDeserialize: (bytes: Buffer) => Response },
     request: Request,
     options: { deadlineMs: number; metadata?: Metadata },
+    /** The error for a call close() cuts off. */
+    cutOff: (cause: unknown) => AnnalError,
+    /** The error for a transport failure, when it is not the status's own. */
+    transportFailure: (error: ServiceError) => AnnalError | undefined = () => undefined,
   ): Promise<Response> {
     if (this.closed) return Promise.reject(new ClosedError('the peer transport is closed'));
     if (!(options.deadlineMs > EPOCH_MS_MIN)) {
@@ -218,11 +234,25 @@ export class PeerTransport implements Transport {
         (error: ServiceError | null, response?: Response) => {
           this.calls.delete(call);
           if (error === null) resolve(response!);
-          else if (this.closed) reject(new ClosedError('the peer transport is closed', { cause: error }));
-          else reject(errorFromStatus(error));
+          else if (this.closed) reject(cutOff(error));
+          else reject(transportFailure(error) ?? errorFromStatus(error));
         },
       );
       this.calls.add(call);
     });
   }
+}
+
+/**
+ * A forwarded write whose call failed in the transport after it may have reached the leader: the
+ * outcome is unknown. That is UNAVAILABLE or CANCELLED without annal's error code (a dropped
+ * connection; a leader shutting down resets its streams with CANCEL; this node's own cancelling
+ * happens only in close(), handled before). Failing to connect, and HTTP/2's REFUSED_STREAM, mean
+ * the leader's handler never saw it (those stay UnavailableError).
+ */
+function lostAfterSending(error: ServiceError): AnnalError | undefined {
+  if (error.code !== Status.UNAVAILABLE && error.code !== Status.CANCELLED) return undefined;
+  if (error.metadata?.get(ErrorMetadataKey.code).length > 0) return undefined;
+  if (/^(No connection established|Stream refused by server)/.test(error.details)) return undefined;
+  return new OutcomeUnknownError(`the connection to the leader failed with the forwarded write unanswered; it may still commit (${error.details})`, { cause: error });
 }

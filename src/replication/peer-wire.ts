@@ -307,13 +307,22 @@ export function encodeMessageBatch(messages: readonly Message[]): Buffer {
   return writer.buffer;
 }
 
-/** The ForwardRequest with `values` and `subject`, in one buffer. */
-export function encodeForwardRequest(request: { readonly values: readonly Uint8Array[]; readonly subject: string }): Buffer {
-  let total = request.subject.length === 0 ? 0 : lengthFieldSize(stringBytes(request.subject));
+/** The ForwardRequest with `values`, `subject` and an idempotent producer's fields (0 or absent: none), in one buffer. */
+export function encodeForwardRequest(request: {
+  readonly values: readonly Uint8Array[];
+  readonly subject: string;
+  readonly producerId?: number;
+  readonly firstSequence?: number;
+}): Buffer {
+  const producerId = request.producerId ?? 0;
+  const firstSequence = request.firstSequence ?? 0;
+  let total = (request.subject.length === 0 ? 0 : lengthFieldSize(stringBytes(request.subject))) + uintFieldSize(producerId) + uintFieldSize(firstSequence);
   for (const value of request.values) total += lengthFieldSize(value.length);
   const writer = new Writer(Buffer.allocUnsafe(total));
   for (const value of request.values) writer.bytesField(tag(1, WIRE_LENGTH), value);
   if (request.subject.length !== 0) writer.stringField(tag(2, WIRE_LENGTH), request.subject);
+  writer.uintField(tag(3, WIRE_VARINT), producerId);
+  writer.uintField(tag(4, WIRE_VARINT), firstSequence);
   assert(writer.position === total, `ForwardRequest encoder wrote ${writer.position} of ${total} bytes`);
   return writer.buffer;
 }
@@ -643,11 +652,13 @@ export function decodeMessageBatch(bytes: Uint8Array): WireMessageBatch | Decode
 export function decodeForwardRequest(bytes: Uint8Array): WireForwardRequest | DecodeFailure {
   const buffer = asBuffer(bytes);
   const reader = new Reader(buffer, 0, buffer.length);
-  const request: WireForwardRequest = { values: [], subject: '' };
+  const request: WireForwardRequest = { values: [], subject: '', producerId: 0, firstSequence: 0 };
   try {
     readFields(reader, (field, wireType) => {
       if (field === 1 && wireType === WIRE_LENGTH) request.values.push(reader.bytes());
       else if (field === 2 && wireType === WIRE_LENGTH) request.subject = reader.string();
+      else if (field === 3 && wireType === WIRE_VARINT) request.producerId = reader.varint();
+      else if (field === 4 && wireType === WIRE_VARINT) request.firstSequence = reader.varint();
       else return false;
       return true;
     });

@@ -296,8 +296,8 @@ export class Replica {
       },
       deliver: (message) => this.transport.deliver(message),
       forward: (request) => {
-        logger.debug({ subject: request.subject, records: request.values.length }, 'forwarded produce');
-        return this.log.appendForwarded(request.values);
+        logger.debug({ subject: request.subject, records: request.values.length, producerId: request.producerId }, 'forwarded produce');
+        return this.log.appendForwarded(request);
       },
       readIndex: () => this.log.readIndexForPeer(),
       logger,

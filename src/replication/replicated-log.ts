@@ -49,13 +49,21 @@ export interface ReplicaStorage {
   entries(lo: number, hi: number, maxSizeBytes: number): readonly Entry[];
 }
 
+/**
+ * A write a follower sends to the leader: plain values, or an idempotent producer's batch
+ * (`producerId` not 0), whose sequences travel unchanged so that the leader appends each once.
+ */
+export interface ForwardedWrite {
+  values: Uint8Array[];
+  /** Who produced it (authorized at the node the client called), for the leader's audit log. */
+  subject: string;
+  producerId?: number;
+  firstSequence?: number;
+}
+
 /** What it needs of the peer transport: calls to the leader (deadlines are absolute, on the `nowMs` clock). */
 export interface LeaderCalls {
-  forward(
-    to: NodeId,
-    request: { values: Uint8Array[]; subject: string },
-    options: { deadlineMs: number; metadata?: Metadata },
-  ): Promise<{ firstOffset: number; lastOffset: number }>;
+  forward(to: NodeId, request: ForwardedWrite, options: { deadlineMs: number; metadata?: Metadata }): Promise<SequencedResult>;
   readIndex(to: NodeId, options: { deadlineMs: number }): Promise<number>;
 }
 
@@ -112,10 +120,9 @@ export class ReplicatedLog implements StateMachine<number> {
   private closed = false;
   private caughtUp = false;
   private readonly forwardQueue: {
-    values: Uint8Array[];
-    subject: string;
+    write: ForwardedWrite;
     trace: Metadata | undefined;
-    resolve: (offsets: { firstOffset: number; lastOffset: number }) => void;
+    resolve: (result: SequencedResult) => void;
     reject: (error: unknown) => void;
   }[] = [];
   private forwarding = false;
@@ -272,21 +279,21 @@ export class ReplicatedLog implements StateMachine<number> {
         return await this.proposeHere(values);
       } catch (error) {
         if (!refusedBeforeAppending(error)) throw error;
-        return this.forward(values, context.subject?.() ?? '', context.trace?.(), this.raft.id);
+        return this.forward({ values, subject: context.subject?.() ?? '' }, context.trace?.(), this.raft.id);
       }
     }
-    return this.forwardBatched(values, context.subject?.() ?? '', context.trace?.());
+    return this.forwardBatched({ values, subject: context.subject?.() ?? '' }, context.trace?.());
   }
 
   /**
    * A follower's writes go to the leader in order, one Forward call at a time, each carrying every
-   * write that queued up while the previous one was out (with the same subject): a call per
+   * plain write that queued up while the previous one was out (with the same subject): a call per
    * record cost a few hundred microseconds of CPU on both nodes. Each write gets its own offsets
    * back; a failed call fails every write it carried, none of which was then acknowledged.
    */
-  private forwardBatched(values: Uint8Array[], subject: string, trace: Metadata | undefined): Promise<{ firstOffset: number; lastOffset: number }> {
+  private forwardBatched(write: ForwardedWrite, trace: Metadata | undefined): Promise<SequencedResult> {
     return new Promise((resolve, reject) => {
-      this.forwardQueue.push({ values, subject, trace, resolve, reject });
+      this.forwardQueue.push({ write, trace, resolve, reject });
       if (!this.forwarding) void this.pumpForwards();
     });
   }
@@ -299,22 +306,22 @@ export class ReplicatedLog implements StateMachine<number> {
         let count = 0;
         let records = 0;
         let sizeBytes = 0;
-        for (const queued of this.forwardQueue) {
-          const bytes = queued.values.reduce((sum, value) => sum + value.length, 0);
-          if (count > 0 && (queued.subject !== first.subject || sizeBytes + bytes > FORWARD_BATCH_BYTES_MAX || records + queued.values.length > FORWARD_BATCH_RECORDS_MAX)) break;
+        for (const { write } of this.forwardQueue) {
+          const bytes = write.values.reduce((sum, value) => sum + value.length, 0);
+          if (count > 0 && (write.subject !== first.write.subject || sizeBytes + bytes > FORWARD_BATCH_BYTES_MAX || records + write.values.length > FORWARD_BATCH_RECORDS_MAX)) break;
           count++;
-          records += queued.values.length;
+          records += write.values.length;
           sizeBytes += bytes;
         }
         const batch = this.forwardQueue.splice(0, count);
-        const values = batch.length === 1 ? first.values : batch.flatMap((queued) => queued.values);
+        const write = batch.length === 1 ? first.write : { values: batch.flatMap((queued) => queued.write.values), subject: first.write.subject };
         try {
-          const { firstOffset, lastOffset } = await this.forward(values, first.subject, first.trace, undefined);
-          assert(lastOffset - firstOffset === values.length - 1, `forwarded ${values.length} records, got offsets ${firstOffset}..${lastOffset}`);
+          const { firstOffset, lastOffset } = await this.forward(write, first.trace, undefined);
+          assert(lastOffset - firstOffset === write.values.length - 1, `forwarded ${write.values.length} records, got offsets ${firstOffset}..${lastOffset}`);
           let next = firstOffset;
           for (const queued of batch) {
-            queued.resolve({ firstOffset: next, lastOffset: next + queued.values.length - 1 });
-            next += queued.values.length;
+            queued.resolve({ firstOffset: next, lastOffset: next + queued.write.values.length - 1, duplicate: false });
+            next += queued.write.values.length;
           }
         } catch (error) {
           for (const queued of batch) queued.reject(error);
@@ -325,11 +332,15 @@ export class ReplicatedLog implements StateMachine<number> {
     }
   }
 
-  /** Appends forwarded records on the leader (the peer service's Forward handler). */
-  async appendForwarded(values: Uint8Array[]): Promise<{ firstOffset: number; lastOffset: number }> {
+  /**
+   * Appends forwarded records on the leader (the peer service's Forward handler), an idempotent
+   * producer's batch as appendSequenced does. Never forwards again: a node that does not lead
+   * answers NotLeaderError and the follower finds the leader.
+   */
+  async appendForwarded(write: Omit<ForwardedWrite, 'subject'>): Promise<SequencedResult> {
     if (this.closed) throw new ClosedError('the replicated log is closed');
     try {
-      return await this.proposeHere(values);
+      return await this.appendHere(write);
     } catch (error) {
       // Handing leadership over: nothing was appended, and the follower should wait for the next
       // leader, which is what it does on "not the leader" (a busy leader is a plain UNAVAILABLE).
@@ -339,16 +350,35 @@ export class ReplicatedLog implements StateMachine<number> {
   }
 
   /**
-   * An idempotent producer's batch (records `firstSequence`, `firstSequence + 1`, ...), on the
-   * leader only (a follower answers NotLeaderError: nothing was appended). Each sequence is
-   * appended once: a batch the log holds is answered with its offsets, one proposed and not yet
-   * settled waits for that outcome, and a batch that does not continue the producer's sequence
-   * is refused (OutOfOrderSequenceError). A new leader first applies everything its predecessors
-   * left in its log, so that the table has every sequence that may commit.
+   * An idempotent producer's batch (records `firstSequence`, `firstSequence + 1`, ...), decided
+   * by the leader: a follower forwards it with its producer id and sequences, so each sequence
+   * is appended once whichever node the client calls.
    */
-  async appendSequenced(records: RecordInput[], producerId: number, firstSequence: number): Promise<SequencedResult> {
+  async appendSequenced(records: RecordInput[], producerId: number, firstSequence: number, context: AppendContext = {}): Promise<SequencedResult> {
     if (this.closed) throw new ClosedError('the replicated log is closed');
     assert(records.length > 0, 'appendSequenced of no records');
+    const write = (): ForwardedWrite => ({ values: records.map((record) => record.value), subject: context.subject?.() ?? '', producerId, firstSequence });
+    // Forwarded at once, not queued: a producer pipelines its batches, and one call at a time
+    // would cap it at one batch per round trip to the leader. Calls on the one connection to the
+    // leader arrive in order; one that overtakes an earlier batch is refused as out of order with
+    // nothing appended, and the producer resends from its oldest unanswered batch.
+    if (this.raft.status().role !== Role.Leader) return this.forward(write(), context.trace?.(), undefined);
+    try {
+      return await this.appendSequencedHere(records, producerId, firstSequence);
+    } catch (error) {
+      if (!refusedBeforeAppending(error)) throw error;
+      return this.forward(write(), context.trace?.(), this.raft.id);
+    }
+  }
+
+  /**
+   * On the leader: each sequence is appended once. A batch the log holds is answered with its
+   * offsets, one proposed and not yet settled waits for that outcome, and a batch that does not
+   * continue the producer's sequence is refused (OutOfOrderSequenceError). A new leader first
+   * applies everything its predecessors left in its log, so that the table has every sequence
+   * that may commit. Not the leader: NotLeaderError (nothing was appended).
+   */
+  private async appendSequencedHere(records: RecordInput[], producerId: number, firstSequence: number): Promise<SequencedResult> {
     const status = this.raft.status();
     const term = status.role === Role.Leader && status.term === this.leaderReadyTerm ? status.term : await this.leaderReady();
     const count = records.length;
@@ -452,24 +482,26 @@ export class ReplicatedLog implements StateMachine<number> {
    * one refuses before appending anything (not the leader, or handing leadership over: a rolling
    * restart then costs the caller a short wait, not an error). Any other failure is the caller's.
    */
-  private async forward(
-    values: Uint8Array[],
-    subject: string,
-    trace: Metadata | undefined,
-    avoid: NodeId | undefined,
-  ): Promise<{ firstOffset: number; lastOffset: number }> {
+  private async forward(write: ForwardedWrite, trace: Metadata | undefined, avoid: NodeId | undefined): Promise<SequencedResult> {
     const deadlineMs = this.nowMs() + (this.options.forwardTimeoutMs ?? 10_000);
     let refused = avoid;
     for (let attempt = 0; ; attempt++) {
       const leader = await this.leader(refused);
       try {
-        if (leader === this.raft.id) return await this.proposeHere(values);
-        return await this.options.peers.forward(leader, { values, subject }, { deadlineMs, ...(trace !== undefined ? { metadata: trace } : {}) });
+        if (leader === this.raft.id) return await this.appendHere(write);
+        return await this.options.peers.forward(leader, write, { deadlineMs, ...(trace !== undefined ? { metadata: trace } : {}) });
       } catch (error) {
         if (!refusedBeforeAppending(error) || attempt >= 3) throw error;
         refused = leader;
       }
     }
+  }
+
+  /** A write on this node as the leader: no forwarding. */
+  private appendHere(write: Omit<ForwardedWrite, 'subject'>): Promise<SequencedResult> {
+    const producerId = write.producerId ?? 0;
+    if (producerId !== 0) return this.appendSequencedHere(write.values.map((value) => ({ value })), producerId, write.firstSequence ?? 0);
+    return this.proposeHere(write.values).then(({ firstOffset, lastOffset }) => ({ firstOffset, lastOffset, duplicate: false }));
   }
 
   /** The current leader, waiting up to leaderWaitMs for one (other than `not`) to be known. */

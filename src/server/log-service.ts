@@ -213,7 +213,7 @@ export class LogServiceHandlers {
       }
       const inputs = records.map((record) => this.recordFrom(record));
       const attributes = { 'annal.record_count': inputs.length };
-      if (producerId !== 0) return withSpan(scope, 'storage.append_batch', () => this.appendSequenced(inputs, producerId, firstSequence), attributes);
+      if (producerId !== 0) return withSpan(scope, 'storage.append_batch', (span) => this.appendSequenced(inputs, producerId, firstSequence, traced(context, span)), attributes);
       const appended = withSpan(scope, 'storage.append_batch', (span) => log.appendBatch(inputs, traced(context, span)), attributes);
       return appended.then(({ firstOffset, lastOffset }) => ({
         firstOffset,
@@ -224,11 +224,11 @@ export class LogServiceHandlers {
     });
   }
 
-  private async appendSequenced(inputs: RecordInput[], producerId: number, firstSequence: number): Promise<ProduceBatchResponse> {
+  private async appendSequenced(inputs: RecordInput[], producerId: number, firstSequence: number, context: AppendContext): Promise<ProduceBatchResponse> {
     const log = this.options.log;
     if (log.appendSequenced === undefined) throw new InvalidArgumentError('this node keeps no producer state: produce without producer_id');
     if (!Number.isSafeInteger(firstSequence + inputs.length)) throw new InvalidArgumentError(`first_sequence ${firstSequence} is too large`);
-    const { firstOffset, lastOffset, duplicate } = await log.appendSequenced(inputs, producerId, firstSequence);
+    const { firstOffset, lastOffset, duplicate } = await log.appendSequenced(inputs, producerId, firstSequence, context);
     return { firstOffset, lastOffset, count: lastOffset - firstOffset + 1, duplicate };
   }
 

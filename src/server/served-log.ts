@@ -17,7 +17,12 @@ export interface ServedLog {
    * already holds is answered with its offsets and `duplicate`. Absent: the log keeps no producer
    * state (a single commit log), and such batches are refused.
    */
-  appendSequenced?(records: RecordInput[], producerId: number, firstSequence: number): Promise<{ firstOffset: number; lastOffset: number; duplicate: boolean }>;
+  appendSequenced?(
+    records: RecordInput[],
+    producerId: number,
+    firstSequence: number,
+    context?: AppendContext,
+  ): Promise<{ firstOffset: number; lastOffset: number; duplicate: boolean }>;
   /** Throws OffsetOutOfRangeError outside [lowestOffset(), nextOffset()). */
   read(offset: number): StoredRecord;
   /** Records from `offset` within the limits (at least one if any); [] when offset === nextOffset(). */

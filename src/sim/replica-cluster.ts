@@ -305,7 +305,7 @@ export class ReplicaCluster {
   private peersFor(node: ReplicaNode, incarnation: number): LeaderCalls {
     return {
       forward: (to, request, options) =>
-        this.call(node, incarnation, to, options.deadlineMs, 'forward', (target) => target.appendForwarded(request.values)),
+        this.call(node, incarnation, to, options.deadlineMs, 'forward', (target) => target.appendForwarded(request)),
       readIndex: (to, options) => this.call(node, incarnation, to, options.deadlineMs, 'readIndex', (target) => target.readIndexForPeer()),
     };
   }

@@ -145,13 +145,19 @@ export class LeadershipLostError extends AnnalError {
 }
 
 /**
- * The outcome of a proposal cannot be known from this node: it installed a snapshot covering the
- * proposal's index without seeing the entry. It may or may not have committed.
+ * The outcome of a proposal cannot be known from this node: the entry was appended (and may have
+ * reached other nodes) but this node installed a snapshot covering its index without seeing it,
+ * or stopped before it learned the outcome. It may or may not have committed.
  */
 export class ProposalOutcomeUnknownError extends AnnalError {
   readonly code = ErrorCode.ProposalOutcomeUnknown;
-  constructor(readonly index: number) {
-    super(`the outcome of the proposal at log index ${index} is unknown (covered by a snapshot)`);
+  constructor(
+    readonly index: number,
+    /** Why this node cannot tell. */
+    readonly reason: string = 'covered by a snapshot',
+    options?: ErrorOptions,
+  ) {
+    super(`the outcome of the proposal at log index ${index} is unknown (${reason}); it may still commit`, options);
   }
 }
 

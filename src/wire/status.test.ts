@@ -53,7 +53,7 @@ describe('error table', () => {
       { error: new LogUnavailableError(40, 31), code: Status.OUT_OF_RANGE },
       { error: new LeadershipLostError(17), code: Status.UNAVAILABLE },
       { error: new RaftBusyError('leadership transfer in progress'), code: Status.UNAVAILABLE },
-      { error: new ProposalOutcomeUnknownError(23), code: Status.DEADLINE_EXCEEDED },
+      { error: new ProposalOutcomeUnknownError(23, 'the node stopped before it learned the outcome'), code: Status.DEADLINE_EXCEEDED },
       { error: new OutcomeUnknownError('no answer within 10000 ms'), code: Status.DEADLINE_EXCEEDED },
       { error: new OutOfOrderSequenceError(2 ** 52 + 5, 40, 38), code: Status.FAILED_PRECONDITION },
     ];

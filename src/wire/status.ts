@@ -118,8 +118,8 @@ const KINDS: { readonly [C in ErrorCode]: ErrorKind } = {
   [ErrorCode.Unavailable]: { grpc: Status.UNAVAILABLE, fields: [], make: (d, _f, o) => new UnavailableError(d, o) },
   [ErrorCode.ProposalOutcomeUnknown]: {
     grpc: Status.DEADLINE_EXCEEDED,
-    fields: ['index'],
-    make: (_d, f, o) => withCause(new ProposalOutcomeUnknownError(f.num('index')), o.cause),
+    fields: ['index', 'reason'],
+    make: (_d, f, o) => withCause(new ProposalOutcomeUnknownError(f.num('index'), f.text('reason')), o.cause),
   },
   [ErrorCode.DeadlineExceeded]: { grpc: Status.DEADLINE_EXCEEDED, fields: [], make: (d, _f, o) => new DeadlineExceededError(d, o) },
   [ErrorCode.OutcomeUnknown]: { grpc: Status.DEADLINE_EXCEEDED, fields: [], make: (d, _f, o) => new OutcomeUnknownError(d, o) },

@@ -89,8 +89,8 @@ export interface ProduceBatchRequest {
    * the records carry the producer's sequence numbers first_sequence, first_sequence + 1, ...
    * The leader appends a producer's sequences in order, once: a retried batch it already holds is
    * answered with the offsets it has (duplicate = true), a gap is refused (FAILED_PRECONDITION,
-   * annal-error-code OUT_OF_ORDER_SEQUENCE, with the sequence it expects). Only the leader takes
-   * such batches (a follower answers UNAVAILABLE, NOT_LEADER). See docs/replication.md.
+   * annal-error-code OUT_OF_ORDER_SEQUENCE, with the sequence it expects). A follower forwards
+   * such batches to the leader with these fields, in order. See docs/replication.md.
    */
   producerId: number;
   firstSequence: number;

@@ -148,12 +148,20 @@ export interface ForwardRequest {
   values: Buffer[];
   /** The subject (certificate Common Name) of the client that produced them, for audit. */
   subject: string;
+  /**
+   * An idempotent producer's batch when not 0: the values carry sequences first_sequence,
+   * first_sequence + 1, ... of this producer (log.v1.ProduceBatchRequest's fields, unchanged).
+   */
+  producerId: number;
+  firstSequence: number;
 }
 
 export interface ForwardResponse {
   /** Offsets the leader assigned to the first and the last value. */
   firstOffset: number;
   lastOffset: number;
+  /** The batch repeated one the log already holds; the offsets are the original ones. */
+  duplicate: boolean;
 }
 
 export interface ReadIndexRequest {
@@ -1722,7 +1730,7 @@ export const StreamAck: MessageFns<StreamAck> = {
 };
 
 function createBaseForwardRequest(): ForwardRequest {
-  return { values: [], subject: "" };
+  return { values: [], subject: "", producerId: 0, firstSequence: 0 };
 }
 
 export const ForwardRequest: MessageFns<ForwardRequest> = {
@@ -1732,6 +1740,12 @@ export const ForwardRequest: MessageFns<ForwardRequest> = {
     }
     if (message.subject !== "") {
       writer.uint32(18).string(message.subject);
+    }
+    if (message.producerId !== 0) {
+      writer.uint32(24).uint64(message.producerId);
+    }
+    if (message.firstSequence !== 0) {
+      writer.uint32(32).uint64(message.firstSequence);
     }
     return writer;
   },
@@ -1765,6 +1779,22 @@ export const ForwardRequest: MessageFns<ForwardRequest> = {
             message.subject = reader.string();
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.producerId = longToNumber(reader.uint64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.firstSequence = longToNumber(reader.uint64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1783,6 +1813,16 @@ export const ForwardRequest: MessageFns<ForwardRequest> = {
         ? object.values.map((e: any) => Buffer.from(bytesFromBase64(e)))
         : [],
       subject: isSet(object.subject) ? globalThis.String(object.subject) : "",
+      producerId: isSet(object.producerId)
+        ? globalThis.Number(object.producerId)
+        : isSet(object.producer_id)
+        ? globalThis.Number(object.producer_id)
+        : 0,
+      firstSequence: isSet(object.firstSequence)
+        ? globalThis.Number(object.firstSequence)
+        : isSet(object.first_sequence)
+        ? globalThis.Number(object.first_sequence)
+        : 0,
     };
   },
 
@@ -1794,6 +1834,12 @@ export const ForwardRequest: MessageFns<ForwardRequest> = {
     if (message.subject !== "") {
       obj.subject = message.subject;
     }
+    if (message.producerId !== 0) {
+      obj.producerId = Math.round(message.producerId);
+    }
+    if (message.firstSequence !== 0) {
+      obj.firstSequence = Math.round(message.firstSequence);
+    }
     return obj;
   },
 
@@ -1804,12 +1850,14 @@ export const ForwardRequest: MessageFns<ForwardRequest> = {
     const message = createBaseForwardRequest();
     message.values = object.values?.map((e) => e) || [];
     message.subject = object.subject ?? "";
+    message.producerId = object.producerId ?? 0;
+    message.firstSequence = object.firstSequence ?? 0;
     return message;
   },
 };
 
 function createBaseForwardResponse(): ForwardResponse {
-  return { firstOffset: 0, lastOffset: 0 };
+  return { firstOffset: 0, lastOffset: 0, duplicate: false };
 }
 
 export const ForwardResponse: MessageFns<ForwardResponse> = {
@@ -1819,6 +1867,9 @@ export const ForwardResponse: MessageFns<ForwardResponse> = {
     }
     if (message.lastOffset !== 0) {
       writer.uint32(16).uint64(message.lastOffset);
+    }
+    if (message.duplicate !== false) {
+      writer.uint32(24).bool(message.duplicate);
     }
     return writer;
   },
@@ -1852,6 +1903,14 @@ export const ForwardResponse: MessageFns<ForwardResponse> = {
             message.lastOffset = longToNumber(reader.uint64());
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.duplicate = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1876,6 +1935,7 @@ export const ForwardResponse: MessageFns<ForwardResponse> = {
         : isSet(object.last_offset)
         ? globalThis.Number(object.last_offset)
         : 0,
+      duplicate: isSet(object.duplicate) ? globalThis.Boolean(object.duplicate) : false,
     };
   },
 
@@ -1887,6 +1947,9 @@ export const ForwardResponse: MessageFns<ForwardResponse> = {
     if (message.lastOffset !== 0) {
       obj.lastOffset = Math.round(message.lastOffset);
     }
+    if (message.duplicate !== false) {
+      obj.duplicate = message.duplicate;
+    }
     return obj;
   },
 
@@ -1897,6 +1960,7 @@ export const ForwardResponse: MessageFns<ForwardResponse> = {
     const message = createBaseForwardResponse();
     message.firstOffset = object.firstOffset ?? 0;
     message.lastOffset = object.lastOffset ?? 0;
+    message.duplicate = object.duplicate ?? false;
     return message;
   },
 };
