@@ -89,7 +89,11 @@ describe('a damaged replica', () => {
       nodes[1] = await restart(amnesiac, [first.gossipAddr]);
       await until('the rejoin report', () => logged(nodes[1]!, 'raft state damaged: moved it aside'));
       assert.ok(readdirSync(amnesiac.dataDir).some((name) => name.startsWith('raft.damaged-')));
-      // The new incarnation is added and promoted, the old one removed: three voters again.
+      // The new incarnation is added and promoted, the old one removed: three voters again (the
+      // old one counts among three voters until it is replaced, so wait for its removal first).
+      const removedOld = (): boolean =>
+        first.process.stderrLines.some((line) => line.includes('"msg":"proposing a configuration change"') && line.includes('"change":"remove"') && line.includes('"member":"r2@'));
+      await until('the old incarnation removed', removedOld, 60_000);
       await waitForServers(first, certs.root, (list) => votersWithLeader(3)(list) && list.every((s) => s.role !== 'learner'), 60_000);
       await waitForRecords(nodes[1]!, certs.root, values.length);
       assert.deepEqual(await readAll(nodes[1]!, certs.root), expected);
@@ -117,7 +121,14 @@ describe('a damaged replica', () => {
       }
       await assert.rejects(readAll(running, certs.root), (error: unknown) => error instanceof CorruptionError);
       await until('the repair of the live damage', () => logged(running, 'replica reopened in place'), 60_000);
-      await until('the repaired records', async () => JSON.stringify(await readAll(running, certs.root).catch(() => [])) === JSON.stringify(withLast), 60_000);
+      let lastRead = '';
+      await until('the repaired records', async () => {
+        const read = await readAll(running, certs.root).catch((error: unknown) => String(error));
+        lastRead = typeof read === 'string' ? read : `${read.length} records`;
+        return JSON.stringify(read) === JSON.stringify(withLast);
+      }, 60_000).catch((error: unknown) => {
+        throw new Error(`${String(error)}; last read: ${lastRead}; r3 said: ${running.process.stderrLines.filter((line) => !line.includes('"access"')).slice(-12).join('\n')}\nr2 said: ${nodes[1]!.process.stderrLines.filter((line) => /damage|repair|reopen|stopped|CUT|incarnation|raft role|configuration/.test(line)).slice(-20).join('\n')}`);
+      });
       assert.ok(logged(running, 'raft log damaged while serving'));
       assert.equal(running.process.child.pid, pid);
       assert.equal(running.process.child.exitCode, null);
