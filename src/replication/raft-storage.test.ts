@@ -253,6 +253,16 @@ test('the side file is rewritten without stale records once compaction leaves ma
   }
 });
 
+/** Flips a bit near the end of the third segment of `dir`'s log (offsets 8..11 with SMALL_SEGMENTS); returns the log dir. */
+function flipBitInThirdSegment(dir: string): string {
+  const logDir = join(dir, 'log.0');
+  const store = join(logDir, readdirSync(logDir).filter((name) => name.endsWith('.store')).sort()[2]!);
+  const bytes = readFileSync(store);
+  bytes[bytes.length - 30]! ^= 0x10;
+  writeFileSync(store, bytes);
+  return logDir;
+}
+
 test('damage on a replica of a multi-voter cluster: the log is cut before it and the replica must get it back before it votes', async () => {
   const { dir, remove } = tempDir('raft-damage');
   try {
@@ -261,11 +271,7 @@ test('damage on a replica of a multi-voter cluster: the log is cut before it and
     await storage.setHardState({ term: 1, vote: 'a', commit: 12 });
     await storage.close();
     // A flipped bit in a record of an older, sealed segment: only a full read finds it.
-    const logDir = join(dir, 'log.0');
-    const store = readdirSync(logDir).filter((name) => name.endsWith('.store')).sort()[2]!; // offsets 8..11
-    const bytes = readFileSync(join(logDir, store));
-    bytes[bytes.length - 30]! ^= 0x10;
-    writeFileSync(join(logDir, store), bytes);
+    const logDir = flipBitInThirdSegment(dir);
 
     storage = await RaftLogStorage.open(dir, { log: SMALL_SEGMENTS });
     assert.equal(storage.lastIndex(), 11, 'cut before index 12 (offset 11)');
@@ -299,11 +305,7 @@ test('a lone voter keeps a damaged record in place (nobody could repair it): ser
     let storage = await RaftLogStorage.open(dir, { log: SMALL_SEGMENTS, initialConfig: { voters: ['a'], learners: [] } });
     await storage.append([noop(1, 1), ...normals(2, 20, 1)]);
     await storage.close();
-    const logDir = join(dir, 'log.0');
-    const store = readdirSync(logDir).filter((name) => name.endsWith('.store')).sort()[2]!;
-    const bytes = readFileSync(join(logDir, store));
-    bytes[bytes.length - 30]! ^= 0x10;
-    writeFileSync(join(logDir, store), bytes);
+    flipBitInThirdSegment(dir);
     storage = await RaftLogStorage.open(dir, { log: SMALL_SEGMENTS });
     assert.equal(storage.lastIndex(), 20);
     assert.equal(storage.repairTo(), 0);
@@ -321,11 +323,7 @@ test('damage in entries written while the node was alone is cut too once the con
     let storage = await RaftLogStorage.open(dir, { log: SMALL_SEGMENTS, initialConfig: { voters: ['a'], learners: [] } });
     await storage.append([noop(1, 1), ...normals(2, 20, 1), configEntry(21, 1, config), ...normals(22, 24, 1)]);
     await storage.close();
-    const logDir = join(dir, 'log.0');
-    const store = readdirSync(logDir).filter((name) => name.endsWith('.store')).sort()[2]!; // offsets 8..11
-    const bytes = readFileSync(join(logDir, store));
-    bytes[bytes.length - 30]! ^= 0x10;
-    writeFileSync(join(logDir, store), bytes);
+    flipBitInThirdSegment(dir);
     storage = await RaftLogStorage.open(dir, { log: SMALL_SEGMENTS });
     assert.equal(storage.lastIndex(), 11, 'cut before index 12 (offset 11)');
     assert.equal(storage.repairTo(), 24);

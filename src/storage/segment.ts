@@ -340,8 +340,10 @@ export class Segment {
       const header = Buffer.allocUnsafe(FRAME_HEADER_BYTES);
       let position = 0;
       for (let k = 0; k < relative; k++) {
-        if (this.readStore(header, position) !== FRAME_HEADER_BYTES || decodeFrameHeader(header, 0).offset !== this.baseOffset + k) throw error;
-        position += FRAME_HEADER_BYTES + decodeFrameHeader(header, 0).valueLength;
+        if (this.readStore(header, position) !== FRAME_HEADER_BYTES) throw error;
+        const frame = decodeFrameHeader(header, 0);
+        if (frame.offset !== this.baseOffset + k) throw error;
+        position += FRAME_HEADER_BYTES + frame.valueLength;
         if (position > this.writtenStoreBytes) throw error;
       }
       return position;
