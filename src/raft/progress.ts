@@ -79,6 +79,8 @@ export class Progress {
   /** In snapshot state: the snapshot being streamed, and the next byte offset to send. */
   snapshot: Snapshot | null = null;
   snapshotOffsetBytes = 0;
+  /** The highest commit index an append to this follower carried (appends with nothing new are skipped once it knows). */
+  commitSent = 0;
 
   constructor(options: { next: number; isLearner: boolean; inflightCountMax: number; inflightBytesMax: number }) {
     assert(options.next >= 1, 'next must be at least 1');

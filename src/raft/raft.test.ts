@@ -197,3 +197,52 @@ test('a replica repairing damage neither votes nor campaigns until its log is ba
   assert.equal(c.raft.repairing(), false);
   assert.equal(new TextDecoder().decode(harness.node('c').storage.entries(5, 6, Infinity)[0]!.data), 'v5');
 });
+
+test('what one Ready handles together goes out once: a follower acknowledges several appends with one response, a leader answers several acknowledgements and a proposal with one append per follower', () => {
+  const harness = new Harness(['a', 'b', 'c']);
+  harness.electByTicks('a');
+  const leader = harness.node('a');
+  const handle = (id: string): Message[] => {
+    const node = harness.node(id);
+    assert.ok(node.raw.hasReady());
+    const ready = node.raw.ready();
+    if (ready.hardState !== null) node.storage.setHardState(ready.hardState);
+    node.storage.append(ready.entries);
+    node.applied.push(...ready.committedEntries);
+    node.raw.advance(ready);
+    return ready.messages;
+  };
+  // Two proposals in two Readies: two appends to each follower.
+  const sent: Message[] = [];
+  for (const value of ['p1', 'p2']) {
+    assert.ok(leader.raw.propose(text(value)).ok);
+    sent.push(...handle('a'));
+  }
+  const last = leader.raw.status().lastIndex;
+  const acknowledgements: Message[] = [];
+  for (const id of ['b', 'c']) {
+    const appends = sent.filter((message) => message.type === 'append' && message.to === id);
+    assert.equal(appends.length, 2);
+    for (const message of appends) harness.node(id).raw.step(message);
+    const responses = handle(id).filter((message) => message.type === 'appendResponse');
+    assert.deepEqual(responses.map((message) => message.type === 'appendResponse' && [message.reject, message.index]), [[false, last]], `follower ${id}`);
+    acknowledgements.push(...responses);
+  }
+  // Both acknowledgements commit p1 and p2; a third proposal arrives in the same Ready.
+  for (const message of acknowledgements) leader.raw.step(message);
+  assert.ok(leader.raw.propose(text('p3')).ok);
+  const out = handle('a');
+  for (const id of ['b', 'c']) {
+    const appends = out.filter((message) => message.type === 'append' && message.to === id);
+    assert.equal(appends.length, 1, `one append to ${id}, not ${appends.length}`);
+    const append = appends[0]!;
+    assert.ok(append.type === 'append');
+    assert.equal(append.commit, last);
+    assert.deepEqual(append.entries.map((entry) => entry.index), [last + 1]);
+  }
+  harness.inFlight.push(...out);
+  harness.stabilize();
+  for (const id of ['a', 'b', 'c']) {
+    assert.deepEqual(harness.node(id).applied.filter((e) => e.type === EntryType.Normal).map((e) => new TextDecoder().decode(e.data)), ['p1', 'p2', 'p3']);
+  }
+});

@@ -230,18 +230,29 @@ export class Raft {
     return { ok: false, reason, leaderId: this.leaderId };
   }
 
-  /** Sends the appends that proposals since the last Ready deferred. */
+  /**
+   * Sends the appends deferred since the last Ready (new proposals, acknowledgements that opened a
+   * follower's window or advanced the commit index): per follower, what its window lets out, in
+   * as few appends as the message size allows, with the commit index; a follower already sent
+   * everything, the current commit index included, gets none.
+   */
   flushAppends(): void {
     if (!this.appendsPending) return;
     this.appendsPending = false;
-    if (this.role === Role.Leader) this.broadcastAppend();
+    if (this.role !== Role.Leader) return;
+    for (const [id, progress] of this.progress) {
+      if (id === this.id) continue;
+      let sent = this.sendAppend(id, progress.commitSent < this.log.committed);
+      // Pipelining: keep sending while the window has room and entries remain.
+      for (let count = 1; sent && count < this.options.inflightCountMax; count++) sent = this.sendAppend(id, false);
+    }
   }
 
   /** Called by RawNode once entries through `index` are durable on this node. */
   onPersisted(index: number): void {
     if (this.role !== Role.Leader) return;
     const self = this.progress.get(this.id);
-    if (self !== undefined && self.maybeUpdate(index) && this.maybeCommit()) this.broadcastAppend();
+    if (self !== undefined && self.maybeUpdate(index) && this.maybeCommit()) this.appendsPending = true;
   }
 
   /** The configuration in effect at `index` (the latest config entry at or before it). */
@@ -618,7 +629,6 @@ export class Raft {
       }
       return;
     }
-    const wasPaused = progress.isPaused();
     const updated = progress.maybeUpdate(message.index);
     if (progress.state === ProgressState.Snapshot) {
       const canReplicate = progress.match + 1 >= this.log.firstIndex();
@@ -636,13 +646,10 @@ export class Raft {
       } else if (progress.state === ProgressState.Replicate) {
         progress.inflights.freeLE(message.index);
       }
-      if (this.maybeCommit()) {
-        this.broadcastAppend();
-      } else if (wasPaused) {
-        this.sendAppend(message.from, true);
-      }
-      // Pipelining: keep sending while the window has room and entries remain.
-      for (let sent = 0; sent < this.options.inflightCountMax && this.sendAppend(message.from, false); sent++);
+      this.maybeCommit();
+      // What the follower may now be sent (entries the window lets out, a new commit index) goes
+      // out with the Ready, in as few appends per follower as the acknowledgements of one Ready allow.
+      this.appendsPending = true;
       if (message.from === this.leadTransferee && progress.match === this.log.lastIndex()) {
         this.send({ type: 'timeoutNow', to: message.from });
       }
@@ -789,6 +796,7 @@ export class Raft {
     }
     if (entries.length === 0 && !sendIfEmpty) return false;
     this.send({ type: 'append', to, prevLogIndex, prevLogTerm, entries, commit: this.log.committed });
+    progress.commitSent = Math.max(progress.commitSent, this.log.committed);
     if (entries.length > 0 && progress.state === ProgressState.Replicate) {
       const last = (entries[entries.length - 1] as Entry).index;
       progress.next = last + 1;

@@ -20,6 +20,7 @@ import { Raft, type RequestResult } from './raft.js';
 import {
   EntryType,
   isUserEntry,
+  type AppendResponse,
   type ClusterConfig,
   type ConfigChange,
   type Entry,
@@ -173,7 +174,7 @@ export class RawNode {
       hardState: sameHardState(hardState, this.previousHardState) ? null : hardState,
       snapshot,
       entries,
-      messages: raft.messages,
+      messages: coalesceAppendResponses(raft.messages),
       committedEntries,
       readStates: raft.readStates,
       background,
@@ -216,6 +217,11 @@ export class RawNode {
   /** The configuration in effect at `index` (for the metadata of a snapshot taken there). */
   configAt(index: number): ClusterConfig {
     return this.raft.configAt(index);
+  }
+
+  /** This node's role now (status() without building the object, for hot paths). */
+  role(): Role {
+    return this.raft.role;
   }
 
   status(): Status {
@@ -278,6 +284,26 @@ export class RawNode {
   private assertIdle(): void {
     assert(!this.readyOutstanding, 'the previous Ready must be advanced first');
   }
+}
+
+/**
+ * Of the successful append responses of one Ready to one leader in one term, only the highest
+ * index is kept: the leader keeps the highest match index it hears, so the others carry nothing,
+ * and a follower that handled the appends of one socket read sends one acknowledgement for all
+ * of them. Rejections are kept, in order.
+ */
+export function coalesceAppendResponses(messages: Message[]): Message[] {
+  let successes = 0;
+  for (const message of messages) if (message.type === 'appendResponse' && !message.reject) successes++;
+  if (successes < 2) return messages;
+  const highest = new Map<string, AppendResponse>();
+  const keyOf = (message: AppendResponse): string => `${message.to}\u0000${message.term}`;
+  for (const message of messages) {
+    if (message.type !== 'appendResponse' || message.reject) continue;
+    const best = highest.get(keyOf(message));
+    if (best === undefined || message.index > best.index) highest.set(keyOf(message), message);
+  }
+  return messages.filter((message) => message.type !== 'appendResponse' || message.reject || highest.get(keyOf(message)) === message);
 }
 
 function sameHardState(a: HardState, b: HardState): boolean {
