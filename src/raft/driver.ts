@@ -178,6 +178,11 @@ export class RaftNode<Result> {
     return this.raw.status();
   }
 
+  /** status().role, without building the status. */
+  role(): Role {
+    return this.raw.role();
+  }
+
   /**
    * Calls `listener` with the applied index after every Ready that applied entries (control
    * entries included) or installed a snapshot, once the Ready is fully handled.

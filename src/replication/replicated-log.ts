@@ -134,9 +134,14 @@ export class ReplicatedLog implements StateMachine<number> {
   private leaderReadyTerm = 0;
   private readonly timers: Pick<Timers, 'after'>;
   private readonly nowMs: () => number;
+  private readonly proposeTimeoutMs: number;
+  /** The options of every plain proposal, built once. */
+  private readonly normalProposal: { timeoutMs: number; type: EntryType };
 
   constructor(private readonly options: ReplicatedLogOptions) {
     this.storage = options.storage;
+    this.proposeTimeoutMs = options.proposeTimeoutMs ?? 10_000;
+    this.normalProposal = { timeoutMs: this.proposeTimeoutMs, type: EntryType.Normal };
     this.timers = options.timers ?? SYSTEM_TIMERS;
     this.nowMs = options.nowMs ?? Date.now;
     // Everything committed is already in the log (the log is the state): nothing to replay.
@@ -265,22 +270,22 @@ export class ReplicatedLog implements StateMachine<number> {
 
   // ---- ServedLog ----
 
-  async append(record: RecordInput, context: AppendContext = {}): Promise<number> {
-    return (await this.appendBatch([record], context)).firstOffset;
+  append(record: RecordInput, context: AppendContext = {}): Promise<number> {
+    return this.appendBatch([record], context).then(firstOffsetOf);
   }
 
-  async appendBatch(records: RecordInput[], context: AppendContext = {}): Promise<{ firstOffset: number; lastOffset: number }> {
-    if (this.closed) throw new ClosedError('the replicated log is closed');
+  appendBatch(records: RecordInput[], context: AppendContext = {}): Promise<{ firstOffset: number; lastOffset: number }> {
+    if (this.closed) return Promise.reject(new ClosedError('the replicated log is closed'));
     assert(records.length > 0, 'appendBatch of no records');
-    const values = records.map((record) => record.value);
-    // The common case, a write on the leader, proposes at once.
-    if (this.raft.status().role === Role.Leader) {
-      try {
-        return await this.proposeHere(values);
-      } catch (error) {
+    const values = records.map(valueOf);
+    // The common case, a write on the leader, proposes at once (a ProduceStream runs this per
+    // record, so it is kept to one promise chain). Writes queued for forwarding while this node
+    // followed go first: a client's writes through one node keep their order across the change.
+    if (this.raft.role() === Role.Leader && !this.forwarding) {
+      return this.proposeHere(values).catch((error: unknown) => {
         if (!refusedBeforeAppending(error)) throw error;
         return this.forward({ values, subject: context.subject?.() ?? '' }, context.trace?.(), this.raft.id);
-      }
+      });
     }
     return this.forwardBatched({ values, subject: context.subject?.() ?? '' }, context.trace?.());
   }
@@ -462,19 +467,27 @@ export class ReplicatedLog implements StateMachine<number> {
     return now.term;
   }
 
-  private async proposeHere(values: Uint8Array[], type: EntryType = EntryType.Normal): Promise<{ firstOffset: number; lastOffset: number }> {
-    let results: number[];
-    try {
-      ({ results } = await this.raft.proposeBatch(values, { timeoutMs: this.options.proposeTimeoutMs ?? 10_000, type }));
-    } catch (error) {
-      this.options.onProposal?.(error instanceof Error ? error.name : 'unknown', values.length);
-      throw error;
-    }
-    this.options.onProposal?.('committed', values.length);
-    const firstOffset = results[0]!;
-    const lastOffset = results[results.length - 1]!;
-    assert(lastOffset - firstOffset === values.length - 1, `batch of ${values.length} applied at offsets ${firstOffset}..${lastOffset}`);
-    return { firstOffset, lastOffset };
+  private proposeHere(values: Uint8Array[], type: EntryType = EntryType.Normal): Promise<{ firstOffset: number; lastOffset: number }> {
+    const onProposal = this.options.onProposal;
+    return new Promise((resolve, reject) => {
+      this.raft.submitProposal(
+        values,
+        {
+          resolve: ({ results }) => {
+            onProposal?.('committed', values.length);
+            const firstOffset = results[0]!;
+            const lastOffset = results[results.length - 1]!;
+            assert(lastOffset - firstOffset === values.length - 1, `batch of ${values.length} applied at offsets ${firstOffset}..${lastOffset}`);
+            resolve({ firstOffset, lastOffset });
+          },
+          reject: (error) => {
+            onProposal?.(error.name, values.length);
+            reject(error);
+          },
+        },
+        type === EntryType.Normal ? this.normalProposal : { timeoutMs: this.proposeTimeoutMs, type },
+      );
+    });
   }
 
   /**
@@ -633,6 +646,14 @@ const FORWARD_BATCH_RECORDS_MAX = 65_536;
  * no connection could be made (a leader that just stopped), and HTTP/2's REFUSED_STREAM (a server
  * shutting down refuses new streams unprocessed). Any other UNAVAILABLE may have committed.
  */
+function valueOf(record: RecordInput): Uint8Array {
+  return record.value;
+}
+
+function firstOffsetOf(range: { firstOffset: number }): number {
+  return range.firstOffset;
+}
+
 function refusedBeforeAppending(error: unknown): boolean {
   if (error instanceof NotLeaderError || error instanceof RaftBusyError) return true;
   return error instanceof UnavailableError && /^(No connection established|Stream refused by server)/.test(error.message);
