@@ -4,6 +4,7 @@
  * configuration changes, and on the leader each follower's replication lag in entries.
  */
 import type { PeerMetrics, Replica } from '../replication/index.js';
+import type { BatchObservableResult, Observable } from '@opentelemetry/api';
 import type { Telemetry } from '../telemetry/index.js';
 
 const ROLES = ['follower', 'preCandidate', 'candidate', 'leader'] as const;
@@ -53,32 +54,78 @@ export interface ReplicaInstruments {
 }
 
 /**
+ * Counts by attribute value, read by an observable counter at collection time. A synchronous
+ * OpenTelemetry counter hashes its attributes on every add (a few microseconds and a few hundred
+ * bytes of garbage); these hooks run per record and per peer message, so they only add to a map.
+ */
+class Tally {
+  private readonly counts = new Map<string, number>();
+
+  add(key: string, amount: number): void {
+    this.counts.set(key, (this.counts.get(key) ?? 0) + amount);
+  }
+
+  observe(result: BatchObservableResult, counter: Observable, attribute: string, split?: string): void {
+    for (const [key, count] of this.counts) {
+      if (split === undefined) {
+        result.observe(counter, count, attribute === '' ? {} : { [attribute]: key });
+        continue;
+      }
+      const cut = key.indexOf('\u0000');
+      result.observe(counter, count, { [attribute]: key.slice(0, cut), [split]: key.slice(cut + 1) });
+    }
+  }
+}
+
+/**
  * Counters for what the peer transport and service see (messages and bytes by type, drops by
  * reason, gateway rejections; InstallSnapshot chunks are the `snapshot` type) and for proposals
- * by outcome.
+ * by outcome, all exact and read at collection time.
  */
 export function replicaInstruments(telemetry: Telemetry): ReplicaInstruments {
   const meter = telemetry.meter('raft');
-  const sent = meter.createCounter('annal_raft_peer_messages_sent', { description: 'Raft messages sent to peers, by type.' });
-  const sentBytes = meter.createCounter('annal_raft_peer_sent_bytes', { description: 'Estimated bytes of Raft messages sent to peers, by type.', unit: 'By' });
-  const batches = meter.createCounter('annal_raft_peer_batches_sent', { description: 'Message batches written to peer streams (messages per batch show batching).' });
-  const dropped = meter.createCounter('annal_raft_peer_messages_dropped', { description: 'Outgoing Raft messages dropped (Raft resends), by type and reason.' });
-  const received = meter.createCounter('annal_raft_peer_messages_received', { description: 'Raft messages received from peers and delivered, by type.' });
-  const rejected = meter.createCounter('annal_raft_peer_messages_rejected', { description: 'Incoming peer messages dropped at the gateway as malformed or hostile, by reason.' });
-  const streamFailures = meter.createCounter('annal_raft_peer_stream_failures', { description: 'Peer streams that ended other than by close, by gRPC code.' });
-  const proposals = meter.createCounter('annal_raft_proposals', { description: 'Records proposed on this node as leader, by outcome.' });
+  const counter = (name: string, description: string, unit?: string) =>
+    meter.createObservableCounter(name, unit === undefined ? { description } : { description, unit });
+  const instruments = {
+    sent: counter('annal_raft_peer_messages_sent', 'Raft messages sent to peers, by type.'),
+    sentBytes: counter('annal_raft_peer_sent_bytes', 'Estimated bytes of Raft messages sent to peers, by type.', 'By'),
+    batches: counter('annal_raft_peer_batches_sent', 'Message batches written to peer streams (messages per batch show batching).'),
+    dropped: counter('annal_raft_peer_messages_dropped', 'Outgoing Raft messages dropped (Raft resends), by type and reason.'),
+    received: counter('annal_raft_peer_messages_received', 'Raft messages received from peers and delivered, by type.'),
+    rejected: counter('annal_raft_peer_messages_rejected', 'Incoming peer messages dropped at the gateway as malformed or hostile, by reason.'),
+    streamFailures: counter('annal_raft_peer_stream_failures', 'Peer streams that ended other than by close, by gRPC code.'),
+    proposals: counter('annal_raft_proposals', 'Records proposed on this node as leader, by outcome.'),
+  };
+  const sent = new Tally();
+  const sentBytes = new Tally();
+  const batches = new Tally();
+  const dropped = new Tally();
+  const received = new Tally();
+  const rejected = new Tally();
+  const streamFailures = new Tally();
+  const proposals = new Tally();
+  meter.addBatchObservableCallback((result) => {
+    sent.observe(result, instruments.sent, 'type');
+    sentBytes.observe(result, instruments.sentBytes, 'type');
+    batches.observe(result, instruments.batches, '');
+    dropped.observe(result, instruments.dropped, 'type', 'reason');
+    received.observe(result, instruments.received, 'type');
+    rejected.observe(result, instruments.rejected, 'reason');
+    streamFailures.observe(result, instruments.streamFailures, 'code');
+    proposals.observe(result, instruments.proposals, 'outcome');
+  }, Object.values(instruments));
   return {
     peer: {
       messageSent: (_to, type, sizeBytes) => {
-        sent.add(1, { type });
-        sentBytes.add(sizeBytes, { type });
+        sent.add(type, 1);
+        sentBytes.add(type, sizeBytes);
       },
-      batchSent: () => batches.add(1),
-      messageDropped: (_to, type, reason) => dropped.add(1, { type, reason }),
-      messageReceived: (_from, type) => received.add(1, { type }),
-      messageRejected: (_from, reason) => rejected.add(1, { reason }),
-      streamFailed: (_to, code) => streamFailures.add(1, { code: String(code) }),
+      batchSent: () => batches.add('', 1),
+      messageDropped: (_to, type, reason) => dropped.add(`${type}\u0000${reason}`, 1),
+      messageReceived: (_from, type) => received.add(type, 1),
+      messageRejected: (_from, reason) => rejected.add(reason, 1),
+      streamFailed: (_to, code) => streamFailures.add(String(code), 1),
     },
-    proposal: (outcome, records) => proposals.add(records, { outcome }),
+    proposal: (outcome, records) => proposals.add(outcome, records),
   };
 }
