@@ -202,7 +202,7 @@ test('what one Ready handles together goes out once: a follower acknowledges sev
   const harness = new Harness(['a', 'b', 'c']);
   harness.electByTicks('a');
   const leader = harness.node('a');
-  const handle = (id: string): Message[] => {
+  const handle = (id: string): readonly Message[] => {
     const node = harness.node(id);
     assert.ok(node.raw.hasReady());
     const ready = node.raw.ready();
