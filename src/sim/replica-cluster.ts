@@ -268,7 +268,11 @@ export class ReplicaCluster {
         node.reopenDelayMs = REOPEN_FIRST_DELAY_MS;
         // The copy of damaged files is named by the wall clock: left out of the trace, which must depend on the seed only.
         for (const action of storage.recovery.actions) this.record(`recovery ${id}: ${action.replace(/\d{4}-\d\d-\d\dT[\d-]+Z/g, '<time>')}`);
-        this.build(node, incarnation, storage, timers);
+        try {
+          this.build(node, incarnation, storage, timers);
+        } catch (error) {
+          this.fail(`${id} could not start its replica on the recovered storage: ${describe(error)}`);
+        }
       },
       (error: unknown) => {
         if (node.incarnation !== incarnation) return;

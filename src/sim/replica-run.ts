@@ -395,7 +395,9 @@ class Run {
     } catch (error) {
       // Damage is reported, never served as other bytes; the healed replica must have repaired it (checked at the end).
       if (error instanceof CorruptionError) return this.note(`consume ${node.id} ${offset}: ${error.name}`);
-      throw error;
+      // Anything else (a short read of a record the index names) is a broken replica.
+      this.cluster.fail(`${node.id} could not serve a read at offset ${offset}: ${error instanceof Error ? `${error.name}: ${error.message}` : String(error)}`);
+      return;
     }
     for (const record of records) this.history.observations.push({ node: node.id, offset: record.offset, value: decoder.decode(record.value) });
     this.note(`consume ${node.id} ${offset}+${records.length}`);
