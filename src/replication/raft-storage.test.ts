@@ -11,7 +11,7 @@ import { readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { EntryType, MemoryStorage, type ClusterConfig, type Entry, type HardState, type Snapshot } from '../raft/index.js';
-import { FRAME_HEADER_BYTES } from '../storage/index.js';
+import { FRAME_HEADER_BYTES, NODE_FILE_IO, type FileIo } from '../storage/index.js';
 import { CorruptionError, InvalidArgumentError, OffsetOutOfRangeError } from '../util/index.js';
 import { decodeLogSnapshot, encodeLogSnapshot, LOG_SNAPSHOT_MAX_BYTES, RaftLogStorage } from './raft-storage.js';
 import { configEntry, fullView, noop, normal, normals, raftView, tempDir } from './test-support.js';
@@ -221,6 +221,36 @@ test('a second open of the same dir is refused; a damaged state file is reported
   writeFileSync(join(dir, 'hard-state.json'), '{"version":1,"term":');
   await assert.rejects(RaftLogStorage.open(dir), CorruptionError);
   remove();
+});
+
+test('an open that fails on a dying disk (an fsync error, then its close fails too) reports that error and leaves the dir unlocked for the next open', async () => {
+  const { dir, remove } = tempDir('raft-dying-disk');
+  try {
+    // Once one fsync has failed, every fsync fails until the device is mended.
+    let dying = false;
+    let mended = false;
+    const eio = (): Error => Object.assign(new Error('EIO: i/o error, fsync'), { code: 'EIO' });
+    const failing = (): boolean => dying && !mended;
+    const fileIo: FileIo = {
+      ...NODE_FILE_IO,
+      fsyncSync: (fd) => {
+        if (failing()) throw eio();
+        NODE_FILE_IO.fsyncSync(fd);
+      },
+      // The first asynchronous fsync of the open (the new log directory's entry) fails.
+      fsync: (fd) => {
+        if (!mended) dying = true;
+        return failing() ? Promise.reject(eio()) : NODE_FILE_IO.fsync(fd);
+      },
+    };
+    await assert.rejects(RaftLogStorage.open(dir, { fileIo, initialConfig: config }), /EIO/);
+    assert.equal(dying, true);
+    mended = true;
+    const storage = await RaftLogStorage.open(dir, { fileIo, initialConfig: config });
+    await storage.close();
+  } finally {
+    remove();
+  }
 });
 
 test('the side file is rewritten without stale records once compaction leaves many behind', async () => {

@@ -272,7 +272,8 @@ export class RaftLogStorage implements RaftStorage {
         timers: options.timers ?? UNREF_TIMERS,
       });
     } catch (error) {
-      await log?.close();
+      // The open's error is the one to report; a close that fails too (its fsync) still releases the files.
+      await log?.close().catch(() => undefined);
       if (dirFd >= 0) ops.close(dirFd);
       unlock();
       throw error;
@@ -280,7 +281,7 @@ export class RaftLogStorage implements RaftStorage {
     try {
       await storage.recover(storage.isNew ? options.initialConfig : undefined);
     } catch (error) {
-      await storage.close();
+      await storage.close().catch(() => undefined);
       throw error;
     }
     return storage;

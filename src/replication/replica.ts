@@ -29,7 +29,7 @@ import { PeerTransport } from './peer-transport.js';
 import type { PeerMetrics } from './peer-metrics.js';
 import { PeerService } from './peer-service.js';
 import { RaftLogStorage } from './raft-storage.js';
-import { encodeControl, retainFrom, type RetentionPolicy } from './retention.js';
+import { encodeControl, leaderRetainFrom, type RetentionPolicy } from './retention.js';
 import { ReplicatedLog } from './replicated-log.js';
 
 export interface ReplicaLogger {
@@ -531,11 +531,9 @@ export class Replica {
 
   /** On the leader: propose where the log starts now under the retention policy, if it moved. */
   private applyRetention(policy: RetentionPolicy): void {
-    const status = this.node.status();
-    if (this.closed || this.retaining || status.role !== Role.Leader) return;
-    const segments = this.storage.segments().map((segment) => ({ ...segment, modifiedMs: modifiedMs(segment.storePath) }));
-    const firstIndex = retainFrom(segments, policy, status.applied, Date.now());
-    if (firstIndex === null || firstIndex <= this.storage.firstIndex()) return;
+    if (this.closed || this.retaining) return;
+    const firstIndex = leaderRetainFrom({ status: this.node.status(), storage: this.storage, modifiedMs, nowMs: Date.now() }, policy);
+    if (firstIndex === null) return;
     const { logger } = this.options;
     this.retaining = true;
     const offset = this.storage.offsetOfIndex(firstIndex);

@@ -260,6 +260,10 @@ export class ReplicatedLog implements StateMachine<number> {
   restore(_data: Uint8Array): void {
     // The storage already holds the installed snapshot's log begin; continue from there.
     const index = this.storage.snapshot().meta.index;
+    // At start-up the driver restores the stored snapshot (where retention made the log begin),
+    // which the visible log, built from the log itself, already covers: nothing to reset. An
+    // installed snapshot is always beyond what was applied.
+    if (index <= this.visibleIndex) return;
     // The log now begins after the snapshot: producers are what the entries after it say.
     this.producers.clear();
     this.producers.forgetBefore(index + 1);

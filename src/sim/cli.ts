@@ -2,7 +2,7 @@
  * Runs the Raft simulator from the command line.
  *   npm run sim -- --seed 1234 [--nodes 5] [--steps 600] [--verbose] [--fault NAME]
  *   npm run sim -- --long 60 [--nodes 3|5|7]   (random seeds for 60 s, prints seeds/s)
- *   npm run sim -- --replica [--seed N | --long S] [--nodes 3] [--fault NAME] [--bit-flips P]   (the production replica)
+ *   npm run sim -- --replica [--seed N | --long S] [--nodes 3] [--fault NAME] [--bit-flips P] [--fsync-failures P]   (the production replica)
  * Exit status 1 when a run fails; the failure line includes the command that reproduces it.
  */
 import { BROKEN_VARIANTS, REPLICA_VARIANTS, type BrokenVariantName, type ReplicaVariantName } from './variants.js';
@@ -20,10 +20,12 @@ interface CliArgs {
   replica: boolean;
   /** Replica runs: probability that a power loss flips a bit on the disk. */
   bitFlips: number;
+  /** Replica runs: probability that an fsync fails, for every seed (null: each seed's own draw). */
+  fsyncFailures: number | null;
 }
 
 function parseArgs(argv: readonly string[]): CliArgs {
-  const args: CliArgs = { seed: null, nodeCount: null, steps: 600, verbose: false, longSeconds: null, fault: null, replica: false, bitFlips: 0 };
+  const args: CliArgs = { seed: null, nodeCount: null, steps: 600, verbose: false, longSeconds: null, fault: null, replica: false, bitFlips: 0, fsyncFailures: null };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i];
     const value = (): string => {
@@ -39,6 +41,7 @@ function parseArgs(argv: readonly string[]): CliArgs {
     else if (flag === '--fault') args.fault = value();
     else if (flag === '--replica') args.replica = true;
     else if (flag === '--bit-flips') args.bitFlips = parseProbability(flag, value());
+    else if (flag === '--fsync-failures') args.fsyncFailures = parseProbability(flag, value());
     else throw new Error(`unknown argument ${flag}`);
   }
   return args;
@@ -79,6 +82,7 @@ function replicaOptions(args: CliArgs, seed: number, nodeCount: number): Replica
     steps: args.steps,
     ...(args.fault === null ? {} : { faults: REPLICA_VARIANTS[args.fault as ReplicaVariantName], faultName: args.fault }),
     ...(args.bitFlips > 0 ? { bitFlipProbability: args.bitFlips } : {}),
+    ...(args.fsyncFailures !== null ? { fsyncFailureProbability: args.fsyncFailures } : {}),
     ...(args.verbose ? { trace: (line: string) => console.log(line) } : {}),
   };
 }
@@ -87,7 +91,7 @@ async function runReplicaOne(args: CliArgs): Promise<number> {
   const result = await runReplicaSeed(replicaOptions(args, args.seed ?? 1, args.nodeCount ?? 3));
   const summary =
     `seed=${result.seed} events=${result.eventCount} acknowledged=${result.acknowledged} sequenced=${result.sequencedAcknowledged} ` +
-    `duplicates=${result.duplicatesAnswered} reads=${result.observations} powerLosses=${result.powerLosses} kills=${result.kills} log=${result.logLength} ` +
+    `duplicates=${result.duplicatesAnswered} reads=${result.observations} powerLosses=${result.powerLosses} kills=${result.kills} fsyncFailures=${result.fsyncFailures} diskFulls=${result.diskFulls} stops=${result.stops} retentions=${result.retentions} lowest=${result.lowestOffset} snapshots=${result.snapshots} log=${result.logLength} ` +
     `virtual=${result.virtualMs}ms trace=${result.traceHash.toString(16)} history=${result.historyHash.toString(16)}`;
   if (result.ok) {
     console.log(`ok ${summary}`);
@@ -147,7 +151,7 @@ function runLong(args: CliArgs, seconds: number): number {
   return failures === 0 ? 0 : 1;
 }
 
-const USAGE = 'usage: npm run sim -- [--replica [--bit-flips P]] [--seed N] [--nodes 3|5|7] [--steps N] [--verbose] [--fault NAME] [--long SECONDS]';
+const USAGE = 'usage: npm run sim -- [--replica [--bit-flips P] [--fsync-failures P]] [--seed N] [--nodes 3|5|7] [--steps N] [--verbose] [--fault NAME] [--long SECONDS]';
 
 async function main(): Promise<number> {
   let args: CliArgs;

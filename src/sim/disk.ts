@@ -31,6 +31,8 @@ export interface SimDiskOptions {
    * time), it replaces the event-loop turns, so when fsyncs finish depends only on the seed.
    */
   readonly scheduleSync?: (complete: () => void) => void;
+  /** The clock files' modification times are read from (the simulator's virtual one). Default: 0. */
+  readonly nowMs?: () => number;
 }
 
 export interface CrashOptions {
@@ -57,6 +59,8 @@ class Inode {
   synced: Buffer;
   /** Changes since the last good fsync, in order. */
   unsynced: FileChange[] = [];
+  /** When the file was last written or truncated. */
+  modifiedMs = 0;
 
   constructor(synced: Buffer = Buffer.alloc(0)) {
     this.synced = synced;
@@ -102,7 +106,7 @@ function ioError(code: string, message: string): Error {
 
 export class SimDisk implements FileIo {
   private readonly prng: Prng;
-  private readonly options: SimDiskOptions;
+  private options: SimDiskOptions;
   private readonly directories = new Set<string>(['/']);
   /** The names reads see. */
   private readonly names = new Map<string, Inode>();
@@ -283,6 +287,16 @@ export class SimDisk implements FileIo {
     return () => this.locks.delete(dir);
   }
 
+  /**
+   * Changes the disk's faults from now on: a disk filling up (a capacity at or below what the
+   * files hold), an operator freeing space (no capacity: unlimited), a device that starts or stops
+   * failing fsyncs. They carry over to the disk a crash or restart returns.
+   */
+  configure(changes: { readonly capacityBytes?: number | undefined; readonly fsyncFailureProbability?: number }): void {
+    const { capacityBytes, ...rest } = { ...this.options, ...changes };
+    this.options = { ...rest, ...(capacityBytes === undefined ? {} : { capacityBytes }) };
+  }
+
   // ---- crashes ----
 
   /**
@@ -311,6 +325,7 @@ export class SimDisk implements FileIo {
       let survivor = survivors.get(inode);
       if (survivor === undefined) {
         survivor = new Inode(this.survivingContents(inode));
+        survivor.modifiedMs = inode.modifiedMs;
         survivors.set(inode, survivor);
       }
       after.names.set(path, survivor);
@@ -363,6 +378,14 @@ export class SimDisk implements FileIo {
     this.bitFlips.push({ inode, position });
   }
 
+  /** The file's modification time (stat's mtime). */
+  modifiedMs(path: string): number {
+    this.alive();
+    const inode = this.names.get(path);
+    if (inode === undefined) throw ioError('ENOENT', `no file ${path}`);
+    return inode.modifiedMs;
+  }
+
   /** Bytes every file holds (what reads see). */
   usedBytes(): number {
     let total = 0;
@@ -403,6 +426,7 @@ export class SimDisk implements FileIo {
 
   private change(inode: Inode, change: FileChange): void {
     inode.apply(change);
+    inode.modifiedMs = this.options.nowMs?.() ?? 0;
     inode.unsynced.push({ ...change, sequence: this.sequence++ });
   }
 

@@ -72,3 +72,27 @@ test('real-time order: a later produce at a lower offset, and a barrier read mis
   });
   assert.match(checkReplicaHistory(stale, logs(LOG)) ?? '', /linearizable read at n2 ended at offset 1/);
 });
+
+test('below the retained range records are legitimately gone, a resent batch retention removed may be appended again; different retained ranges fail', () => {
+  // Retention removed offsets 0 and 1 on every replica.
+  const retained = ['', '', 'c', 'd'].map((value, offset) => (offset < 2 ? undefined : value)) as string[];
+  const lowest = new Map([['n1', 2], ['n2', 2]]);
+  const h = history({
+    produces: [{ value: 'a', start: 1, end: 2, outcome: { type: 'ok', offset: 0 } }],
+    sequenced: [
+      { producerId: 1, sequence: 0, value: 'b', offset: 1, duplicate: false, start: 3, end: 4 },
+      // Resent after retention removed offset 1: appended again at 3, then answered as a duplicate there.
+      { producerId: 1, sequence: 0, value: 'b', offset: 3, duplicate: true, start: 7, end: 8, retainedFrom: 2 },
+    ],
+    observations: [{ node: 'n1', offset: 0, value: 'a' }],
+  });
+  const withB = [...retained.slice(0, 3), 'b'];
+  assert.equal(checkReplicaHistory(h, logs(withB, [...withB]), lowest), null);
+  // Before retention removed it, another offset for the batch is a violation.
+  const early = history({ sequenced: [h.sequenced[0]!, { ...h.sequenced[1]!, retainedFrom: 1 }] });
+  assert.match(checkReplicaHistory(early, logs(withB, [...withB]), lowest) ?? '', /sequence 0 was acknowledged at offset 1, then as a duplicate at 3/);
+  // A record lost inside the retained range is still a violation.
+  const lost = history({ produces: [{ value: 'x', start: 1, end: 2, outcome: { type: 'ok', offset: 2 } }] });
+  assert.match(checkReplicaHistory(lost, logs(withB, [...withB]), lowest) ?? '', /acknowledged produce x at offset 2 is lost/);
+  assert.match(checkReplicaHistory(history(), logs(withB, [...withB]), new Map([['n1', 2], ['n2', 0]])) ?? '', /replicas n1 and n2 retain different ranges/);
+});

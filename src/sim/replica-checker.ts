@@ -2,7 +2,8 @@
  * The produce/consume checker of the replica simulation: given the clients' history and every
  * replica's consumer-visible log after healing, it checks what the nemesis suite checks on real
  * processes:
- * - every replica shows the same log;
+ * - every replica shows the same log, and retains the same range of it (retention removes whole
+ *   segments below one point, the same on every replica);
  * - every acknowledged produce is in it exactly once, at its acknowledged offset, with its value;
  *   a produce reported failed is not in it;
  * - an idempotent producer's batch is in it once, and every answer to it (retries and
@@ -11,6 +12,9 @@
  *   later lost or replaced);
  * - real-time order: a produce acknowledged before another began has the lower offset, and a
  *   linearizable read (barrier) shows every produce acknowledged before it began.
+ * Records below the retained range are legitimately gone: their acknowledgements, reads and
+ * producer answers are not checked against the log, and a producer's batch that retention removed
+ * may be appended again when resent (its producer was forgotten with it), nothing else.
  * Times are the history's logical clock (strictly increasing, so "before" is well defined).
  */
 import type { NodeId } from '../raft/index.js';
@@ -33,6 +37,8 @@ export interface SequencedAck {
   readonly duplicate: boolean;
   readonly start: number;
   readonly end: number;
+  /** The highest first retained offset of any replica when the answer came (0: nothing retained away). */
+  readonly retainedFrom?: number;
 }
 
 export interface Observation {
@@ -56,11 +62,24 @@ export interface ReplicaHistory {
   readonly barriers: BarrierRead[];
 }
 
-/** The first violated property, or null. `logs` maps each replica to its values from offset 0. */
-export function checkReplicaHistory(history: ReplicaHistory, logs: ReadonlyMap<NodeId, readonly string[]>): string | null {
+/**
+ * The first violated property, or null. `logs` maps each replica to its values by offset (none
+ * below its first retained offset, given in `lowestOffsets`; default 0).
+ */
+export function checkReplicaHistory(
+  history: ReplicaHistory,
+  logs: ReadonlyMap<NodeId, readonly string[]>,
+  lowestOffsets: ReadonlyMap<NodeId, number> = new Map(),
+): string | null {
   const entries = [...logs];
   if (entries.length === 0) return 'no replica logs to check';
   const [firstId, log] = entries[0]!;
+  const lowest = lowestOffsets.get(firstId) ?? 0;
+  for (const [id] of entries.slice(1)) {
+    const other = lowestOffsets.get(id) ?? 0;
+    if (other !== lowest) return `replicas ${firstId} and ${id} retain different ranges: from offset ${lowest} and from ${other}`;
+  }
+  const retained = (offset: number): boolean => offset >= lowest;
   for (const [id, other] of entries.slice(1)) {
     const difference = firstDifference(log, other);
     if (difference !== null) {
@@ -69,6 +88,7 @@ export function checkReplicaHistory(history: ReplicaHistory, logs: ReadonlyMap<N
   }
   const offsetsOf = new Map<string, number[]>();
   log.forEach((value, offset) => {
+    if (!retained(offset)) return;
     const offsets = offsetsOf.get(value);
     if (offsets === undefined) offsetsOf.set(value, [offset]);
     else offsets.push(offset);
@@ -78,6 +98,7 @@ export function checkReplicaHistory(history: ReplicaHistory, logs: ReadonlyMap<N
   }
   for (const op of history.produces) {
     if (op.outcome.type === 'ok') {
+      if (!retained(op.outcome.offset)) continue;
       const at = log[op.outcome.offset];
       if (at !== op.value) return `acknowledged produce ${op.value} at offset ${op.outcome.offset} is lost: the log holds ${show(at)} there (found at ${show(offsetsOf.get(op.value)?.[0])})`;
     } else if (op.outcome.type === 'failed' && offsetsOf.has(op.value)) {
@@ -88,14 +109,19 @@ export function checkReplicaHistory(history: ReplicaHistory, logs: ReadonlyMap<N
   for (const ack of history.sequenced) {
     const key = `${ack.producerId}/${ack.sequence}`;
     const first = firstAck.get(key);
-    if (first === undefined) firstAck.set(key, ack);
-    else if (first.offset !== ack.offset) {
+    if (first === undefined || first.offset < (ack.retainedFrom ?? 0)) {
+      // The first answer, or one after retention removed the batch (and forgot its producer): a
+      // resend may have appended it again, answered then or on a later resend as a duplicate.
+      firstAck.set(key, ack);
+    } else if (first.offset !== ack.offset) {
       return `producer ${ack.producerId} sequence ${ack.sequence} was acknowledged at offset ${first.offset}, then ${ack.duplicate ? 'as a duplicate ' : ''}at ${ack.offset}`;
     }
+    if (!retained(ack.offset)) continue;
     const at = log[ack.offset];
     if (at !== ack.value) return `acknowledged sequenced produce ${ack.value} at offset ${ack.offset} is lost: the log holds ${show(at)} there`;
   }
   for (const seen of history.observations) {
+    if (!retained(seen.offset)) continue;
     const at = log[seen.offset];
     if (at !== seen.value) return `${seen.node} served ${seen.value} at offset ${seen.offset}, which the healed log does not hold (it holds ${show(at)})`;
   }

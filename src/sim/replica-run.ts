@@ -16,6 +16,7 @@ import { mixString, mixUint } from './hash.js';
 import { ReplicaCluster, type ReplicaFaults, type ReplicaNode } from './replica-cluster.js';
 import { shuffle } from './run.js';
 import { checkReplicaHistory, type ProduceOp, type ReplicaHistory } from './replica-checker.js';
+import type { RetentionPolicy } from '../replication/retention.js';
 
 export interface ReplicaRunOptions {
   readonly seed: number;
@@ -25,6 +26,19 @@ export interface ReplicaRunOptions {
   readonly faults?: ReplicaFaults;
   /** The broken variant's name, for the reproduction command. */
   readonly faultName?: string;
+  /**
+   * Disk faults in a share of the seeds (default true): fsyncs failing with EIO, disks filling up
+   * (ENOSPC) and being freed, slow fsyncs. Drawn apart from the rest, so a seed without them runs
+   * the same schedule either way.
+   */
+  readonly diskFaults?: boolean;
+  /** Every seed's fsyncs fail with this probability instead of the seed's own draw (`--fsync-failures P`). */
+  readonly fsyncFailureProbability?: number;
+  /**
+   * Retention in a share of the seeds with small segments (default true): by bytes, by age, or
+   * both, drawn apart from the rest like the disk faults.
+   */
+  readonly retention?: boolean;
   /** Probability that a power loss flips a bit of a synced byte on the node's disk (default 0: off in CI, see README). */
   readonly bitFlipProbability?: number;
   readonly trace?: (line: string) => void;
@@ -49,6 +63,45 @@ export interface ReplicaRunResult {
   /** Power losses that flipped a bit of a synced byte. */
   readonly bitFlips: number;
   readonly logLength: number;
+  /** Fsyncs that failed with EIO, over every disk. */
+  readonly fsyncFailures: number;
+  /** Times a disk was made full. */
+  readonly diskFulls: number;
+  /** Times Raft stopped on a failed storage write and the replica was reopened in place. */
+  readonly stops: number;
+  /** Retention decisions committed, and the first retained offset after healing. */
+  readonly retentions: number;
+  readonly lowestOffset: number;
+  /** Snapshots delivered (followers catching up from the leader's first retained index). */
+  readonly snapshots: number;
+}
+
+/** Retention for a seed: only with small segments (whole segments go, so big ones never would). */
+function retentionPolicy(seed: number, enabled: boolean, maxStoreBytes: number): RetentionPolicy | undefined {
+  const prng = new Prng(seed ^ 0x7e7e_0001);
+  if (!enabled || maxStoreBytes > 1024 || !prng.chance(0.5)) return undefined;
+  const roll = prng.next();
+  const bytes = maxStoreBytes * prng.int(1, 4);
+  const ageMs = prng.int(300, 2000);
+  return roll < 0.4 ? { bytes } : roll < 0.7 ? { ageMs } : { bytes, ageMs };
+}
+
+interface DiskSchedule {
+  readonly fsyncFailureProbability: number;
+  readonly slowFsyncProbability: number;
+  /** A disk fills up (or is freed) every so often; null: never. */
+  readonly fullEveryMs: readonly [number, number] | null;
+}
+
+function diskSchedule(seed: number, enabled: boolean): DiskSchedule {
+  const prng = new Prng(seed ^ 0x0d15_4a17);
+  if (!enabled || !prng.chance(0.6)) return { fsyncFailureProbability: 0, slowFsyncProbability: 0, fullEveryMs: null };
+  const fullMin = prng.int(200, 800);
+  return {
+    fsyncFailureProbability: prng.chance(0.6) ? prng.next() * 0.01 : 0,
+    slowFsyncProbability: prng.chance(0.5) ? prng.next() * 0.05 : 0,
+    fullEveryMs: prng.chance(0.6) ? [fullMin, fullMin + prng.int(100, 1500)] : null,
+  };
 }
 
 const TICK_MS = 10;
@@ -65,6 +118,11 @@ export async function runReplicaSeed(options: ReplicaRunOptions): Promise<Replic
   const prng = new Prng(options.seed ^ 0x5eed_1234);
   const ids = Array.from({ length: options.nodeCount }, (_, i) => `n${i + 1}`);
   const lateProbability = prng.chance(0.8) ? prng.next() * 0.05 : 0;
+  const drawn = diskSchedule(options.seed, options.diskFaults ?? true);
+  const disk = options.fsyncFailureProbability === undefined ? drawn : { ...drawn, fsyncFailureProbability: options.fsyncFailureProbability };
+  const fsyncMsMax = prng.pick([0, 2, 10, 30]);
+  const maxStoreBytes = prng.pick([256, 1024, 64 * 1024]);
+  const retention = retentionPolicy(options.seed, options.retention ?? true, maxStoreBytes);
   const cluster = new ReplicaCluster({
     seed: options.seed,
     nodeIds: ids,
@@ -79,20 +137,23 @@ export async function runReplicaSeed(options: ReplicaRunOptions): Promise<Replic
     },
     tickMsMin: TICK_MS - 2,
     tickMsMax: TICK_MS + 2,
-    fsyncMsMax: prng.pick([0, 2, 10, 30]),
-    maxStoreBytes: prng.pick([256, 1024, 64 * 1024]),
+    fsyncMsMax,
+    disk: { fsyncFailureProbability: disk.fsyncFailureProbability, slowFsyncProbability: disk.slowFsyncProbability, slowFsyncMsMin: 60, slowFsyncMsMax: 240 },
+    maxStoreBytes,
     bitFlipProbability: options.bitFlipProbability ?? 0,
+    ...(retention !== undefined ? { retention } : {}),
     raft: { preVote: true, checkQuorum: true },
     ...(options.faults !== undefined ? { faults: options.faults } : {}),
     ...(options.trace !== undefined ? { trace: options.trace } : {}),
   });
-  const run = new Run(cluster, prng, options);
+  const run = new Run(cluster, prng, options, disk);
   const onUnhandled = (reason: unknown): void => cluster.fail(`unhandled rejection: ${reason instanceof Error ? reason.stack ?? reason.message : String(reason)}`);
   process.on('unhandledRejection', onUnhandled);
   let failure: string | null = null;
   let logLength = 0;
+  let lowestOffset = 0;
   try {
-    ({ failure, logLength } = await run.execute());
+    ({ failure, logLength, lowestOffset } = await run.execute());
   } finally {
     cluster.shutdown();
     process.off('unhandledRejection', onUnhandled);
@@ -102,7 +163,7 @@ export async function runReplicaSeed(options: ReplicaRunOptions): Promise<Replic
     ok: failure === null,
     seed: options.seed,
     failure,
-    reproduce: `npm run sim -- --replica --seed ${options.seed} --nodes ${options.nodeCount} --steps ${options.steps}${options.faultName !== undefined ? ` --fault ${options.faultName}` : ''}${options.bitFlipProbability ? ` --bit-flips ${options.bitFlipProbability}` : ''}`,
+    reproduce: `npm run sim -- --replica --seed ${options.seed} --nodes ${options.nodeCount} --steps ${options.steps}${options.faultName !== undefined ? ` --fault ${options.faultName}` : ''}${options.bitFlipProbability ? ` --bit-flips ${options.bitFlipProbability}` : ''}${options.fsyncFailureProbability !== undefined ? ` --fsync-failures ${options.fsyncFailureProbability}` : ''}`,
     traceHash: cluster.traceHash,
     historyHash: run.historyHash,
     eventCount: cluster.eventCount,
@@ -115,6 +176,12 @@ export async function runReplicaSeed(options: ReplicaRunOptions): Promise<Replic
     bitFlips: [...cluster.nodes.values()].reduce((sum, node) => sum + node.bitFlips, 0),
     kills: [...cluster.nodes.values()].reduce((sum, node) => sum + node.kills, 0),
     logLength,
+    fsyncFailures: run.fsyncFailures,
+    diskFulls: run.diskFulls,
+    stops: [...cluster.nodes.values()].reduce((sum, node) => sum + node.stops, 0),
+    retentions: cluster.retentionsCommitted,
+    lowestOffset,
+    snapshots: cluster.snapshotsDelivered,
   };
 }
 
@@ -137,14 +204,23 @@ class Run {
   private valueCount = 0;
   /** Cut the power of every machine just after the next acknowledgement (set by the nemesis). */
   private cutAfterNextAck = false;
+  diskFulls = 0;
+  private readonly diskPrng: Prng;
 
   constructor(
     private readonly cluster: ReplicaCluster,
     private readonly prng: Prng,
     private readonly options: ReplicaRunOptions,
-  ) {}
+    private readonly disk: DiskSchedule,
+  ) {
+    this.diskPrng = new Prng(options.seed ^ 0x0f11_d15c);
+  }
 
-  async execute(): Promise<{ failure: string | null; logLength: number }> {
+  get fsyncFailures(): number {
+    return [...this.cluster.nodes.values()].reduce((sum, node) => sum + node.fsyncFailures, 0);
+  }
+
+  async execute(): Promise<{ failure: string | null; logLength: number; lowestOffset: number }> {
     const { cluster, prng } = this;
     for (const id of cluster.nodes.keys()) cluster.start(id);
     const clientCount = prng.int(1, 4);
@@ -157,14 +233,17 @@ class Run {
     }
     const nemesisMsMin = prng.int(50, 200);
     this.scheduleNemesis(nemesisMsMin, prng.int(nemesisMsMin + 50, 600));
+    if (this.disk.fullEveryMs !== null) this.scheduleDiskFull(...this.disk.fullEveryMs);
     const chaosMs = this.options.steps * TICK_MS;
     await cluster.runFor(chaosMs);
-    if (cluster.violation !== null) return { failure: cluster.violation, logLength: 0 };
+    if (cluster.violation !== null) return { failure: cluster.violation, logLength: 0, lowestOffset: 0 };
 
     // Heal: no more faults; every producer finishes its batch; the replicas must converge.
     this.chaosOver = true;
     cluster.network.heal();
     cluster.network.options = { ...cluster.network.options, packetLossProbability: 0, packetDuplicateProbability: 0, lateProbability: 0 };
+    // The devices are mended and space is freed: every replica must come back from what its disk holds.
+    for (const node of cluster.nodes.values()) node.disk.configure({ fsyncFailureProbability: 0, capacityBytes: undefined });
     for (const id of cluster.nodes.keys()) cluster.start(id);
     const healedBy = cluster.nowMs + HEAL_BOUND_MS;
     let probe: ProduceOp | null = null;
@@ -181,22 +260,28 @@ class Run {
         return false;
       }
       const last = probe.outcome.offset;
-      return [...cluster.nodes.values()].every((node) => node.up && node.log!.nextOffset() > last && this.caughtUp(node));
+      const nodes = [...cluster.nodes.values()];
+      if (!nodes.every((node) => node.up && node.log!.nextOffset() > last && this.caughtUp(node))) return false;
+      // Retention applied everywhere (each replica compacts after applying the decision).
+      return nodes.every((node) => node.log!.lowestOffset() === leader.log!.lowestOffset());
     };
     const done = await cluster.runUntil(healedBy, converged);
-    if (cluster.violation !== null) return { failure: cluster.violation, logLength: 0 };
-    if (!done) return { failure: `liveness: ${this.describeState()} ${HEAL_BOUND_MS} ms after healing`, logLength: 0 };
+    if (cluster.violation !== null) return { failure: cluster.violation, logLength: 0, lowestOffset: 0 };
+    if (!done) return { failure: `liveness: ${this.describeState()} ${HEAL_BOUND_MS} ms after healing`, logLength: 0, lowestOffset: 0 };
 
     const logs = new Map<NodeId, string[]>();
+    const lowestOffsets = new Map<NodeId, number>();
     for (const node of cluster.nodes.values()) {
       try {
         logs.set(node.id, readAll(node.log!));
+        lowestOffsets.set(node.id, node.log!.lowestOffset());
       } catch (error) {
-        return { failure: `${node.id} cannot serve its healed log: ${error instanceof Error ? `${error.name}: ${error.message}` : String(error)}`, logLength: 0 };
+        return { failure: `${node.id} cannot serve its healed log: ${error instanceof Error ? `${error.name}: ${error.message}` : String(error)}`, logLength: 0, lowestOffset: 0 };
       }
     }
-    const failure = checkReplicaHistory(this.history, logs);
-    return { failure, logLength: logs.get(cluster.nodes.keys().next().value as NodeId)!.length };
+    const failure = checkReplicaHistory(this.history, logs, lowestOffsets);
+    const first = cluster.nodes.keys().next().value as NodeId;
+    return { failure, logLength: logs.get(first)!.length, lowestOffset: lowestOffsets.get(first)! };
   }
 
   /** The node applied everything its leader committed, and an entry of the leader's term. */
@@ -310,7 +395,9 @@ class Run {
     } catch (error) {
       // Damage is reported, never served as other bytes; the healed replica must have repaired it (checked at the end).
       if (error instanceof CorruptionError) return this.note(`consume ${node.id} ${offset}: ${error.name}`);
-      throw error;
+      // Anything else (a short read of a record the index names) is a broken replica.
+      this.cluster.fail(`${node.id} could not serve a read at offset ${offset}: ${error instanceof Error ? `${error.name}: ${error.message}` : String(error)}`);
+      return;
     }
     for (const record of records) this.history.observations.push({ node: node.id, offset: record.offset, value: decoder.decode(record.value) });
     this.note(`consume ${node.id} ${offset}+${records.length}`);
@@ -345,9 +432,13 @@ class Run {
       this.note(`sequenced ${value} at ${node.id}: ${result.type === 'ok' ? `${result.value.firstOffset}${result.value.duplicate ? ' duplicate' : ''}` : result.type === 'error' ? (result.error as Error).name : 'timeout'}`);
       if (result.type === 'ok') {
         const { firstOffset, duplicate } = result.value;
-        this.history.sequenced.push({ producerId: producer.id, sequence, value, offset: firstOffset, duplicate: duplicate || resend, start, end });
+        // A resend of a batch that retention removed (its producer forgotten with it) may be appended again.
+        const retainedFrom = cluster.retainedFrom;
+        const original = resend ? this.history.sequenced.findLast((ack) => ack.producerId === producer.id && ack.sequence === sequence) : undefined;
+        const reappended = resend && !duplicate && original !== undefined && original.offset < retainedFrom;
+        this.history.sequenced.push({ producerId: producer.id, sequence, value, offset: firstOffset, duplicate: duplicate || (resend && !reappended), start, end, retainedFrom });
         this.acknowledged();
-        if (resend && !duplicate) cluster.fail(`producer ${producer.id} resent acknowledged sequence ${sequence} and it was appended again at offset ${firstOffset}`);
+        if (resend && !duplicate && !reappended) cluster.fail(`producer ${producer.id} resent acknowledged sequence ${sequence} and it was appended again at offset ${firstOffset}`);
         if (!resend) {
           producer.lastAcked = sequence;
           producer.nextSequence++;
@@ -373,6 +464,25 @@ class Run {
     this.cluster.schedule(this.prng.int(0, 3), 'power cut after an acknowledgement', () => {
       if (this.chaosOver) return;
       for (const node of this.cluster.upNodes()) this.cluster.crash(node.id);
+    });
+  }
+
+  /** Every so often one disk fills up (to a little above what it holds) or is freed. */
+  private scheduleDiskFull(minMs: number, maxMs: number): void {
+    const { cluster, diskPrng } = this;
+    cluster.schedule(diskPrng.int(minMs, maxMs), null, () => {
+      if (this.chaosOver) return;
+      const node = diskPrng.pick([...cluster.nodes.values()]);
+      if (diskPrng.chance(0.5)) {
+        const capacityBytes = node.disk.usedBytes() + diskPrng.int(0, 4096);
+        node.disk.configure({ capacityBytes });
+        this.diskFulls++;
+        cluster.record(`disk of ${node.id} full at ${capacityBytes} bytes`);
+      } else {
+        node.disk.configure({ capacityBytes: undefined });
+        cluster.record(`disk of ${node.id} freed`);
+      }
+      this.scheduleDiskFull(minMs, maxMs);
     });
   }
 

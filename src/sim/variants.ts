@@ -30,5 +30,17 @@ export const REPLICA_VARIANTS = {
   acknowledgeBeforeQuorumDurable: { raft: { sendBeforePersist: true } },
   /** Every replica's commit log acknowledges appends before their fdatasync: a produce is durable nowhere. */
   logAcknowledgeBeforeSync: { log: { acknowledgeBeforeSync: true } },
+  /**
+   * The file-I/O layer swallows an fsync's EIO: the commit log acknowledges writes whose pages
+   * the kernel dropped, and a power loss later loses them.
+   */
+  acknowledgeFailedFsync: { fileIo: { ignoreFsyncErrors: true } },
+  /**
+   * Where the log begins (log-state.json) is replaced without fsyncs: a retention compaction or
+   * an installed snapshot is not persisted, while the segments it removed are gone.
+   */
+  logStateUnsynced: { storage: { logStateUnsynced: true } },
+  /** The file-I/O layer ignores ENOSPC: a write that stored nothing is fsynced and acknowledged. */
+  ignoreNoSpace: { fileIo: { ignoreNoSpace: true } },
 } as const satisfies Record<string, ReplicaFaults>;
 export type ReplicaVariantName = keyof typeof REPLICA_VARIANTS;

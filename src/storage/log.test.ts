@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { ClosedError, InvalidArgumentError, OffsetOutOfRangeError, RecordTooLargeError } from '../util/index.js';
 import { FRAME_HEADER_BYTES } from './format.js';
+import { NODE_FILE_IO, type FileIo } from './file-io.js';
 import { CommitLog, parseFsyncPolicy } from './log.js';
 
 let dir: string;
@@ -238,6 +239,29 @@ describe('CommitLog', () => {
     writeFileSync(join(dir, 'LOCK'), '2147483646 12345\n');
     const afterCrash = await CommitLog.open(dir);
     await afterCrash.close();
+  });
+
+  it('releases its lock and files when the fsync of its close fails, so the process can reopen it in place', async () => {
+    let failFsyncs = false;
+    const eio = (): Error => Object.assign(new Error('EIO: i/o error, fsync'), { code: 'EIO' });
+    const io: FileIo = {
+      ...NODE_FILE_IO,
+      fsyncSync: (fd) => {
+        if (failFsyncs) throw eio();
+        NODE_FILE_IO.fsyncSync(fd);
+      },
+      fsync: (fd) => (failFsyncs ? Promise.reject(eio()) : NODE_FILE_IO.fsync(fd)),
+      fdatasync: (fd) => (failFsyncs ? Promise.reject(eio()) : NODE_FILE_IO.fdatasync(fd)),
+    };
+    const log = await CommitLog.open(dir, { io });
+    assert.equal(await log.append({ value: value(0) }), 0);
+    failFsyncs = true;
+    await assert.rejects(log.close(), /EIO/);
+    failFsyncs = false;
+    const again = await CommitLog.open(dir, { io });
+    assert.equal(again.nextOffset(), 1);
+    assert.deepEqual(again.read(0).value, value(0));
+    await again.close();
   });
 
   it('keeps at most maxOpenSegments sealed segments open, reopening others on demand', async () => {

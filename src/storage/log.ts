@@ -764,22 +764,29 @@ export class CommitLog {
     if (this.closed) throw new ClosedError('the log is closed');
   }
 
-  /** Waits for in-flight appends, syncs, and closes every file. Idempotent. */
+  /**
+   * Waits for in-flight appends, fsyncs what was appended, then releases the files and the
+   * directory lock, even when that final fsync fails (the error is rethrown): a process that
+   * reopens the log in place after a failed disk must not find it locked by itself. Idempotent.
+   */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await this.drain();
-    if (this.intervalTimer) clearInterval(this.intervalTimer);
-    const closing = new ClosedError('the log closed');
-    this.appendWaiters.rejectAll(closing);
-    if (!this.failure) {
-      this.active.seal();
-      await Promise.all(this.segments.filter((s) => s.needsSync()).map((s) => s.sync()));
-      this.io.fsyncSync(this.dirFd);
+    try {
+      await this.drain();
+      if (this.intervalTimer) clearInterval(this.intervalTimer);
+      const closing = new ClosedError('the log closed');
+      this.appendWaiters.rejectAll(closing);
+      if (!this.failure) {
+        this.active.seal();
+        await Promise.all(this.segments.filter((s) => s.needsSync()).map((s) => s.sync()));
+        this.io.fsyncSync(this.dirFd);
+      }
+    } finally {
+      for (const segment of this.segments) segment.close();
+      this.io.close(this.dirFd);
+      this.unlock();
     }
-    for (const segment of this.segments) segment.close();
-    this.io.close(this.dirFd);
-    this.unlock();
   }
 
   /** Closes the log and deletes its directory. */

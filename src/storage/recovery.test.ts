@@ -108,6 +108,27 @@ describe('recovery', () => {
     await again.log.close();
   });
 
+  it('rewrites index entries it rebuilt inside an index file of the right length, so they are sound once the segment is sealed', async () => {
+    // The pages of a failed fsync (or a flipped bit) inside the active segment's index: the file
+    // keeps its length, entries 1 to 5 read as zeros after the power loss.
+    const config = { maxIndexBytes: 12 * 8 };
+    await writeLog(6, config);
+    const index = files('index')[0]!;
+    const bytes = readFileSync(index);
+    writeFileSync(index, Buffer.concat([bytes.subarray(0, 12), Buffer.alloc(12 * 5)]));
+    const log = await CommitLog.open(dir, config);
+    assert.equal(log.recovery.rebuiltIndexEntries, 5);
+    // Fill segment 0 so it is sealed: reads then use its index file.
+    await log.appendBatch([6, 7, 8].map((i) => ({ value: value(i), term: 3 })));
+    assert.equal(files('index').length, 2);
+    assert.deepEqual(readEach(log), expected(9));
+    await log.close();
+    const again = await readAll(config);
+    assert.deepEqual(again.values, expected(9));
+    assert.deepEqual(again.log.recovery.actions, []);
+    await again.log.close();
+  });
+
   it('ignores garbage and partial entries at the end of the active index', async () => {
     await writeLog(6);
     const index = files('index')[0]!;

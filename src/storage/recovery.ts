@@ -380,7 +380,9 @@ function openActive(io: FileIo, dir: string, base: number, config: LogConfig, re
       );
       io.truncate(files.storeFd, scan.validEndBytes);
     }
-    if (entryCount !== fileEntries || indexBytes !== entryCount * INDEX_ENTRY_BYTES) {
+    // Rebuilt entries are rewritten even when the file already has the right length (entries
+    // zeroed or damaged inside it): once the segment is sealed, reads use the file, not memory.
+    if (rebuilt > 0 || entryCount !== fileEntries || indexBytes !== entryCount * INDEX_ENTRY_BYTES) {
       // Entries [0, trusted) are in the file as they should be; rewrite the rest.
       io.truncate(files.indexFd, trusted * INDEX_ENTRY_BYTES);
       const bytes = (entryCount - trusted) * INDEX_ENTRY_BYTES;

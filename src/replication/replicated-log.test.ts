@@ -1,0 +1,99 @@
+// Goal: a replica restarted after retention compacted its log serves and extends the log where it
+// left off: its visible log, offsets and producer table are those of the log itself, not reset to
+// the snapshot that marks where the log begins.
+// Method: a one-voter RaftNode on RaftLogStorage (real files, small segments) driving a
+// ReplicatedLog; records across several segments, a retain entry that drops the oldest, a restart
+// from the directory, then more records and a resend of an idempotent batch. The compaction is
+// awaited by a condition poll with a generous deadline (the driver runs it after applying).
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { setTimeout as delay } from 'node:timers/promises';
+import { InMemoryNetwork, RaftNode, Role } from '../raft/index.js';
+import { Prng } from '../util/index.js';
+import { RaftLogStorage } from './raft-storage.js';
+import { ReplicatedLog } from './replicated-log.js';
+import { encodeControl } from './retention.js';
+import { tempDir } from './test-support.js';
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+const NO_PEERS = {
+  forward: () => Promise.reject(new Error('a lone voter forwards nothing')),
+  readIndex: () => Promise.reject(new Error('a lone voter forwards nothing')),
+};
+
+interface Started {
+  storage: RaftLogStorage;
+  log: ReplicatedLog;
+  node: RaftNode<number>;
+}
+
+async function start(dir: string): Promise<Started> {
+  const storage = await RaftLogStorage.open(dir, { log: { maxIndexBytes: 12 * 4 }, initialConfig: { voters: ['a'], learners: [] } });
+  const log = new ReplicatedLog({ storage, peers: NO_PEERS });
+  const node = new RaftNode<number>({
+    id: 'a', storage, transport: new InMemoryNetwork().connect('a'), stateMachine: log, applied: log.appliedAtStart,
+    tickIntervalMs: 5, electionTicks: 4, heartbeatTicks: 1, prng: new Prng(7),
+  });
+  log.attach(node);
+  const led = new Promise<void>((resolve) => {
+    const stop = node.subscribe((status) => {
+      if (status.role === Role.Leader) {
+        stop();
+        resolve();
+      }
+    });
+  });
+  node.start();
+  await led;
+  return { storage, log, node };
+}
+
+async function stop({ storage, log, node }: Started): Promise<void> {
+  log.close();
+  node.close();
+  await storage.close();
+}
+
+function values(log: ReplicatedLog): string[] {
+  const out: string[] = [];
+  for (let offset = log.lowestOffset(); offset < log.nextOffset(); ) {
+    const records = log.readBatch(offset, { maxCount: 100, maxBytes: 1 << 20 });
+    for (const record of records) out.push(`${record.offset}:${decoder.decode(record.value)}`);
+    offset += records.length;
+  }
+  return out;
+}
+
+test('a replica restarted after retention continues its log at the same offsets', async () => {
+  const { dir, remove } = tempDir('replicated-log-retention');
+  try {
+    const first = await start(dir);
+    for (let i = 0; i < 12; i++) assert.equal(await first.log.append({ value: encoder.encode(`r${i}`) }), i);
+    const batch = await first.log.appendSequenced([{ value: encoder.encode('p') }], 9, 0);
+    assert.equal(batch.firstOffset, 12);
+    const segments = first.storage.segments();
+    assert.ok(segments.length >= 3, `${segments.length} segments`);
+    await first.node.proposeControl(encodeControl({ kind: 'retain', firstIndex: segments[1]!.firstIndex }));
+    // The driver compacts at its next Ready after applying the entry.
+    for (let i = 0; i < 200 && first.log.lowestOffset() === 0; i++) await delay(10);
+    const lowest = first.log.lowestOffset();
+    assert.ok(lowest > 0, 'the oldest segment is gone');
+    const before = values(first.log);
+    await stop(first);
+
+    const second = await start(dir);
+    try {
+      assert.equal(second.log.lowestOffset(), lowest);
+      assert.deepEqual(values(second.log), before);
+      assert.equal(await second.log.append({ value: encoder.encode('after') }), 13);
+      // The producer table was rebuilt from the retained log: the resend is a duplicate.
+      assert.deepEqual(await second.log.appendSequenced([{ value: encoder.encode('p') }], 9, 0), { firstOffset: 12, lastOffset: 12, duplicate: true });
+      assert.deepEqual(values(second.log), [...before, '13:after']);
+    } finally {
+      await stop(second);
+    }
+  } finally {
+    remove();
+  }
+});
