@@ -4,7 +4,7 @@
  * Method: real files in a temp dir per test; small segment limits force rollovers.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
@@ -116,6 +116,36 @@ describe('CommitLog', () => {
     assert.equal(log.readBatch(2, { maxCount: 10, maxBytes: 1 << 20 }).length, 2);
     await log.close();
   });
+
+  for (const policy of ['never', 'always'] as const) {
+    it(`writes a burst as its arena fills, frames larger than the arena and rolls included, and reopens it clean (fsync ${policy})`, async () => {
+      const arenaBytes = 200;
+      const config = { fsync: parseFsyncPolicy(policy), writeArenaBytes: arenaBytes, maxStoreBytes: 1500, maxRecordBytes: 400 };
+      const log = await CommitLog.open(dir, config);
+      // Sizes from empty to twice the arena, so some frames fill it exactly and some need their own buffer.
+      const values = Array.from({ length: 120 }, (_, i) => Buffer.alloc((i * 37) % 400, i));
+      const appended = values.map((v, i) => (i % 10 === 9 ? log.appendBatch([{ value: v, term: i }]).then((r) => r.firstOffset) : log.append({ value: v, term: i })));
+      // Still in the turn that appended: the full arenas are on file already, nothing acknowledged yet.
+      const firstStore = join(dir, '00000000000000000000.store');
+      assert.ok(statSync(firstStore).size >= arenaBytes, `store holds ${statSync(firstStore).size} bytes before the flush`);
+      assert.equal(log.nextOffset(), 0);
+      assert.deepEqual(await Promise.all(appended), values.map((_, i) => i));
+      assert.ok(log.segmentCount() > 3, `${log.segmentCount()} segments`);
+      const check = (l: CommitLog): void => {
+        for (let i = 0; i < values.length; i++) assert.deepEqual(l.read(i), { offset: i, term: i, type: 0, value: values[i] }, `offset ${i}`);
+        let offset = 0;
+        while (offset < values.length) offset += l.readBatch(offset, { maxCount: 1000, maxBytes: 1 << 20 }).length;
+        assert.equal(offset, values.length);
+      };
+      check(log);
+      await log.close();
+      const reopened = await CommitLog.open(dir, config);
+      // Every segment's store and index agreed: recovery had nothing to rebuild or cut.
+      assert.deepEqual(reopened.recovery.actions, []);
+      check(reopened);
+      await reopened.close();
+    });
+  }
 
   it('readBatch honours maxCount and maxBytes but returns at least one record', async () => {
     const log = await CommitLog.open(dir);

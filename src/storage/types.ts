@@ -30,6 +30,12 @@ export interface LogConfig {
    */
   maxOpenSegments: number;
   /**
+   * Size of the buffer appends encode frames into; it is written with one pwrite whenever it
+   * fills and at the end of each event-loop turn (a larger frame gets a buffer of its own).
+   * Default 256 KiB. Tests set it small so that bursts fill it.
+   */
+  writeArenaBytes: number;
+  /**
    * Called after each successful fdatasync round (every dirty segment, plus the directory after
    * a roll) with its duration and the number of files synced; for metrics. Must not throw.
    * Default: none.
