@@ -270,33 +270,37 @@ describe('CommitLog', () => {
     await afterCrash.close();
   });
 
-  it('keeps at most maxOpenSegments sealed segments open, reopening others on demand', async () => {
-    const log = await CommitLog.open(dir, { maxIndexBytes: 12 * 2, maxOpenSegments: 3 });
-    for (let i = 0; i < 40; i++) await log.append({ value: value(i) });
-    assert.equal(log.segmentCount(), 20);
-    const descriptorsIntoDir = (): number =>
-      readdirSync('/proc/self/fd').filter((fd) => {
-        try {
-          return readlinkSync(`/proc/self/fd/${fd}`).startsWith(dir);
-        } catch {
-          return false;
-        }
-      }).length;
-    for (const order of [[...Array(40).keys()], [...Array(40).keys()].reverse(), [7, 31, 2, 39, 18, 0, 25]]) {
-      for (const offset of order) assert.equal(log.read(offset).value.toString(), `record-${offset}`);
-      // The active segment plus at most three sealed ones; two files each, plus the directory.
-      assert.ok(log.openSegmentCount() <= 4, `${log.openSegmentCount()} segments open`);
-      assert.ok(descriptorsIntoDir() <= 2 * 4 + 1, `${descriptorsIntoDir()} descriptors open`);
-    }
-    const chunks: Buffer[] = [];
-    for await (const chunk of log.reader()) chunks.push(chunk as Buffer);
-    assert.equal(Buffer.concat(chunks).length, log.sizeBytes());
-    await log.removeFrom(3); // a parked segment becomes the active one again
-    assert.equal(await log.append({ value: value(3) }), 3);
-    assert.equal(log.read(2).value.toString(), 'record-2');
-    await log.close();
-    assert.equal(descriptorsIntoDir(), 0);
-  });
+  // Under fsync=never the sealed segments are synced in the background so that they can be parked.
+  for (const policy of ['always', 'never'] as const) {
+    it(`keeps at most maxOpenSegments sealed segments open, reopening others on demand (fsync ${policy})`, async () => {
+      const log = await CommitLog.open(dir, { maxIndexBytes: 12 * 2, maxOpenSegments: 3, fsync: parseFsyncPolicy(policy) });
+      for (let i = 0; i < 40; i++) await log.append({ value: value(i) });
+      assert.equal(log.segmentCount(), 20);
+      await log.truncate(0); // removes nothing; drains the writer, background syncs included
+      const descriptorsIntoDir = (): number =>
+        readdirSync('/proc/self/fd').filter((fd) => {
+          try {
+            return readlinkSync(`/proc/self/fd/${fd}`).startsWith(dir);
+          } catch {
+            return false;
+          }
+        }).length;
+      for (const order of [[...Array(40).keys()], [...Array(40).keys()].reverse(), [7, 31, 2, 39, 18, 0, 25]]) {
+        for (const offset of order) assert.equal(log.read(offset).value.toString(), `record-${offset}`);
+        // The active segment plus at most three sealed ones; two files each, plus the directory.
+        assert.ok(log.openSegmentCount() <= 4, `${log.openSegmentCount()} segments open`);
+        assert.ok(descriptorsIntoDir() <= 2 * 4 + 1, `${descriptorsIntoDir()} descriptors open`);
+      }
+      const chunks: Buffer[] = [];
+      for await (const chunk of log.reader()) chunks.push(chunk as Buffer);
+      assert.equal(Buffer.concat(chunks).length, log.sizeBytes());
+      await log.removeFrom(3); // a parked segment becomes the active one again
+      assert.equal(await log.append({ value: value(3) }), 3);
+      assert.equal(log.read(2).value.toString(), 'record-2');
+      await log.close();
+      assert.equal(descriptorsIntoDir(), 0);
+    });
+  }
 
   it('reset empties the log', async () => {
     const log = await CommitLog.open(dir);

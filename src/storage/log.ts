@@ -223,6 +223,8 @@ export class CommitLog {
   private segments: Segment[];
   /** Sealed segments with open files, least recently used first (see touch). */
   private openSealed = new Set<Segment>();
+  /** Segments written since their last fdatasync (a superset: sync rounds check needsSync). */
+  private unsynced = new Set<Segment>();
   private dirFd: number;
   private readonly io: FileIo;
 
@@ -469,6 +471,7 @@ export class CommitLog {
     this.writtenNext = this.active.nextOffset;
     if (this.config.fsync.kind === 'always' && this.config.faults?.acknowledgeBeforeSync !== true) this.startSync();
     else this.acknowledge(this.writtenNext);
+    if (this.config.fsync.kind === 'never') this.syncSealed();
     this.notifyIdle();
   }
 
@@ -481,6 +484,7 @@ export class CommitLog {
     for (const segment of this.unwrittenSegments()) {
       if (this.config.fsync.kind === 'always') this.syncSealedBefore(segment);
       segment.writePending();
+      this.unsynced.add(segment);
     }
   }
 
@@ -494,7 +498,7 @@ export class CommitLog {
    * a whole unsynced segment would stall the event loop.
    */
   private syncSealedBefore(segment: Segment): void {
-    for (let i = this.segments.indexOf(segment) - 1; i >= 0; i--) {
+    for (let i = this.segments.lastIndexOf(segment) - 1; i >= 0; i--) {
       const sealed = this.segments[i]!;
       if (!sealed.needsSync()) break;
       sealed.syncFilesSync();
@@ -514,10 +518,20 @@ export class CommitLog {
     return out;
   }
 
+  /** Segments with written bytes not yet fdatasynced; forgets the others. */
+  private dirtySegments(): Segment[] {
+    const dirty: Segment[] = [];
+    for (const segment of this.unsynced) {
+      if (segment.needsSync()) dirty.push(segment);
+      else this.unsynced.delete(segment);
+    }
+    return dirty;
+  }
+
   /** Starts an fdatasync of everything written so far, unless one is running (it restarts after). */
   private startSync(): void {
     if (this.syncInFlight || this.failure) return;
-    const dirty = this.segments.filter((segment) => segment.needsSync());
+    const dirty = this.dirtySegments();
     if (dirty.length === 0 && !this.dirDirty) {
       this.acknowledge(this.writtenNext);
       return;
@@ -537,6 +551,35 @@ export class CommitLog {
         // same file) may have taken the error this one should have returned.
         if (this.failure === undefined) this.acknowledge(target);
         if (this.writtenNext > target || this.dirDirty) this.startSync();
+        this.notifyIdle();
+      },
+      (error: Error) => {
+        this.syncInFlight = undefined;
+        this.fail(error);
+        this.notifyIdle();
+      },
+    );
+  }
+
+  /**
+   * Under fsync=never: fdatasyncs sealed segments once they are written, and the directory after
+   * a roll, on the thread pool (the policy's sync at roll). A sealed segment with bytes not yet
+   * synced cannot be parked (see Segment.park), so without this a long log would keep two file
+   * descriptors open per segment. A failure fails the log, as under the other policies.
+   */
+  private syncSealed(): void {
+    if (this.syncInFlight || this.failure) return;
+    const sealed = this.dirtySegments().filter((segment) => segment.sealed && !segment.hasUnwritten());
+    if (sealed.length === 0 && !this.dirDirty) return;
+    const startedMs = performance.now();
+    const work = sealed.map((segment) => segment.sync());
+    if (this.dirDirty) work.push(this.io.fsync(this.dirFd));
+    this.dirDirty = false;
+    this.syncInFlight = Promise.all(work).then(
+      () => {
+        this.config.onSync?.({ durationMs: performance.now() - startedMs, fileCount: work.length });
+        this.syncInFlight = undefined;
+        this.syncSealed();
         this.notifyIdle();
       },
       (error: Error) => {
@@ -612,10 +655,7 @@ export class CommitLog {
     for (const segment of this.segments) segment.discardUnwritten();
     let removed = false;
     while (this.segments.length > 1 && this.active.baseOffset >= boundary) {
-      const segment = this.segments.pop()!;
-      this.openSealed.delete(segment);
-      segment.close();
-      segment.removeFiles();
+      this.dropSegment(this.segments.pop()!);
       removed = true;
     }
     const last = this.active;
@@ -625,6 +665,14 @@ export class CommitLog {
     if (removed || this.dirDirty) this.io.fsyncSync(this.dirFd);
     this.dirDirty = false;
     this.writtenNext = boundary;
+  }
+
+  /** Removes a segment's files: it has been taken off `segments`. */
+  private dropSegment(segment: Segment): void {
+    this.openSealed.delete(segment);
+    this.unsynced.delete(segment);
+    segment.close();
+    segment.removeFiles();
   }
 
   private isIdle(): boolean {
@@ -678,6 +726,7 @@ export class CommitLog {
     for (const segment of this.segments) segment.close();
     this.segments = segments;
     this.openSealed.clear();
+    this.unsynced.clear();
     for (const segment of segments) if (segment.sealed) this.touch(segment);
     this.ackedNext = this.writtenNext = boundary;
     this.recovery = report;
@@ -761,18 +810,11 @@ export class CommitLog {
     this.ensureOpen();
     await this.drain();
     while (this.segments.length > 1 && this.segments[0]!.nextOffset <= lowest) {
-      const segment = this.segments.shift()!;
-      this.openSealed.delete(segment);
-      segment.close();
-      segment.removeFiles();
+      this.dropSegment(this.segments.shift()!);
     }
     this.io.fsyncSync(this.dirFd);
   }
 
-  /**
-   * Removes every record at or after `offset` (Raft: a conflicting suffix). `offset` must be in
-   * [lowestOffset(), nextOffset()]. Durable when it resolves.
-   */
   /**
    * removeFrom(offset) for damage found at `offset`, keeping the files of every segment the cut
    * changes as they were in `<dir>.damaged/<time>/` (see LogConfig.cutAtDamage). Returns that
@@ -786,6 +828,10 @@ export class CommitLog {
     return keepDir;
   }
 
+  /**
+   * Removes every record at or after `offset` (Raft: a conflicting suffix). `offset` must be in
+   * [lowestOffset(), nextOffset()]. Durable when it resolves.
+   */
   async removeFrom(offset: number): Promise<void> {
     assertUint(offset, 'removeFrom offset');
     this.ensureOpen();
@@ -793,10 +839,7 @@ export class CommitLog {
     this.ensureOpen();
     if (offset < this.lowestOffset() || offset > this.ackedNext) this.outOfRange(offset);
     while (this.segments.length > 1 && this.active.baseOffset >= offset) {
-      const segment = this.segments.pop()!;
-      this.openSealed.delete(segment);
-      segment.close();
-      segment.removeFiles();
+      this.dropSegment(this.segments.pop()!);
     }
     const last = this.active;
     this.openSealed.delete(last); // active again: always open

@@ -45,8 +45,6 @@ interface SegmentOptions {
 }
 
 export class Segment {
-  readonly storePath: string;
-  readonly indexPath: string;
   // Invariant: both fds are -1 (parked: a sealed, idle segment's files closed to bound open
   // descriptors) or both are open; files() reopens a parked segment on demand.
   private storeFd: number;
@@ -87,8 +85,6 @@ export class Segment {
   ) {
     this.arenaBytes = options.writeArenaBytes;
     this.pendingIndexEntries = Math.max(1, Math.floor(options.writeArenaBytes / FRAME_HEADER_BYTES));
-    this.storePath = join(dir, segmentFileName(baseOffset, STORE_SUFFIX));
-    this.indexPath = join(dir, segmentFileName(baseOffset, INDEX_SUFFIX));
     this.storeFd = options.storeFd;
     this.indexFd = options.indexFd;
     this.entryCount = options.entryCount;
@@ -117,6 +113,16 @@ export class Segment {
     options: SegmentOptions,
   ): Segment {
     return new Segment(io, dir, baseOffset, options);
+  }
+
+  // The paths are built when needed (opening files, naming damage) rather than kept: a long log
+  // holds one descriptor per segment, and two path strings would double its size.
+  get storePath(): string {
+    return join(this.dir, segmentFileName(this.baseOffset, STORE_SUFFIX));
+  }
+
+  get indexPath(): string {
+    return join(this.dir, segmentFileName(this.baseOffset, INDEX_SUFFIX));
   }
 
   get nextOffset(): number {
