@@ -10,7 +10,8 @@ import type { FileIo } from './file-io.js';
  *   (group commit), so throughput grows with concurrency. Survives kill -9 and power loss.
  * - `interval`: after its bytes are written to the OS; an fsync runs every `intervalMs`.
  *   Survives kill -9; a power loss can lose up to `intervalMs` of acknowledged appends.
- * - `never`: after its bytes are written to the OS; fsync only at segment roll and close.
+ * - `never`: after its bytes are written to the OS; fsync only at segment roll (of the sealed
+ *   segment, on the thread pool, so that its files can be closed) and at close.
  */
 export type FsyncPolicy = { kind: 'always' } | { kind: 'interval'; intervalMs: number } | { kind: 'never' };
 
