@@ -2,10 +2,10 @@
  * CommitLog: a directory of segments with one writer and group commit.
  *
  * Append path: `append`/`appendBatch` validate, assign offsets and encode frames into the active
- * segment's arena synchronously, then queue an acknowledgement. The arena is written whenever it
- * fills, and a flush scheduled with setImmediate writes the rest appended in that event-loop turn
- * (so a burst of appends costs one pwrite per arena), then acknowledges, and under
- * `fsync: always` starts an fdatasync if none is running.
+ * segment's arena synchronously, then queue an acknowledgement. The arena (one per log) is
+ * written whenever it fills and before a roll, and a flush scheduled with setImmediate writes the
+ * rest appended in that event-loop turn (so a burst of appends costs one pwrite per arena), then
+ * acknowledges, and under `fsync: always` starts an fdatasync if none is running.
  * Appends that arrive while an fdatasync runs are written at once and wait for the next one:
  * that is the group commit, and it pipelines writes with syncs.
  *
@@ -20,7 +20,7 @@ import {
 import { FRAME_HEADER_BYTES, INDEX_ENTRY_BYTES } from './format.js';
 import { NODE_FILE_IO, type FileIo } from './file-io.js';
 import { keepSegmentFilesAside, recoverSegments } from './recovery.js';
-import { DEFAULT_WRITE_ARENA_BYTES, Segment } from './segment.js';
+import { DEFAULT_WRITE_ARENA_BYTES, Segment, WriteBuffers } from './segment.js';
 import type { FsyncPolicy, LogConfig, ReadLimits, RecordInput, RecoveryReport, StoredRecord } from './types.js';
 
 const MIB = 1024 * 1024;
@@ -223,6 +223,8 @@ export class CommitLog {
   private segments: Segment[];
   /** Sealed segments with open files, least recently used first (see touch). */
   private openSealed = new Set<Segment>();
+  /** What appends encode into, lent to the active segment; allocated at the first append. */
+  private writeBuffers: WriteBuffers | undefined;
   /** Segments written since their last fdatasync (a superset: sync rounds check needsSync). */
   private unsynced = new Set<Segment>();
   private dirFd: number;
@@ -282,7 +284,7 @@ export class CommitLog {
       const { segments, report } = recoverSegments(io, dir, full);
       const dirFd = io.open(dir, 'r');
       if (segments.length === 0) {
-        segments.push(Segment.create(io, dir, full.initialOffset, full.writeArenaBytes));
+        segments.push(Segment.create(io, dir, full.initialOffset));
         io.fsyncSync(dirFd);
         report.segmentCount = 1;
       }
@@ -383,8 +385,9 @@ export class CommitLog {
   private encode(record: RecordInput): number {
     const frameBytes = FRAME_HEADER_BYTES + record.value.length;
     if (this.active.isFull(frameBytes, this.config.maxStoreBytes, this.config.maxIndexBytes)) this.roll();
-    if (!this.active.hasRoomFor(frameBytes)) this.writeUnwritten();
-    const offset = this.active.appendFrame(record);
+    const buffers = (this.writeBuffers ??= new WriteBuffers(this.config.writeArenaBytes));
+    if (!this.active.hasRoomFor(frameBytes, buffers)) this.writeUnwritten();
+    const offset = this.active.appendFrame(record, buffers);
     // A constant message: a template literal here would build a string on every append.
     assert(offset < NEXT_OFFSET_MAX, 'offset assigned at or past NEXT_OFFSET_MAX');
     return offset;
@@ -422,11 +425,15 @@ export class CommitLog {
     return this.enqueueAcknowledgement(lastOffset + 1, { firstOffset, lastOffset });
   }
 
-  /** Seals the active segment and starts a new one at the next offset. */
+  /**
+   * Writes the active segment's pending frames, seals it, and starts a new one at the next
+   * offset (which then takes the write buffers).
+   */
   private roll(): void {
     const previous = this.active;
+    this.writeUnwritten();
     previous.seal();
-    this.segments.push(Segment.create(this.io, this.dir, previous.nextOffset, this.config.writeArenaBytes));
+    this.segments.push(Segment.create(this.io, this.dir, previous.nextOffset));
     this.dirDirty = this.config.faults?.skipDirSyncAfterRoll !== true;
     this.touch(previous);
   }
@@ -476,16 +483,16 @@ export class CommitLog {
   }
 
   /**
-   * Writes every segment's pending frames and index entries, oldest segment first, so a segment
-   * is whole in both files before the next one gets a byte (what recovery expects of a sealed
-   * segment). Acknowledging stays with the flush at the end of the turn.
+   * Writes the active segment's pending frames and index entries (only it has any: a roll writes
+   * them first), store before index. Acknowledging stays with the flush at the end of the turn.
    */
   private writeUnwritten(): void {
-    for (const segment of this.unwrittenSegments()) {
-      if (this.config.fsync.kind === 'always') this.syncSealedBefore(segment);
-      segment.writePending();
-      this.unsynced.add(segment);
-    }
+    const segment = this.active;
+    if (!segment.hasUnwritten()) return;
+    assert(this.writeBuffers !== undefined, 'unwritten frames without write buffers');
+    if (this.config.fsync.kind === 'always') this.syncSealedBefore(segment);
+    segment.writePending(this.writeBuffers);
+    this.unsynced.add(segment);
   }
 
   /**
@@ -503,19 +510,6 @@ export class CommitLog {
       if (!sealed.needsSync()) break;
       sealed.syncFilesSync();
     }
-  }
-
-  private unwrittenSegments(): Segment[] {
-    const out: Segment[] = [];
-    for (let i = this.segments.length - 1; i >= 0; i--) {
-      const segment = this.segments[i]!;
-      if (!segment.hasUnwritten()) {
-        if (segment.sealed) break;
-        continue;
-      }
-      out.unshift(segment);
-    }
-    return out;
   }
 
   /** Segments with written bytes not yet fdatasynced; forgets the others. */

@@ -196,11 +196,10 @@ function recoverOnce(io: FileIo, dir: string, config: LogConfig): { segments: Se
 }
 
 /**
- * A roll creates the next segment's files when a record no longer fits, before the previous
- * segment's last records are written and synced (they are flushed at the end of the event-loop
- * turn, and the previous segment is synced before the next one gets a byte): a crash in between
- * leaves an empty last segment, and the previous one's tail unwritten or, after a power loss,
- * torn. None of that tail was acknowledged, so the empty segment goes and the previous one is
+ * A roll creates the next segment's files when a record no longer fits, after the previous
+ * segment's last records are written but before they are synced (the previous segment is synced
+ * before the next one gets a byte): a crash in between leaves an empty last segment, and after a
+ * power loss the previous one's tail unwritten or torn. None of that tail was acknowledged, so the empty segment goes and the previous one is
  * recovered as the active segment (a torn tail cut) rather than judged as a sealed one.
  */
 function removeInterruptedRoll(io: FileIo, dir: string, bases: number[], report: RecoveryReport): void {
@@ -258,10 +257,10 @@ function openSealed(io: FileIo, dir: string, base: number, nextBase: number, con
         ? frameValidAt(window, entry.positionBytes, base + entryCount - 1, config.maxRecordBytes)
         : undefined;
       if (size !== undefined && entry.positionBytes + size === storeSizeBytes) {
-        return Segment.fromRecovered(io, dir, base, { ...files, entryCount, storeSizeBytes, active: false, writeArenaBytes: config.writeArenaBytes });
+        return Segment.fromRecovered(io, dir, base, { ...files, entryCount, storeSizeBytes, active: false });
       }
     } else if (indexBytes === 0 && storeSizeBytes === 0) {
-      return Segment.fromRecovered(io, dir, base, { ...files, entryCount: 0, storeSizeBytes: 0, active: false, writeArenaBytes: config.writeArenaBytes });
+      return Segment.fromRecovered(io, dir, base, { ...files, entryCount: 0, storeSizeBytes: 0, active: false });
     }
     const scan = scanFrames({
       window, fileName: files.storePath, startBytes: 0, startOffset: base, maxValueBytes: config.maxRecordBytes,
@@ -293,7 +292,7 @@ function openSealed(io: FileIo, dir: string, base: number, nextBase: number, con
     writeIndex(io, files.indexFd, scan.positions);
     report.rebuiltIndexEntries += scan.positions.length;
     report.actions.push(`rebuilt ${files.indexPath} from its store: ${scan.positions.length} entries`);
-    return Segment.fromRecovered(io, dir, base, { ...files, entryCount: scan.positions.length, storeSizeBytes, active: false, writeArenaBytes: config.writeArenaBytes });
+    return Segment.fromRecovered(io, dir, base, { ...files, entryCount: scan.positions.length, storeSizeBytes, active: false });
   } catch (error) {
     io.close(files.storeFd);
     io.close(files.indexFd);
@@ -394,7 +393,7 @@ function openActive(io: FileIo, dir: string, base: number, config: LogConfig, re
       io.fsyncSync(files.storeFd);
       io.fsyncSync(files.indexFd);
     }
-    return Segment.fromRecovered(io, dir, base, { ...files, entryCount, storeSizeBytes: scan.validEndBytes, active: true, writeArenaBytes: config.writeArenaBytes });
+    return Segment.fromRecovered(io, dir, base, { ...files, entryCount, storeSizeBytes: scan.validEndBytes, active: true });
   } catch (error) {
     io.close(files.storeFd);
     io.close(files.indexFd);

@@ -4,11 +4,12 @@
  * entries from the index file (one pread per batch, usually a page-cache hit), so a segment holds
  * no memory that grows with its records.
  *
- * Writes go through a fixed-size arena reused for the segment's life: appends encode frames (and
- * their index entries, into a small pending-index buffer) synchronously, and the log writes the
- * arena with one pwrite, then the pending entries with one more, whenever the arena fills and at
- * the end of the event-loop turn. A reused arena stays in the CPU cache between the encode and
- * the kernel's copy, and nothing is allocated per flush.
+ * Writes go through the log's WriteBuffers, one fixed-size arena lent to whichever segment is
+ * active: appends encode frames (and their index entries, into a small pending-index buffer)
+ * synchronously, and the log writes the arena with one pwrite, then the pending entries with one
+ * more, whenever the arena fills, before a roll, and at the end of the event-loop turn. A reused
+ * arena stays in the CPU cache between the encode and the kernel's copy, and nothing is
+ * allocated per flush or per segment.
  */
 import { join } from 'node:path';
 import { assert, AssertionError, CorruptionError } from '../util/index.js';
@@ -28,8 +29,6 @@ const TWO_POW_32 = 0x1_0000_0000;
  * syscall's fixed cost is spread over hundreds of 1 KiB records.
  */
 export const DEFAULT_WRITE_ARENA_BYTES = 256 * 1024;
-/** A segment that takes no appends holds no write buffers: a long log of sealed segments costs no write memory. */
-const NO_BUFFER = Buffer.alloc(0);
 /** Index entries read per call when walking a segment, bounding one read's size. */
 const READ_ENTRIES_MAX = 4096;
 
@@ -41,7 +40,24 @@ interface SegmentOptions {
   storeSizeBytes: number;
   /** The last segment of the log, which takes appends. */
   active: boolean;
-  writeArenaBytes: number;
+}
+
+/**
+ * The buffers appends encode into, one set per log (allocated at its first append). Only the
+ * active segment has unwritten frames, so only it uses them; the log writes them out before a roll.
+ */
+export class WriteBuffers {
+  readonly arena: Buffer;
+  /** Index entries of the unwritten frames. */
+  readonly pendingIndex: Buffer;
+  /** The most frames the arena holds (each has at least its header), or one oversized frame alone. */
+  readonly pendingIndexEntries: number;
+
+  constructor(readonly arenaBytes: number) {
+    this.arena = Buffer.allocUnsafe(arenaBytes);
+    this.pendingIndexEntries = Math.max(1, Math.floor(arenaBytes / FRAME_HEADER_BYTES));
+    this.pendingIndex = Buffer.allocUnsafe(this.pendingIndexEntries * INDEX_ENTRY_BYTES);
+  }
 }
 
 export class Segment {
@@ -65,17 +81,11 @@ export class Segment {
 
   sealed: boolean;
 
-  // Invariant: the frames of entries [writtenEntryCount, entryCount) are arena[0, arenaUsedBytes)
-  // or, for one frame larger than the arena, `oversized`; never both. Their index entries are
-  // pendingIndex[0, (entryCount - writtenEntryCount) * INDEX_ENTRY_BYTES).
-  /** Allocated at the first append, released once sealed and written. */
-  private arena = NO_BUFFER;
+  // Invariant: the frames of entries [writtenEntryCount, entryCount) are the log's
+  // WriteBuffers.arena[0, arenaUsedBytes) or, for one frame larger than the arena, `oversized`;
+  // never both. Their index entries are pendingIndex[0, (entryCount - writtenEntryCount) * 12).
   private arenaUsedBytes = 0;
-  private pendingIndex = NO_BUFFER;
   private oversized: Buffer | undefined;
-  private readonly arenaBytes: number;
-  /** The most frames the arena holds (each has at least its header), plus an oversized one alone. */
-  private readonly pendingIndexEntries: number;
 
   private constructor(
     private readonly io: FileIo,
@@ -83,8 +93,6 @@ export class Segment {
     readonly baseOffset: number,
     options: SegmentOptions,
   ) {
-    this.arenaBytes = options.writeArenaBytes;
-    this.pendingIndexEntries = Math.max(1, Math.floor(options.writeArenaBytes / FRAME_HEADER_BYTES));
     this.storeFd = options.storeFd;
     this.indexFd = options.indexFd;
     this.entryCount = options.entryCount;
@@ -97,12 +105,12 @@ export class Segment {
   }
 
   /** Creates a new, empty, active segment. */
-  static create(io: FileIo, dir: string, baseOffset: number, writeArenaBytes: number): Segment {
+  static create(io: FileIo, dir: string, baseOffset: number): Segment {
     const storePath = join(dir, segmentFileName(baseOffset, STORE_SUFFIX));
     const indexPath = join(dir, segmentFileName(baseOffset, INDEX_SUFFIX));
     const storeFd = io.open(storePath, 'wx+');
     const indexFd = io.open(indexPath, 'wx+');
-    return new Segment(io, dir, baseOffset, { storeFd, indexFd, entryCount: 0, storeSizeBytes: 0, active: true, writeArenaBytes });
+    return new Segment(io, dir, baseOffset, { storeFd, indexFd, entryCount: 0, storeSizeBytes: 0, active: true });
   }
 
   /** Wraps files recovery has validated: `entryCount` entries in both files, the index whole. */
@@ -138,32 +146,28 @@ export class Segment {
    * Whether appendFrame can take a frame of `frameBytes` now; if not, the caller writes the
    * pending frames first. A frame larger than the arena gets a buffer of its own, alone.
    */
-  hasRoomFor(frameBytes: number): boolean {
+  hasRoomFor(frameBytes: number, buffers: WriteBuffers): boolean {
     if (this.oversized !== undefined) return false;
-    return frameBytes > this.arenaBytes ? this.arenaUsedBytes === 0 : this.arenaUsedBytes + frameBytes <= this.arenaBytes;
+    return frameBytes > buffers.arenaBytes ? this.arenaUsedBytes === 0 : this.arenaUsedBytes + frameBytes <= buffers.arenaBytes;
   }
 
   /** Encodes a record into the write arena and its entry into the pending index; returns its offset. */
-  appendFrame(record: RecordInput): number {
+  appendFrame(record: RecordInput, buffers: WriteBuffers): number {
     assert(!this.sealed, 'append to a sealed segment');
     const frameBytes = FRAME_HEADER_BYTES + record.value.length;
-    assert(this.hasRoomFor(frameBytes), 'append without room: the pending frames must be written first');
-    if (this.arena === NO_BUFFER) {
-      this.arena = Buffer.allocUnsafe(this.arenaBytes);
-      this.pendingIndex = Buffer.allocUnsafe(this.pendingIndexEntries * INDEX_ENTRY_BYTES);
-    }
-    assert(this.entryCount - this.writtenEntryCount < this.pendingIndexEntries, 'pending index overflow');
+    assert(this.hasRoomFor(frameBytes, buffers), 'append without room: the pending frames must be written first');
+    assert(this.entryCount - this.writtenEntryCount < buffers.pendingIndexEntries, 'pending index overflow');
     const offset = this.baseOffset + this.entryCount;
     const term = record.term ?? 0;
     const type = record.type ?? 0;
-    if (frameBytes > this.arenaBytes) {
+    if (frameBytes > buffers.arenaBytes) {
       this.oversized = Buffer.allocUnsafe(frameBytes);
       encodeFrame(this.oversized, 0, offset, term, type, record.value);
     } else {
-      encodeFrame(this.arena, this.arenaUsedBytes, offset, term, type, record.value);
+      encodeFrame(buffers.arena, this.arenaUsedBytes, offset, term, type, record.value);
       this.arenaUsedBytes += frameBytes;
     }
-    encodeIndexEntry(this.pendingIndex, this.entryCount, this.storeSizeBytes, this.writtenEntryCount);
+    encodeIndexEntry(buffers.pendingIndex, this.entryCount, this.storeSizeBytes, this.writtenEntryCount);
     this.entryCount += 1;
     this.storeSizeBytes += frameBytes;
     return offset;
@@ -178,31 +182,23 @@ export class Segment {
    * first, so an index entry never points at bytes that were not written). Synchronous: the
    * bytes go to the page cache, and the arena can be reused as soon as this returns.
    */
-  writePending(): void {
+  writePending(buffers: WriteBuffers): void {
     if (!this.hasUnwritten()) return;
-    const frames = this.oversized ?? this.arena.subarray(0, this.arenaUsedBytes);
+    const frames = this.oversized ?? buffers.arena.subarray(0, this.arenaUsedBytes);
     assert(this.writtenStoreBytes + frames.length === this.storeSizeBytes, 'pending frames disagree with the assigned store size');
     this.io.write(this.storeFd, frames, this.writtenStoreBytes);
     this.oversized = undefined;
     this.arenaUsedBytes = 0;
     const entries = this.entryCount - this.writtenEntryCount;
-    this.io.write(this.indexFd, this.pendingIndex.subarray(0, entries * INDEX_ENTRY_BYTES), this.writtenEntryCount * INDEX_ENTRY_BYTES);
+    this.io.write(this.indexFd, buffers.pendingIndex.subarray(0, entries * INDEX_ENTRY_BYTES), this.writtenEntryCount * INDEX_ENTRY_BYTES);
     this.writtenStoreBytes = this.storeSizeBytes;
     this.writtenEntryCount = this.entryCount;
-    if (this.sealed) this.releaseWriteMemory();
   }
 
-  private releaseWriteMemory(): void {
-    this.arena = NO_BUFFER;
-    this.pendingIndex = NO_BUFFER;
-    this.oversized = undefined;
-    this.arenaUsedBytes = 0;
-  }
-
-  /** Marks the segment sealed: no more appends; its write buffers go once the pending frames are written. */
+  /** Marks the segment sealed: no more appends. Its frames are all written (the log writes them before a roll). */
   seal(): void {
+    assert(!this.hasUnwritten(), 'seal with unwritten frames');
     this.sealed = true;
-    if (!this.hasUnwritten()) this.releaseWriteMemory();
   }
 
   /**
@@ -394,7 +390,6 @@ export class Segment {
     this.arenaUsedBytes = 0;
     this.entryCount = this.writtenEntryCount;
     this.storeSizeBytes = this.writtenStoreBytes;
-    if (this.sealed) this.releaseWriteMemory();
   }
 
   /** fsyncs both files now (a truncation's new size included). */
