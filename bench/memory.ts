@@ -31,6 +31,12 @@ interface Memory {
   liveHeap?: number;
   /** RSS right after the full collection: what the process keeps, without garbage awaiting collection. */
   rssAfterGc?: number;
+  /** After the collection: V8's committed heap, and native memory V8 knows of (buffers). */
+  heapTotalAfterGc?: number;
+  liveExternal?: number;
+  /** Resident bytes of the C allocator's main heap and of anonymous mappings (Linux). */
+  mallocHeapRss?: number;
+  anonymousRss?: number;
 }
 
 async function main(): Promise<void> {
@@ -79,16 +85,18 @@ async function main(): Promise<void> {
       await Promise.all(inFlight);
       const now = await memory();
       first ??= now;
-      const mb = (bytes: number): string => `${(bytes / MB).toFixed(1)} MB`;
+      const mb = (bytes: number | undefined): string => (bytes === undefined ? '?' : `${(bytes / MB).toFixed(1)} MB`);
+      const change = (a: number | undefined, b: number | undefined): string =>
+        a === undefined || b === undefined ? '?' : `${a >= b ? '+' : ''}${((a - b) / MB).toFixed(1)} MB`;
       rows.push({
         name: `after ${formatRate(mark)} records of 100 B`,
         value: `RSS ${mb(now.rss)}`,
-        ratio: `${now.rss >= first.rss ? '+' : ''}${((now.rss - first.rss) / MB).toFixed(1)} MB`,
+        ratio: change(now.rss, first.rss),
         note:
-          `heap ${mb(now.heapUsed)} (live ${now.liveHeap === undefined ? '?' : mb(now.liveHeap)}), external ${mb(now.external)}, array buffers ${mb(now.arrayBuffers)}` +
-          (now.rssAfterGc === undefined || first.rssAfterGc === undefined
-            ? ''
-            : `; after a full collection RSS ${mb(now.rssAfterGc)} (${now.rssAfterGc >= first.rssAfterGc ? '+' : ''}${((now.rssAfterGc - first.rssAfterGc) / MB).toFixed(1)} MB)`),
+          `heap ${mb(now.heapUsed)} (live ${mb(now.liveHeap)}), external ${mb(now.external)}, array buffers ${mb(now.arrayBuffers)}; ` +
+          `after a full collection RSS ${mb(now.rssAfterGc)} (${change(now.rssAfterGc, first.rssAfterGc)}): V8 heap ${mb(now.heapTotalAfterGc)}, ` +
+          `external ${mb(now.liveExternal)}, malloc heap ${mb(now.mallocHeapRss)} (${change(now.mallocHeapRss, first.mallocHeapRss)}), ` +
+          `anonymous ${mb(now.anonymousRss)} (${change(now.anonymousRss, first.anonymousRss)})`,
       });
     }
     await stream.close();

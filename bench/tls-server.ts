@@ -81,10 +81,43 @@ async function main(): Promise<void> {
     const { rss, heapUsed, external, arrayBuffers } = process.memoryUsage();
     globalThis.gc?.();
     const after = globalThis.gc === undefined ? undefined : process.memoryUsage();
-    const memory = { rss, heapUsed, external, arrayBuffers, liveHeap: after?.heapUsed, rssAfterGc: after?.rss };
+    const memory = {
+      rss, heapUsed, external, arrayBuffers,
+      liveHeap: after?.heapUsed, rssAfterGc: after?.rss, liveExternal: after?.external, heapTotalAfterGc: after?.heapTotal,
+      ...residentByKind(),
+    };
     process.stdout.write(`${JSON.stringify({ memory })}\n`);
   });
   process.stdout.write(`${JSON.stringify({ address })}\n`);
+}
+
+/**
+ * Resident bytes of the C allocator's main heap (`[heap]`: native buffers, OpenSSL, HTTP/2) and
+ * of anonymous mappings (V8's heap pages, thread arenas, large buffers), from /proc/self/smaps;
+ * empty where that file does not exist.
+ */
+function residentByKind(): { mallocHeapRss?: number; anonymousRss?: number } {
+  let text: string;
+  try {
+    text = readFileSync('/proc/self/smaps', 'utf8');
+  } catch {
+    return {};
+  }
+  let kind: 'heap' | 'anon' | undefined;
+  let mallocHeapRss = 0;
+  let anonymousRss = 0;
+  for (const line of text.split('\n')) {
+    const mapping = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \S+\s*(.*)$/.exec(line);
+    if (mapping) {
+      const name = mapping[1]!;
+      kind = name === '[heap]' ? 'heap' : name === '' ? 'anon' : undefined;
+      continue;
+    }
+    const rss = /^Rss:\s+(\d+) kB/.exec(line);
+    if (rss && kind === 'heap') mallocHeapRss += Number(rss[1]) * 1024;
+    if (rss && kind === 'anon') anonymousRss += Number(rss[1]) * 1024;
+  }
+  return { mallocHeapRss, anonymousRss };
 }
 
 function grpcSsl(certsDir: string): ServerCredentials {

@@ -64,22 +64,21 @@ function readUint64(source: Uint8Array, at: number): number {
   return view.readUInt32LE(at) + view.readUInt32LE(at + 4) * TWO_POW_32;
 }
 
-/** Encodes one frame into `target` at `at`; returns the frame's size in bytes. */
-export function encodeFrame(
-  target: Buffer,
-  at: number,
-  record: { offset: number; term: number; type: number; value: Uint8Array },
-): number {
-  const valueLength = record.value.length;
+/**
+ * Encodes one frame into `target` at `at`; returns the frame's size in bytes. The checksum runs
+ * over the header fields in `target` and then over `value` where it lies, not over its copy, so
+ * the native CRC reads the caller's bytes without a view allocated per frame.
+ */
+export function encodeFrame(target: Buffer, at: number, offset: number, term: number, type: number, value: Uint8Array): number {
+  const valueLength = value.length;
   assert(at + FRAME_HEADER_BYTES + valueLength <= target.length, 'frame does not fit its buffer');
   writeUint32(target, valueLength, at);
-  writeUint64(target, record.offset, at + 8);
-  writeUint64(target, record.term, at + 16);
-  writeUint32(target, record.type, at + 24);
-  target.set(record.value, at + FRAME_HEADER_BYTES);
-  const end = at + FRAME_HEADER_BYTES + valueLength;
-  writeUint32(target, crc32(target, at + 8, end), at + 4);
-  return end - at;
+  writeUint64(target, offset, at + 8);
+  writeUint64(target, term, at + 16);
+  writeUint32(target, type, at + 24);
+  target.set(value, at + FRAME_HEADER_BYTES);
+  writeUint32(target, crc32(value, 0, valueLength, crc32(target, at + 8, at + FRAME_HEADER_BYTES)), at + 4);
+  return FRAME_HEADER_BYTES + valueLength;
 }
 
 export interface FrameHeader {
@@ -108,9 +107,10 @@ export function frameChecksumMatches(source: Buffer, at: number, header: FrameHe
   return crc32(source, at + 8, end) === header.checksum;
 }
 
-export function encodeIndexEntry(target: Buffer, entryIndex: number, positionBytes: number): void {
-  const at = entryIndex * INDEX_ENTRY_BYTES;
-  assert(at + INDEX_ENTRY_BYTES <= target.length, 'index entry does not fit its buffer');
+/** Encodes entry `entryIndex` into an index held in `target` starting at entry `firstEntryIndex`. */
+export function encodeIndexEntry(target: Buffer, entryIndex: number, positionBytes: number, firstEntryIndex = 0): void {
+  const at = (entryIndex - firstEntryIndex) * INDEX_ENTRY_BYTES;
+  assert(at >= 0 && at + INDEX_ENTRY_BYTES <= target.length, 'index entry does not fit its buffer');
   writeUint32(target, entryIndex, at);
   writeUint64(target, positionBytes, at + 4);
 }

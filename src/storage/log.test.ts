@@ -4,7 +4,7 @@
  * Method: real files in a temp dir per test; small segment limits force rollovers.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
@@ -117,6 +117,36 @@ describe('CommitLog', () => {
     assert.equal(log.readBatch(2, { maxCount: 10, maxBytes: 1 << 20 }).length, 2);
     await log.close();
   });
+
+  for (const policy of ['never', 'always'] as const) {
+    it(`writes a burst as its arena fills, frames larger than the arena and rolls included, and reopens it clean (fsync ${policy})`, async () => {
+      const arenaBytes = 200;
+      const config = { fsync: parseFsyncPolicy(policy), writeArenaBytes: arenaBytes, maxStoreBytes: 1500, maxRecordBytes: 400 };
+      const log = await CommitLog.open(dir, config);
+      // Sizes from empty to twice the arena, so some frames fill it exactly and some need their own buffer.
+      const values = Array.from({ length: 120 }, (_, i) => Buffer.alloc((i * 37) % 400, i));
+      const appended = values.map((v, i) => (i % 10 === 9 ? log.appendBatch([{ value: v, term: i }]).then((r) => r.firstOffset) : log.append({ value: v, term: i })));
+      // Still in the turn that appended: the full arenas are on file already, nothing acknowledged yet.
+      const firstStore = join(dir, '00000000000000000000.store');
+      assert.ok(statSync(firstStore).size >= arenaBytes, `store holds ${statSync(firstStore).size} bytes before the flush`);
+      assert.equal(log.nextOffset(), 0);
+      assert.deepEqual(await Promise.all(appended), values.map((_, i) => i));
+      assert.ok(log.segmentCount() > 3, `${log.segmentCount()} segments`);
+      const check = (l: CommitLog): void => {
+        for (let i = 0; i < values.length; i++) assert.deepEqual(l.read(i), { offset: i, term: i, type: 0, value: values[i] }, `offset ${i}`);
+        let offset = 0;
+        while (offset < values.length) offset += l.readBatch(offset, { maxCount: 1000, maxBytes: 1 << 20 }).length;
+        assert.equal(offset, values.length);
+      };
+      check(log);
+      await log.close();
+      const reopened = await CommitLog.open(dir, config);
+      // Every segment's store and index agreed: recovery had nothing to rebuild or cut.
+      assert.deepEqual(reopened.recovery.actions, []);
+      check(reopened);
+      await reopened.close();
+    });
+  }
 
   it('readBatch honours maxCount and maxBytes but returns at least one record', async () => {
     const log = await CommitLog.open(dir);
@@ -264,33 +294,37 @@ describe('CommitLog', () => {
     await again.close();
   });
 
-  it('keeps at most maxOpenSegments sealed segments open, reopening others on demand', async () => {
-    const log = await CommitLog.open(dir, { maxIndexBytes: 12 * 2, maxOpenSegments: 3 });
-    for (let i = 0; i < 40; i++) await log.append({ value: value(i) });
-    assert.equal(log.segmentCount(), 20);
-    const descriptorsIntoDir = (): number =>
-      readdirSync('/proc/self/fd').filter((fd) => {
-        try {
-          return readlinkSync(`/proc/self/fd/${fd}`).startsWith(dir);
-        } catch {
-          return false;
-        }
-      }).length;
-    for (const order of [[...Array(40).keys()], [...Array(40).keys()].reverse(), [7, 31, 2, 39, 18, 0, 25]]) {
-      for (const offset of order) assert.equal(log.read(offset).value.toString(), `record-${offset}`);
-      // The active segment plus at most three sealed ones; two files each, plus the directory.
-      assert.ok(log.openSegmentCount() <= 4, `${log.openSegmentCount()} segments open`);
-      assert.ok(descriptorsIntoDir() <= 2 * 4 + 1, `${descriptorsIntoDir()} descriptors open`);
-    }
-    const chunks: Buffer[] = [];
-    for await (const chunk of log.reader()) chunks.push(chunk as Buffer);
-    assert.equal(Buffer.concat(chunks).length, log.sizeBytes());
-    await log.removeFrom(3); // a parked segment becomes the active one again
-    assert.equal(await log.append({ value: value(3) }), 3);
-    assert.equal(log.read(2).value.toString(), 'record-2');
-    await log.close();
-    assert.equal(descriptorsIntoDir(), 0);
-  });
+  // Under fsync=never the sealed segments are synced in the background so that they can be parked.
+  for (const policy of ['always', 'never'] as const) {
+    it(`keeps at most maxOpenSegments sealed segments open, reopening others on demand (fsync ${policy})`, async () => {
+      const log = await CommitLog.open(dir, { maxIndexBytes: 12 * 2, maxOpenSegments: 3, fsync: parseFsyncPolicy(policy) });
+      for (let i = 0; i < 40; i++) await log.append({ value: value(i) });
+      assert.equal(log.segmentCount(), 20);
+      await log.truncate(0); // removes nothing; drains the writer, background syncs included
+      const descriptorsIntoDir = (): number =>
+        readdirSync('/proc/self/fd').filter((fd) => {
+          try {
+            return readlinkSync(`/proc/self/fd/${fd}`).startsWith(dir);
+          } catch {
+            return false;
+          }
+        }).length;
+      for (const order of [[...Array(40).keys()], [...Array(40).keys()].reverse(), [7, 31, 2, 39, 18, 0, 25]]) {
+        for (const offset of order) assert.equal(log.read(offset).value.toString(), `record-${offset}`);
+        // The active segment plus at most three sealed ones; two files each, plus the directory.
+        assert.ok(log.openSegmentCount() <= 4, `${log.openSegmentCount()} segments open`);
+        assert.ok(descriptorsIntoDir() <= 2 * 4 + 1, `${descriptorsIntoDir()} descriptors open`);
+      }
+      const chunks: Buffer[] = [];
+      for await (const chunk of log.reader()) chunks.push(chunk as Buffer);
+      assert.equal(Buffer.concat(chunks).length, log.sizeBytes());
+      await log.removeFrom(3); // a parked segment becomes the active one again
+      assert.equal(await log.append({ value: value(3) }), 3);
+      assert.equal(log.read(2).value.toString(), 'record-2');
+      await log.close();
+      assert.equal(descriptorsIntoDir(), 0);
+    });
+  }
 
   it('reset empties the log', async () => {
     const log = await CommitLog.open(dir);

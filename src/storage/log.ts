@@ -2,9 +2,10 @@
  * CommitLog: a directory of segments with one writer and group commit.
  *
  * Append path: `append`/`appendBatch` validate, assign offsets and encode frames into the active
- * segment's arena synchronously, then queue an acknowledgement. A flush scheduled with
- * setImmediate writes everything appended in that event-loop turn with one pwritev (so a burst of
- * appends costs one syscall), and under `fsync: always` starts an fdatasync if none is running.
+ * segment's arena synchronously, then queue an acknowledgement. The arena (one per log) is
+ * written whenever it fills and before a roll, and a flush scheduled with setImmediate writes the
+ * rest appended in that event-loop turn (so a burst of appends costs one pwrite per arena), then
+ * acknowledges, and under `fsync: always` starts an fdatasync if none is running.
  * Appends that arrive while an fdatasync runs are written at once and wait for the next one:
  * that is the group commit, and it pipelines writes with syncs.
  *
@@ -12,14 +13,14 @@
  */
 import { Readable } from 'node:stream';
 import {
-  assert, assertUint, ClosedError, InvalidArgumentError, OffsetOutOfRangeError, RecordTooLargeError,
+  assert, AssertionError, assertUint, ClosedError, InvalidArgumentError, OffsetOutOfRangeError, RecordTooLargeError,
   StorageFailedError,
   OffsetWaiters,
 } from '../util/index.js';
 import { FRAME_HEADER_BYTES, INDEX_ENTRY_BYTES } from './format.js';
 import { NODE_FILE_IO, type FileIo } from './file-io.js';
 import { keepSegmentFilesAside, recoverSegments } from './recovery.js';
-import { Segment } from './segment.js';
+import { DEFAULT_WRITE_ARENA_BYTES, Segment, WriteBuffers } from './segment.js';
 import type { FsyncPolicy, LogConfig, ReadLimits, RecordInput, RecoveryReport, StoredRecord } from './types.js';
 
 const MIB = 1024 * 1024;
@@ -31,6 +32,7 @@ export const DEFAULT_LOG_CONFIG: LogConfig = Object.freeze({
   fsync: { kind: 'always' } as FsyncPolicy,
   maxRecordBytes: 16 * MIB,
   maxOpenSegments: 256,
+  writeArenaBytes: DEFAULT_WRITE_ARENA_BYTES,
 });
 
 /**
@@ -74,6 +76,10 @@ function validateConfig(config: LogConfig): void {
   );
   check(config.maxRecordBytes < 0x1_0000_0000, 'maxRecordBytes must be below 4 GiB');
   check(Number.isSafeInteger(config.maxOpenSegments) && config.maxOpenSegments >= 1, 'maxOpenSegments must be an integer >= 1');
+  check(
+    Number.isSafeInteger(config.writeArenaBytes) && config.writeArenaBytes >= 1 && config.writeArenaBytes <= 64 * MIB,
+    'writeArenaBytes must be an integer from 1 to 64 MiB',
+  );
 }
 
 /** Checks that `dir` is (or can be made) a writable directory, with a one-line reason if not. */
@@ -101,56 +107,108 @@ function prepareDirectory(io: FileIo, dir: string): void {
 }
 
 /**
- * Pending acknowledgements in offset order: parallel arrays used as a FIFO with a head index,
- * because one object and two closures per append showed up as a third of the append cost (GC).
+ * Pending acknowledgements in offset order: parallel arrays used as a FIFO between a head and a
+ * tail index, because one object and two closures per append showed up as a third of the append
+ * cost (GC). The arrays keep their capacity when the queue empties (regrowing them every
+ * event-loop turn cost more than the appends' own allocations), unless a burst made them large.
  */
 class AcknowledgementQueue {
+  /** Capacity kept across an emptying; a larger burst's arrays are released. */
+  private static readonly KEPT_CAPACITY = 65_536;
   private head = 0;
+  private tail = 0;
   /** One past the last offset each entry covers. */
   private nextOffsets: number[] = [];
   private values: unknown[] = [];
-  private resolvers: ((value: never) => void)[] = [];
-  private rejecters: ((error: Error) => void)[] = [];
+  private resolvers: (((value: never) => void) | undefined)[] = [];
+  private rejecters: (((error: Error) => void) | undefined)[] = [];
+
+  /** The entry the shared executor files: the Promise constructor calls it synchronously. */
+  private stagedNextOffset = 0;
+  private stagedValue: unknown;
+  /** One executor for every promise, so an append allocates no closure and context of its own. */
+  private readonly executor = (resolve: (value: never) => void, reject: (error: Error) => void): void => {
+    this.push(this.stagedNextOffset, this.stagedValue, resolve, reject);
+  };
 
   get length(): number {
-    return this.nextOffsets.length - this.head;
+    return this.tail - this.head;
   }
 
-  push<T>(nextOffset: number, value: T, resolve: (value: T) => void, reject: (error: Error) => void): void {
-    this.nextOffsets.push(nextOffset);
-    this.values.push(value);
-    this.resolvers.push(resolve as (value: never) => void);
-    this.rejecters.push(reject);
+  /** A promise settled when the records below `nextOffset` are acknowledged (with `value`) or fail. */
+  enqueue<T>(nextOffset: number, value: T): Promise<T> {
+    this.stagedNextOffset = nextOffset;
+    this.stagedValue = value;
+    const promise = new Promise<T>(this.executor as (resolve: (value: T) => void, reject: (error: Error) => void) => void);
+    this.stagedValue = undefined;
+    return promise;
+  }
+
+  private push(nextOffset: number, value: unknown, resolve: (value: never) => void, reject: (error: Error) => void): void {
+    const at = this.tail++;
+    if (at === this.nextOffsets.length) {
+      this.nextOffsets.push(nextOffset);
+      this.values.push(value);
+      this.resolvers.push(resolve as (value: never) => void);
+      this.rejecters.push(reject);
+    } else {
+      this.nextOffsets[at] = nextOffset;
+      this.values[at] = value;
+      this.resolvers[at] = resolve as (value: never) => void;
+      this.rejecters[at] = reject;
+    }
   }
 
   /** Resolves every entry whose records all lie below `next`. */
   resolveBelow(next: number): void {
     let i = this.head;
-    const end = this.nextOffsets.length;
-    while (i < end && this.nextOffsets[i]! <= next) {
-      this.resolvers[i]!(this.values[i] as never);
+    while (i < this.tail && this.nextOffsets[i]! <= next) {
+      const resolve = this.resolvers[i]!;
+      const value = this.values[i];
+      this.forget(i);
+      resolve(value as never);
       i++;
     }
     this.advance(i);
   }
 
   rejectAll(error: Error): void {
-    const end = this.nextOffsets.length;
-    for (let i = this.head; i < end; i++) this.rejecters[i]!(error);
+    const end = this.tail;
+    for (let i = this.head; i < end; i++) {
+      const reject = this.rejecters[i]!;
+      this.forget(i);
+      reject(error);
+    }
     this.advance(end);
+  }
+
+  /** Drops the references of a settled entry, so its promise and value can be collected. */
+  private forget(i: number): void {
+    this.values[i] = undefined;
+    this.resolvers[i] = undefined;
+    this.rejecters[i] = undefined;
   }
 
   private advance(to: number): void {
     this.head = to;
-    if (this.head === this.nextOffsets.length) {
+    if (this.head === this.tail) {
+      this.head = this.tail = 0;
+      if (this.nextOffsets.length > AcknowledgementQueue.KEPT_CAPACITY) {
+        this.nextOffsets.length = this.values.length = this.resolvers.length = this.rejecters.length = 0;
+      }
+    } else if (this.head > 4096 && this.head * 2 > this.tail) {
+      // Settled entries fill the front half while the queue never empties: move the rest down.
+      const live = this.tail - this.head;
+      for (let i = 0; i < live; i++) {
+        const from = this.head + i;
+        this.nextOffsets[i] = this.nextOffsets[from]!;
+        this.values[i] = this.values[from];
+        this.resolvers[i] = this.resolvers[from];
+        this.rejecters[i] = this.rejecters[from];
+        this.forget(from);
+      }
       this.head = 0;
-      this.nextOffsets.length = this.values.length = this.resolvers.length = this.rejecters.length = 0;
-    } else if (this.head > 4096 && this.head * 2 > this.nextOffsets.length) {
-      this.nextOffsets.splice(0, this.head);
-      this.values.splice(0, this.head);
-      this.resolvers.splice(0, this.head);
-      this.rejecters.splice(0, this.head);
-      this.head = 0;
+      this.tail = live;
     }
   }
 }
@@ -165,6 +223,10 @@ export class CommitLog {
   private segments: Segment[];
   /** Sealed segments with open files, least recently used first (see touch). */
   private openSealed = new Set<Segment>();
+  /** What appends encode into, lent to the active segment; allocated at the first append. */
+  private writeBuffers: WriteBuffers | undefined;
+  /** Segments written since their last fdatasync (a superset: sync rounds check needsSync). */
+  private unsynced = new Set<Segment>();
   private dirFd: number;
   private readonly io: FileIo;
 
@@ -290,7 +352,7 @@ export class CommitLog {
   }
 
   private enqueueAcknowledgement<T>(nextOffset: number, value: T): Promise<T> {
-    const done = new Promise<T>((resolve, reject) => this.acknowledgements.push(nextOffset, value, resolve, reject));
+    const done = this.acknowledgements.enqueue(nextOffset, value);
     this.scheduleFlush();
     return done;
   }
@@ -316,12 +378,18 @@ export class CommitLog {
     );
   }
 
-  /** Encodes a validated record into the active segment (rolling first if it is full). */
+  /**
+   * Encodes a validated record into the active segment (rolling first if it is full, and writing
+   * the pending frames first if its arena is). Throws if that write fails.
+   */
   private encode(record: RecordInput): number {
     const frameBytes = FRAME_HEADER_BYTES + record.value.length;
     if (this.active.isFull(frameBytes, this.config.maxStoreBytes, this.config.maxIndexBytes)) this.roll();
-    const offset = this.active.appendFrame({ term: record.term ?? 0, type: record.type ?? 0, value: record.value });
-    assert(offset < NEXT_OFFSET_MAX, `offset ${offset} assigned at or past NEXT_OFFSET_MAX`);
+    const buffers = (this.writeBuffers ??= new WriteBuffers(this.config.writeArenaBytes));
+    if (!this.active.hasRoomFor(frameBytes, buffers)) this.writeUnwritten();
+    const offset = this.active.appendFrame(record, buffers);
+    // A constant message: a template literal here would build a string on every append.
+    assert(offset < NEXT_OFFSET_MAX, 'offset assigned at or past NEXT_OFFSET_MAX');
     return offset;
   }
 
@@ -357,9 +425,13 @@ export class CommitLog {
     return this.enqueueAcknowledgement(lastOffset + 1, { firstOffset, lastOffset });
   }
 
-  /** Seals the active segment and starts a new one at the next offset. */
+  /**
+   * Writes the active segment's pending frames, seals it, and starts a new one at the next
+   * offset (which then takes the write buffers).
+   */
   private roll(): void {
     const previous = this.active;
+    this.writeUnwritten();
     previous.seal();
     this.segments.push(Segment.create(this.io, this.dir, previous.nextOffset));
     this.dirDirty = this.config.faults?.skipDirSyncAfterRoll !== true;
@@ -398,10 +470,7 @@ export class CommitLog {
     this.flushScheduled = false;
     if (this.failure) return;
     try {
-      for (const segment of this.unwrittenSegments()) {
-        if (this.config.fsync.kind === 'always') this.syncSealedBefore(segment);
-        segment.writePending();
-      }
+      this.writeUnwritten();
     } catch (error) {
       this.fail(error as Error);
       return;
@@ -409,7 +478,21 @@ export class CommitLog {
     this.writtenNext = this.active.nextOffset;
     if (this.config.fsync.kind === 'always' && this.config.faults?.acknowledgeBeforeSync !== true) this.startSync();
     else this.acknowledge(this.writtenNext);
+    if (this.config.fsync.kind === 'never') this.syncSealed();
     this.notifyIdle();
+  }
+
+  /**
+   * Writes the active segment's pending frames and index entries (only it has any: a roll writes
+   * them first), store before index. Acknowledging stays with the flush at the end of the turn.
+   */
+  private writeUnwritten(): void {
+    const segment = this.active;
+    if (!segment.hasUnwritten()) return;
+    assert(this.writeBuffers !== undefined, 'unwritten frames without write buffers');
+    if (this.config.fsync.kind === 'always') this.syncSealedBefore(segment);
+    segment.writePending(this.writeBuffers);
+    this.unsynced.add(segment);
   }
 
   /**
@@ -422,30 +505,27 @@ export class CommitLog {
    * a whole unsynced segment would stall the event loop.
    */
   private syncSealedBefore(segment: Segment): void {
-    for (let i = this.segments.indexOf(segment) - 1; i >= 0; i--) {
+    for (let i = this.segments.lastIndexOf(segment) - 1; i >= 0; i--) {
       const sealed = this.segments[i]!;
       if (!sealed.needsSync()) break;
       sealed.syncFilesSync();
     }
   }
 
-  private unwrittenSegments(): Segment[] {
-    const out: Segment[] = [];
-    for (let i = this.segments.length - 1; i >= 0; i--) {
-      const segment = this.segments[i]!;
-      if (!segment.hasUnwritten()) {
-        if (segment.sealed) break;
-        continue;
-      }
-      out.unshift(segment);
+  /** Segments with written bytes not yet fdatasynced; forgets the others. */
+  private dirtySegments(): Segment[] {
+    const dirty: Segment[] = [];
+    for (const segment of this.unsynced) {
+      if (segment.needsSync()) dirty.push(segment);
+      else this.unsynced.delete(segment);
     }
-    return out;
+    return dirty;
   }
 
   /** Starts an fdatasync of everything written so far, unless one is running (it restarts after). */
   private startSync(): void {
     if (this.syncInFlight || this.failure) return;
-    const dirty = this.segments.filter((segment) => segment.needsSync());
+    const dirty = this.dirtySegments();
     if (dirty.length === 0 && !this.dirDirty) {
       this.acknowledge(this.writtenNext);
       return;
@@ -465,6 +545,35 @@ export class CommitLog {
         // same file) may have taken the error this one should have returned.
         if (this.failure === undefined) this.acknowledge(target);
         if (this.writtenNext > target || this.dirDirty) this.startSync();
+        this.notifyIdle();
+      },
+      (error: Error) => {
+        this.syncInFlight = undefined;
+        this.fail(error);
+        this.notifyIdle();
+      },
+    );
+  }
+
+  /**
+   * Under fsync=never: fdatasyncs sealed segments once they are written, and the directory after
+   * a roll, on the thread pool (the policy's sync at roll). A sealed segment with bytes not yet
+   * synced cannot be parked (see Segment.park), so without this a long log would keep two file
+   * descriptors open per segment. A failure fails the log, as under the other policies.
+   */
+  private syncSealed(): void {
+    if (this.syncInFlight || this.failure) return;
+    const sealed = this.dirtySegments().filter((segment) => segment.sealed && !segment.hasUnwritten());
+    if (sealed.length === 0 && !this.dirDirty) return;
+    const startedMs = performance.now();
+    const work = sealed.map((segment) => segment.sync());
+    if (this.dirDirty) work.push(this.io.fsync(this.dirFd));
+    this.dirDirty = false;
+    this.syncInFlight = Promise.all(work).then(
+      () => {
+        this.config.onSync?.({ durationMs: performance.now() - startedMs, fileCount: work.length });
+        this.syncInFlight = undefined;
+        this.syncSealed();
         this.notifyIdle();
       },
       (error: Error) => {
@@ -540,10 +649,7 @@ export class CommitLog {
     for (const segment of this.segments) segment.discardUnwritten();
     let removed = false;
     while (this.segments.length > 1 && this.active.baseOffset >= boundary) {
-      const segment = this.segments.pop()!;
-      this.openSealed.delete(segment);
-      segment.close();
-      segment.removeFiles();
+      this.dropSegment(this.segments.pop()!);
       removed = true;
     }
     const last = this.active;
@@ -553,6 +659,14 @@ export class CommitLog {
     if (removed || this.dirDirty) this.io.fsyncSync(this.dirFd);
     this.dirDirty = false;
     this.writtenNext = boundary;
+  }
+
+  /** Removes a segment's files: it has been taken off `segments`. */
+  private dropSegment(segment: Segment): void {
+    this.openSealed.delete(segment);
+    this.unsynced.delete(segment);
+    segment.close();
+    segment.removeFiles();
   }
 
   private isIdle(): boolean {
@@ -606,6 +720,7 @@ export class CommitLog {
     for (const segment of this.segments) segment.close();
     this.segments = segments;
     this.openSealed.clear();
+    this.unsynced.clear();
     for (const segment of segments) if (segment.sealed) this.touch(segment);
     this.ackedNext = this.writtenNext = boundary;
     this.recovery = report;
@@ -645,7 +760,7 @@ export class CommitLog {
       else hi = mid - 1;
     }
     const segment = this.segments[lo]!;
-    assert(segment.baseOffset <= offset && offset < segment.nextOffset, `no segment holds offset ${offset}`);
+    if (segment.baseOffset > offset || offset >= segment.nextOffset) throw new AssertionError(`no segment holds offset ${offset}`);
     return segment;
   }
 
@@ -689,18 +804,11 @@ export class CommitLog {
     this.ensureOpen();
     await this.drain();
     while (this.segments.length > 1 && this.segments[0]!.nextOffset <= lowest) {
-      const segment = this.segments.shift()!;
-      this.openSealed.delete(segment);
-      segment.close();
-      segment.removeFiles();
+      this.dropSegment(this.segments.shift()!);
     }
     this.io.fsyncSync(this.dirFd);
   }
 
-  /**
-   * Removes every record at or after `offset` (Raft: a conflicting suffix). `offset` must be in
-   * [lowestOffset(), nextOffset()]. Durable when it resolves.
-   */
   /**
    * removeFrom(offset) for damage found at `offset`, keeping the files of every segment the cut
    * changes as they were in `<dir>.damaged/<time>/` (see LogConfig.cutAtDamage). Returns that
@@ -714,6 +822,10 @@ export class CommitLog {
     return keepDir;
   }
 
+  /**
+   * Removes every record at or after `offset` (Raft: a conflicting suffix). `offset` must be in
+   * [lowestOffset(), nextOffset()]. Durable when it resolves.
+   */
   async removeFrom(offset: number): Promise<void> {
     assertUint(offset, 'removeFrom offset');
     this.ensureOpen();
@@ -721,10 +833,7 @@ export class CommitLog {
     this.ensureOpen();
     if (offset < this.lowestOffset() || offset > this.ackedNext) this.outOfRange(offset);
     while (this.segments.length > 1 && this.active.baseOffset >= offset) {
-      const segment = this.segments.pop()!;
-      this.openSealed.delete(segment);
-      segment.close();
-      segment.removeFiles();
+      this.dropSegment(this.segments.pop()!);
     }
     const last = this.active;
     this.openSealed.delete(last); // active again: always open

@@ -129,6 +129,15 @@ describe('recovery', () => {
     await again.log.close();
   });
 
+  it('rewrites an active index entry that points at the wrong byte, so reads after the reopen find the record', async () => {
+    await writeLog(5);
+    flipBit(files('index')[0]!, 4 * 12 + 4); // offset 4's position, one byte past its frame
+    const { values, log } = await readAll();
+    assert.deepEqual(values, expected(5));
+    assert.equal(readFileSync(files('index')[0]!).readUInt32LE(4 * 12 + 4), 4 * FRAME);
+    await log.close();
+  });
+
   it('ignores garbage and partial entries at the end of the active index', async () => {
     await writeLog(6);
     const index = files('index')[0]!;

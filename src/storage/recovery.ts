@@ -196,11 +196,10 @@ function recoverOnce(io: FileIo, dir: string, config: LogConfig): { segments: Se
 }
 
 /**
- * A roll creates the next segment's files when a record no longer fits, before the previous
- * segment's last records are written and synced (they are flushed at the end of the event-loop
- * turn, and the previous segment is synced before the next one gets a byte): a crash in between
- * leaves an empty last segment, and the previous one's tail unwritten or, after a power loss,
- * torn. None of that tail was acknowledged, so the empty segment goes and the previous one is
+ * A roll creates the next segment's files when a record no longer fits, after the previous
+ * segment's last records are written but before they are synced (the previous segment is synced
+ * before the next one gets a byte): a crash in between leaves an empty last segment, and after a
+ * power loss the previous one's tail unwritten or torn. None of that tail was acknowledged, so the empty segment goes and the previous one is
  * recovered as the active segment (a torn tail cut) rather than judged as a sealed one.
  */
 function removeInterruptedRoll(io: FileIo, dir: string, bases: number[], report: RecoveryReport): void {
@@ -258,10 +257,10 @@ function openSealed(io: FileIo, dir: string, base: number, nextBase: number, con
         ? frameValidAt(window, entry.positionBytes, base + entryCount - 1, config.maxRecordBytes)
         : undefined;
       if (size !== undefined && entry.positionBytes + size === storeSizeBytes) {
-        return Segment.fromRecovered(io, dir, base, { ...files, entryCount, storeSizeBytes });
+        return Segment.fromRecovered(io, dir, base, { ...files, entryCount, storeSizeBytes, active: false });
       }
     } else if (indexBytes === 0 && storeSizeBytes === 0) {
-      return Segment.fromRecovered(io, dir, base, { ...files, entryCount: 0, storeSizeBytes: 0 });
+      return Segment.fromRecovered(io, dir, base, { ...files, entryCount: 0, storeSizeBytes: 0, active: false });
     }
     const scan = scanFrames({
       window, fileName: files.storePath, startBytes: 0, startOffset: base, maxValueBytes: config.maxRecordBytes,
@@ -293,7 +292,7 @@ function openSealed(io: FileIo, dir: string, base: number, nextBase: number, con
     writeIndex(io, files.indexFd, scan.positions);
     report.rebuiltIndexEntries += scan.positions.length;
     report.actions.push(`rebuilt ${files.indexPath} from its store: ${scan.positions.length} entries`);
-    return Segment.fromRecovered(io, dir, base, { ...files, entryCount: scan.positions.length, storeSizeBytes });
+    return Segment.fromRecovered(io, dir, base, { ...files, entryCount: scan.positions.length, storeSizeBytes, active: false });
   } catch (error) {
     io.close(files.storeFd);
     io.close(files.indexFd);
@@ -312,9 +311,9 @@ function openActive(io: FileIo, dir: string, base: number, config: LogConfig, re
     const window = new FileWindow(io, files.storeFd, storeSizeBytes);
     const indexBytes = io.sizeBytes(files.indexFd);
     const fileEntries = Math.floor(indexBytes / INDEX_ENTRY_BYTES);
-    const capacityBytes = Math.max(64 * 1024, config.maxIndexBytes, fileEntries * INDEX_ENTRY_BYTES);
-    const index = Buffer.alloc(capacityBytes);
-    if (fileEntries > 0) readFully(io, files.indexFd, index.subarray(0, fileEntries * INDEX_ENTRY_BYTES), 0);
+    const maxEntries = Math.floor(Math.max(64 * 1024, config.maxIndexBytes, fileEntries * INDEX_ENTRY_BYTES) / INDEX_ENTRY_BYTES);
+    const index = Buffer.allocUnsafe(fileEntries * INDEX_ENTRY_BYTES);
+    if (fileEntries > 0) readFully(io, files.indexFd, index, 0);
     const indexed = soundPrefix(index, fileEntries, storeSizeBytes);
     let trusted = indexed;
     // Step back over trailing entries whose frames fail (torn writes); usually none.
@@ -330,7 +329,7 @@ function openActive(io: FileIo, dir: string, base: number, config: LogConfig, re
     }
     const scan = scanFrames({
       window, fileName: files.storePath, startBytes: resumeBytes, startOffset: base + trusted,
-      maxValueBytes: config.maxRecordBytes, maxFrames: Math.floor(capacityBytes / INDEX_ENTRY_BYTES) - trusted,
+      maxValueBytes: config.maxRecordBytes, maxFrames: maxEntries - trusted,
       quarantine: config.quarantineDamaged === true,
     });
     reportCorruptFrames(scan.corruptFrames, files.storePath, report);
@@ -363,7 +362,6 @@ function openActive(io: FileIo, dir: string, base: number, config: LogConfig, re
       }
       scan.validEndBytes = storeSizeBytes;
     }
-    for (let i = 0; i < scan.positions.length; i++) encodeIndexEntry(index, trusted + i, scan.positions[i]!);
     const entryCount = trusted + scan.positions.length;
     const rebuilt = scan.positions.length;
     if (rebuilt > 0) {
@@ -381,12 +379,14 @@ function openActive(io: FileIo, dir: string, base: number, config: LogConfig, re
       io.truncate(files.storeFd, scan.validEndBytes);
     }
     // Rebuilt entries are rewritten even when the file already has the right length (entries
-    // zeroed or damaged inside it): once the segment is sealed, reads use the file, not memory.
-    if (rebuilt > 0 || entryCount !== fileEntries || indexBytes !== entryCount * INDEX_ENTRY_BYTES) {
-      // Entries [0, trusted) are in the file as they should be; rewrite the rest.
+    // zeroed or damaged inside it; rebuilt > 0 means trusted < fileEntries): reads take their
+    // positions from the file.
+    if (trusted !== fileEntries || entryCount !== fileEntries || indexBytes !== entryCount * INDEX_ENTRY_BYTES) {
+      // Entries [0, trusted) are in the file as they should be; rewrite the rest from the scan.
       io.truncate(files.indexFd, trusted * INDEX_ENTRY_BYTES);
-      const bytes = (entryCount - trusted) * INDEX_ENTRY_BYTES;
-      if (bytes > 0) io.write(files.indexFd, index.subarray(trusted * INDEX_ENTRY_BYTES, entryCount * INDEX_ENTRY_BYTES), trusted * INDEX_ENTRY_BYTES);
+      const rewritten = Buffer.allocUnsafe(scan.positions.length * INDEX_ENTRY_BYTES);
+      for (let i = 0; i < scan.positions.length; i++) encodeIndexEntry(rewritten, trusted + i, scan.positions[i]!, trusted);
+      if (rewritten.length > 0) io.write(files.indexFd, rewritten, trusted * INDEX_ENTRY_BYTES);
       if (fileEntries > entryCount) {
         report.actions.push(`dropped ${fileEntries - entryCount} index entries of ${files.indexPath} that pointed beyond the valid store`);
       }
@@ -395,8 +395,7 @@ function openActive(io: FileIo, dir: string, base: number, config: LogConfig, re
       io.fsyncSync(files.storeFd);
       io.fsyncSync(files.indexFd);
     }
-    assert(entryCount * INDEX_ENTRY_BYTES <= index.length, 'recovered index exceeds its buffer');
-    return Segment.fromRecovered(io, dir, base, { ...files, entryCount, storeSizeBytes: scan.validEndBytes, index });
+    return Segment.fromRecovered(io, dir, base, { ...files, entryCount, storeSizeBytes: scan.validEndBytes, active: true });
   } catch (error) {
     io.close(files.storeFd);
     io.close(files.indexFd);

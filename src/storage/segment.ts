@@ -1,13 +1,18 @@
 /**
  * One segment: a store file of frames and an index file of fixed-width entries, both named by the
- * segment's base offset. The active (last) segment keeps its index in memory (bounded by
- * maxIndexBytes); sealed segments read theirs from the file, so memory does not grow with the log.
+ * segment's base offset. Reads of every segment, the active one included, take their index
+ * entries from the index file (one pread per batch, usually a page-cache hit), so a segment holds
+ * no memory that grows with its records.
  *
- * Writes go through a reusable arena: appends encode frames into it synchronously and the log's
- * flusher writes the arena with one pwritev per segment, then the index entries with one pwrite.
+ * Writes go through the log's WriteBuffers, one fixed-size arena lent to whichever segment is
+ * active: appends encode frames (and their index entries, into a small pending-index buffer)
+ * synchronously, and the log writes the arena with one pwrite, then the pending entries with one
+ * more, whenever the arena fills, before a roll, and at the end of the event-loop turn. A reused
+ * arena stays in the CPU cache between the encode and the kernel's copy, and nothing is
+ * allocated per flush or per segment.
  */
 import { join } from 'node:path';
-import { assert, CorruptionError } from '../util/index.js';
+import { assert, AssertionError, CorruptionError } from '../util/index.js';
 import { crc32 } from './checksum.js';
 import type { FileIo } from './file-io.js';
 import {
@@ -15,19 +20,47 @@ import {
   frameChecksumMatches, segmentFileName, STORE_SUFFIX,
 } from './format.js';
 import { readFully } from './scan.js';
-import type { StoredRecord } from './types.js';
+import type { RecordInput, StoredRecord } from './types.js';
 
 const TWO_POW_32 = 0x1_0000_0000;
-const ARENA_BYTES = 512 * 1024;
-/** A segment that takes no appends holds no arena: a long log of sealed segments costs no write memory. */
-const NO_ARENA = Buffer.alloc(0);
-const INITIAL_INDEX_CAPACITY_BYTES = 64 * 1024;
-/** Index entries read per call when walking a sealed segment, bounding one read's size. */
+/**
+ * Default bytes of frames written with one pwrite (LogConfig.writeArenaBytes). Small enough that
+ * the arena is still in the CPU's cache when the kernel copies it, large enough that the
+ * syscall's fixed cost is spread over hundreds of 1 KiB records.
+ */
+export const DEFAULT_WRITE_ARENA_BYTES = 256 * 1024;
+/** Index entries read per call when walking a segment, bounding one read's size. */
 const READ_ENTRIES_MAX = 4096;
 
+interface SegmentOptions {
+  storeFd: number;
+  indexFd: number;
+  /** Entries in both files (and store bytes) when the segment is opened. */
+  entryCount: number;
+  storeSizeBytes: number;
+  /** The last segment of the log, which takes appends. */
+  active: boolean;
+}
+
+/**
+ * The buffers appends encode into, one set per log (allocated at its first append). Only the
+ * active segment has unwritten frames, so only it uses them; the log writes them out before a roll.
+ */
+export class WriteBuffers {
+  readonly arena: Buffer;
+  /** Index entries of the unwritten frames. */
+  readonly pendingIndex: Buffer;
+  /** The most frames the arena holds (each has at least its header), or one oversized frame alone. */
+  readonly pendingIndexEntries: number;
+
+  constructor(readonly arenaBytes: number) {
+    this.arena = Buffer.allocUnsafe(arenaBytes);
+    this.pendingIndexEntries = Math.max(1, Math.floor(arenaBytes / FRAME_HEADER_BYTES));
+    this.pendingIndex = Buffer.allocUnsafe(this.pendingIndexEntries * INDEX_ENTRY_BYTES);
+  }
+}
+
 export class Segment {
-  readonly storePath: string;
-  readonly indexPath: string;
   // Invariant: both fds are -1 (parked: a sealed, idle segment's files closed to bound open
   // descriptors) or both are open; files() reopens a parked segment on demand.
   private storeFd: number;
@@ -46,24 +79,20 @@ export class Segment {
   syncedStoreBytes: number;
   syncedIndexEntryCount: number;
 
-  /** The in-memory index while active; undefined once sealed and fully written. */
-  private index: Buffer | undefined;
-  sealed = false;
+  sealed: boolean;
 
-  /** Allocated at the first append, released once sealed and written. */
-  private arena = NO_ARENA;
+  // Invariant: the frames of entries [writtenEntryCount, entryCount) are the log's
+  // WriteBuffers.arena[0, arenaUsedBytes) or, for one frame larger than the arena, `oversized`;
+  // never both. Their index entries are pendingIndex[0, (entryCount - writtenEntryCount) * 12).
   private arenaUsedBytes = 0;
-  /** Arenas filled before the current one; written on the next flush. */
-  private fullArenas: Buffer[] = [];
+  private oversized: Buffer | undefined;
 
   private constructor(
     private readonly io: FileIo,
     readonly dir: string,
     readonly baseOffset: number,
-    options: { storeFd: number; indexFd: number; entryCount: number; storeSizeBytes: number; index?: Buffer },
+    options: SegmentOptions,
   ) {
-    this.storePath = join(dir, segmentFileName(baseOffset, STORE_SUFFIX));
-    this.indexPath = join(dir, segmentFileName(baseOffset, INDEX_SUFFIX));
     this.storeFd = options.storeFd;
     this.indexFd = options.indexFd;
     this.entryCount = options.entryCount;
@@ -72,8 +101,7 @@ export class Segment {
     this.writtenStoreBytes = options.storeSizeBytes;
     this.syncedStoreBytes = options.storeSizeBytes;
     this.syncedIndexEntryCount = options.entryCount;
-    this.index = options.index;
-    this.sealed = options.index === undefined;
+    this.sealed = !options.active;
   }
 
   /** Creates a new, empty, active segment. */
@@ -82,22 +110,27 @@ export class Segment {
     const indexPath = join(dir, segmentFileName(baseOffset, INDEX_SUFFIX));
     const storeFd = io.open(storePath, 'wx+');
     const indexFd = io.open(indexPath, 'wx+');
-    return new Segment(io, dir, baseOffset, {
-      storeFd, indexFd, entryCount: 0, storeSizeBytes: 0, index: Buffer.alloc(INITIAL_INDEX_CAPACITY_BYTES),
-    });
+    return new Segment(io, dir, baseOffset, { storeFd, indexFd, entryCount: 0, storeSizeBytes: 0, active: true });
   }
 
-  /**
-   * Wraps files recovery has validated. `index` is given for the active segment (entries already
-   * in it, and in the file); sealed segments pass undefined and read their index file.
-   */
+  /** Wraps files recovery has validated: `entryCount` entries in both files, the index whole. */
   static fromRecovered(
     io: FileIo,
     dir: string,
     baseOffset: number,
-    options: { storeFd: number; indexFd: number; entryCount: number; storeSizeBytes: number; index?: Buffer },
+    options: SegmentOptions,
   ): Segment {
     return new Segment(io, dir, baseOffset, options);
+  }
+
+  // The paths are built when needed (opening files, naming damage) rather than kept: a long log
+  // holds one descriptor per segment, and two path strings would double its size.
+  get storePath(): string {
+    return join(this.dir, segmentFileName(this.baseOffset, STORE_SUFFIX));
+  }
+
+  get indexPath(): string {
+    return join(this.dir, segmentFileName(this.baseOffset, INDEX_SUFFIX));
   }
 
   get nextOffset(): number {
@@ -109,33 +142,35 @@ export class Segment {
     return this.storeSizeBytes + frameBytes > maxStoreBytes || (this.entryCount + 1) * INDEX_ENTRY_BYTES > maxIndexBytes;
   }
 
-  /** Encodes a record into the write arena and the in-memory index; returns its offset. */
-  appendFrame(record: { term: number; type: number; value: Uint8Array }): number {
-    assert(!this.sealed && this.index !== undefined, 'append to a sealed segment');
+  /**
+   * Whether appendFrame can take a frame of `frameBytes` now; if not, the caller writes the
+   * pending frames first. A frame larger than the arena gets a buffer of its own, alone.
+   */
+  hasRoomFor(frameBytes: number, buffers: WriteBuffers): boolean {
+    if (this.oversized !== undefined) return false;
+    return frameBytes > buffers.arenaBytes ? this.arenaUsedBytes === 0 : this.arenaUsedBytes + frameBytes <= buffers.arenaBytes;
+  }
+
+  /** Encodes a record into the write arena and its entry into the pending index; returns its offset. */
+  appendFrame(record: RecordInput, buffers: WriteBuffers): number {
+    assert(!this.sealed, 'append to a sealed segment');
     const frameBytes = FRAME_HEADER_BYTES + record.value.length;
-    if (this.arenaUsedBytes + frameBytes > this.arena.length) {
-      if (this.arenaUsedBytes > 0) this.fullArenas.push(this.arena.subarray(0, this.arenaUsedBytes));
-      this.arena = Buffer.allocUnsafe(Math.max(ARENA_BYTES, frameBytes));
-      this.arenaUsedBytes = 0;
-    }
+    assert(this.hasRoomFor(frameBytes, buffers), 'append without room: the pending frames must be written first');
+    assert(this.entryCount - this.writtenEntryCount < buffers.pendingIndexEntries, 'pending index overflow');
     const offset = this.baseOffset + this.entryCount;
-    encodeFrame(this.arena, this.arenaUsedBytes, { offset, term: record.term, type: record.type, value: record.value });
-    this.arenaUsedBytes += frameBytes;
-    encodeIndexEntry(this.indexWithCapacity(this.entryCount + 1), this.entryCount, this.storeSizeBytes);
+    const term = record.term ?? 0;
+    const type = record.type ?? 0;
+    if (frameBytes > buffers.arenaBytes) {
+      this.oversized = Buffer.allocUnsafe(frameBytes);
+      encodeFrame(this.oversized, 0, offset, term, type, record.value);
+    } else {
+      encodeFrame(buffers.arena, this.arenaUsedBytes, offset, term, type, record.value);
+      this.arenaUsedBytes += frameBytes;
+    }
+    encodeIndexEntry(buffers.pendingIndex, this.entryCount, this.storeSizeBytes, this.writtenEntryCount);
     this.entryCount += 1;
     this.storeSizeBytes += frameBytes;
     return offset;
-  }
-
-  /** The in-memory index, grown (doubling) to hold `entries` entries. */
-  private indexWithCapacity(entries: number): Buffer {
-    assert(this.index !== undefined, 'index not in memory');
-    const needBytes = entries * INDEX_ENTRY_BYTES;
-    if (needBytes <= this.index.length) return this.index;
-    const grown = Buffer.alloc(Math.max(needBytes, this.index.length * 2));
-    this.index.copy(grown, 0, 0, this.entryCount * INDEX_ENTRY_BYTES);
-    this.index = grown;
-    return grown;
   }
 
   hasUnwritten(): boolean {
@@ -147,37 +182,23 @@ export class Segment {
    * first, so an index entry never points at bytes that were not written). Synchronous: the
    * bytes go to the page cache, and the arena can be reused as soon as this returns.
    */
-  writePending(): void {
+  writePending(buffers: WriteBuffers): void {
     if (!this.hasUnwritten()) return;
-    assert(this.index !== undefined, 'unwritten entries without an in-memory index');
-    const buffers = this.fullArenas;
-    if (this.arenaUsedBytes > 0) buffers.push(this.arena.subarray(0, this.arenaUsedBytes));
-    let position = this.writtenStoreBytes;
-    for (let i = 0; i < buffers.length; i += 512) {
-      const slice = buffers.slice(i, i + 512);
-      this.io.writev(this.storeFd, slice, position);
-      for (const b of slice) position += b.length;
-    }
-    assert(position === this.storeSizeBytes, 'store size after write disagrees with assigned size');
-    this.fullArenas = [];
+    const frames = this.oversized ?? buffers.arena.subarray(0, this.arenaUsedBytes);
+    assert(this.writtenStoreBytes + frames.length === this.storeSizeBytes, 'pending frames disagree with the assigned store size');
+    this.io.write(this.storeFd, frames, this.writtenStoreBytes);
+    this.oversized = undefined;
     this.arenaUsedBytes = 0;
-    const from = this.writtenEntryCount * INDEX_ENTRY_BYTES;
-    const to = this.entryCount * INDEX_ENTRY_BYTES;
-    this.io.write(this.indexFd, this.index.subarray(from, to), from);
+    const entries = this.entryCount - this.writtenEntryCount;
+    this.io.write(this.indexFd, buffers.pendingIndex.subarray(0, entries * INDEX_ENTRY_BYTES), this.writtenEntryCount * INDEX_ENTRY_BYTES);
     this.writtenStoreBytes = this.storeSizeBytes;
     this.writtenEntryCount = this.entryCount;
-    if (this.sealed) this.releaseWriteMemory(); // fully written: reads now use the index file
   }
 
-  private releaseWriteMemory(): void {
-    this.index = undefined;
-    this.arena = NO_ARENA;
-  }
-
-  /** Marks the segment sealed: no more appends; the index leaves memory once written. */
+  /** Marks the segment sealed: no more appends. Its frames are all written (the log writes them before a roll). */
   seal(): void {
+    assert(!this.hasUnwritten(), 'seal with unwritten frames');
     this.sealed = true;
-    if (!this.hasUnwritten()) this.releaseWriteMemory();
   }
 
   /**
@@ -212,19 +233,11 @@ export class Segment {
     const out = new Array<number>(count + 1);
     const withNext = first + count < this.writtenEntryCount;
     const entries = count + (withNext ? 1 : 0);
-    let source: Buffer;
-    let sourceFirst: number;
-    if (this.index !== undefined) {
-      source = this.index;
-      sourceFirst = 0;
-    } else {
-      source = Buffer.allocUnsafe(entries * INDEX_ENTRY_BYTES);
-      this.files();
-      readFully(this.io, this.indexFd, source, first * INDEX_ENTRY_BYTES);
-      sourceFirst = first;
-    }
+    const source = Buffer.allocUnsafe(entries * INDEX_ENTRY_BYTES);
+    this.files();
+    readFully(this.io, this.indexFd, source, first * INDEX_ENTRY_BYTES);
     for (let i = 0; i < entries; i++) {
-      const entry = decodeIndexEntry(source, first + i, sourceFirst);
+      const entry = decodeIndexEntry(source, first + i, first);
       if (entry.relativeOffset !== first + i) {
         throw new CorruptionError(this.indexPath, (first + i) * INDEX_ENTRY_BYTES, `index entry ${first + i} names entry ${entry.relativeOffset}`);
       }
@@ -287,7 +300,7 @@ export class Segment {
    */
   readBatch(offset: number, maxCount: number, maxBytes: number): StoredRecord[] {
     const first = offset - this.baseOffset;
-    assert(first >= 0 && first < this.writtenEntryCount, `offset ${offset} not in segment ${this.baseOffset}`);
+    if (first < 0 || first >= this.writtenEntryCount) throw new AssertionError(`offset ${offset} not in segment ${this.baseOffset}`);
     const count = Math.min(maxCount, this.writtenEntryCount - first, READ_ENTRIES_MAX);
     assert(count >= 1, 'readBatch of zero records');
     const positions = this.positions(first, count);
@@ -352,19 +365,15 @@ export class Segment {
 
   /**
    * Drops entries from `relative` on (all written; the caller drained the writer) and makes the
-   * segment active again with its index in memory.
+   * segment active again.
    */
   truncateEntries(relative: number): void {
     assert(!this.hasUnwritten(), 'truncate with unwritten entries');
     assert(relative <= this.entryCount, 'truncate beyond the end');
     const storeBytes = relative < this.entryCount ? this.positionOf(relative) : this.writtenStoreBytes;
     this.files();
-    const index = Buffer.alloc(Math.max(INITIAL_INDEX_CAPACITY_BYTES, relative * INDEX_ENTRY_BYTES));
-    if (this.index !== undefined) this.index.copy(index, 0, 0, relative * INDEX_ENTRY_BYTES);
-    else if (relative > 0) readFully(this.io, this.indexFd, index.subarray(0, relative * INDEX_ENTRY_BYTES), 0);
     this.io.truncate(this.storeFd, storeBytes);
     this.io.truncate(this.indexFd, relative * INDEX_ENTRY_BYTES);
-    this.index = index;
     this.sealed = false;
     this.entryCount = this.writtenEntryCount = relative;
     this.storeSizeBytes = this.writtenStoreBytes = storeBytes;
@@ -377,11 +386,10 @@ export class Segment {
    * write nothing past the written boundary may reach the files.
    */
   discardUnwritten(): void {
-    this.fullArenas = [];
+    this.oversized = undefined;
     this.arenaUsedBytes = 0;
     this.entryCount = this.writtenEntryCount;
     this.storeSizeBytes = this.writtenStoreBytes;
-    if (this.sealed) this.releaseWriteMemory();
   }
 
   /** fsyncs both files now (a truncation's new size included). */

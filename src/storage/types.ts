@@ -10,7 +10,8 @@ import type { FileIo } from './file-io.js';
  *   (group commit), so throughput grows with concurrency. Survives kill -9 and power loss.
  * - `interval`: after its bytes are written to the OS; an fsync runs every `intervalMs`.
  *   Survives kill -9; a power loss can lose up to `intervalMs` of acknowledged appends.
- * - `never`: after its bytes are written to the OS; fsync only at segment roll and close.
+ * - `never`: after its bytes are written to the OS; fsync only at segment roll (of the sealed
+ *   segment, on the thread pool, so that its files can be closed) and at close.
  */
 export type FsyncPolicy = { kind: 'always' } | { kind: 'interval'; intervalMs: number } | { kind: 'never' };
 
@@ -29,6 +30,12 @@ export interface LogConfig {
    * and reopened on demand, so a long log holds a bounded number of file descriptors.
    */
   maxOpenSegments: number;
+  /**
+   * Size of the buffer appends encode frames into; it is written with one pwrite whenever it
+   * fills and at the end of each event-loop turn (a larger frame gets a buffer of its own).
+   * Default 256 KiB. Tests set it small so that bursts fill it.
+   */
+  writeArenaBytes: number;
   /**
    * Called after each successful fdatasync round (every dirty segment, plus the directory after
    * a roll) with its duration and the number of files synced; for metrics. Must not throw.
