@@ -23,7 +23,6 @@ import type { ChannelCredentials } from '@grpc/grpc-js';
 import { EntryType, RaftNode, Role, encodeConfig, type NodeId, type Status } from '../raft/index.js';
 import type { LogConfig } from '../storage/index.js';
 import { CorruptionError, InvalidArgumentError } from '../util/index.js';
-import { REPLICA_FLOW_CONTROL } from './flow-control.js';
 import { foreign, nextChange, nodeNameOf, type GossipStatus, type MemberView } from './cluster-membership.js';
 import { readJsonFile, writeJsonAtomic } from './durable-file.js';
 import { PeerTransport } from './peer-transport.js';
@@ -114,6 +113,7 @@ export interface ReplicaStats {
 }
 
 const RECONCILE_INTERVAL_MS = 250;
+const INFLIGHT_BYTES_MAX = 8 * 1024 * 1024;
 const RETENTION_CHECK_INTERVAL_MS = 1000;
 
 export class Replica {
@@ -174,7 +174,10 @@ export class Replica {
       tickIntervalMs: timing.tickIntervalMs,
       electionTicks: timing.electionTicks,
       heartbeatTicks: timing.heartbeatTicks,
-      ...REPLICA_FLOW_CONTROL,
+      // A far-behind follower is fed at most this much per round trip: every append is read from
+      // disk synchronously, and 256 messages of 1 MiB in one task stalled the event loop past an
+      // election timeout. It also stays well under the peer queue (64 MiB), so nothing is dropped.
+      inflightBytesMax: INFLIGHT_BYTES_MAX,
       // Records of one socket read and messages of one peer batch share a Ready.
       schedule: (run) => void setImmediate(run),
       addressOf: (id) => this.rpcAddrOf(id),

@@ -18,7 +18,6 @@
 import { Prng, DeadlineExceededError, UnavailableError, AnnalError, assert } from '../util/index.js';
 import { RaftNode, Role, type ClusterConfig, type Faults, type Message, type NodeId, type RaftOptions, type Timers, type Transport } from '../raft/index.js';
 import { RaftLogStorage, type RaftStorageFaults } from '../replication/raft-storage.js';
-import { REPLICA_FLOW_CONTROL } from '../replication/flow-control.js';
 import { ReplicatedLog, type LeaderCalls } from '../replication/replicated-log.js';
 import { encodeControl, leaderRetainFrom, type RetentionPolicy } from '../replication/retention.js';
 import type { StorageFaults } from '../storage/index.js';
@@ -339,7 +338,6 @@ export class ReplicaCluster {
     const raft = new RaftNode<number>({
       electionTicks: 10,
       heartbeatTicks: 2,
-      ...REPLICA_FLOW_CONTROL,
       ...this.options.raft,
       id: node.id,
       storage,

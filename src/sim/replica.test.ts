@@ -10,12 +10,12 @@
 // their seed budgets with the expected kind of violation.
 //
 // First failing seed from 1 (3 nodes, 600 steps), with this schedule:
-//   acknowledgeBeforeQuorumDurable  seed 7 (an acknowledged produce lost)
-//   logAcknowledgeBeforeSync        seed 1 (no convergence: replicas lost entries they acknowledged
-//                                   and wait for repair)
+//   acknowledgeBeforeQuorumDurable  seed 18 (an acknowledged produce lost)
+//   logAcknowledgeBeforeSync        seed 1 (an acknowledged record lost, its offset given to a
+//                                   later produce: real-time order broken)
 //   acknowledgeFailedFsync          seed 2 with every seed failing 2 % of fsyncs (no convergence:
 //                                   replicas lost entries they acknowledged and wait for repair)
-//   ignoreNoSpace                   seed 37 (a record the index names is missing: a short read)
+//   ignoreNoSpace                   seed 2 (a record the index names is missing: a short read)
 //   logStateUnsynced                seed 1 (log-state.json torn by a power loss)
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
