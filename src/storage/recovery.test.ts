@@ -188,6 +188,27 @@ describe('recovery', () => {
     }
   });
 
+  it('a last indexed record whose store ends inside its frame header is cut as a torn tail: it was never written whole, so never synced', async () => {
+    // A power loss kept the index page and lost the end of the store page: the index names a
+    // record of which fewer bytes than a frame header remain.
+    for (const kept of [0, 7, FRAME_HEADER_BYTES - 1]) {
+      rmSync(dir, { recursive: true, force: true });
+      await writeLog(5);
+      const store = files('store')[0]!;
+      truncateSync(store, 4 * FRAME + kept);
+      const log = await CommitLog.open(dir);
+      assert.deepEqual(readEach(log), expected(4), `${kept} bytes kept`);
+      assert.equal(log.recovery.droppedTailBytes, kept, `${kept} bytes kept`);
+      assert.doesNotMatch(log.recovery.actions.join('\n'), /CORRUPT/);
+      assert.equal(await log.append({ value: Buffer.from('after') }), 4);
+      await log.close();
+      const again = await CommitLog.open(dir);
+      assert.deepEqual(readEach(again), [...expected(4), 'after']);
+      assert.deepEqual(again.recovery.actions, []);
+      await again.close();
+    }
+  });
+
   it('several damaged indexed records at the tail refuse to open unless quarantined', async () => {
     await writeLog(5);
     const store = files('store')[0]!;

@@ -334,10 +334,16 @@ function openActive(io: FileIo, dir: string, base: number, config: LogConfig, re
     });
     reportCorruptFrames(scan.corruptFrames, files.storePath, report);
     reportQuarantined(scan.quarantined, files.storePath, report);
-    // Index entries are saved after their frames, so an indexed record that fails to verify was
-    // written whole (and likely acknowledged): it is damage, never a torn tail to cut.
+    // Index entries are written after their frames, so an indexed record that fails to verify
+    // was written whole (and likely acknowledged): it is damage, not a torn tail to cut. Except
+    // when the store ends before even the last indexed frame's header does: that frame never
+    // reached the disk whole, so no fdatasync covered it (under `always` it was never
+    // acknowledged). A power loss kept the index page and lost the store's, which are written
+    // together and synced apart; taken for damage, it made a replica wait for a repair (and
+    // refuse to vote) after every such power cut.
     const scannedEnd = trusted + scan.positions.length;
-    if (scan.validEndBytes < storeSizeBytes && scannedEnd < indexed) {
+    const lastFrameHeaderTorn = scannedEnd === indexed - 1 && storeSizeBytes - scan.validEndBytes < FRAME_HEADER_BYTES;
+    if (scan.validEndBytes < storeSizeBytes && scannedEnd < indexed && !lastFrameHeaderTorn) {
       const firstOffset = base + scannedEnd;
       const missing = indexed - scannedEnd;
       const indexedAt = (i: number): number => decodeIndexEntry(index, i).positionBytes;
