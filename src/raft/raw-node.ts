@@ -292,7 +292,7 @@ export class RawNode {
  * and a follower that handled the appends of one socket read sends one acknowledgement for all
  * of them. Rejections are kept, in order.
  */
-export function coalesceAppendResponses(messages: Message[]): Message[] {
+function coalesceAppendResponses(messages: Message[]): Message[] {
   let successes = 0;
   for (const message of messages) if (message.type === 'appendResponse' && !message.reject) successes++;
   if (successes < 2) return messages;

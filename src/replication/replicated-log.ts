@@ -644,12 +644,6 @@ const PRODUCER_SCAN_BYTES = 4 * 1024 * 1024;
 const FORWARD_BATCH_BYTES_MAX = 4 * 1024 * 1024;
 const FORWARD_BATCH_RECORDS_MAX = 65_536;
 
-/**
- * A refusal that guarantees nothing was appended: safe to send the write elsewhere. Besides the
- * leader's own refusals, two transport failures mean the call never reached the leader's handler:
- * no connection could be made (a leader that just stopped), and HTTP/2's REFUSED_STREAM (a server
- * shutting down refuses new streams unprocessed). Any other UNAVAILABLE may have committed.
- */
 function valueOf(record: RecordInput): Uint8Array {
   return record.value;
 }
@@ -658,6 +652,12 @@ function firstOffsetOf(range: { firstOffset: number }): number {
   return range.firstOffset;
 }
 
+/**
+ * A refusal that guarantees nothing was appended: safe to send the write elsewhere. Besides the
+ * leader's own refusals, two transport failures mean the call never reached the leader's handler:
+ * no connection could be made (a leader that just stopped), and HTTP/2's REFUSED_STREAM (a server
+ * shutting down refuses new streams unprocessed). Any other UNAVAILABLE may have committed.
+ */
 function refusedBeforeAppending(error: unknown): boolean {
   if (error instanceof NotLeaderError || error instanceof RaftBusyError) return true;
   return error instanceof UnavailableError && /^(No connection established|Stream refused by server)/.test(error.message);
