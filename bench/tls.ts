@@ -6,7 +6,7 @@
  * other processes on this shared machine hits both alike.
  * - ProduceStream, 1 KiB records, fsync=always (the durable default), 1024 in flight; and with
  *   256 in flight (the JetStream peer benchmark's window) with ack latency p50/p99.
- * - Unary Produce, 1 KiB, fsync=always, one call at a time: p50/p99, against a floor measured
+ * - Unary Produce, 1 KiB, fsync=always, one call at a time after a warm-up: p50/p99, against a floor measured
  *   in the same rounds: a no-op unary call under mTLS (GetServers through the same interceptors)
  *   plus one 1 KiB write and fdatasync round trip on the same file system (from this process).
  * - ProduceStream, 100 B records, fsync=never: CPU-bound, where encryption and the per-stream
@@ -82,45 +82,42 @@ async function produceStreamRate(target: Target, valueBytes: number, count: numb
   }
 }
 
-/** Latencies (ms) of `count` calls of `call`, one at a time, after a warm-up. */
-async function sequentialLatencies(count: number, call: () => Promise<unknown>): Promise<number[]> {
-  for (let i = 0; i < Math.min(200, count); i++) await call();
-  const latencies: number[] = [];
-  for (let i = 0; i < count; i++) {
-    const start = nowMs();
-    await call();
-    latencies.push(nowMs() - start);
+/**
+ * Latencies (ms) of one-at-a-time calls of several kinds over the same minutes. Each kind is
+ * warmed up first with `warmCalls` calls: V8 optimizes a function after thousands of calls, and
+ * at about one call per millisecond a few hundred leave the per-call code of grpc-js, Node's
+ * HTTP/2 and annal's interceptors in the interpreter and baseline tiers on both sides, about
+ * twice as slow as what a long-running agent and client run. Then `blocks` rounds of
+ * `blockCalls` calls of each kind in turn, so the machine's slow moments hit every kind alike.
+ */
+async function interleavedLatencies<K extends string>(
+  calls: Record<K, () => Promise<unknown>>,
+  options: { warmCalls: number; blockCalls: number; blocks: number },
+): Promise<Record<K, number[]>> {
+  const kinds = Object.keys(calls) as K[];
+  const latencies = Object.fromEntries(kinds.map((kind) => [kind, [] as number[]])) as Record<K, number[]>;
+  for (const kind of kinds) for (let i = 0; i < options.warmCalls; i++) await calls[kind]();
+  for (let block = 0; block < options.blocks; block++) {
+    for (const kind of kinds) {
+      const call = calls[kind];
+      const samples = latencies[kind];
+      for (let i = 0; i < options.blockCalls; i++) {
+        const start = nowMs();
+        await call();
+        samples.push(nowMs() - start);
+      }
+    }
   }
   return latencies;
 }
 
-async function unaryLatencies(target: Target, valueBytes: number, count: number): Promise<number[]> {
-  const client = new AnnalClient({ address: target.address, security: target.security });
-  try {
-    const value = Buffer.alloc(valueBytes, 0x61);
-    return await sequentialLatencies(count, () => client.produce(value));
-  } finally {
-    client.close();
-  }
-}
-
-/** A no-op unary call through the same listener and interceptors: GetServers. */
-async function noopLatencies(target: Target, count: number): Promise<number[]> {
-  const client = new AnnalClient({ address: target.address, security: target.security });
-  try {
-    return await sequentialLatencies(count, () => client.getServers());
-  } finally {
-    client.close();
-  }
-}
-
-/** One 1 KiB write and fdatasync, awaited, `count` times, in a file under the benchmarks' temp dir. */
-async function durableWriteLatencies(count: number): Promise<number[]> {
+/** One 1 KiB write and fdatasync per call, appending to a file under the benchmarks' temp dir. */
+function durableWriter(): { call: () => Promise<void>; close: () => void } {
   const dir = tempDir('annal-bench-fdatasync-');
   const fd = openSync(join(dir.path, 'floor'), 'w');
   const block = Buffer.alloc(1024, 0x61);
   let position = 0;
-  const once = (): Promise<void> =>
+  const call = (): Promise<void> =>
     new Promise((resolve, reject) => {
       write(fd, block, 0, block.length, position, (error) => {
         if (error) return reject(error);
@@ -128,11 +125,40 @@ async function durableWriteLatencies(count: number): Promise<number[]> {
         fdatasync(fd, (syncError) => (syncError ? reject(syncError) : resolve()));
       });
     });
+  return {
+    call,
+    close: () => {
+      closeSync(fd);
+      dir.remove();
+    },
+  };
+}
+
+/**
+ * Unary Produce of `valueBytes` one at a time against each target, and the floor of the durable
+ * one (a no-op GetServers on the first target and one write + fdatasync round trip) when
+ * `withFloor`, interleaved (see interleavedLatencies).
+ */
+async function unaryLatencies(
+  targets: { insecure: Target; mtls: Target },
+  valueBytes: number,
+  count: number,
+  withFloor: boolean,
+): Promise<{ insecure: number[]; mtls: number[]; noop?: number[]; durableWrite?: number[] }> {
+  const insecure = new AnnalClient({ address: targets.insecure.address, security: targets.insecure.security });
+  const mtls = new AnnalClient({ address: targets.mtls.address, security: targets.mtls.security });
+  const writer = withFloor ? durableWriter() : undefined;
+  const value = Buffer.alloc(valueBytes, 0x61);
+  const blockCalls = 50;
+  const options = { warmCalls: Math.max(1_000, scaled(5_000)), blockCalls, blocks: Math.max(1, Math.ceil(count / blockCalls)) };
   try {
-    return await sequentialLatencies(count, once);
+    const produce = { insecure: () => insecure.produce(value), mtls: () => mtls.produce(value) };
+    if (writer === undefined) return await interleavedLatencies(produce, options);
+    return await interleavedLatencies({ ...produce, noop: () => mtls.getServers(), durableWrite: writer.call }, options);
   } finally {
-    closeSync(fd);
-    dir.remove();
+    insecure.close();
+    mtls.close();
+    writer?.close();
   }
 }
 
@@ -210,7 +236,7 @@ async function durableRows(rounds: number, certsDir: string, mtlsSecurity: Clien
   const grpcSsl = await startTarget('grpc-ssl', 'always', certsDir, mtlsSecurity);
   const stream = { insecure: [] as number[], mtls: [] as number[], grpcSsl: [] as number[] };
   const windowed = { insecure: [] as { perSecond: number; p50Ms: number; p99Ms: number }[], mtls: [] as { perSecond: number; p50Ms: number; p99Ms: number }[] };
-  const unary = { insecure: [] as number[], mtls: [] as number[], noop: [] as number[], durableWrite: [] as number[] };
+  let unary: { insecure: number[]; mtls: number[]; noop: number[]; durableWrite: number[] };
   const streamCount = scaled(60_000);
   const unaryCount = scaled(1_000);
   try {
@@ -220,11 +246,9 @@ async function durableRows(rounds: number, certsDir: string, mtlsSecurity: Clien
       stream.grpcSsl.push(await produceStreamRate(grpcSsl, 1024, streamCount));
       windowed.insecure.push(await windowedProduce(insecure, 1024, 256, streamCount));
       windowed.mtls.push(await windowedProduce(mtls, 1024, 256, streamCount));
-      unary.insecure.push(...(await unaryLatencies(insecure, 1024, unaryCount)));
-      unary.mtls.push(...(await unaryLatencies(mtls, 1024, unaryCount)));
-      unary.noop.push(...(await noopLatencies(mtls, unaryCount)));
-      unary.durableWrite.push(...(await durableWriteLatencies(unaryCount)));
     }
+    const latencies = await unaryLatencies({ insecure, mtls }, 1024, rounds * unaryCount, true);
+    unary = { insecure: latencies.insecure, mtls: latencies.mtls, noop: latencies.noop!, durableWrite: latencies.durableWrite! };
   } finally {
     await insecure.stop();
     await mtls.stop();
@@ -302,8 +326,7 @@ async function cpuBoundRows(rounds: number, certsDir: string, mtlsSecurity: Clie
       ratio: ratio(median(samples.grpcSsl), base),
       note: `reference: grpc-js's own TLS port; ${runs(samples.grpcSsl)}`,
     });
-    const insecureLatency = await unaryLatencies(insecure, 100, scaled(3_000));
-    const mtlsLatency = await unaryLatencies(mtls, 100, scaled(3_000));
+    const { insecure: insecureLatency, mtls: mtlsLatency } = await unaryLatencies({ insecure, mtls }, 100, scaled(3_000), false);
     rows.push({ name: 'unary Produce 100 B, fsync=never, --insecure', value: `p50 ${ms(p50(insecureLatency))}`, ratio: '1.00x', note: `p99 ${ms(p99(insecureLatency))}` });
     rows.push({
       name: 'unary Produce 100 B, fsync=never, mTLS + ACL',
@@ -373,10 +396,12 @@ async function main(): Promise<void> {
     },
   };
   const rounds = Math.max(1, Number(process.env.ANNAL_BENCH_ROUNDS ?? '3'));
+  // ANNAL_BENCH_TLS_PARTS=durable,cpu,consume (default all) runs some of the tables.
+  const parts = new Set((process.env.ANNAL_BENCH_TLS_PARTS ?? 'durable,cpu,consume').split(','));
   const rows = [
-    ...(await durableRows(rounds, certs.path, mtlsSecurity)),
-    ...(await cpuBoundRows(rounds, certs.path, mtlsSecurity)),
-    ...(await consumeRows(rounds, certs.path, mtlsSecurity)),
+    ...(parts.has('durable') ? await durableRows(rounds, certs.path, mtlsSecurity) : []),
+    ...(parts.has('cpu') ? await cpuBoundRows(rounds, certs.path, mtlsSecurity) : []),
+    ...(parts.has('consume') ? await consumeRows(rounds, certs.path, mtlsSecurity) : []),
   ];
   certs.remove();
   printTable('mTLS + ACL against --insecure, telemetry on (medians of alternating rounds; ratio vs --insecure)', rows);
