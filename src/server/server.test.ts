@@ -49,6 +49,60 @@ function rawClient(): LogClient {
   return new LogClient(node.server.address, credentials.createInsecure());
 }
 
+/**
+ * A TCP proxy to `port` that can stop reading from the server: grpc-js clients (Node's http2)
+ * accept data even when the application does not read it, so a stalled client is made below
+ * HTTP/2. Paused, the server's socket fills and its writes stop completing.
+ */
+async function stallingProxy(port: number): Promise<{ address: string; pause: () => void; resume: () => void; close: () => Promise<void> }> {
+  const upstreams: Socket[] = [];
+  const proxy = createServer((downstream) => {
+    const upstream = connect(port, '127.0.0.1');
+    upstreams.push(upstream);
+    downstream.pipe(upstream);
+    upstream.pipe(downstream);
+    downstream.on('error', () => upstream.destroy());
+    upstream.on('error', () => downstream.destroy());
+  });
+  await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+  return {
+    address: `127.0.0.1:${(proxy.address() as AddressInfo).port}`,
+    pause: () => upstreams.forEach((upstream) => upstream.pause()),
+    resume: () => upstreams.forEach((upstream) => upstream.resume()),
+    close: () => new Promise((resolve) => proxy.close(() => resolve())),
+  };
+}
+
+/** Counts the records the server reads from its log; untilStable waits until reads stop. */
+function countReads(testNode: TestNode): { readonly records: number; untilStable: (what: string) => Promise<void> } {
+  let records = 0;
+  const readBatch = testNode.log.readBatch.bind(testNode.log);
+  testNode.log.readBatch = (offset, limits) => {
+    const batch = readBatch(offset, limits);
+    records += batch.length;
+    return batch;
+  };
+  return {
+    get records() {
+      return records;
+    },
+    untilStable: async (what) => {
+      let stableChecks = 0;
+      let last = -1;
+      await waitUntil(
+        () => {
+          stableChecks = records === last ? stableChecks + 1 : 0;
+          last = records;
+          return stableChecks >= 10;
+        },
+        what,
+        20_000,
+        20,
+      );
+    },
+  };
+}
+
 function unary<Res>(invoke: (callback: (error: ServiceError | null, response: Res) => void) => void): Promise<Res> {
   return new Promise((resolve, reject) => invoke((error, response) => (error ? reject(error) : resolve(response))));
 }
@@ -235,12 +289,47 @@ describe('ConsumeStream', () => {
   });
 });
 
+describe('ConsumeStream responses', () => {
+  it('keeps the responses a stalled stream has queued intact while another stream encodes more', async () => {
+    // Responses are encoded into one reused buffer (codec.ts); each must leave the serializer as
+    // its own copy. A stream whose client stalls (a TCP proxy that stops reading, as below) holds
+    // framed responses in the server's HTTP/2 queue while a second stream encodes thousands more.
+    const count = 12_000;
+    const big = (i: number): Buffer => Buffer.alloc(1000, `${i}:`);
+    const producer = node.client.produceStream();
+    await Promise.all(Array.from({ length: count }, (_, i) => producer.send(big(i))));
+    await producer.close();
+    const reads = countReads(node);
+    const proxy = await stallingProxy(node.server.port);
+    const proxied = new AnnalClient({ address: proxy.address, security: { insecure: true } });
+    const check = (offset: number, value: Uint8Array, which: string): void =>
+      assert.ok(Buffer.from(value).equals(big(offset)), `${which} stream: record ${offset} arrived changed`);
+    try {
+      const stalled = proxied.consumeBatches(0, { maxBatch: 40, follow: false });
+      let next = 0;
+      for (const record of (await stalled.next()).value ?? []) check(next++, record.value, 'stalled');
+      proxy.pause();
+      await reads.untilStable('the server to stop reading for the stalled stream');
+      assert.ok(reads.records < count, 'the stalled stream is held back');
+      let other = 0;
+      for await (const batch of node.client.consumeBatches(0, { maxBatch: 40, follow: false })) {
+        for (const record of batch) check(other++, record.value, 'other');
+      }
+      assert.equal(other, count);
+      proxy.resume();
+      for await (const batch of stalled) for (const record of batch) check(next++, record.value, 'stalled');
+      assert.equal(next, count);
+    } finally {
+      proxied.close();
+      await proxy.close();
+    }
+  });
+});
+
 describe('ConsumeStream backpressure and corruption', () => {
   it('stops reading the log while the connection to the client is stalled, and resumes', async () => {
-    // grpc-js clients (Node's http2) accept data even when the application does not read it, so
-    // the stall is made below HTTP/2: a TCP proxy between client and server stops reading from
-    // the server. The server's socket then fills, its writes stop completing, and the stream
-    // must stop reading the log instead of buffering it all in memory.
+    // The stream must stop reading the log while its writes stop completing (stallingProxy),
+    // instead of buffering it all in memory.
     await node.stop();
     node = await startTestNode({ server: { maxRecordBytes: 1024 * 1024 } });
     const total = 96;
@@ -248,46 +337,20 @@ describe('ConsumeStream backpressure and corruption', () => {
     const batches = node.client.produceBatchStream();
     for (let i = 0; i < total; i += 8) await batches.send(Array.from({ length: 8 }, () => valueMiB));
     await batches.close();
-    let recordsRead = 0;
-    const readBatch = node.log.readBatch.bind(node.log);
-    node.log.readBatch = (offset, limits) => {
-      const records = readBatch(offset, limits);
-      recordsRead += records.length;
-      return records;
-    };
-    const upstreams: Socket[] = [];
-    const proxy = createServer((downstream) => {
-      const upstream = connect(node.server.port, '127.0.0.1');
-      upstreams.push(upstream);
-      downstream.pipe(upstream);
-      upstream.pipe(downstream);
-      downstream.on('error', () => upstream.destroy());
-      upstream.on('error', () => downstream.destroy());
-    });
-    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
-    const proxied = new AnnalClient({ address: `127.0.0.1:${(proxy.address() as AddressInfo).port}`, security: { insecure: true } });
+    const reads = countReads(node);
+    const proxy = await stallingProxy(node.server.port);
+    const proxied = new AnnalClient({ address: proxy.address, security: { insecure: true } });
     const stream = proxied.consumeBatches(0, { maxBatch: 1, follow: false });
     assert.equal((await stream.next()).value?.[0]?.offset, 0);
-    for (const upstream of upstreams) upstream.pause();
-    let stableChecks = 0;
-    let last = -1;
-    await waitUntil(
-      () => {
-        stableChecks = recordsRead === last ? stableChecks + 1 : 0;
-        last = recordsRead;
-        return stableChecks >= 10;
-      },
-      'the server to stop reading',
-      20_000,
-      20,
-    );
-    assert.ok(recordsRead < total * 0.75, `the server read ${recordsRead} of ${total} MiB records for a stalled client`);
-    for (const upstream of upstreams) upstream.resume();
+    proxy.pause();
+    await reads.untilStable('the server to stop reading');
+    assert.ok(reads.records < total * 0.75, `the server read ${reads.records} of ${total} MiB records for a stalled client`);
+    proxy.resume();
     let received = 1;
     for await (const batch of stream) received += batch.length;
     assert.equal(received, total);
     proxied.close();
-    await new Promise((resolve) => proxy.close(resolve));
+    await proxy.close();
   });
 
   it('streams every intact record before a corrupt one, then DATA_LOSS naming its offset, file and byte', async () => {

@@ -118,9 +118,10 @@ export function encodeProduceBatchRequest(message: ProduceBatchRequest): Buffer 
   return finish(buffer, position);
 }
 
-export function encodeConsumeResponse(message: ConsumeResponse): Buffer {
+/** `allocate` returns a buffer of exactly the size asked for (a server may lend a reused one). */
+export function encodeConsumeResponse(message: ConsumeResponse, allocate: (sizeBytes: number) => Buffer = Buffer.allocUnsafe): Buffer {
   const single = message.record === undefined ? 0 : recordsSize([message.record]);
-  const buffer = Buffer.allocUnsafe(single + recordsSize(message.records));
+  const buffer = allocate(single + recordsSize(message.records));
   let position = 0;
   if (message.record !== undefined) position = writeRecordField(buffer, position, TAG_FIELD2_MESSAGE, message.record);
   for (const record of message.records) position = writeRecordField(buffer, position, TAG_FIELD3_MESSAGE, record);
