@@ -28,7 +28,8 @@ interface Started {
   node: RaftNode<number>;
 }
 
-async function start(dir: string): Promise<Started> {
+/** A one-voter replica on `dir`, not started: it has no leader until `node.start()`. */
+async function create(dir: string): Promise<Started> {
   const storage = await RaftLogStorage.open(dir, { log: { maxIndexBytes: 12 * 4 }, initialConfig: { voters: ['a'], learners: [] } });
   const log = new ReplicatedLog({ storage, peers: NO_PEERS });
   const node = new RaftNode<number>({
@@ -36,6 +37,11 @@ async function start(dir: string): Promise<Started> {
     tickIntervalMs: 5, electionTicks: 4, heartbeatTicks: 1, prng: new Prng(7),
   });
   log.attach(node);
+  return { storage, log, node };
+}
+
+async function start(dir: string): Promise<Started> {
+  const { storage, log, node } = await create(dir);
   const led = new Promise<void>((resolve) => {
     const stop = node.subscribe((status) => {
       if (status.role === Role.Leader) {
@@ -94,6 +100,33 @@ test('a replica restarted after retention continues its log at the same offsets'
       await stop(second);
     }
   } finally {
+    remove();
+  }
+});
+
+// Goal: one client's plain writes through one node keep their order across that node becoming
+// leader: a write made the moment it leads goes after the writes it queued (to forward) while it
+// had no leader, not before them.
+test('a write made as this node becomes leader is ordered after the writes it queued before', async () => {
+  const { dir, remove } = tempDir('replicated-log-forward-order');
+  const replica = await create(dir);
+  try {
+    // No leader yet: the first writes queue to be forwarded, waiting for one to be known.
+    const queued = [replica.log.append({ value: encoder.encode('first') }), replica.log.append({ value: encoder.encode('second') })];
+    const afterLeading = new Promise<Promise<number>>((resolve) => {
+      const stop = replica.node.subscribe((status) => {
+        if (status.role !== Role.Leader) return;
+        stop();
+        // Synchronously in the change: the queued writes have not been proposed yet.
+        resolve(replica.log.append({ value: encoder.encode('third') }));
+      });
+    });
+    replica.node.start();
+    const offsets = await Promise.all([...queued, await afterLeading]);
+    assert.deepEqual(offsets, [0, 1, 2]);
+    assert.deepEqual(values(replica.log), ['0:first', '1:second', '2:third']);
+  } finally {
+    await stop(replica);
     remove();
   }
 });
