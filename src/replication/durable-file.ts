@@ -1,34 +1,37 @@
 /**
  * Small JSON files replaced atomically: write a temporary file, fsync it, rename it over the
- * old one, fsync the directory. A crash at any point leaves the old file or the new one.
+ * old one, fsync the directory. A crash at any point leaves the old file or the new one. The
+ * calls go through the storage's FileIo (node:fs in production, the simulator's disk in tests).
  */
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
+import type { FileIo } from '../storage/index.js';
 import { CorruptionError } from '../util/index.js';
 
-export function writeJsonAtomic(path: string, value: unknown): void {
+const encoder = new TextEncoder();
+
+export function writeJsonAtomic(io: FileIo, path: string, value: unknown): void {
   const temporary = join(dirname(path), `.${basename(path)}.tmp`);
-  const fd = openSync(temporary, 'w', 0o600);
+  const fd = io.open(temporary, 'w');
   try {
-    writeSync(fd, JSON.stringify(value) + '\n');
-    fsyncSync(fd);
+    io.write(fd, encoder.encode(JSON.stringify(value) + '\n'), 0);
+    io.fsyncSync(fd);
   } finally {
-    closeSync(fd);
+    io.close(fd);
   }
-  renameSync(temporary, path);
-  const dirFd = openSync(dirname(path), 'r');
+  io.rename(temporary, path);
+  const dirFd = io.open(dirname(path), 'r');
   try {
-    fsyncSync(dirFd);
+    io.fsyncSync(dirFd);
   } finally {
-    closeSync(dirFd);
+    io.close(dirFd);
   }
 }
 
 /** The parsed file, or undefined if it does not exist; a file that does not parse is an error. */
-export function readJsonFile(path: string): unknown {
+export function readJsonFile(io: FileIo, path: string): unknown {
   let text: string;
   try {
-    text = readFileSync(path, 'utf8');
+    text = io.readFile(path).toString('utf8');
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw error;

@@ -1,6 +1,8 @@
 /** Public surface of the replicated log. */
 export { Replica, DEFAULT_RAFT_TIMING, RAFT_ID_TAG, CLUSTER_ID_TAG } from './replica.js';
-export type { ReplicaOptions, ReplicaLogger, RaftTiming, GossipMember, ServerView, ReplicaStats } from './replica.js';
+export type {
+  ReplicaOptions, ReplicaLogger, RaftTiming, GossipMember, ServerView, ReplicaStats, ReplicaEnvironment, ReplicaTransport, ReplicaTransportContext, ReplicaFaults,
+} from './replica.js';
 export { ReplicatedLog } from './replicated-log.js';
 export { nextChange, nodeNameOf, MIN_VOTERS_AFTER_FAILURE_REMOVAL } from './cluster-membership.js';
 export type { GossipStatus, MemberView, LeaderView } from './cluster-membership.js';

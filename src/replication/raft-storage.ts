@@ -35,6 +35,7 @@ import { CommitLog, NODE_FILE_IO, type FileIo, type LogConfig, type ReadLimits, 
 import {
   assert, assertUint, ClosedError, CorruptionError, InvalidArgumentError, OffsetOutOfRangeError, StorageFailedError,
 } from '../util/index.js';
+import { BACKGROUND_TIMERS } from '../util/system-timers.js';
 import { SEQUENCED_HEADER_BYTES } from './producers.js';
 import { CONTROL_RECORD_BYTES, ControlList, decodeControlFile, encodeControlRecords, type ControlRecord } from './control-index.js';
 import { TEMP_SUFFIX, writeFileAtomic, type FileOps } from './file-ops.js';
@@ -123,15 +124,6 @@ export interface RaftLogStorageOptions {
   /** Schedules the lazy commit-index write (default: an unref'ed system timer; the simulator passes its virtual clock). */
   readonly timers?: Pick<Timers, 'after'>;
 }
-
-/** The system timer, unref'ed: a pending lazy commit write must not keep the process alive. */
-const UNREF_TIMERS: Pick<Timers, 'after'> = {
-  after(delayMs, callback) {
-    const timer = setTimeout(callback, delayMs);
-    timer.unref();
-    return () => clearTimeout(timer);
-  },
-};
 
 interface LogBegin {
   /** Raft's firstIndex(): the first retained entry (entries below it are compacted). */
@@ -269,7 +261,7 @@ export class RaftLogStorage implements RaftStorage {
       const isNew = hardState === undefined && logState === undefined && log.nextOffset() === 0;
       storage = new RaftLogStorage(dir, ops, logConfig, dirFd, unlock, {
         log, state, hardState: hardState ?? EMPTY_HARD_STATE, clusterId, isNew, actions: [...log.recovery.actions, ...actions], faults: options.faults ?? {},
-        timers: options.timers ?? UNREF_TIMERS,
+        timers: options.timers ?? BACKGROUND_TIMERS, // a pending lazy commit write must not keep the process alive
       });
     } catch (error) {
       // The open's error is the one to report; a close that fails too (its fsync) still releases the files.

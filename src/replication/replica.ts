@@ -16,21 +16,21 @@
  * it and adopts the cluster id of the first peer that reaches it; peers of another cluster are
  * refused by the peer service.
  */
-import { randomBytes, randomUUID } from 'node:crypto';
-import { copyFileSync, mkdirSync, renameSync, statSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import type { ChannelCredentials } from '@grpc/grpc-js';
-import { EntryType, RaftNode, Role, encodeConfig, type NodeId, type Status } from '../raft/index.js';
-import type { LogConfig } from '../storage/index.js';
-import { CorruptionError, InvalidArgumentError } from '../util/index.js';
+import { EntryType, RaftNode, Role, encodeConfig, type Faults, type Message, type NodeId, type Status, type Timers, type Transport } from '../raft/index.js';
+import { NODE_FILE_IO, type FileIo, type LogConfig } from '../storage/index.js';
+import { CorruptionError, InvalidArgumentError, type Prng } from '../util/index.js';
+import { BACKGROUND_TIMERS } from '../util/system-timers.js';
 import { foreign, nextChange, nodeNameOf, type GossipStatus, type MemberView } from './cluster-membership.js';
 import { readJsonFile, writeJsonAtomic } from './durable-file.js';
 import { PeerTransport } from './peer-transport.js';
 import type { PeerMetrics } from './peer-metrics.js';
 import { PeerService } from './peer-service.js';
-import { RaftLogStorage } from './raft-storage.js';
+import { RaftLogStorage, type RaftStorageFaults } from './raft-storage.js';
 import { encodeControl, leaderRetainFrom, type RetentionPolicy } from './retention.js';
-import { ReplicatedLog } from './replicated-log.js';
+import { ReplicatedLog, type LeaderCalls, type ReplicatedLogOptions } from './replicated-log.js';
 
 export interface ReplicaLogger {
   debug(object: object, message: string): void;
@@ -49,13 +49,77 @@ export interface RaftTiming {
 /** Tuned for fast failover on a LAN: heartbeats every 50 ms, elections after 300-600 ms of silence. */
 export const DEFAULT_RAFT_TIMING: RaftTiming = Object.freeze({ tickIntervalMs: 50, electionTicks: 6, heartbeatTicks: 1 });
 
+/** A replica's Raft messages and its calls to the leader (Forward, ReadIndex). */
+export interface ReplicaTransport extends Transport, LeaderCalls {
+  /** A message a peer sent to this node (what the peer service received). */
+  deliver(message: Message): void;
+}
+
+/** What a transport is built with: who we are, our cluster, and where peers are now. */
+export interface ReplicaTransportContext {
+  readonly selfId: NodeId;
+  readonly clusterId: () => string | undefined;
+  readonly addressOf: (id: NodeId) => string | undefined;
+  readonly logger: ReplicaLogger;
+}
+
+/**
+ * Where a replica's files, time, randomness and network come from. Production: node:fs, Node's
+ * timers and clocks, the OS's randomness and the gRPC peer transport; the simulator passes its
+ * disk, virtual clock, seeded generators and network, so the code below is what it runs.
+ */
+export interface ReplicaEnvironment {
+  /** Every file call: the Raft storage's, the identity and address-book files', the move aside. */
+  readonly fileIo: FileIo;
+  /** The membership and retention passes, a hand-over's deadline; also the Raft node's and storage's when set. */
+  readonly timers: Timers | undefined;
+  /** A monotonic clock (how long gossip has reported a member failed). */
+  readonly monotonicMs: () => number;
+  /** Milliseconds since the epoch (request deadlines, file ages for retention, names of damaged state moved aside). */
+  readonly wallClockMs: () => number;
+  /** Random bytes: a new member's incarnation, a new cluster's id. */
+  readonly randomBytes: (count: number) => Uint8Array;
+  /** The Raft node's election jitter (undefined: one seeded from the OS). */
+  readonly raftPrng: (() => Prng) | undefined;
+  /** The peer transport (undefined: gRPC with `peerCredentials`). */
+  readonly transport: ((context: ReplicaTransportContext) => ReplicaTransport) | undefined;
+}
+
+const NODE_ENVIRONMENT: ReplicaEnvironment = Object.freeze({
+  fileIo: NODE_FILE_IO,
+  timers: undefined,
+  monotonicMs: () => performance.now(),
+  wallClockMs: () => Date.now(),
+  randomBytes: (count: number) => randomBytes(count),
+  raftPrng: undefined,
+  transport: undefined,
+});
+
+/**
+ * Deliberately broken variants for the simulator's tests, passed to the layer that reads each;
+ * never set in production.
+ */
+export interface ReplicaFaults {
+  readonly raft?: Faults;
+  readonly storage?: RaftStorageFaults;
+}
+
 export interface ReplicaOptions {
   dataDir: string;
   nodeName: string;
   bootstrap: boolean;
   log: Partial<LogConfig>;
-  /** Channel credentials for calls to peers (peer mTLS, or insecure). */
-  peerCredentials: ChannelCredentials;
+  /** Channel credentials for calls to peers (peer mTLS, or insecure); needed unless the environment brings a transport. */
+  peerCredentials?: ChannelCredentials;
+  /** Files, time, randomness and network (default: the process's own). */
+  environment?: Partial<ReplicaEnvironment>;
+  /** How long writes and reads wait for a leader, a forwarded call, a proposal (ReplicatedLog's defaults). */
+  requestTimeouts?: Pick<ReplicatedLogOptions, 'leaderWaitMs' | 'forwardTimeoutMs' | 'proposeTimeoutMs'>;
+  /** Membership pass interval. Default 250 ms. */
+  reconcileIntervalMs?: number;
+  /** How often the leader checks the retention policy. Default 1000 ms. */
+  retentionCheckIntervalMs?: number;
+  faults?: ReplicaFaults;
   /** Remove a voter that gossip reports failed for this long (never below 3 voters). Off unless set. */
   removeFailedAfterMs?: number;
   timing?: Partial<RaftTiming>;
@@ -119,13 +183,15 @@ const RETENTION_CHECK_INTERVAL_MS = 1000;
 export class Replica {
   readonly log: ReplicatedLog;
   private readonly node: RaftNode<number>;
-  private readonly transport: PeerTransport;
+  private readonly transport: ReplicaTransport;
   private readonly peers: Map<NodeId, PeerEntry>;
   private readonly peersFile: string;
+  private readonly environment: ReplicaEnvironment;
+  private readonly timers: Timers;
   private members: MemberView[] = [];
   private selfRpcAddr = '';
-  private reconcileTimer: NodeJS.Timeout | undefined;
-  private retentionTimer: NodeJS.Timeout | undefined;
+  private cancelReconcile: (() => void) | undefined;
+  private cancelRetention: (() => void) | undefined;
   private retaining = false;
   private changing = false;
   private lastConfigText = '';
@@ -149,21 +215,21 @@ export class Replica {
   ) {
     this.peers = peers;
     this.peersFile = peersFile;
+    const environment = environmentOf(options);
+    this.environment = environment;
+    this.timers = environment.timers ?? BACKGROUND_TIMERS;
     const timing = { ...DEFAULT_RAFT_TIMING, ...options.timing };
     const logger = options.logger;
-    this.transport = new PeerTransport({
-      selfId: raftId,
-      clusterId: () => storage.clusterId(),
-      credentials: options.peerCredentials,
-      addressOf: (id) => this.rpcAddrOf(id),
-      logger,
-      ...(options.metrics?.peer !== undefined ? { metrics: options.metrics.peer } : {}),
-    });
+    const context: ReplicaTransportContext = { selfId: raftId, clusterId: () => storage.clusterId(), addressOf: (id) => this.rpcAddrOf(id), logger };
+    this.transport = environment.transport?.(context) ?? grpcTransport(context, options);
     this.log = new ReplicatedLog({
       storage,
       peers: this.transport,
+      ...options.requestTimeouts,
       ...(options.metrics?.proposal !== undefined ? { onProposal: options.metrics.proposal } : {}),
       onDamage: (error) => this.damageFound(error),
+      ...(environment.timers !== undefined ? { timers: environment.timers } : {}),
+      nowMs: environment.wallClockMs,
     });
     this.node = new RaftNode<number>({
       id: raftId,
@@ -174,6 +240,9 @@ export class Replica {
       tickIntervalMs: timing.tickIntervalMs,
       electionTicks: timing.electionTicks,
       heartbeatTicks: timing.heartbeatTicks,
+      ...(environment.timers !== undefined ? { timers: environment.timers } : {}),
+      ...(environment.raftPrng !== undefined ? { prng: environment.raftPrng() } : {}),
+      ...(options.faults?.raft !== undefined ? { faults: options.faults.raft } : {}),
       // A far-behind follower is fed at most this much per round trip: every append is read from
       // disk synchronously, and 256 messages of 1 MiB in one task stalled the event loop past an
       // election timeout. It also stays well under the peer queue (64 MiB), so nothing is dropped.
@@ -209,29 +278,38 @@ export class Replica {
    * incarnation that catches up from the leader, never bootstrapping.
    */
   static async open(options: ReplicaOptions): Promise<Replica> {
+    const environment = environmentOf(options);
+    const io = environment.fileIo;
     const raftDir = join(options.dataDir, 'raft');
-    mkdirSync(raftDir, { recursive: true });
+    io.mkdir(raftDir);
     const identityFile = join(raftDir, 'member.json');
     const { logger } = options;
+    const storageOptions = {
+      log: options.log,
+      fileIo: io,
+      ...(environment.timers !== undefined ? { timers: environment.timers } : {}),
+      ...(options.faults?.storage !== undefined ? { faults: options.faults.storage } : {}),
+    };
+    const newIncarnation = (): string => Buffer.from(environment.randomBytes(4)).toString('hex');
     let storage: RaftLogStorage;
     let raftId: NodeId;
     let joinOnly: boolean;
     try {
-      storage = await RaftLogStorage.open(raftDir, { log: options.log });
+      storage = await RaftLogStorage.open(raftDir, storageOptions);
       try {
-        ({ raftId, joinOnly } = identity(identityFile, options.nodeName, storage.isNew));
+        ({ raftId, joinOnly } = identity(io, identityFile, options.nodeName, storage.isNew, newIncarnation));
       } catch (error) {
         await storage.close();
         throw error;
       }
     } catch (error) {
       if (!(error instanceof CorruptionError) || !STATE_FILES.has(error.file.slice(raftDir.length + 1))) throw error;
-      const clusterId = readClusterIdQuietly(raftDir);
-      const aside = `${raftDir}.damaged-${new Date().toISOString().replace(/[:.]/g, '-')}`;
-      renameSync(raftDir, aside);
-      mkdirSync(raftDir);
+      const clusterId = readClusterIdQuietly(io, raftDir);
+      const aside = `${raftDir}.damaged-${new Date(environment.wallClockMs()).toISOString().replace(/[:.]/g, '-')}`;
+      io.rename(raftDir, aside);
+      io.mkdir(raftDir);
       try {
-        copyFileSync(join(aside, 'peers.json'), join(raftDir, 'peers.json')); // the address book, to find the cluster again
+        io.copyFile(join(aside, 'peers.json'), join(raftDir, 'peers.json')); // the address book, to find the cluster again
       } catch {
         // none saved
       }
@@ -239,9 +317,9 @@ export class Replica {
         { err: error.message, movedTo: aside, clusterId },
         'raft state damaged: moved it aside; this node rejoins as a new member and catches up from the leader',
       );
-      storage = await RaftLogStorage.open(raftDir, { log: options.log });
+      storage = await RaftLogStorage.open(raftDir, storageOptions);
       try {
-        ({ raftId, joinOnly } = identity(identityFile, options.nodeName, true, { joinOnly: true }));
+        ({ raftId, joinOnly } = identity(io, identityFile, options.nodeName, true, newIncarnation, { joinOnly: true }));
         if (clusterId !== undefined) await storage.setClusterId(clusterId);
       } catch (error) {
         await storage.close();
@@ -260,7 +338,7 @@ export class Replica {
       if (options.bootstrap && joinOnly) {
         logger.info({ raftId }, '--bootstrap ignored: this node replaces a damaged member and joins its cluster');
       } else if (options.bootstrap && storage.clusterId() === undefined && storage.lastIndex() === 0) {
-        const clusterId = randomUUID();
+        const clusterId = uuidOf(environment.randomBytes(16));
         // The one-voter configuration is committed by construction: nobody else can hold a log.
         await storage.append([{ index: 1, term: 1, type: EntryType.Config, data: encodeConfig({ voters: [raftId], learners: [] }) }]);
         await storage.setHardState({ term: 1, vote: null, commit: 1 });
@@ -272,7 +350,7 @@ export class Replica {
         logger.info({ raftId }, 'not in a cluster yet: waiting for a leader to add this node');
       }
       const peersFile = join(raftDir, 'peers.json');
-      return new Replica(options, raftId, storage, loadPeers(peersFile), peersFile);
+      return new Replica(options, raftId, storage, loadPeers(io, peersFile), peersFile);
     } catch (error) {
       await storage.close();
       throw error;
@@ -318,12 +396,10 @@ export class Replica {
     // A lone voter has nobody to wait for (or to disrupt): lead at once instead of after a timeout.
     const { voters } = this.node.status().config;
     if (voters.length === 1 && voters[0] === this.raftId) this.node.campaign();
-    this.reconcileTimer = setInterval(() => this.reconcile(), RECONCILE_INTERVAL_MS);
-    this.reconcileTimer.unref();
+    this.cancelReconcile = this.timers.every(this.options.reconcileIntervalMs ?? RECONCILE_INTERVAL_MS, () => this.reconcile());
     const retention = this.options.retention;
     if (retention !== undefined && (retention.bytes !== undefined || retention.ageMs !== undefined)) {
-      this.retentionTimer = setInterval(() => this.applyRetention(retention), RETENTION_CHECK_INTERVAL_MS);
-      this.retentionTimer.unref();
+      this.cancelRetention = this.timers.every(this.options.retentionCheckIntervalMs ?? RETENTION_CHECK_INTERVAL_MS, () => this.applyRetention(retention));
     }
   }
 
@@ -334,7 +410,7 @@ export class Replica {
 
   /** The gossip view changed: refresh the address book and the members the rules look at. */
   updateMembers(members: readonly GossipMember[]): void {
-    const nowMs = performance.now();
+    const nowMs = this.environment.monotonicMs();
     const previous = new Map(this.members.map((member) => [member.raftId, member]));
     const next: MemberView[] = [];
     let bookChanged = false;
@@ -435,13 +511,13 @@ export class Replica {
     logger.info({ target: nodeNameOf(target), term: status.term }, 'handing leadership over before shutdown');
     const stepped = new Promise<boolean>((resolve) => {
       let unsubscribe: () => void = () => {};
-      const timer = setTimeout(() => {
+      const cancel = this.timers.after(timeoutMs, () => {
         unsubscribe();
         resolve(false);
-      }, timeoutMs);
+      });
       unsubscribe = this.node.subscribe((now) => {
         if (now.role === Role.Leader) return;
-        clearTimeout(timer);
+        cancel();
         queueMicrotask(() => unsubscribe());
         resolve(true);
       });
@@ -477,8 +553,8 @@ export class Replica {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    clearInterval(this.reconcileTimer);
-    clearInterval(this.retentionTimer);
+    this.cancelReconcile?.();
+    this.cancelRetention?.();
     this.peerService?.drain();
     this.log.close();
     this.node.close();
@@ -507,7 +583,7 @@ export class Replica {
       commit: status.commit,
       progress: this.node.progress(),
       members: this.members,
-      nowMs: performance.now(),
+      nowMs: this.environment.monotonicMs(),
       removeFailedAfterMs: this.options.removeFailedAfterMs,
       clusterId: this.clusterId,
     });
@@ -532,7 +608,16 @@ export class Replica {
   /** On the leader: propose where the log starts now under the retention policy, if it moved. */
   private applyRetention(policy: RetentionPolicy): void {
     if (this.closed || this.retaining) return;
-    const firstIndex = leaderRetainFrom({ status: this.node.status(), storage: this.storage, modifiedMs, nowMs: Date.now() }, policy);
+    const { fileIo, wallClockMs } = this.environment;
+    const nowMs = wallClockMs();
+    const modifiedMs = (path: string): number => {
+      try {
+        return fileIo.modifiedMs(path);
+      } catch {
+        return nowMs; // unreadable: taken as new, so nothing is removed for its age
+      }
+    };
+    const firstIndex = leaderRetainFrom({ status: this.node.status(), storage: this.storage, modifiedMs, nowMs }, policy);
     if (firstIndex === null) return;
     const { logger } = this.options;
     this.retaining = true;
@@ -551,7 +636,7 @@ export class Replica {
 
   private savePeers(): void {
     try {
-      writeJsonAtomic(this.peersFile, Object.fromEntries(this.peers));
+      writeJsonAtomic(this.environment.fileIo, this.peersFile, Object.fromEntries(this.peers));
     } catch (error) {
       this.options.logger.warn({ err: String(error), file: this.peersFile }, 'could not save the address book of peers');
     }
@@ -565,9 +650,16 @@ const STATE_FILES = new Set(['hard-state.json', 'log-state.json', 'cluster.json'
  * The Raft id recorded in the data dir, made on first use; a data dir of another node is refused.
  * `joinOnly` marks an identity that replaces a damaged member: it never bootstraps.
  */
-function identity(file: string, nodeName: string, storageIsNew: boolean, made: { joinOnly?: boolean } = {}): { raftId: NodeId; joinOnly: boolean } {
+function identity(
+  io: FileIo,
+  file: string,
+  nodeName: string,
+  storageIsNew: boolean,
+  newIncarnation: () => string,
+  made: { joinOnly?: boolean } = {},
+): { raftId: NodeId; joinOnly: boolean } {
   if (nodeName.includes('@')) throw new InvalidArgumentError(`node name "${nodeName}" must not contain "@"`);
-  const recorded = readJsonFile(file) as { nodeName?: unknown; raftId?: unknown; joinOnly?: unknown } | undefined;
+  const recorded = readJsonFile(io, file) as { nodeName?: unknown; raftId?: unknown; joinOnly?: unknown } | undefined;
   if (recorded !== undefined) {
     if (typeof recorded.raftId !== 'string' || typeof recorded.nodeName !== 'string') throw new CorruptionError(file, 0, 'not a member identity');
     if (recorded.nodeName !== nodeName) {
@@ -576,35 +668,48 @@ function identity(file: string, nodeName: string, storageIsNew: boolean, made: {
     return { raftId: recorded.raftId, joinOnly: recorded.joinOnly === true };
   }
   if (!storageIsNew) throw new CorruptionError(file, 0, 'missing, but the data dir holds Raft state');
-  const raftId = `${nodeName}@${randomBytes(4).toString('hex')}`;
+  const raftId = `${nodeName}@${newIncarnation()}`;
   const joinOnly = made.joinOnly === true;
-  writeJsonAtomic(file, joinOnly ? { nodeName, raftId, joinOnly } : { nodeName, raftId });
+  writeJsonAtomic(io, file, joinOnly ? { nodeName, raftId, joinOnly } : { nodeName, raftId });
   return { raftId, joinOnly };
 }
 
 /** The cluster id of a damaged Raft dir, if its cluster.json can still be read. */
-function readClusterIdQuietly(raftDir: string): string | undefined {
+function readClusterIdQuietly(io: FileIo, raftDir: string): string | undefined {
   try {
-    const value = readJsonFile(join(raftDir, 'cluster.json')) as { clusterId?: unknown } | undefined;
+    const value = readJsonFile(io, join(raftDir, 'cluster.json')) as { clusterId?: unknown } | undefined;
     return typeof value?.clusterId === 'string' && value.clusterId.length > 0 ? value.clusterId : undefined;
   } catch {
     return undefined;
   }
 }
 
-/** A store file's modification time (its newest record's), or now if it cannot be read. */
-function modifiedMs(path: string): number {
-  try {
-    return statSync(path).mtimeMs;
-  } catch {
-    return Date.now();
-  }
+function environmentOf(options: ReplicaOptions): ReplicaEnvironment {
+  return options.environment === undefined ? NODE_ENVIRONMENT : { ...NODE_ENVIRONMENT, ...options.environment };
 }
 
-function loadPeers(file: string): Map<NodeId, PeerEntry> {
+function grpcTransport(context: ReplicaTransportContext, options: ReplicaOptions): PeerTransport {
+  if (options.peerCredentials === undefined) throw new InvalidArgumentError('a replica needs peerCredentials (or a transport from its environment)');
+  return new PeerTransport({
+    ...context,
+    credentials: options.peerCredentials,
+    ...(options.metrics?.peer !== undefined ? { metrics: options.metrics.peer } : {}),
+  });
+}
+
+/** A version 4 UUID made of 16 random bytes. */
+function uuidOf(bytes: Uint8Array): string {
+  const b = Buffer.from(bytes.subarray(0, 16));
+  b[6] = ((b[6] as number) & 0x0f) | 0x40;
+  b[8] = ((b[8] as number) & 0x3f) | 0x80;
+  const hex = b.toString('hex');
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
+
+function loadPeers(io: FileIo, file: string): Map<NodeId, PeerEntry> {
   let parsed: unknown;
   try {
-    parsed = readJsonFile(file);
+    parsed = readJsonFile(io, file);
   } catch {
     return new Map(); // an address book only: gossip refills it
   }

@@ -168,3 +168,26 @@ for (const [name, seedBudget] of Object.entries(STORAGE_VARIANTS) as [keyof Stor
     assert.fail(`${name} was not caught within ${seedBudget} seeds`);
   });
 }
+
+test('a renamed directory takes its files along, synced and unsynced, and the rename survives a crash', () => {
+  const disk = new SimDisk({ seed: 1 });
+  disk.mkdir('/data/raft');
+  const synced = disk.open('/data/raft/hard-state.json', 'w');
+  disk.write(synced, new TextEncoder().encode('synced'), 0);
+  disk.fsyncSync(synced);
+  disk.close(synced);
+  const dirFd = disk.open('/data/raft', 'r');
+  disk.fsyncSync(dirFd);
+  disk.close(dirFd);
+  const pending = disk.open('/data/raft/peers.json', 'w');
+  disk.write(pending, new TextEncoder().encode('pending'), 0);
+  disk.close(pending);
+  assert.throws(() => disk.rename('/data/raft', '/data'), /EEXIST/);
+  disk.rename('/data/raft', '/data/raft.damaged');
+  assert.equal(disk.kind('/data/raft'), 'absent');
+  assert.deepEqual(disk.readdir('/data/raft.damaged'), ['hard-state.json', 'peers.json']);
+  const after = disk.crash();
+  assert.equal(after.kind('/data/raft'), 'absent');
+  assert.equal(after.readFile('/data/raft.damaged/hard-state.json').toString(), 'synced');
+  assert.ok(['hard-state.json', 'peers.json'].includes(after.readdir('/data/raft.damaged').at(-1)!));
+});

@@ -11,7 +11,7 @@
  * - returns ENOSPC once the files would exceed the capacity;
  * - flips a bit of a synced byte at a crash;
  * - is slow: an fsync on the thread pool completes after a random number of event-loop turns.
- * Directories themselves (mkdir) are durable at once. A crash returns a new disk holding what
+ * Directories themselves (mkdir, and renaming one) are durable at once. A crash returns a new disk holding what
  * survived; the old one (and every descriptor and fsync in flight on it) is dead.
  */
 import { dirname } from 'node:path';
@@ -225,6 +225,10 @@ export class SimDisk implements FileIo {
 
   rename(from: string, to: string): void {
     this.alive();
+    if (this.directories.has(from)) {
+      this.renameDirectory(from, to);
+      return;
+    }
     const inode = this.names.get(from);
     if (inode === undefined) throw ioError('ENOENT', `no file ${from}`);
     this.unlinkName(from);
@@ -461,6 +465,30 @@ export class SimDisk implements FileIo {
     const durable = new Inode(inode.synced);
     for (const change of done) durable.apply(change);
     inode.synced = Buffer.from(durable.contents());
+  }
+
+  /** Like mkdir, durable at once: the tree moves, synced and unsynced names alike. */
+  private renameDirectory(from: string, to: string): void {
+    if (this.directories.has(to) || this.names.has(to)) throw ioError('EEXIST', `${to} exists`);
+    if (!this.directories.has(dirname(to))) throw ioError('ENOENT', `no directory ${dirname(to)}`);
+    const moved = (path: string): string | undefined => (path === from ? to : path.startsWith(`${from}/`) ? to + path.slice(from.length) : undefined);
+    const moveKeys = <V>(map: Map<string, V>, value: (v: V) => V = (v) => v): void => {
+      for (const [path, v] of [...map]) {
+        const target = moved(path);
+        if (target === undefined) continue;
+        map.delete(path);
+        map.set(target, value(v));
+      }
+    };
+    for (const directory of [...this.directories]) {
+      const target = moved(directory);
+      if (target === undefined) continue;
+      this.directories.delete(directory);
+      this.directories.add(target);
+    }
+    moveKeys(this.names);
+    moveKeys(this.syncedNames);
+    moveKeys(this.unsyncedNames, (changes) => changes.map((change) => ({ ...change, path: moved(change.path) ?? change.path })));
   }
 
   private link(path: string, inode: Inode): void {

@@ -53,6 +53,7 @@ export function faultyFileIo(io: FileIo, faults: FileIoFaults): FileIo {
     readdir: (dir) => io.readdir(dir),
     mkdir: (dir) => io.mkdir(dir),
     kind: (path) => io.kind(path),
+    modifiedMs: (path) => io.modifiedMs(path),
     checkWritable: (dir) => io.checkWritable(dir),
     lock: (dir) => io.lock(dir),
   };

@@ -44,6 +44,8 @@ export interface FileIo {
   mkdir(dir: string): void;
   /** Whether `path` is a directory, a file, or absent. */
   kind(path: string): 'directory' | 'file' | 'absent';
+  /** The file's modification time (stat's mtime), ms since the epoch. */
+  modifiedMs(path: string): number;
   /** Throws unless `dir` is readable, writable and searchable. */
   checkWritable(dir: string): void;
   /**
@@ -90,6 +92,7 @@ export const NODE_FILE_IO: FileIo = Object.freeze({
     const stat = statSync(path, { throwIfNoEntry: false });
     return stat === undefined ? 'absent' : stat.isDirectory() ? 'directory' : 'file';
   },
+  modifiedMs: (path: string) => statSync(path).mtimeMs,
   checkWritable: (dir: string) => accessSync(dir, constants.W_OK | constants.R_OK | constants.X_OK),
   lock: (dir: string) => lockDirectory(dir),
 });

@@ -23,3 +23,17 @@ export const SYSTEM_TIMERS: Timers = {
     return () => clearInterval(timer);
   },
 };
+
+/** The system's timers, unref'ed: background work (a lazy write, a periodic check) never keeps the process alive. */
+export const BACKGROUND_TIMERS: Timers = {
+  after(delayMs, callback) {
+    const timer = setTimeout(callback, delayMs);
+    timer.unref();
+    return () => clearTimeout(timer);
+  },
+  every(intervalMs, callback) {
+    const timer = setInterval(callback, intervalMs);
+    timer.unref();
+    return () => clearInterval(timer);
+  },
+};
