@@ -13,9 +13,8 @@
  * and fsyncs what it has.
  *
  * A replica whose Raft stopped (a storage write failed: a full disk, an I/O error) is reopened in
- * place once that works again: the agent closes it, opens the data dir afresh (recovery re-validates
- * the files as after a crash, and no page whose fsync failed was acknowledged: a failed append
- * cuts the log back to its acknowledged end) and serves the new replica, retrying with backoff.
+ * place once that works again (replication/replica-keeper.ts): closed, its data dir opened afresh
+ * (recovery re-validates the files as after a crash) with backoff, and the new replica served.
  *
  * Security: with `security` of type 'mtls' the ACL interceptor joins the server's chain (after the
  * caller's interceptors, so telemetry also sees denied calls; the Raft service needs `replicate`)
@@ -29,7 +28,7 @@ import { join } from 'node:path';
 import { credentials as grpcCredentials, type ServerCredentials, type ServerInterceptor } from '@grpc/grpc-js';
 import { NodeSecurityRuntime, type NodeSecurity } from '../auth/index.js';
 import { JoinFailedError, type Member, type Membership } from '../membership/index.js';
-import { CLUSTER_ID_TAG, RAFT_ID_TAG, RAFT_METHOD_ACTIONS, RaftPeerService, Replica, type RaftTiming, type RetentionPolicy } from '../replication/index.js';
+import { CLUSTER_ID_TAG, RAFT_ID_TAG, RAFT_METHOD_ACTIONS, RaftPeerService, Replica, ReplicaKeeper, type RaftTiming, type RetentionPolicy } from '../replication/index.js';
 import { LogServer, MeteredLog, type ServedLog, type ServiceLogger } from '../server/index.js';
 import { DEFAULT_LOG_CONFIG, FRAME_HEADER_BYTES, formatFsyncPolicy, type LogConfig } from '../storage/index.js';
 import type { Telemetry } from '../telemetry/index.js';
@@ -93,22 +92,13 @@ export interface AgentConfig {
   logger: AgentLogger;
 }
 
-/** How long a stopped replica waits before the first attempt to reopen it in place, and at most between attempts. */
-const REOPEN_FIRST_DELAY_MS = 1000;
-const REOPEN_MAX_DELAY_MS = 30_000;
-
-/** The replica the agent serves now: replaced when a stopped one is reopened in place. */
-interface ReplicaSlot {
-  current: Replica;
-  stopping: boolean;
-}
-
 export class Agent {
   private stopping: Promise<void> | undefined;
 
   private constructor(
     readonly config: AgentConfig,
-    private readonly slot: ReplicaSlot,
+    /** The replica the agent serves now: replaced when a stopped one is reopened in place. */
+    private readonly keeper: ReplicaKeeper,
     readonly server: LogServer,
     /** The RPC address clients use, `host:port`. */
     readonly rpcAddress: string,
@@ -165,7 +155,15 @@ export class Agent {
       security?.close();
       throw error;
     });
-    const slot: ReplicaSlot = { current: replica, stopping: false };
+    const keeper = new ReplicaKeeper(replica, {
+      open: () => Replica.open(replicaOptions),
+      logger: replicaOptions.logger,
+      onReopened: (next, stopped) => {
+        storageFailed = false;
+        server.setStorageFailed(false);
+        if (next.raftId !== stopped.raftId) keeper.onClusterId?.(next.clusterId ?? ''); // rejoined as a new member: new gossip tags
+      },
+    });
     const log = replica.log;
     logger.info(
       {
@@ -182,13 +180,13 @@ export class Agent {
     const { telemetry } = config;
     // Admin.GetMembers reads the membership, which starts only after the server listens.
     let membership: Membership | undefined;
-    const storageMetrics = telemetry?.metricsEnabled ? telemetry.storageMetrics(() => slot.current.storageStats()) : undefined;
+    const storageMetrics = telemetry?.metricsEnabled ? telemetry.storageMetrics(() => keeper.current.storageStats()) : undefined;
     if (storageMetrics) {
       recordSync = (event) => storageMetrics.fsyncDurationSeconds.record(event.durationMs / 1000);
       countFailure = () => storageMetrics.failures++;
     }
-    if (telemetry?.metricsEnabled) exportRaftMetrics(telemetry, () => slot.current);
-    const live = currentOf<ServedLog>(() => slot.current.log);
+    if (telemetry?.metricsEnabled) exportRaftMetrics(telemetry, () => keeper.current);
+    const live = currentOf<ServedLog>(() => keeper.current.log);
     const served: ServedLog = storageMetrics ? new MeteredLog(live, storageMetrics) : live;
     const server = new LogServer({
       log: served,
@@ -198,7 +196,7 @@ export class Agent {
       ...(isWildcard(host) ? { advertiseHost: hostname() } : {}),
       maxRecordBytes: config.maxRecordBytes,
       logger,
-      servers: () => slot.current.servers(),
+      servers: () => keeper.current.servers(),
       members: () => (membership === undefined ? [] : adminMembers(membership)),
       ...(config.shutdownTimeoutMs !== undefined ? { shutdownTimeoutMs: config.shutdownTimeoutMs } : {}),
       ...(config.credentials !== undefined ? { credentials: config.credentials } : {}),
@@ -208,64 +206,29 @@ export class Agent {
     const peerHandlers = replica.peerHandlers();
     type Handler = (...args: unknown[]) => unknown;
     const liveHandlers = Object.fromEntries(
-      Object.keys(peerHandlers).map((name) => [name, (...args: unknown[]) => (slot.current.peerHandlers() as unknown as Record<string, Handler>)[name]!(...args)]),
+      Object.keys(peerHandlers).map((name) => [name, (...args: unknown[]) => (keeper.current.peerHandlers() as unknown as Record<string, Handler>)[name]!(...args)]),
     ) as unknown as typeof peerHandlers;
     server.grpc.addService(RaftPeerService, liveHandlers);
     markUnhealthy = () => server.setStorageFailed(true);
     if (storageFailed) markUnhealthy();
     const undo = async (): Promise<void> => {
-      slot.stopping = true;
       security?.close();
       await server.shutdown();
-      await slot.current.close();
+      await keeper.close();
     };
     const rpcAddress = await listenRpc(server, security, host, config.rpcPort).catch(async (error: unknown) => {
       await undo();
       throw error;
     });
-    replica.start(advertisedRpcAddress(host, rpcAddress));
-    let lastMembers: Member[] | undefined;
-    const reopenInPlace = async (): Promise<void> => {
-      const stopped = slot.current;
-      logger.warn({ inMs: REOPEN_FIRST_DELAY_MS }, 'raft stopped: closing the replica to reopen it in place');
-      stopped.drainPeers();
-      await stopped.close().catch((error: unknown) => logger.warn({ err: String(error) }, 'closing the stopped replica failed'));
-      for (let delayMs = REOPEN_FIRST_DELAY_MS; !slot.stopping; delayMs = Math.min(delayMs * 2, REOPEN_MAX_DELAY_MS)) {
-        await new Promise((resolve) => setTimeout(resolve, delayMs).unref());
-        if (slot.stopping) return;
-        let next: Replica;
-        try {
-          next = await Replica.open(replicaOptions);
-        } catch (error) {
-          logger.warn({ err: String(error), retryInMs: Math.min(delayMs * 2, REOPEN_MAX_DELAY_MS) }, 'could not reopen the replica yet');
-          continue;
-        }
-        if (slot.stopping) {
-          await next.close();
-          return;
-        }
-        next.onStopped = () => void reopenInPlace();
-        next.onClusterId = stopped.onClusterId;
-        slot.current = next;
-        next.start(advertisedRpcAddress(host, rpcAddress));
-        if (lastMembers !== undefined) onMembers(lastMembers);
-        if (next.raftId !== stopped.raftId) next.onClusterId?.(next.clusterId ?? ""); // rejoined as a new member: new gossip tags
-        storageFailed = false;
-        server.setStorageFailed(false);
-        logger.info({ lowestOffset: next.log.lowestOffset(), nextOffset: next.log.nextOffset() }, 'replica reopened in place: raft runs again');
-        return;
-      }
-    };
-    replica.onStopped = () => void reopenInPlace();
+    keeper.start(advertisedRpcAddress(host, rpcAddress));
     const onMembers = (members: Member[]): void => {
-      lastMembers = members;
-      slot.current.updateMembers(members.map((member) => ({ name: member.name, status: member.status, gossipAddr: memberAddr(member), tags: member.tags })));
+      keeper.updateMembers(members.map((member) => ({ name: member.name, status: member.status, gossipAddr: memberAddr(member), tags: member.tags })));
     };
     if (config.gossip !== undefined) {
       const rpcAddr = advertisedRpcAddress(host, rpcAddress);
       const tags = (): Record<string, string> => ({
-        [RAFT_ID_TAG]: slot.current.raftId,
-        ...(slot.current.clusterId !== undefined ? { [CLUSTER_ID_TAG]: slot.current.clusterId } : {}),
+        [RAFT_ID_TAG]: keeper.current.raftId,
+        ...(keeper.current.clusterId !== undefined ? { [CLUSTER_ID_TAG]: keeper.current.clusterId } : {}),
       });
       membership = await joinCluster(config, config.gossip, rpcAddr, tags(), onMembers).catch(
         async (error: unknown) => {
@@ -283,7 +246,7 @@ export class Agent {
           `node name "${config.nodeName}" is already used by the member at ${clash}: give this node another --node-name (names identify Raft members)`,
         );
       }
-      replica.onClusterId = () => joined.setTags({ ...tags(), rpc_addr: rpcAddr });
+      keeper.onClusterId = () => joined.setTags({ ...tags(), rpc_addr: rpcAddr });
       // After a restart, peers known from before rejoin gossip even without --start-join-addrs.
       const known = replica.knownGossipAddrs().filter((address) => !config.gossip!.startJoinAddrs.includes(address));
       if (known.length > 0) {
@@ -292,12 +255,12 @@ export class Agent {
     }
     server.setServing(true);
     logger.info({ rpcAddress, nodeName: config.nodeName }, 'serving log.v1.Log');
-    return new Agent(config, slot, server, rpcAddress, security, membership);
+    return new Agent(config, keeper, server, rpcAddress, security, membership);
   }
 
   /** The replica the node serves (a new one after a stopped replica was reopened in place). */
   get replica(): Replica {
-    return this.slot.current;
+    return this.keeper.current;
   }
 
   /** The log the node serves (the replicated log). */
@@ -327,11 +290,10 @@ export class Agent {
     }
     logger.info({}, 'shutting down: no new calls; ending streams');
     this.security?.close();
-    this.slot.stopping = true;
     this.replica.drainPeers();
     await this.server.shutdown();
     const nextOffset = this.log.nextOffset();
-    await this.replica.close();
+    await this.keeper.close();
     logger.info({ nextOffset }, 'log closed; shutdown complete');
   }
 }

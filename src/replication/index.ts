@@ -3,6 +3,7 @@ export { Replica, DEFAULT_RAFT_TIMING, RAFT_ID_TAG, CLUSTER_ID_TAG } from './rep
 export type {
   ReplicaOptions, ReplicaLogger, RaftTiming, GossipMember, ServerView, ReplicaStats, ReplicaEnvironment, ReplicaTransport, ReplicaTransportContext, ReplicaFaults,
 } from './replica.js';
+export { ReplicaKeeper, REOPEN_DELAY_MS_MIN, REOPEN_DELAY_MS_MAX, type ReplicaKeeperOptions } from './replica-keeper.js';
 export { ReplicatedLog } from './replicated-log.js';
 export { nextChange, nodeNameOf, MIN_VOTERS_AFTER_FAILURE_REMOVAL } from './cluster-membership.js';
 export type { GossipStatus, MemberView, LeaderView } from './cluster-membership.js';
