@@ -29,6 +29,16 @@ test('a new alive member is added as a learner, then promoted once it has caught
   assert.deepEqual(nextChange(caughtUp)?.change, { type: 'addVoter', nodeId: 'n2@b' });
 });
 
+test('a learner that keeps up under steady writes is promoted: its match reached an earlier pass commit, though never the current one', () => {
+  const members = [alive('n1@a'), alive('n2@b')];
+  const config = { voters: ['n1@a'], learners: ['n2@b'] };
+  const keepingUp = view({ config, members, commit: 120, earlierCommit: 100, progress: new Map([['n2@b', { match: 117, recentActive: true }]]) });
+  assert.deepEqual(nextChange(keepingUp)?.change, { type: 'addVoter', nodeId: 'n2@b' });
+  const behind = { ...keepingUp, progress: new Map([['n2@b', { match: 99, recentActive: true }]]) };
+  assert.equal(nextChange(behind), null, 'not yet where the leader was a pass ago');
+  assert.equal(nextChange({ ...keepingUp, earlierCommit: undefined }), null, 'a new leader without an earlier pass waits for the commit index');
+});
+
 test('a graceful leave removes the member; a failure keeps it a voter unless --remove-failed-after, never below 3 voters', () => {
   const voters = ['n1@a', 'n2@b', 'n3@c', 'n4@d'];
   const members = voters.map((id) => alive(id));

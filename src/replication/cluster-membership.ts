@@ -9,8 +9,10 @@
  * 2. A voter or learner that a newer incarnation of the same node name has replaced (its data dir
  *    was wiped, so it is gone for good) is removed once the new incarnation is a voter and the
  *    old one has been silent for an election timeout.
- * 3. A learner that has caught up (its match index reached the leader's commit index) is promoted
- *    to voter.
+ * 3. A learner that has caught up is promoted to voter: its match index reached the leader's
+ *    commit index, or the commit index of an earlier pass (`earlierCommit`, at least one pass
+ *    interval old): under steady writes a learner that keeps up stays a round trip behind the
+ *    commit index, so it would rarely be seen at it.
  * 4. An alive gossip member that is not configured is added as a learner (it gets the log without
  *    counting towards quorums until it has caught up), unless it belongs to another cluster (its
  *    `cluster_id` tag differs: two --bootstrap nodes, or a data dir from elsewhere).
@@ -44,6 +46,8 @@ export interface LeaderView {
   readonly members: readonly MemberView[];
   readonly nowMs: number;
   readonly removeFailedAfterMs: number | undefined;
+  /** A commit index seen at least one pass interval ago (undefined: none yet); a learner whose match reached it keeps up. */
+  readonly earlierCommit?: number | undefined;
   /** This cluster's id: members of another cluster are never added. */
   readonly clusterId?: string | undefined;
 }
@@ -85,8 +89,9 @@ export function nextChange(view: LeaderView): { change: ConfigChange; reason: st
   }
   for (const id of config.learners) {
     const progress = view.progress.get(id);
-    if (progress !== undefined && progress.match >= view.commit && byId.get(id)?.status === 'alive') {
-      return { change: { type: 'addVoter', nodeId: id }, reason: `caught up (match ${progress.match}, commit ${view.commit})` };
+    const caughtUpTo = Math.min(view.commit, view.earlierCommit ?? view.commit);
+    if (progress !== undefined && progress.match >= caughtUpTo && byId.get(id)?.status === 'alive') {
+      return { change: { type: 'addVoter', nodeId: id }, reason: `caught up (match ${progress.match}, commit ${view.commit}, earlier ${caughtUpTo})` };
     }
   }
   for (const member of view.members) {

@@ -195,6 +195,8 @@ export class Replica {
   private retaining = false;
   private changing = false;
   private lastConfigText = '';
+  /** The commit index at the previous timed membership pass (learners that reached it keep up). */
+  private earlierCommit: number | undefined;
   private counters = { leaderChanges: 0, elections: 0, configChanges: 0 };
   private closed = false;
   /** Raft stopped itself after a failed storage write. */
@@ -396,7 +398,10 @@ export class Replica {
     // A lone voter has nobody to wait for (or to disrupt): lead at once instead of after a timeout.
     const { voters } = this.node.status().config;
     if (voters.length === 1 && voters[0] === this.raftId) this.node.campaign();
-    this.cancelReconcile = this.timers.every(this.options.reconcileIntervalMs ?? RECONCILE_INTERVAL_MS, () => this.reconcile());
+    this.cancelReconcile = this.timers.every(this.options.reconcileIntervalMs ?? RECONCILE_INTERVAL_MS, () => {
+      this.reconcile();
+      this.earlierCommit = this.node.status().commit;
+    });
     const retention = this.options.retention;
     if (retention !== undefined && (retention.bytes !== undefined || retention.ageMs !== undefined)) {
       this.cancelRetention = this.timers.every(this.options.retentionCheckIntervalMs ?? RETENTION_CHECK_INTERVAL_MS, () => this.applyRetention(retention));
@@ -585,6 +590,7 @@ export class Replica {
       members: this.members,
       nowMs: this.environment.monotonicMs(),
       removeFailedAfterMs: this.options.removeFailedAfterMs,
+      earlierCommit: this.earlierCommit,
       clusterId: this.clusterId,
     });
     if (decision === null) return;
