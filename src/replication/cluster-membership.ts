@@ -19,6 +19,11 @@
  * 5. With `removeFailedAfterMs`, a voter that gossip has reported failed for that long is removed,
  *    but never when that would leave fewer than 3 voters. A failure alone never shrinks the
  *    quorum: a failed voter stays a voter (off by default).
+ * A voter is removed (rules 1, 2, 5) only while the voters left after the removal have a quorum
+ * the leader hears from (itself and the recently active): otherwise the removal could not commit,
+ * and once appended it is the configuration the remaining voters use, whose quorum then needs a
+ * silent voter; should that one never come back (its data lost, it returns as a new member), no
+ * voter could be elected. A learner counts in no quorum and is removed at once.
  * The leader never removes itself here: it hands leadership over first (on shutdown), and the
  * next leader applies rule 1.
  */
@@ -66,6 +71,13 @@ export function foreign(member: MemberView, clusterId: string | undefined): bool
   return member.clusterId !== undefined && clusterId !== undefined && member.clusterId !== clusterId;
 }
 
+/** Whether the voters other than `id` include a quorum of them the leader hears from now. */
+function activeQuorumWithout(view: LeaderView, id: NodeId): boolean {
+  const remaining = view.config.voters.filter((voter) => voter !== id);
+  const active = remaining.filter((voter) => voter === view.selfId || view.progress.get(voter)?.recentActive === true).length;
+  return active >= Math.floor(remaining.length / 2) + 1;
+}
+
 /** The one configuration change this pass should make, with why, or null. */
 export function nextChange(view: LeaderView): { change: ConfigChange; reason: string } | null {
   const { config, selfId } = view;
@@ -76,15 +88,16 @@ export function nextChange(view: LeaderView): { change: ConfigChange; reason: st
   const aliveByName = new Map<string, MemberView>();
   for (const member of view.members) if (member.status === 'alive') aliveByName.set(member.name, member);
 
+  const removable = (id: NodeId): boolean => !voters.has(id) || activeQuorumWithout(view, id);
   for (const id of [...config.voters, ...config.learners]) {
-    if (id === selfId) continue;
+    if (id === selfId || !removable(id)) continue;
     if (byId.get(id)?.status === 'left') return { change: { type: 'remove', nodeId: id }, reason: 'left the cluster gracefully' };
   }
   for (const id of [...config.voters, ...config.learners]) {
     if (id === selfId) continue;
     const successor = aliveByName.get(nodeNameOf(id));
     if (successor === undefined || successor.raftId === id || !voters.has(successor.raftId)) continue;
-    if (view.progress.get(id)?.recentActive === true) continue;
+    if (view.progress.get(id)?.recentActive === true || !removable(id)) continue;
     return { change: { type: 'remove', nodeId: id }, reason: `replaced by ${successor.raftId} (a new incarnation of ${successor.name})` };
   }
   for (const id of config.learners) {
@@ -103,7 +116,7 @@ export function nextChange(view: LeaderView): { change: ConfigChange; reason: st
   if (after !== undefined && config.voters.length > MIN_VOTERS_AFTER_FAILURE_REMOVAL) {
     for (const id of config.voters) {
       const member = byId.get(id);
-      if (id === selfId || member?.status !== 'failed' || view.nowMs - member.sinceMs < after) continue;
+      if (id === selfId || member?.status !== 'failed' || view.nowMs - member.sinceMs < after || !removable(id)) continue;
       return { change: { type: 'remove', nodeId: id }, reason: `failed for ${Math.round((view.nowMs - member.sinceMs) / 1000)} s (--remove-failed-after ${after} ms)` };
     }
   }
