@@ -102,6 +102,11 @@ const NODE_ENVIRONMENT: ReplicaEnvironment = Object.freeze({
 export interface ReplicaFaults {
   readonly raft?: Faults;
   readonly storage?: RaftStorageFaults;
+  /**
+   * A member whose Raft state is damaged rejoins under the Raft id it had instead of as a new
+   * member: it lost its term, vote and log, yet still counts as the voter it was.
+   */
+  readonly rejoinUnderOldIdentity?: boolean;
 }
 
 export interface ReplicaOptions {
@@ -321,6 +326,7 @@ export class Replica {
       );
       storage = await RaftLogStorage.open(raftDir, storageOptions);
       try {
+        if (options.faults?.rejoinUnderOldIdentity === true) keepIdentity(io, join(aside, 'member.json'), identityFile);
         ({ raftId, joinOnly } = identity(io, identityFile, options.nodeName, true, newIncarnation, { joinOnly: true }));
         if (clusterId !== undefined) await storage.setClusterId(clusterId);
       } catch (error) {
@@ -678,6 +684,16 @@ function identity(
   const joinOnly = made.joinOnly === true;
   writeJsonAtomic(io, file, joinOnly ? { nodeName, raftId, joinOnly } : { nodeName, raftId });
   return { raftId, joinOnly };
+}
+
+/** The broken variant rejoinUnderOldIdentity: the damaged member's identity file, if it still reads, is kept. */
+function keepIdentity(io: FileIo, from: string, to: string): void {
+  try {
+    io.copyFile(from, to);
+    readJsonFile(io, to);
+  } catch {
+    io.remove(to);
+  }
 }
 
 /** The cluster id of a damaged Raft dir, if its cluster.json can still be read. */

@@ -2,7 +2,7 @@
  * Runs the Raft simulator from the command line.
  *   npm run sim -- --seed 1234 [--nodes 5] [--steps 600] [--verbose] [--fault NAME]
  *   npm run sim -- --long 60 [--nodes 3|5|7]   (random seeds for 60 s, prints seeds/s)
- *   npm run sim -- --replica [--seed N | --long S] [--nodes 3] [--fault NAME] [--bit-flips P] [--fsync-failures P]   (the production replica)
+ *   npm run sim -- --replica [--seed N | --long S] [--nodes 3] [--fault NAME] [--bit-flips P] [--fsync-failures P] [--state-damage P]   (the production replica)
  * Exit status 1 when a run fails; the failure line includes the command that reproduces it.
  */
 import { BROKEN_VARIANTS, REPLICA_VARIANTS, type BrokenVariantName, type ReplicaVariantName } from './variants.js';
@@ -22,10 +22,12 @@ interface CliArgs {
   bitFlips: number;
   /** Replica runs: probability that an fsync fails, for every seed (null: each seed's own draw). */
   fsyncFailures: number | null;
+  /** Replica runs: probability that a power loss of one node loses a sector of a Raft state file (null: each seed's own draw). */
+  stateDamage: number | null;
 }
 
 function parseArgs(argv: readonly string[]): CliArgs {
-  const args: CliArgs = { seed: null, nodeCount: null, steps: 600, verbose: false, longSeconds: null, fault: null, replica: false, bitFlips: 0, fsyncFailures: null };
+  const args: CliArgs = { seed: null, nodeCount: null, steps: 600, verbose: false, longSeconds: null, fault: null, replica: false, bitFlips: 0, fsyncFailures: null, stateDamage: null };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i];
     const value = (): string => {
@@ -42,6 +44,7 @@ function parseArgs(argv: readonly string[]): CliArgs {
     else if (flag === '--replica') args.replica = true;
     else if (flag === '--bit-flips') args.bitFlips = parseProbability(flag, value());
     else if (flag === '--fsync-failures') args.fsyncFailures = parseProbability(flag, value());
+    else if (flag === '--state-damage') args.stateDamage = parseProbability(flag, value());
     else throw new Error(`unknown argument ${flag}`);
   }
   return args;
@@ -83,6 +86,7 @@ function replicaOptions(args: CliArgs, seed: number, nodeCount: number): Replica
     ...(args.fault === null ? {} : { faults: REPLICA_VARIANTS[args.fault as ReplicaVariantName], faultName: args.fault }),
     ...(args.bitFlips > 0 ? { bitFlipProbability: args.bitFlips } : {}),
     ...(args.fsyncFailures !== null ? { fsyncFailureProbability: args.fsyncFailures } : {}),
+    ...(args.stateDamage !== null ? { stateDamageProbability: args.stateDamage } : {}),
     ...(args.verbose ? { trace: (line: string) => console.log(line) } : {}),
   };
 }
@@ -91,7 +95,7 @@ async function runReplicaOne(args: CliArgs): Promise<number> {
   const result = await runReplicaSeed(replicaOptions(args, args.seed ?? 1, args.nodeCount ?? 3));
   const summary =
     `seed=${result.seed} events=${result.eventCount} acknowledged=${result.acknowledged} sequenced=${result.sequencedAcknowledged} ` +
-    `duplicates=${result.duplicatesAnswered} reads=${result.observations} powerLosses=${result.powerLosses} kills=${result.kills} fsyncFailures=${result.fsyncFailures} diskFulls=${result.diskFulls} stops=${result.stops} retentions=${result.retentions} lowest=${result.lowestOffset} snapshots=${result.snapshots} log=${result.logLength} ` +
+    `duplicates=${result.duplicatesAnswered} reads=${result.observations} powerLosses=${result.powerLosses} kills=${result.kills} fsyncFailures=${result.fsyncFailures} diskFulls=${result.diskFulls} stops=${result.stops} retentions=${result.retentions} lowest=${result.lowestOffset} snapshots=${result.snapshots} configChanges=${result.configChanges} leaves=${result.leaves} rejoins=${result.rejoins} wipes=${result.wipes} stateDamages=${result.stateDamages} movedAside=${result.movedAside} log=${result.logLength} ` +
     `virtual=${result.virtualMs}ms trace=${result.traceHash.toString(16)} history=${result.historyHash.toString(16)}`;
   if (result.ok) {
     console.log(`ok ${summary}`);
@@ -106,9 +110,11 @@ async function runReplicaLong(args: CliArgs, seconds: number): Promise<number> {
   let seed = args.seed ?? (Date.now() % 1_000_000_000);
   let runs = 0;
   let failures = 0;
+  const totals = { acknowledged: 0, powerLosses: 0, fsyncFailures: 0, stops: 0, retentions: 0, snapshots: 0, configChanges: 0, leaves: 0, rejoins: 0, wipes: 0, stateDamages: 0, movedAside: 0 };
   while (Date.now() - startMs < seconds * 1000) {
     const result = await runReplicaSeed(replicaOptions({ ...args, verbose: false }, seed, args.nodeCount ?? 3));
     runs++;
+    for (const key of Object.keys(totals) as (keyof typeof totals)[]) totals[key] += result[key];
     if (!result.ok) {
       failures++;
       console.log(`FAIL seed=${seed}: ${result.failure}\n  reproduce: ${result.reproduce}`);
@@ -117,6 +123,7 @@ async function runReplicaLong(args: CliArgs, seconds: number): Promise<number> {
   }
   const elapsedSeconds = (Date.now() - startMs) / 1000;
   console.log(`${runs} replica seeds in ${elapsedSeconds.toFixed(1)} s: ${(runs / elapsedSeconds).toFixed(1)} seeds/s, ${failures} failed`);
+  console.log(`totals: ${Object.entries(totals).map(([key, value]) => `${key}=${value}`).join(' ')}`);
   return failures === 0 ? 0 : 1;
 }
 
@@ -151,7 +158,7 @@ function runLong(args: CliArgs, seconds: number): number {
   return failures === 0 ? 0 : 1;
 }
 
-const USAGE = 'usage: npm run sim -- [--replica [--bit-flips P] [--fsync-failures P]] [--seed N] [--nodes 3|5|7] [--steps N] [--verbose] [--fault NAME] [--long SECONDS]';
+const USAGE = 'usage: npm run sim -- [--replica [--bit-flips P] [--fsync-failures P] [--state-damage P]] [--seed N] [--nodes 3|5|7] [--steps N] [--verbose] [--fault NAME] [--long SECONDS]';
 
 async function main(): Promise<number> {
   let args: CliArgs;

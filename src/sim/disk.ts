@@ -382,6 +382,21 @@ export class SimDisk implements FileIo {
     this.bitFlips.push({ inode, position });
   }
 
+  /**
+   * A lost sector: the file (what reads see and what is durable alike) keeps only its first
+   * `keepBytes`, as a reader without checksums finds it. Nothing if the file does not exist.
+   */
+  damage(path: string, keepBytes: number): void {
+    this.alive();
+    const inode = this.names.get(path);
+    if (inode === undefined) return;
+    const kept = Buffer.from(inode.contents().subarray(0, Math.min(keepBytes, inode.sizeBytes)));
+    inode.data = Buffer.from(kept);
+    inode.sizeBytes = kept.length;
+    inode.synced = kept;
+    inode.unsynced = [];
+  }
+
   /** The file's modification time (stat's mtime). */
   modifiedMs(path: string): number {
     this.alive();

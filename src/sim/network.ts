@@ -29,6 +29,8 @@ export class SimNetwork {
     private readonly prng: Prng,
     options: NetworkOptions,
     private readonly deliver: Deliver,
+    /** The machine a node id runs on (links are cut between machines): the id itself by default. */
+    private readonly hostOf: (id: NodeId) => string = (id) => id,
   ) {
     assert(options.oneWayDelayMsMin <= options.oneWayDelayMsMax, 'delay range');
     assert((options.lateDelayMsMin ?? 0) <= (options.lateDelayMsMax ?? 0), 'late delay range');
@@ -36,7 +38,7 @@ export class SimNetwork {
   }
 
   send(nowMs: number, message: Message): void {
-    if (this.cutLinks.has(linkKey(message.from, message.to))) return;
+    if (!this.connected(message.from, message.to)) return;
     if (this.prng.chance(this.options.packetLossProbability)) return;
     const copies = this.prng.chance(this.options.packetDuplicateProbability) ? 2 : 1;
     for (let copy = 0; copy < copies; copy++) {
@@ -53,7 +55,7 @@ export class SimNetwork {
 
   /** Whether a message sent now from `from` could reach `to` (used at delivery time too). */
   connected(from: NodeId, to: NodeId): boolean {
-    return !this.cutLinks.has(linkKey(from, to));
+    return !this.cutLinks.has(linkKey(this.hostOf(from), this.hostOf(to)));
   }
 
   cut(from: NodeId, to: NodeId): void {

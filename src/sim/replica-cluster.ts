@@ -1,25 +1,32 @@
 /**
- * The production replica on a virtual clock: each simulated node is the code a clustered agent
- * runs (RaftLogStorage on the CommitLog, on a seeded SimDisk through FileIo; the ReplicatedLog as
- * the RaftNode's state machine and the log clients are served from), with its timers on the
- * virtual clock and its Raft messages and peer calls (Forward, ReadIndex) on the simulated
- * network. Only the gRPC transport is replaced.
+ * The production replica on a virtual clock: each simulated node runs what a clustered agent runs,
+ * the `Replica` (its identity and address-book files, its membership rules and reconcile passes,
+ * damaged state moved aside, the leader's retention pass) kept running by the `ReplicaKeeper`
+ * (the reopen in place after a failed write), over RaftLogStorage on the CommitLog on a seeded
+ * SimDisk (its FileIo), the ReplicatedLog and the RaftNode. Its environment is the simulator's:
+ * the disk for every file call, the virtual clock for timers and clocks, seeded randomness, and
+ * the simulated network for Raft messages and peer calls (Forward, ReadIndex) instead of gRPC.
+ * Gossip is simulated too: a member view (alive, failed after a detection delay, left) that the
+ * schedule drives and every replica receives, from which the leader's rules change the
+ * configuration.
  *
  * That storage returns real promises, so this simulator is asynchronous: between two events it
- * lets the process settle (microtasks, and the commit log's setImmediate flushes) until nothing
+ * lets the process settle (microtasks, and setImmediate callbacks) until nothing
  * is queued, and the disk's fsyncs complete from the event queue at a virtual time. Nothing reads
  * a wall clock or waits on real I/O, so the order of everything is a function of the seed (the
  * determinism test runs a seed twice and compares the hashes).
  *
  * A crash is a power loss: the node's process state is dropped and its disk keeps what was
- * synced plus a random prefix of the rest, the last write torn (SimDisk.crash). A restart opens
- * the storage on what the disk kept (its recovery runs) and builds a new ReplicatedLog and RaftNode.
+ * synced plus a random prefix of the rest, the last write torn (SimDisk.crash). A start opens
+ * the replica on what the disk kept (the storage's recovery runs), as a restarted agent does.
  */
 import { Prng, DeadlineExceededError, UnavailableError, AnnalError, assert } from '../util/index.js';
-import { RaftNode, Role, type ClusterConfig, type Faults, type Message, type NodeId, type RaftOptions, type Timers, type Transport } from '../raft/index.js';
-import { RaftLogStorage, type RaftStorageFaults } from '../replication/raft-storage.js';
-import { ReplicatedLog, type LeaderCalls } from '../replication/replicated-log.js';
-import { encodeControl, leaderRetainFrom, type RetentionPolicy } from '../replication/retention.js';
+import { Role, type Message, type NodeId, type Status, type Timers } from '../raft/index.js';
+import { nodeNameOf } from '../replication/cluster-membership.js';
+import { RAFT_ID_TAG, Replica, type GossipMember, type ReplicaFaults as ReplicaLayerFaults, type ReplicaLogger, type ReplicaTransport } from '../replication/replica.js';
+import { ReplicaKeeper } from '../replication/replica-keeper.js';
+import type { ReplicatedLog } from '../replication/replicated-log.js';
+import type { RetentionPolicy } from '../replication/retention.js';
 import type { StorageFaults } from '../storage/index.js';
 import { SimDisk } from './disk.js';
 import { EventQueue } from './event-queue.js';
@@ -28,10 +35,8 @@ import { mixString, mixUint } from './hash.js';
 import { SimNetwork, type NetworkOptions } from './network.js';
 
 /** Deliberately broken variants at the replica's layers, passed to the code that reads them. */
-export interface ReplicaFaults {
-  readonly raft?: Faults;
+export interface ReplicaFaults extends ReplicaLayerFaults {
   readonly log?: StorageFaults;
-  readonly storage?: RaftStorageFaults;
   /** A file-I/O layer that mishandles the disk's errors (faulty-file-io.ts). */
   readonly fileIo?: FileIoFaults;
 }
@@ -55,30 +60,34 @@ export interface ReplicaClusterOptions {
   /** An fsync completes after a virtual delay in [0, fsyncMsMax]. */
   readonly fsyncMsMax: number;
   readonly disk?: DiskFaultOptions;
-  readonly raft?: Partial<Omit<RaftOptions, 'id' | 'storage' | 'prng'>>;
   readonly faults?: ReplicaFaults;
   /** Commit-log segment size: small segments make rolls (and their fsync ordering) frequent. */
   readonly maxStoreBytes: number;
-  /**
-   * How much of the log the cluster keeps: the leader's retention pass (the one Replica runs)
-   * every RETENTION_CHECK_MS proposes where the log starts, and every replica applies it.
-   */
+  /** How much of the log the cluster keeps (the leader's retention pass, every RETENTION_CHECK_MS). */
   readonly retention?: RetentionPolicy;
+  /** Replica's removeFailedAfterMs (a voter gossip reports failed that long is removed, never below 3 voters). */
+  readonly removeFailedAfterMs?: number;
+  /** Gossip reports a member whose process died failed after a delay in this range. */
+  readonly failureDetectionMs: readonly [number, number];
+  /** Probability that a power loss of one node also loses a sector of one of its Raft state files. Default 0. */
+  readonly stateDamageProbability?: number;
   /** Probability that a power loss flips one bit of one synced byte on the node's disk. Default 0. */
   readonly bitFlipProbability?: number;
   readonly trace?: (line: string) => void;
 }
 
-const DATA_DIR = '/data/raft';
+const DATA_DIR = '/data';
+const RAFT_DIR = '/data/raft';
+/** The Raft state files whose damage makes a member rejoin as a new one (Replica.open moves them aside). */
+const STATE_FILES = ['hard-state.json', 'log-state.json', 'cluster.json', 'member.json'];
 const EVENT_QUEUE_SIZE_MAX = 1_000_000;
-/**
- * A stopped replica is reopened in place after this long, doubling up to the maximum: the agent's
- * backoff (1 s to 30 s) scaled to runs of a few virtual seconds.
- */
-const REOPEN_FIRST_DELAY_MS = 250;
-const REOPEN_MAX_DELAY_MS = 2000;
+/** The agent's reopen backoff (1 s to 30 s), scaled to runs of a few virtual seconds. */
+const REOPEN_DELAY_MS_MIN = 250;
+const REOPEN_DELAY_MS_MAX = 2000;
 /** How often a leader checks its retention policy (Replica: every second; shorter for the short runs). */
 const RETENTION_CHECK_MS = 200;
+const ELECTION_TICKS = 10;
+const HEARTBEAT_TICKS = 2;
 /** Settling turns between two events before the simulator calls the replicas busy-looping. */
 const SETTLE_TURNS_MAX = 10_000;
 
@@ -89,28 +98,35 @@ interface SimEvent {
 
 export class ReplicaNode {
   disk: SimDisk;
-  /** Bumped by every crash and start: callbacks of an older incarnation do nothing. */
+  /** Bumped by every crash, kill and start: callbacks of an older process do nothing. */
   incarnation = 0;
-  storage: RaftLogStorage | null = null;
-  log: ReplicatedLog | null = null;
-  raft: RaftNode<number> | null = null;
+  /** The agent process: its keeper (and so its replica), or null while the process is not running. */
+  keeper: ReplicaKeeper | null = null;
+  /** The process is opening its replica (no keeper yet). */
   starting = false;
-  /** The stopped replica's storage closing (a reopen waits for it: it holds the directory's lock). */
-  closing: Promise<void> | null = null;
-  /** A retention decision of this incarnation is being committed. */
-  retaining = false;
-  /** The next reopen's backoff after a failed one. */
-  reopenDelayMs = REOPEN_FIRST_DELAY_MS;
-  receive: ((message: Message) => void) | null = null;
+  /** Handing over, leaving gossip and closing (a graceful leave). */
+  leaving = false;
+  /** Gossip: left gracefully (the leader removes it); it comes back by rejoining. */
+  left = false;
+  /** What gossip says of the node. */
+  gossipStatus: 'alive' | 'failed' | 'left' = 'alive';
+  /** The Raft id of the node's newest replica (undefined before its first open). */
+  raftId: string | undefined;
+  /** Its data is gone (a wiped disk, damaged state): until its new member is a voter, no other may be lost. */
+  lost = false;
+  /** The next start bootstraps a new cluster (the first node's first start only). */
+  bootstrap: boolean;
+  /** The next failed first open's backoff. */
+  openDelayMs = REOPEN_DELAY_MS_MIN;
   /** Power losses of this node's machine. */
   crashes = 0;
   /** Process kills (the page cache survives). */
   kills = 0;
   /** Power losses that flipped a bit on this node's disk. */
   bitFlips = 0;
-  /** Times Raft stopped after a failed storage write and the replica was reopened in place. */
+  /** Times Raft stopped (a failed storage write, damage found) and the keeper reopened the replica in place. */
   stops = 0;
-  /** Opens of the storage that failed on a disk error (and were retried). */
+  /** Opens of the replica that failed on a disk error (and were retried). */
   failedOpens = 0;
   /** Fsyncs failed on the disks a crash or kill replaced. */
   private pastFsyncFailures = 0;
@@ -119,8 +135,10 @@ export class ReplicaNode {
     readonly id: NodeId,
     readonly tickMs: number,
     disk: SimDisk,
+    bootstrap: boolean,
   ) {
     this.disk = disk;
+    this.bootstrap = bootstrap;
   }
 
   /** Fsyncs that failed on this node's disks so far. */
@@ -133,8 +151,31 @@ export class ReplicaNode {
     this.disk = disk;
   }
 
+  /** The process runs (its replica may be stopped and waiting to be reopened). */
+  get running(): boolean {
+    return this.keeper !== null || this.starting;
+  }
+
+  /** The replica the node serves, or null while the process is down. */
+  get replica(): Replica | null {
+    return this.keeper?.current ?? null;
+  }
+
+  /** The process runs and its Raft has not stopped. */
   get up(): boolean {
-    return this.raft !== null;
+    const replica = this.replica;
+    return replica !== null && !replica.stopped && !this.leaving;
+  }
+
+  /** The served log (of an up node). */
+  get log(): ReplicatedLog {
+    assert(this.replica !== null, `${this.id} is down`);
+    return this.replica.log;
+  }
+
+  status(): Status {
+    assert(this.replica !== null, `${this.id} is down`);
+    return this.replica.status();
   }
 }
 
@@ -147,28 +188,33 @@ export class ReplicaCluster {
   eventCount = 0;
   /** Snapshot messages delivered: followers catching up from the leader's lowest retained index. */
   snapshotsDelivered = 0;
-  /** Retention decisions committed. */
-  retentionsCommitted = 0;
-  /** The highest first retained offset any replica has applied (what retention removed lies below). */
-  retainedFrom = 0;
+  /** What the replicas logged that the run reports (retention decisions, configuration changes, state moved aside). */
+  readonly counts = { retentions: 0, configChanges: 0, movedAside: 0, leaves: 0, rejoins: 0, wipes: 0, stateDamages: 0 };
   /** The first broken property (or unexpected error) seen; the run stops at it. */
   violation: string | null = null;
+  private highestRetainedFrom = 0;
+  /** The durable term and vote seen per Raft id: a member never forgets them (checked after every event). */
+  private readonly promised = new Map<NodeId, { term: number; vote: NodeId | null }>();
+  /** What gossip says now. */
+  private gossipView: readonly GossipMember[] = [];
   private readonly queue = new EventQueue<SimEvent>(EVENT_QUEUE_SIZE_MAX);
-  private readonly initialConfig: ClusterConfig;
   /** Draws for the disk's faults only, so that seeds without them keep their schedule. */
   private readonly diskPrng: Prng;
+  /** Where each live replica's transport takes messages, by Raft id. */
+  private readonly endpoints = new Map<NodeId, (message: Message) => void>();
 
   constructor(readonly options: ReplicaClusterOptions) {
     this.prng = new Prng(options.seed);
     this.diskPrng = new Prng(options.seed ^ 0x0d15_c0de);
-    this.network = new SimNetwork(this.prng, options.network, (atMs, message) =>
-      this.queue.push(atMs, { label: null, action: () => this.deliver(message) }),
+    this.network = new SimNetwork(
+      this.prng,
+      options.network,
+      (atMs, message) => this.queue.push(atMs, { label: null, action: () => this.deliver(message) }),
+      nodeNameOf,
     );
-    this.initialConfig = { voters: [...options.nodeIds], learners: [] };
-    for (const id of options.nodeIds) {
-      const node = new ReplicaNode(id, this.prng.int(options.tickMsMin, options.tickMsMax), this.newDisk(this.prng.nextUint32()));
-      this.nodes.set(id, node);
-    }
+    options.nodeIds.forEach((id, i) => {
+      this.nodes.set(id, new ReplicaNode(id, this.prng.int(options.tickMsMin, options.tickMsMax), this.newDisk(this.prng.nextUint32()), i === 0));
+    });
   }
 
   private newDisk(seed: number): SimDisk {
@@ -211,6 +257,7 @@ export class ReplicaCluster {
   async runUntil(untilMs: number, stop: () => boolean = () => false): Promise<boolean> {
     for (;;) {
       await settle();
+      this.checkPromises();
       if (this.violation !== null) return false;
       if (stop()) return true;
       const next = this.queue.pop();
@@ -242,158 +289,163 @@ export class ReplicaCluster {
 
   // ---- nodes ----
 
-  /** Opens the node's storage on its disk (recovery included) and starts its replica. */
+  /** Starts the node's agent process: it opens its replica on what its disk holds (recovery included), as a restart does. */
   start(id: NodeId): void {
     const node = this.node(id);
-    if (node.up || node.starting) return;
+    if (node.running) return;
     this.record(`start ${id}`);
     node.starting = true;
     const incarnation = ++node.incarnation;
-    const timers = this.timersFor(node, incarnation);
-    const faults = this.options.faults ?? {};
-    const disk = node.disk;
-    // A reopen in place waits for the stopped replica's files to close (the agent does the same).
-    const closed = node.closing ?? Promise.resolve();
-    closed.then(() => RaftLogStorage.open(DATA_DIR, {
-      fileIo: faultyFileIo(disk, faults.fileIo ?? {}),
-      log: { maxStoreBytes: this.options.maxStoreBytes, maxIndexBytes: 12 * 64, fsync: { kind: 'always' }, ...(faults.log !== undefined ? { faults: faults.log } : {}) },
-      initialConfig: this.initialConfig,
-      timers,
-      ...(faults.storage !== undefined ? { faults: faults.storage } : {}),
-    })).then(
-      (storage) => {
-        if (node.incarnation !== incarnation) return; // the machine died while opening
+    if (node.left) {
+      node.left = false;
+      this.counts.rejoins++;
+    }
+    const open = (): Promise<Replica> => Replica.open(this.replicaOptions(node, incarnation));
+    open().then(
+      (replica) => {
+        if (node.incarnation !== incarnation) return void replica.close().catch(() => undefined); // the machine died while opening
         node.starting = false;
-        node.closing = null;
-        node.reopenDelayMs = REOPEN_FIRST_DELAY_MS;
-        // The copy of damaged files is named by the wall clock: left out of the trace, which must depend on the seed only.
-        for (const action of storage.recovery.actions) this.record(`recovery ${id}: ${action.replace(/\d{4}-\d\d-\d\dT[\d-]+Z/g, '<time>')}`);
-        try {
-          this.build(node, incarnation, storage, timers);
-        } catch (error) {
-          this.fail(`${id} could not start its replica on the recovered storage: ${describe(error)}`);
-        }
+        node.openDelayMs = REOPEN_DELAY_MS_MIN;
+        node.bootstrap = false;
+        const keeper = new ReplicaKeeper(replica, {
+          open,
+          logger: this.loggerFor(node, incarnation),
+          timers: this.timersFor(node, incarnation),
+          reopenDelayMsMin: REOPEN_DELAY_MS_MIN,
+          reopenDelayMsMax: REOPEN_DELAY_MS_MAX,
+          onStopped: (error) => this.stopped(node, incarnation, error),
+          onOpenFailed: (error) => this.openFailed(node, incarnation, error),
+          onReopened: (next) => {
+            if (node.incarnation === incarnation) this.joined(node, next);
+          },
+        });
+        node.keeper = keeper;
+        keeper.start(id);
+        this.joined(node, replica);
       },
       (error: unknown) => {
         if (node.incarnation !== incarnation) return;
         node.starting = false;
-        node.closing = null;
-        if (diskErrorCode(error) === undefined) {
-          this.fail(`${id} could not open its storage after ${node.crashes} power losses: ${describe(error)}`);
-          return;
-        }
-        // The device failed again or is still full: the agent retries with backoff.
-        node.failedOpens++;
-        this.record(`open failed ${id}: ${diskErrorCode(error)}`);
-        this.retryStart(node);
+        this.openFailed(node, incarnation, error);
+        if (this.violation !== null) return;
+        // The supervisor (systemd) starts the agent again after a backoff.
+        const delayMs = node.openDelayMs;
+        node.openDelayMs = Math.min(delayMs * 2, REOPEN_DELAY_MS_MAX);
+        this.schedule(delayMs, null, () => {
+          if (node.incarnation === incarnation) this.start(id);
+        });
       },
     );
   }
 
-  private retryStart(node: ReplicaNode): void {
-    const incarnation = node.incarnation;
-    const delayMs = node.reopenDelayMs;
-    node.reopenDelayMs = Math.min(delayMs * 2, REOPEN_MAX_DELAY_MS);
-    this.schedule(delayMs, null, () => {
-      if (node.incarnation === incarnation) this.start(node.id);
-    });
+  /** The replica runs: gossip shows the node alive under its Raft id, and the replica gets the view. */
+  private joined(node: ReplicaNode, replica: Replica): void {
+    node.raftId = replica.raftId;
+    node.gossipStatus = 'alive';
+    this.publishGossip();
   }
 
-  /**
-   * Raft stopped after a failed storage write (an fsync's EIO, a full disk): as the agent does,
-   * close the replica and reopen it in place later, in the same process (the page cache kept).
-   * Anything else that stops Raft is a violation.
-   */
-  private stopped(node: ReplicaNode, incarnation: number, error: unknown): void {
+  private openFailed(node: ReplicaNode, incarnation: number, error: unknown): void {
     if (node.incarnation !== incarnation) return;
     if (diskErrorCode(error) === undefined) {
-      this.fail(`${node.id} stopped: a storage write failed: ${describe(error)}`);
+      this.fail(`${node.id} could not open its replica after ${node.crashes} power losses: ${describe(error)}`);
       return;
     }
-    this.record(`raft stopped ${node.id}: ${diskErrorCode(error)}`);
+    // The device failed again or is still full: retried with backoff.
+    node.failedOpens++;
+    this.record(`open failed ${node.id}: ${diskErrorCode(error)}`);
+  }
+
+  /** Raft stopped on a failed storage write (an fsync's EIO, a full disk) or on damage it repairs; anything else is a violation. */
+  private stopped(node: ReplicaNode, incarnation: number, error: unknown): void {
+    if (node.incarnation !== incarnation) return;
+    const code = diskErrorCode(error) ?? (error instanceof AnnalError && error.name === 'CorruptionError' ? 'damage' : undefined);
+    if (code === undefined) {
+      this.fail(`${node.id} stopped: ${describe(error)}`);
+      return;
+    }
+    this.record(`raft stopped ${node.id}: ${code}`);
+    this.noteRetained(node);
     node.stops++;
-    const { raft, log, storage } = node;
-    node.incarnation++;
-    node.raft = null;
-    node.log = null;
-    node.storage = null;
-    raft?.close();
-    log?.close();
-    // A close that fails (the failed log's final flush) still releases the files, as in the agent.
-    node.closing = storage === null ? null : storage.close().catch(() => undefined);
-    node.reopenDelayMs = REOPEN_FIRST_DELAY_MS;
-    this.retryStart(node);
   }
 
-  private build(node: ReplicaNode, incarnation: number, storage: RaftLogStorage, timers: Timers): void {
-    const log = new ReplicatedLog({
-      storage,
-      peers: this.peersFor(node, incarnation),
-      timers,
-      nowMs: () => this.nowMs,
-      leaderWaitMs: 300,
-      forwardTimeoutMs: 1000,
-      proposeTimeoutMs: 1000,
-    });
-    const raft = new RaftNode<number>({
-      electionTicks: 10,
-      heartbeatTicks: 2,
-      ...this.options.raft,
-      id: node.id,
-      storage,
-      transport: this.transportFor(node),
-      stateMachine: log,
-      applied: log.appliedAtStart,
-      timers,
-      tickIntervalMs: node.tickMs,
-      prng: new Prng(this.prng.nextUint32()),
-      faults: this.options.faults?.raft ?? {},
-      onStopped: (error) => this.stopped(node, incarnation, error),
-    });
-    log.attach(raft);
-    node.storage = storage;
-    node.log = log;
-    node.raft = raft;
-    node.retaining = false;
-    raft.onApplied(() => {
-      this.retainedFrom = Math.max(this.retainedFrom, log.lowestOffset());
-    });
-    raft.start();
-    const policy = this.options.retention;
-    if (policy !== undefined) timers.every(RETENTION_CHECK_MS, () => this.retentionPass(node, incarnation, policy));
-  }
-
-  /** On the leader, proposes where the log starts now under the policy, as Replica does. */
-  private retentionPass(node: ReplicaNode, incarnation: number, policy: RetentionPolicy): void {
-    const { raft, storage } = node;
-    if (node.incarnation !== incarnation || raft === null || storage === null || node.retaining) return;
-    const modifiedMs = (path: string): number => {
-      try {
-        return node.disk.modifiedMs(path);
-      } catch {
-        return this.nowMs;
-      }
+  /** What a replica of `node` is opened with: the agent's options on the simulator's environment. */
+  private replicaOptions(node: ReplicaNode, incarnation: number): Parameters<typeof Replica.open>[0] {
+    const faults = this.options.faults ?? {};
+    const disk = node.disk;
+    const live = (): boolean => node.incarnation === incarnation;
+    const { log, fileIo, ...replicaFaults } = faults;
+    return {
+      dataDir: DATA_DIR,
+      nodeName: node.id,
+      bootstrap: node.bootstrap,
+      log: { maxStoreBytes: this.options.maxStoreBytes, maxIndexBytes: 12 * 64, fsync: { kind: 'always' }, ...(log !== undefined ? { faults: log } : {}) },
+      timing: { tickIntervalMs: node.tickMs, electionTicks: ELECTION_TICKS, heartbeatTicks: HEARTBEAT_TICKS },
+      requestTimeouts: { leaderWaitMs: 300, forwardTimeoutMs: 1000, proposeTimeoutMs: 1000 },
+      retentionCheckIntervalMs: RETENTION_CHECK_MS,
+      ...(this.options.retention !== undefined ? { retention: this.options.retention } : {}),
+      ...(this.options.removeFailedAfterMs !== undefined ? { removeFailedAfterMs: this.options.removeFailedAfterMs } : {}),
+      faults: replicaFaults,
+      logger: this.loggerFor(node, incarnation),
+      environment: {
+        fileIo: faultyFileIo(disk, fileIo ?? {}),
+        timers: this.timersFor(node, incarnation),
+        monotonicMs: () => this.nowMs,
+        wallClockMs: () => this.nowMs,
+        randomBytes: (count) => {
+          const bytes = new Uint8Array(count);
+          for (let i = 0; i < count; i++) bytes[i] = this.prng.int(0, 255);
+          return bytes;
+        },
+        raftPrng: () => new Prng(this.prng.nextUint32()),
+        transport: (context) => this.transportFor(node, context.selfId, live),
+      },
     };
-    const firstIndex = leaderRetainFrom({ status: raft.status(), storage, modifiedMs, nowMs: this.nowMs }, policy);
-    if (firstIndex === null) return;
-    this.record(`retain ${node.id} from index ${firstIndex}`);
-    node.retaining = true;
-    const done = (committed: boolean): void => {
+  }
+
+  /** The replica's log lines go into the trace (messages only: the same seed, the same text); some are counted. */
+  private loggerFor(node: ReplicaNode, incarnation: number): ReplicaLogger {
+    const line = (level: string) => (_object: object, message: string): void => {
       if (node.incarnation !== incarnation) return;
-      node.retaining = false;
-      if (committed) this.retentionsCommitted++;
+      if (message.startsWith('retention: the log now starts')) this.counts.retentions++;
+      else if (message === 'configuration change committed') this.counts.configChanges++;
+      else if (message.startsWith('raft state damaged: moved it aside')) this.counts.movedAside++;
+      const detail = message.startsWith("proposing a configuration change") ? ` ${JSON.stringify(_object)}` : "";
+      this.record(`${node.id} ${level}: ${message.length > 80 ? `${message.slice(0, 80)}...` : message}${detail}`);
     };
-    raft.proposeControl(encodeControl({ kind: 'retain', firstIndex })).then(() => done(true), () => done(false));
+    return { debug: () => {}, info: line('info'), warn: line('warn'), error: line('error') };
+  }
+
+  /** The highest first retained offset any replica has applied (records below it are legitimately gone). */
+  get retainedFrom(): number {
+    for (const node of this.nodes.values()) this.noteRetained(node);
+    return this.highestRetainedFrom;
+  }
+
+  private noteRetained(node: ReplicaNode): void {
+    const replica = node.replica;
+    if (replica !== null && !replica.stopped) this.highestRetainedFrom = Math.max(this.highestRetainedFrom, replica.log.lowestOffset());
   }
 
   /** A power loss: the process dies and the disk keeps what was synced plus a torn prefix of the rest. */
-  crash(id: NodeId): void {
+  crash(id: NodeId, options: { damageState?: boolean } = {}): void {
     const node = this.node(id);
+    const mayLose = options.damageState === true && this.canLoseMember(node);
     if (!this.stop(node, 'power loss', (disk) => disk.crash({ bitFlipProbability: this.options.bitFlipProbability ?? 0 }))) return;
     node.crashes++;
     if (node.disk.bitFlips.length > 0) {
       node.bitFlips++;
       this.record(`bit flipped on ${id}`);
+    }
+    if (mayLose && this.prng.chance(this.options.stateDamageProbability ?? 0)) {
+      const present = STATE_FILES.filter((name) => node.disk.kind(`${RAFT_DIR}/${name}`) === 'file');
+      if (present.length === 0) return;
+      const name = this.prng.pick(present);
+      const path = `${RAFT_DIR}/${name}`;
+      node.disk.damage(path, this.prng.int(0, Math.max(0, node.disk.readFile(path).length - 2)));
+      node.lost = true;
+      this.counts.stateDamages++;
+      this.record(`lost a sector of ${id}'s ${name}`);
     }
   }
 
@@ -403,68 +455,166 @@ export class ReplicaCluster {
     if (this.stop(node, 'kill', (disk) => disk.restartProcess())) node.kills++;
   }
 
+  /** The down node's disk is replaced by an empty one (its data is gone): it comes back as a new member (see canLoseMember). */
+  wipe(id: NodeId): boolean {
+    const node = this.node(id);
+    if (node.running || node.left) return false;
+    this.record(`disk of ${id} replaced: its data is gone`);
+    node.replaceDisk(this.newDisk(this.prng.nextUint32()));
+    node.lost = true;
+    this.counts.wipes++;
+    return true;
+  }
+
+  /**
+   * Whether `node` may lose its data now and the cluster still hold every committed entry on a
+   * majority of live members: the leader's configuration has at least 3 voters, no learner, each
+   * voter the newest member of its node, no other node's data is lost and no node is leaving (an
+   * operator never takes two members of three away at once).
+   */
+  canLoseMember(node: ReplicaNode): boolean {
+    const leader = this.leader();
+    if (leader === null) return false;
+    const config = leader.status().config;
+    const current = new Map([...this.nodes.values()].map((n) => [n.raftId, n]));
+    if (config.voters.length < 3 || config.learners.length > 0) return false;
+    if ([...this.nodes.values()].some((other) => other.leaving || (other.left && other.raftId !== undefined && config.voters.includes(other.raftId)))) return false;
+    if (!config.voters.every((id) => current.has(id))) return false;
+    for (const other of this.nodes.values()) {
+      if (other.lost && other.raftId !== undefined && config.voters.includes(other.raftId) && other.up) other.lost = false; // its new member votes now
+    }
+    return node.raftId !== undefined && config.voters.includes(node.raftId) && ![...this.nodes.values()].some((other) => other.lost);
+  }
+
+  /**
+   * A graceful leave, as the agent's shutdown: a leader hands leadership over, the node leaves
+   * gossip (the leader then removes it), and its replica closes.
+   */
+  leave(id: NodeId): void {
+    const node = this.node(id);
+    const replica = node.replica;
+    if (!node.up || replica === null) return;
+    this.record(`leave ${id}`);
+    node.leaving = true;
+    const incarnation = node.incarnation;
+    this.counts.leaves++;
+    void replica.handOffLeadership(500).then(async () => {
+      if (node.incarnation !== incarnation) return;
+      node.left = true;
+      node.gossipStatus = 'left';
+      this.publishGossip();
+      await node.keeper?.close().catch(() => undefined);
+      if (node.incarnation !== incarnation) return;
+      node.incarnation++;
+      node.keeper = null;
+      node.leaving = false;
+      this.record(`left ${id}`);
+    });
+  }
+
   /** Ends the node's process; false if it was not running. */
   private stop(node: ReplicaNode, label: string, survivingDisk: (disk: SimDisk) => SimDisk): boolean {
-    if (!node.up && !node.starting && node.closing === null) return false;
+    if (!node.running) return false;
     this.record(`${label} ${node.id}`);
+    this.noteRetained(node);
+    const replica = node.replica;
     node.incarnation++;
     node.starting = false;
-    node.closing = null; // the process that was closing the files is gone
-    const { raft, log } = node;
-    node.raft = null;
-    node.log = null;
-    node.storage = null;
+    node.leaving = false;
+    node.keeper = null;
     node.replaceDisk(survivingDisk(node.disk));
-    raft?.close();
-    log?.close();
+    // The process is gone: its timers and messages are silenced by the incarnation, and its
+    // waiting clients fail; what the close would still write goes to the dead disk.
+    replica?.close().catch(() => undefined);
+    if (!node.left) {
+      const incarnation = node.incarnation;
+      const [minMs, maxMs] = this.options.failureDetectionMs;
+      this.schedule(this.prng.int(minMs, maxMs), null, () => {
+        if (node.incarnation !== incarnation || node.running || node.left) return;
+        node.gossipStatus = 'failed';
+        this.publishGossip();
+      });
+    }
     return true;
+  }
+
+  // ---- gossip ----
+
+  /**
+   * Every running replica gets the member view after its own gossip delay. Gossip never goes
+   * back in time (each member's newest status wins), so a delivery carries the view as it is then.
+   */
+  private publishGossip(): void {
+    const members: GossipMember[] = [];
+    for (const node of this.nodes.values()) {
+      if (node.raftId === undefined) continue;
+      members.push({ name: node.id, status: node.gossipStatus, gossipAddr: node.id, tags: { [RAFT_ID_TAG]: node.raftId, rpc_addr: node.id } });
+    }
+    this.gossipView = members;
+    this.record(`gossip ${members.map((member) => `${member.tags[RAFT_ID_TAG]}:${member.status}`).join(' ')}`);
+    for (const node of this.nodes.values()) {
+      const incarnation = node.incarnation;
+      this.schedule(this.prng.int(1, 50), null, () => {
+        if (node.incarnation === incarnation) node.keeper?.updateMembers(this.gossipView);
+      });
+    }
   }
 
   // ---- the network ----
 
   private deliver(message: Message): void {
-    const node = this.nodes.get(message.to);
-    if (node?.receive == null || !this.network.connected(message.from, message.to)) return;
+    const endpoint = this.endpoints.get(message.to);
+    if (endpoint === undefined || !this.network.connected(message.from, message.to)) return;
     this.record(`${message.type} ${message.from}->${message.to} t${message.term}`);
     if (message.type === 'snapshot') this.snapshotsDelivered++;
-    node.receive(message);
+    endpoint(message);
   }
 
-  private transportFor(node: ReplicaNode): Transport {
+  /** Raft messages over the simulated network, and the peer calls to a leader as simulated RPCs. */
+  private transportFor(node: ReplicaNode, selfId: NodeId, live: () => boolean): ReplicaTransport {
     let closed = false;
+    let handler: ((message: Message) => void) | undefined;
+    const active = (): boolean => !closed && live();
     return {
       send: (messages) => {
-        if (closed) return;
+        if (!active()) return;
         for (const message of messages) this.network.send(this.nowMs, message);
       },
-      onMessage: (handler) => {
-        node.receive = handler;
+      onMessage: (next) => {
+        if (!active()) return;
+        handler = next;
+        this.endpoints.set(selfId, (message) => {
+          if (active()) handler?.(message);
+        });
+      },
+      deliver: (message) => {
+        if (active()) handler?.(message);
       },
       close: () => {
         closed = true;
-        node.receive = null;
+        this.endpoints.delete(selfId);
       },
+      forward: (to, request, options) => this.call(node, selfId, live, to, options.deadlineMs, 'forward', (target) => target.appendForwarded(request)),
+      readIndex: (to, options) => this.call(node, selfId, live, to, options.deadlineMs, 'readIndex', (target) => target.readIndexForPeer()),
     };
+  }
+
+  /** The replica whose Raft id is `id`, if its process runs. */
+  private replicaById(id: NodeId): Replica | null {
+    const replica = this.nodes.get(nodeNameOf(id))?.replica ?? null;
+    return replica !== null && replica.raftId === id ? replica : null;
   }
 
   /**
-   * The peer calls to a leader over the simulated network, failing as the gRPC ones do: an
-   * unreachable peer that is down refuses the connection (nothing was appended), a lost request
-   * or answer runs into the deadline (the outcome is unknown).
+   * A peer call over the simulated network, failing as the gRPC ones do: an unreachable peer that
+   * is down refuses the connection (nothing was appended), a lost request or answer runs into the
+   * deadline (the outcome is unknown).
    */
-  private peersFor(node: ReplicaNode, incarnation: number): LeaderCalls {
-    return {
-      forward: (to, request, options) =>
-        this.call(node, incarnation, to, options.deadlineMs, 'forward', (target) => target.appendForwarded(request)),
-      readIndex: (to, options) => this.call(node, incarnation, to, options.deadlineMs, 'readIndex', (target) => target.readIndexForPeer()),
-    };
-  }
-
-  private call<T>(node: ReplicaNode, incarnation: number, to: NodeId, deadlineMs: number, name: string, handle: (target: ReplicatedLog) => Promise<T>): Promise<T> {
+  private call<T>(node: ReplicaNode, from: NodeId, live: () => boolean, to: NodeId, deadlineMs: number, name: string, handle: (target: ReplicatedLog) => Promise<T>): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       let settled = false;
       const finish = (outcome: () => void): void => {
-        if (settled || node.incarnation !== incarnation) return;
+        if (settled || !live()) return;
         settled = true;
         outcome();
       };
@@ -472,17 +622,17 @@ export class ReplicaCluster {
         finish(() => reject(new DeadlineExceededError(`${name} to ${to} passed its deadline`))),
       );
       const back = (outcome: () => void): void => {
-        if (!this.network.connected(to, node.id) || this.prng.chance(this.network.options.packetLossProbability)) return;
+        if (!this.network.connected(to, from) || this.prng.chance(this.network.options.packetLossProbability)) return;
         this.schedule(this.network.delayMs(), null, () => finish(outcome));
       };
-      if (!this.network.connected(node.id, to) || this.prng.chance(this.network.options.packetLossProbability)) return;
-      this.schedule(this.network.delayMs(), `${name} ${node.id}->${to}`, () => {
-        const target = this.nodes.get(to)?.log;
-        if (target == null) {
+      if (!this.network.connected(from, to) || this.prng.chance(this.network.options.packetLossProbability)) return;
+      this.schedule(this.network.delayMs(), `${name} ${node.id}->${nodeNameOf(to)}`, () => {
+        const target = this.replicaById(to);
+        if (target === null || target.stopped) {
           back(() => reject(new UnavailableError(`No connection established to ${to}`)));
           return;
         }
-        handle(target).then(
+        handle(target.log).then(
           (value) => back(() => resolve(value)),
           (error: unknown) => back(() => reject(error instanceof AnnalError ? error : new UnavailableError(describe(error)))),
         );
@@ -492,7 +642,7 @@ export class ReplicaCluster {
 
   // ---- time ----
 
-  /** The node's timers on the virtual clock; a crash silences those of its incarnation. */
+  /** The node's timers on the virtual clock; a crash silences those of its process. */
   private timersFor(node: ReplicaNode, incarnation: number): Timers {
     const live = (): boolean => node.incarnation === incarnation;
     return {
@@ -523,13 +673,34 @@ export class ReplicaCluster {
 
   // ---- observation ----
 
+  /**
+   * A member's durable term never goes back, nor its vote within a term: what Raft's safety
+   * rests on, and what a member whose state is lost must not break (it rejoins as a new one).
+   */
+  private checkPromises(): void {
+    for (const node of this.nodes.values()) {
+      const replica = node.replica;
+      if (replica === null) continue;
+      const { term, vote } = replica.storage.initialState().hardState;
+      const before = this.promised.get(replica.raftId);
+      if (before !== undefined && (term < before.term || (term === before.term && before.vote !== null && vote !== before.vote))) {
+        this.fail(`${replica.raftId} forgot what it promised: term ${before.term} vote ${before.vote} became term ${term} vote ${vote}`);
+        return;
+      }
+      if (before === undefined || term !== before.term || vote !== before.vote) this.promised.set(replica.raftId, { term, vote });
+    }
+  }
+
   /** The up node that is leader in the highest term, or null. */
   leader(): ReplicaNode | null {
     let best: ReplicaNode | null = null;
+    let bestTerm = -1;
     for (const node of this.nodes.values()) {
-      const status = node.raft?.status();
-      if (status?.role !== Role.Leader) continue;
-      if (best === null || status.term > (best.raft as RaftNode<number>).status().term) best = node;
+      if (!node.up) continue;
+      const status = node.status();
+      if (status.role !== Role.Leader || status.term <= bestTerm) continue;
+      best = node;
+      bestTerm = status.term;
     }
     return best;
   }
@@ -541,9 +712,10 @@ export class ReplicaCluster {
   /** Stops every replica (the end of a run); pending storage work is abandoned with its disk. */
   shutdown(): void {
     for (const node of this.nodes.values()) {
+      const replica = node.replica;
       node.incarnation++;
-      node.raft?.close();
-      node.log?.close();
+      node.keeper = null;
+      replica?.close().catch(() => undefined);
     }
   }
 }

@@ -35,6 +35,11 @@ export interface ReplicaRunOptions {
   /** Every seed's fsyncs fail with this probability instead of the seed's own draw (`--fsync-failures P`). */
   readonly fsyncFailureProbability?: number;
   /**
+   * Every seed's power losses of one node lose a sector of a Raft state file with this
+   * probability (when the cluster can lose that member), instead of the seed's own draw (`--state-damage P`).
+   */
+  readonly stateDamageProbability?: number;
+  /**
    * Retention in a share of the seeds with small segments (default true): by bytes, by age, or
    * both, drawn apart from the rest like the disk faults.
    */
@@ -74,6 +79,37 @@ export interface ReplicaRunResult {
   readonly lowestOffset: number;
   /** Snapshots delivered (followers catching up from the leader's first retained index). */
   readonly snapshots: number;
+  /** Configuration changes the leaders' membership rules committed. */
+  readonly configChanges: number;
+  /** Graceful leaves, and rejoins of nodes that had left. */
+  readonly leaves: number;
+  readonly rejoins: number;
+  /** Disks replaced by empty ones (the node rejoins as a new member). */
+  readonly wipes: number;
+  /** Raft state files that lost a sector, and replicas that moved damaged state aside and rejoined as new members. */
+  readonly stateDamages: number;
+  readonly movedAside: number;
+}
+
+/** Membership for a seed: how often the schedule changes it, and the failure detector. */
+interface MembershipSchedule {
+  /** Share of nemesis actions that are a membership change (a leave, a rejoin, a wiped disk). */
+  readonly share: number;
+  readonly failureDetectionMs: readonly [number, number];
+  readonly removeFailedAfterMs: number | undefined;
+  readonly stateDamageProbability: number;
+}
+
+function membershipSchedule(seed: number, nodeCount: number): MembershipSchedule {
+  const prng = new Prng(seed ^ 0x3e3b_0001);
+  const detectMin = prng.int(100, 500);
+  return {
+    share: prng.chance(0.8) ? 0.1 + prng.next() * 0.25 : 0,
+    failureDetectionMs: [detectMin, detectMin + prng.int(50, 500)],
+    // Removing failed voters only acts above 3 voters.
+    removeFailedAfterMs: nodeCount > 3 && prng.chance(0.5) ? prng.int(300, 2000) : undefined,
+    stateDamageProbability: prng.chance(0.5) ? prng.next() * 0.3 : 0,
+  };
 }
 
 /** Retention for a seed: only with small segments (whole segments go, so big ones never would). */
@@ -105,6 +141,8 @@ function diskSchedule(seed: number, enabled: boolean): DiskSchedule {
 }
 
 const TICK_MS = 10;
+/** The nemesis waits at most this long for the cluster to form. */
+const FORMATION_MS_MAX = 1500;
 /** After healing, the replicas must agree and take a produce within this long. */
 const HEAL_BOUND_MS = 30_000;
 /** A client gives up waiting for an answer after this long (the outcome stays unknown). */
@@ -123,6 +161,7 @@ export async function runReplicaSeed(options: ReplicaRunOptions): Promise<Replic
   const fsyncMsMax = prng.pick([0, 2, 10, 30]);
   const maxStoreBytes = prng.pick([256, 1024, 64 * 1024]);
   const retention = retentionPolicy(options.seed, options.retention ?? true, maxStoreBytes);
+  const membership = membershipSchedule(options.seed, options.nodeCount);
   const cluster = new ReplicaCluster({
     seed: options.seed,
     nodeIds: ids,
@@ -142,13 +181,17 @@ export async function runReplicaSeed(options: ReplicaRunOptions): Promise<Replic
     maxStoreBytes,
     bitFlipProbability: options.bitFlipProbability ?? 0,
     ...(retention !== undefined ? { retention } : {}),
-    raft: { preVote: true, checkQuorum: true },
+    failureDetectionMs: membership.failureDetectionMs,
+    stateDamageProbability: options.stateDamageProbability ?? membership.stateDamageProbability,
+    ...(membership.removeFailedAfterMs !== undefined ? { removeFailedAfterMs: membership.removeFailedAfterMs } : {}),
     ...(options.faults !== undefined ? { faults: options.faults } : {}),
     ...(options.trace !== undefined ? { trace: options.trace } : {}),
   });
-  const run = new Run(cluster, prng, options, disk);
+  const run = new Run(cluster, prng, options, disk, membership);
   const onUnhandled = (reason: unknown): void => cluster.fail(`unhandled rejection: ${reason instanceof Error ? reason.stack ?? reason.message : String(reason)}`);
+  const onUncaught = (error: unknown): void => cluster.fail(`uncaught exception: ${error instanceof Error ? error.stack ?? error.message : String(error)}`);
   process.on('unhandledRejection', onUnhandled);
+  process.on('uncaughtException', onUncaught);
   let failure: string | null = null;
   let logLength = 0;
   let lowestOffset = 0;
@@ -157,13 +200,14 @@ export async function runReplicaSeed(options: ReplicaRunOptions): Promise<Replic
   } finally {
     cluster.shutdown();
     process.off('unhandledRejection', onUnhandled);
+    process.off('uncaughtException', onUncaught);
   }
   const history = run.history;
   return {
     ok: failure === null,
     seed: options.seed,
     failure,
-    reproduce: `npm run sim -- --replica --seed ${options.seed} --nodes ${options.nodeCount} --steps ${options.steps}${options.faultName !== undefined ? ` --fault ${options.faultName}` : ''}${options.bitFlipProbability ? ` --bit-flips ${options.bitFlipProbability}` : ''}${options.fsyncFailureProbability !== undefined ? ` --fsync-failures ${options.fsyncFailureProbability}` : ''}`,
+    reproduce: `npm run sim -- --replica --seed ${options.seed} --nodes ${options.nodeCount} --steps ${options.steps}${options.faultName !== undefined ? ` --fault ${options.faultName}` : ''}${options.bitFlipProbability ? ` --bit-flips ${options.bitFlipProbability}` : ''}${options.fsyncFailureProbability !== undefined ? ` --fsync-failures ${options.fsyncFailureProbability}` : ''}${options.stateDamageProbability !== undefined ? ` --state-damage ${options.stateDamageProbability}` : ''}`,
     traceHash: cluster.traceHash,
     historyHash: run.historyHash,
     eventCount: cluster.eventCount,
@@ -179,9 +223,15 @@ export async function runReplicaSeed(options: ReplicaRunOptions): Promise<Replic
     fsyncFailures: run.fsyncFailures,
     diskFulls: run.diskFulls,
     stops: [...cluster.nodes.values()].reduce((sum, node) => sum + node.stops, 0),
-    retentions: cluster.retentionsCommitted,
+    retentions: cluster.counts.retentions,
     lowestOffset,
     snapshots: cluster.snapshotsDelivered,
+    configChanges: cluster.counts.configChanges,
+    leaves: cluster.counts.leaves,
+    rejoins: cluster.counts.rejoins,
+    wipes: cluster.counts.wipes,
+    stateDamages: cluster.counts.stateDamages,
+    movedAside: cluster.counts.movedAside,
   };
 }
 
@@ -212,6 +262,7 @@ class Run {
     private readonly prng: Prng,
     private readonly options: ReplicaRunOptions,
     private readonly disk: DiskSchedule,
+    private readonly membership: MembershipSchedule,
   ) {
     this.diskPrng = new Prng(options.seed ^ 0x0f11_d15c);
   }
@@ -232,7 +283,18 @@ class Run {
       void this.produceSequenced(producer);
     }
     const nemesisMsMin = prng.int(50, 200);
-    this.scheduleNemesis(nemesisMsMin, prng.int(nemesisMsMin + 50, 600));
+    const nemesisMsMax = prng.int(nemesisMsMin + 50, 600);
+    // The faults begin once the cluster has formed (the first node bootstrapped, the others joined
+    // and were promoted by the membership rules), or after FORMATION_MS_MAX.
+    const formed = (): boolean => {
+      const leader = cluster.leader();
+      return leader !== null && leader.status().config.voters.length === cluster.nodes.size;
+    };
+    const startNemesis = (): void => {
+      if (formed() || cluster.nowMs >= FORMATION_MS_MAX) this.scheduleNemesis(nemesisMsMin, nemesisMsMax);
+      else cluster.schedule(20, null, startNemesis);
+    };
+    startNemesis();
     if (this.disk.fullEveryMs !== null) this.scheduleDiskFull(...this.disk.fullEveryMs);
     const chaosMs = this.options.steps * TICK_MS;
     await cluster.runFor(chaosMs);
@@ -248,6 +310,7 @@ class Run {
     const healedBy = cluster.nowMs + HEAL_BOUND_MS;
     let probe: ProduceOp | null = null;
     const converged = (): boolean => {
+      for (const node of cluster.nodes.values()) if (node.left && !node.running) cluster.start(node.id); // a leave that was still closing
       if (this.openProducers > 0) return false;
       const leader = cluster.leader();
       if (leader === null || !this.caughtUp(leader)) return false;
@@ -261,9 +324,13 @@ class Run {
       }
       const last = probe.outcome.offset;
       const nodes = [...cluster.nodes.values()];
-      if (!nodes.every((node) => node.up && node.log!.nextOffset() > last && this.caughtUp(node))) return false;
+      if (!nodes.every((node) => node.up && node.log.nextOffset() > last && this.caughtUp(node))) return false;
+      // The membership rules made every node's newest member a voter and removed the rest.
+      const { voters, learners } = leader.status().config;
+      const members = new Set(nodes.map((node) => node.raftId));
+      if (learners.length > 0 || voters.length !== members.size || !voters.every((id) => members.has(id))) return false;
       // Retention applied everywhere (each replica compacts after applying the decision).
-      return nodes.every((node) => node.log!.lowestOffset() === leader.log!.lowestOffset());
+      return nodes.every((node) => node.log.lowestOffset() === leader.log.lowestOffset());
     };
     const done = await cluster.runUntil(healedBy, converged);
     if (cluster.violation !== null) return { failure: cluster.violation, logLength: 0, lowestOffset: 0 };
@@ -288,15 +355,16 @@ class Run {
   private caughtUp(node: ReplicaNode): boolean {
     const leader = this.cluster.leader();
     if (!node.up || leader === null) return false;
-    const mine = node.raft!.status();
-    const theirs = leader.raft!.status();
-    return mine.leaderId === leader.id && mine.term === theirs.term && mine.applied === theirs.commit && node.storage!.term(mine.applied) === theirs.term;
+    const mine = node.status();
+    const theirs = leader.status();
+    return mine.leaderId === leader.raftId && mine.term === theirs.term && mine.applied === theirs.commit && node.replica!.storage.term(mine.applied) === theirs.term;
   }
 
   private describeState(): string {
     const parts = [...this.cluster.nodes.values()].map((node) => {
-      const status = node.raft?.status();
-      return status === undefined ? `${node.id} down` : `${node.id} ${status.role} t${status.term} commit ${status.commit} applied ${status.applied} next ${node.log!.nextOffset()}`;
+      if (!node.up) return `${node.id} down`;
+      const status = node.status();
+      return `${node.raftId} ${status.role} t${status.term} commit ${status.commit} applied ${status.applied} next ${node.log.nextOffset()} voters ${status.config.voters.join(',')} learners ${status.config.learners.join(',')}`;
     });
     return `not converged (${parts.join('; ')}; ${this.openProducers} producers open)`;
   }
@@ -342,7 +410,7 @@ class Run {
   private target(): ReplicaNode | null {
     const up = this.cluster.upNodes();
     if (up.length === 0) return null;
-    const leaders = up.filter((node) => node.raft!.status().role === Role.Leader);
+    const leaders = up.filter((node) => node.status().role === Role.Leader);
     if (leaders.length > 0 && this.prng.chance(0.7)) return this.prng.pick(leaders);
     return this.prng.pick(up);
   }
@@ -495,16 +563,45 @@ class Run {
     });
   }
 
+  /**
+   * A membership change through gossip: a node leaves gracefully (often the leader, which hands
+   * over first), a node that left rejoins, or a disk is replaced by an empty one (the node comes
+   * back as a new member and the leader's rules replace the old one).
+   */
+  private membershipChange(): void {
+    const { cluster, prng } = this;
+    const nodes = [...cluster.nodes.values()];
+    const up = cluster.upNodes();
+    const left = nodes.filter((node) => node.left && !node.running);
+    const roll = prng.next();
+    if (roll < 0.4) {
+      // Keep a majority of the nodes in the cluster.
+      if (nodes.filter((node) => node.left || node.leaving).length + 1 > Math.floor((nodes.length - 1) / 2) || up.length === 0) return;
+      if (nodes.some((node) => node.lost)) return; // never two members of three away at once
+      const leader = cluster.leader();
+      cluster.leave(leader !== null && prng.chance(0.4) ? leader.id : prng.pick(up).id);
+    } else if (roll < 0.75) {
+      if (left.length > 0) cluster.start(prng.pick(left).id);
+    } else {
+      const down = nodes.filter((node) => !node.running && !node.left);
+      const victim = down.length > 0 ? prng.pick(down) : up.length > 0 ? prng.pick(up) : null;
+      if (victim === null || !cluster.canLoseMember(victim)) return;
+      cluster.crash(victim.id);
+      if (cluster.wipe(victim.id)) this.cluster.schedule(prng.int(0, 300), null, () => this.chaosOver || cluster.start(victim.id));
+    }
+  }
+
   private nemesis(): void {
     const { cluster, prng } = this;
     const ids = [...cluster.nodes.keys()];
     const up = cluster.upNodes();
-    const down = [...cluster.nodes.values()].filter((node) => !node.up && !node.starting);
+    const down = [...cluster.nodes.values()].filter((node) => !node.running && !node.left);
+    if (this.membership.share > 0 && prng.chance(this.membership.share)) return this.membershipChange();
     const roll = prng.next();
     if (roll < 0.3 && up.length > 0) {
       const leader = cluster.leader();
       const victim = leader !== null && prng.chance(0.4) ? leader.id : prng.pick(up).id;
-      if (prng.chance(0.75)) cluster.crash(victim);
+      if (prng.chance(0.75)) cluster.crash(victim, { damageState: true });
       else cluster.kill(victim);
     } else if (roll < 0.34) {
       this.cutAfterNextAck = true;
@@ -518,9 +615,8 @@ class Run {
       const leader = cluster.leader();
       const others = up.filter((node) => node !== leader);
       if (leader !== null && others.length > 0) {
-        const target = prng.pick(others).id;
-        cluster.record(`transfer ${leader.id} -> ${target}`);
-        leader.raft!.transferLeadership(target).catch(() => undefined);
+        cluster.record(`hand over from ${leader.id}`);
+        void leader.replica!.handOffLeadership(300);
       }
     } else if (roll < 0.85) {
       const isolated = shuffle(prng, ids).slice(0, prng.int(1, Math.floor((ids.length - 1) / 2) || 1));

@@ -1,29 +1,35 @@
-// Goal: the production replica (RaftLogStorage on the commit log on a simulated disk, the
-// ReplicatedLog and the RaftNode the agent runs) keeps its promises to producers and consumers
-// through power losses, restarts, partitions, messages later than an election, failing and slow
-// fsyncs, full disks and retention, and the simulation of it is deterministic; replicas that
-// acknowledge what is not durable on a quorum (before the write, after a failed fsync, after a
-// refused write) or lose where the log begins are caught.
+// Goal: the production replica (Replica, kept running by ReplicaKeeper, over RaftLogStorage on the
+// commit log on a simulated disk, the ReplicatedLog and the RaftNode the agent runs) keeps its
+// promises to producers and consumers through power losses, restarts, partitions, messages later
+// than an election, failing and slow fsyncs, full disks, retention and membership changes by its
+// own rules (joins, graceful leaves of followers and leaders, wiped disks, damaged state files
+// moved aside), and the simulation of it is deterministic; replicas that acknowledge what is not
+// durable on a quorum (before the write, after a failed fsync, after a refused write), lose where
+// the log begins, or rejoin with lost state under their old identity are caught.
 // Method: runReplicaSeed (replica-run.ts) over a fixed budget of seeds, checking the produce/
 // consume history after healing (replica-checker.ts); the same seed twice must give the same
 // trace and history hashes; the broken variants (variants.ts REPLICA_VARIANTS) must fail within
 // their seed budgets with the expected kind of violation.
 //
 // First failing seed from 1 (3 nodes, 600 steps), with this schedule:
-//   acknowledgeBeforeQuorumDurable  seed 18 (an acknowledged produce lost)
-//   logAcknowledgeBeforeSync        seed 1 (an acknowledged record lost, its offset given to a
-//                                   later produce: real-time order broken)
-//   acknowledgeFailedFsync          seed 2 with every seed failing 2 % of fsyncs (no convergence:
-//                                   replicas lost entries they acknowledged and wait for repair)
-//   ignoreNoSpace                   seed 2 (a record the index names is missing: a short read)
-//   logStateUnsynced                seed 1 (log-state.json torn by a power loss)
+//   acknowledgeBeforeQuorumDurable  seed 26 (a retried batch refused as out of order: the log
+//                                   lost the acknowledged one before it)
+//   logAcknowledgeBeforeSync        seed 1 (no convergence: replicas lost what they acknowledged)
+//   acknowledgeFailedFsync          seed 1 with every seed failing 2 % of fsyncs (no convergence)
+//   ignoreNoSpace                   seed 26 (a record the index names is missing: a short read)
+//   logStateUnsynced                seed 1 (no convergence)
+//   rejoinUnderOldIdentity          seed 4 with every seed's single power losses damaging a state
+//                                   file half the time (a member forgot its term and vote)
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { runReplicaSeed, type ReplicaRunOptions } from './replica-run.js';
 import { REPLICA_VARIANTS, type ReplicaVariantName } from './variants.js';
 
 test('every acknowledged produce survives power losses, restarts and partitions, once, at its offset, on every replica', async () => {
-  const totals = { acknowledged: 0, sequenced: 0, duplicates: 0, reads: 0, powerLosses: 0, kills: 0, fsyncFailures: 0, diskFulls: 0, stops: 0, retentions: 0, snapshots: 0 };
+  const totals = {
+    acknowledged: 0, sequenced: 0, duplicates: 0, reads: 0, powerLosses: 0, kills: 0, fsyncFailures: 0, diskFulls: 0, stops: 0, retentions: 0, snapshots: 0,
+    configChanges: 0, leaves: 0, rejoins: 0, wipes: 0,
+  };
   const runs: [seed: number, nodeCount: number][] = [];
   for (let seed = 1; seed <= 40; seed++) runs.push([seed, 3]);
   for (let seed = 101; seed <= 104; seed++) runs.push([seed, 5]);
@@ -41,6 +47,10 @@ test('every acknowledged produce survives power losses, restarts and partitions,
     totals.stops += result.stops;
     totals.retentions += result.retentions;
     totals.snapshots += result.snapshots;
+    totals.configChanges += result.configChanges;
+    totals.leaves += result.leaves;
+    totals.rejoins += result.rejoins;
+    totals.wipes += result.wipes;
   }
   // The runs exercised what the checker checks.
   assert.ok(totals.acknowledged > 500, `acknowledged produces: ${totals.acknowledged}`);
@@ -48,6 +58,7 @@ test('every acknowledged produce survives power losses, restarts and partitions,
   assert.ok(totals.reads > 1000 && totals.powerLosses > 100 && totals.kills > 10, `reads ${totals.reads}, power losses ${totals.powerLosses}, kills ${totals.kills}`);
   assert.ok(totals.fsyncFailures > 5 && totals.diskFulls > 20 && totals.stops > 5, `fsync failures ${totals.fsyncFailures}, disks full ${totals.diskFulls}, stops ${totals.stops}`);
   assert.ok(totals.retentions > 5 && totals.snapshots > 0, `retention decisions ${totals.retentions}, snapshots delivered ${totals.snapshots}`);
+  assert.ok(totals.configChanges > 150 && totals.leaves > 10 && totals.rejoins > 10 && totals.wipes > 3, `configuration changes ${totals.configChanges}, leaves ${totals.leaves}, rejoins ${totals.rejoins}, wiped disks ${totals.wipes}`);
   console.log(`replica runs: ${JSON.stringify(totals)}`);
 });
 
@@ -72,10 +83,27 @@ test('the same seed gives the same replica history; different seeds differ', asy
   assert.ok(flipped.bitFlips > 0);
   assert.equal(again.traceHash, flipped.traceHash);
   assert.equal(again.historyHash, flipped.historyHash);
+  // A damaged state file moved aside (named by the virtual clock) and its member replaced.
+  const damaged = await runReplicaSeed({ seed: 4, nodeCount: 3, steps: 400, stateDamageProbability: 0.5 });
+  const damagedAgain = await runReplicaSeed({ seed: 4, nodeCount: 3, steps: 400, stateDamageProbability: 0.5 });
+  assert.equal(damaged.ok, true, damaged.failure ?? '');
+  assert.ok(damaged.movedAside > 0);
+  assert.equal(damagedAgain.traceHash, damaged.traceHash);
+  assert.equal(damagedAgain.historyHash, damaged.historyHash);
 });
 
-/** What a broken replica shows: a checker violation, a replica that cannot open or start, or no convergence. */
-const ANY_VIOLATION = /is lost|does not hold|differ at offset|retain different|out of order|acknowledged before|could not open|could not start|cannot serve|could not serve|stopped|unhandled|liveness/;
+test('damaged state files are moved aside and their members replaced by new ones through the membership rules', async () => {
+  let movedAside = 0;
+  for (let seed = 1; seed <= 12; seed++) {
+    const result = await runReplicaSeed({ seed, nodeCount: 3, steps: 600, stateDamageProbability: 0.5 });
+    assert.equal(result.ok, true, `${result.failure}\n  reproduce: ${result.reproduce}`);
+    movedAside += result.movedAside;
+  }
+  assert.ok(movedAside >= 3, `replicas that moved damaged state aside: ${movedAside}`);
+});
+
+/** What a broken replica shows: a checker violation, a replica that cannot open or start, forgotten promises, or no convergence. */
+const ANY_VIOLATION = /is lost|does not hold|differ at offset|retain different|out of order|acknowledged before|could not open|could not start|cannot serve|could not serve|stopped|forgot what it promised|unhandled|uncaught|liveness/;
 
 const EXPECTED: Record<ReplicaVariantName, { seedBudget: number; violation: RegExp; options?: Partial<ReplicaRunOptions> }> = {
   acknowledgeBeforeQuorumDurable: { seedBudget: 80, violation: /acknowledged (sequenced )?produce .* is lost|does not hold|differ at offset|out of order|acknowledged before/ },
@@ -84,6 +112,8 @@ const EXPECTED: Record<ReplicaVariantName, { seedBudget: number; violation: RegE
   acknowledgeFailedFsync: { seedBudget: 10, violation: ANY_VIOLATION, options: { fsyncFailureProbability: 0.02 } },
   ignoreNoSpace: { seedBudget: 60, violation: ANY_VIOLATION },
   logStateUnsynced: { seedBudget: 10, violation: ANY_VIOLATION },
+  // Every seed's single power losses damage a state file half the time (when the cluster can lose the member).
+  rejoinUnderOldIdentity: { seedBudget: 20, violation: /forgot what it promised|is lost|differ at offset|out of order|does not hold/, options: { stateDamageProbability: 0.5 } },
 };
 
 for (const [name, expected] of Object.entries(EXPECTED) as [ReplicaVariantName, (typeof EXPECTED)[ReplicaVariantName]][]) {

@@ -42,5 +42,10 @@ export const REPLICA_VARIANTS = {
   logStateUnsynced: { storage: { logStateUnsynced: true } },
   /** The file-I/O layer ignores ENOSPC: a write that stored nothing is fsynced and acknowledged. */
   ignoreNoSpace: { fileIo: { ignoreNoSpace: true } },
+  /**
+   * Replica.open moves damaged Raft state aside but rejoins under the member's old Raft id: an
+   * empty log and a forgotten vote counted as the voter that acknowledged entries.
+   */
+  rejoinUnderOldIdentity: { rejoinUnderOldIdentity: true },
 } as const satisfies Record<string, ReplicaFaults>;
 export type ReplicaVariantName = keyof typeof REPLICA_VARIANTS;
