@@ -254,10 +254,21 @@ export class RaftLogStorage implements RaftStorage {
         actions.push(`removed ${join(dir, name)}: left by a log replacement that did not finish or was not cleaned up`);
       }
       dirFd = ops.open(dir, 'r');
+      // What was read may be a dead process's writes still in the page cache (it was killed before
+      // its fsync completed): made durable before this process acts on it, as recovery does for the
+      // log, or a power loss could take back a term or vote this process already used.
+      for (const name of [HARD_STATE_FILE, CLUSTER_FILE, LOG_STATE_FILE, REPAIR_FILE, controlFileName(state.generation)]) {
+        if (io.kind(join(dir, name)) !== 'file') continue;
+        const fd = ops.open(join(dir, name), 'r');
+        try {
+          await ops.fsync(fd);
+        } finally {
+          ops.close(fd);
+        }
+      }
       const logDir = join(dir, logDirName(state.generation));
-      const logDirExisted = io.kind(logDir) !== 'absent';
       log = await openReplicaLog(logDir, { ...logConfig, initialOffset: state.begin.firstIndex - 1 });
-      if (!logDirExisted) await ops.fsync(dirFd);
+      await ops.fsync(dirFd);
       const isNew = hardState === undefined && logState === undefined && log.nextOffset() === 0;
       storage = new RaftLogStorage(dir, ops, logConfig, dirFd, unlock, {
         log, state, hardState: hardState ?? EMPTY_HARD_STATE, clusterId, isNew, actions: [...log.recovery.actions, ...actions], faults: options.faults ?? {},

@@ -136,5 +136,35 @@ for (const scenario of SCENARIOS) {
 
 test('the power-loss runs catch the broken variant logStateUnsynced (a snapshot applied without persisting it)', async () => {
   const applySnapshot = SCENARIOS.find((scenario) => scenario.name === 'applySnapshot') as Scenario;
-  await assert.rejects(powerLossRuns(applySnapshot, 10, { logStateUnsynced: true }), /applySnapshot, seed \d+ \(after the write resolved\): a resolved write is lost/);
+  await assert.rejects(powerLossRuns(applySnapshot, 10, { logStateUnsynced: true }), /applySnapshot, seed \d+ \(after the write resolved\): a resolved write is lost|log-state.json at byte 0: not valid JSON/);
+});
+
+test('an open makes durable the state files a killed process left in the page cache before the new process uses them', async () => {
+  const ALWAYS = { ...LOG, fsync: { kind: 'always' as const } };
+  for (let seed = 1; seed <= 20; seed++) {
+    // Fsyncs complete at once, or are held (never complete) while `hold` is set.
+    let hold = false;
+    const held: (() => void)[] = [];
+    const disk = new SimDisk({ seed, scheduleSync: (complete) => (hold ? held.push(complete) : queueMicrotask(complete)) });
+    const first = await RaftLogStorage.open(DIR, { fileIo: disk, log: ALWAYS, initialConfig: config });
+    await first.append(log1to10);
+    await first.setHardState({ term: 1, vote: null, commit: 10 });
+    hold = true;
+    // The vote's temp file is synced and renamed over hard-state.json; the directory's fsync never completes.
+    void first.setHardState({ term: 2, vote: 'b', commit: 10 }).catch(() => {});
+    for (const release of [true, false]) {
+      for (let turn = 0; turn < 100 && held.length === 0; turn++) await turns(1);
+      assert.equal(held.length, 1, 'the write reached its next fsync');
+      if (release) held.shift()!();
+    }
+    // kill -9: the page cache (the renamed file) survives the process, nothing more is durable.
+    const restarted = disk.restartProcess();
+    hold = false;
+    const second = await RaftLogStorage.open(DIR, { fileIo: restarted, log: ALWAYS });
+    assert.deepEqual(second.initialState().hardState, { term: 2, vote: 'b', commit: 10 }, 'the new process reads what the page cache holds');
+    // It may act on that (refuse another candidate in term 2); then the power fails.
+    const third = await RaftLogStorage.open(DIR, { fileIo: restarted.crash(), log: ALWAYS });
+    assert.deepEqual(third.initialState().hardState, { term: 2, vote: 'b', commit: 10 }, `seed ${seed}: the vote the new process read survives a power loss`);
+    await third.close();
+  }
 });
