@@ -141,6 +141,12 @@ function diskSchedule(seed: number, enabled: boolean): DiskSchedule {
 }
 
 const TICK_MS = 10;
+/**
+ * A healed cluster converges within a few thousand events; this many means a message storm (a
+ * leader and a follower exchanging appends and rejections without progress), reported as such
+ * instead of simulated for the rest of the heal bound.
+ */
+const HEAL_EVENTS_MAX = 100_000;
 /** The nemesis waits at most this long for the cluster to form. */
 const FORMATION_MS_MAX = 1500;
 /** After healing, the replicas must agree and take a produce within this long. */
@@ -309,7 +315,10 @@ class Run {
     for (const id of cluster.nodes.keys()) cluster.start(id);
     const healedBy = cluster.nowMs + HEAL_BOUND_MS;
     let probe: ProduceOp | null = null;
+    const healEvents = cluster.eventCount;
+    let storm = false;
     const converged = (): boolean => {
+      if (cluster.eventCount - healEvents > HEAL_EVENTS_MAX) return (storm = true);
       for (const node of cluster.nodes.values()) if (node.left && !node.running) cluster.start(node.id); // a leave that was still closing
       if (this.openProducers > 0) return false;
       const leader = cluster.leader();
@@ -334,6 +343,7 @@ class Run {
     };
     const done = await cluster.runUntil(healedBy, converged);
     if (cluster.violation !== null) return { failure: cluster.violation, logLength: 0, lowestOffset: 0 };
+    if (storm) return { failure: `liveness: ${HEAL_EVENTS_MAX} events after healing (a message storm) and ${this.describeState()}`, logLength: 0, lowestOffset: 0 };
     if (!done) return { failure: `liveness: ${this.describeState()} ${HEAL_BOUND_MS} ms after healing`, logLength: 0, lowestOffset: 0 };
 
     const logs = new Map<NodeId, string[]>();

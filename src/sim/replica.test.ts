@@ -12,13 +12,13 @@
 // their seed budgets with the expected kind of violation.
 //
 // First failing seed from 1 (3 nodes, 600 steps), with this schedule:
-//   acknowledgeBeforeQuorumDurable  seed 26 (a retried batch refused as out of order: the log
-//                                   lost the acknowledged one before it)
+//   acknowledgeBeforeQuorumDurable  seed 10 (no convergence: a follower lost entries it had
+//                                   acknowledged); seed 48 the first acknowledged produce lost
 //   logAcknowledgeBeforeSync        seed 1 (no convergence: replicas lost what they acknowledged)
 //   acknowledgeFailedFsync          seed 1 with every seed failing 2 % of fsyncs (no convergence)
-//   ignoreNoSpace                   seed 26 (a record the index names is missing: a short read)
+//   ignoreNoSpace                   seed 26 (no convergence)
 //   logStateUnsynced                seed 1 (no convergence)
-//   rejoinUnderOldIdentity          seed 4 with every seed's single power losses damaging a state
+//   rejoinUnderOldIdentity          seed 7 with every seed's single power losses damaging a state
 //                                   file half the time (a member forgot its term and vote)
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -84,8 +84,8 @@ test('the same seed gives the same replica history; different seeds differ', asy
   assert.equal(again.traceHash, flipped.traceHash);
   assert.equal(again.historyHash, flipped.historyHash);
   // A damaged state file moved aside (named by the virtual clock) and its member replaced.
-  const damaged = await runReplicaSeed({ seed: 4, nodeCount: 3, steps: 400, stateDamageProbability: 0.5 });
-  const damagedAgain = await runReplicaSeed({ seed: 4, nodeCount: 3, steps: 400, stateDamageProbability: 0.5 });
+  const damaged = await runReplicaSeed({ seed: 6, nodeCount: 3, steps: 400, stateDamageProbability: 0.5 });
+  const damagedAgain = await runReplicaSeed({ seed: 6, nodeCount: 3, steps: 400, stateDamageProbability: 0.5 });
   assert.equal(damaged.ok, true, damaged.failure ?? '');
   assert.ok(damaged.movedAside > 0);
   assert.equal(damagedAgain.traceHash, damaged.traceHash);
@@ -106,7 +106,8 @@ test('damaged state files are moved aside and their members replaced by new ones
 const ANY_VIOLATION = /is lost|does not hold|differ at offset|retain different|out of order|acknowledged before|could not open|could not start|cannot serve|could not serve|stopped|forgot what it promised|unhandled|uncaught|liveness/;
 
 const EXPECTED: Record<ReplicaVariantName, { seedBudget: number; violation: RegExp; options?: Partial<ReplicaRunOptions> }> = {
-  acknowledgeBeforeQuorumDurable: { seedBudget: 80, violation: /acknowledged (sequenced )?produce .* is lost|does not hold|differ at offset|out of order|acknowledged before/ },
+  // First at seed 10 (no convergence); the first acknowledged produce lost at seed 48.
+  acknowledgeBeforeQuorumDurable: { seedBudget: 80, violation: ANY_VIOLATION },
   logAcknowledgeBeforeSync: { seedBudget: 10, violation: ANY_VIOLATION },
   // Every seed fails fsyncs (2 %); with the seeds' own rate (up to 1 % in some) it takes ~80 seeds.
   acknowledgeFailedFsync: { seedBudget: 10, violation: ANY_VIOLATION, options: { fsyncFailureProbability: 0.02 } },
