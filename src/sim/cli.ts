@@ -2,7 +2,7 @@
  * Runs the Raft simulator from the command line.
  *   npm run sim -- --seed 1234 [--nodes 5] [--steps 600] [--verbose] [--fault NAME]
  *   npm run sim -- --long 60 [--nodes 3|5|7]   (random seeds for 60 s, prints seeds/s)
- *   npm run sim -- --replica [--seed N | --long S] [--nodes 3] [--fault NAME] [--bit-flips P] [--fsync-failures P] [--state-damage P]   (the production replica)
+ *   npm run sim -- --replica [--seed N | --long S] [--nodes 3] [--fault NAME] [--bit-flips P] [--fsync-failures P] [--state-damage P] [--disk-full-every MIN-MAX]   (the production replica)
  * Exit status 1 when a run fails; the failure line includes the command that reproduces it.
  */
 import { BROKEN_VARIANTS, REPLICA_VARIANTS, type BrokenVariantName, type ReplicaVariantName } from './variants.js';
@@ -24,10 +24,12 @@ interface CliArgs {
   fsyncFailures: number | null;
   /** Replica runs: probability that a power loss of one node loses a sector of a Raft state file (null: each seed's own draw). */
   stateDamage: number | null;
+  /** Replica runs: every seed fills up or frees one disk every MIN-MAX ms (null: each seed's own draw). */
+  diskFullEveryMs: [number, number] | null;
 }
 
 function parseArgs(argv: readonly string[]): CliArgs {
-  const args: CliArgs = { seed: null, nodeCount: null, steps: 600, verbose: false, longSeconds: null, fault: null, replica: false, bitFlips: 0, fsyncFailures: null, stateDamage: null };
+  const args: CliArgs = { seed: null, nodeCount: null, steps: 600, verbose: false, longSeconds: null, fault: null, replica: false, bitFlips: 0, fsyncFailures: null, stateDamage: null, diskFullEveryMs: null };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i];
     const value = (): string => {
@@ -45,6 +47,11 @@ function parseArgs(argv: readonly string[]): CliArgs {
     else if (flag === '--bit-flips') args.bitFlips = parseProbability(flag, value());
     else if (flag === '--fsync-failures') args.fsyncFailures = parseProbability(flag, value());
     else if (flag === '--state-damage') args.stateDamage = parseProbability(flag, value());
+    else if (flag === '--disk-full-every') {
+      const [min, max] = value().split('-').map((part) => parseInteger(flag, part));
+      if (min === undefined || max === undefined || min > max) throw new Error(`${flag} takes MIN-MAX milliseconds`);
+      args.diskFullEveryMs = [min, max];
+    }
     else throw new Error(`unknown argument ${flag}`);
   }
   return args;
@@ -87,6 +94,7 @@ function replicaOptions(args: CliArgs, seed: number, nodeCount: number): Replica
     ...(args.bitFlips > 0 ? { bitFlipProbability: args.bitFlips } : {}),
     ...(args.fsyncFailures !== null ? { fsyncFailureProbability: args.fsyncFailures } : {}),
     ...(args.stateDamage !== null ? { stateDamageProbability: args.stateDamage } : {}),
+    ...(args.diskFullEveryMs !== null ? { diskFullEveryMs: args.diskFullEveryMs } : {}),
     ...(args.verbose ? { trace: (line: string) => console.log(line) } : {}),
   };
 }
@@ -158,7 +166,7 @@ function runLong(args: CliArgs, seconds: number): number {
   return failures === 0 ? 0 : 1;
 }
 
-const USAGE = 'usage: npm run sim -- [--replica [--bit-flips P] [--fsync-failures P] [--state-damage P]] [--seed N] [--nodes 3|5|7] [--steps N] [--verbose] [--fault NAME] [--long SECONDS]';
+const USAGE = 'usage: npm run sim -- [--replica [--bit-flips P] [--fsync-failures P] [--state-damage P] [--disk-full-every MIN-MAX]] [--seed N] [--nodes 3|5|7] [--steps N] [--verbose] [--fault NAME] [--long SECONDS]';
 
 async function main(): Promise<number> {
   let args: CliArgs;

@@ -101,7 +101,14 @@ interface Descriptor {
 }
 
 function ioError(code: string, message: string): Error {
-  return Object.assign(new Error(`${code}: ${message}`), { code });
+  // No stack: the simulator makes many (every call of a dead process's code), and none is read.
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
+  try {
+    return Object.assign(new Error(`${code}: ${message}`), { code });
+  } finally {
+    Error.stackTraceLimit = limit;
+  }
 }
 
 export class SimDisk implements FileIo {

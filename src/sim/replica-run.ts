@@ -34,6 +34,8 @@ export interface ReplicaRunOptions {
   readonly diskFaults?: boolean;
   /** Every seed's fsyncs fail with this probability instead of the seed's own draw (`--fsync-failures P`). */
   readonly fsyncFailureProbability?: number;
+  /** Every seed fills up (or frees) one disk every so often (ms range), instead of the seed's own draw. */
+  readonly diskFullEveryMs?: readonly [number, number];
   /**
    * Every seed's power losses of one node lose a sector of a Raft state file with this
    * probability (when the cluster can lose that member), instead of the seed's own draw (`--state-damage P`).
@@ -163,7 +165,11 @@ export async function runReplicaSeed(options: ReplicaRunOptions): Promise<Replic
   const ids = Array.from({ length: options.nodeCount }, (_, i) => `n${i + 1}`);
   const lateProbability = prng.chance(0.8) ? prng.next() * 0.05 : 0;
   const drawn = diskSchedule(options.seed, options.diskFaults ?? true);
-  const disk = options.fsyncFailureProbability === undefined ? drawn : { ...drawn, fsyncFailureProbability: options.fsyncFailureProbability };
+  const disk = {
+    ...drawn,
+    ...(options.fsyncFailureProbability !== undefined ? { fsyncFailureProbability: options.fsyncFailureProbability } : {}),
+    ...(options.diskFullEveryMs !== undefined ? { fullEveryMs: options.diskFullEveryMs } : {}),
+  };
   const fsyncMsMax = prng.pick([0, 2, 10, 30]);
   const maxStoreBytes = prng.pick([256, 1024, 64 * 1024]);
   const retention = retentionPolicy(options.seed, options.retention ?? true, maxStoreBytes);
@@ -213,7 +219,7 @@ export async function runReplicaSeed(options: ReplicaRunOptions): Promise<Replic
     ok: failure === null,
     seed: options.seed,
     failure,
-    reproduce: `npm run sim -- --replica --seed ${options.seed} --nodes ${options.nodeCount} --steps ${options.steps}${options.faultName !== undefined ? ` --fault ${options.faultName}` : ''}${options.bitFlipProbability ? ` --bit-flips ${options.bitFlipProbability}` : ''}${options.fsyncFailureProbability !== undefined ? ` --fsync-failures ${options.fsyncFailureProbability}` : ''}${options.stateDamageProbability !== undefined ? ` --state-damage ${options.stateDamageProbability}` : ''}`,
+    reproduce: `npm run sim -- --replica --seed ${options.seed} --nodes ${options.nodeCount} --steps ${options.steps}${options.faultName !== undefined ? ` --fault ${options.faultName}` : ''}${options.bitFlipProbability ? ` --bit-flips ${options.bitFlipProbability}` : ''}${options.fsyncFailureProbability !== undefined ? ` --fsync-failures ${options.fsyncFailureProbability}` : ''}${options.stateDamageProbability !== undefined ? ` --state-damage ${options.stateDamageProbability}` : ''}${options.diskFullEveryMs !== undefined ? ` --disk-full-every ${options.diskFullEveryMs.join('-')}` : ''}`,
     traceHash: cluster.traceHash,
     historyHash: run.historyHash,
     eventCount: cluster.eventCount,

@@ -16,7 +16,8 @@
 //                                   acknowledged); seed 48 the first acknowledged produce lost
 //   logAcknowledgeBeforeSync        seed 1 (no convergence: replicas lost what they acknowledged)
 //   acknowledgeFailedFsync          seed 1 with every seed failing 2 % of fsyncs (no convergence)
-//   ignoreNoSpace                   seed 26 (no convergence)
+//   ignoreNoSpace                   seed 1 with every seed filling a disk every 0.2-0.8 s (a
+//                                   record the index names is missing: a short read)
 //   logStateUnsynced                seed 1 (no convergence)
 //   rejoinUnderOldIdentity          seed 7 with every seed's single power losses damaging a state
 //                                   file half the time (a member forgot its term and vote)
@@ -92,16 +93,6 @@ test('the same seed gives the same replica history; different seeds differ', asy
   assert.equal(damagedAgain.historyHash, damaged.historyHash);
 });
 
-test('damaged state files are moved aside and their members replaced by new ones through the membership rules', async () => {
-  let movedAside = 0;
-  for (let seed = 1; seed <= 12; seed++) {
-    const result = await runReplicaSeed({ seed, nodeCount: 3, steps: 600, stateDamageProbability: 0.5 });
-    assert.equal(result.ok, true, `${result.failure}\n  reproduce: ${result.reproduce}`);
-    movedAside += result.movedAside;
-  }
-  assert.ok(movedAside >= 3, `replicas that moved damaged state aside: ${movedAside}`);
-});
-
 /** What a broken replica shows: a checker violation, a replica that cannot open or start, forgotten promises, or no convergence. */
 const ANY_VIOLATION = /is lost|does not hold|differ at offset|retain different|out of order|acknowledged before|could not open|could not start|cannot serve|could not serve|stopped|forgot what it promised|unhandled|uncaught|liveness/;
 
@@ -111,7 +102,8 @@ const EXPECTED: Record<ReplicaVariantName, { seedBudget: number; violation: RegE
   logAcknowledgeBeforeSync: { seedBudget: 10, violation: ANY_VIOLATION },
   // Every seed fails fsyncs (2 %); with the seeds' own rate (up to 1 % in some) it takes ~80 seeds.
   acknowledgeFailedFsync: { seedBudget: 10, violation: ANY_VIOLATION, options: { fsyncFailureProbability: 0.02 } },
-  ignoreNoSpace: { seedBudget: 60, violation: ANY_VIOLATION },
+  // Every seed fills a disk every 0.2-0.8 s; with the seeds' own draws (a third of them) it takes 26 seeds.
+  ignoreNoSpace: { seedBudget: 10, violation: ANY_VIOLATION, options: { diskFullEveryMs: [200, 800] } },
   logStateUnsynced: { seedBudget: 10, violation: ANY_VIOLATION },
   // Every seed's single power losses damage a state file half the time (when the cluster can lose the member).
   rejoinUnderOldIdentity: { seedBudget: 20, violation: /forgot what it promised|is lost|differ at offset|out of order|does not hold/, options: { stateDamageProbability: 0.5 } },
