@@ -254,18 +254,9 @@ export class RaftLogStorage implements RaftStorage {
         actions.push(`removed ${join(dir, name)}: left by a log replacement that did not finish or was not cleaned up`);
       }
       dirFd = ops.open(dir, 'r');
-      // What was read may be a dead process's writes still in the page cache (it was killed before
-      // its fsync completed): made durable before this process acts on it, as recovery does for the
-      // log, or a power loss could take back a term or vote this process already used.
-      for (const name of [HARD_STATE_FILE, CLUSTER_FILE, LOG_STATE_FILE, REPAIR_FILE, controlFileName(state.generation)]) {
-        if (io.kind(join(dir, name)) !== 'file') continue;
-        const fd = ops.open(join(dir, name), 'r');
-        try {
-          await ops.fsync(fd);
-        } finally {
-          ops.close(fd);
-        }
-      }
+      // The state files are replaced by rename after their contents were fsynced, so what a process
+      // killed before its directory fsync leaves in the page cache is a rename: made durable before
+      // this process acts on what it read, or a power loss could take back a term or vote it used.
       const logDir = join(dir, logDirName(state.generation));
       log = await openReplicaLog(logDir, { ...logConfig, initialOffset: state.begin.firstIndex - 1 });
       await ops.fsync(dirFd);
