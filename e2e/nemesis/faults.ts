@@ -167,6 +167,9 @@ const leaveRejoin: Fault = {
 };
 
 
+/** Starts of an agent on a disk failing up to 30 % of fsyncs before the fault gives up. */
+const BOOT_ATTEMPTS_ON_FAILING_DISK = 8;
+
 function disk(name: string, failpoints: (prng: Prng) => string, describe: string): Fault {
   return {
     name,
@@ -182,7 +185,17 @@ function disk(name: string, failpoints: (prng: Prng) => string, describe: string
         true,
         async () => {
           await context.cluster.kill(target);
-          await context.cluster.boot(target, { failpoints: points });
+          // An agent whose fsync fails while it opens its storage exits with the error (the open
+          // makes what it read durable first); its supervisor starts it again, as here.
+          for (let attempt = 1; ; attempt++) {
+            try {
+              // Another draw of the failing fsyncs per start (the same seed fails the same fsync).
+              await context.cluster.boot(target, { failpoints: points.replace(/seed=(\d+)/, (_, seed: string) => `seed=${(Number(seed) + attempt - 1) >>> 0}`) });
+              break;
+            } catch (error) {
+              if (attempt >= BOOT_ATTEMPTS_ON_FAILING_DISK || !/EIO/.test((error as Error).message)) throw error;
+            }
+          }
         },
         async () => {
           await context.cluster.kill(target);
