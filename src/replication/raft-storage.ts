@@ -254,11 +254,12 @@ export class RaftLogStorage implements RaftStorage {
         actions.push(`removed ${join(dir, name)}: left by a log replacement that did not finish or was not cleaned up`);
       }
       dirFd = ops.open(dir, 'r');
+      const logDir = join(dir, logDirName(state.generation));
+      log = await openReplicaLog(logDir, { ...logConfig, initialOffset: state.begin.firstIndex - 1 });
       // The state files are replaced by rename after their contents were fsynced, so what a process
       // killed before its directory fsync leaves in the page cache is a rename: made durable before
       // this process acts on what it read, or a power loss could take back a term or vote it used.
-      const logDir = join(dir, logDirName(state.generation));
-      log = await openReplicaLog(logDir, { ...logConfig, initialOffset: state.begin.firstIndex - 1 });
+      // (It also makes a log directory just created durable.)
       await ops.fsync(dirFd);
       const isNew = hardState === undefined && logState === undefined && log.nextOffset() === 0;
       storage = new RaftLogStorage(dir, ops, logConfig, dirFd, unlock, {

@@ -29,7 +29,7 @@ import { PeerTransport } from './peer-transport.js';
 import type { PeerMetrics } from './peer-metrics.js';
 import { PeerService } from './peer-service.js';
 import { RaftLogStorage, type RaftStorageFaults } from './raft-storage.js';
-import { encodeControl, leaderRetainFrom, type RetentionPolicy } from './retention.js';
+import { encodeControl, retainFrom, type RetentionPolicy } from './retention.js';
 import { ReplicatedLog, type LeaderCalls, type ReplicatedLogOptions } from './replicated-log.js';
 
 export interface ReplicaLogger {
@@ -219,10 +219,10 @@ export class Replica {
     readonly storage: RaftLogStorage,
     peers: Map<NodeId, PeerEntry>,
     peersFile: string,
+    environment: ReplicaEnvironment,
   ) {
     this.peers = peers;
     this.peersFile = peersFile;
-    const environment = environmentOf(options);
     this.environment = environment;
     this.timers = environment.timers ?? BACKGROUND_TIMERS;
     const timing = { ...DEFAULT_RAFT_TIMING, ...options.timing };
@@ -358,7 +358,7 @@ export class Replica {
         logger.info({ raftId }, 'not in a cluster yet: waiting for a leader to add this node');
       }
       const peersFile = join(raftDir, 'peers.json');
-      return new Replica(options, raftId, storage, loadPeers(io, peersFile), peersFile);
+      return new Replica(options, raftId, storage, loadPeers(io, peersFile), peersFile, environment);
     } catch (error) {
       await storage.close();
       throw error;
@@ -619,7 +619,8 @@ export class Replica {
 
   /** On the leader: propose where the log starts now under the retention policy, if it moved. */
   private applyRetention(policy: RetentionPolicy): void {
-    if (this.closed || this.retaining) return;
+    const status = this.node.status();
+    if (this.closed || this.retaining || status.role !== Role.Leader) return;
     const { fileIo, wallClockMs } = this.environment;
     const nowMs = wallClockMs();
     const modifiedMs = (path: string): number => {
@@ -629,8 +630,9 @@ export class Replica {
         return nowMs; // unreadable: taken as new, so nothing is removed for its age
       }
     };
-    const firstIndex = leaderRetainFrom({ status: this.node.status(), storage: this.storage, modifiedMs, nowMs }, policy);
-    if (firstIndex === null) return;
+    const segments = this.storage.segments().map((segment) => ({ ...segment, modifiedMs: modifiedMs(segment.storePath) }));
+    const firstIndex = retainFrom(segments, policy, status.applied, nowMs);
+    if (firstIndex === null || firstIndex <= this.storage.firstIndex()) return;
     const { logger } = this.options;
     this.retaining = true;
     const offset = this.storage.offsetOfIndex(firstIndex);
@@ -656,7 +658,7 @@ export class Replica {
 }
 
 /** The small state files of `<dataDir>/raft` whose damage makes the node rejoin as a new member. */
-const STATE_FILES = new Set(['hard-state.json', 'log-state.json', 'cluster.json', 'member.json']);
+export const STATE_FILES: ReadonlySet<string> = new Set(['hard-state.json', 'log-state.json', 'cluster.json', 'member.json']);
 
 /**
  * The Raft id recorded in the data dir, made on first use; a data dir of another node is refused.

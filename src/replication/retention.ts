@@ -12,7 +12,6 @@
  *   the log never shrinks below the limit, so it holds between `bytes` and `bytes` + a segment);
  * - age: drop a segment whose newest record (its file's modification time) is older than `ageMs`.
  */
-import { Role, type Status } from '../raft/index.js';
 import { InvalidArgumentError } from '../util/index.js';
 
 export interface RetentionPolicy {
@@ -44,29 +43,6 @@ export function retainFrom(segments: readonly SegmentView[], policy: RetentionPo
     cut = segment.nextIndex;
   }
   return cut;
-}
-
-/** What a leader's retention pass reads: its Raft status, its storage's segments, and the clock. */
-export interface RetentionInputs {
-  readonly status: Pick<Status, 'role' | 'applied'>;
-  readonly storage: {
-    segments(): readonly (Omit<SegmentView, 'modifiedMs'> & { readonly storePath: string })[];
-    firstIndex(): number;
-  };
-  /** The modification time of a segment's store file (ms since the epoch). */
-  readonly modifiedMs: (storePath: string) => number;
-  readonly nowMs: number;
-}
-
-/**
- * One retention pass: on the leader, the index its log should start at under `policy` when that
- * is past where it starts now (to propose as a retain entry); otherwise null.
- */
-export function leaderRetainFrom(inputs: RetentionInputs, policy: RetentionPolicy): number | null {
-  if (inputs.status.role !== Role.Leader) return null;
-  const segments = inputs.storage.segments().map((segment) => ({ ...segment, modifiedMs: inputs.modifiedMs(segment.storePath) }));
-  const firstIndex = retainFrom(segments, policy, inputs.status.applied, inputs.nowMs);
-  return firstIndex === null || firstIndex <= inputs.storage.firstIndex() ? null : firstIndex;
 }
 
 /** The control entry that carries a retention decision. */

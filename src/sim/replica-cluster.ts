@@ -23,7 +23,7 @@
 import { Prng, DeadlineExceededError, UnavailableError, AnnalError, assert } from '../util/index.js';
 import { Role, type Message, type NodeId, type Status, type Timers } from '../raft/index.js';
 import { nodeNameOf } from '../replication/cluster-membership.js';
-import { RAFT_ID_TAG, Replica, type GossipMember, type ReplicaFaults as ReplicaLayerFaults, type ReplicaLogger, type ReplicaTransport } from '../replication/replica.js';
+import { RAFT_ID_TAG, Replica, STATE_FILES, type GossipMember, type ReplicaFaults as ReplicaLayerFaults, type ReplicaLogger, type ReplicaTransport } from '../replication/replica.js';
 import { ReplicaKeeper } from '../replication/replica-keeper.js';
 import type { ReplicatedLog } from '../replication/replicated-log.js';
 import type { RetentionPolicy } from '../replication/retention.js';
@@ -78,8 +78,6 @@ export interface ReplicaClusterOptions {
 
 const DATA_DIR = '/data';
 const RAFT_DIR = '/data/raft';
-/** The Raft state files whose damage makes a member rejoin as a new one (Replica.open moves them aside). */
-const STATE_FILES = ['hard-state.json', 'log-state.json', 'cluster.json', 'member.json'];
 const EVENT_QUEUE_SIZE_MAX = 1_000_000;
 /** The agent's reopen backoff (1 s to 30 s), scaled to runs of a few virtual seconds. */
 const REOPEN_DELAY_MS_MIN = 250;
@@ -439,7 +437,7 @@ export class ReplicaCluster {
       this.record(`bit flipped on ${id}`);
     }
     if (mayLose && this.prng.chance(this.options.stateDamageProbability ?? 0)) {
-      const present = STATE_FILES.filter((name) => node.disk.kind(`${RAFT_DIR}/${name}`) === 'file');
+      const present = [...STATE_FILES].filter((name) => node.disk.kind(`${RAFT_DIR}/${name}`) === 'file');
       if (present.length === 0) return;
       const name = this.prng.pick(present);
       const path = `${RAFT_DIR}/${name}`;

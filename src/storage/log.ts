@@ -531,28 +531,13 @@ export class CommitLog {
       return;
     }
     const target = this.writtenNext;
-    const syncDir = this.dirDirty;
-    this.dirDirty = false;
-    const startedMs = performance.now();
-    const work = dirty.map((segment) => segment.sync());
-    if (syncDir) work.push(this.io.fsync(this.dirFd));
-    this.syncInFlight = Promise.all(work).then(
-      () => {
-        this.config.onSync?.({ durationMs: performance.now() - startedMs, fileCount: work.length });
-        this.syncInFlight = undefined;
-        // After a failure nothing more is acknowledged, not even what this sync covered: an
-        // fsync error is reported once per file, so a failed fsync elsewhere (the roll's, on the
-        // same file) may have taken the error this one should have returned.
-        if (this.failure === undefined) this.acknowledge(target);
-        if (this.writtenNext > target || this.dirDirty) this.startSync();
-        this.notifyIdle();
-      },
-      (error: Error) => {
-        this.syncInFlight = undefined;
-        this.fail(error);
-        this.notifyIdle();
-      },
-    );
+    this.syncRound(dirty, () => {
+      // After a failure nothing more is acknowledged, not even what this sync covered: an
+      // fsync error is reported once per file, so a failed fsync elsewhere (the roll's, on the
+      // same file) may have taken the error this one should have returned.
+      if (this.failure === undefined) this.acknowledge(target);
+      if (this.writtenNext > target || this.dirDirty) this.startSync();
+    });
   }
 
   /**
@@ -565,15 +550,23 @@ export class CommitLog {
     if (this.syncInFlight || this.failure) return;
     const sealed = this.dirtySegments().filter((segment) => segment.sealed && !segment.hasUnwritten());
     if (sealed.length === 0 && !this.dirDirty) return;
+    this.syncRound(sealed, () => this.syncSealed());
+  }
+
+  /**
+   * One sync round on the thread pool: an fdatasync of each of `segments`, and an fsync of the
+   * directory if a roll changed it. `done` runs once all succeeded; a failure fails the log.
+   */
+  private syncRound(segments: readonly Segment[], done: () => void): void {
     const startedMs = performance.now();
-    const work = sealed.map((segment) => segment.sync());
+    const work = segments.map((segment) => segment.sync());
     if (this.dirDirty) work.push(this.io.fsync(this.dirFd));
     this.dirDirty = false;
     this.syncInFlight = Promise.all(work).then(
       () => {
         this.config.onSync?.({ durationMs: performance.now() - startedMs, fileCount: work.length });
         this.syncInFlight = undefined;
-        this.syncSealed();
+        done();
         this.notifyIdle();
       },
       (error: Error) => {
