@@ -191,3 +191,40 @@ test('a renamed directory takes its files along, synced and unsynced, and the re
   assert.equal(after.readFile('/data/raft.damaged/hard-state.json').toString(), 'synced');
   assert.ok(['hard-state.json', 'peers.json'].includes(after.readdir('/data/raft.damaged').at(-1)!));
 });
+
+test('an open makes durable the records a killed process left in the page cache, a rolled segment included', async () => {
+  const textEncoder = new TextEncoder();
+  const valuesOf = (log: CommitLog): string[] => {
+    const values: string[] = [];
+    for (let offset = log.lowestOffset(); offset < log.nextOffset(); offset++) values.push(textDecoder.decode(log.read(offset).value));
+    return values;
+  };
+  let lostSeeds = 0;
+  for (let seed = 1; seed <= 20; seed++) {
+    // Fsyncs complete at once, or are held (never complete) while `hold` is set.
+    let hold = false;
+    const held: (() => void)[] = [];
+    const disk = new SimDisk({ seed, scheduleSync: (complete) => (hold ? held.push(complete) : queueMicrotask(complete)) });
+    const config: Partial<LogConfig> = { maxStoreBytes: 128, fsync: { kind: 'always' }, io: disk };
+    const first = await CommitLog.open(DIR, config);
+    for (let i = 0; i < 3; i++) await first.append({ value: textEncoder.encode(`synced ${i}`) });
+    hold = true;
+    // Written, and a segment rolled (its directory entry unsynced), but no fsync completes.
+    for (let i = 0; i < 6; i++) first.append({ value: textEncoder.encode(`in the page cache ${i}`) }).catch(() => {});
+    for (let turn = 0; turn < 100 && held.length === 0; turn++) await turns(1);
+    assert.ok(held.length > 0 && first.segmentCount() > 1, 'the appends rolled a segment and reached their fsync');
+    // kill -9: the page cache survives the process, nothing more is durable.
+    const restarted = disk.restartProcess();
+    hold = false;
+    const second = await CommitLog.open(DIR, { ...config, io: restarted });
+    const read = valuesOf(second);
+    assert.equal(read.length, 9, 'the new process reads what the page cache holds');
+    // It serves (or replicates) those records; then the power fails.
+    const third = await CommitLog.open(DIR, { ...config, io: restarted.crash() });
+    const kept = valuesOf(third);
+    if (kept.length < read.length) lostSeeds++;
+    assert.deepEqual(kept, read, `seed ${seed}: the records the new process read survive a power loss`);
+    await third.close();
+  }
+  assert.equal(lostSeeds, 0);
+});

@@ -12,7 +12,7 @@
 // their seed budgets with the expected kind of violation.
 //
 // First failing seed from 1 (3 nodes, 600 steps), with this schedule:
-//   acknowledgeBeforeQuorumDurable  seed 16 (a retried batch refused as out of order: the
+//   acknowledgeBeforeQuorumDurable  seed 37 (a retried batch refused as out of order: the
 //                                   acknowledged one before it was lost); seed 63 an
 //                                   acknowledged produce lost
 //   logAcknowledgeBeforeSync        seed 1 (no convergence: replicas lost what they acknowledged)
@@ -20,7 +20,7 @@
 //   ignoreNoSpace                   seed 1 with every seed filling a disk every 0.2-0.8 s (a
 //                                   record the index names is missing: a short read)
 //   logStateUnsynced                seed 1 (no convergence)
-//   rejoinUnderOldIdentity          seed 4 with every seed's single power losses damaging a state
+//   rejoinUnderOldIdentity          seed 10 with every seed's single power losses damaging a state
 //                                   file half the time (a member forgot its term and vote)
 import assert from 'node:assert/strict';
 import { test } from 'node:test';

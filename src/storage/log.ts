@@ -107,6 +107,22 @@ function prepareDirectory(io: FileIo, dir: string): void {
 }
 
 /**
+ * fsyncs the files a process killed before its sync round may have left only in the page cache:
+ * the last segment, and back through the last one holding records (a roll makes the sealed
+ * segments durable before the next one gets a byte under fsync=always). What the open reads is
+ * served and replicated as the log, so it must not vanish at a later power loss; fsyncs later
+ * appends start cover only their own files, and the directory fsync (the caller's) a segment
+ * created by a roll whose own fsync never ran.
+ */
+function makeTailDurable(segments: readonly Segment[]): void {
+  for (let i = segments.length - 1; i >= 0; i--) {
+    const segment = segments[i]!;
+    segment.syncFilesSync();
+    if (segment.nextOffset > segment.baseOffset) break;
+  }
+}
+
+/**
  * Pending acknowledgements in offset order: parallel arrays used as a FIFO between a head and a
  * tail index, because one object and two closures per append showed up as a third of the append
  * cost (GC). The arrays keep their capacity when the queue empties (regrowing them every
@@ -285,9 +301,10 @@ export class CommitLog {
       const dirFd = io.open(dir, 'r');
       if (segments.length === 0) {
         segments.push(Segment.create(io, dir, full.initialOffset));
-        io.fsyncSync(dirFd);
         report.segmentCount = 1;
       }
+      makeTailDurable(segments);
+      io.fsyncSync(dirFd);
       return new CommitLog(dir, full, segments, dirFd, report, unlock);
     } catch (error) {
       unlock();
