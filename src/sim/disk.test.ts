@@ -1,8 +1,9 @@
 // Goal: the commit log's promises hold on a disk that misbehaves like real ones: every
 // acknowledged record survives a crash intact, an append reported failed never reappears, and a
-// flipped bit is reported (CorruptionError), never returned as other bytes. Recovery reporting
-// damage to records that were never acknowledged (a power loss can keep an index entry and tear
-// its frame) is counted, not failed: `falseAlarms`. Method: per seed, a CommitLog on a
+// flipped bit is reported (CorruptionError), never returned as other bytes. Without a flipped
+// bit, recovery never reports damage (`falseAlarms`): under fsync=always an index entry is
+// written only after its frame's fdatasync, so a power loss cannot keep an index entry and tear
+// its frame. Method: per seed, a CommitLog on a
 // seeded SimDisk (small segments so rolls are frequent; write arenas from smaller than a frame
 // to the default; some seeds with fsync failures, a full disk, slow fsyncs) takes concurrent
 // appends and batches; the machine crashes at a random event-loop turn, mid-write and
@@ -24,8 +25,8 @@ interface SeedResult {
   /** Acknowledged records a flipped bit made unreadable (CorruptionError) or cut as a torn tail. */
   readonly damaged: number;
   /**
-   * Records never acknowledged that recovery kept as damaged, or opens it refused, without a
-   * flipped bit: after a power loss an index entry can be durable while its frame is torn.
+   * Records recovery kept as damaged, or opens it refused, without a flipped bit: an index entry
+   * durable while its frame is torn (the index written before the frame's fdatasync).
    */
   readonly falseAlarms: number;
 }
@@ -148,6 +149,7 @@ test('a commit log on a misbehaving simulated disk keeps every acknowledged reco
   // The schedule must exercise what it claims to.
   assert.ok(total.acknowledged > 3000, `acknowledged ${total.acknowledged}`);
   assert.ok(total.failedAppends > 0 && total.fsyncFailures > 0 && total.damaged > 0, JSON.stringify(total));
+  assert.equal(total.falseAlarms, 0, 'damage reported without a flipped bit');
 });
 
 // Broken variants of the log (StorageFaults), each with the seeds it may take to be caught
@@ -227,4 +229,43 @@ test('an open makes durable the records a killed process left in the page cache,
     await third.close();
   }
   assert.equal(lostSeeds, 0);
+});
+
+test('under fsync=always an index entry reaches the index file only once its frame is durable', async () => {
+  let hold = false;
+  const held: (() => void)[] = [];
+  const disk = new SimDisk({ seed: 1, scheduleSync: (complete) => (hold ? held.push(complete) : queueMicrotask(complete)) });
+  const log = await CommitLog.open(DIR, { fsync: { kind: 'always' }, io: disk });
+  const indexPath = `${DIR}/${'0'.repeat(20)}.index`;
+  await log.append({ value: Buffer.from('first') });
+  assert.equal(disk.readFile(indexPath).length, 12, 'the first entry is indexed once acknowledged');
+  hold = true;
+  const second = log.append({ value: Buffer.from('second') });
+  for (let turn = 0; turn < 100 && held.length === 0; turn++) await turns(1);
+  assert.equal(held.length, 1, 'the append reached its fdatasync');
+  assert.equal(disk.readFile(indexPath).length, 12, 'the frame is written, its index entry waits for the fdatasync');
+  held.shift()!();
+  assert.equal(await second, 1);
+  assert.equal(disk.readFile(indexPath).length, 24, 'the entry is written before the append is acknowledged');
+  assert.equal(textDecoder.decode(log.read(1).value), 'second');
+  hold = false;
+  await log.close();
+});
+
+test('a failed fsync forgets the written pages but not a truncation: the next good fsync makes it durable', async () => {
+  const disk = new SimDisk({ seed: 1 });
+  disk.mkdir('/data');
+  const fd = disk.open('/data/file', 'w');
+  disk.write(fd, Buffer.from('durable'), 0);
+  disk.fsyncSync(fd);
+  disk.write(fd, Buffer.from(' and more'), 7);
+  disk.truncate(fd, 3);
+  disk.configure({ fsyncFailureProbability: 1 });
+  assert.throws(() => disk.fsyncSync(fd), /EIO/);
+  disk.configure({ fsyncFailureProbability: 0 });
+  assert.equal(disk.readFile('/data/file').toString(), 'dur', 'reads see the page cache');
+  disk.fsyncSync(fd);
+  const dirFd = disk.open('/data', 'r');
+  disk.fsyncSync(dirFd);
+  assert.equal(disk.crash().readFile('/data/file').toString(), 'dur', 'the truncation survived the failed fsync');
 });

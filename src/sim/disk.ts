@@ -481,6 +481,9 @@ export class SimDisk implements FileIo {
     const done = inode.unsynced.splice(0, covered(inode.unsynced));
     if (failed) {
       // The kernel forgets the dirty pages: reads still see them, no fsync will ever write them.
+      // A truncation changes the inode's size, journaled metadata: it stays pending, and the next
+      // good fsync makes it durable, as a directory change does.
+      inode.unsynced.unshift(...done.filter((change) => change.kind === 'truncate'));
       this.fsyncFailures++;
       throw ioError('EIO', `fsync of ${descriptor.path} failed`);
     }

@@ -245,6 +245,8 @@ export class CommitLog {
   private unsynced = new Set<Segment>();
   private dirFd: number;
   private readonly io: FileIo;
+  /** Index entries are written once their frames are durable (see Segment.writePending). */
+  private readonly indexAfterSync: boolean;
 
   // Invariant: ackedNext <= writtenNext <= active.nextOffset (acknowledged <= written <= assigned).
   private ackedNext: number;
@@ -271,6 +273,7 @@ export class CommitLog {
   ) {
     this.config = config;
     this.io = config.io ?? NODE_FILE_IO;
+    this.indexAfterSync = config.fsync.kind === 'always' && config.faults?.acknowledgeBeforeSync !== true;
     this.segments = segments;
     this.dirFd = dirFd;
     this.recovery = recovery;
@@ -508,7 +511,7 @@ export class CommitLog {
     if (!segment.hasUnwritten()) return;
     assert(this.writeBuffers !== undefined, 'unwritten frames without write buffers');
     if (this.config.fsync.kind === 'always') this.syncSealedBefore(segment);
-    segment.writePending(this.writeBuffers);
+    segment.writePending(this.writeBuffers, this.indexAfterSync);
     this.unsynced.add(segment);
   }
 

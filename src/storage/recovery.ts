@@ -334,13 +334,12 @@ function openActive(io: FileIo, dir: string, base: number, config: LogConfig, re
     });
     reportCorruptFrames(scan.corruptFrames, files.storePath, report);
     reportQuarantined(scan.quarantined, files.storePath, report);
-    // Index entries are written after their frames, so an indexed record that fails to verify
-    // was written whole (and likely acknowledged): it is damage, not a torn tail to cut. Except
-    // when the store ends before even the last indexed frame's header does: that frame never
-    // reached the disk whole, so no fdatasync covered it (under `always` it was never
-    // acknowledged). A power loss kept the index page and lost the store's, which are written
-    // together and synced apart; taken for damage, it made a replica wait for a repair (and
-    // refuse to vote) after every such power cut.
+    // Index entries are written after their frames (under `always`, after the frames'
+    // fdatasync), so an indexed record that fails to verify was written whole (and under
+    // `always` was durable): it is damage, not a torn tail to cut. Except when the store ends
+    // before even the last indexed frame's header does: that frame never reached the disk whole,
+    // so no fdatasync covered it. Files written under another policy (or by an older version)
+    // can hold an index page the kernel wrote back before the frames it names.
     const scannedEnd = trusted + scan.positions.length;
     const lastFrameHeaderTorn = scannedEnd === indexed - 1 && storeSizeBytes - scan.validEndBytes < FRAME_HEADER_BYTES;
     if (scan.validEndBytes < storeSizeBytes && scannedEnd < indexed && !lastFrameHeaderTorn) {

@@ -68,10 +68,14 @@ export class Segment {
   /** fdatasyncs running on the thread pool: a segment must not be parked under them. */
   private syncsInFlight = 0;
 
-  // Invariant: writtenEntryCount <= entryCount, and entries [0, writtenEntryCount) are in both files.
+  // Invariant: indexedEntryCount <= writtenEntryCount <= entryCount; frames [0, writtenEntryCount)
+  // are in the store, their index entries [0, indexedEntryCount) in the index file and the rest in
+  // `unindexed` (written only after the frames' fdatasync, see writePending).
   /** Records assigned to this segment, written or not. */
   entryCount: number;
   writtenEntryCount: number;
+  private indexedEntryCount: number;
+  private unindexed: Buffer | undefined;
   /** Store bytes assigned, written or not. */
   storeSizeBytes: number;
   writtenStoreBytes: number;
@@ -97,6 +101,7 @@ export class Segment {
     this.indexFd = options.indexFd;
     this.entryCount = options.entryCount;
     this.writtenEntryCount = options.entryCount;
+    this.indexedEntryCount = options.entryCount;
     this.storeSizeBytes = options.storeSizeBytes;
     this.writtenStoreBytes = options.storeSizeBytes;
     this.syncedStoreBytes = options.storeSizeBytes;
@@ -181,18 +186,59 @@ export class Segment {
    * Writes everything appended since the last call: store frames, then index entries (the store
    * first, so an index entry never points at bytes that were not written). Synchronous: the
    * bytes go to the page cache, and the arena can be reused as soon as this returns.
+   *
+   * With `indexAfterSync` the index entries wait in memory until the frames' fdatasync completed
+   * (sync, syncFilesSync): the kernel writes dirty pages back in no order, so an index entry
+   * written with its frame can reach the disk before the frame does, and recovery would take a
+   * frame torn by a power loss under a durable index entry for damage to an acknowledged record.
+   * Written after the sync, an index entry on disk proves its frame was durable. Only for
+   * fsync=always, where reads stop at the acknowledged (synced) end anyway; the other policies
+   * acknowledge before any sync, so their index is written with the frames.
    */
-  writePending(buffers: WriteBuffers): void {
+  writePending(buffers: WriteBuffers, indexAfterSync: boolean): void {
     if (!this.hasUnwritten()) return;
     const frames = this.oversized ?? buffers.arena.subarray(0, this.arenaUsedBytes);
     assert(this.writtenStoreBytes + frames.length === this.storeSizeBytes, 'pending frames disagree with the assigned store size');
     this.io.write(this.storeFd, frames, this.writtenStoreBytes);
     this.oversized = undefined;
     this.arenaUsedBytes = 0;
-    const entries = this.entryCount - this.writtenEntryCount;
-    this.io.write(this.indexFd, buffers.pendingIndex.subarray(0, entries * INDEX_ENTRY_BYTES), this.writtenEntryCount * INDEX_ENTRY_BYTES);
+    const pending = buffers.pendingIndex.subarray(0, (this.entryCount - this.writtenEntryCount) * INDEX_ENTRY_BYTES);
+    if (indexAfterSync) {
+      this.keepUnindexed(pending);
+    } else {
+      assert(this.indexedEntryCount === this.writtenEntryCount, 'index entries wait for a sync under a policy that writes them at once');
+      this.io.write(this.indexFd, pending, this.writtenEntryCount * INDEX_ENTRY_BYTES);
+      this.indexedEntryCount = this.entryCount;
+    }
     this.writtenStoreBytes = this.storeSizeBytes;
     this.writtenEntryCount = this.entryCount;
+  }
+
+  /** Appends index entries of frames just written to the ones waiting for their fdatasync. */
+  private keepUnindexed(entries: Buffer): void {
+    const keptBytes = (this.writtenEntryCount - this.indexedEntryCount) * INDEX_ENTRY_BYTES;
+    const neededBytes = keptBytes + entries.length;
+    if (this.unindexed === undefined || this.unindexed.length < neededBytes) {
+      const grown = Buffer.allocUnsafe(Math.max(neededBytes, 2 * (this.unindexed?.length ?? 0), 64 * INDEX_ENTRY_BYTES));
+      this.unindexed?.copy(grown, 0, 0, keptBytes);
+      this.unindexed = grown;
+    }
+    entries.copy(this.unindexed, keptBytes);
+  }
+
+  /**
+   * Writes the index entries waiting in memory for entries [indexedEntryCount, count) with one
+   * pwrite; the caller made their frames durable first.
+   */
+  private writeIndexThrough(count: number): void {
+    const entries = Math.min(count, this.writtenEntryCount) - this.indexedEntryCount;
+    if (entries <= 0) return;
+    const unindexed = this.unindexed!;
+    this.io.write(this.indexFd, unindexed.subarray(0, entries * INDEX_ENTRY_BYTES), this.indexedEntryCount * INDEX_ENTRY_BYTES);
+    this.indexedEntryCount += entries;
+    const leftBytes = (this.writtenEntryCount - this.indexedEntryCount) * INDEX_ENTRY_BYTES;
+    if (leftBytes > 0) unindexed.copy(unindexed, 0, entries * INDEX_ENTRY_BYTES, entries * INDEX_ENTRY_BYTES + leftBytes);
+    else if (this.sealed) this.unindexed = undefined;
   }
 
   /** Marks the segment sealed: no more appends. Its frames are all written (the log writes them before a roll). */
@@ -202,25 +248,26 @@ export class Segment {
   }
 
   /**
-   * fdatasyncs what has been written; the index file only when sealed (an active segment's index
-   * is rebuilt from the store by recovery, so syncing it per append would only cost latency).
+   * fdatasyncs what has been written, then writes the index entries that waited for it; the index
+   * file is synced only when sealed (an active segment's index is rebuilt from the store by
+   * recovery, so syncing it per append would only cost latency).
    */
   async sync(): Promise<void> {
     const storeBytes = this.writtenStoreBytes;
     const entryCount = this.writtenEntryCount;
-    const work: Promise<void>[] = [];
     this.files();
-    if (storeBytes > this.syncedStoreBytes) work.push(this.io.fdatasync(this.storeFd));
-    const syncIndex = this.sealed && entryCount > this.syncedIndexEntryCount;
-    if (syncIndex) work.push(this.io.fdatasync(this.indexFd));
     this.syncsInFlight += 1;
     try {
-      await Promise.all(work);
+      if (storeBytes > this.syncedStoreBytes) await this.io.fdatasync(this.storeFd);
+      this.syncedStoreBytes = Math.max(this.syncedStoreBytes, storeBytes);
+      this.writeIndexThrough(entryCount);
+      if (this.sealed && entryCount > this.syncedIndexEntryCount) {
+        await this.io.fdatasync(this.indexFd);
+        this.syncedIndexEntryCount = Math.max(this.syncedIndexEntryCount, entryCount);
+      }
     } finally {
       this.syncsInFlight -= 1;
     }
-    this.syncedStoreBytes = Math.max(this.syncedStoreBytes, storeBytes);
-    if (syncIndex) this.syncedIndexEntryCount = Math.max(this.syncedIndexEntryCount, entryCount);
   }
 
   needsSync(): boolean {
@@ -234,8 +281,15 @@ export class Segment {
     const withNext = first + count < this.writtenEntryCount;
     const entries = count + (withNext ? 1 : 0);
     const source = Buffer.allocUnsafe(entries * INDEX_ENTRY_BYTES);
-    this.files();
-    readFully(this.io, this.indexFd, source, first * INDEX_ENTRY_BYTES);
+    const fromFile = Math.max(0, Math.min(entries, this.indexedEntryCount - first));
+    if (fromFile > 0) {
+      this.files();
+      readFully(this.io, this.indexFd, source.subarray(0, fromFile * INDEX_ENTRY_BYTES), first * INDEX_ENTRY_BYTES);
+    }
+    if (fromFile < entries) {
+      const at = (first + fromFile - this.indexedEntryCount) * INDEX_ENTRY_BYTES;
+      this.unindexed!.copy(source, fromFile * INDEX_ENTRY_BYTES, at, at + (entries - fromFile) * INDEX_ENTRY_BYTES);
+    }
     for (let i = 0; i < entries; i++) {
       const entry = decodeIndexEntry(source, first + i, first);
       if (entry.relativeOffset !== first + i) {
@@ -373,7 +427,9 @@ export class Segment {
     const storeBytes = relative < this.entryCount ? this.positionOf(relative) : this.writtenStoreBytes;
     this.files();
     this.io.truncate(this.storeFd, storeBytes);
-    this.io.truncate(this.indexFd, relative * INDEX_ENTRY_BYTES);
+    // Entries still in memory are not in the file: cut it no longer than it is.
+    this.indexedEntryCount = Math.min(this.indexedEntryCount, relative);
+    this.io.truncate(this.indexFd, this.indexedEntryCount * INDEX_ENTRY_BYTES);
     this.sealed = false;
     this.entryCount = this.writtenEntryCount = relative;
     this.storeSizeBytes = this.writtenStoreBytes = storeBytes;
@@ -392,10 +448,11 @@ export class Segment {
     this.storeSizeBytes = this.writtenStoreBytes;
   }
 
-  /** fsyncs both files now (a truncation's new size included). */
+  /** fsyncs both files now (a truncation's new size included), the store before the index entries waiting for it are written. */
   syncFilesSync(): void {
     this.files();
     this.io.fsyncSync(this.storeFd);
+    this.writeIndexThrough(this.writtenEntryCount);
     this.io.fsyncSync(this.indexFd);
     this.syncedStoreBytes = this.writtenStoreBytes;
     if (this.sealed) this.syncedIndexEntryCount = this.writtenEntryCount;
@@ -448,6 +505,7 @@ export class Segment {
    */
   park(): boolean {
     if (!this.sealed || !this.filesOpen || this.hasUnwritten() || this.needsSync() || this.syncsInFlight > 0) return false;
+    assert(this.indexedEntryCount === this.writtenEntryCount, 'a synced segment has index entries waiting');
     this.close();
     return true;
   }
