@@ -318,12 +318,18 @@ export class RaftLogStorage implements RaftStorage {
   }
 
   configEntries(lo: number): readonly Entry[] {
+    return this.controlEntries(EntryType.Config, lo);
+  }
+
+  /** The retained entries of a control type (not Normal or Sequenced) from index `lo` on, found through the side file. */
+  controlEntries(type: EntryType, lo: number): readonly Entry[] {
+    assert(!isUserEntry(type), `entries of type ${type} are not listed in the side file`);
     const result: Entry[] = [];
     for (let j = this.control.countBelow(lo); j < this.control.length; j++) {
-      if (this.control.typeAt(j) !== EntryType.Config) continue;
+      if (this.control.typeAt(j) !== type) continue;
       const index = this.control.indexAt(j);
       const record = this.log.read(index - 1);
-      result.push({ index, term: record.term, type: EntryType.Config, data: record.value });
+      result.push({ index, term: record.term, type, data: record.value });
     }
     return result;
   }

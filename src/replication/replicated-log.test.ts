@@ -1,6 +1,7 @@
 // Goal: a replica restarted after retention compacted its log serves and extends the log where it
 // left off: its visible log, offsets and producer table are those of the log itself, not reset to
-// the snapshot that marks where the log begins.
+// the snapshot that marks where the log begins; one that died after applying a retention decision
+// but before compacting compacts at its restart (nothing else would: the entry is not applied again).
 // Method: a one-voter RaftNode on RaftLogStorage (real files, small segments) driving a
 // ReplicatedLog; records across several segments, a retain entry that drops the oldest, a restart
 // from the directory, then more records and a resend of an idempotent batch. The compaction is
@@ -8,7 +9,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
-import { InMemoryNetwork, RaftNode, Role } from '../raft/index.js';
+import { EntryType, InMemoryNetwork, RaftNode, Role, type Entry } from '../raft/index.js';
 import { Prng } from '../util/index.js';
 import { RaftLogStorage } from './raft-storage.js';
 import { ReplicatedLog } from './replicated-log.js';
@@ -98,6 +99,33 @@ test('a replica restarted after retention continues its log at the same offsets'
       assert.deepEqual(values(second.log), [...before, '13:after']);
     } finally {
       await stop(second);
+    }
+  } finally {
+    remove();
+  }
+});
+
+test('a replica that died between applying a retention decision and compacting compacts at its restart', async () => {
+  const { dir, remove } = tempDir('replicated-log-retention-lost');
+  try {
+    // The log as such a process leaves it: a retain entry committed (so applied, and never
+    // applied again), the compaction it asked for never written.
+    const storage = await RaftLogStorage.open(dir, { log: { maxIndexBytes: 12 * 4 }, initialConfig: { voters: ['a'], learners: [] } });
+    const entries: Entry[] = [{ index: 1, term: 1, type: EntryType.Noop, data: new Uint8Array(0) }];
+    for (let i = 0; i < 12; i++) entries.push({ index: entries.length + 1, term: 1, type: EntryType.Normal, data: encoder.encode(`r${i}`) });
+    await storage.append(entries);
+    const retainFrom = storage.segments()[1]!.firstIndex;
+    await storage.append([{ index: 14, term: 1, type: EntryType.Control, data: encodeControl({ kind: 'retain', firstIndex: retainFrom }) }]);
+    await storage.setHardState({ term: 1, vote: 'a', commit: 14 });
+    await storage.close();
+
+    const restarted = await start(dir);
+    try {
+      for (let i = 0; i < 200 && restarted.storage.firstIndex() < retainFrom; i++) await delay(10);
+      assert.equal(restarted.storage.firstIndex(), retainFrom, 'the decision applied before the restart removed the oldest segment');
+      assert.equal(restarted.log.lowestOffset(), retainFrom - 2, 'offsets are indexes less the no-op and one');
+    } finally {
+      await stop(restarted);
     }
   } finally {
     remove();

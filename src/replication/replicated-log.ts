@@ -47,6 +47,7 @@ export interface ReplicaStorage {
   term(index: number): number;
   initialState(): { hardState: { commit: number } };
   entries(lo: number, hi: number, maxSizeBytes: number): readonly Entry[];
+  controlEntries(type: EntryType, lo: number): readonly Entry[];
 }
 
 /**
@@ -129,6 +130,8 @@ export class ReplicatedLog implements StateMachine<number> {
   private caughtUpWaiters: (() => void)[] = [];
   private readonly producers: ProducerTable;
   private readonly producerWindow: ProducerWindow;
+  /** Where the retention decisions applied before start make the log begin (see appliedRetention). */
+  private readonly retainedFromAtStart: number;
   private readonly producersInFlight = new Map<number, ProducerInFlight>();
   /** The term in which this node, as leader, has applied every entry of its predecessors. */
   private leaderReadyTerm = 0;
@@ -150,7 +153,30 @@ export class ReplicatedLog implements StateMachine<number> {
     this.visibleNext = this.storage.offsetOfIndex(commit + 1);
     this.producerWindow = { ...DEFAULT_PRODUCER_WINDOW, ...options.producerWindow };
     this.producers = new ProducerTable(this.producerWindow);
+    this.retainedFromAtStart = this.appliedRetention(commit);
+    this.producers.forgetBefore(this.retainedFromAtStart);
     this.rebuildProducers(commit);
+  }
+
+  /**
+   * Where the applied retention decisions make the log begin. Applying one compacts the log
+   * later (a snapshot write), so a process that died in between restarts with the entries every
+   * other replica removed, and no entry left to apply that would remove them: attach compacts
+   * them again, and the producer table starts where the others' does.
+   */
+  private appliedRetention(commit: number): number {
+    let retainFrom = this.storage.firstIndex();
+    for (const entry of this.storage.controlEntries(EntryType.Control, retainFrom)) {
+      if (entry.index > commit) break;
+      let control;
+      try {
+        control = decodeControl(entry.data);
+      } catch {
+        continue; // a control entry of a newer version (see applyControl)
+      }
+      retainFrom = Math.max(retainFrom, Math.min(control.firstIndex, entry.index));
+    }
+    return retainFrom;
   }
 
   /**
@@ -158,7 +184,7 @@ export class ReplicatedLog implements StateMachine<number> {
    * retained entries through `through`, read in order (the same table applying them built).
    */
   private rebuildProducers(through: number): void {
-    const first = Math.max(this.storage.firstIndex(), through - this.producerWindow.windowEntries + 1);
+    const first = Math.max(this.retainedFromAtStart, through - this.producerWindow.windowEntries + 1);
     for (let index = first; index <= through; ) {
       const entries = this.storage.entries(index, through + 1, PRODUCER_SCAN_BYTES);
       assert(entries.length > 0, `no entries from index ${index}`);
@@ -183,6 +209,7 @@ export class ReplicatedLog implements StateMachine<number> {
   attach(node: RaftNode<number>): void {
     assert(this.node === undefined, 'attach once');
     this.node = node;
+    if (this.retainedFromAtStart > this.storage.firstIndex()) node.compactTo(this.retainedFromAtStart - 1);
     const check = (): void => {
       if (!this.caughtUp) this.checkCaughtUp();
     };

@@ -380,7 +380,7 @@ class Run {
     const parts = [...this.cluster.nodes.values()].map((node) => {
       if (!node.up) return `${node.id} down`;
       const status = node.status();
-      return `${node.raftId} ${status.role} t${status.term} commit ${status.commit} applied ${status.applied} next ${node.log.nextOffset()} voters ${status.config.voters.join(',')} learners ${status.config.learners.join(',')}`;
+      return `${node.raftId} ${status.role} t${status.term} commit ${status.commit} applied ${status.applied} lowest ${node.log.lowestOffset()} next ${node.log.nextOffset()} voters ${status.config.voters.join(',')} learners ${status.config.learners.join(',')}`;
     });
     return `not converged (${parts.join('; ')}; ${this.openProducers} producers open)`;
   }
