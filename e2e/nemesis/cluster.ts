@@ -7,6 +7,7 @@
 import { appendFileSync, existsSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ServerInfo } from '../../src/client/index.js';
+import { decodeStateFile } from '../../src/replication/index.js';
 import { NODE_RPC_PORT, type NetnsNetwork } from './network.js';
 import { client, startNode, votersWithLeader, waitForServers, type ClusterCerts, type ClusterNode } from '../cluster-harness.js';
 
@@ -259,7 +260,8 @@ function loggedConfiguration(lines: readonly string[]): { voters: string[]; lear
 
 /** The Raft id a node's data dir was made with (`<name>@<incarnation>`). */
 function raftIdOf(dataDir: string): string {
-  return (JSON.parse(readFileSync(join(dataDir, 'raft', 'member.json'), 'utf8')) as { raftId: string }).raftId;
+  const path = join(dataDir, 'raft', 'member.json');
+  return (decodeStateFile(readFileSync(path), path) as { raftId: string }).raftId;
 }
 
 export function portOf(address: string): number {

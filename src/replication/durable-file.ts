@@ -4,16 +4,57 @@
  * calls go through the storage's FileIo (node:fs in production, the simulator's disk in tests).
  */
 import { basename, dirname, join } from 'node:path';
-import type { FileIo } from '../storage/index.js';
+import { crc32, type FileIo } from '../storage/index.js';
 import { CorruptionError } from '../util/index.js';
 
 const encoder = new TextEncoder();
+const decoder = new TextDecoder('utf-8', { fatal: false });
+const HEADER = 'annal-state crc32=';
+const HEADER_PATTERN = /^annal-state crc32=([0-9a-f]{8})\n/;
+
+/**
+ * A state file's bytes: a header line with the CRC-32 of the JSON line that follows. A bit flip
+ * that leaves valid JSON (a term, a vote, where the log begins) would otherwise be taken as the
+ * truth; with the checksum it is damage, handled as a file that does not parse.
+ */
+export function encodeStateFile(value: unknown): Uint8Array {
+  const json = encoder.encode(JSON.stringify(value));
+  const header = encoder.encode(`${HEADER}${crc32(json).toString(16).padStart(8, '0')}\n`);
+  const bytes = new Uint8Array(header.length + json.length + 1);
+  bytes.set(header, 0);
+  bytes.set(json, header.length);
+  bytes[bytes.length - 1] = 0x0a;
+  return bytes;
+}
+
+/**
+ * The value of a state file's bytes, or CorruptionError. A file that starts with `{` was written
+ * before files had a checksum and is taken as it parses (no prefix of a checked file starts so).
+ */
+export function decodeStateFile(bytes: Uint8Array, path: string): unknown {
+  const text = decoder.decode(bytes);
+  let json = text;
+  if (!text.startsWith('{')) {
+    const header = HEADER_PATTERN.exec(text);
+    if (header === null) throw new CorruptionError(path, 0, 'no state-file header; it was written atomically, so this is damage, not a torn write');
+    json = text.slice(header[0].length);
+    if (!json.endsWith('\n')) throw new CorruptionError(path, header[0].length, 'the JSON line does not end the file; it was written atomically, so this is damage');
+    json = json.slice(0, -1);
+    const expected = Number.parseInt(header[1]!, 16);
+    if (crc32(encoder.encode(json)) !== expected) throw new CorruptionError(path, header[0].length, 'checksum mismatch: the file was damaged after it was written');
+  }
+  try {
+    return JSON.parse(json) as unknown;
+  } catch (error) {
+    throw new CorruptionError(path, 0, `not valid JSON (${(error as Error).message}); it was written atomically, so this is damage, not a torn write`);
+  }
+}
 
 export function writeJsonAtomic(io: FileIo, path: string, value: unknown): void {
   const temporary = join(dirname(path), `.${basename(path)}.tmp`);
   const fd = io.open(temporary, 'w');
   try {
-    io.write(fd, encoder.encode(JSON.stringify(value) + '\n'), 0);
+    io.write(fd, encodeStateFile(value), 0);
     io.fsyncSync(fd);
   } finally {
     io.close(fd);
@@ -29,16 +70,12 @@ export function writeJsonAtomic(io: FileIo, path: string, value: unknown): void 
 
 /** The parsed file, or undefined if it does not exist; a file that does not parse is an error. */
 export function readJsonFile(io: FileIo, path: string): unknown {
-  let text: string;
+  let bytes: Uint8Array;
   try {
-    text = io.readFile(path).toString('utf8');
+    bytes = io.readFile(path);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw error;
   }
-  try {
-    return JSON.parse(text) as unknown;
-  } catch (error) {
-    throw new CorruptionError(path, 0, `not valid JSON (${(error as Error).message}); it was written atomically, so this is damage, not a torn write`);
-  }
+  return decodeStateFile(bytes, path);
 }

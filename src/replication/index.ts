@@ -22,3 +22,4 @@ export { RaftPeerService, RAFT_METHOD_ACTIONS, RAFT_SERVICE_NAME, PeerMetadataKe
 export { SendDropReason, type PeerLogger, type PeerMetrics } from './peer-metrics.js';
 export { InvalidReason, DEFAULT_PEER_LIMITS, type PeerLimits } from './peer-codec.js';
 export { retainFrom, encodeControl, decodeControl, type RetentionPolicy, type SegmentView, type RetainEntry } from './retention.js';
+export { decodeStateFile } from './durable-file.js';

@@ -223,6 +223,29 @@ test('a second open of the same dir is refused; a damaged state file is reported
   remove();
 });
 
+test('a state file carries a checksum: a flipped bit that leaves valid JSON is damage; a file from before checksums still reads', async () => {
+  const { dir, remove } = tempDir('raft-state-checksum');
+  try {
+    const storage = await RaftLogStorage.open(dir);
+    await storage.setHardState({ term: 5, vote: 'b', commit: 0 });
+    await storage.close();
+    const path = join(dir, 'hard-state.json');
+    const written = readFileSync(path);
+    assert.match(written.toString(), /^annal-state crc32=[0-9a-f]{8}\n\{"version":1,"term":5,"vote":"b","commit":0\}\n$/);
+    // '5' (0x35) becomes '7' (0x37): one bit, still valid JSON, a term the node never had.
+    const flipped = Buffer.from(written);
+    flipped[written.indexOf('"term":5') + 7] ^= 0x02;
+    writeFileSync(path, flipped);
+    await assert.rejects(RaftLogStorage.open(dir), (error: unknown) => error instanceof CorruptionError && /checksum mismatch/.test(error.message));
+    writeFileSync(path, '{"version":1,"term":5,"vote":"b","commit":0}\n');
+    const legacy = await RaftLogStorage.open(dir);
+    assert.deepEqual(legacy.initialState().hardState, { term: 5, vote: 'b', commit: 0 });
+    await legacy.close();
+  } finally {
+    remove();
+  }
+});
+
 test('an open that fails on a dying disk (an fsync error, then its close fails too) reports that error and leaves the dir unlocked for the next open', async () => {
   const { dir, remove } = tempDir('raft-dying-disk');
   try {

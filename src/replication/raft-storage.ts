@@ -39,6 +39,7 @@ import { BACKGROUND_TIMERS } from '../util/system-timers.js';
 import { SEQUENCED_HEADER_BYTES } from './producers.js';
 import { CONTROL_RECORD_BYTES, ControlList, decodeControlFile, encodeControlRecords, type ControlRecord } from './control-index.js';
 import { TEMP_SUFFIX, writeFileAtomic, type FileOps } from './file-ops.js';
+import { encodeStateFile, readJsonFile as readStateFile } from './durable-file.js';
 
 export type { FileOps } from './file-ops.js';
 
@@ -695,7 +696,7 @@ export class RaftLogStorage implements RaftStorage {
   }
 
   private writeState(name: string, value: object): Promise<void> {
-    return writeFileAtomic(this.ops, this.dir, this.dirFd, name, textEncoder.encode(JSON.stringify(value) + '\n'));
+    return writeFileAtomic(this.ops, this.dir, this.dirFd, name, encodeStateFile(value));
   }
 
   private writeLogState(state: LogState): Promise<void> {
@@ -703,7 +704,7 @@ export class RaftLogStorage implements RaftStorage {
       // Broken variant: the new file is renamed into place, but nothing is fsynced.
       const temp = join(this.dir, LOG_STATE_FILE + TEMP_SUFFIX);
       const fd = this.ops.open(temp, 'w');
-      this.ops.write(fd, textEncoder.encode(JSON.stringify({ version: 1, ...state }) + '\n'), 0);
+      this.ops.write(fd, encodeStateFile({ version: 1, ...state }), 0);
       this.ops.close(fd);
       this.ops.rename(temp, join(this.dir, LOG_STATE_FILE));
       return Promise.resolve();
@@ -1076,19 +1077,8 @@ function prepareDirectory(io: FileIo, dir: string): void {
 
 /** Reads and validates a JSON state file; undefined if it does not exist. */
 function readJsonFile<T>(io: FileIo, path: string, parse: (value: Record<string, unknown>) => T | undefined): T | undefined {
-  let text: string;
-  try {
-    text = io.readFile(path).toString('utf8');
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw error;
-  }
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch (error) {
-    throw new CorruptionError(path, 0, `not valid JSON: ${(error as Error).message}`);
-  }
+  const value = readStateFile(io, path);
+  if (value === undefined) return undefined;
   const parsed = value !== null && typeof value === 'object' && (value as { version?: unknown }).version === 1 ? parse(value as Record<string, unknown>) : undefined;
   if (parsed === undefined) throw new CorruptionError(path, 0, 'unexpected contents (or an unknown version)');
   return parsed;
