@@ -157,7 +157,7 @@ test('a candidate with a stale log cannot win; an up-to-date one can', () => {
   assert.equal(b.status().role, Role.Leader);
 });
 
-test('a replica repairing damage neither votes nor campaigns until its log is back, so no leader lacks what it lost', () => {
+test('a replica repairing damage that does not know the term of what it lost neither votes nor campaigns until its log is back, so no leader lacks what it lost', () => {
   // a and c held 1..5 (4 and 5 committed by their quorum); c lost 4..5 to damage; b has 1..3.
   // With a down, an unrepaired c would help b (or itself) win with 1..3, losing 4 and 5.
   const build = (repairTo: number | undefined): Harness =>
@@ -196,6 +196,39 @@ test('a replica repairing damage neither votes nor campaigns until its log is ba
   assert.ok(harness.node('c').storage.lastIndex() >= 5);
   assert.equal(c.raft.repairing(), false);
   assert.equal(new TextDecoder().decode(harness.node('c').storage.entries(5, 6, Infinity)[0]!.data), 'v5');
+});
+
+test('a repairing replica that knows the term of what it lost votes for a candidate holding it, never for one lacking it', () => {
+  // As above: a and c held 1..5 in term 1, c lost 4..5; c recorded repairTo 5 and repairTerm 1.
+  const harness = new Harness(['a', 'b', 'c'], (id, storage) => {
+    const last = id === 'a' ? 5 : 3;
+    storage.append(Array.from({ length: last }, (_, i) => ({ index: i + 1, term: 1, type: EntryType.Normal, data: text(`v${i + 1}`) })));
+    storage.setHardState({ term: 1, vote: null, commit: 3 });
+    if (id === 'c') {
+      const initial = storage.initialState.bind(storage);
+      storage.initialState = () => ({ ...initial(), repairTo: 5, repairTerm: 1 });
+    }
+  });
+  const c = harness.node('c').raw;
+  assert.equal(c.raft.repairing(), true);
+  // With a down, b (1..3) cannot win: c refuses it.
+  harness.blocked = new Set(['a']);
+  for (let i = 0; i < 60; i++) {
+    for (const id of ['b', 'c']) harness.node(id).raw.tick();
+    harness.stabilize();
+  }
+  for (const id of ['b', 'c']) assert.notEqual(harness.node(id).raw.status().role, Role.Leader, `${id} must not lead without entries 4..5`);
+  assert.ok(!harness.delivered.some((m) => m.from === 'c' && (m.type === 'vote' || m.type === 'preVote')), 'c never campaigns');
+  // With b down instead, c's vote elects a, which holds 1..5: the cluster is available again.
+  harness.blocked = new Set(['b']);
+  const a = harness.node('a').raw;
+  for (let i = 0; i < 60 && a.status().role !== Role.Leader; i++) {
+    a.tick();
+    harness.stabilize();
+  }
+  assert.equal(a.status().role, Role.Leader, 'a wins with the repairing c\'s vote');
+  harness.stabilize();
+  assert.equal(c.raft.repairing(), false, 'c holds 4..5 again');
 });
 
 test('what one Ready handles together goes out once: a follower acknowledges several appends with one response, a leader answers several acknowledgements and a proposal with one append per follower', () => {

@@ -81,6 +81,8 @@ export class Raft {
   private appendsPending = false;
   /** See InitialState.repairTo; cleared once the log reaches it. */
   private repairTo: number;
+  /** See InitialState.repairTerm; Infinity when unknown (no votes while repairing). */
+  private readonly repairTerm: number;
   private stepRole: (message: Message) => void = (message) => this.stepFollower(message);
   private tickRole: () => void = () => this.tickElection();
 
@@ -88,8 +90,9 @@ export class Raft {
     this.options = resolveRaftOptions(options);
     this.id = options.id;
     this.log = new RaftLog(options.storage, this.options.applied);
-    const { hardState, snapshotMeta, repairTo } = options.storage.initialState();
+    const { hardState, snapshotMeta, repairTo, repairTerm } = options.storage.initialState();
     this.repairTo = repairTo ?? 0;
+    this.repairTerm = repairTerm ?? Infinity;
     this.configs = [{ index: snapshotMeta.index, config: snapshotMeta.config }];
     for (const entry of options.storage.configEntries(snapshotMeta.index + 1)) {
       this.configs.push({ index: entry.index, config: decodeConfig(entry.data) });
@@ -431,7 +434,10 @@ export class Raft {
       (this.vote === null && this.leaderId === null) ||
       (message.type === 'preVote' && message.term > this.term);
     const upToDate = this.options.faults.voteWithoutLogCheck === true || this.log.isUpToDate(message.lastLogIndex, message.lastLogTerm);
-    if (canVote && upToDate && !this.repairing()) {
+    // A repairing replica compares the candidate with the log it held before the damage, as it
+    // would have then: the candidate holds everything that log could have helped commit.
+    const coversLost = !this.repairing() || message.lastLogTerm > this.repairTerm || (message.lastLogTerm === this.repairTerm && message.lastLogIndex >= this.repairTo);
+    if (canVote && upToDate && coversLost) {
       // A granted pre-vote answers in the candidate's future term so it is not dropped as stale.
       this.send({ type: responseType, to: message.from, term: message.term, reject: false });
       if (message.type === 'vote') {

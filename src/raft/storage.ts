@@ -15,10 +15,16 @@ export interface InitialState {
   readonly snapshotMeta: SnapshotMeta;
   /**
    * Set when damage cost this replica entries it may have acknowledged: the highest index it
-   * held. Until its log reaches it again (from a leader) it grants no votes and never campaigns,
-   * so it cannot help elect a leader that lacks what it lost. 0 or absent: none.
+   * held. Until its log reaches it again (from a leader) it never campaigns, and it votes only
+   * for a candidate whose log is at least as up to date as (repairTerm, repairTo), so it cannot
+   * help elect a leader that lacks what it lost. 0 or absent: none.
    */
   readonly repairTo?: number;
+  /**
+   * With repairTo: a term no lower than that of the last entry the replica held (its current
+   * term when the damage was found). Absent: it grants no votes until repaired.
+   */
+  readonly repairTerm?: number;
 }
 
 /** Read side of the log as the core sees it. All ranges are half-open [lo, hi). */

@@ -329,6 +329,7 @@ test('damage on a replica of a multi-voter cluster: the log is cut before it and
     storage = await RaftLogStorage.open(dir, { log: SMALL_SEGMENTS });
     assert.equal(storage.lastIndex(), 11, 'cut before index 12 (offset 11)');
     assert.equal(storage.initialState().repairTo, 20);
+    assert.equal(storage.initialState().repairTerm, 1, 'the term when the damage was found bounds the lost entries\' terms');
     assert.equal(storage.initialState().hardState.commit, 11, 'commit lowered to the log');
     assert.match(storage.recovery.actions.join('\n'), /CUT AT DAMAGE: the record for offset 11 fails verification.*cut before it \(it held up to offset 19\)/);
     assert.ok(readdirSync(`${logDir}.damaged`).length === 1, 'the damaged files are kept aside');
@@ -336,12 +337,14 @@ test('damage on a replica of a multi-voter cluster: the log is cut before it and
     await storage.close();
     storage = await RaftLogStorage.open(dir, { log: SMALL_SEGMENTS });
     assert.equal(storage.repairTo(), 20);
+    assert.equal(storage.initialState().repairTerm, 1);
     // The leader sends the entries again: repaired once the log reaches 20.
     await storage.append(normals(12, 19, 1));
     assert.equal(storage.repairTo(), 20);
     await storage.append(normals(20, 22, 1));
     assert.equal(storage.repairTo(), 0);
     assert.equal(storage.initialState().repairTo, undefined);
+    assert.equal(storage.initialState().repairTerm, undefined);
     await storage.close();
     storage = await RaftLogStorage.open(dir, { log: SMALL_SEGMENTS });
     assert.equal(storage.repairTo(), 0);

@@ -17,8 +17,9 @@
  * Damage (a record that fails its checksum, a truncated segment, a commit index beyond the log)
  * is repaired from the other replicas: the log is cut before the first damaged record (the
  * damaged files are kept aside, see CommitLog's cutAtDamage), and until the log again reaches the
- * highest index it showed evidence of holding, the replica neither votes nor campaigns
- * (InitialState.repairTo): it may have acknowledged what it lost.
+ * highest index it showed evidence of holding, the replica never campaigns and votes only for
+ * candidates whose log covers what it held (InitialState.repairTo, repairTerm): it may have
+ * acknowledged what it lost.
  *
  * Applying a leader's snapshot starts a new generation: an empty CommitLog whose first offset is
  * the snapshot index, made durable before log-state.json names it, so a crash leaves either the
@@ -175,6 +176,8 @@ export class RaftLogStorage implements RaftStorage {
   private cluster: string | undefined;
   /** InitialState.repairTo, durable in repair.json while > lastIdx; 0 once reached. */
   private repairTarget = 0;
+  /** InitialState.repairTerm, durable in repair.json with repairTarget (absent in files written before it). */
+  private repairTerm: number | undefined;
   // Invariant: lastIdx >= state.begin.firstIndex - 1, and commit-log offsets [firstIndex - 1,
   // lastIdx) hold the retained entries (the commit log may hold more: older whole segments, and
   // while an append is being acknowledged, the new records).
@@ -286,7 +289,11 @@ export class RaftLogStorage implements RaftStorage {
   // ---- raft Storage (reads are synchronous) ----
 
   initialState(): InitialState {
-    return { hardState: this.hardState, snapshotMeta: this.snapshotValue.meta, ...(this.repairTarget > 0 ? { repairTo: this.repairTarget } : {}) };
+    return {
+      hardState: this.hardState,
+      snapshotMeta: this.snapshotValue.meta,
+      ...(this.repairTarget > 0 ? { repairTo: this.repairTarget, ...(this.repairTerm !== undefined ? { repairTerm: this.repairTerm } : {}) } : {}),
+    };
   }
 
   /** The index this replica must hold again before it votes (0: not repairing). */
@@ -590,6 +597,7 @@ export class RaftLogStorage implements RaftStorage {
     this.ops.remove(join(this.dir, REPAIR_FILE));
     await this.ops.fsync(this.dirFd);
     this.repairTarget = 0;
+    this.repairTerm = undefined;
   }
 
   /**
@@ -803,7 +811,8 @@ export class RaftLogStorage implements RaftStorage {
 
   private async recover(initialConfig: ClusterConfig | undefined): Promise<void> {
     const actions = this.recovery.actions;
-    const recorded = readJsonFile(this.logConfig.io ?? NODE_FILE_IO, join(this.dir, REPAIR_FILE), parseRepair) ?? 0;
+    const repair = readJsonFile(this.logConfig.io ?? NODE_FILE_IO, join(this.dir, REPAIR_FILE), parseRepair);
+    const recorded = repair?.repairTo ?? 0;
     let evidenceEnd = this.log.recovery.cut?.evidenceEndOffset ?? -1;
     // Only a replica with others to fetch from cuts a damaged record away; a lone voter keeps it
     // in place, served as DATA_LOSS, as a single log does (and refuses undelimitable damage
@@ -820,12 +829,18 @@ export class RaftLogStorage implements RaftStorage {
     await this.loadControl(actions);
     const target = Math.max(recorded, evidenceEnd + 1, this.hardState.commit);
     if (target > this.lastIdx) {
-      // Recorded before the commit index is lowered, so a crash in between cannot forget it.
-      if (target !== recorded) await this.writeState(REPAIR_FILE, { version: 1, repairTo: target });
+      // Recorded before the commit index is lowered, so a crash in between cannot forget it. The
+      // current term bounds the term of every entry the replica held (see InitialState.repairTerm);
+      // a recorded one stays, as it was taken when the entries were held.
+      const repairTerm = target === recorded ? repair?.repairTerm : this.hardState.term;
+      if (target !== recorded || repairTerm !== repair?.repairTerm) {
+        await this.writeState(REPAIR_FILE, { version: 1, repairTo: target, ...(repairTerm !== undefined ? { repairTerm } : {}) });
+      }
       this.repairTarget = target;
+      this.repairTerm = repairTerm;
       actions.push(
         `this replica lost entries it may have acknowledged (its log ends at index ${this.lastIdx}, it held up to ${target}): ` +
-          'it neither votes nor campaigns until a leader has sent them again',
+          'it never campaigns, and votes only for a candidate holding them, until a leader has sent them again',
       );
     } else if (recorded > 0) {
       await this.clearRepair();
@@ -1090,8 +1105,9 @@ function parseHardState(value: Record<string, unknown>): HardState | undefined {
   return { term, vote, commit };
 }
 
-function parseRepair(value: Record<string, unknown>): number | undefined {
-  return isUint(value.repairTo) ? value.repairTo : undefined;
+function parseRepair(value: Record<string, unknown>): { repairTo: number; repairTerm?: number } | undefined {
+  if (!isUint(value.repairTo) || !(value.repairTerm === undefined || isUint(value.repairTerm))) return undefined;
+  return { repairTo: value.repairTo, ...(value.repairTerm !== undefined ? { repairTerm: value.repairTerm } : {}) };
 }
 
 function parseCluster(value: Record<string, unknown>): string | undefined {

@@ -339,7 +339,7 @@ export class Replica {
       if (storage.repairTo() > 0) {
         logger.error(
           { lastIndex: storage.lastIndex(), repairTo: storage.repairTo() },
-          'raft log damaged: cut before the damage; this node neither votes nor campaigns until the leader has sent the lost entries ' +
+          'raft log damaged: cut before the damage; this node never campaigns, and votes only for a candidate holding the lost entries, until the leader has sent them ' +
             'again (if no other replica holds them, restore the files kept aside, or remove raft/repair.json to accept the loss)',
         );
       }
