@@ -69,6 +69,8 @@ export interface ReplicaClusterOptions {
   readonly removeFailedAfterMs?: number;
   /** Gossip reports a member whose process died failed after a delay in this range. */
   readonly failureDetectionMs: readonly [number, number];
+  /** Network partitions reach the gossip views: each side reports the other failed (after failureDetectionMs). */
+  readonly gossipPartitions?: boolean;
   /** Probability that a power loss of one node also loses a sector of one of its Raft state files. Default 0. */
   readonly stateDamageProbability?: number;
   /** Probability that a power loss flips one bit of one synced byte on the node's disk. Default 0. */
@@ -187,7 +189,7 @@ export class ReplicaCluster {
   /** Snapshot messages delivered: followers catching up from the leader's lowest retained index. */
   snapshotsDelivered = 0;
   /** What the replicas logged that the run reports (retention decisions, configuration changes, state moved aside). */
-  readonly counts = { retentions: 0, configChanges: 0, movedAside: 0, leaves: 0, rejoins: 0, wipes: 0, stateDamages: 0 };
+  readonly counts = { retentions: 0, configChanges: 0, movedAside: 0, leaves: 0, rejoins: 0, wipes: 0, stateDamages: 0, partitionedViews: 0 };
   /** The first broken property (or unexpected error) seen; the run stops at it. */
   violation: string | null = null;
   private highestRetainedFrom = 0;
@@ -554,9 +556,39 @@ export class ReplicaCluster {
     for (const node of this.nodes.values()) {
       const incarnation = node.incarnation;
       this.schedule(this.prng.int(1, 50), null, () => {
-        if (node.incarnation === incarnation) node.keeper?.updateMembers(this.gossipView);
+        if (node.incarnation !== incarnation || node.keeper === null) return;
+        const view = this.viewOf(node);
+        if (view !== this.gossipView && view.some((member, i) => member.status !== this.gossipView[i]!.status)) this.counts.partitionedViews++;
+        node.keeper.updateMembers(view);
       });
     }
+  }
+
+  /**
+   * The member view as `node` sees it: a running member it cannot reach, directly or through one
+   * other member (SWIM's indirect probe), is failed to it (a partition makes each side report the
+   * other failed, though every process runs).
+   */
+  private viewOf(node: ReplicaNode): readonly GossipMember[] {
+    if (this.options.gossipPartitions !== true) return this.gossipView;
+    const reachable = (a: NodeId, b: NodeId): boolean => this.network.connected(a, b) && this.network.connected(b, a);
+    return this.gossipView.map((member) => {
+      if (member.status !== 'alive' || member.name === node.id || reachable(node.id, member.name)) return member;
+      for (const via of this.nodes.values()) {
+        if (via.running && reachable(node.id, via.id) && reachable(via.id, member.name)) return member;
+      }
+      return { ...member, status: 'failed' };
+    });
+  }
+
+  /**
+   * The network was partitioned or healed: each member's failure detector notices after a delay
+   * in failureDetectionMs (suspicion, then failed; or a member heard from again).
+   */
+  networkChanged(): void {
+    if (this.options.gossipPartitions !== true) return;
+    const [minMs, maxMs] = this.options.failureDetectionMs;
+    this.schedule(this.prng.int(minMs, maxMs), null, () => this.publishGossip());
   }
 
   // ---- the network ----

@@ -48,6 +48,8 @@ export interface ReplicaRunOptions {
   readonly retention?: boolean;
   /** Probability that a power loss flips a bit of a synced byte on the node's disk (default 0: off in CI, see README). */
   readonly bitFlipProbability?: number;
+  /** Network partitions reach the gossip views, so each side reports the other failed (default true). */
+  readonly gossipPartitions?: boolean;
   readonly trace?: (line: string) => void;
 }
 
@@ -91,6 +93,8 @@ export interface ReplicaRunResult {
   /** Raft state files that lost a sector, and replicas that moved damaged state aside and rejoined as new members. */
   readonly stateDamages: number;
   readonly movedAside: number;
+  /** Gossip views delivered with a running member reported failed because a partition hid it. */
+  readonly partitionedViews: number;
 }
 
 /** Membership for a seed: how often the schedule changes it, and the failure detector. */
@@ -194,6 +198,7 @@ export async function runReplicaSeed(options: ReplicaRunOptions): Promise<Replic
     bitFlipProbability: options.bitFlipProbability ?? 0,
     ...(retention !== undefined ? { retention } : {}),
     failureDetectionMs: membership.failureDetectionMs,
+    gossipPartitions: options.gossipPartitions ?? true,
     stateDamageProbability: options.stateDamageProbability ?? membership.stateDamageProbability,
     ...(membership.removeFailedAfterMs !== undefined ? { removeFailedAfterMs: membership.removeFailedAfterMs } : {}),
     ...(options.faults !== undefined ? { faults: options.faults } : {}),
@@ -244,6 +249,7 @@ export async function runReplicaSeed(options: ReplicaRunOptions): Promise<Replic
     wipes: cluster.counts.wipes,
     stateDamages: cluster.counts.stateDamages,
     movedAside: cluster.counts.movedAside,
+    partitionedViews: cluster.counts.partitionedViews,
   };
 }
 
@@ -315,6 +321,7 @@ class Run {
     // Heal: no more faults; every producer finishes its batch; the replicas must converge.
     this.chaosOver = true;
     cluster.network.heal();
+    cluster.networkChanged();
     cluster.network.options = { ...cluster.network.options, packetLossProbability: 0, packetDuplicateProbability: 0, lateProbability: 0 };
     // The devices are mended and space is freed: every replica must come back from what its disk holds.
     for (const node of cluster.nodes.values()) node.disk.configure({ fsyncFailureProbability: 0, capacityBytes: undefined });
@@ -640,9 +647,11 @@ class Run {
       const oneWay = prng.chance(0.3);
       cluster.network.partition(isolated, rest, oneWay);
       cluster.record(`partition ${isolated.join(',')} | ${rest.join(',')}${oneWay ? ' one-way' : ''}`);
+      cluster.networkChanged();
     } else {
       cluster.network.heal();
       cluster.record('heal');
+      cluster.networkChanged();
     }
   }
 }
