@@ -894,7 +894,7 @@ export class RaftLogStorage implements RaftStorage {
   private async cutAtFirstDamagedRecord(actions: string[]): Promise<{ evidenceEndOffset: number } | undefined> {
     const log = this.log;
     const end = log.nextOffset();
-    const damagedAt = log.verify();
+    const damagedAt = log.verify((action) => actions.push(action));
     // Called for a replica whose latest configuration has other voters. Every one of them holds
     // the whole retained log (a member catches up from the leader's lowest retained offset), so
     // damage in entries written while this node was alone is repaired from them too.

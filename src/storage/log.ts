@@ -779,15 +779,20 @@ export class CommitLog {
 
   /**
    * Reads every acknowledged record once and checks it against its index entry and checksum
-   * (open checks only the tail; damage in an older segment shows only on read). Returns the
-   * first damaged offset, or undefined. Sequential reads of the whole log.
+   * (open checks only the tail; damage in an older segment shows only on read). A segment whose
+   * store is whole but whose index is not gets its index rebuilt from the store (reported through
+   * `onRepaired`). Returns the first damaged offset, or undefined. Sequential reads of the whole log.
    */
-  verify(): number | undefined {
+  verify(onRepaired?: (action: string) => void): number | undefined {
     this.ensureOpen();
     const chunk = Buffer.allocUnsafe(4 * 1024 * 1024);
     for (const segment of this.segments) {
       this.touch(segment);
-      const damaged = segment.verify(chunk);
+      let damaged = segment.verify(chunk);
+      if (damaged !== undefined && segment.rebuildIndexFromStore()) {
+        onRepaired?.(`rebuilt ${segment.indexPath} from its store: the index did not match it at offset ${damaged}, every record is intact`);
+        damaged = segment.verify(chunk);
+      }
       if (damaged !== undefined && damaged < this.ackedNext) return damaged;
     }
     return undefined;
