@@ -674,6 +674,17 @@ export class CommitLog {
     this.writtenNext = boundary;
   }
 
+  /**
+   * After a failure: cuts the files to the acknowledged boundary, then writes again and fsyncs
+   * every byte no good fsync covered (see Segment.rewriteUnsynced), and the directory. The
+   * caller drained the log. Throws when a write or fsync fails (the bytes stay in doubt).
+   */
+  private makeFailedDurable(): void {
+    this.cutToAcknowledged();
+    for (const segment of this.segments) if (segment.hasUntrustedBytes()) segment.rewriteUnsynced();
+    this.io.fsyncSync(this.dirFd);
+  }
+
   /** Removes a segment's files: it has been taken off `segments`. */
   private dropSegment(segment: Segment): void {
     this.openSealed.delete(segment);
@@ -718,9 +729,7 @@ export class CommitLog {
     await this.drain();
     this.ensureOpen();
     const boundary = this.ackedNext;
-    this.cutToAcknowledged();
-    for (const segment of this.segments) if (segment.needsSync()) segment.rewriteUnsynced();
-    this.io.fsyncSync(this.dirFd);
+    this.makeFailedDurable();
     const { segments, report } = recoverSegments(this.io, this.dir, this.config);
     const next = segments.length === 0 ? undefined : segments[segments.length - 1]!.nextOffset;
     if (next !== boundary || segments[0]!.baseOffset !== this.lowestOffset()) {
@@ -903,6 +912,10 @@ export class CommitLog {
         this.active.seal();
         await Promise.all(this.segments.filter((s) => s.needsSync()).map((s) => s.sync()));
         this.io.fsyncSync(this.dirFd);
+      } else {
+        // A reopen in the same process reads the page cache, which still shows the pages a
+        // failed fsync dropped: write them again now, or a later power loss takes them.
+        this.makeFailedDurable();
       }
     } finally {
       for (const segment of this.segments) segment.close();
