@@ -270,12 +270,18 @@ test('a failed fsync forgets the written pages but not a truncation: the next go
   assert.equal(disk.crash().readFile('/data/file').toString(), 'dur', 'the truncation survived the failed fsync');
 });
 
-for (const inPlace of ['closed and opened again', 'recover()'] as const) {
-  test(`a log brought back after a failed fsync of a sealed index (${inPlace}) writes that index again, so a later power loss keeps every record`, async () => {
-    // Linux forgets the dirty pages of a failed fsync while reads still see them: a log reopened in
-    // the same process (as the replica's keeper does) takes the index from the page cache, and a
-    // power loss afterwards leaves the segment's index with a hole that the entries synced later
-    // hide from recovery's checks of a sealed segment (its last entry is sound).
+// Linux forgets the dirty pages of a failed fsync while reads still see them: a log opened again
+// in the same process (as the replica's keeper does) takes the index from the page cache, and a
+// power loss afterwards leaves the segment's index with a hole that the entries synced later hide
+// from recovery's checks of a sealed segment (its last entry is sound).
+const FAILED_INDEX_FSYNCS = {
+  'a failed roll, then a close and an open': 'roll',
+  'a failed roll, then recover()': 'roll',
+  "the close's own fsync failing, then an open": 'close',
+  'a failed removeFrom of nothing, then a close and an open': 'removeFrom',
+} as const;
+for (const [name, failing] of Object.entries(FAILED_INDEX_FSYNCS)) {
+  test(`a log brought back after a failed fsync of a sealed index (${name}) writes that index again, so a later power loss keeps every record`, async () => {
     let disk = new SimDisk({ seed: 1 });
     const value = (i: number): Buffer => Buffer.from(`record ${i}`);
     const frameBytes = FRAME_HEADER_BYTES + value(0).length;
@@ -283,10 +289,12 @@ for (const inPlace of ['closed and opened again', 'recover()'] as const) {
     const config: Partial<LogConfig> = { maxStoreBytes: 5 * frameBytes, maxIndexBytes: 12 * 64, fsync: { kind: 'always' } };
     let log = await CommitLog.open(DIR, { ...config, io: disk });
     for (let i = 0; i < 4; i++) assert.equal(await log.append({ value: value(i) }), i);
-    // The large append rolls: the sealed segment's index is fsynced before the new one gets a byte.
+    // A roll (the large append) or a close seals the segment and fsyncs its index.
     disk.failNextFsyncOf(`${DIR}/00000000000000000000.index`);
-    await assert.rejects(log.append({ value: Buffer.alloc(2 * frameBytes) }), StorageFailedError);
-    if (inPlace === 'recover()') {
+    if (failing === 'roll') await assert.rejects(log.append({ value: Buffer.alloc(2 * frameBytes) }), StorageFailedError);
+    // A Raft conflict's cut: durable when it resolves, so it fsyncs the segment's index too.
+    if (failing === 'removeFrom') await assert.rejects(log.removeFrom(4), /EIO/);
+    if (name.endsWith('recover()')) {
       await log.recover();
     } else {
       await log.close();
