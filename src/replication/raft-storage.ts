@@ -665,8 +665,11 @@ export class RaftLogStorage implements RaftStorage {
     this.closed = true;
     await this.writes;
     try {
-      for (const log of this.strayLogs) await log.close();
-      await this.log.close();
+      // Every log is closed (each releases its lock even when its final fsync fails), so that a
+      // reopen in place finds none held; the first failure is rethrown.
+      const errors: unknown[] = [];
+      for (const log of [...this.strayLogs, this.log]) await log.close().catch((error: unknown) => errors.push(error));
+      if (errors.length > 0) throw errors[0];
     } finally {
       for (const fd of this.strayFds) this.ops.close(fd);
       if (this.controlFd >= 0) this.ops.close(this.controlFd);

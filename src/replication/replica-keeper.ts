@@ -3,7 +3,8 @@
  * disk, an I/O error; or a read found damage it can repair from the others), the keeper closes it
  * and opens the data dir afresh in the same process: recovery re-validates the files as after a
  * crash, and no page whose fsync failed was acknowledged (a failed append cuts the log back to its
- * acknowledged end). It retries with backoff until the open works, then starts the new replica
+ * acknowledged end) or is trusted (the failed log's close writes again and fsyncs every byte no
+ * good fsync covered, such as a sealed segment's index). It retries with backoff until the open works, then starts the new replica
  * and gives it the last gossip view. The agent serves `current`; the simulator runs the same.
  */
 import type { Timers } from '../raft/index.js';

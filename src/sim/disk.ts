@@ -128,6 +128,8 @@ export class SimDisk implements FileIo {
   private dead = false;
   /** fsyncs that failed, for tests. */
   fsyncFailures = 0;
+  /** Files whose next fsync fails with EIO whatever the probability (failNextFsyncOf). */
+  private readonly failingNext = new Set<string>();
   /** Where bits were flipped at the crash that made this disk (for tests). */
   readonly bitFlips: { readonly inode: unknown; readonly position: number }[] = [];
 
@@ -308,6 +310,11 @@ export class SimDisk implements FileIo {
     this.options = { ...rest, ...(capacityBytes === undefined ? {} : { capacityBytes }) };
   }
 
+  /** The next fsync (or fdatasync) of the file at `path` fails with EIO, for targeted tests. */
+  failNextFsyncOf(path: string): void {
+    this.failingNext.add(path);
+  }
+
   // ---- crashes ----
 
   /**
@@ -458,7 +465,7 @@ export class SimDisk implements FileIo {
 
   /** Makes the unsynced changes of a file (or directory) made before `upTo` durable, or fails. */
   private sync(descriptor: Descriptor, upTo: number): void {
-    const failed = this.prng.chance(this.options.fsyncFailureProbability ?? 0);
+    const failed = this.prng.chance(this.options.fsyncFailureProbability ?? 0) || this.failingNext.delete(descriptor.path);
     const covered = (changes: readonly { readonly sequence?: number }[]): number => {
       let count = 0;
       while (count < changes.length && (changes[count]?.sequence ?? 0) < upTo) count++;

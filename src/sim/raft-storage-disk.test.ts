@@ -168,3 +168,23 @@ test('an open makes durable the state files a killed process left in the page ca
     await third.close();
   }
 });
+
+test('a storage whose snapshot install failed releases every log at close, even when closing the half-built one fails', async () => {
+  const disk = new SimDisk({ seed: 1 });
+  const storage = await RaftLogStorage.open(DIR, { fileIo: disk, log: LOG, initialConfig: config });
+  await storage.append(log1to10);
+  await storage.setHardState({ term: 1, vote: 'a', commit: 8 });
+  // The install opens the next generation's log, then fails the fsync that would make it the current one.
+  disk.failNextFsyncOf(DIR);
+  await assert.rejects(storage.applySnapshot({ meta: { index: 40, term: 3, config }, data: encodeLogSnapshot({ nextOffset: 100 }) }), /EIO/);
+  disk.failNextFsyncOf(`${DIR}/log.1`);
+  await assert.rejects(storage.close(), /EIO: fsync of directory \/data\/raft\/log\.1/);
+  // The process opens it again in place (as the replica's keeper does): no log may still hold its lock.
+  const reopened = await RaftLogStorage.open(DIR, { fileIo: disk, log: LOG });
+  try {
+    assert.deepEqual(reopened.initialState().hardState, { term: 1, vote: 'a', commit: 8 });
+    assert.equal(reopened.lastIndex(), 10);
+  } finally {
+    await reopened.close();
+  }
+});

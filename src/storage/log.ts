@@ -674,6 +674,17 @@ export class CommitLog {
     this.writtenNext = boundary;
   }
 
+  /**
+   * After a failure: cuts the files to the acknowledged boundary, then writes again and fsyncs
+   * every byte no good fsync covered (see Segment.rewriteUnsynced), and the directory. The
+   * caller drained the log. Throws when a write or fsync fails (the bytes stay in doubt).
+   */
+  private makeFailedDurable(): void {
+    this.cutToAcknowledged();
+    for (const segment of this.segments) if (segment.hasUntrustedBytes()) segment.rewriteUnsynced();
+    this.io.fsyncSync(this.dirFd);
+  }
+
   /** Removes a segment's files: it has been taken off `segments`. */
   private dropSegment(segment: Segment): void {
     this.openSealed.delete(segment);
@@ -718,9 +729,7 @@ export class CommitLog {
     await this.drain();
     this.ensureOpen();
     const boundary = this.ackedNext;
-    this.cutToAcknowledged();
-    for (const segment of this.segments) if (segment.needsSync()) segment.rewriteUnsynced();
-    this.io.fsyncSync(this.dirFd);
+    this.makeFailedDurable();
     const { segments, report } = recoverSegments(this.io, this.dir, this.config);
     const next = segments.length === 0 ? undefined : segments[segments.length - 1]!.nextOffset;
     if (next !== boundary || segments[0]!.baseOffset !== this.lowestOffset()) {
@@ -856,11 +865,18 @@ export class CommitLog {
     const last = this.active;
     this.openSealed.delete(last); // active again: always open
     last.truncateEntries(offset - last.baseOffset);
+    this.ackedNext = this.writtenNext = offset;
     // The new size must be durable: sync() only covers bytes written since the last sync, and a
     // lost truncation brings the removed records back after a power loss.
-    last.syncFilesSync();
-    this.io.fsyncSync(this.dirFd);
-    this.ackedNext = this.writtenNext = offset;
+    try {
+      last.syncFilesSync();
+      this.io.fsyncSync(this.dirFd);
+    } catch (error) {
+      // The fsync may have dropped pages written before (the segment's index among them): the
+      // log fails like after any failed fsync, and its close or recover() writes them again.
+      this.fail(error as Error);
+      throw error;
+    }
   }
 
   /**
@@ -893,8 +909,10 @@ export class CommitLog {
 
   /**
    * Waits for in-flight appends, fsyncs what was appended, then releases the files and the
-   * directory lock, even when that final fsync fails (the error is rethrown): a process that
-   * reopens the log in place after a failed disk must not find it locked by itself. Idempotent.
+   * directory lock. After a failure (earlier, or of that final fsync) it first writes again and
+   * fsyncs whatever no good fsync covered (makeFailedDurable); the files and the lock are released
+   * even when that fails too (the error is rethrown): a process that reopens the log in place
+   * after a failed disk must not find it locked by itself. Idempotent.
    */
   async close(): Promise<void> {
     if (this.closed) return;
@@ -906,9 +924,14 @@ export class CommitLog {
       this.appendWaiters.rejectAll(closing);
       if (!this.failure) {
         this.active.seal();
-        await Promise.all(this.segments.filter((s) => s.needsSync()).map((s) => s.sync()));
-        this.io.fsyncSync(this.dirFd);
+        const syncs = await Promise.allSettled(this.segments.filter((s) => s.needsSync()).map((s) => s.sync()));
+        const failed = syncs.find((result) => result.status === 'rejected');
+        if (failed === undefined) this.io.fsyncSync(this.dirFd);
+        else this.failure = failed.reason as Error;
       }
+      // A reopen in the same process reads the page cache, which still shows the pages a failed
+      // fsync dropped: write them again now, or a later power loss takes them.
+      if (this.failure) this.makeFailedDurable();
     } finally {
       for (const segment of this.segments) segment.close();
       this.io.close(this.dirFd);

@@ -490,20 +490,38 @@ export class Segment {
   }
 
   /**
+   * Whether either file holds written bytes no good fsync covered. Unlike needsSync, an active
+   * segment's index counts: it is synced only once sealed, and a page whose fsync failed before
+   * would never be written then.
+   */
+  hasUntrustedBytes(): boolean {
+    return this.writtenStoreBytes > this.syncedStoreBytes || this.writtenEntryCount > this.syncedIndexEntryCount;
+  }
+
+  /**
    * Makes bytes written since the last good fdatasync durable without trusting the page cache's
    * dirty state: after a failed fsync the kernel may have marked those pages clean (they would
-   * never be written again), so they are read back and written again before an fsync. Recovery
-   * then validates every frame of the range.
+   * never be written again), so they are read back and written again before an fsync. The index
+   * too: a sealed segment's records are acknowledged by their store's sync, and recovery takes a
+   * sealed index entry that a power loss left out for damage. Recovery then validates the range.
    */
   rewriteUnsynced(): void {
     this.files();
-    const chunkBytes = 1024 * 1024;
-    for (let position = this.syncedStoreBytes; position < this.writtenStoreBytes; position += chunkBytes) {
-      const chunk = Buffer.allocUnsafe(Math.min(chunkBytes, this.writtenStoreBytes - position));
-      readFully(this.io, this.storeFd, chunk, position);
-      this.io.write(this.storeFd, chunk, position);
-    }
+    this.rewrite(this.storeFd, this.syncedStoreBytes, this.writtenStoreBytes);
+    // Index entries past indexedEntryCount are still in memory: syncFilesSync writes them.
+    this.rewrite(this.indexFd, this.syncedIndexEntryCount * INDEX_ENTRY_BYTES, this.indexedEntryCount * INDEX_ENTRY_BYTES);
     this.syncFilesSync();
+    this.syncedIndexEntryCount = this.writtenEntryCount;
+  }
+
+  /** Reads bytes [from, to) of a file back and writes them again, in bounded chunks. */
+  private rewrite(fd: number, from: number, to: number): void {
+    const chunkBytes = 1024 * 1024;
+    for (let position = from; position < to; position += chunkBytes) {
+      const chunk = Buffer.allocUnsafe(Math.min(chunkBytes, to - position));
+      readFully(this.io, fd, chunk, position);
+      this.io.write(fd, chunk, position);
+    }
   }
 
   /** Reads raw store bytes [position, position + target.length). */
