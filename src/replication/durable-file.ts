@@ -10,7 +10,9 @@ import { CorruptionError } from '../util/index.js';
 const encoder = new TextEncoder();
 const decoder = new TextDecoder('utf-8', { fatal: false });
 const HEADER = 'annal-state crc32=';
-const HEADER_PATTERN = /^annal-state crc32=([0-9a-f]{8})\n/;
+const HEADER_PATTERN = /^annal-state crc32=([0-9a-f]{8})\n$/;
+/** The header line's length: the prefix, 8 hex digits, the newline. */
+const HEADER_BYTES = HEADER.length + 9;
 
 /**
  * A state file's bytes: a header line with the CRC-32 of the JSON line that follows. A bit flip
@@ -32,19 +34,16 @@ export function encodeStateFile(value: unknown): Uint8Array {
  * before files had a checksum and is taken as it parses (no prefix of a checked file starts so).
  */
 export function decodeStateFile(bytes: Uint8Array, path: string): unknown {
-  const text = decoder.decode(bytes);
-  let json = text;
-  if (!text.startsWith('{')) {
-    const header = HEADER_PATTERN.exec(text);
+  let json = bytes;
+  if (bytes[0] !== 0x7b) {
+    const header = HEADER_PATTERN.exec(decoder.decode(bytes.subarray(0, HEADER_BYTES)));
     if (header === null) throw new CorruptionError(path, 0, 'no state-file header; it was written atomically, so this is damage, not a torn write');
-    json = text.slice(header[0].length);
-    if (!json.endsWith('\n')) throw new CorruptionError(path, header[0].length, 'the JSON line does not end the file; it was written atomically, so this is damage');
-    json = json.slice(0, -1);
-    const expected = Number.parseInt(header[1]!, 16);
-    if (crc32(encoder.encode(json)) !== expected) throw new CorruptionError(path, header[0].length, 'checksum mismatch: the file was damaged after it was written');
+    if (bytes[bytes.length - 1] !== 0x0a) throw new CorruptionError(path, HEADER_BYTES, 'the JSON line does not end the file; it was written atomically, so this is damage');
+    json = bytes.subarray(HEADER_BYTES, bytes.length - 1);
+    if (crc32(json) !== Number.parseInt(header[1]!, 16)) throw new CorruptionError(path, HEADER_BYTES, 'checksum mismatch: the file was damaged after it was written');
   }
   try {
-    return JSON.parse(json) as unknown;
+    return JSON.parse(decoder.decode(json)) as unknown;
   } catch (error) {
     throw new CorruptionError(path, 0, `not valid JSON (${(error as Error).message}); it was written atomically, so this is damage, not a torn write`);
   }

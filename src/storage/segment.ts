@@ -19,7 +19,7 @@ import {
   decodeFrameHeader, decodeIndexEntry, encodeFrame, encodeIndexEntry, FRAME_HEADER_BYTES, INDEX_ENTRY_BYTES, INDEX_SUFFIX,
   frameChecksumMatches, segmentFileName, STORE_SUFFIX,
 } from './format.js';
-import { readFully } from './scan.js';
+import { FileWindow, frameValidAt, readFully } from './scan.js';
 import type { RecordInput, StoredRecord } from './types.js';
 
 const TWO_POW_32 = 0x1_0000_0000;
@@ -351,26 +351,22 @@ export class Segment {
    * Rewrites the index file from the store when the store holds exactly this segment's entries,
    * every frame whole and matching its checksum; returns whether it did. An index is derived
    * data: one whose pages a failed fsync dropped (reads saw them, a power loss did not keep them)
-   * must not make records that are intact in the store count as lost. One frame read at a time:
-   * this runs only after verify found damage.
+   * must not make records that are intact in the store count as lost. Frames are checked as
+   * recovery checks them (frameValidAt); this runs only after verify found damage.
    */
   rebuildIndexFromStore(): boolean {
     if (this.hasUnwritten() || this.indexedEntryCount !== this.writtenEntryCount) return false;
+    this.files();
+    const window = new FileWindow(this.io, this.storeFd, this.writtenStoreBytes);
     const index = Buffer.allocUnsafe(this.writtenEntryCount * INDEX_ENTRY_BYTES);
-    const header = Buffer.allocUnsafe(FRAME_HEADER_BYTES);
     let position = 0;
     for (let i = 0; i < this.writtenEntryCount; i++) {
-      if (position + FRAME_HEADER_BYTES > this.writtenStoreBytes || this.readStore(header, position) !== FRAME_HEADER_BYTES) return false;
-      const { valueLength, offset } = decodeFrameHeader(header, 0);
-      const frameBytes = FRAME_HEADER_BYTES + valueLength;
-      if (offset !== this.baseOffset + i || position + frameBytes > this.writtenStoreBytes) return false;
-      const frame = Buffer.allocUnsafe(frameBytes);
-      if (this.readStore(frame, position) !== frameBytes || !frameChecksumMatches(frame, 0, decodeFrameHeader(frame, 0))) return false;
+      const frameBytes = frameValidAt(window, position, this.baseOffset + i, this.writtenStoreBytes);
+      if (frameBytes === undefined) return false;
       encodeIndexEntry(index, i, position);
       position += frameBytes;
     }
     if (position !== this.writtenStoreBytes) return false;
-    this.files();
     this.io.truncate(this.indexFd, index.length);
     this.io.write(this.indexFd, index, 0);
     this.io.fsyncSync(this.indexFd);
