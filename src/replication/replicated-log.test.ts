@@ -158,3 +158,67 @@ test('a write made as this node becomes leader is ordered after the writes it qu
     remove();
   }
 });
+
+test('a leader cut off from the others does not refuse as out of order a sequence a later leader committed', async () => {
+  const { dir, remove } = tempDir('replicated-log-deposed');
+  const network = new InMemoryNetwork();
+  const ids = ['a', 'b', 'c'];
+  const replicas = new Map<string, Started>();
+  const forwarded: string[] = [];
+  try {
+    for (const id of ids) {
+      const storage = await RaftLogStorage.open(`${dir}/${id}`, { initialConfig: { voters: ids, learners: [] } });
+      const log = new ReplicatedLog({
+        storage,
+        peers: {
+          forward: (to, write) => {
+            forwarded.push(`${id}->${to}`);
+            return replicas.get(to)!.log.appendForwarded(write);
+          },
+          readIndex: (to) => replicas.get(to)!.log.readIndexForPeer(),
+        },
+      });
+      // 'a' ticks slowly: once it leads and is cut off, it takes 2 s to notice that it lost its
+      // quorum, while b and c elect a leader among themselves within a few hundred milliseconds.
+      const node = new RaftNode<number>({
+        id, storage, transport: network.connect(id), stateMachine: log, applied: log.appliedAtStart,
+        tickIntervalMs: id === 'a' ? 50 : 5, electionTicks: 40, heartbeatTicks: 1, prng: new Prng(ids.indexOf(id) + 1),
+      });
+      log.attach(node);
+      replicas.set(id, { storage, log, node });
+    }
+    const leads = (id: string): Promise<void> =>
+      new Promise((resolve) => {
+        const node = replicas.get(id)!.node;
+        if (node.status().role === Role.Leader) return resolve();
+        const stop = node.subscribe((status) => {
+          if (status.role !== Role.Leader) return;
+          stop();
+          resolve();
+        });
+      });
+    for (const { node } of replicas.values()) node.start();
+    const first = await Promise.race(['b', 'c'].map((id) => leads(id).then(() => id)));
+    await replicas.get(first)!.node.transferLeadership('a');
+    await leads('a');
+    const a = replicas.get('a')!;
+    assert.equal((await a.log.appendSequenced([{ value: encoder.encode('s0') }], 5, 0)).firstOffset, 0);
+
+    network.isolate('a');
+    const next = await Promise.race(['b', 'c'].map((id) => leads(id).then(() => id)));
+    assert.equal(a.node.status().role, Role.Leader, "'a' has not noticed yet");
+    assert.equal((await replicas.get(next)!.log.appendSequenced([{ value: encoder.encode('s1') }], 5, 1)).firstOffset, 1);
+
+    // The producer, told that sequence 1 is in the log, sends 2 to 'a', which still leads in its
+    // own view and has not seen sequence 1: refusing it ("the log expects 1") would be wrong.
+    const third = a.log.appendSequenced([{ value: encoder.encode('s2') }], 5, 2);
+    network.reconnect('a');
+    assert.deepEqual(await third, { firstOffset: 2, lastOffset: 2, duplicate: false });
+    assert.deepEqual(forwarded, [`a->${next}`]);
+    const leader = replicas.get(next)!.log;
+    assert.deepEqual(values(leader), ['0:s0', '1:s1', '2:s2']);
+  } finally {
+    for (const replica of replicas.values()) await stop(replica);
+    remove();
+  }
+});

@@ -414,7 +414,7 @@ export class ReplicatedLog implements StateMachine<number> {
    * applies everything its predecessors left in its log, so that the table has every sequence
    * that may commit. Not the leader: NotLeaderError (nothing was appended).
    */
-  private async appendSequencedHere(records: RecordInput[], producerId: number, firstSequence: number): Promise<SequencedResult> {
+  private async appendSequencedHere(records: RecordInput[], producerId: number, firstSequence: number, confirmed = false): Promise<SequencedResult> {
     const status = this.raft.status();
     const term = status.role === Role.Leader && status.term === this.leaderReadyTerm ? status.term : await this.leaderReady();
     const count = records.length;
@@ -427,12 +427,42 @@ export class ReplicatedLog implements StateMachine<number> {
     if (pending !== undefined && pending.count === count) return { ...(await pending.result), duplicate: true };
     const expected = flight?.nextSequence ?? this.producers.nextSequence(producerId);
     if (expected === undefined || firstSequence === expected) return { ...(await this.proposeSequenced(records, producerId, firstSequence, term)), duplicate: false };
-    if (firstSequence > expected) throw new OutOfOrderSequenceError(producerId, firstSequence, expected);
+    if (firstSequence > expected) return this.refuseOutOfOrder(records, producerId, firstSequence, expected, term, confirmed);
     // A retry of something proposed before: once this term's proposals of it settled, the table knows.
     if (flight !== undefined) await Promise.allSettled([...flight.batches.values()].map((batch) => batch.result));
     const check = this.producers.check(producerId, firstSequence, count);
     if (check.kind === 'duplicate') return { firstOffset: check.firstOffset, lastOffset: check.firstOffset + count - 1, duplicate: true };
-    throw new OutOfOrderSequenceError(producerId, firstSequence, check.kind === 'outOfOrder' ? check.expectedSequence : this.producers.nextSequence(producerId) ?? 0);
+    const expectedNow = check.kind === 'outOfOrder' ? check.expectedSequence : this.producers.nextSequence(producerId) ?? 0;
+    return this.refuseOutOfOrder(records, producerId, firstSequence, expectedNow, term, confirmed);
+  }
+
+  /**
+   * "Out of order, the log expects N" speaks for the whole cluster, and a leader deposed without
+   * knowing it yet would say it wrongly: a later leader may have committed sequence N already
+   * (and acknowledged it; the producer then sent N + 1 here). A duplicate answer needs no such
+   * care, since what this node applied is committed. So the refusal is given only once ReadIndex
+   * confirms that this node still leads in `term` and has applied all that was committed, and
+   * the check runs again on that state.
+   */
+  private async refuseOutOfOrder(
+    records: RecordInput[],
+    producerId: number,
+    firstSequence: number,
+    expected: number,
+    term: number,
+    confirmed: boolean,
+  ): Promise<SequencedResult> {
+    if (confirmed) throw new OutOfOrderSequenceError(producerId, firstSequence, expected);
+    try {
+      await this.raft.readBarrier();
+    } catch (error) {
+      // Stepped down while confirming: nothing was appended, the next leader decides.
+      if (error instanceof LeadershipLostError) throw new NotLeaderError(this.raft.status().leaderId ?? undefined, undefined);
+      throw error;
+    }
+    const now = this.raft.status();
+    if (now.role !== Role.Leader || now.term !== term) throw new NotLeaderError(now.leaderId ?? undefined, undefined);
+    return this.appendSequencedHere(records, producerId, firstSequence, true);
   }
 
   private proposeSequenced(records: RecordInput[], producerId: number, firstSequence: number, term: number): Promise<{ firstOffset: number; lastOffset: number }> {
