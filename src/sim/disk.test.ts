@@ -231,6 +231,42 @@ test('an open makes durable the records a killed process left in the page cache,
   assert.equal(lostSeeds, 0);
 });
 
+test('an open whose fsync of the tail failed leaves the next open to write the tail again, so what that open reads survives a power loss', async () => {
+  const textEncoder = new TextEncoder();
+  const valuesOf = (log: CommitLog): string[] => {
+    const values: string[] = [];
+    for (let offset = log.lowestOffset(); offset < log.nextOffset(); offset++) values.push(textDecoder.decode(log.read(offset).value));
+    return values;
+  };
+  for (let seed = 1; seed <= 10; seed++) {
+    let hold = false;
+    const held: (() => void)[] = [];
+    const disk = new SimDisk({ seed, scheduleSync: (complete) => (hold ? held.push(complete) : queueMicrotask(complete)) });
+    // One segment: the open's first fsync is that of the store holding the page cache's records.
+    const config: Partial<LogConfig> = { fsync: { kind: 'always' }, io: disk };
+    const first = await CommitLog.open(DIR, config);
+    for (let i = 0; i < 3; i++) await first.append({ value: textEncoder.encode(`synced ${i}`) });
+    hold = true;
+    for (let i = 0; i < 6; i++) first.append({ value: textEncoder.encode(`in the page cache ${i}`) }).catch(() => {});
+    for (let turn = 0; turn < 100 && held.length === 0; turn++) await turns(1);
+    assert.ok(held.length > 0 && first.segmentCount() === 1, 'the appends reached their fsync');
+    const restarted = disk.restartProcess();
+    hold = false;
+    // The next open's fsync of the store fails: the kernel drops those dirty pages.
+    restarted.failNextFsyncOf(first.segmentSummaries()[0]!.storePath);
+    await assert.rejects(CommitLog.open(DIR, { ...config, io: restarted }), /EIO/);
+    // Tried again (by the same process, or the next one: the page cache is the same), the open
+    // reads what the page cache holds; then the power fails.
+    const second = await CommitLog.open(DIR, { ...config, io: restarted });
+    const read = valuesOf(second);
+    assert.equal(read.length, 9, 'the open reads what the page cache holds');
+    assert.ok(second.recovery.actions.some((action) => /wrote the last segments again/.test(action)), second.recovery.actions.join('; '));
+    const third = await CommitLog.open(DIR, { ...config, io: restarted.crash() });
+    assert.deepEqual(valuesOf(third), read, `seed ${seed}: the records the open read survive a power loss`);
+    await third.close();
+  }
+});
+
 test('under fsync=always an index entry reaches the index file only once its frame is durable', async () => {
   let hold = false;
   const held: (() => void)[] = [];

@@ -11,9 +11,10 @@
  *
  * Readers see only acknowledged records: [lowestOffset, nextOffset).
  */
+import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import {
-  assert, AssertionError, assertUint, ClosedError, InvalidArgumentError, OffsetOutOfRangeError, RecordTooLargeError,
+  AnnalError, assert, AssertionError, assertUint, ClosedError, InvalidArgumentError, OffsetOutOfRangeError, RecordTooLargeError,
   StorageFailedError,
   OffsetWaiters,
 } from '../util/index.js';
@@ -114,11 +115,29 @@ function prepareDirectory(io: FileIo, dir: string): void {
  * appends start cover only their own files, and the directory fsync (the caller's) a segment
  * created by a roll whose own fsync never ran.
  */
-function makeTailDurable(segments: readonly Segment[]): void {
+function makeTailDurable(segments: readonly Segment[], rewrite: boolean): void {
   for (let i = segments.length - 1; i >= 0; i--) {
     const segment = segments[i]!;
-    segment.syncFilesSync();
+    if (rewrite) segment.rewriteFilesSync();
+    else segment.syncFilesSync();
     if (segment.nextOffset > segment.baseOffset) break;
+  }
+}
+
+/**
+ * Left in a log directory by an open whose fsync of the tail failed. After a failed fsync the
+ * kernel may mark the pages it could not write clean: reads still return them, and a later fsync,
+ * by this process or the next, succeeds without writing them. So the next open writes the tail's
+ * bytes again before its fsync. The file needs no fsync of its own: what it warns about lives in
+ * the page cache, and a power loss takes both.
+ */
+const UNTRUSTED_TAIL_FILE = 'tail-not-durable';
+
+function markTailUntrusted(io: FileIo, marker: string): void {
+  try {
+    io.close(io.open(marker, 'w'));
+  } catch {
+    // Best effort: the open fails either way, and the disk that refused the fsync may refuse this.
   }
 }
 
@@ -299,17 +318,31 @@ export class CommitLog {
     const io = full.io ?? NODE_FILE_IO;
     prepareDirectory(io, dir);
     const unlock = io.lock(dir);
+    const marker = join(dir, UNTRUSTED_TAIL_FILE);
+    const untrusted = io.kind(marker) === 'file';
+    let segments: Segment[] = [];
+    let dirFd = -1;
     try {
-      const { segments, report } = recoverSegments(io, dir, full);
-      const dirFd = io.open(dir, 'r');
+      const recovered = recoverSegments(io, dir, full);
+      segments = recovered.segments;
+      const report = recovered.report;
+      dirFd = io.open(dir, 'r');
       if (segments.length === 0) {
         segments.push(Segment.create(io, dir, full.initialOffset));
         report.segmentCount = 1;
       }
-      makeTailDurable(segments);
+      makeTailDurable(segments, untrusted);
+      if (untrusted) {
+        io.unlink(marker);
+        report.actions.push(`wrote the last segments again before their fsync: an earlier open's fsync of them failed`);
+      }
       io.fsyncSync(dirFd);
       return new CommitLog(dir, full, segments, dirFd, report, unlock);
     } catch (error) {
+      // An I/O error here may be a failed fsync of what recovery or the tail sync wrote.
+      if (!untrusted && typeof (error as { code?: unknown }).code === 'string' && !(error instanceof AnnalError)) markTailUntrusted(io, marker);
+      for (const segment of segments) segment.close();
+      if (dirFd >= 0) io.close(dirFd);
       unlock();
       throw error;
     }

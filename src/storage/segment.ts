@@ -510,6 +510,17 @@ export class Segment {
     this.syncedIndexEntryCount = this.writtenEntryCount;
   }
 
+  /**
+   * Writes both files again from what reads return, then fsyncs them: for a segment whose pages
+   * an earlier failed fsync may have left clean but not on disk (see CommitLog.open).
+   */
+  rewriteFilesSync(): void {
+    this.files();
+    this.rewrite(this.storeFd, 0, this.writtenStoreBytes);
+    this.rewrite(this.indexFd, 0, this.indexedEntryCount * INDEX_ENTRY_BYTES);
+    this.syncFilesSync();
+  }
+
   /** Reads bytes [from, to) of a file back and writes them again, in bounded chunks. */
   private rewrite(fd: number, from: number, to: number): void {
     const chunkBytes = 1024 * 1024;
