@@ -112,8 +112,13 @@ export class ReplicaNode {
   gossipStatus: 'alive' | 'failed' | 'left' = 'alive';
   /** The Raft id of the node's newest replica (undefined before its first open). */
   raftId: string | undefined;
-  /** Its data is gone (a wiped disk, damaged state): until its new member is a voter, no other may be lost. */
+  /**
+   * Its data is gone (a wiped disk, damaged state) or cut (a flipped bit): until its new member is
+   * a voter, or its log again reaches `repairThroughIndex`, no other may be lost.
+   */
   lost = false;
+  /** For a log cut at a flipped bit: the last index it held before the power loss. */
+  repairThroughIndex: number | undefined;
   /** The next start bootstraps a new cluster (the first node's first start only). */
   bootstrap: boolean;
   /** The next failed first open's backoff. */
@@ -431,11 +436,18 @@ export class ReplicaCluster {
   /** A power loss: the process dies and the disk keeps what was synced plus a torn prefix of the rest. */
   crash(id: NodeId, options: { damageState?: boolean } = {}): void {
     const node = this.node(id);
-    const mayLose = options.damageState === true && this.canLoseMember(node);
-    if (!this.stop(node, 'power loss', (disk) => disk.crash({ bitFlipProbability: this.options.bitFlipProbability ?? 0 }))) return;
+    // A flipped bit in a record cuts the member's log there, as lost data would: like a damaged
+    // state file, only while the cluster can lose the member (a 3-voter cluster tolerates one).
+    const canLose = this.canLoseMember(node);
+    const mayLose = options.damageState === true && canLose;
+    const mayFlip = canLose && node.up;
+    const heldThrough = mayFlip ? node.status().lastIndex : 0;
+    if (!this.stop(node, 'power loss', (disk) => disk.crash({ bitFlipProbability: mayFlip ? (this.options.bitFlipProbability ?? 0) : 0 }))) return;
     node.crashes++;
     if (node.disk.bitFlips.length > 0) {
       node.bitFlips++;
+      node.lost = true;
+      node.repairThroughIndex = heldThrough;
       this.record(`bit flipped on ${id}`);
     }
     if (mayLose && this.prng.chance(this.options.stateDamageProbability ?? 0)) {
@@ -482,7 +494,11 @@ export class ReplicaCluster {
     if ([...this.nodes.values()].some((other) => other.leaving || (other.left && other.raftId !== undefined && config.voters.includes(other.raftId)))) return false;
     if (!config.voters.every((id) => current.has(id))) return false;
     for (const other of this.nodes.values()) {
-      if (other.lost && other.raftId !== undefined && config.voters.includes(other.raftId) && other.up) other.lost = false; // its new member votes now
+      if (!other.lost || other.raftId === undefined || !config.voters.includes(other.raftId) || !other.up) continue;
+      // Its new member votes now; a log cut at a flipped bit must also hold again what it held.
+      if (other.repairThroughIndex !== undefined && other.status().lastIndex < other.repairThroughIndex) continue;
+      other.lost = false;
+      other.repairThroughIndex = undefined;
     }
     return node.raftId !== undefined && config.voters.includes(node.raftId) && ![...this.nodes.values()].some((other) => other.lost);
   }

@@ -65,6 +65,19 @@ test('every acknowledged produce survives power losses, restarts and partitions,
   console.log(`replica runs: ${JSON.stringify(totals)}`);
 });
 
+test('flipped bits on one member at a time are found, the member repaired from the others, nothing acknowledged lost', async () => {
+  let flips = 0;
+  let stops = 0;
+  for (let seed = 1; seed <= 30; seed++) {
+    const result = await runReplicaSeed({ seed, nodeCount: 3, steps: 600, bitFlipProbability: 0.3 });
+    assert.equal(result.ok, true, `${result.failure}\n  reproduce: ${result.reproduce}`);
+    flips += result.bitFlips;
+    stops += result.stops;
+  }
+  assert.ok(flips > 10, `power losses that flipped a bit: ${flips}`);
+  console.log(`bit-flip runs: ${flips} flips, ${stops} stops`);
+});
+
 test('the same seed gives the same replica history; different seeds differ', async () => {
   const hashes = new Set<string>();
   // Seed 37 fails an fsync, fills a disk and retains (a replica stops and is reopened in place).
