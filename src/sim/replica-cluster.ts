@@ -71,6 +71,12 @@ export interface ReplicaClusterOptions {
   readonly failureDetectionMs: readonly [number, number];
   /** Network partitions reach the gossip views: each side reports the other failed (after failureDetectionMs). */
   readonly gossipPartitions?: boolean;
+  /**
+   * Per gossip delivery, the probability that the receiving member's failure detector wrongly
+   * declares a reachable member failed for a while (a slow or lossy member that did not refute
+   * the suspicion in time), so views diverge without a partition. Default 0.
+   */
+  readonly falseSuspicionProbability?: number;
   /** Probability that a power loss of one node also loses a sector of one of its Raft state files. Default 0. */
   readonly stateDamageProbability?: number;
   /** Probability that a power loss flips one bit of one synced byte on the node's disk. Default 0. */
@@ -194,7 +200,7 @@ export class ReplicaCluster {
   /** Snapshot messages delivered: followers catching up from the leader's lowest retained index. */
   snapshotsDelivered = 0;
   /** What the replicas logged that the run reports (retention decisions, configuration changes, state moved aside). */
-  readonly counts = { retentions: 0, configChanges: 0, movedAside: 0, leaves: 0, rejoins: 0, wipes: 0, stateDamages: 0, partitionedViews: 0 };
+  readonly counts = { retentions: 0, configChanges: 0, movedAside: 0, leaves: 0, rejoins: 0, wipes: 0, stateDamages: 0, partitionedViews: 0, falseSuspicions: 0 };
   /** The first broken property (or unexpected error) seen; the run stops at it. */
   violation: string | null = null;
   private highestRetainedFrom = 0;
@@ -205,12 +211,19 @@ export class ReplicaCluster {
   private readonly queue = new EventQueue<SimEvent>(EVENT_QUEUE_SIZE_MAX);
   /** Draws for the disk's faults only, so that seeds without them keep their schedule. */
   private readonly diskPrng: Prng;
+  /** Draws for false suspicions only, so that the rest of a seed's schedule keeps its draws. */
+  private readonly gossipPrng: Prng;
+  /** Members each node wrongly holds failed, until the given virtual time. */
+  private readonly suspicions = new Map<NodeId, Map<NodeId, number>>();
+  /** Off once the chaos is over: the heal must converge. */
+  falseSuspicions = true;
   /** Where each live replica's transport takes messages, by Raft id. */
   private readonly endpoints = new Map<NodeId, (message: Message) => void>();
 
   constructor(readonly options: ReplicaClusterOptions) {
     this.prng = new Prng(options.seed);
     this.diskPrng = new Prng(options.seed ^ 0x0d15_c0de);
+    this.gossipPrng = new Prng(options.seed ^ 0x5e5_7ec7);
     this.network = new SimNetwork(
       this.prng,
       options.network,
@@ -573,6 +586,7 @@ export class ReplicaCluster {
       const incarnation = node.incarnation;
       this.schedule(this.prng.int(1, 50), null, () => {
         if (node.incarnation !== incarnation || node.keeper === null) return;
+        this.maybeSuspect(node);
         const view = this.viewOf(node);
         if (view !== this.gossipView && view.some((member, i) => member.status !== this.gossipView[i]!.status)) this.counts.partitionedViews++;
         node.keeper.updateMembers(view);
@@ -586,15 +600,50 @@ export class ReplicaCluster {
    * other failed, though every process runs).
    */
   private viewOf(node: ReplicaNode): readonly GossipMember[] {
-    if (this.options.gossipPartitions !== true) return this.gossipView;
-    const reachable = (a: NodeId, b: NodeId): boolean => this.network.connected(a, b) && this.network.connected(b, a);
+    const suspected = this.suspicions.get(node.id);
+    if (this.options.gossipPartitions !== true && suspected === undefined) return this.gossipView;
+    const reachable = (a: NodeId, b: NodeId): boolean =>
+      this.options.gossipPartitions !== true || (this.network.connected(a, b) && this.network.connected(b, a));
     return this.gossipView.map((member) => {
-      if (member.status !== 'alive' || member.name === node.id || reachable(node.id, member.name)) return member;
+      if (member.status !== 'alive' || member.name === node.id) return member;
+      if ((suspected?.get(member.name) ?? -1) > this.nowMs) return { ...member, status: 'failed' };
+      if (reachable(node.id, member.name)) return member;
       for (const via of this.nodes.values()) {
         if (via.running && reachable(node.id, via.id) && reachable(via.id, member.name)) return member;
       }
       return { ...member, status: 'failed' };
     });
+  }
+
+  /**
+   * Sometimes `node`'s failure detector declares another alive member failed for 0.2-3 s; the
+   * view is published again when that ends (the member refuted, or was heard from again).
+   */
+  private maybeSuspect(node: ReplicaNode): void {
+    const suspected = this.suspicions.get(node.id);
+    if (suspected !== undefined) {
+      for (const [name, untilMs] of suspected) if (untilMs <= this.nowMs) suspected.delete(name);
+      if (suspected.size === 0) this.suspicions.delete(node.id);
+    }
+    if (!this.falseSuspicions || !this.gossipPrng.chance(this.options.falseSuspicionProbability ?? 0)) return;
+    const others = this.gossipView.filter((member) => member.status === 'alive' && member.name !== node.id);
+    if (others.length === 0) return;
+    const subject = this.gossipPrng.pick(others).name;
+    const durationMs = this.gossipPrng.int(200, 3000);
+    let map = this.suspicions.get(node.id);
+    if (map === undefined) this.suspicions.set(node.id, (map = new Map()));
+    map.set(subject, this.nowMs + durationMs);
+    this.counts.falseSuspicions++;
+    this.record(`${node.id} wrongly holds ${subject} failed for ${durationMs} ms`);
+    this.schedule(durationMs, null, () => this.publishGossip());
+  }
+
+  /** The chaos is over: no new false suspicions, and those held end now. */
+  endSuspicions(): void {
+    this.falseSuspicions = false;
+    if (this.suspicions.size === 0) return;
+    this.suspicions.clear();
+    this.publishGossip();
   }
 
   /**

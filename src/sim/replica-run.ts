@@ -50,6 +50,8 @@ export interface ReplicaRunOptions {
   readonly bitFlipProbability?: number;
   /** Network partitions reach the gossip views, so each side reports the other failed (default true). */
   readonly gossipPartitions?: boolean;
+  /** Per gossip delivery, the chance of a false failure report about a reachable member (default 0.05). */
+  readonly falseSuspicionProbability?: number;
   readonly trace?: (line: string) => void;
 }
 
@@ -95,6 +97,8 @@ export interface ReplicaRunResult {
   readonly movedAside: number;
   /** Gossip views delivered with a running member reported failed because a partition hid it. */
   readonly partitionedViews: number;
+  /** Gossip deliveries that wrongly held a reachable member failed. */
+  readonly falseSuspicions: number;
 }
 
 /** Membership for a seed: how often the schedule changes it, and the failure detector. */
@@ -199,6 +203,7 @@ export async function runReplicaSeed(options: ReplicaRunOptions): Promise<Replic
     ...(retention !== undefined ? { retention } : {}),
     failureDetectionMs: membership.failureDetectionMs,
     gossipPartitions: options.gossipPartitions ?? true,
+    falseSuspicionProbability: options.falseSuspicionProbability ?? 0.05,
     stateDamageProbability: options.stateDamageProbability ?? membership.stateDamageProbability,
     ...(membership.removeFailedAfterMs !== undefined ? { removeFailedAfterMs: membership.removeFailedAfterMs } : {}),
     ...(options.faults !== undefined ? { faults: options.faults } : {}),
@@ -250,6 +255,7 @@ export async function runReplicaSeed(options: ReplicaRunOptions): Promise<Replic
     stateDamages: cluster.counts.stateDamages,
     movedAside: cluster.counts.movedAside,
     partitionedViews: cluster.counts.partitionedViews,
+    falseSuspicions: cluster.counts.falseSuspicions,
   };
 }
 
@@ -322,6 +328,7 @@ class Run {
     this.chaosOver = true;
     cluster.network.heal();
     cluster.networkChanged();
+    cluster.endSuspicions();
     cluster.network.options = { ...cluster.network.options, packetLossProbability: 0, packetDuplicateProbability: 0, lateProbability: 0 };
     // The devices are mended and space is freed: every replica must come back from what its disk holds.
     for (const node of cluster.nodes.values()) node.disk.configure({ fsyncFailureProbability: 0, capacityBytes: undefined });
