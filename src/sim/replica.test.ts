@@ -29,7 +29,7 @@ import { REPLICA_VARIANTS, type ReplicaVariantName } from './variants.js';
 test('every acknowledged produce survives power losses, restarts and partitions, once, at its offset, on every replica', async () => {
   const totals = {
     acknowledged: 0, sequenced: 0, duplicates: 0, reads: 0, powerLosses: 0, kills: 0, fsyncFailures: 0, diskFulls: 0, stops: 0, retentions: 0, snapshots: 0,
-    configChanges: 0, leaves: 0, rejoins: 0, wipes: 0, partitionedViews: 0,
+    configChanges: 0, leaves: 0, rejoins: 0, wipes: 0, partitionedViews: 0, falseSuspicions: 0,
   };
   const runs: [seed: number, nodeCount: number][] = [];
   for (let seed = 1; seed <= 40; seed++) runs.push([seed, 3]);
@@ -53,6 +53,7 @@ test('every acknowledged produce survives power losses, restarts and partitions,
     totals.rejoins += result.rejoins;
     totals.wipes += result.wipes;
     totals.partitionedViews += result.partitionedViews;
+    totals.falseSuspicions += result.falseSuspicions;
   }
   // The runs exercised what the checker checks.
   assert.ok(totals.acknowledged > 500, `acknowledged produces: ${totals.acknowledged}`);
@@ -62,6 +63,7 @@ test('every acknowledged produce survives power losses, restarts and partitions,
   assert.ok(totals.retentions > 5 && totals.snapshots > 0, `retention decisions ${totals.retentions}, snapshots delivered ${totals.snapshots}`);
   assert.ok(totals.configChanges > 150 && totals.leaves > 10 && totals.rejoins > 10 && totals.wipes > 3, `configuration changes ${totals.configChanges}, leaves ${totals.leaves}, rejoins ${totals.rejoins}, wiped disks ${totals.wipes}`);
   assert.ok(totals.partitionedViews > 20, `gossip views that a partition changed: ${totals.partitionedViews}`);
+  assert.ok(totals.falseSuspicions > 20, `members wrongly held failed: ${totals.falseSuspicions}`);
   console.log(`replica runs: ${JSON.stringify(totals)}`);
 });
 
