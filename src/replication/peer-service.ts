@@ -37,6 +37,7 @@ import type {
 import type { Message, NodeId } from '../raft/index.js';
 import { statusFromError } from '../wire/index.js';
 import { AnnalError, assert } from '../util/index.js';
+import { ClusterAdmission } from './cluster-admission.js';
 import { KeyedLogLimit } from './log-limit.js';
 import { DEFAULT_PEER_LIMITS, InvalidReason, isValidNodeId, messageFromWire, SnapshotSizes, type PeerLimits } from './peer-codec.js';
 import type { PeerLogger, PeerMetrics } from './peer-metrics.js';
@@ -49,6 +50,8 @@ export interface PeerServiceOptions {
   clusterId: () => string | undefined;
   /** Called when a peer's stream carries a cluster id and we have none yet: adopt it (durably) before delivering. */
   adoptClusterId: (id: string) => void | Promise<void>;
+  /** The node's admission rule, when it is shared (the replica's); else one over clusterId and adoptClusterId. */
+  admission?: ClusterAdmission;
   /** Hands a validated message to Raft (PeerTransport.deliver); must not block. */
   deliver: (message: Message) => void;
   /**
@@ -86,10 +89,11 @@ export class PeerService {
   private readonly streams = new Map<StreamCall, (refusal?: Refusal) => void>();
   private readonly invalidLog: RateLimitedLog;
   private readonly peerErrorLog = new KeyedLogLimit({ windowMs: 60_000, keysMax: 1024 });
-  private adopting: Promise<void> | undefined;
+  private readonly admission: ClusterAdmission;
   private draining = false;
 
   constructor(private readonly options: PeerServiceOptions) {
+    this.admission = options.admission ?? new ClusterAdmission({ clusterId: options.clusterId, adoptClusterId: options.adoptClusterId, logger: options.logger });
     this.limits = {
       maxSnapshotBytes: options.limits?.maxSnapshotBytes ?? DEFAULT_PEER_LIMITS.maxSnapshotBytes,
       maxEntriesPerMessage: options.limits?.maxEntriesPerMessage ?? DEFAULT_PEER_LIMITS.maxEntriesPerMessage,
@@ -175,33 +179,19 @@ export class PeerService {
 
   /**
    * Undefined when a call from `peer` may proceed, after adopting its cluster id if this node has
-   * none and the call is a stream; otherwise the refusal. Adoptions are serialised: a second stream
-   * waits for the first one's, then compares against the adopted id.
+   * none and the call is a stream (see ClusterAdmission); otherwise the refusal.
    */
   private async admit(peer: PeerIdentity, kind: 'stream' | 'call'): Promise<Refusal | undefined> {
-    for (let attempt = 0; attempt < 3; attempt++) {
-      const ours = this.options.clusterId();
-      if (ours !== undefined && ours !== '') {
-        return peer.clusterId === '' || peer.clusterId === ours ? undefined : this.mismatch(peer, ours);
-      }
-      if (peer.clusterId === '' || kind === 'call') return undefined;
-      if (this.adopting === undefined) {
-        this.options.logger.info({ peer: peer.from, clusterId: peer.clusterId }, 'adopting the cluster id of a peer');
-        const clusterId = peer.clusterId;
-        this.adopting = Promise.resolve()
-          .then(() => this.options.adoptClusterId(clusterId))
-          .finally(() => {
-            this.adopting = undefined;
-          });
-      }
-      try {
-        await this.adopting;
-      } catch (error) {
-        this.options.logger.error({ peer: peer.from, clusterId: peer.clusterId, err: error }, 'adopting the cluster id of a peer failed');
+    const admission = await this.admission.admit(peer.from, peer.clusterId, kind);
+    if (admission.admitted) return undefined;
+    switch (admission.reason) {
+      case 'otherCluster':
+        return this.mismatch(peer, admission.ours);
+      case 'adoptFailed':
         return { code: Status.UNAVAILABLE, details: `node ${this.options.selfId} could not adopt cluster id ${peer.clusterId}` };
-      }
+      case 'noClusterId':
+        return { code: Status.INTERNAL, details: `node ${this.options.selfId} has no cluster id after adopting ${peer.clusterId}` };
     }
-    return { code: Status.INTERNAL, details: `node ${this.options.selfId} has no cluster id after adopting ${peer.clusterId}` };
   }
 
   private mismatch(peer: PeerIdentity, ours: string): Refusal {

@@ -23,6 +23,7 @@ import { EntryType, RaftNode, Role, encodeConfig, type Faults, type Message, typ
 import { NODE_FILE_IO, type FileIo, type LogConfig } from '../storage/index.js';
 import { CorruptionError, InvalidArgumentError, type Prng } from '../util/index.js';
 import { BACKGROUND_TIMERS } from '../util/system-timers.js';
+import { ClusterAdmission } from './cluster-admission.js';
 import { foreign, nextChange, nodeNameOf, type GossipStatus, type MemberView } from './cluster-membership.js';
 import { readJsonFile, writeJsonAtomic } from './durable-file.js';
 import { PeerTransport } from './peer-transport.js';
@@ -209,6 +210,11 @@ export class Replica {
   /** Called once when Raft stops itself (after the error line); the agent reopens the replica. */
   onStopped: ((error: Error) => void) | undefined;
   private peerService: PeerService | undefined;
+  /**
+   * Which peers' Raft traffic this node takes, by cluster id: the peer service's rule, here so that
+   * a simulated network applies the same one.
+   */
+  readonly admission: ClusterAdmission;
   private readonly foreignWarned = new Set<NodeId>();
   /** Called when this node adopts a cluster id (the agent republishes its gossip tags). */
   onClusterId: ((clusterId: string) => void) | undefined;
@@ -227,6 +233,7 @@ export class Replica {
     this.timers = environment.timers ?? BACKGROUND_TIMERS;
     const timing = { ...DEFAULT_RAFT_TIMING, ...options.timing };
     const logger = options.logger;
+    this.admission = new ClusterAdmission({ clusterId: () => storage.clusterId(), adoptClusterId: (id) => this.adoptClusterId(id), logger });
     const context: ReplicaTransportContext = { selfId: raftId, clusterId: () => storage.clusterId(), addressOf: (id) => this.rpcAddrOf(id), logger };
     this.transport = environment.transport?.(context) ?? grpcTransport(context, options);
     this.log = new ReplicatedLog({
@@ -369,17 +376,20 @@ export class Replica {
     return this.storage.clusterId();
   }
 
+  private async adoptClusterId(id: string): Promise<void> {
+    await this.storage.setClusterId(id);
+    this.options.logger.info({ clusterId: id }, 'joined cluster');
+    this.onClusterId?.(id);
+  }
+
   /** The gRPC handlers of annal.raft.v1.Raft for this node. */
   peerHandlers(): ReturnType<PeerService['handlers']> {
     const { logger } = this.options;
     this.peerService ??= new PeerService({
       selfId: this.raftId,
       clusterId: () => this.storage.clusterId(),
-      adoptClusterId: async (id) => {
-        await this.storage.setClusterId(id);
-        logger.info({ clusterId: id }, 'joined cluster');
-        this.onClusterId?.(id);
-      },
+      adoptClusterId: (id) => this.adoptClusterId(id),
+      admission: this.admission,
       deliver: (message) => this.transport.deliver(message),
       forward: (request) => {
         logger.debug({ subject: request.subject, records: request.values.length, producerId: request.producerId }, 'forwarded produce');

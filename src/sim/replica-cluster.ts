@@ -23,7 +23,8 @@
 import { Prng, DeadlineExceededError, UnavailableError, AnnalError, assert } from '../util/index.js';
 import { Role, type Message, type NodeId, type Status, type Timers } from '../raft/index.js';
 import { nodeNameOf } from '../replication/cluster-membership.js';
-import { RAFT_ID_TAG, Replica, STATE_FILES, type GossipMember, type ReplicaFaults as ReplicaLayerFaults, type ReplicaLogger, type ReplicaTransport } from '../replication/replica.js';
+import type { Admission } from '../replication/cluster-admission.js';
+import { CLUSTER_ID_TAG, RAFT_ID_TAG, Replica, STATE_FILES, type GossipMember, type ReplicaFaults as ReplicaLayerFaults, type ReplicaLogger, type ReplicaTransport, type ReplicaTransportContext } from '../replication/replica.js';
 import { ReplicaKeeper } from '../replication/replica-keeper.js';
 import type { ReplicatedLog } from '../replication/replicated-log.js';
 import type { RetentionPolicy } from '../replication/retention.js';
@@ -219,6 +220,8 @@ export class ReplicaCluster {
   falseSuspicions = true;
   /** Where each live replica's transport takes messages, by Raft id. */
   private readonly endpoints = new Map<NodeId, (message: Message) => void>();
+  /** The cluster id each message's sender had when it sent it ('' for none). */
+  private readonly senderClusterIds = new WeakMap<Message, string>();
 
   constructor(readonly options: ReplicaClusterOptions) {
     this.prng = new Prng(options.seed);
@@ -337,6 +340,10 @@ export class ReplicaCluster {
             if (node.incarnation === incarnation) this.joined(node, next);
           },
         });
+        // As the agent does: a node that adopted a cluster id gossips it.
+        keeper.onClusterId = () => {
+          if (node.incarnation === incarnation) this.publishGossip();
+        };
         node.keeper = keeper;
         keeper.start(id);
         this.joined(node, replica);
@@ -416,7 +423,7 @@ export class ReplicaCluster {
           return bytes;
         },
         raftPrng: () => new Prng(this.prng.nextUint32()),
-        transport: (context) => this.transportFor(node, context.selfId, live),
+        transport: (context) => this.transportFor(node, context, live),
       },
     };
   }
@@ -585,7 +592,10 @@ export class ReplicaCluster {
     const members: GossipMember[] = [];
     for (const node of this.nodes.values()) {
       if (node.raftId === undefined) continue;
-      members.push({ name: node.id, status: node.gossipStatus, gossipAddr: node.id, tags: { [RAFT_ID_TAG]: node.raftId, rpc_addr: node.id } });
+      const clusterId = node.replica?.clusterId;
+      const tags: Record<string, string> = { [RAFT_ID_TAG]: node.raftId, rpc_addr: node.id };
+      if (clusterId !== undefined) tags[CLUSTER_ID_TAG] = clusterId;
+      members.push({ name: node.id, status: node.gossipStatus, gossipAddr: node.id, tags });
     }
     this.gossipView = members;
     this.record(`gossip ${members.map((member) => `${member.tags[RAFT_ID_TAG]}:${member.status}`).join(' ')}`);
@@ -670,18 +680,39 @@ export class ReplicaCluster {
     if (endpoint === undefined || !this.network.connected(message.from, message.to)) return;
     this.record(`${message.type} ${message.from}->${message.to} t${message.term}`);
     if (message.type === 'snapshot') this.snapshotsDelivered++;
-    endpoint(message);
+    // The peer service's admission by cluster id: a node without one adopts the sender's first.
+    const replica = this.replicaById(message.to);
+    if (replica === null) return;
+    const admission = replica.admission.admit(message.from, this.senderClusterIds.get(message) ?? '', 'stream');
+    if (!(admission instanceof Promise)) return this.admitted(admission, message, endpoint);
+    void admission.then((settled) => {
+      const now = this.endpoints.get(message.to);
+      if (now !== undefined) this.admitted(settled, message, now);
+    });
+  }
+
+  private admitted(admission: Admission, message: Message, endpoint: (message: Message) => void): void {
+    if (admission.admitted) return endpoint(message);
+    // One cluster is ever bootstrapped here: a refusal as another cluster's is a bug.
+    if (admission.reason === 'otherCluster') this.fail(`${message.to} refused ${message.from} as a peer of another cluster (ours ${admission.ours})`);
+    else this.record(`${message.to} dropped a message from ${message.from}: ${admission.reason}`);
   }
 
   /** Raft messages over the simulated network, and the peer calls to a leader as simulated RPCs. */
-  private transportFor(node: ReplicaNode, selfId: NodeId, live: () => boolean): ReplicaTransport {
+  private transportFor(node: ReplicaNode, context: ReplicaTransportContext, live: () => boolean): ReplicaTransport {
+    const selfId = context.selfId;
     let closed = false;
     let handler: ((message: Message) => void) | undefined;
     const active = (): boolean => !closed && live();
     return {
       send: (messages) => {
         if (!active()) return;
-        for (const message of messages) this.network.send(this.nowMs, message);
+        // The stream's metadata carries the sender's cluster id as it is when the batch goes out.
+        const clusterId = context.clusterId() ?? '';
+        for (const message of messages) {
+          this.senderClusterIds.set(message, clusterId);
+          this.network.send(this.nowMs, message);
+        }
       },
       onMessage: (next) => {
         if (!active()) return;

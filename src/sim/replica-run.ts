@@ -358,6 +358,9 @@ class Run {
       const { voters, learners } = leader.status().config;
       const members = new Set(nodes.map((node) => node.raftId));
       if (learners.length > 0 || voters.length !== members.size || !voters.every((id) => members.has(id))) return false;
+      // Every member adopted the cluster's id (its first peer stream carried it).
+      const clusterId = leader.replica!.clusterId;
+      if (clusterId === undefined || !nodes.every((node) => node.replica!.clusterId === clusterId)) return false;
       // Retention applied everywhere (each replica compacts after applying the decision).
       return nodes.every((node) => node.log.lowestOffset() === leader.log.lowestOffset());
     };
@@ -394,7 +397,7 @@ class Run {
     const parts = [...this.cluster.nodes.values()].map((node) => {
       if (!node.up) return `${node.id} down`;
       const status = node.status();
-      return `${node.raftId} ${status.role} t${status.term} commit ${status.commit} applied ${status.applied} lowest ${node.log.lowestOffset()} next ${node.log.nextOffset()} voters ${status.config.voters.join(',')} learners ${status.config.learners.join(',')}`;
+      return `${node.raftId} ${status.role} t${status.term} commit ${status.commit} applied ${status.applied} lowest ${node.log.lowestOffset()} next ${node.log.nextOffset()} voters ${status.config.voters.join(',')} learners ${status.config.learners.join(',')} cluster ${node.replica!.clusterId?.slice(0, 8) ?? 'none'}`;
     });
     return `not converged (${parts.join('; ')}; ${this.openProducers} producers open)`;
   }

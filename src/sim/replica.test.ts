@@ -12,14 +12,14 @@
 // their seed budgets with the expected kind of violation.
 //
 // First failing seed from 1 (3 nodes, 600 steps), with this schedule:
-//   acknowledgeBeforeQuorumDurable  seed 25 (an acknowledged produce lost: another record holds
-//                                   its offset)
-//   logAcknowledgeBeforeSync        seed 1 (a retried batch refused as out of order)
-//   acknowledgeFailedFsync          seed 2 with every seed failing 2 % of fsyncs (no convergence)
+//   acknowledgeBeforeQuorumDurable  seed 16 (a retried batch refused as out of order: the
+//                                   acknowledged one before it was lost)
+//   logAcknowledgeBeforeSync        seed 1 (no convergence: replicas lost what they acknowledged)
+//   acknowledgeFailedFsync          seed 5 with every seed failing 2 % of fsyncs (no convergence)
 //   ignoreNoSpace                   seed 1 with every seed filling a disk every 0.2-0.8 s (a
 //                                   record the index names is missing: a short read)
 //   logStateUnsynced                seed 1 (no convergence)
-//   rejoinUnderOldIdentity          seed 11 with every seed's single power losses damaging a state
+//   rejoinUnderOldIdentity          seed 1 with every seed's single power losses damaging a state
 //                                   file half the time (a member forgot its term and vote)
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -102,8 +102,8 @@ test('the same seed gives the same replica history; different seeds differ', asy
   assert.equal(again.traceHash, flipped.traceHash);
   assert.equal(again.historyHash, flipped.historyHash);
   // A damaged state file moved aside (named by the virtual clock) and its member replaced.
-  const damaged = await runReplicaSeed({ seed: 6, nodeCount: 3, steps: 400, stateDamageProbability: 0.5 });
-  const damagedAgain = await runReplicaSeed({ seed: 6, nodeCount: 3, steps: 400, stateDamageProbability: 0.5 });
+  const damaged = await runReplicaSeed({ seed: 1, nodeCount: 3, steps: 400, stateDamageProbability: 0.5 });
+  const damagedAgain = await runReplicaSeed({ seed: 1, nodeCount: 3, steps: 400, stateDamageProbability: 0.5 });
   assert.equal(damaged.ok, true, damaged.failure ?? '');
   assert.ok(damaged.movedAside > 0);
   assert.equal(damagedAgain.traceHash, damaged.traceHash);
