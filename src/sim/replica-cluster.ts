@@ -760,10 +760,18 @@ export class ReplicaCluster {
         this.schedule(this.network.delayMs(), null, () => finish(outcome));
       };
       if (!this.network.connected(from, to) || this.prng.chance(this.network.options.packetLossProbability)) return;
+      const callerClusterId = node.replica?.clusterId ?? '';
       this.schedule(this.network.delayMs(), `${name} ${node.id}->${nodeNameOf(to)}`, () => {
         const target = this.replicaById(to);
         if (target === null || target.stopped) {
           back(() => reject(new UnavailableError(`No connection established to ${to}`)));
+          return;
+        }
+        // The peer service checks a call's cluster id too (a call never makes a node adopt one).
+        const admission = target.admission.admit(from, callerClusterId, 'call');
+        assert(!(admission instanceof Promise), 'a call is admitted or refused at once');
+        if (!admission.admitted) {
+          this.fail(`${to} refused a ${name} call from ${from}: ${admission.reason}`);
           return;
         }
         handle(target.log).then(
