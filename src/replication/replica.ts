@@ -19,9 +19,9 @@
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import type { ChannelCredentials } from '@grpc/grpc-js';
-import { EntryType, RaftNode, Role, encodeConfig, type Faults, type Message, type NodeId, type Status, type Timers, type Transport } from '../raft/index.js';
+import { EntryType, RaftNode, Role, decodeConfig, encodeConfig, type Faults, type Message, type NodeId, type Status, type Timers, type Transport } from '../raft/index.js';
 import { NODE_FILE_IO, type FileIo, type LogConfig } from '../storage/index.js';
-import { CorruptionError, InvalidArgumentError, type Prng } from '../util/index.js';
+import { AnnalError, CorruptionError, InvalidArgumentError, type Prng } from '../util/index.js';
 import { BACKGROUND_TIMERS } from '../util/system-timers.js';
 import { ClusterAdmission } from './cluster-admission.js';
 import { foreign, nextChange, nodeNameOf, type GossipStatus, type MemberView } from './cluster-membership.js';
@@ -361,6 +361,14 @@ export class Replica {
         logger.info({ clusterId, raftId }, 'bootstrapped a new cluster with this node as its only voter');
       } else if (options.bootstrap && storage.clusterId() !== undefined) {
         logger.info({ clusterId: storage.clusterId(), raftId }, '--bootstrap ignored: this data dir already belongs to a cluster');
+      } else if (storage.clusterId() === undefined && bootstrappedHere(storage, raftId)) {
+        // The bootstrap's last step, the cluster id, did not complete (its write failed, or the
+        // process died). Only a bootstrap writes a first entry naming this node the one voter, and
+        // a member that joined adopts an id before it takes any entry: finish it, or the cluster
+        // would run without an id and take peers of any cluster.
+        const clusterId = uuidOf(environment.randomBytes(16));
+        await storage.setClusterId(clusterId);
+        logger.info({ clusterId, raftId }, 'finished an interrupted bootstrap: the cluster has its id');
       } else if (storage.clusterId() === undefined) {
         logger.info({ raftId }, 'not in a cluster yet: waiting for a leader to add this node');
       }
@@ -377,9 +385,28 @@ export class Replica {
   }
 
   private async adoptClusterId(id: string): Promise<void> {
-    await this.storage.setClusterId(id);
+    try {
+      await this.storage.setClusterId(id);
+    } catch (error) {
+      // The storage takes no write after a failed one until it is reopened, and without the id
+      // this node takes no message: stop, as Raft does on a failed write, to be reopened in place.
+      if (!(error instanceof AnnalError)) this.stopAfterFailedWrite(error);
+      throw error;
+    }
     this.options.logger.info({ clusterId: id }, 'joined cluster');
     this.onClusterId?.(id);
+  }
+
+  private stopAfterFailedWrite(error: unknown): void {
+    if (this.closed || this.stopped || this.onStopped === undefined) return;
+    this.stopped = true;
+    const cause = error instanceof Error ? error : new Error(String(error));
+    this.options.logger.error({ err: cause.message }, 'raft stopped: writing the cluster id failed; this node takes no part in replication until its replica is reopened');
+    const onStopped = this.onStopped;
+    setImmediate(() => {
+      this.node.close(cause);
+      onStopped(cause);
+    });
   }
 
   /** The gRPC handlers of annal.raft.v1.Raft for this node. */
@@ -705,6 +732,19 @@ function keepIdentity(io: FileIo, from: string, to: string): void {
     readJsonFile(io, to);
   } catch {
     io.remove(to);
+  }
+}
+
+/** Whether the log starts with the configuration a bootstrap of `raftId` writes: this node its one voter. */
+function bootstrappedHere(storage: RaftLogStorage, raftId: NodeId): boolean {
+  if (storage.firstIndex() > 1 || storage.lastIndex() < 1) return false;
+  const [first] = storage.entries(1, 2, Number.MAX_SAFE_INTEGER);
+  if (first === undefined || first.type !== EntryType.Config) return false;
+  try {
+    const config = decodeConfig(first.data);
+    return config.voters.length === 1 && config.voters[0] === raftId && config.learners.length === 0;
+  } catch {
+    return false;
   }
 }
 
