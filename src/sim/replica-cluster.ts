@@ -513,13 +513,13 @@ export class ReplicaCluster {
     if (config.voters.length < 3 || config.learners.length > 0) return false;
     if ([...this.nodes.values()].some((other) => other.leaving || (other.left && other.raftId !== undefined && config.voters.includes(other.raftId)))) return false;
     if (!config.voters.every((id) => current.has(id))) return false;
-    // The leader's configuration takes effect when appended: a change not yet committed would go
-    // with the member's data (was seed 10223741: a leader appended "add n2 as a voter", lost its
-    // disk, and left {n1, n3} with n1 gone). Every running voter must already hold it.
-    const members = (c: { voters: readonly NodeId[]; learners: readonly NodeId[] }): string => `${[...c.voters].sort().join(',')}|${[...c.learners].sort().join(',')}`;
-    for (const other of this.nodes.values()) {
-      if (other.up && other.raftId !== undefined && config.voters.includes(other.raftId) && members(other.status().config) !== members(config)) return false;
-    }
+    // The leader's configuration takes effect when appended: a change not yet committed may go
+    // with the member's data (seed 10223741: a leader appended "add n2 as a voter" and lost its
+    // disk, leaving {n1, n3} with n1 gone; seed 10607531: the followers had appended such a change
+    // too, but not durably, and lost it to a failed fsync). Only a committed one counts.
+    const storage = leader.replica!.storage;
+    const lastConfigIndex = storage.configEntries(storage.firstIndex()).at(-1)?.index ?? 0;
+    if (lastConfigIndex > leader.status().commit) return false;
     for (const other of this.nodes.values()) {
       if (!other.lost || other.raftId === undefined || !config.voters.includes(other.raftId) || !other.up) continue;
       // Its new member votes now; a log cut at a flipped bit must also hold again what it held.
