@@ -24,6 +24,8 @@ import { Prng, DeadlineExceededError, UnavailableError, AnnalError, assert } fro
 import { Role, type Message, type NodeId, type Status, type Timers } from '../raft/index.js';
 import { nodeNameOf } from '../replication/cluster-membership.js';
 import type { Admission } from '../replication/cluster-admission.js';
+import { decodeBatch, DEFAULT_PEER_LIMITS, SnapshotSizes } from '../replication/peer-codec.js';
+import { DecodeFailure, decodeForwardRequest, encodeForwardRequest, encodeMessageBatch } from '../replication/peer-wire.js';
 import { CLUSTER_ID_TAG, RAFT_ID_TAG, Replica, STATE_FILES, type GossipMember, type ReplicaFaults as ReplicaLayerFaults, type ReplicaLogger, type ReplicaTransport, type ReplicaTransportContext } from '../replication/replica.js';
 import { ReplicaKeeper } from '../replication/replica-keeper.js';
 import type { ReplicatedLog } from '../replication/replicated-log.js';
@@ -222,6 +224,10 @@ export class ReplicaCluster {
   private readonly endpoints = new Map<NodeId, (message: Message) => void>();
   /** The cluster id each message's sender had when it sent it ('' for none). */
   private readonly senderClusterIds = new WeakMap<Message, string>();
+  /** Each message as the peer transport encodes it (a MessageBatch of one). */
+  private readonly wireBytes = new WeakMap<Message, Uint8Array>();
+  /** Per receiving Raft id, the peer service's check of snapshot chunk totals. */
+  private readonly snapshotSizes = new Map<NodeId, SnapshotSizes>();
 
   constructor(readonly options: ReplicaClusterOptions) {
     this.prng = new Prng(options.seed);
@@ -683,12 +689,42 @@ export class ReplicaCluster {
     // The peer service's admission by cluster id: a node without one adopts the sender's first.
     const replica = this.replicaById(message.to);
     if (replica === null) return;
+    const received = this.decoded(message);
+    if (received === null) return;
     const admission = replica.admission.admit(message.from, this.senderClusterIds.get(message) ?? '', 'stream');
-    if (!(admission instanceof Promise)) return this.admitted(admission, message, endpoint);
+    if (!(admission instanceof Promise)) return this.admitted(admission, received, endpoint);
     void admission.then((settled) => {
       const now = this.endpoints.get(message.to);
-      if (now !== undefined) this.admitted(settled, message, now);
+      if (now !== undefined) this.admitted(settled, received, now);
     });
+  }
+
+  /**
+   * The message as the peer service hands it to Raft: decoded from its wire bytes and through
+   * the gateway's checks. Nothing here is hostile, so a message they refuse fails the run.
+   */
+  private decoded(message: Message): Message | null {
+    const bytes = this.wireBytes.get(message);
+    assert(bytes !== undefined, 'a message delivered that no transport sent');
+    const batch = decodeBatch(bytes, { selfId: message.to, from: message.from, limits: DEFAULT_PEER_LIMITS });
+    if (!batch.ok || batch.rejected.length > 0 || batch.messages.length !== 1) {
+      const why = batch.ok ? batch.rejected.map((invalid) => `${invalid.reason}: ${invalid.detail}`).join('; ') : `${batch.reason}: ${batch.detail}`;
+      this.fail(`${message.to} refused a ${message.type} from ${message.from} that the simulation sent: ${why}`);
+      return null;
+    }
+    const received = batch.messages[0]!;
+    if (canonical(received) !== canonical(message)) {
+      this.fail(`the peer codec changed a ${message.type} from ${message.from}: ${canonical(message).slice(0, 300)} arrived as ${canonical(received).slice(0, 300)}`);
+      return null;
+    }
+    let sizes = this.snapshotSizes.get(message.to);
+    if (sizes === undefined) this.snapshotSizes.set(message.to, (sizes = new SnapshotSizes()));
+    const sizeChanged = sizes.check(received);
+    if (sizeChanged !== undefined) {
+      this.fail(`${message.to} refused a snapshot chunk from ${message.from}: ${sizeChanged.reason}: ${sizeChanged.detail}`);
+      return null;
+    }
+    return received;
   }
 
   private admitted(admission: Admission, message: Message, endpoint: (message: Message) => void): void {
@@ -707,10 +743,12 @@ export class ReplicaCluster {
     return {
       send: (messages) => {
         if (!active()) return;
-        // The stream's metadata carries the sender's cluster id as it is when the batch goes out.
+        // The stream's metadata carries the sender's cluster id as it is when the batch goes out;
+        // the message travels as the peer transport's wire bytes.
         const clusterId = context.clusterId() ?? '';
         for (const message of messages) {
           this.senderClusterIds.set(message, clusterId);
+          this.wireBytes.set(message, encodeMessageBatch([message]));
           this.network.send(this.nowMs, message);
         }
       },
@@ -728,7 +766,16 @@ export class ReplicaCluster {
         closed = true;
         this.endpoints.delete(selfId);
       },
-      forward: (to, request, options) => this.call(node, selfId, live, to, options.deadlineMs, 'forward', (target) => target.appendForwarded(request)),
+      forward: (to, request, options) =>
+        this.call(node, selfId, live, to, options.deadlineMs, 'forward', (target) => {
+          // As the peer service receives it: decoded from the transport's wire bytes.
+          const received = decodeForwardRequest(encodeForwardRequest(request));
+          if (received instanceof DecodeFailure) {
+            this.fail(`a forwarded write did not decode: ${received.reason}`);
+            return Promise.reject(new UnavailableError('malformed forward'));
+          }
+          return target.appendForwarded(received);
+        }),
       readIndex: (to, options) => this.call(node, selfId, live, to, options.deadlineMs, 'readIndex', (target) => target.readIndexForPeer()),
     };
   }
@@ -885,4 +932,15 @@ export function diskErrorCode(error: unknown): string | undefined {
 
 function describe(error: unknown): string {
   return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+}
+
+/** A value as text with object keys sorted and bytes as hex, whatever their class: what a message says, not how it is built. */
+function canonical(value: unknown): string {
+  if (value instanceof Uint8Array) return `0x${Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('hex')}`;
+  if (Array.isArray(value)) return `[${value.map(canonical).join(',')}]`;
+  if (value !== null && typeof value === 'object') {
+    const entries = Object.entries(value).filter(([, v]) => v !== undefined).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${k}:${canonical(v)}`).join(',')}}`;
+  }
+  return JSON.stringify(value) ?? 'undefined';
 }
