@@ -17,6 +17,14 @@ import { SimDisk, eventLoopTurns as turns } from './disk.js';
 
 const DIR = '/data/log';
 const textDecoder = new TextDecoder();
+const textEncoder = new TextEncoder();
+
+/** Every record the log serves, as text. */
+function valuesOf(log: CommitLog): string[] {
+  const values: string[] = [];
+  for (let offset = log.lowestOffset(); offset < log.nextOffset(); offset++) values.push(textDecoder.decode(log.read(offset).value));
+  return values;
+}
 
 interface SeedResult {
   readonly acknowledged: number;
@@ -195,12 +203,6 @@ test('a renamed directory takes its files along, synced and unsynced, and the re
 });
 
 test('an open makes durable the records a killed process left in the page cache, a rolled segment included', async () => {
-  const textEncoder = new TextEncoder();
-  const valuesOf = (log: CommitLog): string[] => {
-    const values: string[] = [];
-    for (let offset = log.lowestOffset(); offset < log.nextOffset(); offset++) values.push(textDecoder.decode(log.read(offset).value));
-    return values;
-  };
   let lostSeeds = 0;
   for (let seed = 1; seed <= 20; seed++) {
     // Fsyncs complete at once, or are held (never complete) while `hold` is set.
@@ -232,12 +234,6 @@ test('an open makes durable the records a killed process left in the page cache,
 });
 
 test('an open whose fsync of the tail failed leaves the next open to write the tail again, so what that open reads survives a power loss', async () => {
-  const textEncoder = new TextEncoder();
-  const valuesOf = (log: CommitLog): string[] => {
-    const values: string[] = [];
-    for (let offset = log.lowestOffset(); offset < log.nextOffset(); offset++) values.push(textDecoder.decode(log.read(offset).value));
-    return values;
-  };
   for (let seed = 1; seed <= 10; seed++) {
     let hold = false;
     const held: (() => void)[] = [];
