@@ -516,7 +516,7 @@ export class RaftNode<Result> {
    * or an acknowledgement promises state. Entries go before the hard state: a crash in between
    * must not leave a persisted commit index beyond the durable log. (Entries of a term whose hard
    * state was lost are harmless: only a leader's messages, which promise nothing, went out on
-   * their behalf.)
+   * their behalf, and the restarted node takes its last entry's term, see Raft's constructor.)
    */
   private readySteps(ready: Ready): Step[] {
     const { storage, transport } = this.options;

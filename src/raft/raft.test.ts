@@ -198,6 +198,30 @@ test('a replica repairing damage that does not know the term of what it lost nei
   assert.equal(new TextDecoder().decode(harness.node('c').storage.entries(5, 6, Infinity)[0]!.data), 'v5');
 });
 
+test('a node whose durable term is below its last entry\'s (entries are written first) starts in that entry\'s term', () => {
+  // c appended entries of term 3 and lost the hard state that would have recorded term 3.
+  const harness = new Harness(['a', 'b', 'c'], (id, storage) => {
+    storage.append([
+      { index: 1, term: 1, type: EntryType.Normal, data: text('v1') },
+      { index: 2, term: 3, type: EntryType.Normal, data: text('v2') },
+    ]);
+    storage.setHardState({ term: id === 'c' ? 1 : 3, vote: null, commit: 1 });
+  });
+  const c = harness.node('c').raw;
+  assert.equal(c.status().term, 3);
+  assert.equal(c.status().vote, null);
+  // Its first campaign asks for term 4 with its last entry's term 3 (not term 2 with 3).
+  harness.blocked = new Set(['a', 'b']);
+  for (let i = 0; i < 60 && !harness.delivered.some((m) => m.from === 'c' && m.type === 'preVote'); i++) {
+    c.tick();
+    harness.stabilize();
+  }
+  const sent = harness.delivered.find((m) => m.from === 'c' && m.type === 'preVote');
+  assert.ok(sent !== undefined && sent.type === 'preVote', 'c campaigned');
+  assert.equal(sent.term, 4);
+  assert.equal(sent.lastLogTerm, 3);
+});
+
 test('a repairing replica that knows the term of what it lost votes for a candidate holding it, never for one lacking it', () => {
   // As above: a and c held 1..5 in term 1, c lost 4..5; c recorded repairTo 5 and repairTerm 1.
   const harness = new Harness(['a', 'b', 'c'], (id, storage) => {

@@ -98,8 +98,14 @@ export class Raft {
       this.configs.push({ index: entry.index, config: decodeConfig(entry.data) });
     }
     this.config = (this.configs[this.configs.length - 1] as { config: ClusterConfig }).config;
-    this.becomeFollower(hardState.term, null);
-    this.vote = hardState.vote;
+    // Entries reach the disk before the hard state (driver.ts), so a crash between the two can
+    // leave entries of a term the durable term never reached. A term below its own log's last
+    // entry breaks currentTerm >= every entry's term (a vote request would carry a lastLogTerm
+    // above its term, which peers refuse as malformed), so it is raised to that entry's term.
+    // Nothing was promised in it: a vote is durable before it is sent.
+    const term = Math.max(hardState.term, this.log.lastTerm());
+    this.becomeFollower(term, null);
+    this.vote = term === hardState.term ? hardState.vote : null;
   }
 
   // ---- inputs ----
