@@ -60,6 +60,11 @@ export class Raft {
   config: ClusterConfig;
   // Invariant: configs is sorted by index; configs[0] comes from the snapshot; the last is `config`.
   private configs: { index: number; config: ClusterConfig }[];
+
+  /** The log index of the entry (or snapshot) that holds `config`: it is committed once the commit index reaches it. */
+  get configIndex(): number {
+    return (this.configs[this.configs.length - 1] as { index: number }).index;
+  }
   readonly progress = new Map<NodeId, Progress>();
   private readonly votes = new Map<NodeId, boolean>();
   messages: Message[] = [];

@@ -70,6 +70,8 @@ export interface Status {
   readonly applied: number;
   readonly lastIndex: number;
   readonly config: ClusterConfig;
+  /** Where `config` comes from: the index of its entry (or of the snapshot holding it). */
+  readonly configIndex: number;
 }
 
 export class RawNode {
@@ -236,6 +238,7 @@ export class RawNode {
       applied: raft.log.applied,
       lastIndex: raft.log.lastIndex(),
       config: raft.config,
+      configIndex: raft.configIndex,
     };
   }
 

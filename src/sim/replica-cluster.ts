@@ -523,9 +523,8 @@ export class ReplicaCluster {
     // with the member's data (seed 10223741: a leader appended "add n2 as a voter" and lost its
     // disk, leaving {n1, n3} with n1 gone; seed 10607531: the followers had appended such a change
     // too, but not durably, and lost it to a failed fsync). Only a committed one counts.
-    const storage = leader.replica!.storage;
-    const lastConfigIndex = storage.configEntries(storage.firstIndex()).at(-1)?.index ?? 0;
-    if (lastConfigIndex > leader.status().commit) return false;
+    const status = leader.status();
+    if (status.configIndex > status.commit) return false;
     for (const other of this.nodes.values()) {
       if (!other.lost || other.raftId === undefined || !config.voters.includes(other.raftId) || !other.up) continue;
       // Its new member votes now; a log cut at a flipped bit must also hold again what it held.
