@@ -118,7 +118,10 @@ async function runReplicaLong(args: CliArgs, seconds: number): Promise<number> {
   let seed = args.seed ?? (Date.now() % 1_000_000_000);
   let runs = 0;
   let failures = 0;
-  const totals = { acknowledged: 0, powerLosses: 0, fsyncFailures: 0, stops: 0, retentions: 0, snapshots: 0, configChanges: 0, leaves: 0, rejoins: 0, wipes: 0, stateDamages: 0, movedAside: 0 };
+  const totals = {
+    acknowledged: 0, powerLosses: 0, kills: 0, bitFlips: 0, fsyncFailures: 0, diskFulls: 0, stops: 0, retentions: 0, snapshots: 0, configChanges: 0,
+    leaves: 0, rejoins: 0, wipes: 0, stateDamages: 0, movedAside: 0, partitionedViews: 0, falseSuspicions: 0,
+  };
   while (Date.now() - startMs < seconds * 1000) {
     const result = await runReplicaSeed(replicaOptions({ ...args, verbose: false }, seed, args.nodeCount ?? 3));
     runs++;
