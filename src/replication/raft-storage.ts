@@ -815,13 +815,22 @@ export class RaftLogStorage implements RaftStorage {
   private async recover(initialConfig: ClusterConfig | undefined): Promise<void> {
     const actions = this.recovery.actions;
     const repair = readJsonFile(this.logConfig.io ?? NODE_FILE_IO, join(this.dir, REPAIR_FILE), parseRepair);
-    const recorded = repair?.repairTo ?? 0;
+    let recorded = repair?.repairTo ?? 0;
+    let recordedTerm = repair?.repairTerm;
     let evidenceEnd = this.log.recovery.cut?.evidenceEndOffset ?? -1;
     // Only a replica with others to fetch from cuts a damaged record away; a lone voter keeps it
     // in place, served as DATA_LOSS, as a single log does (and refuses undelimitable damage
     // unless the operator asked for quarantine). First, before anything reads the log.
     if (this.latestVoters() > 1) {
-      const damaged = await this.cutAtFirstDamagedRecord(actions);
+      const damaged = await this.cutAtFirstDamagedRecord(actions, async (heldThroughIndex) => {
+        // Recorded before the cut: once the files are set aside, nothing here shows what this
+        // replica held, and an open that fails after the cut (a full disk) would forget it.
+        const target = Math.max(recorded, heldThroughIndex, this.hardState.commit);
+        if (target <= recorded) return;
+        recordedTerm = this.hardState.term;
+        await this.writeState(REPAIR_FILE, { version: 1, repairTo: target, ...(recordedTerm !== undefined ? { repairTerm: recordedTerm } : {}) });
+        recorded = target;
+      });
       if (damaged !== undefined) evidenceEnd = Math.max(evidenceEnd, damaged.evidenceEndOffset);
     } else if (this.log.recovery.quarantinedOffsets.length > 0 && this.logConfig.quarantineDamaged !== true) {
       const logDir = join(this.dir, logDirName(this.state.generation));
@@ -835,7 +844,7 @@ export class RaftLogStorage implements RaftStorage {
       // Recorded before the commit index is lowered, so a crash in between cannot forget it. The
       // current term bounds the term of every entry the replica held (see InitialState.repairTerm);
       // a recorded one stays, as it was taken when the entries were held.
-      const repairTerm = target === recorded ? repair?.repairTerm : this.hardState.term;
+      const repairTerm = target === recorded ? recordedTerm : this.hardState.term;
       if (target !== recorded || repairTerm !== repair?.repairTerm) {
         await this.writeState(REPAIR_FILE, { version: 1, repairTo: target, ...(repairTerm !== undefined ? { repairTerm } : {}) });
       }
@@ -894,7 +903,7 @@ export class RaftLogStorage implements RaftStorage {
    * affected segment files in `<log dir>.damaged/<time>/`. A sequential read of the log; a
    * replica can repair what it finds from the others.
    */
-  private async cutAtFirstDamagedRecord(actions: string[]): Promise<{ evidenceEndOffset: number } | undefined> {
+  private async cutAtFirstDamagedRecord(actions: string[], beforeCut: (heldThroughIndex: number) => Promise<void>): Promise<{ evidenceEndOffset: number } | undefined> {
     const log = this.log;
     const end = log.nextOffset();
     const damagedAt = log.verify((action) => actions.push(action));
@@ -902,6 +911,7 @@ export class RaftLogStorage implements RaftStorage {
     // the whole retained log (a member catches up from the leader's lowest retained offset), so
     // damage in entries written while this node was alone is repaired from them too.
     if (damagedAt === undefined) return undefined;
+    await beforeCut(end);
     const keepDir = await log.cutAtDamage(damagedAt);
     actions.push(
       `CUT AT DAMAGE: the record for offset ${damagedAt} fails verification (its frame, checksum or index entry); ` +
