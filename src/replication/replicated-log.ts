@@ -608,7 +608,7 @@ export class ReplicatedLog implements StateMachine<number> {
 
   readBatch(offset: number, limits: ReadLimits): StoredRecord[] {
     if (this.closed) throw new ClosedError('the replicated log is closed');
-    if (!Number.isSafeInteger(offset) || offset < this.storage.lowestOffset() || offset > this.visibleNext) throw this.outOfRange(offset);
+    if (!Number.isSafeInteger(offset) || offset < this.lowestOffset() || offset > this.visibleNext) throw this.outOfRange(offset);
     if (offset === this.visibleNext) return [];
     try {
       return this.storage.readRecords(offset, this.visibleIndex, limits);
@@ -618,8 +618,13 @@ export class ReplicatedLog implements StateMachine<number> {
     }
   }
 
+  /**
+   * Where the served log begins. Never above nextOffset(): installing a snapshot moves the
+   * storage's first offset before the state machine has restored the offsets it shows, and a
+   * reader must not see a log that begins after it ends (it is empty until the restore).
+   */
   lowestOffset(): number {
-    return this.storage.lowestOffset();
+    return Math.min(this.storage.lowestOffset(), this.visibleNext);
   }
 
   nextOffset(): number {
@@ -681,7 +686,7 @@ export class ReplicatedLog implements StateMachine<number> {
   }
 
   private outOfRange(offset: number): AnnalError {
-    return new OffsetOutOfRangeError(offset, this.storage.lowestOffset(), this.visibleNext);
+    return new OffsetOutOfRangeError(offset, this.lowestOffset(), this.visibleNext);
   }
 
   /** Fails waiting readers; the owner closes the Raft node and the storage. */

@@ -89,6 +89,14 @@ test('a replica whose open failed after finding damage still knows what it held 
   assert.ok(result.bitFlips > 0 && result.diskFulls > 0);
 });
 
+test('a replica installing a snapshot never serves a log that begins after it ends', async () => {
+  // Seed 14011919: a consumer found lowestOffset 43 above nextOffset 41 on a follower between the
+  // snapshot's installation in storage and the state machine's restore.
+  const result = await runReplicaSeed({ seed: 14011919, nodeCount: 3, steps: 600 });
+  assert.equal(result.ok, true, `${result.failure}\n  reproduce: ${result.reproduce}`);
+  assert.ok(result.snapshots > 0);
+});
+
 test('the same seed gives the same replica history; different seeds differ', async () => {
   const hashes = new Set<string>();
   // Seed 37 fails an fsync, fills a disk and retains (a replica stops and is reopened in place).
