@@ -828,7 +828,7 @@ export class RaftLogStorage implements RaftStorage {
         const target = Math.max(recorded, heldThroughIndex, this.hardState.commit);
         if (target <= recorded) return;
         recordedTerm = this.hardState.term;
-        await this.writeState(REPAIR_FILE, { version: 1, repairTo: target, ...(recordedTerm !== undefined ? { repairTerm: recordedTerm } : {}) });
+        await this.writeRepair(target, recordedTerm);
         recorded = target;
       });
       if (damaged !== undefined) evidenceEnd = Math.max(evidenceEnd, damaged.evidenceEndOffset);
@@ -845,9 +845,7 @@ export class RaftLogStorage implements RaftStorage {
       // current term bounds the term of every entry the replica held (see InitialState.repairTerm);
       // a recorded one stays, as it was taken when the entries were held.
       const repairTerm = target === recorded ? recordedTerm : this.hardState.term;
-      if (target !== recorded || repairTerm !== repair?.repairTerm) {
-        await this.writeState(REPAIR_FILE, { version: 1, repairTo: target, ...(repairTerm !== undefined ? { repairTerm } : {}) });
-      }
+      if (target !== recorded || repairTerm !== recordedTerm) await this.writeRepair(target, repairTerm);
       this.repairTarget = target;
       this.repairTerm = repairTerm;
       actions.push(
@@ -903,6 +901,10 @@ export class RaftLogStorage implements RaftStorage {
    * affected segment files in `<log dir>.damaged/<time>/`. A sequential read of the log; a
    * replica can repair what it finds from the others.
    */
+  private writeRepair(repairTo: number, repairTerm: number | undefined): Promise<void> {
+    return this.writeState(REPAIR_FILE, { version: 1, repairTo, ...(repairTerm !== undefined ? { repairTerm } : {}) });
+  }
+
   private async cutAtFirstDamagedRecord(actions: string[], beforeCut: (heldThroughIndex: number) => Promise<void>): Promise<{ evidenceEndOffset: number } | undefined> {
     const log = this.log;
     const end = log.nextOffset();

@@ -515,10 +515,10 @@ export class Segment {
    * an earlier failed fsync may have left clean but not on disk (see CommitLog.open).
    */
   rewriteFilesSync(): void {
-    this.files();
-    this.rewrite(this.storeFd, 0, this.writtenStoreBytes);
-    this.rewrite(this.indexFd, 0, this.indexedEntryCount * INDEX_ENTRY_BYTES);
-    this.syncFilesSync();
+    // No byte of them is trusted to be on disk: all of it is what no good fsync covered.
+    this.syncedStoreBytes = 0;
+    this.syncedIndexEntryCount = 0;
+    this.rewriteUnsynced();
   }
 
   /** Reads bytes [from, to) of a file back and writes them again, in bounded chunks. */
