@@ -88,6 +88,11 @@ export class NetnsNetwork {
     return `annal-nemesis-${this.id}-${i}`;
   }
 
+  /** The host end of node i's veth pair (the other end is eth0 in its namespace). */
+  private veth(i: number): string {
+    return `anv${this.id}${i}`;
+  }
+
   /** The address of node `i` (0-based). */
   host(i: number): string {
     return `${this.subnet}.${i + 1}`;
@@ -109,7 +114,7 @@ export class NetnsNetwork {
     run(['link', 'set', this.bridge, 'up']);
     for (let i = 0; i < this.size; i++) {
       const ns = this.namespace(i);
-      const veth = `anv${this.id}${i}`;
+      const veth = this.veth(i);
       run(['netns', 'add', ns]);
       run(['link', 'add', veth, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns]);
       run(['link', 'set', veth, 'master', this.bridge, 'up']);
@@ -188,11 +193,18 @@ export class NetnsNetwork {
     this.destroy();
   }
 
-  /** Removes the namespaces (with their veth ends, which removes the pairs) and the bridge. */
+  /**
+   * Removes the veth pairs, the namespaces and the bridge. Each pair is deleted by its host end
+   * first: the kernel tears down a deleted namespace's devices later, in a work queue, so leaving
+   * the pairs to `netns del` would leave them listed for a while after this returns.
+   */
   destroy(): void {
     if (this.destroyed) return;
     this.destroyed = true;
-    for (let i = 0; i < this.size; i++) tryRun(['netns', 'del', this.namespace(i)]);
+    for (let i = 0; i < this.size; i++) {
+      tryRun(['link', 'del', this.veth(i)]);
+      tryRun(['netns', 'del', this.namespace(i)]);
+    }
     tryRun(['link', 'del', this.bridge]);
   }
 
