@@ -49,6 +49,12 @@ function flipBit(path: string, positionBytes: number, bit = 0): void {
   writeFileSync(path, bytes);
 }
 
+/** Flips two bits of a frame's length field: no one-bit change of it delimits the frame again. */
+function garbleLength(path: string, frameAt: number): void {
+  flipBit(path, frameAt + 2, 3);
+  flipBit(path, frameAt + 2, 5);
+}
+
 /** Reads every offset; a damaged one yields `DATA_LOSS <file>@<byte>`. */
 function readEach(log: CommitLog): string[] {
   const out: string[] = [];
@@ -149,18 +155,61 @@ describe('recovery', () => {
     await log.close();
   });
 
-  it('a flipped bit in the last, unindexed record is cut as a torn tail and reported', async () => {
-    for (let position = 0; position < FRAME; position += 3) {
+  it('a flipped bit in the last, unindexed record (its length field included) keeps it as DATA_LOSS: it was written whole, so it may have been acknowledged', async () => {
+    for (let position = 0; position < FRAME; position++) {
+      const name = `flip at ${position}`;
       rmSync(dir, { recursive: true, force: true });
       await writeLog(5);
       const store = files('store')[0]!;
       flipBit(store, 4 * FRAME + position, position % 8);
       truncateSync(files('index')[0]!, 12 * 4);
-      const { values, log } = await readAll();
-      assert.deepEqual(values, expected(4), `flip at ${position}`);
-      assert.equal(log.recovery.droppedTailBytes, FRAME, `flip at ${position}`);
+      const log = await CommitLog.open(dir);
+      assert.deepEqual(readEach(log), [...expected(4), `DATA_LOSS ${store}@${4 * FRAME}`], name);
+      assert.equal(log.recovery.droppedTailBytes, 0, name);
+      assert.deepEqual(log.recovery.damagedOffsets, [4], name);
+      assert.equal(await log.append({ value: Buffer.from('after') }), 5, name);
       await log.close();
+      const again = await CommitLog.open(dir);
+      assert.deepEqual(readEach(again), [...expected(4), `DATA_LOSS ${store}@${4 * FRAME}`, 'after'], `${name}, reopened`);
+      await again.close();
     }
+  });
+
+  it('a last record with a sector that reads as zeros, or that ends past the file, is cut as a torn tail', async () => {
+    // What a crash leaves of an append: the file ends inside the frame, or a block the file
+    // system allocated was never written. Record 2 is 2 KiB, so it covers whole sectors.
+    const big = Buffer.alloc(2048, 0x5a);
+    const frameAt = 2 * FRAME;
+    const cases = [
+      { name: 'one whole sector zeroed', damage: (bytes: Buffer) => bytes.fill(0, 1024, 1536) },
+      { name: 'the end never written', damage: (bytes: Buffer) => bytes.fill(0, 1024) },
+      { name: 'cut short', damage: (bytes: Buffer) => bytes.subarray(0, frameAt + 700) },
+    ];
+    for (const { name, damage } of cases) {
+      rmSync(dir, { recursive: true, force: true });
+      const log = await CommitLog.open(dir);
+      await log.appendBatch([{ value: value(0) }, { value: value(1) }, { value: big }]);
+      await log.close();
+      const store = files('store')[0]!;
+      writeFileSync(store, damage(readFileSync(store)));
+      truncateSync(files('index')[0]!, 12 * 2);
+      const { values, log: reopened } = await readAll();
+      assert.deepEqual(values, expected(2), name);
+      assert.deepEqual(reopened.recovery.damagedOffsets, [], name);
+      assert.ok(reopened.recovery.droppedTailBytes > 0, name);
+      await reopened.close();
+    }
+    // The same record with a flipped bit and no zeroed sector was written whole: kept, not cut.
+    rmSync(dir, { recursive: true, force: true });
+    const log = await CommitLog.open(dir);
+    await log.appendBatch([{ value: value(0) }, { value: value(1) }, { value: big }]);
+    await log.close();
+    flipBit(files('store')[0]!, frameAt + 1200, 2);
+    truncateSync(files('index')[0]!, 12 * 2);
+    const reopened = await CommitLog.open(dir);
+    assert.deepEqual(reopened.recovery.damagedOffsets, [2]);
+    assert.equal(reopened.recovery.droppedTailBytes, 0);
+    await reopened.close();
   });
 
 
@@ -212,7 +261,7 @@ describe('recovery', () => {
   it('several damaged indexed records at the tail refuse to open unless quarantined', async () => {
     await writeLog(5);
     const store = files('store')[0]!;
-    flipBit(store, 3 * FRAME + 2, 3); // offset 3's length field: offsets 3 and 4 can no longer be delimited by a scan
+    garbleLength(store, 3 * FRAME); // offset 3's length field: offsets 3 and 4 can no longer be delimited by a scan
     flipBit(store, 4 * FRAME + FRAME_HEADER_BYTES);
     await assert.rejects(
       CommitLog.open(dir),
@@ -288,7 +337,7 @@ describe('recovery', () => {
   it('a sealed segment with several undelimitable records at its end opens only when quarantined', async () => {
     await writeLog(10, { maxIndexBytes: 12 * 4 });
     const sealed = files('store')[0]!;
-    flipBit(sealed, 2 * FRAME + 2, 3); // offset 2's length field: the scan cannot delimit offsets 2 and 3
+    garbleLength(sealed, 2 * FRAME); // offset 2's length field: the scan cannot delimit offsets 2 and 3
     flipBit(sealed, 3 * FRAME + FRAME_HEADER_BYTES);
     await assert.rejects(
       CommitLog.open(dir, { maxIndexBytes: 12 * 4 }),
@@ -371,7 +420,7 @@ describe('cutAtDamage (a replica, which fetches what it drops from the others)',
     const config = { maxIndexBytes: 12 * 4 };
     await writeLog(10, config);
     const sealed = files('store')[0]!;
-    flipBit(sealed, 2 * FRAME + 2, 3); // offset 2's length field: the scan cannot delimit offsets 2 and 3
+    garbleLength(sealed, 2 * FRAME); // offset 2's length field: the scan cannot delimit offsets 2 and 3
     flipBit(sealed, 3 * FRAME + FRAME_HEADER_BYTES); // and the sealed segment's last record fails: refuses to open without a mode
     await assert.rejects(CommitLog.open(dir, config), CorruptionError);
     const log = await CommitLog.open(dir, { ...config, cutAtDamage: true });

@@ -7,8 +7,8 @@
  * acknowledged, or a partial frame), index entries missing (the active index is written after the
  * store and not fsynced per append), an index file missing, or an empty segment created by a roll.
  * What is corruption instead, reported and never dropped: a bad frame with valid frames after
- * it, a sealed segment whose last record fails, an indexed record of the active segment that
- * fails, a gap between segments. A damaged record whose extent is known is kept in place (reads
+ * it, a last frame that shows it was written whole (see scan.ts), a sealed segment whose last
+ * record fails, an indexed record of the active segment that fails, a gap between segments. A damaged record whose extent is known is kept in place (reads
  * of it fail with CorruptionError); damage that cannot be delimited fails the open unless
  * `quarantineDamaged` keeps the whole range in place as unreadable offsets.
  */
@@ -379,7 +379,7 @@ function openActive(io: FileIo, dir: string, base: number, config: LogConfig, re
       report.droppedTailRecords += 1;
       report.actions.push(
         `cut a torn tail of ${dropped} bytes from ${files.storePath} at byte ${scan.validEndBytes} ` +
-          `(the record for offset ${base + entryCount} was incomplete or failed its checksum; it was never acknowledged unless the disk corrupted it)`,
+          `(the record for offset ${base + entryCount} was never written whole, so never acknowledged)`,
       );
       io.truncate(files.storeFd, scan.validEndBytes);
     }

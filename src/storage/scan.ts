@@ -1,7 +1,8 @@
 /**
  * Sequential validation of a store file, used by recovery: walks frames from a known-good position,
- * and at the first frame that fails decides whether it is a torn tail (cut it) or corruption in the
- * middle of the file (report it, never drop what follows).
+ * and at the first frame that fails decides whether it is a torn tail (cut it) or damage: corruption
+ * in the middle of the file, or a frame written whole that changed since (report it, never drop it
+ * or what follows).
  */
 import { CorruptionError } from '../util/index.js';
 import { crc32 } from './checksum.js';
@@ -146,6 +147,17 @@ export function scanFrames(options: {
         { firstOffset: offset, evidenceEndOffset: Math.max(offset, laterOffset) },
       );
     }
+    // Nothing valid follows. A crash leaves a frame cut short or sectors never written; a frame
+    // that was written whole and then changed is damage, kept (reads report DATA_LOSS) so that
+    // an acknowledged last record is not cut as if it had been torn.
+    const damagedEnd = writtenWholeFrameEnd(window, position, maxValueBytes);
+    if (damagedEnd !== undefined) {
+      corruptFrames.push({ offset, positionBytes: position });
+      positions.push(position);
+      position = damagedEnd;
+      offset += 1;
+      continue;
+    }
     return { positions, validEndBytes: position, corruptFrames, quarantined };
   }
   return { positions, validEndBytes: position, corruptFrames, quarantined };
@@ -158,6 +170,47 @@ function delimitedFrameEnd(window: FileWindow, position: number, maxValueBytes: 
   if (valueLength > maxValueBytes) return undefined;
   const end = position + FRAME_HEADER_BYTES + valueLength;
   return end <= window.sizeBytes ? end : undefined;
+}
+
+/** The unit a disk writes atomically; a torn write leaves whole sectors unwritten. */
+const SECTOR_BYTES = 512;
+
+/**
+ * Where a frame that fails its checksum ends, if it shows it was written whole; undefined if it
+ * may be a torn write. It was written whole when a one-bit change of its length field (which the
+ * checksum does not cover) makes it valid, or when its length delimits it inside the file and
+ * none of its sectors reads as zeros: an append cut short by a crash ends the file inside the
+ * frame (writes reach the disk in order under data=ordered), or leaves sectors the file system
+ * allocated and never wrote, which read as zeros (only sectors the frame covers whole are
+ * looked at: a part of a sector may be zeros the frame holds). What this cannot tell apart: a
+ * damaged frame whose value holds a whole sector of zeros reads as torn; a torn frame whose
+ * unwritten part covers no whole sector, or stale bytes a data=writeback file system exposes,
+ * read as damage (kept and reported; a replica repairs it from its peers).
+ */
+function writtenWholeFrameEnd(window: FileWindow, position: number, maxValueBytes: number): number | undefined {
+  if (position + FRAME_HEADER_BYTES > window.sizeBytes) return undefined;
+  const head = window.view(position, FRAME_HEADER_BYTES);
+  const valueLength = head.buffer.readUInt32LE(head.at);
+  const checksum = head.buffer.readUInt32LE(head.at + 4);
+  for (let bit = 0; bit < 32; bit++) {
+    const length = (valueLength ^ (1 << bit)) >>> 0;
+    const end = position + FRAME_HEADER_BYTES + length;
+    if (length > maxValueBytes || end > window.sizeBytes) continue;
+    const frame = window.view(position, FRAME_HEADER_BYTES + length);
+    if (crc32(frame.buffer, frame.at + 8, frame.at + FRAME_HEADER_BYTES + length) === checksum) return end;
+  }
+  const end = position + FRAME_HEADER_BYTES + valueLength;
+  if (valueLength > maxValueBytes || end > window.sizeBytes) return undefined;
+  for (let sector = Math.ceil(position / SECTOR_BYTES) * SECTOR_BYTES; sector + SECTOR_BYTES <= end; sector += SECTOR_BYTES) {
+    const bytes = window.view(sector, SECTOR_BYTES);
+    if (isZero(bytes.buffer, bytes.at, bytes.at + SECTOR_BYTES)) return undefined;
+  }
+  return end;
+}
+
+function isZero(buffer: Buffer, from: number, to: number): boolean {
+  for (let i = from; i < to; i++) if (buffer[i] !== 0) return false;
+  return true;
 }
 
 /** Byte-by-byte search for any valid frame of an offset >= `afterOffset` starting at or after `fromBytes`. */
