@@ -89,6 +89,18 @@ test('a replica whose open failed after finding damage still knows what it held 
   assert.ok(result.bitFlips > 0 && result.diskFulls > 0);
 });
 
+test('a flipped bit in a replica\'s last acknowledged record is repaired, not cut as a torn write', async () => {
+  // Seeds 15006479 and 15004468: the bit flips in the last record of a node's active segment,
+  // whose index entry was not durable. Taken for a torn write and cut, the acknowledged entry
+  // was lost when a majority without it elected a leader (15006479), or the leader kept sending
+  // the follower entries after a match the follower no longer reached (15004468, a message storm).
+  for (const seed of [15006479, 15004468]) {
+    const result = await runReplicaSeed({ seed, nodeCount: 3, steps: 600, bitFlipProbability: 0.1 });
+    assert.equal(result.ok, true, `${result.failure}\n  reproduce: ${result.reproduce}`);
+    assert.ok(result.bitFlips > 0);
+  }
+});
+
 test('a replica installing a snapshot never serves a log that begins after it ends', async () => {
   // Seed 14011919: a consumer found lowestOffset 43 above nextOffset 41 on a follower between the
   // snapshot's installation in storage and the state machine's restore.
