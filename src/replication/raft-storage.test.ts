@@ -13,7 +13,7 @@ import { test } from 'node:test';
 import { EntryType, MemoryStorage, type ClusterConfig, type Entry, type HardState, type Snapshot } from '../raft/index.js';
 import { FRAME_HEADER_BYTES, NODE_FILE_IO, type FileIo } from '../storage/index.js';
 import { CorruptionError, InvalidArgumentError, OffsetOutOfRangeError } from '../util/index.js';
-import { decodeLogSnapshot, encodeLogSnapshot, LOG_SNAPSHOT_MAX_BYTES, RaftLogStorage } from './raft-storage.js';
+import { decodeLogSnapshot, encodeLogSnapshot, LOG_SNAPSHOT_MAX_BYTES, RaftLogStorage, type FileOps } from './raft-storage.js';
 import { configEntry, fullView, noop, normal, normals, raftView, tempDir } from './test-support.js';
 
 const config: ClusterConfig = { voters: ['a', 'b', 'c'], learners: [] };
@@ -405,6 +405,39 @@ test('a commit index beyond the log (a truncated segment) means entries were los
     storage = await RaftLogStorage.open(dir, { log: SMALL_SEGMENTS });
     assert.ok(storage.lastIndex() < 18);
     assert.equal(storage.repairTo(), 18);
+    await storage.close();
+  } finally {
+    remove();
+  }
+});
+
+test('a gap in the log is cut at open only after the replica recorded everything its files showed: a crash after the cut forgets nothing', async () => {
+  const { dir, remove } = tempDir('raft-gap');
+  try {
+    let storage = await RaftLogStorage.open(dir, { log: SMALL_SEGMENTS, initialConfig: config });
+    await storage.append([noop(1, 1), ...normals(2, 20, 1)]);
+    await storage.setHardState({ term: 1, vote: null, commit: 3 });
+    await storage.close();
+    // The second of five segments (offsets 4..7) is gone: damage the open cannot keep in place.
+    const logDir = join(dir, 'log.0');
+    const second = readdirSync(logDir).filter((name) => name.endsWith('.store')).sort()[1]!;
+    rmSync(join(logDir, second));
+    rmSync(join(logDir, second.replace('.store', '.index')));
+    // The process dies at the first state file it replaces after the cut set the files aside.
+    const dying: FileOps = {
+      ...NODE_FILE_IO,
+      rename: (from, to) => {
+        if (readdirSync(dir).includes('log.0.damaged')) throw new Error('the process died');
+        NODE_FILE_IO.rename(from, to);
+      },
+    };
+    await RaftLogStorage.open(dir, { log: SMALL_SEGMENTS, fileOps: dying }).then(
+      async (opened) => opened.close(),
+      () => undefined,
+    );
+    storage = await RaftLogStorage.open(dir, { log: SMALL_SEGMENTS });
+    assert.equal(storage.lastIndex(), 4, 'cut at the gap');
+    assert.equal(storage.repairTo(), 20, 'the last index the five segments showed, not the commit index or the end of the segment after the gap');
     await storage.close();
   } finally {
     remove();

@@ -259,7 +259,15 @@ export class RaftLogStorage implements RaftStorage {
       }
       dirFd = ops.open(dir, 'r');
       const logDir = join(dir, logDirName(state.generation));
-      log = await openReplicaLog(logDir, { ...logConfig, initialOffset: state.begin.firstIndex - 1 });
+      log = await openReplicaLog(logDir, { ...logConfig, initialOffset: state.begin.firstIndex - 1 }, async (heldThroughIndex) => {
+        // Recorded before the open cuts the log: once the files are set aside, nothing here shows
+        // what this replica held, and a crash before recover() writes the target would forget it.
+        const recorded = readJsonFile(io, join(dir, REPAIR_FILE), parseRepair);
+        const target = Math.max(heldThroughIndex, hardState?.commit ?? 0);
+        if (target <= (recorded?.repairTo ?? 0)) return;
+        const repairTerm = hardState === undefined ? {} : { repairTerm: hardState.term };
+        await writeFileAtomic(ops, dir, dirFd, REPAIR_FILE, encodeStateFile({ version: 1, repairTo: target, ...repairTerm }));
+      });
       // The state files are replaced by rename after their contents were fsynced, so what a process
       // killed before its directory fsync leaves in the page cache is a rename: made durable before
       // this process acts on what it read, or a power loss could take back a term or vote it used.
@@ -1072,13 +1080,20 @@ export class RaftLogStorage implements RaftStorage {
 /**
  * Opens a replica's commit log keeping any damage in place (so the configuration can be read to
  * decide what to do with it, see recover); damage that cannot even be kept (a missing segment, a
- * truncated sealed one) is cut at once, as only a replica with others to fetch from can afford.
+ * truncated sealed one) is cut at once, as only a replica with others to fetch from can afford,
+ * after `beforeCut` has recorded the highest index the files show.
  */
-async function openReplicaLog(logDir: string, config: Partial<LogConfig>): Promise<CommitLog> {
+async function openReplicaLog(
+  logDir: string,
+  config: Partial<LogConfig>,
+  beforeCut: (heldThroughIndex: number) => Promise<void>,
+): Promise<CommitLog> {
   try {
     return await CommitLog.open(logDir, { ...config, quarantineDamaged: true });
   } catch (error) {
     if (!(error instanceof CorruptionError) || error.damage === undefined) throw error;
+    const heldThroughOffset = Math.max(CommitLog.heldThroughOffset(logDir, config), error.damage.evidenceEndOffset);
+    await beforeCut(heldThroughOffset + 1);
     return CommitLog.open(logDir, { ...config, cutAtDamage: true });
   }
 }

@@ -20,7 +20,7 @@ import {
 } from '../util/index.js';
 import { FRAME_HEADER_BYTES, INDEX_ENTRY_BYTES } from './format.js';
 import { NODE_FILE_IO, type FileIo } from './file-io.js';
-import { keepSegmentFilesAside, recoverSegments } from './recovery.js';
+import { heldThroughOffset, keepSegmentFilesAside, recoverSegments } from './recovery.js';
 import { DEFAULT_WRITE_ARENA_BYTES, Segment, WriteBuffers } from './segment.js';
 import type { FsyncPolicy, LogConfig, ReadLimits, RecordInput, RecoveryReport, StoredRecord } from './types.js';
 
@@ -302,6 +302,15 @@ export class CommitLog {
       this.intervalTimer = setInterval(() => this.startSync(), config.fsync.intervalMs);
       this.intervalTimer.unref();
     }
+  }
+
+  /**
+   * The highest offset the files of the log in `dir` show a record of, or -1: read only, for a
+   * caller that must record what a log held before an open with `cutAtDamage` cuts it.
+   */
+  static heldThroughOffset(dir: string, config: Partial<LogConfig> = {}): number {
+    const full: LogConfig = { ...DEFAULT_LOG_CONFIG, ...config };
+    return heldThroughOffset(full.io ?? NODE_FILE_IO, dir, full.maxRecordBytes);
   }
 
   /**

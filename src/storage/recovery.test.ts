@@ -444,14 +444,15 @@ describe('cutAtDamage (a replica, which fetches what it drops from the others)',
     await log.close();
   });
 
-  it('cuts at a missing segment in the middle', async () => {
+  it('cuts at a missing segment in the middle, reporting how far the last segment went', async () => {
     const config = { maxIndexBytes: 12 * 4 };
-    await writeLog(12, config);
+    await writeLog(16, config);
     unlinkSync(files('store')[1]!);
     unlinkSync(files('index')[1]!);
+    assert.equal(CommitLog.heldThroughOffset(dir, config), 15);
     const log = await CommitLog.open(dir, { ...config, cutAtDamage: true });
     assert.equal(log.nextOffset(), 4);
-    assert.deepEqual(log.recovery.cut, { fromOffset: 4, evidenceEndOffset: 11 });
+    assert.deepEqual(log.recovery.cut, { fromOffset: 4, evidenceEndOffset: 15 }, 'the segments after the one after the gap count too');
     assert.deepEqual(readEach(log), expected(4));
     await log.close();
   });

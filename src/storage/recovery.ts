@@ -73,11 +73,41 @@ export function recoverSegments(io: FileIo, dir: string, config: LogConfig): { s
       damage = error.damage;
       actions.push(error.message);
     }
+    // What the files show before the first cut sets later segments aside: damage reports only
+    // how far its own segment went.
+    const held = cut === undefined ? heldThroughOffset(io, dir, config.maxRecordBytes) : -1;
     actions.push(cutLogAt(io, dir, damage.firstOffset));
     cut = {
       fromOffset: Math.min(damage.firstOffset, cut?.fromOffset ?? Infinity),
-      evidenceEndOffset: Math.max(damage.evidenceEndOffset, cut?.evidenceEndOffset ?? -1),
+      evidenceEndOffset: Math.max(damage.evidenceEndOffset, held, cut?.evidenceEndOffset ?? -1),
     };
+  }
+}
+
+/**
+ * The highest offset the segment files in `dir` show a record of (-1 if none): the last segment's
+ * base, and the frames its store holds from there. Reads only; damage in the last segment ends
+ * what it shows there.
+ */
+export function heldThroughOffset(io: FileIo, dir: string, maxRecordBytes: number): number {
+  const stores: number[] = [];
+  for (const name of io.readdir(dir)) {
+    const parsed = parseSegmentFileName(name);
+    if (parsed?.kind === 'store') stores.push(parsed.baseOffset);
+  }
+  if (stores.length === 0) return -1;
+  const base = Math.max(...stores);
+  const storePath = join(dir, segmentFileName(base, STORE_SUFFIX));
+  const fd = io.open(storePath, 'r');
+  try {
+    const window = new FileWindow(io, fd, io.sizeBytes(fd));
+    const scan = scanFrames({ window, fileName: storePath, startBytes: 0, startOffset: base, maxValueBytes: maxRecordBytes, quarantine: true });
+    return base + scan.positions.length - 1;
+  } catch (error) {
+    if (error instanceof CorruptionError && error.damage !== undefined) return Math.max(base - 1, error.damage.evidenceEndOffset);
+    throw error;
+  } finally {
+    io.close(fd);
   }
 }
 
