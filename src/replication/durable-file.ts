@@ -74,6 +74,8 @@ export function readJsonFile(io: FileIo, path: string): unknown {
     bytes = io.readFile(path);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    // A file the device cannot read is damaged like one that fails its checksum.
+    if ((error as NodeJS.ErrnoException).code === 'EIO') throw new CorruptionError(path, 0, 'the device failed to read it (EIO)');
     throw error;
   }
   return decodeStateFile(bytes, path);

@@ -977,12 +977,15 @@ export class RaftLogStorage implements RaftStorage {
     this.controlStale = 0;
     let bytes: Buffer;
     let existed = true;
+    let unreadable = false;
     try {
       bytes = (this.logConfig.io ?? NODE_FILE_IO).readFile(path);
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code !== 'ENOENT' && code !== 'EIO') throw error;
       bytes = Buffer.alloc(0);
-      existed = false;
+      existed = code === 'EIO';
+      unreadable = code === 'EIO';
     }
     if (existed) {
       this.controlFd = this.ops.open(path, 'r+');
@@ -992,6 +995,7 @@ export class RaftLogStorage implements RaftStorage {
     }
     let rebuild: string | undefined;
     if (!existed && last >= firstIndex) rebuild = `${path} is missing`;
+    if (unreadable) rebuild = `the device failed to read ${path} (EIO)`;
     const decoded = decodeControlFile(bytes);
     let records = decoded.records;
     let keptBytes = decoded.validBytes;

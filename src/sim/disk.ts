@@ -10,6 +10,7 @@
  *   trusted: a crash loses them); directory changes stay pending (they are journaled);
  * - returns ENOSPC once the files would exceed the capacity;
  * - flips a bit of a synced byte at a crash;
+ * - fails reads of a sector (EIO, a medium error) once told to, until the sector is written again;
  * - is slow: an fsync on the thread pool completes after a random number of event-loop turns.
  * Directories themselves (mkdir, and renaming one) are durable at once. A crash returns a new disk holding what
  * survived; the old one (and every descriptor and fsync in flight on it) is dead.
@@ -51,6 +52,9 @@ type NameChange = ({ readonly kind: 'link'; readonly path: string; readonly inod
   readonly sequence: number;
 };
 
+/** The unit the simulated device fails reads in. */
+const SECTOR_BYTES = 512;
+
 class Inode {
   /** What reads see. */
   data: Buffer;
@@ -61,6 +65,8 @@ class Inode {
   unsynced: FileChange[] = [];
   /** When the file was last written or truncated. */
   modifiedMs = 0;
+  /** Sectors (SECTOR_BYTES each, by index) the device fails to read, until they are written again. */
+  readonly unreadableSectors = new Set<number>();
 
   constructor(synced: Buffer = Buffer.alloc(0)) {
     this.synced = synced;
@@ -71,9 +77,14 @@ class Inode {
   apply(change: FileChange): void {
     if (change.kind === 'truncate') {
       this.resize(change.lengthBytes);
+      for (const sector of this.unreadableSectors) if (sector * SECTOR_BYTES >= change.lengthBytes) this.unreadableSectors.delete(sector);
       return;
     }
     const end = change.position + change.bytes.length;
+    // A drive remaps a bad sector when it is written (the page cache writes whole pages).
+    for (const sector of this.unreadableSectors) {
+      if (sector * SECTOR_BYTES < end && (sector + 1) * SECTOR_BYTES > change.position) this.unreadableSectors.delete(sector);
+    }
     if (end > this.sizeBytes) this.resize(end);
     change.bytes.copy(this.data, change.position);
   }
@@ -91,6 +102,13 @@ class Inode {
 
   contents(): Buffer {
     return this.data.subarray(0, this.sizeBytes);
+  }
+
+  /** Throws EIO if a sector of bytes [from, to) is unreadable. */
+  checkReadable(from: number, to: number): void {
+    for (const sector of this.unreadableSectors) {
+      if (sector * SECTOR_BYTES < to && (sector + 1) * SECTOR_BYTES > from) throw ioError('EIO', `sector ${sector} cannot be read`);
+    }
   }
 }
 
@@ -167,6 +185,7 @@ export class SimDisk implements FileIo {
   read(fd: number, target: Uint8Array, offset: number, length: number, position: number): number {
     const inode = this.file(fd);
     const count = Math.max(0, Math.min(length, inode.sizeBytes - position));
+    if (count > 0) inode.checkReadable(position, position + count);
     if (count > 0) target.set(inode.data.subarray(position, position + count), offset);
     return count;
   }
@@ -229,6 +248,7 @@ export class SimDisk implements FileIo {
     this.alive();
     const inode = this.names.get(path);
     if (inode === undefined) throw ioError('ENOENT', `no file ${path}`);
+    inode.checkReadable(0, inode.sizeBytes);
     return Buffer.from(inode.contents());
   }
 
@@ -248,6 +268,7 @@ export class SimDisk implements FileIo {
     this.alive();
     const inode = this.names.get(from);
     if (inode === undefined) throw ioError('ENOENT', `no file ${from}`);
+    inode.checkReadable(0, inode.sizeBytes);
     const copy = new Inode();
     this.link(to, copy);
     this.change(copy, { kind: 'write', position: 0, bytes: Buffer.from(inode.contents()) });
@@ -344,6 +365,7 @@ export class SimDisk implements FileIo {
       if (survivor === undefined) {
         survivor = new Inode(this.survivingContents(inode));
         survivor.modifiedMs = inode.modifiedMs;
+        for (const sector of inode.unreadableSectors) if (sector * SECTOR_BYTES < survivor.sizeBytes) survivor.unreadableSectors.add(sector);
         survivors.set(inode, survivor);
       }
       after.names.set(path, survivor);
@@ -394,6 +416,21 @@ export class SimDisk implements FileIo {
     inode.data[position] = (inode.data[position] as number) ^ bit;
     inode.synced = Buffer.from(inode.contents());
     this.bitFlips.push({ inode, position });
+  }
+
+  /**
+   * A medium error: one sector of a file whose path passes `select`, picked at random, fails every
+   * read (EIO) from now on, across crashes, until it is written again. Returns where, or
+   * undefined if no such file holds data.
+   */
+  failSector(select: (path: string) => boolean): { path: string; sector: number } | undefined {
+    this.alive();
+    const files = [...this.names].filter(([path, inode]) => select(path) && inode.sizeBytes > 0).sort(([a], [b]) => (a < b ? -1 : 1));
+    if (files.length === 0) return undefined;
+    const [path, inode] = this.prng.pick(files);
+    const sector = this.prng.int(0, Math.ceil(inode.sizeBytes / SECTOR_BYTES) - 1);
+    inode.unreadableSectors.add(sector);
+    return { path, sector };
   }
 
   /**

@@ -19,7 +19,7 @@ import {
   STORE_SUFFIX,
 } from './format.js';
 import type { FileIo } from './file-io.js';
-import { FileWindow, frameValidAt, readFully, scanFrames, type ScanResult } from './scan.js';
+import { FileWindow, frameValidAt, isDeviceReadFailure, readFully, scanFrames, type ScanResult } from './scan.js';
 import { Segment } from './segment.js';
 import type { LogConfig, RecoveryReport } from './types.js';
 
@@ -100,7 +100,7 @@ export function heldThroughOffset(io: FileIo, dir: string, maxRecordBytes: numbe
   const storePath = join(dir, segmentFileName(base, STORE_SUFFIX));
   const fd = io.open(storePath, 'r');
   try {
-    const window = new FileWindow(io, fd, io.sizeBytes(fd));
+    const window = new FileWindow(io, fd, io.sizeBytes(fd), storePath);
     const scan = scanFrames({ window, fileName: storePath, startBytes: 0, startOffset: base, maxValueBytes: maxRecordBytes, quarantine: true });
     return base + scan.positions.length - 1;
   } catch (error) {
@@ -164,23 +164,52 @@ export function keepSegmentFilesAside(io: FileIo, dir: string, segments: readonl
     for (const suffix of [STORE_SUFFIX, INDEX_SUFFIX]) {
       const name = segmentFileName(base, suffix);
       if (move) io.rename(join(dir, name), join(keepDir, name));
-      else io.copyFile(join(dir, name), join(keepDir, name));
+      else copyReadable(io, join(dir, name), join(keepDir, name));
     }
   }
   return keepDir;
 }
 
+/** Copies a file; where the device fails to read it, the copy holds zeros (sector by sector). */
+function copyReadable(io: FileIo, from: string, to: string): void {
+  try {
+    io.copyFile(from, to);
+    return;
+  } catch (error) {
+    if (!isDeviceReadFailure(error)) throw error;
+  }
+  const source = io.open(from, 'r');
+  const target = io.open(to, 'w');
+  try {
+    const sizeBytes = io.sizeBytes(source);
+    const sector = Buffer.allocUnsafe(512);
+    for (let position = 0; position < sizeBytes; position += sector.length) {
+      const part = sector.subarray(0, Math.min(sector.length, sizeBytes - position));
+      try {
+        readFully(io, source, part, position, from);
+      } catch (error) {
+        if (!(error instanceof CorruptionError)) throw error;
+        part.fill(0);
+      }
+      io.write(target, part, position);
+    }
+  } finally {
+    io.close(source);
+    io.close(target);
+  }
+}
+
 /** Store position of the `count`-th record of a segment: its index entry if sound, else by scanning frames. */
-function positionOf(io: FileIo, files: { storeFd: number; indexFd: number }, count: number, storeSizeBytes: number): number {
+function positionOf(io: FileIo, files: { storeFd: number; indexFd: number; storePath: string; indexPath: string }, count: number, storeSizeBytes: number): number {
   const indexBytes = io.sizeBytes(files.indexFd);
   if (count < indexBytes / INDEX_ENTRY_BYTES) {
     const entry = Buffer.allocUnsafe(INDEX_ENTRY_BYTES);
-    readFully(io, files.indexFd, entry, count * INDEX_ENTRY_BYTES);
+    readFully(io, files.indexFd, entry, count * INDEX_ENTRY_BYTES, files.indexPath);
     const decoded = decodeIndexEntry(entry, 0);
     if (decoded.relativeOffset === count && decoded.positionBytes <= storeSizeBytes) return decoded.positionBytes;
   }
   // Walk the frame lengths (checksums aside: frames before the damage were verified by recovery).
-  const window = new FileWindow(io, files.storeFd, storeSizeBytes);
+  const window = new FileWindow(io, files.storeFd, storeSizeBytes, files.storePath);
   let position = 0;
   for (let i = 0; i < count && position + FRAME_HEADER_BYTES <= storeSizeBytes; i++) {
     const head = window.view(position, 4);
@@ -277,11 +306,11 @@ function openSealed(io: FileIo, dir: string, base: number, nextBase: number, con
   try {
     const storeSizeBytes = io.sizeBytes(files.storeFd);
     const indexBytes = io.sizeBytes(files.indexFd);
-    const window = new FileWindow(io, files.storeFd, storeSizeBytes);
+    const window = new FileWindow(io, files.storeFd, storeSizeBytes, files.storePath);
     const entryCount = indexBytes / INDEX_ENTRY_BYTES;
     if (Number.isInteger(entryCount) && entryCount > 0) {
       const last = Buffer.allocUnsafe(INDEX_ENTRY_BYTES);
-      readFully(io, files.indexFd, last, indexBytes - INDEX_ENTRY_BYTES);
+      readFully(io, files.indexFd, last, indexBytes - INDEX_ENTRY_BYTES, files.indexPath);
       const entry = decodeIndexEntry(last, 0);
       const size = entry.relativeOffset === entryCount - 1
         ? frameValidAt(window, entry.positionBytes, base + entryCount - 1, config.maxRecordBytes)
@@ -338,12 +367,12 @@ function openActive(io: FileIo, dir: string, base: number, config: LogConfig, re
   const files = openFiles(io, dir, base);
   try {
     const storeSizeBytes = io.sizeBytes(files.storeFd);
-    const window = new FileWindow(io, files.storeFd, storeSizeBytes);
+    const window = new FileWindow(io, files.storeFd, storeSizeBytes, files.storePath);
     const indexBytes = io.sizeBytes(files.indexFd);
     const fileEntries = Math.floor(indexBytes / INDEX_ENTRY_BYTES);
     const maxEntries = Math.floor(Math.max(64 * 1024, config.maxIndexBytes, fileEntries * INDEX_ENTRY_BYTES) / INDEX_ENTRY_BYTES);
     const index = Buffer.allocUnsafe(fileEntries * INDEX_ENTRY_BYTES);
-    if (fileEntries > 0) readFully(io, files.indexFd, index, 0);
+    if (fileEntries > 0) readFully(io, files.indexFd, index, 0, files.indexPath);
     const indexed = soundPrefix(index, fileEntries, storeSizeBytes);
     let trusted = indexed;
     // Step back over trailing entries whose frames fail (torn writes); usually none.

@@ -21,14 +21,25 @@ export class FileWindow {
     private readonly io: FileIo,
     readonly fd: number,
     readonly sizeBytes: number,
+    readonly path: string,
   ) {}
 
-  /** Returns a buffer and the index in it at which `[position, position + length)` starts. */
+  /**
+   * Returns a buffer and the index in it at which `[position, position + length)` starts. A window
+   * the device fails to read is read again as just that range, so an unreadable sector fails only
+   * the frames it holds (CorruptionError at its position).
+   */
   view(position: number, length: number): { buffer: Buffer; at: number } {
     if (position < this.startBytes || position + length > this.startBytes + this.buffer.length) {
       const want = Math.min(Math.max(length, WINDOW_BYTES), this.sizeBytes - position);
-      const buffer = Buffer.allocUnsafe(want);
-      readFully(this.io, this.fd, buffer, position);
+      let buffer = Buffer.allocUnsafe(want);
+      try {
+        readFully(this.io, this.fd, buffer, position, this.path);
+      } catch (error) {
+        if (!(error instanceof CorruptionError) || want === length) throw error;
+        buffer = Buffer.allocUnsafe(length);
+        readFully(this.io, this.fd, buffer, position, this.path);
+      }
       this.buffer = buffer;
       this.startBytes = position;
     }
@@ -36,13 +47,28 @@ export class FileWindow {
   }
 }
 
-export function readFully(io: FileIo, fd: number, target: Buffer, position: number): void {
+/**
+ * Reads `target.length` bytes at `position`. A read the device fails (EIO: a medium error the
+ * drive could not correct) is CorruptionError at the failing position: bytes that cannot be read
+ * are damage like bytes that fail their checksum.
+ */
+export function readFully(io: FileIo, fd: number, target: Buffer, position: number, path: string): void {
   let done = 0;
   while (done < target.length) {
-    const n = io.read(fd, target, done, target.length - done, position + done);
-    if (n === 0) throw new Error(`short read at byte ${position + done}: file ended`);
+    let n: number;
+    try {
+      n = io.read(fd, target, done, target.length - done, position + done);
+    } catch (error) {
+      if (isDeviceReadFailure(error)) throw new CorruptionError(path, position + done, 'the device failed to read it (EIO)');
+      throw error;
+    }
+    if (n === 0) throw new Error(`short read at byte ${position + done} of ${path}: file ended`);
     done += n;
   }
+}
+
+export function isDeviceReadFailure(error: unknown): boolean {
+  return (error as NodeJS.ErrnoException | undefined)?.code === 'EIO';
 }
 
 /**
@@ -107,58 +133,64 @@ export function scanFrames(options: {
   let position = options.startBytes;
   let offset = options.startOffset;
   const maxFrames = options.maxFrames ?? Number.MAX_SAFE_INTEGER;
-  while (position < window.sizeBytes && positions.length < maxFrames) {
-    const size = frameValidAt(window, position, offset, maxValueBytes);
-    if (size !== undefined) {
-      positions.push(position);
-      position += size;
-      offset += 1;
-      continue;
-    }
-    // A bad frame. If its length field still delimits it and a valid successor follows, keep it
-    // (reads of it report DATA_LOSS) rather than lose the records after it.
-    const delimitedEnd = delimitedFrameEnd(window, position, maxValueBytes);
-    if (delimitedEnd !== undefined && delimitedEnd < window.sizeBytes &&
-        frameValidAt(window, delimitedEnd, offset + 1, maxValueBytes) !== undefined) {
-      corruptFrames.push({ offset, positionBytes: position });
-      positions.push(position);
-      position = delimitedEnd;
-      offset += 1;
-      continue;
-    }
-    const later = findLaterValidFrame(window, position + 1, offset, maxValueBytes);
-    if (later !== undefined) {
-      const head = window.view(later, FRAME_HEADER_BYTES);
-      const laterOffset = head.buffer.readUInt32LE(head.at + 8) + head.buffer.readUInt32LE(head.at + 12) * TWO_POW_32;
-      const count = laterOffset - offset;
-      if (options.quarantine === true && count >= 1 && later - position >= count && positions.length + count <= maxFrames) {
-        quarantined.push({ firstOffset: offset, endOffset: laterOffset, positionBytes: position, endBytes: later });
-        for (let i = 0; i < count; i++) positions.push(position + i);
-        position = later;
-        offset = laterOffset;
+  try {
+    while (position < window.sizeBytes && positions.length < maxFrames) {
+      const size = frameValidAt(window, position, offset, maxValueBytes);
+      if (size !== undefined) {
+        positions.push(position);
+        position += size;
+        offset += 1;
         continue;
       }
-      throw new CorruptionError(
-        fileName,
-        position,
-        `record for offset ${offset} is unreadable and valid records follow at byte ${later}; ` +
-          'refusing to cut acknowledged records (restore this segment from a replica or backup, ' +
-          'or start with --quarantine-damaged to serve the damaged range as DATA_LOSS)',
-        { firstOffset: offset, evidenceEndOffset: Math.max(offset, laterOffset) },
-      );
+      // A bad frame. If its length field still delimits it and a valid successor follows, keep it
+      // (reads of it report DATA_LOSS) rather than lose the records after it.
+      const delimitedEnd = delimitedFrameEnd(window, position, maxValueBytes);
+      if (delimitedEnd !== undefined && delimitedEnd < window.sizeBytes &&
+          frameValidAt(window, delimitedEnd, offset + 1, maxValueBytes) !== undefined) {
+        corruptFrames.push({ offset, positionBytes: position });
+        positions.push(position);
+        position = delimitedEnd;
+        offset += 1;
+        continue;
+      }
+      const later = findLaterValidFrame(window, position + 1, offset, maxValueBytes);
+      if (later !== undefined) {
+        const head = window.view(later, FRAME_HEADER_BYTES);
+        const laterOffset = head.buffer.readUInt32LE(head.at + 8) + head.buffer.readUInt32LE(head.at + 12) * TWO_POW_32;
+        const count = laterOffset - offset;
+        if (options.quarantine === true && count >= 1 && later - position >= count && positions.length + count <= maxFrames) {
+          quarantined.push({ firstOffset: offset, endOffset: laterOffset, positionBytes: position, endBytes: later });
+          for (let i = 0; i < count; i++) positions.push(position + i);
+          position = later;
+          offset = laterOffset;
+          continue;
+        }
+        throw new CorruptionError(
+          fileName,
+          position,
+          `record for offset ${offset} is unreadable and valid records follow at byte ${later}; ` +
+            'refusing to cut acknowledged records (restore this segment from a replica or backup, ' +
+            'or start with --quarantine-damaged to serve the damaged range as DATA_LOSS)',
+          { firstOffset: offset, evidenceEndOffset: Math.max(offset, laterOffset) },
+        );
+      }
+      // Nothing valid follows. A crash leaves a frame cut short or sectors never written; a frame
+      // that was written whole and then changed is damage, kept (reads report DATA_LOSS) so that
+      // an acknowledged last record is not cut as if it had been torn.
+      const damagedEnd = writtenWholeFrameEnd(window, position, maxValueBytes);
+      if (damagedEnd !== undefined) {
+        corruptFrames.push({ offset, positionBytes: position });
+        positions.push(position);
+        position = damagedEnd;
+        offset += 1;
+        continue;
+      }
+      return { positions, validEndBytes: position, corruptFrames, quarantined };
     }
-    // Nothing valid follows. A crash leaves a frame cut short or sectors never written; a frame
-    // that was written whole and then changed is damage, kept (reads report DATA_LOSS) so that
-    // an acknowledged last record is not cut as if it had been torn.
-    const damagedEnd = writtenWholeFrameEnd(window, position, maxValueBytes);
-    if (damagedEnd !== undefined) {
-      corruptFrames.push({ offset, positionBytes: position });
-      positions.push(position);
-      position = damagedEnd;
-      offset += 1;
-      continue;
-    }
-    return { positions, validEndBytes: position, corruptFrames, quarantined };
+  } catch (error) {
+    // A read the device failed: damage at the frame being judged, of unknown extent.
+    if (!(error instanceof CorruptionError) || error.damage !== undefined) throw error;
+    throw new CorruptionError(error.file, error.positionBytes, `record for offset ${offset}: ${error.reason}`, { firstOffset: offset, evidenceEndOffset: offset });
   }
   return { positions, validEndBytes: position, corruptFrames, quarantined };
 }
@@ -236,7 +268,7 @@ function findLaterValidFrame(
 export function withFileWindow<T>(path: string, body: (window: FileWindow) => T, io: FileIo = NODE_FILE_IO): T {
   const fd = io.open(path, 'r');
   try {
-    return body(new FileWindow(io, fd, io.sizeBytes(fd)));
+    return body(new FileWindow(io, fd, io.sizeBytes(fd), path));
   } finally {
     io.close(fd);
   }

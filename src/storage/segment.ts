@@ -19,7 +19,7 @@ import {
   decodeFrameHeader, decodeIndexEntry, encodeFrame, encodeIndexEntry, FRAME_HEADER_BYTES, INDEX_ENTRY_BYTES, INDEX_SUFFIX,
   frameChecksumMatches, segmentFileName, STORE_SUFFIX,
 } from './format.js';
-import { FileWindow, frameValidAt, readFully } from './scan.js';
+import { FileWindow, frameValidAt, isDeviceReadFailure, readFully } from './scan.js';
 import type { RecordInput, StoredRecord } from './types.js';
 
 const TWO_POW_32 = 0x1_0000_0000;
@@ -284,7 +284,7 @@ export class Segment {
     const fromFile = Math.max(0, Math.min(entries, this.indexedEntryCount - first));
     if (fromFile > 0) {
       this.files();
-      readFully(this.io, this.indexFd, source.subarray(0, fromFile * INDEX_ENTRY_BYTES), first * INDEX_ENTRY_BYTES);
+      readFully(this.io, this.indexFd, source.subarray(0, fromFile * INDEX_ENTRY_BYTES), first * INDEX_ENTRY_BYTES, this.indexPath);
     }
     if (fromFile < entries) {
       const at = (first + fromFile - this.indexedEntryCount) * INDEX_ENTRY_BYTES;
@@ -313,6 +313,7 @@ export class Segment {
     const batch = 16_384;
     let chunkStart = 0;
     let chunkBytes = 0;
+    let recordByRecord = false;
     for (let first = 0; first < this.writtenEntryCount; first += batch) {
       const count = Math.min(batch, this.writtenEntryCount - first);
       let positions: number[];
@@ -329,15 +330,29 @@ export class Segment {
         if (end - position < FRAME_HEADER_BYTES) return offset;
         let source = chunk;
         let at = position - chunkStart;
-        if (end - position > chunk.length) {
-          source = Buffer.allocUnsafe(end - position);
-          if (this.readStore(source, position) !== source.length) return offset;
-          at = 0;
-        } else if (position < chunkStart || end > chunkStart + chunkBytes) {
-          chunkStart = position;
-          chunkBytes = this.readStore(chunk.subarray(0, Math.min(chunk.length, this.writtenStoreBytes - position)), position);
-          at = 0;
-          if (end > chunkStart + chunkBytes) return offset;
+        try {
+          if (end - position > chunk.length || recordByRecord) {
+            source = Buffer.allocUnsafe(end - position);
+            if (this.readStore(source, position) !== source.length) return offset;
+            at = 0;
+          } else if (position < chunkStart || end > chunkStart + chunkBytes) {
+            chunkStart = position;
+            try {
+              chunkBytes = this.readStore(chunk.subarray(0, Math.min(chunk.length, this.writtenStoreBytes - position)), position);
+            } catch (error) {
+              // The device failed to read the chunk: find the record it failed at, one read each.
+              if (!(error instanceof CorruptionError)) throw error;
+              recordByRecord = true;
+              chunkStart = chunkBytes = 0;
+              i--;
+              continue;
+            }
+            at = 0;
+            if (end > chunkStart + chunkBytes) return offset;
+          }
+        } catch (error) {
+          if (error instanceof CorruptionError) return offset;
+          throw error;
         }
         const header = decodeFrameHeader(source, at);
         if (header.offset !== offset || FRAME_HEADER_BYTES + header.valueLength !== end - position) return offset;
@@ -357,11 +372,17 @@ export class Segment {
   rebuildIndexFromStore(): boolean {
     if (this.hasUnwritten() || this.indexedEntryCount !== this.writtenEntryCount) return false;
     this.files();
-    const window = new FileWindow(this.io, this.storeFd, this.writtenStoreBytes);
+    const window = new FileWindow(this.io, this.storeFd, this.writtenStoreBytes, this.storePath);
     const index = Buffer.allocUnsafe(this.writtenEntryCount * INDEX_ENTRY_BYTES);
     let position = 0;
     for (let i = 0; i < this.writtenEntryCount; i++) {
-      const frameBytes = frameValidAt(window, position, this.baseOffset + i, this.writtenStoreBytes);
+      let frameBytes: number | undefined;
+      try {
+        frameBytes = frameValidAt(window, position, this.baseOffset + i, this.writtenStoreBytes);
+      } catch (error) {
+        if (error instanceof CorruptionError) return false; // the device failed a read: not intact
+        throw error;
+      }
       if (frameBytes === undefined) return false;
       encodeIndexEntry(index, i, position);
       position += frameBytes;
@@ -394,9 +415,17 @@ export class Segment {
       take += 1;
     }
     const start = positions[0]!;
-    const chunk = Buffer.allocUnsafe(positions[take]! - start);
+    let chunk = Buffer.allocUnsafe(positions[take]! - start);
     this.files();
-    readFully(this.io, this.storeFd, chunk, start);
+    try {
+      readFully(this.io, this.storeFd, chunk, start, this.storePath);
+    } catch (error) {
+      // An unreadable sector further on fails only the records it holds: read the first alone.
+      if (!(error instanceof CorruptionError) || take === 1) throw error;
+      take = 1;
+      chunk = Buffer.allocUnsafe(positions[1]! - start);
+      readFully(this.io, this.storeFd, chunk, start, this.storePath);
+    }
     const records = new Array<StoredRecord>(take);
     for (let i = 0; i < take; i++) {
       records[i] = this.decodeAt(chunk, positions[i]! - start, positions[i + 1]! - start, offset + i, positions[i]!);
@@ -503,9 +532,9 @@ export class Segment {
    */
   rewriteUnsynced(): void {
     this.files();
-    this.rewrite(this.storeFd, this.syncedStoreBytes, this.writtenStoreBytes);
+    this.rewrite(this.storeFd, this.storePath, this.syncedStoreBytes, this.writtenStoreBytes);
     // Index entries past indexedEntryCount are still in memory: syncFilesSync writes them.
-    this.rewrite(this.indexFd, this.syncedIndexEntryCount * INDEX_ENTRY_BYTES, this.indexedEntryCount * INDEX_ENTRY_BYTES);
+    this.rewrite(this.indexFd, this.indexPath, this.syncedIndexEntryCount * INDEX_ENTRY_BYTES, this.indexedEntryCount * INDEX_ENTRY_BYTES);
     this.syncFilesSync();
     this.syncedIndexEntryCount = this.writtenEntryCount;
   }
@@ -522,19 +551,24 @@ export class Segment {
   }
 
   /** Reads bytes [from, to) of a file back and writes them again, in bounded chunks. */
-  private rewrite(fd: number, from: number, to: number): void {
+  private rewrite(fd: number, path: string, from: number, to: number): void {
     const chunkBytes = 1024 * 1024;
     for (let position = from; position < to; position += chunkBytes) {
       const chunk = Buffer.allocUnsafe(Math.min(chunkBytes, to - position));
-      readFully(this.io, fd, chunk, position);
+      readFully(this.io, fd, chunk, position, path);
       this.io.write(fd, chunk, position);
     }
   }
 
-  /** Reads raw store bytes [position, position + target.length). */
+  /** Reads raw store bytes [position, position + target.length); CorruptionError where the device fails the read. */
   readStore(target: Buffer, position: number): number {
     this.files();
-    return this.io.read(this.storeFd, target, 0, target.length, position);
+    try {
+      return this.io.read(this.storeFd, target, 0, target.length, position);
+    } catch (error) {
+      if (isDeviceReadFailure(error)) throw new CorruptionError(this.storePath, position, 'the device failed to read it (EIO)');
+      throw error;
+    }
   }
 
   get filesOpen(): boolean {
