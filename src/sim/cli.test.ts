@@ -36,7 +36,7 @@ test('bad arguments are rejected with a clear message', () => {
 test('--replica runs the production replica: a seed prints the same summary twice, a failing variant its reproduction', () => {
   const first = sim(['--replica', '--seed', '17', '--steps', '300']);
   assert.equal(first.status, 0, first.stdout);
-  assert.match(first.stdout, /^ok seed=17 events=\d+ acknowledged=\d+ sequenced=\d+ duplicates=\d+ reads=\d+ powerLosses=\d+ kills=\d+ fsyncFailures=\d+ diskFulls=\d+ stops=\d+ retentions=\d+ lowest=\d+ snapshots=\d+ configChanges=\d+ leaves=\d+ rejoins=\d+ wipes=\d+ stateDamages=\d+ movedAside=\d+ log=\d+ virtual=\d+ms trace=[0-9a-f]+ history=[0-9a-f]+/);
+  assert.match(first.stdout, /^ok seed=17 events=\d+ acknowledged=\d+ sequenced=\d+ duplicates=\d+ reads=\d+ powerLosses=\d+ kills=\d+ bitFlips=\d+ readFailures=\d+ fsyncFailures=\d+ diskFulls=\d+ stops=\d+ retentions=\d+ lowest=\d+ snapshots=\d+ configChanges=\d+ leaves=\d+ rejoins=\d+ wipes=\d+ stateDamages=\d+ movedAside=\d+ log=\d+ virtual=\d+ms trace=[0-9a-f]+ history=[0-9a-f]+/);
   assert.equal(sim(['--replica', '--seed', '17', '--steps', '300']).stdout, first.stdout);
   const broken = sim(['--replica', '--seed', '16', '--fault', 'acknowledgeBeforeQuorumDurable']);
   assert.equal(broken.status, 1, broken.stdout);

@@ -2,7 +2,7 @@
  * Runs the Raft simulator from the command line.
  *   npm run sim -- --seed 1234 [--nodes 5] [--steps 600] [--verbose] [--fault NAME]
  *   npm run sim -- --long 60 [--nodes 3|5|7]   (random seeds for 60 s, prints seeds/s)
- *   npm run sim -- --replica [--seed N | --long S] [--nodes 3] [--fault NAME] [--bit-flips P] [--fsync-failures P] [--state-damage P] [--disk-full-every MIN-MAX]   (the production replica)
+ *   npm run sim -- --replica [--seed N | --long S] [--nodes 3] [--fault NAME] [--bit-flips P] [--read-failures P] [--fsync-failures P] [--state-damage P] [--disk-full-every MIN-MAX]   (the production replica)
  * Exit status 1 when a run fails; the failure line includes the command that reproduces it.
  */
 import { BROKEN_VARIANTS, REPLICA_VARIANTS, type BrokenVariantName, type ReplicaVariantName } from './variants.js';
@@ -20,6 +20,7 @@ interface CliArgs {
   replica: boolean;
   /** Replica runs: probability that a power loss flips a bit on the disk. */
   bitFlips: number;
+  readFailures: number;
   /** Replica runs: probability that an fsync fails, for every seed (null: each seed's own draw). */
   fsyncFailures: number | null;
   /** Replica runs: probability that a power loss of one node loses a sector of a Raft state file (null: each seed's own draw). */
@@ -29,7 +30,7 @@ interface CliArgs {
 }
 
 function parseArgs(argv: readonly string[]): CliArgs {
-  const args: CliArgs = { seed: null, nodeCount: null, steps: 600, verbose: false, longSeconds: null, fault: null, replica: false, bitFlips: 0, fsyncFailures: null, stateDamage: null, diskFullEveryMs: null };
+  const args: CliArgs = { seed: null, nodeCount: null, steps: 600, verbose: false, longSeconds: null, fault: null, replica: false, bitFlips: 0, readFailures: 0, fsyncFailures: null, stateDamage: null, diskFullEveryMs: null };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i];
     const value = (): string => {
@@ -45,6 +46,7 @@ function parseArgs(argv: readonly string[]): CliArgs {
     else if (flag === '--fault') args.fault = value();
     else if (flag === '--replica') args.replica = true;
     else if (flag === '--bit-flips') args.bitFlips = parseProbability(flag, value());
+    else if (flag === '--read-failures') args.readFailures = parseProbability(flag, value());
     else if (flag === '--fsync-failures') args.fsyncFailures = parseProbability(flag, value());
     else if (flag === '--state-damage') args.stateDamage = parseProbability(flag, value());
     else if (flag === '--disk-full-every') {
@@ -92,6 +94,7 @@ function replicaOptions(args: CliArgs, seed: number, nodeCount: number): Replica
     steps: args.steps,
     ...(args.fault === null ? {} : { faults: REPLICA_VARIANTS[args.fault as ReplicaVariantName], faultName: args.fault }),
     ...(args.bitFlips > 0 ? { bitFlipProbability: args.bitFlips } : {}),
+    ...(args.readFailures > 0 ? { readFailureProbability: args.readFailures } : {}),
     ...(args.fsyncFailures !== null ? { fsyncFailureProbability: args.fsyncFailures } : {}),
     ...(args.stateDamage !== null ? { stateDamageProbability: args.stateDamage } : {}),
     ...(args.diskFullEveryMs !== null ? { diskFullEveryMs: args.diskFullEveryMs } : {}),
@@ -103,7 +106,7 @@ async function runReplicaOne(args: CliArgs): Promise<number> {
   const result = await runReplicaSeed(replicaOptions(args, args.seed ?? 1, args.nodeCount ?? 3));
   const summary =
     `seed=${result.seed} events=${result.eventCount} acknowledged=${result.acknowledged} sequenced=${result.sequencedAcknowledged} ` +
-    `duplicates=${result.duplicatesAnswered} reads=${result.observations} powerLosses=${result.powerLosses} kills=${result.kills} fsyncFailures=${result.fsyncFailures} diskFulls=${result.diskFulls} stops=${result.stops} retentions=${result.retentions} lowest=${result.lowestOffset} snapshots=${result.snapshots} configChanges=${result.configChanges} leaves=${result.leaves} rejoins=${result.rejoins} wipes=${result.wipes} stateDamages=${result.stateDamages} movedAside=${result.movedAside} log=${result.logLength} ` +
+    `duplicates=${result.duplicatesAnswered} reads=${result.observations} powerLosses=${result.powerLosses} kills=${result.kills} bitFlips=${result.bitFlips} readFailures=${result.readFailures} fsyncFailures=${result.fsyncFailures} diskFulls=${result.diskFulls} stops=${result.stops} retentions=${result.retentions} lowest=${result.lowestOffset} snapshots=${result.snapshots} configChanges=${result.configChanges} leaves=${result.leaves} rejoins=${result.rejoins} wipes=${result.wipes} stateDamages=${result.stateDamages} movedAside=${result.movedAside} log=${result.logLength} ` +
     `virtual=${result.virtualMs}ms trace=${result.traceHash.toString(16)} history=${result.historyHash.toString(16)}`;
   if (result.ok) {
     console.log(`ok ${summary}`);
@@ -119,7 +122,7 @@ async function runReplicaLong(args: CliArgs, seconds: number): Promise<number> {
   let runs = 0;
   let failures = 0;
   const totals = {
-    acknowledged: 0, powerLosses: 0, kills: 0, bitFlips: 0, fsyncFailures: 0, diskFulls: 0, stops: 0, retentions: 0, snapshots: 0, configChanges: 0,
+    acknowledged: 0, powerLosses: 0, kills: 0, bitFlips: 0, readFailures: 0, fsyncFailures: 0, diskFulls: 0, stops: 0, retentions: 0, snapshots: 0, configChanges: 0,
     leaves: 0, rejoins: 0, wipes: 0, stateDamages: 0, movedAside: 0, partitionedViews: 0, falseSuspicions: 0,
   };
   while (Date.now() - startMs < seconds * 1000) {
@@ -169,7 +172,7 @@ function runLong(args: CliArgs, seconds: number): number {
   return failures === 0 ? 0 : 1;
 }
 
-const USAGE = 'usage: npm run sim -- [--replica [--bit-flips P] [--fsync-failures P] [--state-damage P] [--disk-full-every MIN-MAX]] [--seed N] [--nodes 3|5|7] [--steps N] [--verbose] [--fault NAME] [--long SECONDS]';
+const USAGE = 'usage: npm run sim -- [--replica [--bit-flips P] [--read-failures P] [--fsync-failures P] [--state-damage P] [--disk-full-every MIN-MAX]] [--seed N] [--nodes 3|5|7] [--steps N] [--verbose] [--fault NAME] [--long SECONDS]';
 
 async function main(): Promise<number> {
   let args: CliArgs;

@@ -448,6 +448,14 @@ export class SimDisk implements FileIo {
     inode.unsynced = [];
   }
 
+  /** The file's size (stat's size; no read, so an unreadable sector does not fail it). */
+  fileSizeBytes(path: string): number {
+    this.alive();
+    const inode = this.names.get(path);
+    if (inode === undefined) throw ioError('ENOENT', `no file ${path}`);
+    return inode.sizeBytes;
+  }
+
   /** The file's modification time (stat's mtime). */
   modifiedMs(path: string): number {
     this.alive();

@@ -84,6 +84,8 @@ export interface ReplicaClusterOptions {
   readonly stateDamageProbability?: number;
   /** Probability that a power loss flips one bit of one synced byte on the node's disk. Default 0. */
   readonly bitFlipProbability?: number;
+  /** Probability that a power loss leaves a sector of one of the node's Raft files unreadable (EIO). Default 0. */
+  readonly readFailureProbability?: number;
   readonly trace?: (line: string) => void;
 }
 
@@ -138,6 +140,8 @@ export class ReplicaNode {
   kills = 0;
   /** Power losses that flipped a bit on this node's disk. */
   bitFlips = 0;
+  /** Power losses that left a sector of this node's Raft files unreadable. */
+  readFailures = 0;
   /** Times Raft stopped (a failed storage write, damage found) and the keeper reopened the replica in place. */
   stops = 0;
   /** Opens of the replica that failed on a disk error (and were retried). */
@@ -476,12 +480,23 @@ export class ReplicaCluster {
       node.repairThroughIndex = heldThrough;
       this.record(`bit flipped on ${id}`);
     }
+    // No draw when off, so that seeds replay as before the fault existed.
+    const readFailure = this.options.readFailureProbability ?? 0;
+    if (mayFlip && readFailure > 0 && this.prng.chance(readFailure)) {
+      const failed = node.disk.failSector((path) => path.startsWith(`${RAFT_DIR}/`));
+      if (failed !== undefined) {
+        node.readFailures++;
+        node.lost = true;
+        node.repairThroughIndex = heldThrough;
+        this.record(`sector ${failed.sector} of ${id}'s ${failed.path} unreadable`);
+      }
+    }
     if (mayLose && this.prng.chance(this.options.stateDamageProbability ?? 0)) {
       const present = [...STATE_FILES].filter((name) => node.disk.kind(`${RAFT_DIR}/${name}`) === 'file');
       if (present.length === 0) return;
       const name = this.prng.pick(present);
       const path = `${RAFT_DIR}/${name}`;
-      node.disk.damage(path, this.prng.int(0, Math.max(0, node.disk.readFile(path).length - 2)));
+      node.disk.damage(path, this.prng.int(0, Math.max(0, node.disk.fileSizeBytes(path) - 2)));
       node.lost = true;
       this.counts.stateDamages++;
       this.record(`lost a sector of ${id}'s ${name}`);

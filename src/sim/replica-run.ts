@@ -48,6 +48,8 @@ export interface ReplicaRunOptions {
   readonly retention?: boolean;
   /** Probability that a power loss flips a bit of a synced byte on the node's disk (default 0: off in CI, see README). */
   readonly bitFlipProbability?: number;
+  /** Probability that a power loss leaves a sector of the node's Raft files unreadable (default 0, `--read-failures P`). */
+  readonly readFailureProbability?: number;
   /** Network partitions reach the gossip views, so each side reports the other failed (default true). */
   readonly gossipPartitions?: boolean;
   /** Per gossip delivery, the chance of a false failure report about a reachable member (default 0.05). */
@@ -73,6 +75,8 @@ export interface ReplicaRunResult {
   readonly kills: number;
   /** Power losses that flipped a bit of a synced byte. */
   readonly bitFlips: number;
+  /** Power losses that left a sector unreadable. */
+  readonly readFailures: number;
   readonly logLength: number;
   /** Fsyncs that failed with EIO, over every disk. */
   readonly fsyncFailures: number;
@@ -200,6 +204,7 @@ export async function runReplicaSeed(options: ReplicaRunOptions): Promise<Replic
     disk: { fsyncFailureProbability: disk.fsyncFailureProbability, slowFsyncProbability: disk.slowFsyncProbability, slowFsyncMsMin: 60, slowFsyncMsMax: 240 },
     maxStoreBytes,
     bitFlipProbability: options.bitFlipProbability ?? 0,
+    readFailureProbability: options.readFailureProbability ?? 0,
     ...(retention !== undefined ? { retention } : {}),
     failureDetectionMs: membership.failureDetectionMs,
     gossipPartitions: options.gossipPartitions ?? true,
@@ -229,7 +234,7 @@ export async function runReplicaSeed(options: ReplicaRunOptions): Promise<Replic
     ok: failure === null,
     seed: options.seed,
     failure,
-    reproduce: `npm run sim -- --replica --seed ${options.seed} --nodes ${options.nodeCount} --steps ${options.steps}${options.faultName !== undefined ? ` --fault ${options.faultName}` : ''}${options.bitFlipProbability ? ` --bit-flips ${options.bitFlipProbability}` : ''}${options.fsyncFailureProbability !== undefined ? ` --fsync-failures ${options.fsyncFailureProbability}` : ''}${options.stateDamageProbability !== undefined ? ` --state-damage ${options.stateDamageProbability}` : ''}${options.diskFullEveryMs !== undefined ? ` --disk-full-every ${options.diskFullEveryMs.join('-')}` : ''}`,
+    reproduce: `npm run sim -- --replica --seed ${options.seed} --nodes ${options.nodeCount} --steps ${options.steps}${options.faultName !== undefined ? ` --fault ${options.faultName}` : ''}${options.bitFlipProbability ? ` --bit-flips ${options.bitFlipProbability}` : ''}${options.readFailureProbability ? ` --read-failures ${options.readFailureProbability}` : ''}${options.fsyncFailureProbability !== undefined ? ` --fsync-failures ${options.fsyncFailureProbability}` : ''}${options.stateDamageProbability !== undefined ? ` --state-damage ${options.stateDamageProbability}` : ''}${options.diskFullEveryMs !== undefined ? ` --disk-full-every ${options.diskFullEveryMs.join('-')}` : ''}`,
     traceHash: cluster.traceHash,
     historyHash: run.historyHash,
     eventCount: cluster.eventCount,
@@ -240,6 +245,7 @@ export async function runReplicaSeed(options: ReplicaRunOptions): Promise<Replic
     observations: history.observations.length,
     powerLosses: [...cluster.nodes.values()].reduce((sum, node) => sum + node.crashes, 0),
     bitFlips: [...cluster.nodes.values()].reduce((sum, node) => sum + node.bitFlips, 0),
+    readFailures: [...cluster.nodes.values()].reduce((sum, node) => sum + node.readFailures, 0),
     kills: [...cluster.nodes.values()].reduce((sum, node) => sum + node.kills, 0),
     logLength,
     fsyncFailures: run.fsyncFailures,

@@ -80,6 +80,22 @@ test('flipped bits on one member at a time are found, the member repaired from t
   console.log(`bit-flip runs: ${flips} flips, ${stops} stops`);
 });
 
+test('sectors a member\'s device can no longer read are damage: found at open, cut, repaired from the others, nothing acknowledged lost', async () => {
+  let failures = 0;
+  for (let seed = 1; seed <= 20; seed++) {
+    const result = await runReplicaSeed({ seed, nodeCount: 3, steps: 600, readFailureProbability: 0.3 });
+    assert.equal(result.ok, true, `${result.failure}\n  reproduce: ${result.reproduce}`);
+    failures += result.readFailures;
+  }
+  assert.ok(failures > 5, `power losses that left a sector unreadable: ${failures}`);
+  console.log(`read-failure runs: ${failures} unreadable sectors`);
+  // Seed 17001388: the unreadable sector held n2's last records and nothing readable followed;
+  // counting only up to the first unreadable record, n2 voted for a leader lacking entries it
+  // had acknowledged (an acknowledged produce lost).
+  const pinned = await runReplicaSeed({ seed: 17001388, nodeCount: 3, steps: 600, readFailureProbability: 0.3 });
+  assert.equal(pinned.ok, true, `${pinned.failure}\n  reproduce: ${pinned.reproduce}`);
+});
+
 test('a replica whose open failed after finding damage still knows what it held (its repair target is recorded before the cut)', async () => {
   // Seed 15005621: n2's log is cut at a flipped bit by an open that then fails on a full disk; the
   // next open found only the cut log and set its repair target to the persisted commit, below

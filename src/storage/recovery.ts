@@ -163,11 +163,50 @@ export function keepSegmentFilesAside(io: FileIo, dir: string, segments: readonl
   for (const { base, move } of segments) {
     for (const suffix of [STORE_SUFFIX, INDEX_SUFFIX]) {
       const name = segmentFileName(base, suffix);
+      if (io.kind(join(dir, name)) !== 'file') continue; // an index a roll had not yet created
       if (move) io.rename(join(dir, name), join(keepDir, name));
       else copyReadable(io, join(dir, name), join(keepDir, name));
     }
   }
   return keepDir;
+}
+
+/**
+ * frameValidAt for the open's quick checks, where a frame the device fails to read is only not
+ * known to be valid: the scan that follows judges it (and reports it as damage).
+ */
+function readableFrameAt(window: FileWindow, position: number, offset: number, maxValueBytes: number): number | undefined {
+  try {
+    return frameValidAt(window, position, offset, maxValueBytes);
+  } catch (error) {
+    if (error instanceof CorruptionError && error.damage === undefined) return undefined;
+    throw error;
+  }
+}
+
+/**
+ * readFully for index files, which are derived from the store: sectors the device fails to read
+ * come back as zeros, which no sound entry is, so recovery rebuilds those entries from the store.
+ */
+function readReadable(io: FileIo, fd: number, target: Buffer, position: number, path: string): void {
+  try {
+    readFully(io, fd, target, position, path);
+    return;
+  } catch (error) {
+    if (!(error instanceof CorruptionError)) throw error;
+  }
+  const SECTOR = 512;
+  for (let at = 0; at < target.length; ) {
+    const end = Math.min(target.length, (Math.floor((position + at) / SECTOR) + 1) * SECTOR - position);
+    const part = target.subarray(at, end);
+    try {
+      readFully(io, fd, part, position + at, path);
+    } catch (error) {
+      if (!(error instanceof CorruptionError)) throw error;
+      part.fill(0);
+    }
+    at = end;
+  }
 }
 
 /** Copies a file; where the device fails to read it, the copy holds zeros (sector by sector). */
@@ -202,7 +241,7 @@ function copyReadable(io: FileIo, from: string, to: string): void {
 /** Store position of the `count`-th record of a segment: its index entry if sound, else by scanning frames. */
 function positionOf(io: FileIo, files: { storeFd: number; indexFd: number; storePath: string; indexPath: string }, count: number, storeSizeBytes: number): number {
   const indexBytes = io.sizeBytes(files.indexFd);
-  if (count < indexBytes / INDEX_ENTRY_BYTES) {
+  if (count < Math.floor(indexBytes / INDEX_ENTRY_BYTES)) {
     const entry = Buffer.allocUnsafe(INDEX_ENTRY_BYTES);
     readFully(io, files.indexFd, entry, count * INDEX_ENTRY_BYTES, files.indexPath);
     const decoded = decodeIndexEntry(entry, 0);
@@ -310,10 +349,10 @@ function openSealed(io: FileIo, dir: string, base: number, nextBase: number, con
     const entryCount = indexBytes / INDEX_ENTRY_BYTES;
     if (Number.isInteger(entryCount) && entryCount > 0) {
       const last = Buffer.allocUnsafe(INDEX_ENTRY_BYTES);
-      readFully(io, files.indexFd, last, indexBytes - INDEX_ENTRY_BYTES, files.indexPath);
+      readReadable(io, files.indexFd, last, indexBytes - INDEX_ENTRY_BYTES, files.indexPath);
       const entry = decodeIndexEntry(last, 0);
       const size = entry.relativeOffset === entryCount - 1
-        ? frameValidAt(window, entry.positionBytes, base + entryCount - 1, config.maxRecordBytes)
+        ? readableFrameAt(window, entry.positionBytes, base + entryCount - 1, config.maxRecordBytes)
         : undefined;
       if (size !== undefined && entry.positionBytes + size === storeSizeBytes) {
         return Segment.fromRecovered(io, dir, base, { ...files, entryCount, storeSizeBytes, active: false });
@@ -372,14 +411,14 @@ function openActive(io: FileIo, dir: string, base: number, config: LogConfig, re
     const fileEntries = Math.floor(indexBytes / INDEX_ENTRY_BYTES);
     const maxEntries = Math.floor(Math.max(64 * 1024, config.maxIndexBytes, fileEntries * INDEX_ENTRY_BYTES) / INDEX_ENTRY_BYTES);
     const index = Buffer.allocUnsafe(fileEntries * INDEX_ENTRY_BYTES);
-    if (fileEntries > 0) readFully(io, files.indexFd, index, 0, files.indexPath);
+    if (fileEntries > 0) readReadable(io, files.indexFd, index, 0, files.indexPath);
     const indexed = soundPrefix(index, fileEntries, storeSizeBytes);
     let trusted = indexed;
     // Step back over trailing entries whose frames fail (torn writes); usually none.
     let resumeBytes = 0;
     while (trusted > 0) {
       const position = decodeIndexEntry(index, trusted - 1).positionBytes;
-      const size = frameValidAt(window, position, base + trusted - 1, config.maxRecordBytes);
+      const size = readableFrameAt(window, position, base + trusted - 1, config.maxRecordBytes);
       if (size !== undefined) {
         resumeBytes = position + size;
         break;

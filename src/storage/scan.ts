@@ -188,9 +188,11 @@ export function scanFrames(options: {
       return { positions, validEndBytes: position, corruptFrames, quarantined };
     }
   } catch (error) {
-    // A read the device failed: damage at the frame being judged, of unknown extent.
+    // A read the device failed: damage at the frame being judged, of unknown extent. What the
+    // file shows after the unreadable sector is evidence of records held.
     if (!(error instanceof CorruptionError) || error.damage !== undefined) throw error;
-    throw new CorruptionError(error.file, error.positionBytes, `record for offset ${offset}: ${error.reason}`, { firstOffset: offset, evidenceEndOffset: offset });
+    const evidenceEndOffset = lastOffsetAfter(window, position, error.positionBytes, offset, maxValueBytes);
+    throw new CorruptionError(error.file, error.positionBytes, `record for offset ${offset}: ${error.reason}`, { firstOffset: offset, evidenceEndOffset });
   }
   return { positions, validEndBytes: position, corruptFrames, quarantined };
 }
@@ -206,6 +208,36 @@ function delimitedFrameEnd(window: FileWindow, position: number, maxValueBytes: 
 
 /** The unit a disk writes atomically; a torn write leaves whole sectors unwritten. */
 const SECTOR_BYTES = 512;
+
+/**
+ * How far records may have gone past the frame for `offset` at `frameAtBytes`, whose read failed
+ * at `failedAtBytes`: the highest offset of a valid frame found by searching past each unreadable
+ * sector and following the frames from there. With none found, the unreadable bytes may hold the
+ * last records, so as many frames as fit between the frame and the end of the file count (an
+ * upper bound: a replica may wait for a few more entries than it held, never fewer).
+ */
+function lastOffsetAfter(window: FileWindow, frameAtBytes: number, failedAtBytes: number, offset: number, maxValueBytes: number): number {
+  let last = -1;
+  let position = (Math.floor(failedAtBytes / SECTOR_BYTES) + 1) * SECTOR_BYTES;
+  while (position < window.sizeBytes) {
+    try {
+      const found = findLaterValidFrame(window, position, Math.max(last, offset) + 1, maxValueBytes);
+      if (found === undefined) break;
+      const head = window.view(found, FRAME_HEADER_BYTES);
+      let next = head.buffer.readUInt32LE(head.at + 8) + head.buffer.readUInt32LE(head.at + 12) * TWO_POW_32;
+      position = found;
+      for (let size = frameValidAt(window, position, next, maxValueBytes); size !== undefined; size = frameValidAt(window, position, next, maxValueBytes)) {
+        last = next;
+        position += size;
+        next += 1;
+      }
+    } catch (error) {
+      if (!(error instanceof CorruptionError)) throw error;
+      position = (Math.floor(error.positionBytes / SECTOR_BYTES) + 1) * SECTOR_BYTES;
+    }
+  }
+  return last >= 0 ? last : offset + Math.max(0, Math.ceil((window.sizeBytes - frameAtBytes) / FRAME_HEADER_BYTES) - 1);
+}
 
 /**
  * Where a frame that fails its checksum ends, if it shows it was written whole; undefined if it
