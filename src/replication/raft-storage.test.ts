@@ -355,6 +355,30 @@ test('damage on a replica of a multi-voter cluster: the log is cut before it and
   }
 });
 
+test('damage with a side file the device cannot read: still cut and repaired, not an open that fails', async () => {
+  const { dir, remove } = tempDir('raft-damage-eio');
+  try {
+    // Bootstrapped alone, then two voters added at index 21: only the side file says so.
+    let storage = await RaftLogStorage.open(dir, { log: SMALL_SEGMENTS, initialConfig: { voters: ['a'], learners: [] } });
+    await storage.append([noop(1, 1), ...normals(2, 20, 1), configEntry(21, 1, config), ...normals(22, 24, 1)]);
+    await storage.setHardState({ term: 1, vote: 'a', commit: 12 });
+    await storage.close();
+    flipBitInThirdSegment(dir);
+    // Which configuration is current is read from the side file; unreadable, it cannot say the
+    // replica is alone, so the damage is cut as on any replica with others to repair from.
+    const control = join(dir, 'control.0.idx');
+    const eio = (): Error => Object.assign(new Error('EIO: i/o error, read'), { code: 'EIO' });
+    const fileIo: FileIo = { ...NODE_FILE_IO, readFile: (path) => { if (path === control) throw eio(); return NODE_FILE_IO.readFile(path); } };
+    storage = await RaftLogStorage.open(dir, { log: SMALL_SEGMENTS, fileIo });
+    assert.equal(storage.lastIndex(), 11, 'cut before index 12 (offset 11)');
+    assert.equal(storage.repairTo(), 24);
+    assert.match(storage.recovery.actions.join('\n'), /rebuilt .*control\.0\.idx from the log because the device failed to read .*control\.0\.idx \(EIO\)/);
+    await storage.close();
+  } finally {
+    remove();
+  }
+});
+
 test('a lone voter keeps a damaged record in place (nobody could repair it): served as DATA_LOSS, no repair', async () => {
   const { dir, remove } = tempDir('raft-damage-lone');
   try {

@@ -887,7 +887,8 @@ export class RaftLogStorage implements RaftStorage {
     let bytes: Buffer;
     try {
       bytes = (this.logConfig.io ?? NODE_FILE_IO).readFile(this.controlPath());
-    } catch {
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'EIO') return 2; // the side file is damaged too
       bytes = Buffer.alloc(0);
     }
     const { firstIndex } = this.state.begin;
