@@ -94,6 +94,10 @@ test('sectors a member\'s device can no longer read are damage: found at open, c
   // had acknowledged (an acknowledged produce lost).
   const pinned = await runReplicaSeed({ seed: 17001388, nodeCount: 3, steps: 600, readFailureProbability: 0.3 });
   assert.equal(pinned.ok, true, `${pinned.failure}\n  reproduce: ${pinned.reproduce}`);
+  // Seed 19002164: a power loss flipped a bit in n2's log and left its side file unreadable; the
+  // open took n2 for a lone voter (no configuration listed), kept the damage and failed on it.
+  const both = await runReplicaSeed({ seed: 19002164, nodeCount: 3, steps: 600, bitFlipProbability: 0.1, readFailureProbability: 0.1 });
+  assert.equal(both.ok, true, `${both.failure}\n  reproduce: ${both.reproduce}`);
 });
 
 test('a replica whose open failed after finding damage still knows what it held (its repair target is recorded before the cut)', async () => {
