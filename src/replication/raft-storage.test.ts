@@ -14,6 +14,7 @@ import { EntryType, MemoryStorage, type ClusterConfig, type Entry, type HardStat
 import { FRAME_HEADER_BYTES, NODE_FILE_IO, type FileIo } from '../storage/index.js';
 import { CorruptionError, InvalidArgumentError, OffsetOutOfRangeError } from '../util/index.js';
 import { decodeLogSnapshot, encodeLogSnapshot, LOG_SNAPSHOT_MAX_BYTES, RaftLogStorage, type FileOps } from './raft-storage.js';
+import { CONTROL_RECORD_BYTES } from './control-index.js';
 import { configEntry, fullView, noop, normal, normals, raftView, tempDir } from './test-support.js';
 
 const config: ClusterConfig = { voters: ['a', 'b', 'c'], learners: [] };
@@ -373,6 +374,34 @@ test('damage with a side file the device cannot read: still cut and repaired, no
     assert.equal(storage.lastIndex(), 11, 'cut before index 12 (offset 11)');
     assert.equal(storage.repairTo(), 24);
     assert.match(storage.recovery.actions.join('\n'), /rebuilt .*control\.0\.idx from the log because the device failed to read .*control\.0\.idx \(EIO\)/);
+    await storage.close();
+  } finally {
+    remove();
+  }
+});
+
+test('a damaged side file is rebuilt even when the rebuild before died: its bad tail stays until the rebuild replaces it', async () => {
+  const { dir, remove } = tempDir('raft-control-rebuild');
+  try {
+    let storage = await RaftLogStorage.open(dir, { log: SMALL_SEGMENTS, initialConfig: { voters: ['a'], learners: [] } });
+    await storage.append([noop(1, 1), ...normals(2, 10, 1), configEntry(11, 1, config), ...normals(12, 20, 1)]);
+    await storage.close();
+    // A flipped bit in the side file's record of the configuration entry (its second record).
+    const control = join(dir, 'control.0.idx');
+    const bytes = readFileSync(control);
+    bytes[CONTROL_RECORD_BYTES + 2]! ^= 0x04;
+    writeFileSync(control, bytes);
+    // The open decides to rebuild the side file from the log, and dies replacing it.
+    const dying: FileOps = {
+      ...NODE_FILE_IO,
+      rename: (from, to) => {
+        if (to === control) throw new Error('the process died');
+        NODE_FILE_IO.rename(from, to);
+      },
+    };
+    await assert.rejects(RaftLogStorage.open(dir, { log: SMALL_SEGMENTS, fileOps: dying }), /the process died/);
+    storage = await RaftLogStorage.open(dir, { log: SMALL_SEGMENTS });
+    assert.deepEqual(storage.controlEntries(EntryType.Config, 1).map((entry) => entry.index), [11], 'the configuration entry is listed again');
     await storage.close();
   } finally {
     remove();

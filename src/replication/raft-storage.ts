@@ -881,22 +881,26 @@ export class RaftLogStorage implements RaftStorage {
 
   /**
    * Voters of the latest configuration in the log, read from the side file as it is on disk
-   * (before open checks it). 2 when that entry is unreadable: damage a replica should look for.
+   * (before open checks it). 2 when that cannot be known (the entry or the side file unreadable,
+   * valid side-file records after a damaged one, or no configuration at all): only a replica
+   * known to be alone keeps damage in place.
    */
   private latestVoters(): number {
     let bytes: Buffer;
     try {
       bytes = (this.logConfig.io ?? NODE_FILE_IO).readFile(this.controlPath());
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'EIO') return 2; // the side file is damaged too
+      if ((error as NodeJS.ErrnoException).code === 'EIO') return 2;
       bytes = Buffer.alloc(0);
     }
     const { firstIndex } = this.state.begin;
-    const configs = decodeControlFile(bytes).records.filter(
+    const decoded = decodeControlFile(bytes);
+    if (decoded.strandedRecords.length > 0) return 2;
+    const configs = decoded.records.filter(
       (record) => record.type === EntryType.Config && record.index >= firstIndex && record.index - 1 < this.log.nextOffset(),
     );
     const last = configs[configs.length - 1];
-    if (last === undefined) return this.state.snapshot.config.voters.length;
+    if (last === undefined) return this.state.snapshot.config.voters.length === 0 ? 2 : this.state.snapshot.config.voters.length;
     try {
       return decodeConfig(this.log.read(last.index - 1).value).voters.length;
     } catch {
@@ -1017,7 +1021,9 @@ export class RaftLogStorage implements RaftStorage {
       records = records.slice(0, beyond);
       keptBytes = beyond * CONTROL_RECORD_BYTES;
     }
-    if (keptBytes < bytes.length) {
+    // When the side file must be rebuilt, its bad tail stays until the rebuild replaces the file:
+    // cut first, a crash before the rebuild would leave a side file that looks whole.
+    if (keptBytes < bytes.length && rebuild === undefined) {
       this.ops.truncate(this.controlFd, keptBytes);
       await this.ops.fsync(this.controlFd);
     }

@@ -30,6 +30,8 @@ const TWO_POW_32 = 0x1_0000_0000;
  */
 export const DEFAULT_WRITE_ARENA_BYTES = 256 * 1024;
 /** Index entries read per call when walking a segment, bounding one read's size. */
+/** The unit a device fails reads in. */
+const SECTOR_BYTES = 512;
 const READ_ENTRIES_MAX = 4096;
 
 interface SegmentOptions {
@@ -550,12 +552,20 @@ export class Segment {
     this.rewriteUnsynced();
   }
 
-  /** Reads bytes [from, to) of a file back and writes them again, in bounded chunks. */
-  private rewrite(fd: number, path: string, from: number, to: number): void {
-    const chunkBytes = 1024 * 1024;
+  /**
+   * Reads bytes [from, to) of a file back and writes them again, in bounded chunks. A sector the
+   * device fails to read is left as it is (reads of the records it holds report the damage).
+   */
+  private rewrite(fd: number, path: string, from: number, to: number, chunkBytes = 1024 * 1024): void {
     for (let position = from; position < to; position += chunkBytes) {
       const chunk = Buffer.allocUnsafe(Math.min(chunkBytes, to - position));
-      readFully(this.io, fd, chunk, position, path);
+      try {
+        readFully(this.io, fd, chunk, position, path);
+      } catch (error) {
+        if (!(error instanceof CorruptionError)) throw error;
+        if (chunkBytes > SECTOR_BYTES) this.rewrite(fd, path, position, position + chunk.length, SECTOR_BYTES);
+        continue;
+      }
       this.io.write(fd, chunk, position);
     }
   }
