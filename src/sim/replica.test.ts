@@ -96,8 +96,12 @@ test('sectors a member\'s device can no longer read are damage: found at open, c
   assert.equal(pinned.ok, true, `${pinned.failure}\n  reproduce: ${pinned.reproduce}`);
   // Seed 19002164: a power loss flipped a bit in n2's log and left its side file unreadable; the
   // open took n2 for a lone voter (no configuration listed), kept the damage and failed on it.
-  const both = await runReplicaSeed({ seed: 19002164, nodeCount: 3, steps: 600, bitFlipProbability: 0.1, readFailureProbability: 0.1 });
-  assert.equal(both.ok, true, `${both.failure}\n  reproduce: ${both.reproduce}`);
+  // 20002095: an open died rebuilding a damaged side file it had already cut short; 20006282: a
+  // side file that skipped a damaged record; 20006467: an untrusted tail with an unreadable sector.
+  for (const seed of [19002164, 20002095, 20006282, 20006467]) {
+    const both = await runReplicaSeed({ seed, nodeCount: 3, steps: 600, bitFlipProbability: 0.1, readFailureProbability: 0.1 });
+    assert.equal(both.ok, true, `${both.failure}\n  reproduce: ${both.reproduce}`);
+  }
 });
 
 test('a replica whose open failed after finding damage still knows what it held (its repair target is recorded before the cut)', async () => {
