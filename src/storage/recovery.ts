@@ -19,7 +19,7 @@ import {
   STORE_SUFFIX,
 } from './format.js';
 import type { FileIo } from './file-io.js';
-import { FileWindow, frameValidAt, isDeviceReadFailure, readFully, scanFrames, type ScanResult } from './scan.js';
+import { FileWindow, frameValidAt, isDeviceReadFailure, readFillingUnreadable, readFully, scanFrames, type ScanResult } from './scan.js';
 import { Segment } from './segment.js';
 import type { LogConfig, RecoveryReport } from './types.js';
 
@@ -184,31 +184,6 @@ function readableFrameAt(window: FileWindow, position: number, offset: number, m
   }
 }
 
-/**
- * readFully for index files, which are derived from the store: sectors the device fails to read
- * come back as zeros, which no sound entry is, so recovery rebuilds those entries from the store.
- */
-function readReadable(io: FileIo, fd: number, target: Buffer, position: number, path: string): void {
-  try {
-    readFully(io, fd, target, position, path);
-    return;
-  } catch (error) {
-    if (!(error instanceof CorruptionError)) throw error;
-  }
-  const SECTOR = 512;
-  for (let at = 0; at < target.length; ) {
-    const end = Math.min(target.length, (Math.floor((position + at) / SECTOR) + 1) * SECTOR - position);
-    const part = target.subarray(at, end);
-    try {
-      readFully(io, fd, part, position + at, path);
-    } catch (error) {
-      if (!(error instanceof CorruptionError)) throw error;
-      part.fill(0);
-    }
-    at = end;
-  }
-}
-
 /** Copies a file; where the device fails to read it, the copy holds zeros (sector by sector). */
 function copyReadable(io: FileIo, from: string, to: string): void {
   try {
@@ -221,16 +196,11 @@ function copyReadable(io: FileIo, from: string, to: string): void {
   const target = io.open(to, 'w');
   try {
     const sizeBytes = io.sizeBytes(source);
-    const sector = Buffer.allocUnsafe(512);
-    for (let position = 0; position < sizeBytes; position += sector.length) {
-      const part = sector.subarray(0, Math.min(sector.length, sizeBytes - position));
-      try {
-        readFully(io, source, part, position, from);
-      } catch (error) {
-        if (!(error instanceof CorruptionError)) throw error;
-        part.fill(0);
-      }
-      io.write(target, part, position);
+    const chunkBytes = 1024 * 1024;
+    for (let position = 0; position < sizeBytes; position += chunkBytes) {
+      const chunk = Buffer.allocUnsafe(Math.min(chunkBytes, sizeBytes - position));
+      readFillingUnreadable(io, source, chunk, position, from);
+      io.write(target, chunk, position);
     }
   } finally {
     io.close(source);
@@ -349,7 +319,8 @@ function openSealed(io: FileIo, dir: string, base: number, nextBase: number, con
     const entryCount = indexBytes / INDEX_ENTRY_BYTES;
     if (Number.isInteger(entryCount) && entryCount > 0) {
       const last = Buffer.allocUnsafe(INDEX_ENTRY_BYTES);
-      readReadable(io, files.indexFd, last, indexBytes - INDEX_ENTRY_BYTES, files.indexPath);
+      // Index sectors the device fails to read come back as zeros, which no sound entry is: rebuilt from the store.
+      readFillingUnreadable(io, files.indexFd, last, indexBytes - INDEX_ENTRY_BYTES, files.indexPath);
       const entry = decodeIndexEntry(last, 0);
       const size = entry.relativeOffset === entryCount - 1
         ? readableFrameAt(window, entry.positionBytes, base + entryCount - 1, config.maxRecordBytes)
@@ -411,7 +382,7 @@ function openActive(io: FileIo, dir: string, base: number, config: LogConfig, re
     const fileEntries = Math.floor(indexBytes / INDEX_ENTRY_BYTES);
     const maxEntries = Math.floor(Math.max(64 * 1024, config.maxIndexBytes, fileEntries * INDEX_ENTRY_BYTES) / INDEX_ENTRY_BYTES);
     const index = Buffer.allocUnsafe(fileEntries * INDEX_ENTRY_BYTES);
-    if (fileEntries > 0) readReadable(io, files.indexFd, index, 0, files.indexPath);
+    if (fileEntries > 0) readFillingUnreadable(io, files.indexFd, index, 0, files.indexPath); // zeros where unreadable: rebuilt
     const indexed = soundPrefix(index, fileEntries, storeSizeBytes);
     let trusted = indexed;
     // Step back over trailing entries whose frames fail (torn writes); usually none.

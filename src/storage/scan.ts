@@ -67,6 +67,30 @@ export function readFully(io: FileIo, fd: number, target: Buffer, position: numb
   }
 }
 
+/** The unit a disk writes atomically (a torn write leaves whole sectors unwritten) and fails reads in. */
+export const SECTOR_BYTES = 512;
+
+/** readFully, except that sectors the device fails to read come back as zeros. */
+export function readFillingUnreadable(io: FileIo, fd: number, target: Buffer, position: number, path: string): void {
+  try {
+    readFully(io, fd, target, position, path);
+    return;
+  } catch (error) {
+    if (!(error instanceof CorruptionError)) throw error;
+  }
+  for (let at = 0; at < target.length; ) {
+    const end = Math.min(target.length, (Math.floor((position + at) / SECTOR_BYTES) + 1) * SECTOR_BYTES - position);
+    const part = target.subarray(at, end);
+    try {
+      readFully(io, fd, part, position + at, path);
+    } catch (error) {
+      if (!(error instanceof CorruptionError)) throw error;
+      part.fill(0);
+    }
+    at = end;
+  }
+}
+
 export function isDeviceReadFailure(error: unknown): boolean {
   return (error as NodeJS.ErrnoException | undefined)?.code === 'EIO';
 }
@@ -206,8 +230,6 @@ function delimitedFrameEnd(window: FileWindow, position: number, maxValueBytes: 
   return end <= window.sizeBytes ? end : undefined;
 }
 
-/** The unit a disk writes atomically; a torn write leaves whole sectors unwritten. */
-const SECTOR_BYTES = 512;
 
 /**
  * How far records may have gone past the frame for `offset` at `frameAtBytes`, whose read failed

@@ -19,7 +19,7 @@ import {
   decodeFrameHeader, decodeIndexEntry, encodeFrame, encodeIndexEntry, FRAME_HEADER_BYTES, INDEX_ENTRY_BYTES, INDEX_SUFFIX,
   frameChecksumMatches, segmentFileName, STORE_SUFFIX,
 } from './format.js';
-import { FileWindow, frameValidAt, isDeviceReadFailure, readFully } from './scan.js';
+import { FileWindow, frameValidAt, isDeviceReadFailure, readFully, SECTOR_BYTES } from './scan.js';
 import type { RecordInput, StoredRecord } from './types.js';
 
 const TWO_POW_32 = 0x1_0000_0000;
@@ -30,8 +30,6 @@ const TWO_POW_32 = 0x1_0000_0000;
  */
 export const DEFAULT_WRITE_ARENA_BYTES = 256 * 1024;
 /** Index entries read per call when walking a segment, bounding one read's size. */
-/** The unit a device fails reads in. */
-const SECTOR_BYTES = 512;
 const READ_ENTRIES_MAX = 4096;
 
 interface SegmentOptions {
