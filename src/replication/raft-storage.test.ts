@@ -425,6 +425,37 @@ test('a lone voter keeps a damaged record in place (nobody could repair it): ser
   }
 });
 
+test('a member whose log lists one voter, another member, is not alone: the damage is cut and repaired from the cluster', async () => {
+  const { dir, remove } = tempDir('raft-damage-not-self');
+  try {
+    // A member that took the bootstrap entry (voter a) from the leader and nothing after it yet.
+    let storage = await RaftLogStorage.open(dir, { log: SMALL_SEGMENTS, selfId: 'b' });
+    await storage.append([configEntry(1, 1, { voters: ['a'], learners: [] }), ...normals(2, 20, 1)]);
+    await storage.close();
+    flipBitInThirdSegment(dir);
+    storage = await RaftLogStorage.open(dir, { log: SMALL_SEGMENTS, selfId: 'b' });
+    assert.equal(storage.lastIndex(), 11, 'cut before index 12 (offset 11)');
+    assert.equal(storage.repairTo(), 20);
+    await storage.close();
+    // The same files opened as the one voter itself: alone, the damage stays in place.
+    const alone = tempDir('raft-damage-self');
+    try {
+      storage = await RaftLogStorage.open(alone.dir, { log: SMALL_SEGMENTS, selfId: 'a' });
+      await storage.append([configEntry(1, 1, { voters: ['a'], learners: [] }), ...normals(2, 20, 1)]);
+      await storage.close();
+      flipBitInThirdSegment(alone.dir);
+      storage = await RaftLogStorage.open(alone.dir, { log: SMALL_SEGMENTS, selfId: 'a' });
+      assert.equal(storage.lastIndex(), 20);
+      assert.equal(storage.repairTo(), 0);
+      await storage.close();
+    } finally {
+      alone.remove();
+    }
+  } finally {
+    remove();
+  }
+});
+
 test('damage in entries written while the node was alone is cut too once the configuration has other voters (they hold the whole log)', async () => {
   const { dir, remove } = tempDir('raft-damage-grown');
   try {

@@ -29,7 +29,7 @@
 import { join } from 'node:path';
 import {
   CompactedError, decodeConfig, EntryType, isUserEntry, LogUnavailableError, type ClusterConfig, type Entry, type HardState, type InitialState, type RaftStorage,
-  type Snapshot, type Cancel, type Timers,
+  type NodeId, type Snapshot, type Cancel, type Timers,
 } from '../raft/index.js';
 import { entrySizeBytes } from '../raft/types.js';
 import { CommitLog, NODE_FILE_IO, type FileIo, type LogConfig, type ReadLimits, type StoredRecord } from '../storage/index.js';
@@ -125,6 +125,12 @@ export interface RaftLogStorageOptions {
   readonly initialConfig?: ClusterConfig;
   /** Schedules the lazy commit-index write (default: an unref'ed system timer; the simulator passes its virtual clock). */
   readonly timers?: Pick<Timers, 'after'>;
+  /**
+   * This member's Raft id, when it has one. Damage is kept in place (nobody could repair it) only
+   * on a member alone in its configuration: with the id, one whose latest configuration's voters
+   * are exactly this member; without it, any configuration of one voter is taken for this member's.
+   */
+  readonly selfId?: NodeId;
 }
 
 interface LogBegin {
@@ -205,6 +211,7 @@ export class RaftLogStorage implements RaftStorage {
     private readonly logConfig: Partial<LogConfig>,
     private readonly dirFd: number,
     private readonly unlock: () => void,
+    private readonly selfId: NodeId | undefined,
     init: {
       log: CommitLog; state: LogState; hardState: HardState; clusterId: string | undefined; isNew: boolean; actions: string[]; faults: RaftStorageFaults;
       timers: Pick<Timers, 'after'>;
@@ -274,7 +281,7 @@ export class RaftLogStorage implements RaftStorage {
       // (It also makes a log directory just created durable.)
       await ops.fsync(dirFd);
       const isNew = hardState === undefined && logState === undefined && log.nextOffset() === 0;
-      storage = new RaftLogStorage(dir, ops, logConfig, dirFd, unlock, {
+      storage = new RaftLogStorage(dir, ops, logConfig, dirFd, unlock, options.selfId, {
         log, state, hardState: hardState ?? EMPTY_HARD_STATE, clusterId, isNew, actions: [...log.recovery.actions, ...actions], faults: options.faults ?? {},
         timers: options.timers ?? BACKGROUND_TIMERS, // a pending lazy commit write must not keep the process alive
       });
@@ -829,7 +836,7 @@ export class RaftLogStorage implements RaftStorage {
     // Only a replica with others to fetch from cuts a damaged record away; a lone voter keeps it
     // in place, served as DATA_LOSS, as a single log does (and refuses undelimitable damage
     // unless the operator asked for quarantine). First, before anything reads the log.
-    if (this.latestVoters() > 1) {
+    if (!this.knownAlone()) {
       const damaged = await this.cutAtFirstDamagedRecord(actions, async (heldThroughIndex) => {
         // Recorded before the cut: once the files are set aside, nothing here shows what this
         // replica held, and an open that fails after the cut (a full disk) would forget it.
@@ -880,32 +887,37 @@ export class RaftLogStorage implements RaftStorage {
   }
 
   /**
-   * Voters of the latest configuration in the log, read from the side file as it is on disk
-   * (before open checks it). 2 when that cannot be known (the entry or the side file unreadable,
-   * valid side-file records after a damaged one, or no configuration at all): only a replica
-   * known to be alone keeps damage in place.
+   * Whether the latest configuration in the log lists this member as its one voter, read from
+   * the side file as it is on disk (before open checks it). False when that cannot be known (the
+   * entry or the side file unreadable, valid side-file records after a damaged one, or no
+   * configuration at all): only a replica known to be alone keeps damage in place.
    */
-  private latestVoters(): number {
+  private knownAlone(): boolean {
     let bytes: Buffer;
     try {
       bytes = (this.logConfig.io ?? NODE_FILE_IO).readFile(this.controlPath());
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'EIO') return 2;
+      if ((error as NodeJS.ErrnoException).code === 'EIO') return false;
       bytes = Buffer.alloc(0);
     }
     const { firstIndex } = this.state.begin;
     const decoded = decodeControlFile(bytes);
-    if (decoded.strandedRecords.length > 0) return 2;
+    if (decoded.strandedRecords.length > 0) return false;
     const configs = decoded.records.filter(
       (record) => record.type === EntryType.Config && record.index >= firstIndex && record.index - 1 < this.log.nextOffset(),
     );
     const last = configs[configs.length - 1];
-    if (last === undefined) return this.state.snapshot.config.voters.length === 0 ? 2 : this.state.snapshot.config.voters.length;
-    try {
-      return decodeConfig(this.log.read(last.index - 1).value).voters.length;
-    } catch {
-      return 2;
+    let voters: readonly NodeId[];
+    if (last === undefined) {
+      voters = this.state.snapshot.config.voters;
+    } else {
+      try {
+        voters = decodeConfig(this.log.read(last.index - 1).value).voters;
+      } catch {
+        return false;
+      }
     }
+    return voters.length === 1 && (this.selfId === undefined || voters[0] === this.selfId);
   }
 
   /**

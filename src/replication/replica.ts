@@ -309,9 +309,11 @@ export class Replica {
     let raftId: NodeId;
     let joinOnly: boolean;
     try {
-      storage = await RaftLogStorage.open(raftDir, storageOptions);
+      // Read first: whether a damaged log can be repaired from others depends on who this member is.
+      const recorded = recordedIdentity(io, identityFile, options.nodeName);
+      storage = await RaftLogStorage.open(raftDir, { ...storageOptions, ...(recorded !== undefined ? { selfId: recorded.raftId } : {}) });
       try {
-        ({ raftId, joinOnly } = identity(io, identityFile, options.nodeName, storage.isNew, newIncarnation));
+        ({ raftId, joinOnly } = recorded ?? newIdentity(io, identityFile, options.nodeName, storage.isNew, newIncarnation));
       } catch (error) {
         await storage.close();
         throw error;
@@ -334,7 +336,7 @@ export class Replica {
       storage = await RaftLogStorage.open(raftDir, storageOptions);
       try {
         if (options.faults?.rejoinUnderOldIdentity === true) keepIdentity(io, join(aside, 'member.json'), identityFile);
-        ({ raftId, joinOnly } = identity(io, identityFile, options.nodeName, true, newIncarnation, { joinOnly: true }));
+        ({ raftId, joinOnly } = recordedIdentity(io, identityFile, options.nodeName) ?? newIdentity(io, identityFile, options.nodeName, true, newIncarnation, { joinOnly: true }));
         if (clusterId !== undefined) await storage.setClusterId(clusterId);
       } catch (error) {
         await storage.close();
@@ -697,11 +699,20 @@ export class Replica {
 /** The small state files of `<dataDir>/raft` whose damage makes the node rejoin as a new member. */
 export const STATE_FILES: ReadonlySet<string> = new Set(['hard-state.json', 'log-state.json', 'cluster.json', 'member.json']);
 
-/**
- * The Raft id recorded in the data dir, made on first use; a data dir of another node is refused.
- * `joinOnly` marks an identity that replaces a damaged member: it never bootstraps.
- */
-function identity(
+/** The Raft id recorded in the data dir, if any; a data dir of another node is refused. */
+function recordedIdentity(io: FileIo, file: string, nodeName: string): { raftId: NodeId; joinOnly: boolean } | undefined {
+  if (nodeName.includes('@')) throw new InvalidArgumentError(`node name "${nodeName}" must not contain "@"`);
+  const recorded = readJsonFile(io, file) as { nodeName?: unknown; raftId?: unknown; joinOnly?: unknown } | undefined;
+  if (recorded === undefined) return undefined;
+  if (typeof recorded.raftId !== 'string' || typeof recorded.nodeName !== 'string') throw new CorruptionError(file, 0, 'not a member identity');
+  if (recorded.nodeName !== nodeName) {
+    throw new InvalidArgumentError(`data dir belongs to node "${recorded.nodeName}", not "${nodeName}": start it with --node-name ${recorded.nodeName} or use another --data-dir`);
+  }
+  return { raftId: recorded.raftId, joinOnly: recorded.joinOnly === true };
+}
+
+/** Makes and records this node's Raft id, a new incarnation of its name; only for Raft state that is new. */
+function newIdentity(
   io: FileIo,
   file: string,
   nodeName: string,
@@ -709,15 +720,6 @@ function identity(
   newIncarnation: () => string,
   made: { joinOnly?: boolean } = {},
 ): { raftId: NodeId; joinOnly: boolean } {
-  if (nodeName.includes('@')) throw new InvalidArgumentError(`node name "${nodeName}" must not contain "@"`);
-  const recorded = readJsonFile(io, file) as { nodeName?: unknown; raftId?: unknown; joinOnly?: unknown } | undefined;
-  if (recorded !== undefined) {
-    if (typeof recorded.raftId !== 'string' || typeof recorded.nodeName !== 'string') throw new CorruptionError(file, 0, 'not a member identity');
-    if (recorded.nodeName !== nodeName) {
-      throw new InvalidArgumentError(`data dir belongs to node "${recorded.nodeName}", not "${nodeName}": start it with --node-name ${recorded.nodeName} or use another --data-dir`);
-    }
-    return { raftId: recorded.raftId, joinOnly: recorded.joinOnly === true };
-  }
   if (!storageIsNew) throw new CorruptionError(file, 0, 'missing, but the data dir holds Raft state');
   const raftId = `${nodeName}@${newIncarnation()}`;
   const joinOnly = made.joinOnly === true;

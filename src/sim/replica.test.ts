@@ -102,6 +102,10 @@ test('sectors a member\'s device can no longer read are damage: found at open, c
     const both = await runReplicaSeed({ seed, nodeCount: 3, steps: 600, bitFlipProbability: 0.1, readFailureProbability: 0.1 });
     assert.equal(both.ok, true, `${both.failure}\n  reproduce: ${both.reproduce}`);
   }
+  // Seed 24003406 (5 nodes): a member whose log held only the bootstrap entry, listing another
+  // member as the one voter, took itself for that lone voter, kept a damaged index entry and failed on it.
+  const other = await runReplicaSeed({ seed: 24003406, nodeCount: 5, steps: 600, bitFlipProbability: 0.1, readFailureProbability: 0.1 });
+  assert.equal(other.ok, true, `${other.failure}\n  reproduce: ${other.reproduce}`);
 });
 
 test('a replica whose open failed after finding damage still knows what it held (its repair target is recorded before the cut)', async () => {
