@@ -40,7 +40,7 @@ import {
   type Server as WireServer,
 } from '../gen/log/v1/log.js';
 import { AdminClient } from '../gen/annal/admin/v1/admin.js';
-import { errorFromStatus } from '../wire/index.js';
+import { enablePipelinedWrites, errorFromStatus } from '../wire/index.js';
 import { clusterSeeds, Discovery, DISCOVERY_OPTION } from './cluster-resolver.js';
 import { DEFAULT_RETRY, IdempotentProducer, type RetryOptions } from './idempotent-producer.js';
 import { routeMetadata, type Route } from './route-balancer.js';
@@ -173,6 +173,7 @@ export class AnnalClient {
   private readonly producers = new Set<IdempotentProducer>();
 
   constructor(options: AnnalClientOptions) {
+    enablePipelinedWrites(); // a ProduceStream's queued records leave together, not one per event-loop turn
     this.callTimeoutMs = options.callTimeoutMs ?? 30_000;
     this.retry = { ...DEFAULT_RETRY, ...options.retry };
     const credentials = channelCredentials(options.security);

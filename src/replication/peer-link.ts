@@ -18,6 +18,7 @@ import { Client, Metadata, status as Status, type ChannelCredentials, type Chann
 import type { RateLimitedLog } from '../auth/index.js';
 import type { Message, NodeId } from '../raft/index.js';
 import { assert } from '../util/index.js';
+import { enablePipelinedWrites } from '../wire/index.js';
 import type { KeyedLogLimit } from './log-limit.js';
 import { estimateMessageBytes } from './peer-codec.js';
 import { SendDropReason, type PeerLogger, type PeerMetrics } from './peer-metrics.js';
@@ -105,7 +106,10 @@ export class PeerLink {
   channel(): Client {
     assert(this.address !== undefined, `no address for peer ${this.id}`);
     assert(!this.closed, `link to ${this.id} is closed`);
-    this.client ??= new Client(this.address, this.settings.credentials, this.settings.channelOptions);
+    if (this.client === undefined) {
+      enablePipelinedWrites(); // queued messages leave together, not one per event-loop turn
+      this.client = new Client(this.address, this.settings.credentials, this.settings.channelOptions);
+    }
     return this.client;
   }
 
