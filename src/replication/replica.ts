@@ -711,7 +711,10 @@ function recordedIdentity(io: FileIo, file: string, nodeName: string): { raftId:
   return { raftId: recorded.raftId, joinOnly: recorded.joinOnly === true };
 }
 
-/** Makes and records this node's Raft id, a new incarnation of its name; only for Raft state that is new. */
+/**
+ * Makes and records this node's Raft id, a new incarnation of its name; only for Raft state that is
+ * new. `joinOnly` marks an identity that replaces a damaged member: it never bootstraps.
+ */
 function newIdentity(
   io: FileIo,
   file: string,
